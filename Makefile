@@ -1,0 +1,54 @@
+# Thin front for the CMake build: every command is one word.
+#   make          build the library, examples and tests (release, build/release)
+#   make demo     run the end-to-end example on the memory backend
+#   make test     build with ASan+UBSan and run every test, then fuzz briefly
+#   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 20)
+#   make bench    run the benchmarks
+# Each target first installs missing system packages (scripts/deps.sh).
+
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 20
+BUILD       := build
+
+.PHONY: all deps release asan fuzz-build demo test unit fuzz bench valgrind clean
+
+all: release
+
+deps:
+	@bash scripts/deps.sh
+
+release: deps
+	@cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD)/release -j $(JOBS)
+
+asan: deps
+	@cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DKIVIS_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD)/asan -j $(JOBS)
+
+fuzz-build: deps
+	@CC=clang cmake -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DKIVIS_FUZZ=ON -DKIVIS_TESTS=OFF \
+	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" >/dev/null
+	@cmake --build $(BUILD)/fuzz -j $(JOBS)
+
+demo: release
+	@$(BUILD)/release/examples/example_demo
+
+unit: asan
+	@cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+test: unit fuzz
+
+fuzz: fuzz-build
+	@bash scripts/fuzz.sh $(BUILD)/fuzz/fuzz $(FUZZ_SECONDS)
+
+bench: release
+	@bash scripts/bench.sh $(BUILD)/release/bench
+
+valgrind: release
+	@bash scripts/valgrind.sh $(BUILD)/release/tests
+
+clean:
+	rm -rf $(BUILD)

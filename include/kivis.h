@@ -1,0 +1,222 @@
+/*
+ * kivis.h - the record engine: a typed database over a kivis_storage.
+ *
+ * A kivis_db binds a schema descriptor (kivis/schema.h) to a storage
+ * (kivis/storage.h).  Generated code (kivis-gen) wraps these calls in typed
+ * functions; they are usable directly with hand-written descriptors.
+ *
+ * Layout in the storage (DESIGN.md section 4):
+ *   record       tableid | 0x00           | key(primary key)
+ *   index entry  tableid | index + 2      | key(field value) | key(primary key)
+ *   metadata     table id 0 holds the stored schema
+ * Ids are order-preserving varints; key() is the order-preserving encoding.
+ *
+ * Atomicity: every put, insert or remove writes the record and all of its
+ * index entries in one storage transaction.  Between kivis_begin and
+ * kivis_commit all operations on the handle share one transaction, see its
+ * writes (index lookups included), and land together or not at all.
+ *
+ * Errors: functions return KIVIS_OK, KIVIS_NOTFOUND or a negative code;
+ * kivis_errmsg(db) holds the detail of the last failure on the handle.  An
+ * error raised after an operation has started writing poisons the current
+ * transaction: everything but kivis_abort then returns KIVIS_EBADTXN.
+ * Errors found before any write (bad argument, unique violation, key too
+ * long, wrong enum value, bad UTF-8) leave the transaction usable.
+ *
+ * Memory: every allocation goes through the allocator given in
+ * kivis_options.  A get or scan into a record or key with char * or
+ * kivis_bytes members allocates them; kivis_record_clear / kivis_key_clear
+ * frees them.  Records of fixed-size fields never allocate.
+ *
+ * Threads: a kivis_db is used by one thread at a time.  Several handles may
+ * share one storage where the backend allows it; the storage must outlive
+ * every handle on it.
+ */
+#ifndef KIVIS_H
+#define KIVIS_H
+
+#include "kivis/common.h"
+#include "kivis/schema.h"
+#include "kivis/storage.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KIVIS_VERSION_MAJOR 0
+#define KIVIS_VERSION_MINOR 1
+#define KIVIS_VERSION_PATCH 0
+
+typedef struct kivis_db kivis_db;
+typedef struct kivis_scan kivis_scan;
+
+/** Options for kivis_open.  Zero-initialised means all defaults. */
+typedef struct kivis_options {
+    /** Allocator for everything the db allocates; NULL for the default.
+     *  It must outlive the db. */
+    const kivis_allocator *allocator;
+    /** KIVIS_SYNC (default) or KIVIS_NOSYNC for every commit. */
+    int durability;
+} kivis_options;
+
+/**
+ * Open a database over `st` with `schema`.
+ *
+ * On an empty store the schema is written to table 0.  Otherwise the stored
+ * schema is read and checked: tables the store does not know yet are added
+ * (new ids, never reusing old ones); any other difference fails with
+ * KIVIS_ESCHEMA and a message naming the table and field.  Either way
+ * nothing is changed on failure.
+ *
+ * The db does not own `st`; close the db first.  `schema` must outlive it.
+ * @return KIVIS_OK; KIVIS_EINVAL (NULL argument, malformed descriptor);
+ *         KIVIS_ESCHEMA; KIVIS_ECORRUPT (unreadable stored schema);
+ *         KIVIS_EVERSION; KIVIS_ENOMEM; storage errors.  *out = NULL on error.
+ */
+int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
+               const kivis_options *opts, kivis_db **out);
+
+/** Close a handle, aborting an open transaction.  NULL is a no-op. */
+void kivis_close(kivis_db *db);
+
+/**
+ * Detail of the last failure on this handle ("user.name: ..."); "" if none.
+ * Valid until the next call on the handle.  db may be NULL (gives "").
+ */
+const char *kivis_errmsg(const kivis_db *db);
+
+/** Find a table by name.  @return its position in the schema, or -1. */
+int kivis_table(const kivis_db *db, const char *name);
+
+/** Find an index of a table by name.  @return its position, or -1. */
+int kivis_index(const kivis_db *db, uint32_t table, const char *name);
+
+/* ---- transactions --------------------------------------------------- */
+
+/**
+ * Begin a write transaction on the handle.  Until kivis_commit or
+ * kivis_abort, every operation on the handle runs inside it.
+ * @return KIVIS_OK, KIVIS_EINVAL (one is already open), KIVIS_EBUSY,
+ *         KIVIS_ENOMEM, storage errors.
+ */
+int kivis_begin(kivis_db *db);
+
+/**
+ * Commit the open transaction atomically.  The transaction ends whatever
+ * the result; on failure none of it is applied.
+ * @return KIVIS_OK; KIVIS_EINVAL (none open); KIVIS_EBADTXN (poisoned: it was
+ *         aborted instead); storage errors (KIVIS_EIO, KIVIS_EFULL, ...).
+ */
+int kivis_commit(kivis_db *db);
+
+/** Abort the open transaction, if any, discarding its writes. */
+void kivis_abort(kivis_db *db);
+
+/* ---- records -------------------------------------------------------- */
+
+/**
+ * Store `record` under the key its table's strategy gives: the next
+ * auto-increment id (one past the highest stored), its [[key]] fields, or
+ * derive_key.  An existing record under that key is replaced together with
+ * its index entries.  key_out (may be NULL) receives the key; it owns no
+ * memory of the db's (string key fields point into `record`).
+ * @return KIVIS_OK; KIVIS_EINVAL; KIVIS_ECONSTRAINT (a [[unique]] index
+ *         already holds the value; nothing written); KIVIS_EKEYSIZE;
+ *         KIVIS_EOVERFLOW (auto-increment ids exhausted); KIVIS_EUTF8;
+ *         KIVIS_ERANGE (enum value not declared, unterminated char[N]);
+ *         KIVIS_EBADTXN; KIVIS_ENOMEM; storage errors.
+ */
+int kivis_put(kivis_db *db, uint32_t table, const void *record,
+              void *key_out);
+
+/**
+ * Store `record` under the explicit `key` (insert or overwrite; an
+ * overwrite removes the old record's index entries in the same write).
+ * For KEY_FIELDS and KEY_DERIVED tables the key must equal the one the
+ * record's fields give, else KIVIS_EINVAL.  Codes as kivis_put.
+ */
+int kivis_insert(kivis_db *db, uint32_t table, const void *key,
+                 const void *record);
+
+/**
+ * Fetch the record under `key` into *record_out (overwritten; the caller
+ * clears it with kivis_record_clear when it holds owned members).
+ * @return KIVIS_OK; KIVIS_NOTFOUND (record_out zeroed); KIVIS_ECORRUPT;
+ *         KIVIS_EINVAL; KIVIS_ENOMEM (record_out zeroed); storage errors.
+ */
+int kivis_get(kivis_db *db, uint32_t table, const void *key,
+              void *record_out);
+
+/**
+ * Remove the record under `key` and its index entries.
+ * @return KIVIS_OK; KIVIS_NOTFOUND (nothing there); errors as kivis_put.
+ */
+int kivis_remove(kivis_db *db, uint32_t table, const void *key);
+
+/**
+ * Free what a get or scan allocated inside a record (char *, kivis_bytes
+ * members) and zero it.  Only for records filled by this db.
+ */
+void kivis_record_clear(kivis_db *db, uint32_t table, void *record);
+
+/** As kivis_record_clear, for a key struct filled by a scan. */
+void kivis_key_clear(kivis_db *db, uint32_t table, void *key);
+
+/* ---- scans and index lookups ---------------------------------------- */
+
+/** kivis_query.mode */
+enum kivis_query_mode {
+    KIVIS_Q_ALL = 0, /* every entry */
+    KIVIS_Q_EQ,      /* entries whose key (or indexed value) equals lo */
+    KIVIS_Q_RANGE,   /* lo <= value < hi; a NULL bound is unbounded */
+    KIVIS_Q_PREFIX   /* first key field / indexed value (string or bytes)
+                        starts with prefix[0..prefix_len) */
+};
+
+/** kivis_query.flags */
+#define KIVIS_REVERSE 0x1u /* highest first */
+
+/**
+ * What a scan visits.  With index < 0 it walks the table by primary key and
+ * lo/hi point at key structs.  With index >= 0 it walks that index and lo/hi
+ * point at a value of the indexed field's C type (for a char * field, at a
+ * char *).  Entries come in key order (index order, then primary key).
+ */
+typedef struct kivis_query {
+    uint32_t table;
+    int32_t index;
+    uint32_t mode;
+    const void *lo;
+    const void *hi;
+    const void *prefix;
+    size_t prefix_len;
+    uint32_t flags;
+} kivis_query;
+
+/**
+ * Open a scan.  Outside a transaction it reads one consistent view until
+ * closed; inside one it sees the transaction's writes.  Close it before
+ * committing or aborting.
+ * @return KIVIS_OK; KIVIS_EINVAL (bad table, index, mode or bounds);
+ *         KIVIS_ENOMEM; storage errors.
+ */
+int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out);
+
+/**
+ * Step to the next entry.  key_out (a key struct) and record_out may each
+ * be NULL; what they receive is owned by the caller (kivis_key_clear,
+ * kivis_record_clear).  An index scan fetches the record only when
+ * record_out is given.
+ * @return KIVIS_OK; KIVIS_NOTFOUND at the end; KIVIS_ECORRUPT (an index
+ *         entry whose record is missing, or undecodable bytes); errors.
+ */
+int kivis_scan_next(kivis_scan *scan, void *key_out, void *record_out);
+
+/** Close a scan.  NULL is a no-op. */
+void kivis_scan_close(kivis_scan *scan);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KIVIS_H */

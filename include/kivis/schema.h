@@ -1,0 +1,119 @@
+/*
+ * kivis/schema.h - the constant schema descriptor that drives the runtime.
+ *
+ * kivis-gen emits one kivis_schema_desc per schema file; until then tests
+ * write them by hand.  Descriptors are read-only and must outlive every db
+ * opened with them (static storage in practice).  Nothing here allocates.
+ */
+#ifndef KIVIS_SCHEMA_H
+#define KIVIS_SCHEMA_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The C type of one field element. */
+typedef enum kivis_kind {
+    KIVIS_U8 = 1, /* uint8_t  */
+    KIVIS_U16,    /* uint16_t */
+    KIVIS_U32,    /* uint32_t */
+    KIVIS_U64,    /* uint64_t */
+    KIVIS_I8,     /* int8_t   */
+    KIVIS_I16,    /* int16_t  */
+    KIVIS_I32,    /* int32_t  */
+    KIVIS_I64,    /* int64_t  */
+    KIVIS_BOOL,   /* bool     */
+    KIVIS_F32,    /* float    */
+    KIVIS_F64,    /* double   */
+    KIVIS_ENUM,   /* an enum declared in the schema; size is sizeof the enum */
+    KIVIS_STRING, /* char *: owned, NUL-terminated UTF-8; NULL stores "" */
+    KIVIS_CHARS,  /* char name[N]: inline NUL-terminated UTF-8; size is N */
+    KIVIS_BYTES,  /* kivis_bytes: owned blob */
+    KIVIS_STRUCT  /* a nested plain struct or another record's key struct */
+} kivis_kind;
+
+typedef struct kivis_struct_desc kivis_struct_desc;
+
+/** An enum declared in the schema: its names and values, in order. */
+typedef struct kivis_enum_desc {
+    const char *name;
+    uint32_t count;
+    const char *const *names;
+    const int32_t *values;
+} kivis_enum_desc;
+
+/** Field flags */
+#define KIVIS_FIELD_KEY 0x1u /* part of the record's key ([[key]]) */
+
+/** One member of a struct.  A fixed array T name[N] has count = N. */
+typedef struct kivis_field {
+    const char *name;
+    uint32_t kind;                  /* kivis_kind of one element */
+    uint32_t count;                 /* 0 for a single value, N for T name[N] */
+    size_t offset;                  /* offsetof(struct, name) */
+    size_t size;                    /* sizeof one element (CHARS: N) */
+    const kivis_struct_desc *type;  /* KIVIS_STRUCT: the element's layout */
+    const kivis_enum_desc *enm;     /* KIVIS_ENUM: the enum */
+    uint32_t flags;                 /* KIVIS_FIELD_* */
+} kivis_field;
+
+/** A C struct: a record, a key struct or a nested plain struct. */
+struct kivis_struct_desc {
+    const char *name; /* "user", "user_key", "point" */
+    size_t size;      /* sizeof the C struct */
+    uint32_t nfields;
+    const kivis_field *fields;
+};
+
+/** How a table's primary key is made. */
+typedef enum kivis_key_kind {
+    KIVIS_KEY_AUTO = 1, /* key struct { uint64_t id; }, numbered from 1 */
+    KIVIS_KEY_FIELDS,   /* the [[key]] fields of the record, in key order */
+    KIVIS_KEY_DERIVED   /* computed by derive_key from the whole record */
+} kivis_key_kind;
+
+/**
+ * Compute a derived key.  Writes a complete key struct to key_out (any
+ * owned members allocated with malloc are not supported: derived keys are
+ * made of fixed-size fields).  @return KIVIS_OK or a negative status, which
+ * the failing operation then returns.
+ */
+typedef int (*kivis_derive_fn)(const void *record, void *key_out);
+
+/** Index flags */
+#define KIVIS_INDEX_UNIQUE 0x1u /* [[unique]]: at most one record per value */
+
+/** A secondary index over one field of a record. */
+typedef struct kivis_index_desc {
+    const char *name; /* the indexed field's name, or a chosen index name */
+    uint32_t field;   /* position of the indexed field in record->fields */
+    uint32_t flags;   /* KIVIS_INDEX_* */
+} kivis_index_desc;
+
+/** One record type, stored as one table. */
+typedef struct kivis_table_desc {
+    const char *name;
+    const kivis_struct_desc *record;
+    const kivis_struct_desc *key;
+    uint32_t key_kind;          /* kivis_key_kind */
+    const uint32_t *key_fields; /* KEY_FIELDS: for each key-struct field,
+                                   the position of its record field */
+    kivis_derive_fn derive_key; /* KEY_DERIVED only */
+    uint32_t nindexes;
+    const kivis_index_desc *indexes;
+} kivis_table_desc;
+
+/** A whole schema: the manifest of tables. */
+typedef struct kivis_schema_desc {
+    const char *name;
+    uint32_t ntables;
+    const kivis_table_desc *tables;
+} kivis_schema_desc;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KIVIS_SCHEMA_H */

@@ -1,0 +1,207 @@
+/*
+ * kivis/storage.h - the byte-level storage interface under the record engine.
+ *
+ * A backend is three small method tables: one for the storage, one for its
+ * transactions and one for its cursors.  Every object starts with a pointer
+ * to its method table (SQLite's sqlite3_file / sqlite3_io_methods pattern),
+ * so wrappers (faulty, layered) compose by delegation.  A backend knows
+ * nothing of records, schemas or key encodings: it stores byte keys and
+ * byte values ordered by memcmp, shorter key first on a common prefix.
+ *
+ * Transactions are the only way in.  A backend with native transactions
+ * (LMDB, SQLite, PostgreSQL) maps them one to one; a backend whose store only
+ * offers an atomic batch apply (memory, RocksDB, etcd) builds its write
+ * transactions with kivis_overlay_begin (kivis/overlay.h), which gives
+ * read-your-writes and turns commit into one atomic batch.
+ *
+ * Ownership and lifetimes
+ *  - Keys and values passed in are borrowed for the duration of the call;
+ *    the backend copies what it keeps.
+ *  - A value or key returned by get or cursor_get is a borrowed view into the
+ *    backend (no copy, as with LMDB).  It stays valid until the next write
+ *    (put, del) in the same transaction, the next operation on the same
+ *    cursor (for cursor results), or the end of the transaction, whichever
+ *    comes first.  Copy it to keep it longer.
+ *  - commit and abort always end the transaction and free it, whether or not
+ *    commit succeeds.  Close every cursor of a transaction before ending it.
+ *
+ * Keys: 1 to max_key_size bytes; an empty key is KIVIS_EINVAL and a longer
+ * one KIVIS_EKEYSIZE, both before anything is written.  Values: 0 bytes up to
+ * the backend's own limit (any size for memory).
+ *
+ * Threads: each backend documents what may run in parallel.  A transaction
+ * and its cursors are used by one thread at a time.
+ */
+#ifndef KIVIS_STORAGE_H
+#define KIVIS_STORAGE_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The interface version this header describes.  Method tables only grow:
+ *  a version-N table has every member of versions 1..N. */
+#define KIVIS_STORAGE_VERSION 1
+
+typedef struct kivis_storage kivis_storage;
+typedef struct kivis_storage_txn kivis_storage_txn;
+typedef struct kivis_storage_cursor kivis_storage_cursor;
+
+/** kivis_storage_begin flags */
+#define KIVIS_TXN_RDONLY 0x1u
+
+/** Durability of a commit.  Each backend maps it to its own knob
+ *  (LMDB: MDB_NOSYNC; SQLite: synchronous=OFF; memory ignores it). */
+enum kivis_durability {
+    KIVIS_SYNC = 0,   /* the commit is on stable storage when commit returns */
+    KIVIS_NOSYNC = 1  /* atomic and consistent, but may be lost in a crash */
+};
+
+/** Cursor operations, after LMDB's MDB_cursor_op. */
+enum kivis_cursor_op {
+    KIVIS_FIRST = 0,  /* first entry in the cursor's range */
+    KIVIS_LAST,       /* last entry in the cursor's range */
+    KIVIS_NEXT,       /* entry after the current one (FIRST if never positioned) */
+    KIVIS_PREV,       /* entry before the current one (LAST if never positioned) */
+    KIVIS_SEEK_GE,    /* first entry with key >= *key (and in range) */
+    KIVIS_SEEK_LE     /* last entry with key <= *key (and in range) */
+};
+
+typedef struct kivis_storage_methods {
+    int version;      /* KIVIS_STORAGE_VERSION the table was written for */
+    const char *name; /* "memory", "lmdb", ... */
+    /** Release the storage.  Every transaction must have ended. */
+    void (*close)(kivis_storage *st);
+    /** Longest key this backend accepts, in bytes. */
+    size_t (*max_key_size)(kivis_storage *st);
+    /**
+     * Start a transaction.  flags: 0 for read-write, KIVIS_TXN_RDONLY for a
+     * read-only one.  @return KIVIS_OK, KIVIS_EBUSY (a write transaction is
+     * already active and the backend does not queue), KIVIS_ENOMEM, KIVIS_EIO.
+     * *out is NULL on failure.
+     */
+    int (*begin)(kivis_storage *st, unsigned flags, kivis_storage_txn **out);
+} kivis_storage_methods;
+
+typedef struct kivis_txn_methods {
+    /** KIVIS_OK and *value set (borrowed, see above), or KIVIS_NOTFOUND with
+     *  *value = {NULL, 0}; errors: KIVIS_EINVAL, KIVIS_EIO, KIVIS_ECORRUPT. */
+    int (*get)(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value);
+    /** Insert or overwrite.  KIVIS_OK, KIVIS_EINVAL (empty key, read-only
+     *  transaction), KIVIS_EKEYSIZE, KIVIS_ENOMEM, KIVIS_EFULL, KIVIS_EIO. */
+    int (*put)(kivis_storage_txn *txn, kivis_slice key, kivis_slice value);
+    /** KIVIS_OK if the key was there, KIVIS_NOTFOUND if not, or an error. */
+    int (*del)(kivis_storage_txn *txn, kivis_slice key);
+    /**
+     * Open a cursor over the keys k with lo <= k < hi.  lo = {NULL, 0} starts
+     * at the first key; hi.data == NULL means no upper bound.  The cursor
+     * sees the transaction's writes: each step reflects every put and del
+     * made so far, and after writes NEXT still returns the first key greater
+     * than the last one returned (PREV: the last key less than it).
+     */
+    int (*cursor_open)(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
+                       kivis_storage_cursor **out);
+    /** Make the writes durable per `durability` and end the transaction.
+     *  On failure nothing of it is applied.  Always frees txn. */
+    int (*commit)(kivis_storage_txn *txn, int durability);
+    /** Discard the writes and end the transaction.  Always frees txn. */
+    void (*abort)(kivis_storage_txn *txn);
+} kivis_txn_methods;
+
+typedef struct kivis_cursor_methods {
+    /**
+     * Move the cursor by `op` and return its entry.  For the SEEK ops *key is
+     * the input.  @return KIVIS_OK with *key and *value set (borrowed), or
+     * KIVIS_NOTFOUND when no entry qualifies, which leaves the cursor at its
+     * end: NEXT and PREV then keep returning KIVIS_NOTFOUND until FIRST, LAST
+     * or a SEEK places it again.  Errors: KIVIS_EINVAL, KIVIS_EIO.
+     */
+    int (*get)(kivis_storage_cursor *cur, int op, kivis_slice *key,
+               kivis_slice *value);
+    /** Free the cursor. */
+    void (*close)(kivis_storage_cursor *cur);
+} kivis_cursor_methods;
+
+/* Every backend object embeds one of these as its first member. */
+struct kivis_storage {
+    const kivis_storage_methods *methods;
+};
+struct kivis_storage_txn {
+    const kivis_txn_methods *methods;
+    kivis_storage *storage; /* the storage the transaction belongs to */
+    unsigned flags;         /* the flags it was begun with */
+};
+struct kivis_storage_cursor {
+    const kivis_cursor_methods *methods;
+};
+
+/* Thin dispatchers, so callers read as plain function calls. */
+
+/** Close a storage.  NULL is a no-op. */
+static inline void kivis_storage_close(kivis_storage *st)
+{
+    if (st)
+        st->methods->close(st);
+}
+static inline size_t kivis_storage_max_key(kivis_storage *st)
+{
+    return st->methods->max_key_size(st);
+}
+static inline int kivis_storage_begin(kivis_storage *st, unsigned flags,
+                                      kivis_storage_txn **out)
+{
+    return st->methods->begin(st, flags, out);
+}
+static inline int kivis_txn_get(kivis_storage_txn *t, kivis_slice k,
+                                kivis_slice *v)
+{
+    return t->methods->get(t, k, v);
+}
+static inline int kivis_txn_put(kivis_storage_txn *t, kivis_slice k,
+                                kivis_slice v)
+{
+    return t->methods->put(t, k, v);
+}
+static inline int kivis_txn_del(kivis_storage_txn *t, kivis_slice k)
+{
+    return t->methods->del(t, k);
+}
+static inline int kivis_txn_cursor(kivis_storage_txn *t, kivis_slice lo,
+                                   kivis_slice hi, kivis_storage_cursor **out)
+{
+    return t->methods->cursor_open(t, lo, hi, out);
+}
+static inline int kivis_txn_commit(kivis_storage_txn *t, int durability)
+{
+    return t->methods->commit(t, durability);
+}
+static inline void kivis_txn_abort(kivis_storage_txn *t)
+{
+    t->methods->abort(t);
+}
+static inline int kivis_cursor_get(kivis_storage_cursor *c, int op,
+                                   kivis_slice *k, kivis_slice *v)
+{
+    return c->methods->get(c, op, k, v);
+}
+/** Close a cursor.  NULL is a no-op. */
+static inline void kivis_cursor_close(kivis_storage_cursor *c)
+{
+    if (c)
+        c->methods->close(c);
+}
+
+/**
+ * Check that a backend's method table is one this library can drive.
+ * @return KIVIS_OK, or KIVIS_EVERSION if its version is 0 or newer than
+ *         KIVIS_STORAGE_VERSION, or KIVIS_EINVAL if st is NULL.
+ */
+int kivis_storage_check(const kivis_storage *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KIVIS_STORAGE_H */

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the Debian packages the build, tests and fuzzers need, when missing.
+set -euo pipefail
+need=(cmake make gcc clang libclang-rt-14-dev pkg-config libcmocka-dev valgrind)
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

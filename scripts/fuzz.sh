@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run every libFuzzer target in DIR for SECONDS each, from its seed corpus.
+# Fails on the first crash, leak, timeout or sanitizer report.
+set -euo pipefail
+dir=$1 seconds=$2
+root=$(cd "$(dirname "$0")/.." && pwd)
+status=0
+for bin in "$dir"/fuzz_*; do
+  [ -x "$bin" ] || continue
+  name=$(basename "$bin")
+  corpus=$(mktemp -d)
+  [ -d "$root/fuzz/corpus/$name" ] && cp -r "$root/fuzz/corpus/$name/." "$corpus/"
+  if "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+       -print_final_stats=1 "$corpus" >"$corpus.log" 2>&1; then
+    runs=$(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$corpus.log" | grep -o '[0-9]*$' || echo '?')
+    echo "fuzz: $name ok ($runs runs in ${seconds}s)"
+  else
+    echo "fuzz: $name FAILED" >&2
+    tail -n 60 "$corpus.log" >&2
+    status=1
+  fi
+  rm -rf "$corpus" "$corpus.log"
+done
+exit $status

@@ -1,0 +1,141 @@
+/*
+ * src/codec/codec.h - order-preserving key encoding and compact value
+ * encoding (internal to libkivis; see docs/encoding.md for the formats).
+ *
+ * The codec knows types and descriptors, never storage.  Encoders append to
+ * a growable kivis_buf; decoders read through a bounds-checked kivis_reader
+ * and return KIVIS_ECORRUPT on any malformed input, never reading past the
+ * end.  Whatever a decoder allocated is freed again when it fails, and its
+ * output object is left zeroed.
+ *
+ * Key order: for any two values a, b of one type, a < b exactly when
+ * memcmp(enc(a), enc(b)) < 0 (shorter first on a common prefix), and every
+ * encoding is prefix-free within its type, so composites concatenate.
+ *   unsigned   big-endian, the type's width
+ *   signed     two's complement with the sign bit flipped, big-endian
+ *   float      IEEE bits; negative: all bits flipped, else sign bit flipped.
+ *              Total order: -NaN < -inf < ... < -0.0 < +0.0 < ... < +inf < +NaN
+ *   bool       one byte, 0 or 1
+ *   enum       as int32
+ *   string / char[N] / bytes
+ *              each 0x00 byte written as 0x00 0xFF, then a 0x00 terminator
+ *   struct     its fields in order; array: its elements in order
+ */
+#ifndef KIVIS_CODEC_H
+#define KIVIS_CODEC_H
+
+#include <kivis/common.h>
+#include <kivis/schema.h>
+
+#include <stdbool.h>
+
+/* A growable byte buffer.  Zero it and set `alloc` before first use. */
+typedef struct kivis_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+    const kivis_allocator *alloc;
+} kivis_buf;
+
+void kivis__buf_init(kivis_buf *b, const kivis_allocator *alloc);
+void kivis__buf_free(kivis_buf *b);
+/* Make room for `extra` more bytes.  KIVIS_OK or KIVIS_ENOMEM (b unchanged). */
+int kivis__buf_reserve(kivis_buf *b, size_t extra);
+int kivis__buf_append(kivis_buf *b, const void *p, size_t n);
+int kivis__buf_byte(kivis_buf *b, uint8_t byte);
+
+/* A bounds-checked read position over borrowed bytes. */
+typedef struct kivis_reader {
+    const uint8_t *p;
+    const uint8_t *end;
+} kivis_reader;
+
+static inline kivis_reader kivis__reader(kivis_slice s)
+{
+    kivis_reader r;
+    r.p = (const uint8_t *)s.data;
+    r.end = r.p + s.len;
+    return r;
+}
+
+/* ---- order-preserving ids (table id, index slot) ----------------------
+ * 0..0x7F in one byte; 0x80..0x7FFF as 0x80|hi, lo.  Prefix-free and
+ * order-preserving.  KIVIS_ERANGE above 0x7FFF. */
+#define KIVIS_ID_MAX 0x7FFFu
+int kivis__id_put(kivis_buf *b, uint32_t id);
+int kivis__id_get(kivis_reader *r, uint32_t *id);
+
+/* ---- key primitives --------------------------------------------------- */
+int kivis__key_put_uint(kivis_buf *b, uint64_t v, unsigned width);
+int kivis__key_put_int(kivis_buf *b, int64_t v, unsigned width);
+int kivis__key_put_f32(kivis_buf *b, float v);
+int kivis__key_put_f64(kivis_buf *b, double v);
+int kivis__key_put_bytes(kivis_buf *b, const void *p, size_t n);
+
+int kivis__key_get_uint(kivis_reader *r, unsigned width, uint64_t *v);
+int kivis__key_get_int(kivis_reader *r, unsigned width, int64_t *v);
+int kivis__key_get_f32(kivis_reader *r, float *v);
+int kivis__key_get_f64(kivis_reader *r, double *v);
+/* Unescape one string/bytes item into a buffer from `alloc` holding n bytes
+ * plus a NUL (so it serves char * too).  *out = NULL when n == 0 and
+ * !want_nul.  ECORRUPT on a bad escape or missing terminator. */
+int kivis__key_get_bytes(kivis_reader *r, const kivis_allocator *alloc,
+                         bool want_nul, uint8_t **out, size_t *n);
+/* Skip one string/bytes item without allocating. */
+int kivis__key_skip_bytes(kivis_reader *r);
+
+/* ---- descriptor-driven keys -------------------------------------------
+ * Append the key encoding of one field of the struct at `obj` (all its
+ * elements for an array).  Strings are checked: KIVIS_EUTF8 for invalid
+ * UTF-8, KIVIS_ERANGE for a char[N] without a NUL, an enum value not
+ * declared, or a bool byte other than 0/1. */
+int kivis__key_put_field(kivis_buf *b, const kivis_field *f, const void *obj);
+/* Append every field of the struct `sd` at `obj`, in order. */
+int kivis__key_put_struct(kivis_buf *b, const kivis_struct_desc *sd,
+                          const void *obj);
+/* Decode one field into the struct at `obj`; owned members from `alloc`. */
+int kivis__key_get_field(kivis_reader *r, const kivis_field *f, void *obj,
+                         const kivis_allocator *alloc);
+/* Decode a whole struct (zeroed first).  On error `obj` is zeroed and
+ * nothing stays allocated. */
+int kivis__key_get_struct(kivis_reader *r, const kivis_struct_desc *sd,
+                          void *obj, const kivis_allocator *alloc);
+/* Skip one encoded field / struct. */
+int kivis__key_skip_field(kivis_reader *r, const kivis_field *f);
+int kivis__key_skip_struct(kivis_reader *r, const kivis_struct_desc *sd);
+
+/* ---- values ------------------------------------------------------------
+ * Layout: format byte KIVIS_VALUE_FORMAT, varint schema_version,
+ * varint nfields, then each field in descriptor order:
+ *   u8/i8/bool raw byte; wider ints LEB128 varint (signed: zigzag);
+ *   enum zigzag varint; f32/f64 little-endian IEEE bits;
+ *   string/char[N]/bytes varint length + bytes; array: its elements;
+ *   struct: its fields in order.
+ * A value holding fewer fields than the descriptor decodes the missing
+ * trailing fields as zero (fields appended to a schema); more fields than
+ * the descriptor is KIVIS_ECORRUPT. */
+#define KIVIS_VALUE_FORMAT 0x01
+int kivis__value_encode(kivis_buf *b, const kivis_struct_desc *sd,
+                        uint32_t schema_version, const void *rec);
+/* Decode into `rec` (zeroed first).  *schema_version may be NULL. */
+int kivis__value_decode(kivis_slice in, const kivis_struct_desc *sd,
+                        void *rec, const kivis_allocator *alloc,
+                        uint32_t *schema_version);
+
+/* Unsigned LEB128 varints, for values and metadata. */
+int kivis__varint_put(kivis_buf *b, uint64_t v);
+int kivis__varint_get(kivis_reader *r, uint64_t *v);
+
+/* Free every owned member (char *, kivis_bytes, recursively) of the struct
+ * at `obj` and zero the whole struct. */
+void kivis__struct_free(const kivis_struct_desc *sd, void *obj,
+                        const kivis_allocator *alloc);
+
+/* Deep-equal two structs of layout `sd` (strings by content, floats by bits). */
+bool kivis__struct_equal(const kivis_struct_desc *sd, const void *a,
+                         const void *b);
+
+/* KIVIS_OK when the n bytes are well-formed UTF-8, else KIVIS_EUTF8. */
+int kivis__utf8_check(const uint8_t *p, size_t n);
+
+#endif /* KIVIS_CODEC_H */

@@ -1,0 +1,70 @@
+/*
+ * src/storage/btree.h - an in-memory B+tree map from byte keys to byte
+ * values, ordered by memcmp (shorter first on a common prefix).  Internal:
+ * the memory backend stores its committed data in one, and the overlay
+ * keeps a transaction's write set in another.
+ *
+ * The tree copies keys and values in; get and iterators return views into
+ * it, valid until the next modification of the tree.  All memory comes from
+ * the allocator given at creation.  Not thread-safe.
+ */
+#ifndef KIVIS_BTREE_H
+#define KIVIS_BTREE_H
+
+#include <kivis/common.h>
+#include <kivis/overlay.h> /* kivis_batch_op */
+
+#include <stdbool.h>
+
+typedef struct kivis_btree kivis_btree;
+typedef struct kivis_bt_leaf kivis_bt_leaf;
+
+/* A position in the tree.  Plain value, no allocation.  Valid while
+ * kivis__btree_version(tree) is unchanged. */
+typedef struct kivis_bt_iter {
+    const kivis_btree *tree;
+    kivis_bt_leaf *leaf;
+    unsigned slot;
+    uint64_t version;
+} kivis_bt_iter;
+
+int kivis__btree_new(const kivis_allocator *alloc, kivis_btree **out);
+void kivis__btree_free(kivis_btree *t);
+/* Remove every entry (keeps the tree usable). */
+void kivis__btree_clear(kivis_btree *t);
+
+size_t kivis__btree_count(const kivis_btree *t);
+/* Bytes currently held through the allocator (nodes, keys, values). */
+size_t kivis__btree_bytes(const kivis_btree *t);
+/* Changes on every successful modification. */
+uint64_t kivis__btree_version(const kivis_btree *t);
+
+/* KIVIS_OK with *value, or KIVIS_NOTFOUND. */
+int kivis__btree_get(const kivis_btree *t, kivis_slice key, kivis_slice *value);
+/* Insert or overwrite.  KIVIS_ENOMEM leaves the tree unchanged. */
+int kivis__btree_put(kivis_btree *t, kivis_slice key, kivis_slice value);
+/* KIVIS_OK if removed, KIVIS_NOTFOUND if absent.  Never fails otherwise. */
+int kivis__btree_del(kivis_btree *t, kivis_slice key);
+/* Apply ops atomically: all, or on KIVIS_ENOMEM none (memory is reserved
+ * before the first change). */
+int kivis__btree_apply(kivis_btree *t, const kivis_batch_op *ops, size_t n);
+
+/* Positioning: KIVIS_OK with *it on an entry, or KIVIS_NOTFOUND. */
+int kivis__btree_first(const kivis_btree *t, kivis_bt_iter *it);
+int kivis__btree_last(const kivis_btree *t, kivis_bt_iter *it);
+int kivis__btree_seek_ge(const kivis_btree *t, kivis_slice key, kivis_bt_iter *it);
+int kivis__btree_seek_le(const kivis_btree *t, kivis_slice key, kivis_bt_iter *it);
+/* Step a valid iterator.  KIVIS_NOTFOUND past either end. */
+int kivis__btree_next(kivis_bt_iter *it);
+int kivis__btree_prev(kivis_bt_iter *it);
+kivis_slice kivis__bt_iter_key(const kivis_bt_iter *it);
+kivis_slice kivis__bt_iter_value(const kivis_bt_iter *it);
+
+/* memcmp order with shorter-first tie break: <0, 0, >0. */
+int kivis__key_cmp(kivis_slice a, kivis_slice b);
+
+/* Check every structural invariant (order, fill, separators, links, counts).
+ * For tests.  true when sound. */
+bool kivis__btree_check(const kivis_btree *t);
+
+#endif /* KIVIS_BTREE_H */

@@ -1,0 +1,151 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Each block carries its size in front, so frees can be counted. */
+typedef union kt_hdr {
+    size_t size;
+    max_align_t align;
+} kt_hdr;
+
+static int kt_should_fail(kt_alloc *a)
+{
+    a->calls++;
+    if (a->fail_at && a->calls == a->fail_at) {
+        a->failures++;
+        return 1;
+    }
+    return 0;
+}
+
+static void kt_account(kt_alloc *a, long blocks, long long bytes)
+{
+    a->live_blocks += blocks;
+    a->live_bytes += bytes;
+    if (a->live_bytes > a->peak_bytes)
+        a->peak_bytes = a->live_bytes;
+}
+
+static void *kt_malloc(void *ctx, size_t n)
+{
+    kt_alloc *a = ctx;
+    if (kt_should_fail(a))
+        return NULL;
+    kt_hdr *h = malloc(sizeof *h + n);
+    if (!h)
+        return NULL;
+    h->size = n;
+    kt_account(a, 1, (long long)n);
+    return h + 1;
+}
+
+static void kt_free(void *ctx, void *p)
+{
+    kt_alloc *a = ctx;
+    if (!p)
+        return;
+    kt_hdr *h = (kt_hdr *)p - 1;
+    kt_account(a, -1, -(long long)h->size);
+    free(h);
+}
+
+static void *kt_realloc(void *ctx, void *p, size_t n)
+{
+    kt_alloc *a = ctx;
+    if (!p)
+        return kt_malloc(ctx, n);
+    kt_hdr *h = (kt_hdr *)p - 1;
+    size_t old = h->size;
+    if (n > old && kt_should_fail(a))
+        return NULL;
+    kt_hdr *nh = realloc(h, sizeof *nh + n);
+    if (!nh)
+        return NULL;
+    nh->size = n;
+    kt_account(a, 0, (long long)n - (long long)old);
+    return nh + 1;
+}
+
+void kt_alloc_init(kt_alloc *a)
+{
+    memset(a, 0, sizeof *a);
+    a->iface.malloc = kt_malloc;
+    a->iface.realloc = kt_realloc;
+    a->iface.free = kt_free;
+    a->iface.ctx = a;
+}
+
+void kt_alloc_fail_at(kt_alloc *a, unsigned long n)
+{
+    a->calls = 0;
+    a->fail_at = n;
+}
+
+static void kt_append_hex(char **buf, size_t *len, size_t *cap, kivis_slice s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (*len + 2 * s.len + 2 >= *cap) {
+        *cap = (*cap + 2 * s.len + 2) * 2;
+        *buf = realloc(*buf, *cap);
+        assert_non_null(*buf);
+    }
+    const unsigned char *p = s.data;
+    for (size_t i = 0; i < s.len; i++) {
+        (*buf)[(*len)++] = hex[p[i] >> 4];
+        (*buf)[(*len)++] = hex[p[i] & 15];
+    }
+    (*buf)[*len] = '\0';
+}
+
+static void kt_append_char(char **buf, size_t *len, size_t *cap, char c)
+{
+    kivis_slice none = {NULL, 0};
+    kt_append_hex(buf, len, cap, none); /* ensures room */
+    (*buf)[(*len)++] = c;
+    (*buf)[*len] = '\0';
+}
+
+char *kt_dump(kivis_storage *st)
+{
+    kivis_storage_txn *txn = NULL;
+    kivis_storage_cursor *cur = NULL;
+    kivis_slice lo = {NULL, 0}, hi = {NULL, 0}, k, v;
+    size_t len = 0, cap = 64;
+    char *buf = calloc(1, cap);
+    assert_non_null(buf);
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &txn), KIVIS_OK);
+    assert_int_equal(kivis_txn_cursor(txn, lo, hi, &cur), KIVIS_OK);
+    int rc;
+    while ((rc = kivis_cursor_get(cur, KIVIS_NEXT, &k, &v)) == KIVIS_OK) {
+        kt_append_hex(&buf, &len, &cap, k);
+        kt_append_char(&buf, &len, &cap, '=');
+        kt_append_hex(&buf, &len, &cap, v);
+        kt_append_char(&buf, &len, &cap, '\n');
+    }
+    assert_int_equal(rc, KIVIS_NOTFOUND);
+    kivis_cursor_close(cur);
+    kivis_txn_abort(txn);
+    return buf;
+}
+
+size_t kt_count(kivis_storage *st)
+{
+    char *d = kt_dump(st);
+    size_t n = 0;
+    for (char *p = d; *p; p++)
+        n += *p == '\n';
+    free(d);
+    return n;
+}
+
+uint64_t kt_rand(uint64_t *s)
+{
+    uint64_t x = *s ? *s : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}

@@ -1,0 +1,43 @@
+/*
+ * tests/support/testutil.h - helpers shared by the test programs:
+ * an allocator that counts and fails on demand, and a full store dump.
+ */
+#ifndef KIVIS_TESTUTIL_H
+#define KIVIS_TESTUTIL_H
+
+#include <kivis/common.h>
+#include <kivis/storage.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+/* An allocator that tracks live blocks and bytes, and can fail the n-th
+ * allocation (malloc or growing realloc) counted from kt_alloc_fail_at. */
+typedef struct kt_alloc {
+    kivis_allocator iface;  /* hand &a->iface to kivis */
+    unsigned long calls;    /* allocations attempted since fail_at */
+    unsigned long fail_at;  /* 0: never fail */
+    unsigned long failures; /* how many were failed */
+    long live_blocks;
+    long long live_bytes;
+    long long peak_bytes;
+} kt_alloc;
+
+void kt_alloc_init(kt_alloc *a);
+/* Fail the n-th allocation from now (n >= 1); 0 disarms.  Resets calls. */
+void kt_alloc_fail_at(kt_alloc *a, unsigned long n);
+
+/* A printable dump of every key/value in the store ("hexkey=hexvalue\n"
+ * lines in key order), read in one read-only transaction.  Caller frees
+ * with free().  Fails the test on any storage error. */
+char *kt_dump(kivis_storage *st);
+
+/* Number of entries in the store. */
+size_t kt_count(kivis_storage *st);
+
+/* Deterministic PRNG (xorshift64*), so failures reproduce from the seed. */
+uint64_t kt_rand(uint64_t *state);
+
+#endif
