@@ -6,6 +6,7 @@
 #   make bench    run the benchmarks
 # Each target first installs missing system packages (scripts/deps.sh).
 
+MAKEFLAGS   += --no-print-directory
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
 BUILD       := build

@@ -57,6 +57,10 @@ typedef struct kivis_options {
     const kivis_allocator *allocator;
     /** KIVIS_SYNC (default) or KIVIS_NOSYNC for every commit. */
     int durability;
+    /** Optional: where kivis_open writes the detail of a failure (it has
+     *  no handle to carry it), NUL-terminated and cut to errbuf_size. */
+    char *errbuf;
+    size_t errbuf_size;
 } kivis_options;
 
 /**
@@ -69,6 +73,7 @@ typedef struct kivis_options {
  * nothing is changed on failure.
  *
  * The db does not own `st`; close the db first.  `schema` must outlive it.
+ * On failure the detail goes to opts->errbuf when one is given.
  * @return KIVIS_OK; KIVIS_EINVAL (NULL argument, malformed descriptor);
  *         KIVIS_ESCHEMA; KIVIS_ECORRUPT (unreadable stored schema);
  *         KIVIS_EVERSION; KIVIS_ENOMEM; storage errors.  *out = NULL on error.
@@ -194,9 +199,11 @@ typedef struct kivis_query {
 } kivis_query;
 
 /**
- * Open a scan.  Outside a transaction it reads one consistent view until
- * closed; inside one it sees the transaction's writes.  Close it before
- * committing or aborting.
+ * Open a scan.  Outside a transaction it runs in a read transaction of its
+ * own until closed; inside one it sees the transaction's writes, including
+ * those made while it runs.  When that transaction ends (commit or abort)
+ * the scan ends too: kivis_scan_next then returns KIVIS_EINVAL, and it must
+ * still be closed.  Close every scan before closing the db.
  * @return KIVIS_OK; KIVIS_EINVAL (bad table, index, mode or bounds);
  *         KIVIS_ENOMEM; storage errors.
  */

@@ -18,7 +18,10 @@
  *   bool       one byte, 0 or 1
  *   enum       as int32
  *   string / char[N] / bytes
- *              each 0x00 byte written as 0x00 0xFF, then a 0x00 terminator
+ *              each 0x00 byte written as 0x01 0x01 and each 0x01 as
+ *              0x01 0x02, then a 0x00 terminator (no 0x00 inside the body,
+ *              so the first 0x00 ends the item whatever field follows;
+ *              FoundationDB's 0x00 0xFF needs the type byte kivis lacks)
  *   struct     its fields in order; array: its elements in order
  */
 #ifndef KIVIS_CODEC_H
@@ -54,7 +57,7 @@ static inline kivis_reader kivis__reader(kivis_slice s)
 {
     kivis_reader r;
     r.p = (const uint8_t *)s.data;
-    r.end = r.p + s.len;
+    r.end = s.len ? r.p + s.len : r.p; /* NULL + 0 is undefined */
     return r;
 }
 

@@ -1,0 +1,309 @@
+/* Compact value encoding (docs/encoding.md, "Values"). */
+#include "codec_int.h"
+
+static uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t u)
+{
+    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+static int value_put_fields(kivis_buf *b, const kivis_struct_desc *sd,
+                            const void *obj);
+
+static int put_le(kivis_buf *b, uint64_t v, unsigned w)
+{
+    int rc = kivis__room(b, w);
+    if (rc)
+        return rc;
+    uint8_t *o = b->data + b->len;
+    for (unsigned i = 0; i < w; i++, v >>= 8)
+        o[i] = (uint8_t)v;
+    b->len += w;
+    return KIVIS_OK;
+}
+
+static int put_run(kivis_buf *b, const void *p, size_t n)
+{
+    int rc = kivis__varint_put(b, n);
+    return rc ? rc : kivis__buf_append(b, p, n);
+}
+
+static int put_elem(kivis_buf *b, const kivis_field *f, const uint8_t *p)
+{
+    unsigned w = kivis__kind_width(f->kind);
+    int64_t e;
+    const void *run;
+    size_t n;
+    int rc;
+    switch (f->kind) {
+    case KIVIS_U8: case KIVIS_I8:
+        return kivis__buf_byte(b, *p);
+    case KIVIS_BOOL:
+        return *p > 1 ? KIVIS_ERANGE : kivis__buf_byte(b, *p);
+    case KIVIS_U16: case KIVIS_U32: case KIVIS_U64:
+        return kivis__varint_put(b, kivis__load_uint(p, w));
+    case KIVIS_I16: case KIVIS_I32: case KIVIS_I64:
+        return kivis__varint_put(b, zigzag(kivis__load_int(p, w)));
+    case KIVIS_F32: case KIVIS_F64:
+        return put_le(b, kivis__load_uint(p, w), w);
+    case KIVIS_ENUM:
+        rc = kivis__enum_checked(f, p, &e);
+        return rc ? rc : kivis__varint_put(b, zigzag(e));
+    case KIVIS_STRING: case KIVIS_CHARS: case KIVIS_BYTES:
+        rc = kivis__run_of(f, p, &run, &n);
+        return rc ? rc : put_run(b, run, n);
+    case KIVIS_STRUCT:
+        return f->type ? value_put_fields(b, f->type, p) : KIVIS_EINVAL;
+    default:
+        return KIVIS_EINVAL;
+    }
+}
+
+static int value_put_fields(kivis_buf *b, const kivis_struct_desc *sd,
+                            const void *obj)
+{
+    for (uint32_t i = 0; i < sd->nfields; i++) {
+        const kivis_field *f = &sd->fields[i];
+        const uint8_t *p = kivis__field_cptr(f, obj);
+        for (uint32_t j = 0, n = kivis__field_elems(f); j < n; j++, p += f->size) {
+            int rc = put_elem(b, f, p);
+            if (rc)
+                return rc;
+        }
+    }
+    return KIVIS_OK;
+}
+
+static int put_header(kivis_buf *b, const kivis_struct_desc *sd,
+                      uint32_t schema_version)
+{
+    int rc = kivis__buf_byte(b, KIVIS_VALUE_FORMAT);
+    if (!rc)
+        rc = kivis__varint_put(b, schema_version);
+    if (!rc)
+        rc = kivis__varint_put(b, sd->nfields);
+    return rc;
+}
+
+int kivis__value_encode(kivis_buf *b, const kivis_struct_desc *sd,
+                        uint32_t schema_version, const void *rec)
+{
+    size_t mark = b->len;
+    int rc = put_header(b, sd, schema_version);
+    if (!rc)
+        rc = value_put_fields(b, sd, rec);
+    if (rc)
+        b->len = mark;
+    return rc;
+}
+
+/* ---- decoding into zeroed storage ---------------------------------------- */
+
+static int value_get_fields(kivis_reader *r, const kivis_struct_desc *sd,
+                            uint32_t nfields, void *obj,
+                            const kivis_allocator *a);
+
+static int get_le(kivis_reader *r, unsigned w, uint64_t *v)
+{
+    const uint8_t *p;
+    if (kivis__take(r, w, &p))
+        return KIVIS_ECORRUPT;
+    uint64_t x = 0;
+    for (unsigned i = w; i-- > 0;)
+        x = x << 8 | p[i];
+    *v = x;
+    return KIVIS_OK;
+}
+
+/* The next length-prefixed run, bounds-checked before anything is
+ * allocated for it. */
+static int get_run(kivis_reader *r, const uint8_t **p, size_t *n)
+{
+    uint64_t len;
+    if (kivis__varint_get(r, &len) || len > kivis__reader_left(r))
+        return KIVIS_ECORRUPT;
+    *n = (size_t)len;
+    *p = r->p;
+    r->p += len;
+    return KIVIS_OK;
+}
+
+static int get_uint(kivis_reader *r, unsigned w, uint8_t *p)
+{
+    uint64_t u;
+    if (kivis__varint_get(r, &u) || !kivis__uint_fits(u, w))
+        return KIVIS_ECORRUPT;
+    kivis__store_uint(p, w, u);
+    return KIVIS_OK;
+}
+
+static int get_int(kivis_reader *r, unsigned w, uint8_t *p)
+{
+    uint64_t u;
+    if (kivis__varint_get(r, &u) || !kivis__int_fits(unzigzag(u), w))
+        return KIVIS_ECORRUPT;
+    kivis__store_int(p, w, unzigzag(u));
+    return KIVIS_OK;
+}
+
+static int get_enum(kivis_reader *r, const kivis_field *f, uint8_t *p)
+{
+    uint64_t u;
+    if (f->size != 1 && f->size != 2 && f->size != 4)
+        return KIVIS_EINVAL;
+    if (kivis__varint_get(r, &u) || !kivis__enum_valid(f, unzigzag(u)))
+        return KIVIS_ECORRUPT;
+    kivis__store_int(p, (unsigned)f->size, unzigzag(u));
+    return KIVIS_OK;
+}
+
+static int get_string(kivis_reader *r, uint8_t *p, const kivis_allocator *a)
+{
+    const uint8_t *s;
+    size_t n;
+    if (get_run(r, &s, &n) || !kivis__text_decodable(s, n))
+        return KIVIS_ECORRUPT;
+    char *d = a->malloc(a->ctx, n + 1);
+    if (!d)
+        return KIVIS_ENOMEM;
+    if (n)
+        memcpy(d, s, n);
+    d[n] = '\0';
+    memcpy(p, &d, sizeof d);
+    return KIVIS_OK;
+}
+
+static int get_chars(kivis_reader *r, const kivis_field *f, uint8_t *p)
+{
+    const uint8_t *s;
+    size_t n;
+    if (get_run(r, &s, &n) || n >= f->size || !kivis__text_decodable(s, n))
+        return KIVIS_ECORRUPT;
+    if (n)
+        memcpy(p, s, n);
+    p[n] = '\0';
+    return KIVIS_OK;
+}
+
+static int get_bytes(kivis_reader *r, uint8_t *p, const kivis_allocator *a)
+{
+    kivis_bytes v = {NULL, 0};
+    const uint8_t *s;
+    if (get_run(r, &s, &v.len))
+        return KIVIS_ECORRUPT;
+    if (v.len) {
+        v.data = a->malloc(a->ctx, v.len);
+        if (!v.data)
+            return KIVIS_ENOMEM;
+        memcpy(v.data, s, v.len);
+    }
+    memcpy(p, &v, sizeof v);
+    return KIVIS_OK;
+}
+
+static int get_elem(kivis_reader *r, const kivis_field *f, uint8_t *p,
+                    const kivis_allocator *a)
+{
+    unsigned w = kivis__kind_width(f->kind);
+    const uint8_t *c;
+    uint64_t u;
+    switch (f->kind) {
+    case KIVIS_U8: case KIVIS_I8:
+        if (kivis__take(r, 1, &c))
+            return KIVIS_ECORRUPT;
+        *p = *c;
+        return KIVIS_OK;
+    case KIVIS_BOOL:
+        if (kivis__take(r, 1, &c) || *c > 1)
+            return KIVIS_ECORRUPT;
+        *p = *c;
+        return KIVIS_OK;
+    case KIVIS_U16: case KIVIS_U32: case KIVIS_U64:
+        return get_uint(r, w, p);
+    case KIVIS_I16: case KIVIS_I32: case KIVIS_I64:
+        return get_int(r, w, p);
+    case KIVIS_F32: case KIVIS_F64:
+        if (get_le(r, w, &u))
+            return KIVIS_ECORRUPT;
+        kivis__store_uint(p, w, u);
+        return KIVIS_OK;
+    case KIVIS_ENUM:
+        return get_enum(r, f, p);
+    case KIVIS_STRING:
+        return get_string(r, p, a);
+    case KIVIS_CHARS:
+        return get_chars(r, f, p);
+    case KIVIS_BYTES:
+        return get_bytes(r, p, a);
+    case KIVIS_STRUCT:
+        return f->type ? value_get_fields(r, f->type, f->type->nfields, p, a)
+                       : KIVIS_EINVAL;
+    default:
+        return KIVIS_EINVAL;
+    }
+}
+
+/* The first nfields fields of sd, into obj. */
+static int value_get_fields(kivis_reader *r, const kivis_struct_desc *sd,
+                            uint32_t nfields, void *obj,
+                            const kivis_allocator *a)
+{
+    for (uint32_t i = 0; i < nfields; i++) {
+        const kivis_field *f = &sd->fields[i];
+        uint8_t *p = kivis__field_ptr(f, obj);
+        for (uint32_t j = 0, n = kivis__field_elems(f); j < n; j++, p += f->size) {
+            int rc = get_elem(r, f, p, a);
+            if (rc)
+                return rc;
+        }
+    }
+    return KIVIS_OK;
+}
+
+static int get_header(kivis_reader *r, const kivis_struct_desc *sd,
+                      uint32_t *version, uint32_t *nfields)
+{
+    const uint8_t *fmt;
+    uint64_t v, n;
+    if (kivis__take(r, 1, &fmt) || *fmt != KIVIS_VALUE_FORMAT ||
+        kivis__varint_get(r, &v) || v > UINT32_MAX ||
+        kivis__varint_get(r, &n) || n > sd->nfields)
+        return KIVIS_ECORRUPT;
+    *version = (uint32_t)v;
+    *nfields = (uint32_t)n;
+    return KIVIS_OK;
+}
+
+/* Fields past the stored count keep the zero they were given: that is how
+ * a value written before fields were appended to the schema reads. */
+int kivis__value_decode(kivis_slice in, const kivis_struct_desc *sd,
+                        void *rec, const kivis_allocator *alloc,
+                        uint32_t *schema_version)
+{
+    const kivis_allocator *a = kivis__alloc_or_default(alloc);
+    uint32_t version = 0, nfields = 0;
+    memset(rec, 0, sd->size);
+    if (schema_version)
+        *schema_version = 0;
+    if (in.len == 0)
+        return KIVIS_ECORRUPT; /* also keeps NULL data out of the reader */
+    kivis_reader r = kivis__reader(in);
+    int rc = get_header(&r, sd, &version, &nfields);
+    if (!rc)
+        rc = value_get_fields(&r, sd, nfields, rec, a);
+    if (!rc && r.p != r.end)
+        rc = KIVIS_ECORRUPT;
+    if (rc) {
+        kivis__struct_free(sd, rec, a);
+        return rc;
+    }
+    if (schema_version)
+        *schema_version = version;
+    return KIVIS_OK;
+}

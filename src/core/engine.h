@@ -1,0 +1,103 @@
+/*
+ * src/core/engine.h - the record engine's internal state, shared by the
+ * files of src/core.  Nothing outside src/core includes it.
+ */
+#ifndef KIVIS_ENGINE_H
+#define KIVIS_ENGINE_H
+
+#include <kivis.h>
+
+#include "codec/codec.h"
+
+#include <stdbool.h>
+
+/* Key slot after the table id: 0 = records, 1 = reserved, index i = i + 2. */
+#define KIVIS_SLOT_RECORDS 0u
+#define KIVIS_SLOT_FIRST_INDEX 2u
+
+/* Stored ids and precomputed key prefixes of one compiled table. */
+typedef struct kivis_table_state {
+    const kivis_table_desc *desc;
+    uint32_t id;          /* stored table id (never 0: table 0 is metadata) */
+    uint32_t version;     /* stored layout version, written in value headers */
+    uint32_t *index_ids;  /* stored id of each compiled index */
+    uint64_t next_id;     /* AUTO: next id in the open user txn; 0 unknown */
+    bool next_overflow;   /* AUTO: ids exhausted (known within user txn) */
+} kivis_table_state;
+
+struct kivis_db {
+    kivis_storage *st;
+    const kivis_schema_desc *schema;
+    kivis_allocator alloc;
+    int durability;
+    size_t max_key;
+    kivis_table_state *tables;
+
+    kivis_storage_txn *txn; /* the user's write transaction, if any */
+    bool poisoned;          /* an operation failed after writing in txn */
+    struct kivis_scan *scans; /* open scans on txn, detached when it ends */
+
+    /* Scratch reused by every operation, so steady-state writes don't
+     * allocate in the engine. */
+    kivis_buf pk;       /* record key */
+    kivis_buf val;      /* encoded value */
+    kivis_buf newidx;   /* the new record's index entry keys, back to back */
+    kivis_buf oldidx;   /* the old record's index entry keys */
+    size_t *newlen;     /* length of each entry in newidx */
+    size_t *oldlen;     /* length of each entry in oldidx */
+    void *oldrec;       /* room for the largest record, to decode an old one */
+    void *keytmp;       /* room for the largest key struct */
+
+    char errmsg[256];
+};
+
+/* An operation's transaction: the user's, or one of its own. */
+typedef struct kivis_op {
+    kivis_storage_txn *txn;
+    bool own;   /* begun for this operation alone */
+    bool wrote; /* issued a storage write */
+} kivis_op;
+
+/* Record a failure on the handle; returns rc.  printf-style detail. */
+int kivis__fail(kivis_db *db, int rc, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+int kivis__op_begin(kivis_db *db, bool write, kivis_op *op);
+/* Finish: commit or abort an own txn, poison the user txn on a failure
+ * after writing.  Returns the operation's final status. */
+int kivis__op_end(kivis_db *db, kivis_op *op, int rc);
+
+/* Key building (keys.c) */
+int kivis__table_prefix(kivis_buf *b, const kivis_table_state *ts,
+                        uint32_t slot);
+/* tableid | 0x00 | key(key) into out; *prefix_len (may be NULL) receives
+ * where the encoded primary key starts. */
+int kivis__record_key(kivis_db *db, const kivis_table_state *ts,
+                      const void *key, kivis_buf *out, size_t *prefix_len);
+int kivis__index_value(kivis_buf *b, const kivis_table_desc *td,
+                       uint32_t index, const void *value);
+/* Bytes of the range [p, end) holding every key that starts with p:
+ * end = p with its last non-0xFF byte incremented and the rest cut;
+ * all 0xFF -> unbounded (end->len = 0, *unbounded = true). */
+int kivis__prefix_end(const kivis_buf *p, kivis_buf *end, bool *unbounded);
+int kivis__check_key_size(kivis_db *db, const kivis_table_state *ts,
+                          size_t len);
+
+/* End every scan running on the user's transaction (scan.c). */
+void kivis__detach_scans(kivis_db *db);
+
+/* Stored schema (meta.c) */
+int kivis__meta_load(kivis_db *db);
+/* Write the entries of every index of `table` whose stored id is >=
+ * first_new, for every record already stored (record.c). */
+int kivis__build_indexes(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
+                         uint32_t first_new);
+
+/* Helpers over the db allocator. */
+void *kivis__alloc(kivis_db *db, size_t n);
+void kivis__free(kivis_db *db, void *p);
+
+#endif /* KIVIS_ENGINE_H */

@@ -1,0 +1,576 @@
+/* The stored schema (table 0): names to ids, field signatures, indexes.
+ *
+ * On open the compiled descriptor is checked against it.  Compatible
+ * changes are applied in one write transaction: a new table (new id, never
+ * reusing one), fields appended to a record (its layout version grows; old
+ * values decode with the new fields zeroed), a new index (built over the
+ * existing records), a dropped index (its entries deleted), a table the
+ * schema no longer declares (kept, untouched).  Anything else fails with
+ * KIVIS_ESCHEMA naming the table and field, and changes nothing.
+ *
+ * Format (varints are LEB128, strings and blobs are varint length + bytes):
+ *   "KVS" format=1 schema_name next_table_id ntables table*
+ *   table:  id name key_kind version next_index_id
+ *           nkey (name sig)*  nfields (name sig)*  nindexes (id name field flags)*
+ *   sig:    kind count chars_size flags [enum: name n (name zigzag)*]
+ *           [struct: name n (name sig)*]
+ */
+#include "engine.h"
+
+#include <string.h>
+
+static const uint8_t schema_key[] = {0x00, 0x00, 's', 'c', 'h', 'e', 'm', 'a'};
+#define META_FORMAT 1u
+
+/* ---- small readers and writers ---------------------------------------- */
+
+static int put_str(kivis_buf *b, const char *s, size_t n)
+{
+    int rc = kivis__varint_put(b, n);
+    return rc ? rc : kivis__buf_append(b, s, n);
+}
+
+static int put_cstr(kivis_buf *b, const char *s)
+{
+    return put_str(b, s, strlen(s));
+}
+
+static int get_u32(kivis_reader *r, uint32_t *v)
+{
+    uint64_t x;
+    int rc = kivis__varint_get(r, &x);
+    if (!rc && x > UINT32_MAX)
+        rc = KIVIS_ECORRUPT;
+    *v = (uint32_t)x;
+    return rc;
+}
+
+static int get_str(kivis_reader *r, kivis_slice *s)
+{
+    uint64_t n;
+    int rc = kivis__varint_get(r, &n);
+    if (rc)
+        return rc;
+    if (n > (uint64_t)(r->end - r->p))
+        return KIVIS_ECORRUPT;
+    *s = kivis_slice_make(r->p, (size_t)n);
+    r->p += n;
+    return KIVIS_OK;
+}
+
+static bool str_is(kivis_slice s, const char *c)
+{
+    return s.len == strlen(c) && !memcmp(s.data, c, s.len);
+}
+
+/* ---- signatures ----------------------------------------------------------- */
+
+static int put_fields(kivis_buf *b, const kivis_struct_desc *sd);
+
+static int put_sig(kivis_buf *b, const kivis_field *f)
+{
+    int rc = kivis__varint_put(b, f->kind);
+    if (!rc)
+        rc = kivis__varint_put(b, f->count);
+    if (!rc)
+        rc = kivis__varint_put(b, f->kind == KIVIS_CHARS ? f->size : 0);
+    if (!rc)
+        rc = kivis__varint_put(b, f->flags);
+    if (!rc && f->kind == KIVIS_ENUM) {
+        rc = put_cstr(b, f->enm->name);
+        if (!rc)
+            rc = kivis__varint_put(b, f->enm->count);
+        for (uint32_t i = 0; !rc && i < f->enm->count; i++) {
+            int64_t v = f->enm->values[i];
+            rc = put_cstr(b, f->enm->names[i]);
+            if (!rc)
+                rc = kivis__varint_put(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+        }
+    }
+    if (!rc && f->kind == KIVIS_STRUCT) {
+        rc = put_cstr(b, f->type->name);
+        if (!rc)
+            rc = put_fields(b, f->type);
+    }
+    return rc;
+}
+
+/* A field's signature as a blob, so that readers can compare it whole. */
+static int put_sig_blob(kivis_buf *b, const kivis_field *f)
+{
+    kivis_buf sig;
+    kivis__buf_init(&sig, b->alloc);
+    int rc = put_sig(&sig, f);
+    if (!rc)
+        rc = put_str(b, (const char *)sig.data, sig.len);
+    kivis__buf_free(&sig);
+    return rc;
+}
+
+static int put_fields(kivis_buf *b, const kivis_struct_desc *sd)
+{
+    int rc = kivis__varint_put(b, sd->nfields);
+    for (uint32_t i = 0; !rc && i < sd->nfields; i++) {
+        rc = put_cstr(b, sd->fields[i].name);
+        if (!rc)
+            rc = put_sig_blob(b, &sd->fields[i]);
+    }
+    return rc;
+}
+
+static int put_table(kivis_buf *b, const kivis_table_state *ts,
+                     uint32_t next_index)
+{
+    const kivis_table_desc *td = ts->desc;
+    int rc = kivis__varint_put(b, ts->id);
+    if (!rc)
+        rc = put_cstr(b, td->name);
+    if (!rc)
+        rc = kivis__varint_put(b, td->key_kind);
+    if (!rc)
+        rc = kivis__varint_put(b, ts->version);
+    if (!rc)
+        rc = kivis__varint_put(b, next_index);
+    if (!rc)
+        rc = put_fields(b, td->key);
+    if (!rc)
+        rc = put_fields(b, td->record);
+    if (!rc)
+        rc = kivis__varint_put(b, td->nindexes);
+    for (uint32_t i = 0; !rc && i < td->nindexes; i++) {
+        const kivis_index_desc *ix = &td->indexes[i];
+        rc = kivis__varint_put(b, ts->index_ids[i]);
+        if (!rc)
+            rc = put_cstr(b, ix->name);
+        if (!rc)
+            rc = put_cstr(b, td->record->fields[ix->field].name);
+        if (!rc)
+            rc = kivis__varint_put(b, ix->flags);
+    }
+    return rc;
+}
+
+/* ---- the stored schema, parsed in place ------------------------------- */
+
+typedef struct stored_table {
+    uint32_t id, key_kind, version, next_index;
+    kivis_slice name;
+    kivis_reader keys, fields, indexes; /* each at its first entry */
+    uint32_t nkeys, nfields, nindexes;
+    kivis_slice span; /* the whole entry, to copy it unchanged */
+} stored_table;
+
+static int skip_pairs(kivis_reader *r, uint32_t n)
+{
+    kivis_slice a, b;
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = get_str(r, &a);
+        if (!rc)
+            rc = get_str(r, &b);
+        if (rc)
+            return rc;
+    }
+    return KIVIS_OK;
+}
+
+static int skip_indexes(kivis_reader *r, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id, flags;
+        kivis_slice name, field;
+        int rc = get_u32(r, &id);
+        if (!rc)
+            rc = get_str(r, &name);
+        if (!rc)
+            rc = get_str(r, &field);
+        if (!rc)
+            rc = get_u32(r, &flags);
+        if (rc)
+            return rc;
+    }
+    return KIVIS_OK;
+}
+
+static int parse_table(kivis_reader *r, stored_table *t)
+{
+    const uint8_t *start = r->p;
+    int rc = get_u32(r, &t->id);
+    if (!rc)
+        rc = get_str(r, &t->name);
+    if (!rc)
+        rc = get_u32(r, &t->key_kind);
+    if (!rc)
+        rc = get_u32(r, &t->version);
+    if (!rc)
+        rc = get_u32(r, &t->next_index);
+    if (!rc)
+        rc = get_u32(r, &t->nkeys);
+    t->keys = *r;
+    if (!rc)
+        rc = skip_pairs(r, t->nkeys);
+    if (!rc)
+        rc = get_u32(r, &t->nfields);
+    t->fields = *r;
+    if (!rc)
+        rc = skip_pairs(r, t->nfields);
+    if (!rc)
+        rc = get_u32(r, &t->nindexes);
+    t->indexes = *r;
+    if (!rc)
+        rc = skip_indexes(r, t->nindexes);
+    if (!rc && (t->id == 0 || t->id > KIVIS_ID_MAX))
+        rc = KIVIS_ECORRUPT;
+    t->span = kivis_slice_make(start, (size_t)(r->p - start));
+    return rc;
+}
+
+/* ---- comparison --------------------------------------------------------- */
+
+/* What opening with the compiled schema changes in the store. */
+typedef struct meta_plan {
+    kivis_buf schema;     /* the new stored schema */
+    kivis_buf drops;      /* (table id, index id) varint pairs to delete */
+    uint32_t *first_new;  /* per compiled table: index ids >= this are new */
+    bool changed;
+} meta_plan;
+
+static int check_fields(kivis_db *db, const char *table, const char *what,
+                        kivis_reader r, uint32_t n, const kivis_struct_desc *sd,
+                        bool may_append, kivis_buf *tmp)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        kivis_slice name, sig;
+        int rc = get_str(&r, &name);
+        if (!rc)
+            rc = get_str(&r, &sig);
+        if (rc)
+            return rc;
+        if (i >= sd->nfields)
+            return kivis__fail(db, KIVIS_ESCHEMA,
+                               "table %s: stored %s '%.*s' is missing from the "
+                               "schema (removing fields is not supported)",
+                               table, what, (int)name.len, (const char *)name.data);
+        const kivis_field *f = &sd->fields[i];
+        if (!str_is(name, f->name))
+            return kivis__fail(db, KIVIS_ESCHEMA,
+                               "table %s: %s %u is '%.*s' in the store but "
+                               "'%s' in the schema (fields may only be appended)",
+                               table, what, i + 1, (int)name.len,
+                               (const char *)name.data, f->name);
+        tmp->len = 0;
+        rc = put_sig(tmp, f);
+        if (rc)
+            return rc;
+        if (sig.len != tmp->len || memcmp(sig.data, tmp->data, sig.len))
+            return kivis__fail(db, KIVIS_ESCHEMA,
+                               "table %s: %s '%s' changed type since the store "
+                               "was written",
+                               table, what, f->name);
+    }
+    if (sd->nfields > n && !may_append)
+        return kivis__fail(db, KIVIS_ESCHEMA,
+                           "table %s: the key gained field '%s'", table,
+                           sd->fields[n].name);
+    return KIVIS_OK;
+}
+
+static int find_compiled_index(const kivis_table_desc *td, kivis_slice name)
+{
+    for (uint32_t i = 0; i < td->nindexes; i++)
+        if (str_is(name, td->indexes[i].name))
+            return (int)i;
+    return -1;
+}
+
+/* Match stored indexes to compiled ones: keep ids, plan drops and new ids. */
+static int plan_indexes(kivis_db *db, kivis_table_state *ts,
+                        const stored_table *st, meta_plan *plan, uint32_t *next)
+{
+    const kivis_table_desc *td = ts->desc;
+    for (uint32_t i = 0; i < td->nindexes; i++)
+        ts->index_ids[i] = UINT32_MAX;
+    kivis_reader r = st->indexes;
+    for (uint32_t i = 0; i < st->nindexes; i++) {
+        uint32_t id, flags;
+        kivis_slice name, field;
+        int rc = get_u32(&r, &id);
+        if (!rc)
+            rc = get_str(&r, &name);
+        if (!rc)
+            rc = get_str(&r, &field);
+        if (!rc)
+            rc = get_u32(&r, &flags);
+        if (rc)
+            return rc;
+        int c = find_compiled_index(td, name);
+        if (c < 0) {
+            plan->changed = true;
+            rc = kivis__varint_put(&plan->drops, st->id);
+            if (!rc)
+                rc = kivis__varint_put(&plan->drops, id);
+            if (rc)
+                return rc;
+            continue;
+        }
+        const kivis_index_desc *ix = &td->indexes[c];
+        if (!str_is(field, td->record->fields[ix->field].name) ||
+            flags != ix->flags)
+            return kivis__fail(db, KIVIS_ESCHEMA,
+                               "table %s: index %s changed its field or "
+                               "uniqueness; give the new index a new name",
+                               td->name, ix->name);
+        ts->index_ids[c] = id;
+    }
+    for (uint32_t i = 0; i < td->nindexes; i++)
+        if (ts->index_ids[i] == UINT32_MAX) {
+            if (*next > KIVIS_ID_MAX - KIVIS_SLOT_FIRST_INDEX)
+                return kivis__fail(db, KIVIS_ESCHEMA, "table %s: too many indexes",
+                                   td->name);
+            ts->index_ids[i] = (*next)++;
+            plan->changed = true;
+        }
+    return KIVIS_OK;
+}
+
+static int match_table(kivis_db *db, kivis_table_state *ts,
+                       const stored_table *st, meta_plan *plan,
+                       uint32_t *next_index, kivis_buf *tmp)
+{
+    const kivis_table_desc *td = ts->desc;
+    if (st->key_kind != td->key_kind)
+        return kivis__fail(db, KIVIS_ESCHEMA,
+                           "table %s: its key strategy changed since the store "
+                           "was written",
+                           td->name);
+    int rc = check_fields(db, td->name, "key field", st->keys, st->nkeys,
+                          td->key, false, tmp);
+    if (!rc)
+        rc = check_fields(db, td->name, "field", st->fields, st->nfields,
+                          td->record, true, tmp);
+    if (rc)
+        return rc;
+    ts->id = st->id;
+    ts->version = st->version;
+    if (td->record->nfields > st->nfields) {
+        ts->version++;
+        plan->changed = true;
+    }
+    *next_index = st->next_index;
+    return plan_indexes(db, ts, st, plan, next_index);
+}
+
+static int compiled_table(const kivis_db *db, kivis_slice name)
+{
+    for (uint32_t i = 0; i < db->schema->ntables; i++)
+        if (str_is(name, db->schema->tables[i].name))
+            return (int)i;
+    return -1;
+}
+
+/* Write the new schema blob: stored tables in stored order (unknown ones
+ * copied unchanged), then the tables new to the store. */
+static int plan_schema(kivis_db *db, kivis_slice stored, meta_plan *plan)
+{
+    uint32_t n = db->schema->ntables;
+    bool *seen = kivis__alloc(db, n * sizeof *seen);
+    kivis_buf body, tmp;
+    kivis__buf_init(&body, &db->alloc);
+    kivis__buf_init(&tmp, &db->alloc);
+    if (!seen)
+        return KIVIS_ENOMEM;
+    memset(seen, 0, n * sizeof *seen);
+    uint32_t next_table = 1, ntables = 0, stored_n = 0, format;
+    int rc = KIVIS_OK;
+    kivis_reader r = kivis__reader(stored);
+    if (stored.data) {
+        kivis_slice name;
+        if (r.end - r.p < 3 || memcmp(r.p, "KVS", 3))
+            rc = KIVIS_ECORRUPT;
+        r.p += rc ? 0 : 3;
+        if (!rc)
+            rc = get_u32(&r, &format);
+        if (!rc && format != META_FORMAT)
+            rc = kivis__fail(db, KIVIS_EVERSION,
+                             "stored schema format %u is not supported", format);
+        if (!rc)
+            rc = get_str(&r, &name);
+        if (!rc)
+            rc = get_u32(&r, &next_table);
+        if (!rc)
+            rc = get_u32(&r, &stored_n);
+    }
+    for (uint32_t i = 0; !rc && i < stored_n; i++) {
+        stored_table st;
+        rc = parse_table(&r, &st);
+        if (rc)
+            break;
+        int c = compiled_table(db, st.name);
+        ntables++;
+        if (c < 0) {
+            rc = kivis__buf_append(&body, st.span.data, st.span.len);
+            continue;
+        }
+        if (seen[c]) {
+            rc = KIVIS_ECORRUPT;
+            break;
+        }
+        seen[c] = true;
+        uint32_t next_index = 0;
+        rc = match_table(db, &db->tables[c], &st, plan, &next_index, &tmp);
+        plan->first_new[c] = st.next_index;
+        if (!rc)
+            rc = put_table(&body, &db->tables[c], next_index);
+    }
+    if (!rc && r.p != r.end)
+        rc = KIVIS_ECORRUPT;
+    for (uint32_t c = 0; !rc && c < n; c++) {
+        if (seen[c])
+            continue;
+        kivis_table_state *ts = &db->tables[c];
+        if (next_table > KIVIS_ID_MAX) {
+            rc = kivis__fail(db, KIVIS_ESCHEMA, "too many tables");
+            break;
+        }
+        ts->id = next_table++;
+        ts->version = 1;
+        for (uint32_t i = 0; i < ts->desc->nindexes; i++)
+            ts->index_ids[i] = i;
+        plan->first_new[c] = ts->desc->nindexes; /* empty: nothing to build */
+        plan->changed = true;
+        ntables++;
+        rc = put_table(&body, ts, ts->desc->nindexes);
+    }
+    if (!rc)
+        rc = kivis__buf_append(&plan->schema, "KVS", 3);
+    if (!rc)
+        rc = kivis__varint_put(&plan->schema, META_FORMAT);
+    if (!rc)
+        rc = put_cstr(&plan->schema, db->schema->name);
+    if (!rc)
+        rc = kivis__varint_put(&plan->schema, next_table);
+    if (!rc)
+        rc = kivis__varint_put(&plan->schema, ntables);
+    if (!rc)
+        rc = kivis__buf_append(&plan->schema, body.data, body.len);
+    if (rc == KIVIS_ECORRUPT && !db->errmsg[0])
+        kivis__fail(db, rc, "the stored schema is corrupt");
+    kivis__free(db, seen);
+    kivis__buf_free(&body);
+    kivis__buf_free(&tmp);
+    return rc;
+}
+
+/* ---- applying the plan ------------------------------------------------ */
+
+static int delete_range(kivis_storage_txn *txn, kivis_buf *lo, kivis_buf *hi)
+{
+    bool unbounded;
+    int rc = kivis__prefix_end(lo, hi, &unbounded);
+    kivis_storage_cursor *cur = NULL;
+    if (!rc)
+        rc = kivis_txn_cursor(txn, kivis_slice_make(lo->data, lo->len),
+                              kivis_slice_make(unbounded ? NULL : hi->data, hi->len),
+                              &cur);
+    kivis_slice k, v;
+    while (!rc && (rc = kivis_cursor_get(cur, KIVIS_FIRST, &k, &v)) == KIVIS_OK) {
+        /* Copy: the view dies with the delete. */
+        kivis_buf key;
+        kivis__buf_init(&key, lo->alloc);
+        rc = kivis__buf_append(&key, k.data, k.len);
+        if (!rc)
+            rc = kivis_txn_del(txn, kivis_slice_make(key.data, key.len));
+        kivis__buf_free(&key);
+    }
+    kivis_cursor_close(cur);
+    return rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
+}
+
+static int drop_indexes(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
+{
+    kivis_reader r = kivis__reader(kivis_slice_make(plan->drops.data, plan->drops.len));
+    kivis_buf lo, hi;
+    kivis__buf_init(&lo, &db->alloc);
+    kivis__buf_init(&hi, &db->alloc);
+    int rc = KIVIS_OK;
+    while (!rc && r.p < r.end) {
+        uint32_t table, index;
+        rc = get_u32(&r, &table);
+        if (!rc)
+            rc = get_u32(&r, &index);
+        lo.len = 0;
+        if (!rc)
+            rc = kivis__id_put(&lo, table);
+        if (!rc)
+            rc = kivis__id_put(&lo, index + KIVIS_SLOT_FIRST_INDEX);
+        if (!rc)
+            rc = delete_range(txn, &lo, &hi);
+    }
+    kivis__buf_free(&lo);
+    kivis__buf_free(&hi);
+    return rc;
+}
+
+static int apply_plan(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
+{
+    int rc = kivis_txn_put(txn, kivis_slice_make(schema_key, sizeof schema_key),
+                           kivis_slice_make(plan->schema.data, plan->schema.len));
+    if (!rc)
+        rc = drop_indexes(db, txn, plan);
+    for (uint32_t c = 0; !rc && c < db->schema->ntables; c++)
+        rc = kivis__build_indexes(db, txn, c, plan->first_new[c]);
+    return rc;
+}
+
+/* Read, compare and (when write) apply, all in `txn`. */
+static int load_in(kivis_db *db, kivis_storage_txn *txn, bool write,
+                   bool *need_write)
+{
+    meta_plan plan;
+    memset(&plan, 0, sizeof plan);
+    kivis__buf_init(&plan.schema, &db->alloc);
+    kivis__buf_init(&plan.drops, &db->alloc);
+    plan.first_new = kivis__alloc(db, db->schema->ntables * sizeof *plan.first_new);
+    kivis_slice stored = {NULL, 0};
+    int rc = plan.first_new ? KIVIS_OK : KIVIS_ENOMEM;
+    if (!rc)
+        rc = kivis_txn_get(txn, kivis_slice_make(schema_key, sizeof schema_key),
+                           &stored);
+    if (rc == KIVIS_NOTFOUND)
+        rc = KIVIS_OK;
+    if (!rc)
+        rc = plan_schema(db, stored, &plan);
+    *need_write = !rc && (plan.changed || !stored.data);
+    if (!rc && write && *need_write)
+        rc = apply_plan(db, txn, &plan);
+    kivis__buf_free(&plan.schema);
+    kivis__buf_free(&plan.drops);
+    kivis__free(db, plan.first_new);
+    return rc;
+}
+
+int kivis__meta_load(kivis_db *db)
+{
+    kivis_storage_txn *txn;
+    bool need_write;
+    int rc = kivis_storage_begin(db->st, KIVIS_TXN_RDONLY, &txn);
+    if (rc)
+        return kivis__fail(db, rc, "open: begin: %s", kivis_strerror(rc));
+    rc = load_in(db, txn, false, &need_write);
+    kivis_txn_abort(txn);
+    if (rc || !need_write)
+        return rc;
+    /* Compare again inside the write transaction: another handle may have
+     * changed the schema in between. */
+    rc = kivis_storage_begin(db->st, 0, &txn);
+    if (rc)
+        return kivis__fail(db, rc, "open: begin: %s", kivis_strerror(rc));
+    rc = load_in(db, txn, true, &need_write);
+    if (rc) {
+        kivis_txn_abort(txn);
+        return rc;
+    }
+    rc = kivis_txn_commit(txn, db->durability);
+    return rc ? kivis__fail(db, rc, "open: writing the schema: %s",
+                            kivis_strerror(rc))
+              : KIVIS_OK;
+}

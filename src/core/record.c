@@ -1,0 +1,548 @@
+/* Records: put, insert, get, remove, with their index entries written in
+ * the same transaction, unique checks and auto-increment ids. */
+#include "engine.h"
+
+#include <string.h>
+
+static int table_state(kivis_db *db, uint32_t table, kivis_table_state **ts)
+{
+    if (table >= db->schema->ntables)
+        return kivis__fail(db, KIVIS_EINVAL, "no table %u in schema %s", table,
+                           db->schema->name);
+    *ts = &db->tables[table];
+    return KIVIS_OK;
+}
+
+static int storage_error(kivis_db *db, const kivis_table_state *ts, int rc,
+                         const char *what)
+{
+    if (rc == KIVIS_EKEYSIZE)
+        return kivis__fail(db, rc, "%s: %s: key too long for the %s backend",
+                           ts->desc->name, what, db->st->methods->name);
+    return kivis__fail(db, rc, "%s: %s: %s", ts->desc->name, what,
+                       kivis_strerror(rc));
+}
+
+/* ---- keys of a record -------------------------------------------------- */
+
+static size_t field_bytes(const kivis_field *f)
+{
+    return f->size * (f->count ? f->count : 1);
+}
+
+/* The key a KEY_FIELDS or KEY_DERIVED table gives `rec`, into `key`. */
+static int key_from_record(kivis_db *db, const kivis_table_state *ts,
+                           const void *rec, void *key)
+{
+    const kivis_table_desc *td = ts->desc;
+    memset(key, 0, td->key->size);
+    if (td->key_kind == KIVIS_KEY_DERIVED) {
+        int rc = td->derive_key(rec, key);
+        return rc ? kivis__fail(db, rc < 0 ? rc : KIVIS_EINVAL,
+                                "%s: derive_key failed: %s", td->name,
+                                kivis_strerror(rc))
+                  : KIVIS_OK;
+    }
+    for (uint32_t i = 0; i < td->key->nfields; i++) {
+        const kivis_field *kf = &td->key->fields[i];
+        const kivis_field *rf = &td->record->fields[td->key_fields[i]];
+        memcpy((char *)key + kf->offset, (const char *)rec + rf->offset,
+               field_bytes(kf));
+    }
+    return KIVIS_OK;
+}
+
+static int set_auto_key(const kivis_table_state *ts, void *key, uint64_t id)
+{
+    memset(key, 0, ts->desc->key->size);
+    memcpy((char *)key + ts->desc->key->fields[0].offset, &id, sizeof id);
+    return KIVIS_OK;
+}
+
+/* One past the highest stored id, found by a reverse seek. */
+static int next_auto_id(kivis_db *db, kivis_table_state *ts,
+                        kivis_storage_txn *txn, uint64_t *id)
+{
+    if (ts->next_overflow)
+        goto overflow;
+    if (ts->next_id) {
+        *id = ts->next_id;
+        return KIVIS_OK;
+    }
+    kivis_buf lo, hi;
+    kivis__buf_init(&lo, &db->alloc);
+    kivis__buf_init(&hi, &db->alloc);
+    kivis_storage_cursor *cur = NULL;
+    kivis_slice k, v;
+    int rc = kivis__table_prefix(&lo, ts, KIVIS_SLOT_RECORDS);
+    if (!rc)
+        rc = kivis__table_prefix(&hi, ts, KIVIS_SLOT_RECORDS + 1);
+    if (!rc)
+        rc = kivis_txn_cursor(txn, kivis_slice_make(lo.data, lo.len),
+                              kivis_slice_make(hi.data, hi.len), &cur);
+    if (!rc)
+        rc = kivis_cursor_get(cur, KIVIS_LAST, &k, &v);
+    uint64_t last = 0;
+    if (rc == KIVIS_OK) {
+        kivis_reader r = kivis__reader(k);
+        r.p += lo.len;
+        if (kivis__key_get_uint(&r, 8, &last) || r.p != r.end)
+            rc = kivis__fail(db, KIVIS_ECORRUPT, "%s: undecodable stored key",
+                             ts->desc->name);
+    } else if (rc == KIVIS_NOTFOUND) {
+        rc = KIVIS_OK;
+    } else {
+        rc = storage_error(db, ts, rc, "finding the highest id");
+    }
+    kivis_cursor_close(cur);
+    kivis__buf_free(&lo);
+    kivis__buf_free(&hi);
+    if (rc)
+        return rc;
+    if (last == UINT64_MAX) {
+        ts->next_overflow = true;
+        goto overflow;
+    }
+    *id = last + 1;
+    return KIVIS_OK;
+overflow:
+    return kivis__fail(db, KIVIS_EOVERFLOW,
+                       "%s: auto-increment ids exhausted (highest is %llu)",
+                       ts->desc->name, (unsigned long long)UINT64_MAX);
+}
+
+/* Remember the id after `id` for the rest of the user's transaction. */
+static void advance_auto_id(kivis_table_state *ts, uint64_t id)
+{
+    if (id == UINT64_MAX)
+        ts->next_overflow = true;
+    else if (id >= ts->next_id)
+        ts->next_id = id + 1;
+}
+
+/* ---- index entries ----------------------------------------------------- */
+
+/* Every index entry key of `rec` (pk = its encoded primary key, without
+ * the table prefix), back to back in `out`, lengths in `lens`. */
+static int index_entries(kivis_db *db, const kivis_table_state *ts,
+                         const void *rec, kivis_slice pk, kivis_buf *out,
+                         size_t *lens)
+{
+    const kivis_table_desc *td = ts->desc;
+    out->len = 0;
+    for (uint32_t i = 0; i < td->nindexes; i++) {
+        size_t start = out->len;
+        int rc = kivis__id_put(out, ts->id);
+        if (!rc)
+            rc = kivis__id_put(out, ts->index_ids[i] + KIVIS_SLOT_FIRST_INDEX);
+        if (!rc)
+            rc = kivis__key_put_field(out, &td->record->fields[td->indexes[i].field],
+                                      rec);
+        if (!rc)
+            rc = kivis__buf_append(out, pk.data, pk.len);
+        if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE || rc == KIVIS_EINVAL)
+            return kivis__fail(db, rc, "%s.%s: %s", td->name,
+                               td->record->fields[td->indexes[i].field].name,
+                               kivis_strerror(rc));
+        if (rc)
+            return rc;
+        lens[i] = out->len - start;
+        rc = kivis__check_key_size(db, ts, lens[i]);
+        if (rc)
+            return rc;
+    }
+    return KIVIS_OK;
+}
+
+/* Fail with ECONSTRAINT when a unique index already holds the new value
+ * under another primary key. */
+static int check_unique(kivis_db *db, const kivis_table_state *ts,
+                        kivis_storage_txn *txn, size_t pklen)
+{
+    const kivis_table_desc *td = ts->desc;
+    kivis_buf prefix, end;
+    kivis__buf_init(&prefix, &db->alloc);
+    kivis__buf_init(&end, &db->alloc);
+    const uint8_t *entry = db->newidx.data;
+    int rc = KIVIS_OK;
+    for (uint32_t i = 0; !rc && i < td->nindexes; entry += db->newlen[i], i++) {
+        if (!(td->indexes[i].flags & KIVIS_INDEX_UNIQUE))
+            continue;
+        bool unbounded;
+        prefix.len = 0;
+        rc = kivis__buf_append(&prefix, entry, db->newlen[i] - pklen);
+        if (!rc)
+            rc = kivis__prefix_end(&prefix, &end, &unbounded);
+        kivis_storage_cursor *cur = NULL;
+        if (!rc)
+            rc = kivis_txn_cursor(
+                txn, kivis_slice_make(prefix.data, prefix.len),
+                kivis_slice_make(unbounded ? NULL : end.data, end.len), &cur);
+        kivis_slice k, v;
+        if (!rc)
+            rc = kivis_cursor_get(cur, KIVIS_FIRST, &k, &v);
+        if (rc == KIVIS_NOTFOUND) {
+            rc = KIVIS_OK;
+        } else if (rc == KIVIS_OK) {
+            /* One entry per value: if it is not ours, the value is taken. */
+            if (k.len != db->newlen[i] || memcmp(k.data, entry, k.len))
+                rc = kivis__fail(db, KIVIS_ECONSTRAINT,
+                                 "%s.%s: unique index %s already holds this value",
+                                 td->name,
+                                 td->record->fields[td->indexes[i].field].name,
+                                 td->indexes[i].name);
+        } else {
+            rc = storage_error(db, ts, rc, "unique check");
+        }
+        kivis_cursor_close(cur);
+    }
+    kivis__buf_free(&prefix);
+    kivis__buf_free(&end);
+    return rc;
+}
+
+/* Decode the stored record `value` and list its index entries in oldidx. */
+static int old_index_entries(kivis_db *db, const kivis_table_state *ts,
+                             kivis_slice value, kivis_slice pk)
+{
+    const kivis_table_desc *td = ts->desc;
+    int rc = kivis__value_decode(value, td->record, db->oldrec, &db->alloc, NULL);
+    if (rc == KIVIS_ECORRUPT)
+        return kivis__fail(db, rc,
+                           "%s: the stored record is corrupt; its index "
+                           "entries cannot be found",
+                           td->name);
+    if (rc)
+        return rc;
+    rc = index_entries(db, ts, db->oldrec, pk, &db->oldidx, db->oldlen);
+    kivis__struct_free(td->record, db->oldrec, &db->alloc);
+    return rc;
+}
+
+/* ---- writes ------------------------------------------------------------ */
+
+static int put_bytes(kivis_db *db, const kivis_table_state *ts, kivis_op *op,
+                     const uint8_t *key, size_t klen, kivis_slice value)
+{
+    op->wrote = true;
+    int rc = kivis_txn_put(op->txn, kivis_slice_make(key, klen), value);
+    return rc ? storage_error(db, ts, rc, "write") : KIVIS_OK;
+}
+
+static int del_bytes(kivis_db *db, const kivis_table_state *ts, kivis_op *op,
+                     const uint8_t *key, size_t klen)
+{
+    op->wrote = true;
+    int rc = kivis_txn_del(op->txn, kivis_slice_make(key, klen));
+    if (rc == KIVIS_NOTFOUND)
+        return kivis__fail(db, KIVIS_ECORRUPT,
+                           "%s: an index entry of the stored record is missing",
+                           ts->desc->name);
+    return rc ? storage_error(db, ts, rc, "delete") : KIVIS_OK;
+}
+
+/* Replace the old record's index entries by the new ones (skipping those
+ * that are unchanged), then the record itself. */
+static int apply_record_write(kivis_db *db, const kivis_table_state *ts,
+                              kivis_op *op, bool had_old)
+{
+    const uint8_t *ne = db->newidx.data, *oe = db->oldidx.data;
+    int rc = KIVIS_OK;
+    for (uint32_t i = 0; !rc && i < ts->desc->nindexes; i++) {
+        bool same = had_old && db->oldlen[i] == db->newlen[i] &&
+                    !memcmp(oe, ne, db->newlen[i]);
+        if (!same && had_old)
+            rc = del_bytes(db, ts, op, oe, db->oldlen[i]);
+        if (!same && !rc)
+            rc = put_bytes(db, ts, op, ne, db->newlen[i], kivis_slice_make("", 0));
+        ne += db->newlen[i];
+        if (had_old)
+            oe += db->oldlen[i];
+    }
+    if (!rc)
+        rc = put_bytes(db, ts, op, db->pk.data, db->pk.len,
+                       kivis_slice_make(db->val.data, db->val.len));
+    return rc;
+}
+
+static int encode_value(kivis_db *db, const kivis_table_state *ts,
+                        const void *rec)
+{
+    db->val.len = 0;
+    int rc = kivis__value_encode(&db->val, ts->desc->record, ts->version, rec);
+    if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE || rc == KIVIS_EINVAL)
+        return kivis__fail(db, rc, "%s: %s", ts->desc->name, kivis_strerror(rc));
+    return rc;
+}
+
+/* Store `rec`, already encoded in db->val, under `key`: everything is
+ * encoded and checked before the first write, so only storage failures can
+ * happen after it. */
+static int write_record(kivis_db *db, const kivis_table_state *ts,
+                        kivis_op *op, const void *key, const void *rec)
+{
+    size_t prefix_len;
+    int rc = kivis__record_key(db, ts, key, &db->pk, &prefix_len);
+    if (rc)
+        return rc;
+    kivis_slice pk = kivis_slice_make(db->pk.data + prefix_len,
+                                      db->pk.len - prefix_len);
+    rc = index_entries(db, ts, rec, pk, &db->newidx, db->newlen);
+    if (rc)
+        return rc;
+    bool had_old = false;
+    if (ts->desc->nindexes) {
+        kivis_slice old;
+        rc = kivis_txn_get(op->txn, kivis_slice_make(db->pk.data, db->pk.len),
+                           &old);
+        if (rc == KIVIS_OK) {
+            had_old = true;
+            rc = old_index_entries(db, ts, old, pk);
+        } else if (rc == KIVIS_NOTFOUND) {
+            rc = KIVIS_OK;
+        } else {
+            rc = storage_error(db, ts, rc, "read");
+        }
+        if (!rc)
+            rc = check_unique(db, ts, op->txn, pk.len);
+        if (rc)
+            return rc;
+    }
+    return apply_record_write(db, ts, op, had_old);
+}
+
+static int check_write_args(kivis_db *db, uint32_t table, const void *rec,
+                            kivis_table_state **ts)
+{
+    if (!db)
+        return KIVIS_EINVAL;
+    if (!rec)
+        return kivis__fail(db, KIVIS_EINVAL, "record is NULL");
+    return table_state(db, table, ts);
+}
+
+int kivis_put(kivis_db *db, uint32_t table, const void *record, void *key_out)
+{
+    kivis_table_state *ts = NULL;
+    int rc = check_write_args(db, table, record, &ts);
+    if (!rc) /* validates the record before derive_key sees it */
+        rc = encode_value(db, ts, record);
+    if (rc)
+        goto out;
+    kivis_op op;
+    rc = kivis__op_begin(db, true, &op);
+    if (rc)
+        goto out;
+    uint64_t id = 0;
+    if (ts->desc->key_kind == KIVIS_KEY_AUTO) {
+        rc = next_auto_id(db, ts, op.txn, &id);
+        if (!rc)
+            rc = set_auto_key(ts, db->keytmp, id);
+    } else {
+        rc = key_from_record(db, ts, record, db->keytmp);
+    }
+    if (!rc)
+        rc = write_record(db, ts, &op, db->keytmp, record);
+    if (!rc && ts->desc->key_kind == KIVIS_KEY_AUTO && !op.own)
+        advance_auto_id(ts, id);
+    rc = kivis__op_end(db, &op, rc);
+out:
+    if (key_out && db && table < db->schema->ntables) {
+        size_t n = db->schema->tables[table].key->size;
+        if (rc)
+            memset(key_out, 0, n);
+        else
+            memcpy(key_out, db->keytmp, n);
+    }
+    return rc;
+}
+
+/* The key must be the one the record's own fields give. */
+static int check_key_matches(kivis_db *db, const kivis_table_state *ts,
+                             const void *key, const void *rec)
+{
+    int rc = key_from_record(db, ts, rec, db->keytmp);
+    kivis_buf want;
+    kivis__buf_init(&want, &db->alloc);
+    if (!rc)
+        rc = kivis__record_key(db, ts, db->keytmp, &want, NULL);
+    if (!rc)
+        rc = kivis__record_key(db, ts, key, &db->pk, NULL);
+    if (!rc && (want.len != db->pk.len || memcmp(want.data, db->pk.data, want.len)))
+        rc = kivis__fail(db, KIVIS_EINVAL,
+                         "%s: the key given differs from the key of the "
+                         "record's own fields",
+                         ts->desc->name);
+    kivis__buf_free(&want);
+    return rc;
+}
+
+int kivis_insert(kivis_db *db, uint32_t table, const void *key,
+                 const void *record)
+{
+    kivis_table_state *ts = NULL;
+    int rc = check_write_args(db, table, record, &ts);
+    if (rc)
+        return rc;
+    if (!key)
+        return kivis__fail(db, KIVIS_EINVAL, "key is NULL");
+    rc = encode_value(db, ts, record);
+    if (rc)
+        return rc;
+    if (ts->desc->key_kind != KIVIS_KEY_AUTO) {
+        rc = check_key_matches(db, ts, key, record);
+        if (rc)
+            return rc;
+    }
+    kivis_op op;
+    rc = kivis__op_begin(db, true, &op);
+    if (rc)
+        return rc;
+    rc = write_record(db, ts, &op, key, record);
+    if (!rc && ts->desc->key_kind == KIVIS_KEY_AUTO && !op.own && ts->next_id) {
+        uint64_t id;
+        memcpy(&id, (const char *)key + ts->desc->key->fields[0].offset, sizeof id);
+        advance_auto_id(ts, id);
+    }
+    return kivis__op_end(db, &op, rc);
+}
+
+/* ---- index builds (on open, for indexes new to the store) ----------- */
+
+static int build_one(kivis_db *db, kivis_table_state *ts, kivis_op *op,
+                     kivis_slice k, kivis_slice v, size_t prefix_len,
+                     uint32_t first_new)
+{
+    const kivis_table_desc *td = ts->desc;
+    db->pk.len = 0;
+    int rc = kivis__buf_append(&db->pk, k.data, k.len);
+    if (!rc)
+        rc = kivis__value_decode(v, td->record, db->oldrec, &db->alloc, NULL);
+    if (rc == KIVIS_ECORRUPT)
+        return kivis__fail(db, rc, "%s: a stored record is corrupt", td->name);
+    kivis_slice pk = kivis_slice_make(db->pk.data + prefix_len, k.len - prefix_len);
+    if (!rc)
+        rc = index_entries(db, ts, db->oldrec, pk, &db->newidx, db->newlen);
+    kivis__struct_free(td->record, db->oldrec, &db->alloc);
+    if (!rc)
+        rc = check_unique(db, ts, op->txn, pk.len);
+    const uint8_t *e = db->newidx.data;
+    for (uint32_t i = 0; !rc && i < td->nindexes; e += db->newlen[i++])
+        if (ts->index_ids[i] >= first_new)
+            rc = put_bytes(db, ts, op, e, db->newlen[i], kivis_slice_make("", 0));
+    return rc;
+}
+
+int kivis__build_indexes(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
+                         uint32_t first_new)
+{
+    kivis_table_state *ts = &db->tables[table];
+    bool any = false;
+    for (uint32_t i = 0; i < ts->desc->nindexes; i++)
+        any |= ts->index_ids[i] >= first_new;
+    if (!any)
+        return KIVIS_OK;
+    kivis_op op = {txn, false, false};
+    kivis_buf lo, hi;
+    kivis__buf_init(&lo, &db->alloc);
+    kivis__buf_init(&hi, &db->alloc);
+    kivis_storage_cursor *cur = NULL;
+    int rc = kivis__table_prefix(&lo, ts, KIVIS_SLOT_RECORDS);
+    if (!rc)
+        rc = kivis__table_prefix(&hi, ts, KIVIS_SLOT_RECORDS + 1);
+    if (!rc)
+        rc = kivis_txn_cursor(txn, kivis_slice_make(lo.data, lo.len),
+                              kivis_slice_make(hi.data, hi.len), &cur);
+    kivis_slice k, v;
+    while (!rc && (rc = kivis_cursor_get(cur, KIVIS_NEXT, &k, &v)) == KIVIS_OK)
+        rc = build_one(db, ts, &op, k, v, lo.len, first_new);
+    kivis_cursor_close(cur);
+    kivis__buf_free(&lo);
+    kivis__buf_free(&hi);
+    return rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
+}
+
+/* ---- reads and removal ------------------------------------------------- */
+
+int kivis_get(kivis_db *db, uint32_t table, const void *key, void *record_out)
+{
+    kivis_table_state *ts = NULL;
+    int rc;
+    if (!db)
+        return KIVIS_EINVAL;
+    if (record_out && table < db->schema->ntables)
+        memset(record_out, 0, db->schema->tables[table].record->size);
+    if (!key || !record_out)
+        return kivis__fail(db, KIVIS_EINVAL, "key or record_out is NULL");
+    rc = table_state(db, table, &ts);
+    if (rc)
+        return rc;
+    kivis_op op;
+    rc = kivis__op_begin(db, false, &op);
+    if (rc)
+        return rc;
+    rc = kivis__record_key(db, ts, key, &db->pk, NULL);
+    kivis_slice v;
+    if (!rc) {
+        rc = kivis_txn_get(op.txn, kivis_slice_make(db->pk.data, db->pk.len), &v);
+        if (rc < 0)
+            rc = storage_error(db, ts, rc, "read");
+    }
+    if (rc == KIVIS_OK) {
+        rc = kivis__value_decode(v, ts->desc->record, record_out, &db->alloc, NULL);
+        if (rc == KIVIS_ECORRUPT)
+            kivis__fail(db, rc, "%s: stored record is corrupt", ts->desc->name);
+    }
+    return kivis__op_end(db, &op, rc);
+}
+
+int kivis_remove(kivis_db *db, uint32_t table, const void *key)
+{
+    kivis_table_state *ts = NULL;
+    if (!db)
+        return KIVIS_EINVAL;
+    if (!key)
+        return kivis__fail(db, KIVIS_EINVAL, "key is NULL");
+    int rc = table_state(db, table, &ts);
+    if (rc)
+        return rc;
+    kivis_op op;
+    rc = kivis__op_begin(db, true, &op);
+    if (rc)
+        return rc;
+    size_t plen;
+    rc = kivis__record_key(db, ts, key, &db->pk, &plen);
+    kivis_slice old;
+    if (!rc) {
+        rc = kivis_txn_get(op.txn, kivis_slice_make(db->pk.data, db->pk.len), &old);
+        if (rc < 0)
+            rc = storage_error(db, ts, rc, "read");
+    }
+    if (rc == KIVIS_OK && ts->desc->nindexes) {
+        rc = old_index_entries(db, ts, old,
+                                   kivis_slice_make(db->pk.data + plen,
+                                                    db->pk.len - plen));
+        const uint8_t *e = db->oldidx.data;
+        for (uint32_t i = 0; !rc && i < ts->desc->nindexes; e += db->oldlen[i++])
+            rc = del_bytes(db, ts, &op, e, db->oldlen[i]);
+    }
+    if (rc == KIVIS_OK) {
+        op.wrote = true;
+        rc = kivis_txn_del(op.txn, kivis_slice_make(db->pk.data, db->pk.len));
+        if (rc < 0)
+            rc = storage_error(db, ts, rc, "delete");
+    }
+    return kivis__op_end(db, &op, rc);
+}
+
+void kivis_record_clear(kivis_db *db, uint32_t table, void *record)
+{
+    if (db && record && table < db->schema->ntables)
+        kivis__struct_free(db->schema->tables[table].record, record, &db->alloc);
+}
+
+void kivis_key_clear(kivis_db *db, uint32_t table, void *key)
+{
+    if (db && key && table < db->schema->ntables)
+        kivis__struct_free(db->schema->tables[table].key, key, &db->alloc);
+}

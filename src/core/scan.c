@@ -1,0 +1,295 @@
+/* Scans over a table by primary key, and over an index (exact, range and
+ * prefix lookups).  Every query becomes one byte range [lo, hi) of the
+ * storage, because the key encoding preserves order. */
+#include "engine.h"
+
+#include <string.h>
+
+struct kivis_scan {
+    kivis_db *db;
+    const kivis_table_state *ts;
+    int32_t index;             /* -1: records */
+    bool reverse;
+    bool own_txn;              /* a read transaction of the scan's own */
+    kivis_storage_txn *txn;
+    kivis_storage_cursor *cur;
+    size_t prefix_len;         /* bytes of tableid | slot */
+    kivis_buf rk;              /* record key, for index scans */
+    struct kivis_scan *next;   /* in db->scans, when on the user's txn */
+    bool detached;             /* the user's txn ended under it */
+};
+
+void kivis__detach_scans(kivis_db *db)
+{
+    for (kivis_scan *s = db->scans; s; s = s->next) {
+        kivis_cursor_close(s->cur);
+        s->cur = NULL;
+        s->detached = true;
+    }
+    db->scans = NULL;
+}
+
+static void unlink_scan(kivis_scan *s)
+{
+    for (kivis_scan **p = &s->db->scans; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            return;
+        }
+}
+
+/* The field a PREFIX query matches: first key field or the indexed one. */
+static const kivis_field *query_field(const kivis_table_desc *td, int32_t index)
+{
+    if (index < 0)
+        return &td->key->fields[0];
+    return &td->record->fields[td->indexes[index].field];
+}
+
+static bool prefixable(const kivis_field *f)
+{
+    return f->count == 0 &&
+           (f->kind == KIVIS_STRING || f->kind == KIVIS_CHARS ||
+            f->kind == KIVIS_BYTES);
+}
+
+/* Append the encoding of a query bound: a key struct, or an index value. */
+static int put_bound(kivis_buf *b, const kivis_table_desc *td, int32_t index,
+                     const void *bound)
+{
+    if (index < 0)
+        return kivis__key_put_struct(b, td->key, bound);
+    return kivis__index_value(b, td, (uint32_t)index, bound);
+}
+
+/* Append the escaped prefix without its terminator, so that every
+ * escaped string starting with it starts with these bytes. */
+static int put_prefix(kivis_buf *b, const void *p, size_t n)
+{
+    int rc = kivis__key_put_bytes(b, p, n);
+    if (!rc)
+        b->len--; /* the 0x00 terminator */
+    return rc;
+}
+
+static int query_range(kivis_db *db, const kivis_query *q,
+                       const kivis_table_state *ts, kivis_buf *lo,
+                       kivis_buf *hi, bool *unbounded, size_t *prefix_len)
+{
+    const kivis_table_desc *td = ts->desc;
+    uint32_t slot = q->index < 0
+                        ? KIVIS_SLOT_RECORDS
+                        : ts->index_ids[q->index] + KIVIS_SLOT_FIRST_INDEX;
+    int rc = kivis__table_prefix(lo, ts, slot);
+    if (rc)
+        return rc;
+    *prefix_len = lo->len;
+    switch (q->mode) {
+    case KIVIS_Q_ALL:
+        return kivis__prefix_end(lo, hi, unbounded);
+    case KIVIS_Q_EQ:
+        if (!q->lo)
+            return kivis__fail(db, KIVIS_EINVAL, "%s: EQ query without a value",
+                               td->name);
+        rc = put_bound(lo, td, q->index, q->lo);
+        return rc ? rc : kivis__prefix_end(lo, hi, unbounded);
+    case KIVIS_Q_RANGE:
+        if (q->hi) {
+            rc = kivis__buf_append(hi, lo->data, lo->len);
+            if (!rc)
+                rc = put_bound(hi, td, q->index, q->hi);
+        } else {
+            rc = kivis__prefix_end(lo, hi, unbounded);
+        }
+        if (!rc && q->lo)
+            rc = put_bound(lo, td, q->index, q->lo);
+        return rc;
+    case KIVIS_Q_PREFIX:
+        if (!prefixable(query_field(td, q->index)) ||
+            (!q->prefix && q->prefix_len))
+            return kivis__fail(db, KIVIS_EINVAL,
+                               "%s: prefix query on a field that is not a "
+                               "string or bytes",
+                               td->name);
+        rc = put_prefix(lo, q->prefix, q->prefix_len);
+        return rc ? rc : kivis__prefix_end(lo, hi, unbounded);
+    }
+    return kivis__fail(db, KIVIS_EINVAL, "%s: unknown query mode %u", td->name,
+                       q->mode);
+}
+
+static int check_query(kivis_db *db, const kivis_query *q)
+{
+    if (!q)
+        return kivis__fail(db, KIVIS_EINVAL, "query is NULL");
+    if (q->table >= db->schema->ntables)
+        return kivis__fail(db, KIVIS_EINVAL, "no table %u in schema %s",
+                           q->table, db->schema->name);
+    const kivis_table_desc *td = &db->schema->tables[q->table];
+    if (q->index >= (int32_t)td->nindexes || q->index < -1)
+        return kivis__fail(db, KIVIS_EINVAL, "%s has no index %d", td->name,
+                           q->index);
+    return KIVIS_OK;
+}
+
+static int scan_txn(kivis_db *db, kivis_scan *s)
+{
+    if (db->txn) {
+        if (db->poisoned)
+            return KIVIS_EBADTXN;
+        s->txn = db->txn;
+        return KIVIS_OK;
+    }
+    s->own_txn = true;
+    int rc = kivis_storage_begin(db->st, KIVIS_TXN_RDONLY, &s->txn);
+    return rc ? kivis__fail(db, rc, "scan: begin: %s", kivis_strerror(rc))
+              : KIVIS_OK;
+}
+
+static int open_cursor(kivis_db *db, const kivis_query *q, kivis_scan *s)
+{
+    kivis_buf lo, hi;
+    bool unbounded = false;
+    kivis__buf_init(&lo, &db->alloc);
+    kivis__buf_init(&hi, &db->alloc);
+    int rc = query_range(db, q, s->ts, &lo, &hi, &unbounded, &s->prefix_len);
+    if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE)
+        rc = kivis__fail(db, rc, "%s: query bound: %s", s->ts->desc->name,
+                         kivis_strerror(rc));
+    if (!rc)
+        rc = kivis_txn_cursor(s->txn, kivis_slice_make(lo.data, lo.len),
+                              kivis_slice_make(unbounded ? NULL : hi.data,
+                                               hi.len),
+                              &s->cur);
+    kivis__buf_free(&lo);
+    kivis__buf_free(&hi);
+    return rc;
+}
+
+int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
+{
+    if (!out)
+        return KIVIS_EINVAL;
+    *out = NULL;
+    if (!db)
+        return KIVIS_EINVAL;
+    db->errmsg[0] = '\0';
+    int rc = check_query(db, q);
+    if (rc)
+        return rc;
+    kivis_scan *s = kivis__alloc(db, sizeof *s);
+    if (!s)
+        return KIVIS_ENOMEM;
+    memset(s, 0, sizeof *s);
+    s->db = db;
+    s->ts = &db->tables[q->table];
+    s->index = q->index;
+    s->reverse = (q->flags & KIVIS_REVERSE) != 0;
+    kivis__buf_init(&s->rk, &db->alloc);
+    rc = scan_txn(db, s);
+    if (!rc)
+        rc = open_cursor(db, q, s);
+    if (rc) {
+        s->cur = NULL; /* open_cursor sets it only on success */
+        if (s->own_txn && s->txn)
+            kivis_txn_abort(s->txn);
+        kivis__buf_free(&s->rk);
+        kivis__free(db, s);
+        return rc;
+    }
+    if (!s->own_txn) {
+        s->next = db->scans;
+        db->scans = s;
+    }
+    *out = s;
+    return KIVIS_OK;
+}
+
+/* Fetch and decode the record an index entry points at. */
+static int fetch_record(kivis_scan *s, kivis_slice pk, void *record_out)
+{
+    kivis_db *db = s->db;
+    const kivis_table_desc *td = s->ts->desc;
+    int rc = kivis__table_prefix(&s->rk, s->ts, KIVIS_SLOT_RECORDS);
+    if (!rc)
+        rc = kivis__buf_append(&s->rk, pk.data, pk.len);
+    kivis_slice v;
+    if (!rc)
+        rc = kivis_txn_get(s->txn, kivis_slice_make(s->rk.data, s->rk.len), &v);
+    if (rc == KIVIS_NOTFOUND)
+        return kivis__fail(db, KIVIS_ECORRUPT,
+                           "%s: index %s holds an entry for a missing record",
+                           td->name, td->indexes[s->index].name);
+    if (rc)
+        return rc;
+    rc = kivis__value_decode(v, td->record, record_out, &db->alloc, NULL);
+    return rc == KIVIS_ECORRUPT
+               ? kivis__fail(db, rc, "%s: stored record is corrupt", td->name)
+               : rc;
+}
+
+static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
+                        void *key_out, void *record_out)
+{
+    kivis_db *db = s->db;
+    const kivis_table_desc *td = s->ts->desc;
+    kivis_reader r = kivis__reader(k);
+    r.p += s->prefix_len;
+    int rc = KIVIS_OK;
+    if (s->index >= 0)
+        rc = kivis__key_skip_field(&r, &td->record->fields[td->indexes[s->index].field]);
+    kivis_slice pk = kivis_slice_make(r.p, (size_t)(r.end - r.p));
+    if (!rc && key_out) {
+        rc = kivis__key_get_struct(&r, td->key, key_out, &db->alloc);
+        if (!rc && r.p != r.end)
+            rc = KIVIS_ECORRUPT;
+    }
+    if (rc == KIVIS_ECORRUPT)
+        return kivis__fail(db, rc, "%s: undecodable stored key", td->name);
+    if (!rc && record_out)
+        rc = s->index >= 0
+                 ? fetch_record(s, pk, record_out)
+                 : kivis__value_decode(v, td->record, record_out, &db->alloc, NULL);
+    if (rc == KIVIS_ECORRUPT && !db->errmsg[0])
+        kivis__fail(db, rc, "%s: stored record is corrupt", td->name);
+    if (rc && key_out)
+        kivis__struct_free(td->key, key_out, &db->alloc);
+    return rc;
+}
+
+int kivis_scan_next(kivis_scan *s, void *key_out, void *record_out)
+{
+    if (!s)
+        return KIVIS_EINVAL;
+    const kivis_table_desc *td = s->ts->desc;
+    if (key_out)
+        memset(key_out, 0, td->key->size);
+    if (record_out)
+        memset(record_out, 0, td->record->size);
+    if (s->detached)
+        return kivis__fail(s->db, KIVIS_EINVAL,
+                           "scan used after its transaction ended");
+    if (!s->own_txn && s->db->poisoned)
+        return KIVIS_EBADTXN;
+    kivis_slice k, v;
+    int rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, &k, &v);
+    if (rc == KIVIS_NOTFOUND)
+        return rc;
+    if (rc)
+        return kivis__fail(s->db, rc, "%s: scan: %s", td->name, kivis_strerror(rc));
+    return decode_entry(s, k, v, key_out, record_out);
+}
+
+void kivis_scan_close(kivis_scan *s)
+{
+    if (!s)
+        return;
+    kivis_db *db = s->db;
+    kivis_cursor_close(s->cur);
+    if (s->own_txn)
+        kivis_txn_abort(s->txn);
+    else if (!s->detached)
+        unlink_scan(s);
+    kivis__buf_free(&s->rk);
+    kivis__free(db, s);
+}

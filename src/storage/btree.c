@@ -1,0 +1,1141 @@
+/*
+ * src/storage/btree.c - the in-memory B+tree behind the memory backend and
+ * the overlay write sets.
+ *
+ * Layout, chosen for memory (1M records of 16+64 bytes must stay within
+ * twice their raw size, malloc overhead included) and for speed:
+ *  - every record is one allocation, an `entry`: two 16-bit lengths, then
+ *    the key bytes, then the value bytes (longer lengths go after the
+ *    header as size_t);
+ *  - leaves hold up to LEAF_CAP entry pointers plus, next to each, a "hint":
+ *    the first 8 key bytes as a big-endian integer.  Hints order like keys
+ *    (a smaller hint means a smaller key), so a binary search mostly compares
+ *    integers in one contiguous array and only touches an entry on a tie;
+ *  - a separator in an inner node is not a copy of a key but a pointer to
+ *    the entry that is the least key of the subtree on its right.  Splits,
+ *    merges and borrows therefore move pointers and never allocate, so a
+ *    delete cannot fail, and an insert needs only its entry plus the nodes
+ *    its splits take, which are reserved before the tree is touched.
+ */
+#include "btree.h"
+
+#include <assert.h>
+#include <string.h>
+
+#define LEAF_CAP 64
+#define LEAF_MIN (LEAF_CAP / 2)
+#define INNER_CAP 64 /* children */
+#define INNER_MIN (INNER_CAP / 2)
+/* Every non-root inner node has >= INNER_MIN children, so 16 levels would
+ * hold more entries than an address space. */
+#define MAX_DEPTH 16
+
+/* A length that does not fit 16 bits is stored as WIDE, and both real
+ * lengths then follow the header as size_t. */
+#define WIDE UINT16_MAX
+
+typedef struct entry {
+    uint16_t klen;
+    uint16_t vlen;
+    unsigned char bytes[];
+} entry;
+
+/* Both node kinds start with `count`, so it can be read from either. */
+struct kivis_bt_leaf {
+    unsigned count;
+    kivis_bt_leaf *prev, *next;
+    uint64_t hint[LEAF_CAP];
+    entry *ent[LEAF_CAP];
+};
+
+typedef struct inner {
+    unsigned count; /* children */
+    uint64_t hint[INNER_CAP - 1];
+    entry *sep[INNER_CAP - 1]; /* sep[i] is the least key under child[i+1] */
+    void *child[INNER_CAP];
+} inner;
+
+/* Nodes reserved for the splits of one modification, chained through their
+ * first bytes while unused. */
+typedef struct spare {
+    struct spare *next;
+} spare;
+
+typedef struct spares {
+    spare *list;
+    size_t n;
+} spares;
+
+struct kivis_btree {
+    kivis_allocator alloc;
+    void *root; /* a leaf when depth == 0 */
+    unsigned depth; /* inner levels above the leaves */
+    size_t count;
+    size_t bytes;
+    uint64_t version;
+    kivis_bt_leaf *head, *tail;
+    spares spare_leaves, spare_inners;
+};
+
+/* The way down to a key: node[d] is the inner node at level d and idx[d] the
+ * child taken; slot is the key's lower bound in the leaf. */
+typedef struct path {
+    inner *node[MAX_DEPTH];
+    unsigned idx[MAX_DEPTH];
+    kivis_bt_leaf *leaf;
+    unsigned slot;
+    bool found;
+} path;
+
+/* ---- keys and entries ------------------------------------------------- */
+
+int kivis__key_cmp(kivis_slice a, kivis_slice b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.data, b.data, n) : 0;
+    if (c)
+        return c;
+    return (a.len > b.len) - (a.len < b.len);
+}
+
+static uint64_t key_hint(kivis_slice key)
+{
+    unsigned char b[8] = {0};
+    if (key.len)
+        memcpy(b, key.data, key.len < 8 ? key.len : 8);
+    uint64_t h = 0;
+    for (int i = 0; i < 8; i++)
+        h = h << 8 | b[i];
+    return h;
+}
+
+static bool entry_is_wide(const entry *e)
+{
+    return e->klen == WIDE;
+}
+
+static void entry_wide_lens(const entry *e, size_t lens[2])
+{
+    memcpy(lens, e->bytes, 2 * sizeof(size_t));
+}
+
+static kivis_slice entry_key(const entry *e)
+{
+    if (!entry_is_wide(e))
+        return kivis_slice_make(e->bytes, e->klen);
+    size_t lens[2];
+    entry_wide_lens(e, lens);
+    return kivis_slice_make(e->bytes + sizeof lens, lens[0]);
+}
+
+static kivis_slice entry_value(const entry *e)
+{
+    if (!entry_is_wide(e))
+        return kivis_slice_make(e->bytes + e->klen, e->vlen);
+    size_t lens[2];
+    entry_wide_lens(e, lens);
+    return kivis_slice_make(e->bytes + sizeof lens + lens[0], lens[1]);
+}
+
+/* Bytes an entry for these lengths takes; 0 when that overflows size_t. */
+static size_t entry_size_for(size_t klen, size_t vlen, bool wide)
+{
+    size_t head = sizeof(entry) + (wide ? 2 * sizeof(size_t) : 0);
+    if (klen > SIZE_MAX - head || vlen > SIZE_MAX - head - klen)
+        return 0;
+    return head + klen + vlen;
+}
+
+static size_t entry_size(const entry *e)
+{
+    kivis_slice k = entry_key(e), v = entry_value(e);
+    return entry_size_for(k.len, v.len, entry_is_wide(e));
+}
+
+static void *tree_malloc(kivis_btree *t, size_t n)
+{
+    void *p = t->alloc.malloc(t->alloc.ctx, n);
+    if (p)
+        t->bytes += n;
+    return p;
+}
+
+static void tree_free(kivis_btree *t, void *p, size_t n)
+{
+    t->alloc.free(t->alloc.ctx, p);
+    t->bytes -= n;
+}
+
+static entry *entry_new(kivis_btree *t, kivis_slice key, kivis_slice value)
+{
+    bool wide = key.len >= WIDE || value.len >= WIDE;
+    size_t size = entry_size_for(key.len, value.len, wide);
+    entry *e = size ? tree_malloc(t, size) : NULL;
+    if (!e)
+        return NULL;
+    unsigned char *p = e->bytes;
+    if (wide) {
+        size_t lens[2] = {key.len, value.len};
+        e->klen = e->vlen = WIDE;
+        memcpy(p, lens, sizeof lens);
+        p += sizeof lens;
+    } else {
+        e->klen = (uint16_t)key.len;
+        e->vlen = (uint16_t)value.len;
+    }
+    if (key.len)
+        memcpy(p, key.data, key.len);
+    if (value.len)
+        memcpy(p + key.len, value.data, value.len);
+    return e;
+}
+
+static void entry_free(kivis_btree *t, entry *e)
+{
+    tree_free(t, e, entry_size(e));
+}
+
+/* ---- searching -------------------------------------------------------- */
+
+static int cmp_slot(uint64_t hint, kivis_slice key, uint64_t slot_hint,
+                    const entry *slot)
+{
+    if (hint != slot_hint)
+        return hint < slot_hint ? -1 : 1;
+    return kivis__key_cmp(key, entry_key(slot));
+}
+
+/* First slot whose key is >= key; *eq tells whether it is equal. */
+static unsigned lower_bound(const uint64_t *hints, entry *const *ents,
+                            unsigned n, uint64_t hint, kivis_slice key,
+                            bool *eq)
+{
+    unsigned lo = 0, hi = n;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        int c = cmp_slot(hint, key, hints[mid], ents[mid]);
+        if (c == 0) {
+            *eq = true;
+            return mid;
+        }
+        if (c > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *eq = false;
+    return lo;
+}
+
+static void descend(const kivis_btree *t, kivis_slice key, path *p)
+{
+    uint64_t hint = key_hint(key);
+    void *n = t->root;
+    bool eq;
+    for (unsigned d = 0; d < t->depth; d++) {
+        inner *in = n;
+        unsigned i = lower_bound(in->hint, in->sep, in->count - 1, hint, key, &eq);
+        i += eq; /* a key equal to sep[i] lives under child[i+1] */
+        p->node[d] = in;
+        p->idx[d] = i;
+        n = in->child[i];
+    }
+    p->leaf = n;
+    p->slot = lower_bound(p->leaf->hint, p->leaf->ent, p->leaf->count, hint,
+                          key, &p->found);
+}
+
+/* ---- node memory ------------------------------------------------------ */
+
+static void spares_push(spares *s, void *node)
+{
+    spare *sp = node;
+    sp->next = s->list;
+    s->list = sp;
+    s->n++;
+}
+
+static void *spares_pop(spares *s)
+{
+    spare *sp = s->list;
+    assert(sp && "a split ran past the nodes reserved for it");
+    s->list = sp->next;
+    s->n--;
+    return sp;
+}
+
+static bool spares_fill(kivis_btree *t, spares *s, size_t want, size_t size)
+{
+    while (s->n < want) {
+        void *node = tree_malloc(t, size);
+        if (!node)
+            return false;
+        spares_push(s, node);
+    }
+    return true;
+}
+
+static void spares_drain(kivis_btree *t, spares *s, size_t size)
+{
+    while (s->n)
+        tree_free(t, spares_pop(s), size);
+}
+
+static void release_spares(kivis_btree *t)
+{
+    spares_drain(t, &t->spare_leaves, sizeof(kivis_bt_leaf));
+    spares_drain(t, &t->spare_inners, sizeof(inner));
+}
+
+/* Have at least `leaves` leaves and `inners` inner nodes on hand, or none
+ * (false) so that a failure leaves no trace. */
+static bool reserve(kivis_btree *t, size_t leaves, size_t inners)
+{
+    if (spares_fill(t, &t->spare_leaves, leaves, sizeof(kivis_bt_leaf)) &&
+        spares_fill(t, &t->spare_inners, inners, sizeof(inner)))
+        return true;
+    release_spares(t);
+    return false;
+}
+
+static kivis_bt_leaf *take_leaf(kivis_btree *t)
+{
+    kivis_bt_leaf *l = spares_pop(&t->spare_leaves);
+    l->count = 0;
+    l->prev = l->next = NULL;
+    return l;
+}
+
+static inner *take_inner(kivis_btree *t)
+{
+    inner *in = spares_pop(&t->spare_inners);
+    in->count = 0;
+    return in;
+}
+
+static unsigned node_count(const void *node)
+{
+    return *(const unsigned *)node;
+}
+
+/* ---- slot arrays ------------------------------------------------------ */
+
+static void slots_insert(uint64_t *hints, entry **ents, unsigned n,
+                         unsigned at, uint64_t hint, entry *e)
+{
+    memmove(hints + at + 1, hints + at, (n - at) * sizeof *hints);
+    memmove(ents + at + 1, ents + at, (n - at) * sizeof *ents);
+    hints[at] = hint;
+    ents[at] = e;
+}
+
+static void slots_remove(uint64_t *hints, entry **ents, unsigned n,
+                         unsigned at)
+{
+    memmove(hints + at, hints + at + 1, (n - at - 1) * sizeof *hints);
+    memmove(ents + at, ents + at + 1, (n - at - 1) * sizeof *ents);
+}
+
+static void slots_copy(uint64_t *dh, entry **de, const uint64_t *sh,
+                       entry *const *se, unsigned n)
+{
+    memcpy(dh, sh, n * sizeof *dh);
+    memcpy(de, se, n * sizeof *de);
+}
+
+static void children_insert(void **child, unsigned n, unsigned at, void *c)
+{
+    memmove(child + at + 1, child + at, (n - at) * sizeof *child);
+    child[at] = c;
+}
+
+static void children_remove(void **child, unsigned n, unsigned at)
+{
+    memmove(child + at, child + at + 1, (n - at - 1) * sizeof *child);
+}
+
+static uint64_t entry_hint(const entry *e)
+{
+    return key_hint(entry_key(e));
+}
+
+/* ---- insertion -------------------------------------------------------- */
+
+/* The entry that is the least key of the path's leaf changed to e: update
+ * the one separator that points at it, if the leaf is not leftmost. */
+static void set_leaf_min(const kivis_btree *t, path *p, uint64_t hint,
+                         entry *e)
+{
+    for (unsigned d = t->depth; d-- > 0;) {
+        if (p->idx[d] > 0) {
+            p->node[d]->sep[p->idx[d] - 1] = e;
+            p->node[d]->hint[p->idx[d] - 1] = hint;
+            return;
+        }
+    }
+}
+
+static void replace_at(kivis_btree *t, path *p, entry *e)
+{
+    entry *old = p->leaf->ent[p->slot];
+    p->leaf->ent[p->slot] = e;
+    if (p->slot == 0)
+        set_leaf_min(t, p, p->leaf->hint[0], e);
+    entry_free(t, old);
+}
+
+static void link_after(kivis_btree *t, kivis_bt_leaf *left,
+                       kivis_bt_leaf *right)
+{
+    right->prev = left;
+    right->next = left->next;
+    if (left->next)
+        left->next->prev = right;
+    else
+        t->tail = right;
+    left->next = right;
+}
+
+/* Insert into a full leaf by splitting it; returns the new right half. */
+static kivis_bt_leaf *split_leaf(kivis_btree *t, kivis_bt_leaf *leaf,
+                                 unsigned at, uint64_t hint, entry *e)
+{
+    uint64_t hints[LEAF_CAP + 1];
+    entry *ents[LEAF_CAP + 1];
+    slots_copy(hints, ents, leaf->hint, leaf->ent, LEAF_CAP);
+    slots_insert(hints, ents, LEAF_CAP, at, hint, e);
+
+    kivis_bt_leaf *right = take_leaf(t);
+    unsigned keep = (LEAF_CAP + 1) / 2;
+    slots_copy(leaf->hint, leaf->ent, hints, ents, keep);
+    slots_copy(right->hint, right->ent, hints + keep, ents + keep,
+               LEAF_CAP + 1 - keep);
+    leaf->count = keep;
+    right->count = LEAF_CAP + 1 - keep;
+    link_after(t, leaf, right);
+    return right;
+}
+
+/* Insert separator (hint, sep) and its right child at child index at + 1
+ * into a full inner node by splitting it.  The middle separator moves up:
+ * it is returned in *hint / *sep, and the new right half in *child. */
+static void split_inner(kivis_btree *t, inner *in, unsigned at,
+                        uint64_t *hint, entry **sep, void **child)
+{
+    uint64_t hints[INNER_CAP];
+    entry *seps[INNER_CAP];
+    void *kids[INNER_CAP + 1];
+    slots_copy(hints, seps, in->hint, in->sep, INNER_CAP - 1);
+    slots_insert(hints, seps, INNER_CAP - 1, at, *hint, *sep);
+    memcpy(kids, in->child, sizeof in->child);
+    children_insert(kids, INNER_CAP, at + 1, *child);
+
+    inner *right = take_inner(t);
+    unsigned keep = (INNER_CAP + 1 + 1) / 2; /* children left of the cut */
+    unsigned moved = INNER_CAP + 1 - keep;
+    slots_copy(in->hint, in->sep, hints, seps, keep - 1);
+    memcpy(in->child, kids, keep * sizeof *kids);
+    slots_copy(right->hint, right->sep, hints + keep, seps + keep, moved - 1);
+    memcpy(right->child, kids + keep, moved * sizeof *kids);
+    in->count = keep;
+    right->count = moved;
+    *hint = hints[keep - 1];
+    *sep = seps[keep - 1];
+    *child = right;
+}
+
+/* A split below produced `child`, whose least key is `sep`: hang it right
+ * of the path, splitting full inner nodes on the way up. */
+static void push_up(kivis_btree *t, path *p, uint64_t hint, entry *sep,
+                    void *child)
+{
+    for (unsigned d = t->depth; d-- > 0;) {
+        inner *in = p->node[d];
+        unsigned at = p->idx[d];
+        if (in->count < INNER_CAP) {
+            slots_insert(in->hint, in->sep, in->count - 1, at, hint, sep);
+            children_insert(in->child, in->count, at + 1, child);
+            in->count++;
+            return;
+        }
+        split_inner(t, in, at, &hint, &sep, &child);
+    }
+    assert(t->depth + 1 < MAX_DEPTH);
+    inner *root = take_inner(t);
+    root->count = 2;
+    root->child[0] = t->root;
+    root->child[1] = child;
+    root->hint[0] = hint;
+    root->sep[0] = sep;
+    t->root = root;
+    t->depth++;
+}
+
+/* Insert e, a key not in the tree, where p leads.  Needs the spare nodes
+ * that splits_for_insert counted. */
+static void insert_at(kivis_btree *t, path *p, entry *e)
+{
+    kivis_bt_leaf *leaf = p->leaf;
+    uint64_t hint = entry_hint(e);
+    if (leaf->count < LEAF_CAP) {
+        slots_insert(leaf->hint, leaf->ent, leaf->count, p->slot, hint, e);
+        leaf->count++;
+    } else {
+        kivis_bt_leaf *right = split_leaf(t, leaf, p->slot, hint, e);
+        push_up(t, p, right->hint[0], right->ent[0], right);
+    }
+    t->count++;
+}
+
+/* Nodes that inserting one new key where p leads will split into. */
+static void splits_for_insert(const kivis_btree *t, const path *p,
+                              size_t *leaves, size_t *inners)
+{
+    *leaves = *inners = 0;
+    if (p->leaf->count < LEAF_CAP)
+        return;
+    *leaves = 1;
+    for (unsigned d = t->depth; d-- > 0;) {
+        if (p->node[d]->count < INNER_CAP)
+            return;
+        ++*inners;
+    }
+    ++*inners; /* a new root */
+}
+
+/* ---- deletion --------------------------------------------------------- */
+
+/* Only a right sibling is ever unlinked, so it is never the head. */
+static void unlink_leaf(kivis_btree *t, kivis_bt_leaf *leaf)
+{
+    leaf->prev->next = leaf->next;
+    if (leaf->next)
+        leaf->next->prev = leaf->prev;
+    else
+        t->tail = leaf->prev;
+}
+
+static void remove_child(inner *parent, unsigned i)
+{
+    slots_remove(parent->hint, parent->sep, parent->count - 1, i - 1);
+    children_remove(parent->child, parent->count, i);
+    parent->count--;
+}
+
+/* Fold parent->child[i+1] into parent->child[i]. */
+static void merge_leaves(kivis_btree *t, inner *parent, unsigned i)
+{
+    kivis_bt_leaf *left = parent->child[i], *right = parent->child[i + 1];
+    slots_copy(left->hint + left->count, left->ent + left->count, right->hint,
+               right->ent, right->count);
+    left->count += right->count;
+    unlink_leaf(t, right);
+    remove_child(parent, i + 1);
+    tree_free(t, right, sizeof *right);
+}
+
+static void merge_inners(kivis_btree *t, inner *parent, unsigned i)
+{
+    inner *left = parent->child[i], *right = parent->child[i + 1];
+    unsigned n = left->count;
+    left->hint[n - 1] = parent->hint[i];
+    left->sep[n - 1] = parent->sep[i];
+    slots_copy(left->hint + n, left->sep + n, right->hint, right->sep,
+               right->count - 1);
+    memcpy(left->child + n, right->child, right->count * sizeof *right->child);
+    left->count += right->count;
+    remove_child(parent, i + 1);
+    tree_free(t, right, sizeof *right);
+}
+
+/* Move the last entry of child[i-1] to the front of child[i]. */
+static void borrow_leaf_from_left(inner *parent, unsigned i)
+{
+    kivis_bt_leaf *left = parent->child[i - 1], *n = parent->child[i];
+    left->count--;
+    slots_insert(n->hint, n->ent, n->count, 0, left->hint[left->count],
+                 left->ent[left->count]);
+    n->count++;
+    parent->hint[i - 1] = n->hint[0];
+    parent->sep[i - 1] = n->ent[0];
+}
+
+/* Move the first entry of child[i+1] to the end of child[i]. */
+static void borrow_leaf_from_right(inner *parent, unsigned i)
+{
+    kivis_bt_leaf *n = parent->child[i], *right = parent->child[i + 1];
+    n->hint[n->count] = right->hint[0];
+    n->ent[n->count] = right->ent[0];
+    n->count++;
+    slots_remove(right->hint, right->ent, right->count, 0);
+    right->count--;
+    parent->hint[i] = right->hint[0];
+    parent->sep[i] = right->ent[0];
+}
+
+/* Rotate the last child of child[i-1] through the parent into child[i]. */
+static void borrow_inner_from_left(inner *parent, unsigned i)
+{
+    inner *left = parent->child[i - 1], *n = parent->child[i];
+    slots_insert(n->hint, n->sep, n->count - 1, 0, parent->hint[i - 1],
+                 parent->sep[i - 1]);
+    children_insert(n->child, n->count, 0, left->child[left->count - 1]);
+    n->count++;
+    parent->hint[i - 1] = left->hint[left->count - 2];
+    parent->sep[i - 1] = left->sep[left->count - 2];
+    left->count--;
+}
+
+static void borrow_inner_from_right(inner *parent, unsigned i)
+{
+    inner *n = parent->child[i], *right = parent->child[i + 1];
+    n->hint[n->count - 1] = parent->hint[i];
+    n->sep[n->count - 1] = parent->sep[i];
+    n->child[n->count] = right->child[0];
+    n->count++;
+    parent->hint[i] = right->hint[0];
+    parent->sep[i] = right->sep[0];
+    slots_remove(right->hint, right->sep, right->count - 1, 0);
+    children_remove(right->child, right->count, 0);
+    right->count--;
+}
+
+/* parent->child[i] fell below its minimum: merge it with a sibling when
+ * both fit in one node, else borrow one slot from that sibling. */
+static void fix_underflow(kivis_btree *t, inner *parent, unsigned i,
+                          bool leaves)
+{
+    unsigned l = i > 0 ? i - 1 : 0; /* the pair (l, l+1) */
+    unsigned cap = leaves ? LEAF_CAP : INNER_CAP;
+    unsigned both = node_count(parent->child[l]) + node_count(parent->child[l + 1]);
+    if (both <= cap) {
+        if (leaves)
+            merge_leaves(t, parent, l);
+        else
+            merge_inners(t, parent, l);
+    } else if (i > 0) {
+        if (leaves)
+            borrow_leaf_from_left(parent, i);
+        else
+            borrow_inner_from_left(parent, i);
+    } else {
+        if (leaves)
+            borrow_leaf_from_right(parent, i);
+        else
+            borrow_inner_from_right(parent, i);
+    }
+}
+
+static void rebalance(kivis_btree *t, const path *p)
+{
+    for (unsigned d = t->depth; d-- > 0;) {
+        bool leaves = d + 1 == t->depth;
+        void *child = p->node[d]->child[p->idx[d]];
+        if (node_count(child) >= (leaves ? LEAF_MIN : INNER_MIN))
+            return;
+        fix_underflow(t, p->node[d], p->idx[d], leaves);
+    }
+    if (t->depth > 0 && node_count(t->root) == 1) {
+        inner *old = t->root;
+        t->root = old->child[0];
+        t->depth--;
+        tree_free(t, old, sizeof *old);
+    }
+}
+
+static void delete_at(kivis_btree *t, path *p)
+{
+    kivis_bt_leaf *leaf = p->leaf;
+    entry *dead = leaf->ent[p->slot];
+    slots_remove(leaf->hint, leaf->ent, leaf->count, p->slot);
+    leaf->count--;
+    if (p->slot == 0 && leaf->count > 0)
+        set_leaf_min(t, p, leaf->hint[0], leaf->ent[0]);
+    rebalance(t, p);
+    entry_free(t, dead);
+    t->count--;
+}
+
+/* ---- the tree --------------------------------------------------------- */
+
+static void use_as_root(kivis_btree *t, kivis_bt_leaf *leaf)
+{
+    leaf->count = 0;
+    leaf->prev = leaf->next = NULL;
+    t->root = t->head = t->tail = leaf;
+    t->depth = 0;
+}
+
+int kivis__btree_new(const kivis_allocator *alloc, kivis_btree **out)
+{
+    *out = NULL;
+    if (!alloc)
+        alloc = kivis_default_allocator();
+    kivis_btree *t = alloc->malloc(alloc->ctx, sizeof *t);
+    if (!t)
+        return KIVIS_ENOMEM;
+    memset(t, 0, sizeof *t);
+    t->alloc = *alloc;
+    t->bytes = sizeof *t;
+    kivis_bt_leaf *root = tree_malloc(t, sizeof *root);
+    if (!root) {
+        alloc->free(alloc->ctx, t);
+        return KIVIS_ENOMEM;
+    }
+    use_as_root(t, root);
+    *out = t;
+    return KIVIS_OK;
+}
+
+/* Free the subtree at `node`, `levels` inner levels high, except `keep`. */
+static void free_subtree(kivis_btree *t, void *node, unsigned levels,
+                         const void *keep)
+{
+    if (levels == 0) {
+        kivis_bt_leaf *leaf = node;
+        for (unsigned i = 0; i < leaf->count; i++)
+            entry_free(t, leaf->ent[i]);
+        if (leaf != keep)
+            tree_free(t, leaf, sizeof *leaf);
+        return;
+    }
+    inner *in = node;
+    for (unsigned i = 0; i < in->count; i++)
+        free_subtree(t, in->child[i], levels - 1, keep);
+    tree_free(t, in, sizeof *in);
+}
+
+void kivis__btree_clear(kivis_btree *t)
+{
+    kivis_bt_leaf *keep = t->head;
+    free_subtree(t, t->root, t->depth, keep);
+    use_as_root(t, keep);
+    t->count = 0;
+    t->version++;
+}
+
+void kivis__btree_free(kivis_btree *t)
+{
+    if (!t)
+        return;
+    free_subtree(t, t->root, t->depth, NULL);
+    kivis_allocator a = t->alloc;
+    a.free(a.ctx, t);
+}
+
+size_t kivis__btree_count(const kivis_btree *t)
+{
+    return t->count;
+}
+
+size_t kivis__btree_bytes(const kivis_btree *t)
+{
+    return t->bytes;
+}
+
+uint64_t kivis__btree_version(const kivis_btree *t)
+{
+    return t->version;
+}
+
+int kivis__btree_get(const kivis_btree *t, kivis_slice key, kivis_slice *value)
+{
+    path p;
+    descend(t, key, &p);
+    if (!p.found) {
+        *value = kivis_slice_make(NULL, 0);
+        return KIVIS_NOTFOUND;
+    }
+    *value = entry_value(p.leaf->ent[p.slot]);
+    return KIVIS_OK;
+}
+
+int kivis__btree_put(kivis_btree *t, kivis_slice key, kivis_slice value)
+{
+    path p;
+    descend(t, key, &p);
+    size_t leaves = 0, inners = 0;
+    if (!p.found)
+        splits_for_insert(t, &p, &leaves, &inners);
+    entry *e = entry_new(t, key, value);
+    if (!e)
+        return KIVIS_ENOMEM;
+    if (!reserve(t, leaves, inners)) {
+        entry_free(t, e);
+        return KIVIS_ENOMEM;
+    }
+    if (p.found)
+        replace_at(t, &p, e);
+    else
+        insert_at(t, &p, e);
+    t->version++;
+    return KIVIS_OK;
+}
+
+int kivis__btree_del(kivis_btree *t, kivis_slice key)
+{
+    path p;
+    descend(t, key, &p);
+    if (!p.found)
+        return KIVIS_NOTFOUND;
+    delete_at(t, &p);
+    t->version++;
+    return KIVIS_OK;
+}
+
+/* ---- batches ---------------------------------------------------------- */
+
+/*
+ * An upper bound on the nodes a batch of sorted inserts splits off.
+ *
+ * Inserts that land in one node (and in the nodes split off it) form a
+ * group.  Once a group has split, each of its nodes holds at least cap/2,
+ * so a group ending with `total` slots spans at most 2*total/cap nodes.
+ * Ops come in key order, so a node's group is contiguous in the batch; its
+ * splits are inserts into its parent's group.  Every put is counted as a
+ * new key, which only over-reserves.
+ */
+typedef struct bound {
+    const void *node[MAX_DEPTH + 1]; /* current group per level, leaf last */
+    size_t added[MAX_DEPTH + 1];
+    size_t leaves, inners;
+} bound;
+
+static size_t group_splits(size_t count, size_t added, size_t cap)
+{
+    if (count + added <= cap)
+        return 0;
+    return 2 * (count + added) / cap - 1;
+}
+
+/* Close the groups at levels >= from, deepest first. */
+static void bound_close(bound *b, unsigned depth, unsigned from)
+{
+    for (unsigned d = depth + 1; d-- > from;) {
+        if (!b->node[d])
+            continue;
+        bool leaf = d == depth;
+        size_t s = group_splits(node_count(b->node[d]), b->added[d],
+                                leaf ? LEAF_CAP : INNER_CAP);
+        if (leaf)
+            b->leaves += s;
+        else
+            b->inners += s;
+        if (d > 0)
+            b->added[d - 1] += s;
+        else
+            for (size_t up = s; up > 0; up = group_splits(1, up, INNER_CAP))
+                b->inners++; /* a new root above the old one */
+        b->node[d] = NULL;
+        b->added[d] = 0;
+    }
+}
+
+static const void *path_node(const kivis_btree *t, const path *p, unsigned d)
+{
+    return d < t->depth ? (const void *)p->node[d] : (const void *)p->leaf;
+}
+
+/* Start groups for the nodes of p that differ from the current ones. */
+static void bound_open(bound *b, const kivis_btree *t, const path *p)
+{
+    unsigned d = 0;
+    while (d <= t->depth && b->node[d] == path_node(t, p, d))
+        d++;
+    bound_close(b, t->depth, d);
+    for (; d <= t->depth; d++)
+        b->node[d] = path_node(t, p, d);
+}
+
+static bool leaf_holds(const kivis_bt_leaf *leaf, kivis_slice key)
+{
+    return !leaf->next || kivis__key_cmp(key, entry_key(leaf->next->ent[0])) < 0;
+}
+
+static void bound_splits(const kivis_btree *t, const kivis_batch_op *ops,
+                         size_t n, size_t *leaves, size_t *inners)
+{
+    bound b;
+    memset(&b, 0, sizeof b);
+    path p;
+    p.leaf = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].del)
+            continue;
+        if (!p.leaf || !leaf_holds(p.leaf, ops[i].key)) {
+            descend(t, ops[i].key, &p);
+            bound_open(&b, t, &p);
+        }
+        b.added[t->depth]++;
+    }
+    bound_close(&b, t->depth, 0);
+    *leaves = b.leaves;
+    *inners = b.inners;
+}
+
+static bool ops_sorted(const kivis_batch_op *ops, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (kivis__key_cmp(ops[i - 1].key, ops[i].key) >= 0)
+            return false;
+    return true;
+}
+
+/* Free the first `made` entries of an array of `n`, and the array. */
+static void free_entries(kivis_btree *t, entry **ents, size_t made, size_t n)
+{
+    for (size_t i = 0; i < made; i++)
+        entry_free(t, ents[i]);
+    tree_free(t, ents, n * sizeof *ents);
+}
+
+/* Copy every put of the batch into a new entry; NULL if memory runs out. */
+static entry **make_entries(kivis_btree *t, const kivis_batch_op *ops,
+                            size_t n, size_t puts)
+{
+    if (puts > SIZE_MAX / sizeof(entry *))
+        return NULL;
+    entry **ents = tree_malloc(t, puts * sizeof *ents);
+    if (!ents)
+        return NULL;
+    size_t made = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].del)
+            continue;
+        ents[made] = entry_new(t, ops[i].key, ops[i].value);
+        if (!ents[made]) {
+            free_entries(t, ents, made, puts);
+            return NULL;
+        }
+        made++;
+    }
+    return ents;
+}
+
+/* Puts run before deletes: the keys are distinct, so the order does not
+ * change the result, and this way every split happens while the nodes
+ * reserved for it are still counted right (deletes only free memory). */
+static void apply_reserved(kivis_btree *t, const kivis_batch_op *ops,
+                           size_t n, entry **ents)
+{
+    path p;
+    size_t next = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].del)
+            continue;
+        descend(t, ops[i].key, &p);
+        if (p.found)
+            replace_at(t, &p, ents[next++]);
+        else
+            insert_at(t, &p, ents[next++]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!ops[i].del)
+            continue;
+        descend(t, ops[i].key, &p);
+        if (p.found)
+            delete_at(t, &p);
+    }
+}
+
+int kivis__btree_apply(kivis_btree *t, const kivis_batch_op *ops, size_t n)
+{
+    if (n == 0)
+        return KIVIS_OK;
+    if (!ops_sorted(ops, n))
+        return KIVIS_EINVAL;
+    size_t puts = 0;
+    for (size_t i = 0; i < n; i++)
+        puts += !ops[i].del;
+    size_t leaves, inners;
+    bound_splits(t, ops, n, &leaves, &inners);
+    entry **ents = make_entries(t, ops, n, puts);
+    if (!ents)
+        return KIVIS_ENOMEM;
+    if (!reserve(t, leaves, inners)) {
+        free_entries(t, ents, puts, puts);
+        return KIVIS_ENOMEM;
+    }
+    apply_reserved(t, ops, n, ents);
+    tree_free(t, ents, puts * sizeof *ents);
+    release_spares(t);
+    t->version++;
+    return KIVIS_OK;
+}
+
+/* ---- iteration -------------------------------------------------------- */
+
+static int iter_at(const kivis_btree *t, kivis_bt_leaf *leaf, unsigned slot,
+                   kivis_bt_iter *it)
+{
+    it->tree = t;
+    it->version = t->version;
+    if (!leaf || slot >= leaf->count) {
+        it->leaf = NULL;
+        it->slot = 0;
+        return KIVIS_NOTFOUND;
+    }
+    it->leaf = leaf;
+    it->slot = slot;
+    return KIVIS_OK;
+}
+
+int kivis__btree_first(const kivis_btree *t, kivis_bt_iter *it)
+{
+    return iter_at(t, t->head, 0, it);
+}
+
+int kivis__btree_last(const kivis_btree *t, kivis_bt_iter *it)
+{
+    return iter_at(t, t->tail, t->tail->count - 1, it);
+}
+
+int kivis__btree_seek_ge(const kivis_btree *t, kivis_slice key,
+                         kivis_bt_iter *it)
+{
+    path p;
+    descend(t, key, &p);
+    if (p.slot < p.leaf->count)
+        return iter_at(t, p.leaf, p.slot, it);
+    return iter_at(t, p.leaf->next, 0, it);
+}
+
+int kivis__btree_seek_le(const kivis_btree *t, kivis_slice key,
+                         kivis_bt_iter *it)
+{
+    path p;
+    descend(t, key, &p);
+    if (p.found)
+        return iter_at(t, p.leaf, p.slot, it);
+    if (p.slot > 0)
+        return iter_at(t, p.leaf, p.slot - 1, it);
+    kivis_bt_leaf *prev = p.leaf->prev;
+    return iter_at(t, prev, prev ? prev->count - 1 : 0, it);
+}
+
+static bool iter_usable(const kivis_bt_iter *it)
+{
+    return it->leaf && it->version == it->tree->version;
+}
+
+int kivis__btree_next(kivis_bt_iter *it)
+{
+    if (!iter_usable(it))
+        return KIVIS_EINVAL;
+    if (it->slot + 1 < it->leaf->count) {
+        it->slot++;
+        return KIVIS_OK;
+    }
+    if (!it->leaf->next)
+        return KIVIS_NOTFOUND;
+    it->leaf = it->leaf->next;
+    it->slot = 0;
+    return KIVIS_OK;
+}
+
+int kivis__btree_prev(kivis_bt_iter *it)
+{
+    if (!iter_usable(it))
+        return KIVIS_EINVAL;
+    if (it->slot > 0) {
+        it->slot--;
+        return KIVIS_OK;
+    }
+    if (!it->leaf->prev)
+        return KIVIS_NOTFOUND;
+    it->leaf = it->leaf->prev;
+    it->slot = it->leaf->count - 1;
+    return KIVIS_OK;
+}
+
+kivis_slice kivis__bt_iter_key(const kivis_bt_iter *it)
+{
+    return entry_key(it->leaf->ent[it->slot]);
+}
+
+kivis_slice kivis__bt_iter_value(const kivis_bt_iter *it)
+{
+    return entry_value(it->leaf->ent[it->slot]);
+}
+
+/* ---- checking --------------------------------------------------------- */
+
+typedef struct checker {
+    const kivis_btree *t;
+    const kivis_bt_leaf *prev_leaf;
+    size_t entries;
+    size_t bytes;
+} checker;
+
+/* Every key in [lo, hi) (NULL: unbounded), strictly increasing, hints
+ * right, and the first one is lo itself: separators are exact minima. */
+static bool check_slots(const uint64_t *hints, entry *const *ents, unsigned n,
+                        const entry *lo, const entry *hi, bool first_is_lo)
+{
+    for (unsigned i = 0; i < n; i++) {
+        kivis_slice k = entry_key(ents[i]);
+        if (hints[i] != key_hint(k))
+            return false;
+        if (i > 0 && kivis__key_cmp(entry_key(ents[i - 1]), k) >= 0)
+            return false;
+        if (lo && kivis__key_cmp(entry_key(lo), k) > 0)
+            return false;
+        if (hi && kivis__key_cmp(k, entry_key(hi)) >= 0)
+            return false;
+    }
+    return !first_is_lo || !lo || (n > 0 && ents[0] == lo);
+}
+
+static bool check_leaf(checker *c, const kivis_bt_leaf *leaf, const entry *lo,
+                       const entry *hi)
+{
+    const kivis_btree *t = c->t;
+    bool is_root = leaf == t->root;
+    if (leaf->count > LEAF_CAP || (!is_root && leaf->count < LEAF_MIN))
+        return false;
+    if (!check_slots(leaf->hint, leaf->ent, leaf->count, lo, hi, true))
+        return false;
+    if (leaf->prev != c->prev_leaf)
+        return false;
+    if (c->prev_leaf ? c->prev_leaf->next != leaf : t->head != leaf)
+        return false;
+    c->prev_leaf = leaf;
+    c->entries += leaf->count;
+    c->bytes += sizeof *leaf;
+    for (unsigned i = 0; i < leaf->count; i++)
+        c->bytes += entry_size(leaf->ent[i]);
+    return true;
+}
+
+static bool check_node(checker *c, const void *node, unsigned levels,
+                       const entry *lo, const entry *hi)
+{
+    if (levels == 0)
+        return check_leaf(c, node, lo, hi);
+    const inner *in = node;
+    unsigned min = in == c->t->root ? 2 : INNER_MIN;
+    if (in->count < min || in->count > INNER_CAP)
+        return false;
+    if (!check_slots(in->hint, in->sep, in->count - 1, lo, hi, false))
+        return false;
+    c->bytes += sizeof *in;
+    for (unsigned i = 0; i < in->count; i++) {
+        const entry *clo = i == 0 ? lo : in->sep[i - 1];
+        const entry *chi = i + 1 == in->count ? hi : in->sep[i];
+        if (!check_node(c, in->child[i], levels - 1, clo, chi))
+            return false;
+    }
+    return true;
+}
+
+bool kivis__btree_check(const kivis_btree *t)
+{
+    checker c = {t, NULL, 0, sizeof *t};
+    if (t->depth >= MAX_DEPTH || !check_node(&c, t->root, t->depth, NULL, NULL))
+        return false;
+    if (t->tail != c.prev_leaf || t->tail->next)
+        return false;
+    if (t->spare_leaves.n || t->spare_inners.n)
+        return false;
+    return c.entries == t->count && c.bytes == t->bytes;
+}

@@ -1,0 +1,345 @@
+/*
+ * src/storage/memory.c - the in-memory backend (see kivis/memory.h).
+ *
+ * Committed data lives in one B+tree.  A read-only transaction reads that
+ * tree directly, so it sees each commit as soon as it lands (read
+ * committed); its cursors keep a copy of their current key and seek back to
+ * it when the tree changed between two steps.  A write transaction is an
+ * overlay over an internal read-only transaction, and its commit applies
+ * the write set to the tree in one kivis__btree_apply, which either applies
+ * everything or, out of memory, nothing.
+ */
+#include <kivis/memory.h>
+#include <kivis/overlay.h>
+
+#include "btree.h"
+
+#include <string.h>
+
+typedef struct memory_storage {
+    kivis_storage st; /* first: what the caller holds */
+    kivis_allocator alloc;
+    size_t max_key;
+    kivis_btree *tree;
+    bool writing; /* a write transaction is open */
+} memory_storage;
+
+typedef struct memory_txn {
+    kivis_storage_txn txn; /* first: what the caller holds */
+    memory_storage *ms;
+    bool writer_base; /* the base of the open write transaction */
+} memory_txn;
+
+enum cursor_state { UNPLACED, PLACED, ENDED };
+
+typedef struct memory_cursor {
+    kivis_storage_cursor cur; /* first: what the caller holds */
+    memory_storage *ms;
+    kivis_slice lo, hi; /* copies, in one block that lo.data heads */
+    enum cursor_state state;
+    kivis_bt_iter it;
+    unsigned char *last; /* copy of the current key, to find it again */
+    size_t last_len, last_cap;
+} memory_cursor;
+
+static const kivis_slice no_slice = {NULL, 0};
+
+static memory_storage *storage_of(kivis_storage *st)
+{
+    return (memory_storage *)st;
+}
+
+static void *ms_malloc(const memory_storage *ms, size_t n)
+{
+    return ms->alloc.malloc(ms->alloc.ctx, n);
+}
+
+static void ms_free(const memory_storage *ms, void *p)
+{
+    ms->alloc.free(ms->alloc.ctx, p);
+}
+
+/* ---- cursors ---------------------------------------------------------- */
+
+static bool in_range(const memory_cursor *c, kivis_slice key)
+{
+    return kivis__key_cmp(key, c->lo) >= 0 &&
+           (!c->hi.data || kivis__key_cmp(key, c->hi) < 0);
+}
+
+/* First entry >= target (NULL: the range's start). */
+static int seek_forward(memory_cursor *c, const kivis_slice *target)
+{
+    kivis_slice from = target && kivis__key_cmp(*target, c->lo) > 0 ? *target : c->lo;
+    return kivis__btree_seek_ge(c->ms->tree, from, &c->it);
+}
+
+/* Last entry <= target and below hi (target NULL: the range's end). */
+static int seek_backward(memory_cursor *c, const kivis_slice *target)
+{
+    const kivis_btree *t = c->ms->tree;
+    if (target && (!c->hi.data || kivis__key_cmp(*target, c->hi) < 0))
+        return kivis__btree_seek_le(t, *target, &c->it);
+    if (!c->hi.data)
+        return kivis__btree_last(t, &c->it);
+    int rc = kivis__btree_seek_le(t, c->hi, &c->it);
+    if (rc == KIVIS_OK && kivis__key_cmp(kivis__bt_iter_key(&c->it), c->hi) == 0)
+        rc = kivis__btree_prev(&c->it);
+    return rc;
+}
+
+static int seek(memory_cursor *c, int dir, const kivis_slice *target)
+{
+    return dir > 0 ? seek_forward(c, target) : seek_backward(c, target);
+}
+
+/* One entry on from the current key, which a commit may have moved or
+ * deleted since: then find the first entry past the key's copy. */
+static int step(memory_cursor *c, int dir)
+{
+    if (c->it.version == kivis__btree_version(c->ms->tree))
+        return dir > 0 ? kivis__btree_next(&c->it) : kivis__btree_prev(&c->it);
+    kivis_slice last = kivis_slice_make(c->last, c->last_len);
+    int rc = seek(c, dir, &last);
+    if (rc == KIVIS_OK && kivis__key_cmp(kivis__bt_iter_key(&c->it), last) == 0)
+        rc = dir > 0 ? kivis__btree_next(&c->it) : kivis__btree_prev(&c->it);
+    return rc;
+}
+
+static int remember(memory_cursor *c, kivis_slice key)
+{
+    if (key.len > c->last_cap) {
+        unsigned char *p = c->ms->alloc.realloc(c->ms->alloc.ctx, c->last, key.len);
+        if (!p)
+            return KIVIS_ENOMEM;
+        c->last = p;
+        c->last_cap = key.len;
+    }
+    memcpy(c->last, key.data, key.len);
+    c->last_len = key.len;
+    return KIVIS_OK;
+}
+
+/* Report where the iterator landed (rc from a seek or step). */
+static int settle(memory_cursor *c, int rc, kivis_slice *key, kivis_slice *value)
+{
+    if (rc == KIVIS_OK && !in_range(c, kivis__bt_iter_key(&c->it)))
+        rc = KIVIS_NOTFOUND;
+    if (rc == KIVIS_OK && (rc = remember(c, kivis__bt_iter_key(&c->it))) != KIVIS_OK)
+        c->it.version = ~kivis__btree_version(c->ms->tree); /* so the next step seeks from the old copy */
+    if (rc == KIVIS_NOTFOUND)
+        c->state = ENDED;
+    if (rc != KIVIS_OK)
+        return rc;
+    c->state = PLACED;
+    *key = kivis__bt_iter_key(&c->it);
+    if (value)
+        *value = kivis__bt_iter_value(&c->it);
+    return KIVIS_OK;
+}
+
+static int cursor_move(memory_cursor *c, int op, const kivis_slice *target)
+{
+    int dir = op == KIVIS_FIRST || op == KIVIS_NEXT || op == KIVIS_SEEK_GE ? 1 : -1;
+    if (op != KIVIS_NEXT && op != KIVIS_PREV)
+        return seek(c, dir, target);
+    if (c->state == UNPLACED)
+        return seek(c, dir, NULL);
+    if (c->state == ENDED)
+        return KIVIS_NOTFOUND;
+    return step(c, dir);
+}
+
+static int mc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
+                  kivis_slice *value)
+{
+    memory_cursor *c = (memory_cursor *)cur;
+    if (!key || op < KIVIS_FIRST || op > KIVIS_SEEK_LE)
+        return KIVIS_EINVAL;
+    bool is_seek = op == KIVIS_SEEK_GE || op == KIVIS_SEEK_LE;
+    kivis_slice target = is_seek ? *key : no_slice;
+    if (!target.data && target.len)
+        return KIVIS_EINVAL;
+    *key = no_slice;
+    if (value)
+        *value = no_slice;
+    int rc = cursor_move(c, op, is_seek ? &target : NULL);
+    return settle(c, rc, key, value);
+}
+
+static void mc_close(kivis_storage_cursor *cur)
+{
+    memory_cursor *c = (memory_cursor *)cur;
+    ms_free(c->ms, c->last);
+    ms_free(c->ms, (void *)c->lo.data);
+    ms_free(c->ms, c);
+}
+
+static const kivis_cursor_methods memory_cursor_methods = {mc_get, mc_close};
+
+static int copy_bounds(memory_cursor *c, kivis_slice lo, kivis_slice hi)
+{
+    size_t hlen = hi.data ? hi.len : 0;
+    unsigned char *p = ms_malloc(c->ms, lo.len + hlen + 1);
+    if (!p)
+        return KIVIS_ENOMEM;
+    if (lo.len)
+        memcpy(p, lo.data, lo.len);
+    if (hlen)
+        memcpy(p + lo.len, hi.data, hlen);
+    c->lo = kivis_slice_make(p, lo.len);
+    c->hi = kivis_slice_make(hi.data ? p + lo.len : NULL, hlen);
+    return KIVIS_OK;
+}
+
+/* ---- read-only transactions ------------------------------------------- */
+
+static int rd_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
+{
+    memory_storage *ms = ((memory_txn *)txn)->ms;
+    *value = no_slice;
+    if (key.len == 0 || !key.data)
+        return KIVIS_EINVAL;
+    return kivis__btree_get(ms->tree, key, value);
+}
+
+static int rd_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
+{
+    (void)txn, (void)key, (void)value;
+    return KIVIS_EINVAL;
+}
+
+static int rd_del(kivis_storage_txn *txn, kivis_slice key)
+{
+    (void)txn, (void)key;
+    return KIVIS_EINVAL;
+}
+
+static int rd_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
+                          kivis_slice hi, kivis_storage_cursor **out)
+{
+    memory_storage *ms = ((memory_txn *)txn)->ms;
+    *out = NULL;
+    if (!lo.data && lo.len)
+        return KIVIS_EINVAL;
+    memory_cursor *c = ms_malloc(ms, sizeof *c);
+    if (!c)
+        return KIVIS_ENOMEM;
+    memset(c, 0, sizeof *c);
+    c->cur.methods = &memory_cursor_methods;
+    c->ms = ms;
+    c->state = UNPLACED;
+    if (copy_bounds(c, lo, hi) != KIVIS_OK) {
+        ms_free(ms, c);
+        return KIVIS_ENOMEM;
+    }
+    *out = &c->cur;
+    return KIVIS_OK;
+}
+
+static void rd_abort(kivis_storage_txn *txn)
+{
+    memory_txn *t = (memory_txn *)txn;
+    if (t->writer_base)
+        t->ms->writing = false;
+    ms_free(t->ms, t);
+}
+
+static int rd_commit(kivis_storage_txn *txn, int durability)
+{
+    (void)durability;
+    rd_abort(txn);
+    return KIVIS_OK;
+}
+
+static const kivis_txn_methods read_txn_methods = {
+    rd_get, rd_put, rd_del, rd_cursor_open, rd_commit, rd_abort,
+};
+
+static int read_txn_new(memory_storage *ms, memory_txn **out)
+{
+    memory_txn *t = ms_malloc(ms, sizeof *t);
+    *out = t;
+    if (!t)
+        return KIVIS_ENOMEM;
+    t->txn.methods = &read_txn_methods;
+    t->txn.storage = &ms->st;
+    t->txn.flags = KIVIS_TXN_RDONLY;
+    t->ms = ms;
+    t->writer_base = false;
+    return KIVIS_OK;
+}
+
+/* ---- the storage ------------------------------------------------------ */
+
+static int memory_apply(void *ctx, const kivis_batch_op *ops, size_t n,
+                        int durability)
+{
+    (void)durability; /* nothing is persisted */
+    memory_storage *ms = ctx;
+    return kivis__btree_apply(ms->tree, ops, n);
+}
+
+static int ms_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
+{
+    memory_storage *ms = storage_of(st);
+    *out = NULL;
+    if (flags & ~KIVIS_TXN_RDONLY)
+        return KIVIS_EINVAL;
+    bool rdonly = flags & KIVIS_TXN_RDONLY;
+    if (!rdonly && ms->writing)
+        return KIVIS_EBUSY;
+    memory_txn *t;
+    if (read_txn_new(ms, &t) != KIVIS_OK)
+        return KIVIS_ENOMEM;
+    if (rdonly) {
+        *out = &t->txn;
+        return KIVIS_OK;
+    }
+    t->writer_base = true;
+    ms->writing = true;
+    return kivis_overlay_begin(st, &t->txn, memory_apply, ms, &ms->alloc, out);
+}
+
+static size_t ms_max_key_size(kivis_storage *st)
+{
+    return storage_of(st)->max_key;
+}
+
+static void ms_close(kivis_storage *st)
+{
+    memory_storage *ms = storage_of(st);
+    kivis__btree_free(ms->tree);
+    ms_free(ms, ms);
+}
+
+static const kivis_storage_methods memory_methods = {
+    KIVIS_STORAGE_VERSION, "memory", ms_close, ms_max_key_size, ms_begin,
+};
+
+int kivis_memory_open(const kivis_memory_options *opts, kivis_storage **out)
+{
+    const kivis_allocator *alloc = opts && opts->allocator ? opts->allocator
+                                                           : kivis_default_allocator();
+    *out = NULL;
+    memory_storage *ms = alloc->malloc(alloc->ctx, sizeof *ms);
+    if (!ms)
+        return KIVIS_ENOMEM;
+    memset(ms, 0, sizeof *ms);
+    ms->st.methods = &memory_methods;
+    ms->alloc = *alloc;
+    ms->max_key = opts && opts->max_key_size ? opts->max_key_size
+                                             : KIVIS_MEMORY_MAX_KEY;
+    if (kivis__btree_new(alloc, &ms->tree) != KIVIS_OK) {
+        ms_free(ms, ms);
+        return KIVIS_ENOMEM;
+    }
+    *out = &ms->st;
+    return KIVIS_OK;
+}
+
+size_t kivis_memory_bytes(kivis_storage *st)
+{
+    memory_storage *ms = storage_of(st);
+    return sizeof *ms + kivis__btree_bytes(ms->tree);
+}
