@@ -1,7 +1,7 @@
 # Thin front for the CMake build: every command is one word.
 #   make          build the library, examples and tests (release, build/release)
 #   make demo     run the end-to-end example on the memory backend
-#   make test     build with ASan+UBSan and run every test, then fuzz briefly
+#   make test     every test: ctest under ASan+UBSan, valgrind, fuzzers (FUZZ_SECONDS each)
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 20)
 #   make bench    run the benchmarks
 # Each target first installs missing system packages (scripts/deps.sh).
@@ -40,7 +40,8 @@ unit: asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
-test: unit fuzz
+test: asan release fuzz-build
+	@bash scripts/test.sh $(FUZZ_SECONDS)
 
 fuzz: fuzz-build
 	@bash scripts/fuzz.sh $(BUILD)/fuzz/fuzz $(FUZZ_SECONDS)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Run every libFuzzer target in DIR for SECONDS each, from its seed corpus.
-# Fails on the first crash, leak, timeout or sanitizer report.
+# Run libFuzzer targets (every fuzz_* in DIR, or the one binary given) for
+# SECONDS each, from its seed corpus.  Fails on any crash, leak, timeout or
+# sanitizer report.
 set -euo pipefail
-dir=$1 seconds=$2
+target=$1 seconds=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
 status=0
-for bin in "$dir"/fuzz_*; do
+if [ -d "$target" ]; then bins=("$target"/fuzz_*); else bins=("$target"); fi
+for bin in "${bins[@]}"; do
   [ -x "$bin" ] || continue
   name=$(basename "$bin")
   corpus=$(mktemp -d)

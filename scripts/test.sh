@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test: the ctest suite under ASan+UBSan, the test programs under
+# valgrind, and each fuzzer for FUZZ_SECONDS.  Ends with one tally line.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+fuzz_seconds=${1:-20}
+passed=0 failed=0
+
+tally() { # name status
+  if [ "$2" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $1" >&2; fi
+}
+
+cd "$root/build/asan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --output-on-failure -j "$(nproc)" | tee /tmp/kivis-ctest.$$
+n_ok=$(grep -c 'Test *#[0-9]*: .* Passed' /tmp/kivis-ctest.$$ || true)
+n_bad=$(grep -cE 'Test *#[0-9]*: .*(Failed|\*\*\*|Not Run)' /tmp/kivis-ctest.$$ || true)
+passed=$((passed + n_ok)) failed=$((failed + n_bad))
+rm -f /tmp/kivis-ctest.$$
+
+cd "$root"
+for p in test_engine test_faulty "test_conformance memory" test_btree test_codec; do
+  bash scripts/valgrind.sh build/release/tests "$p"; tally "valgrind $p" $?
+done
+
+for bin in build/fuzz/fuzz/fuzz_*; do
+  [ -x "$bin" ] || continue
+  bash scripts/fuzz.sh "$bin" "$fuzz_seconds"; tally "fuzz $(basename "$bin")" $?
+done
+
+echo "kivis: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
