@@ -1,0 +1,119 @@
+/*
+ * gen/model.h - the checked schema model inside kivis-gen: the front end
+ * (lexer, parser, checker) builds it, the emitter reads it.
+ *
+ * Every name and array is owned by the kg_schema and freed with
+ * kg_schema_free.  After kg_check succeeds every reference is resolved:
+ * kg_type.enm / .strct / .record point into the same schema.
+ */
+#ifndef KIVIS_GEN_MODEL_H
+#define KIVIS_GEN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kg_loc {
+    const char *file; /* the schema's path as given; not owned */
+    int line;         /* 1-based */
+    int col;          /* 1-based, in bytes */
+} kg_loc;
+
+typedef enum kg_kind {
+    KG_U8 = 1, KG_U16, KG_U32, KG_U64,
+    KG_I8, KG_I16, KG_I32, KG_I64,
+    KG_BOOL, KG_F32, KG_F64,
+    KG_ENUM,   /* enum <name> declared in the schema */
+    KG_STRING, /* char *          */
+    KG_CHARS,  /* char name[N]    */
+    KG_BYTES,  /* kivis_bytes     */
+    KG_STRUCT, /* struct <name>: a plain struct declared in the schema */
+    KG_KEY     /* <record>_key: a foreign key to that record */
+} kg_kind;
+
+typedef struct kg_enum kg_enum;
+typedef struct kg_struct kg_struct;
+typedef struct kg_record kg_record;
+
+typedef struct kg_type {
+    kg_kind kind;
+    char *name;        /* as written for ENUM/STRUCT/KEY ("toy_kind", "point", "user_key") */
+    uint32_t chars;    /* KG_CHARS: N of char name[N] */
+    uint32_t array;    /* 0, or N of T name[N] (never for KG_CHARS) */
+    kg_enum *enm;      /* resolved KG_ENUM */
+    kg_struct *strct;  /* resolved KG_STRUCT */
+    kg_record *record; /* resolved KG_KEY: the referenced record */
+} kg_type;
+
+/* Field attributes */
+#define KG_ATTR_KEY 0x1u    /* [[key]] */
+#define KG_ATTR_INDEX 0x2u  /* [[index]] */
+#define KG_ATTR_UNIQUE 0x4u /* [[unique]] (implies an index) */
+
+typedef struct kg_field {
+    char *name;
+    kg_loc loc;
+    kg_type type;
+    unsigned attrs;
+} kg_field;
+
+struct kg_enum {
+    char *name;
+    kg_loc loc;
+    size_t count;
+    char **names;   /* TOY_BALL, ... */
+    int64_t *values; /* explicit or implicit (previous + 1, from 0) */
+};
+
+struct kg_struct {
+    char *name;
+    kg_loc loc;
+    size_t nfields;
+    kg_field *fields;
+};
+
+typedef enum kg_key_kind { KG_KEY_AUTO = 1, KG_KEY_FIELDS, KG_KEY_DERIVED } kg_key_kind;
+
+struct kg_record {
+    char *name;
+    kg_loc loc;
+    kg_key_kind key_kind;
+    size_t nfields;
+    kg_field *fields;
+    /* KG_KEY_DERIVED: the key struct's fields, from [[derived_key(...)]] */
+    size_t nderived;
+    kg_field *derived;
+    uint32_t table; /* position among records, declaration order */
+};
+
+/* Everything declared, in declaration order. */
+typedef struct kg_schema {
+    char *name; /* from `schema <name>;` */
+    kg_loc loc;
+    size_t nenums, nstructs, nrecords;
+    kg_enum *enums;
+    kg_struct *structs;
+    kg_record *records;
+} kg_schema;
+
+/* Diagnostics: "file:line:col: error: message", the source line, a caret.
+ * The front end reports every error it finds, not only the first. */
+typedef struct kg_diag kg_diag;
+
+/*
+ * Parse and check `src` (len bytes, need not be NUL-terminated) read from
+ * `file`.  Diagnostics go to `err` (a FILE *, typically stderr).
+ * @return 0 and *out set (free with kg_schema_free) when the schema is
+ *         valid; otherwise the number of errors (> 0) and *out = NULL.
+ */
+int kg_compile(const char *file, const char *src, size_t len, void *err,
+               kg_schema **out);
+
+void kg_schema_free(kg_schema *s);
+
+/*
+ * Write <dir>/<schema>.kivis.h and <dir>/<schema>.kivis.c for `s`.
+ * @return 0, or -1 with a message on `err` (errno kept).
+ */
+int kg_emit(const kg_schema *s, const char *dir, void *err);
+
+#endif /* KIVIS_GEN_MODEL_H */
