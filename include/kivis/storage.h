@@ -87,7 +87,9 @@ typedef struct kivis_storage_methods {
 
 typedef struct kivis_txn_methods {
     /** KIVIS_OK and *value set (borrowed, see above), or KIVIS_NOTFOUND with
-     *  *value = {NULL, 0}; errors: KIVIS_EINVAL, KIVIS_EIO, KIVIS_ECORRUPT. */
+     *  *value = {NULL, 0} (also for a key longer than max_key_size, which
+     *  cannot be stored: KIVIS_EKEYSIZE is allowed too); errors:
+     *  KIVIS_EINVAL (empty key), KIVIS_EIO, KIVIS_ECORRUPT. */
     int (*get)(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value);
     /** Insert or overwrite.  KIVIS_OK, KIVIS_EINVAL (empty key, read-only
      *  transaction), KIVIS_EKEYSIZE, KIVIS_ENOMEM, KIVIS_EFULL, KIVIS_EIO. */
@@ -96,7 +98,10 @@ typedef struct kivis_txn_methods {
     int (*del)(kivis_storage_txn *txn, kivis_slice key);
     /**
      * Open a cursor over the keys k with lo <= k < hi.  lo = {NULL, 0} starts
-     * at the first key; hi.data == NULL means no upper bound.  The cursor
+     * at the first key; hi.data == NULL means no upper bound, while a
+     * non-NULL hi of length 0 is an empty range.  lo >= hi is an empty range.
+     * A failed put or del changes nothing and leaves the transaction usable
+     * (poisoning is the record engine's business).  The cursor
      * sees the transaction's writes: each step reflects every put and del
      * made so far, and after writes NEXT still returns the first key greater
      * than the last one returned (PREV: the last key less than it).
@@ -116,7 +121,9 @@ typedef struct kivis_cursor_methods {
      * the input.  @return KIVIS_OK with *key and *value set (borrowed), or
      * KIVIS_NOTFOUND when no entry qualifies, which leaves the cursor at its
      * end: NEXT and PREV then keep returning KIVIS_NOTFOUND until FIRST, LAST
-     * or a SEEK places it again.  Errors: KIVIS_EINVAL, KIVIS_EIO.
+     * or a SEEK places it again.  Errors: KIVIS_EINVAL, KIVIS_ENOMEM (a
+     * backend that copies the current key), KIVIS_EIO; after an error the
+     * cursor is where it was before the call.
      */
     int (*get)(kivis_storage_cursor *cur, int op, kivis_slice *key,
                kivis_slice *value);

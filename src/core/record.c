@@ -201,6 +201,14 @@ static int check_unique(kivis_db *db, const kivis_table_state *ts,
     return rc;
 }
 
+/* The stored value under db->pk: KIVIS_OK, KIVIS_NOTFOUND or an error. */
+static int read_stored(kivis_db *db, const kivis_table_state *ts,
+                       kivis_storage_txn *txn, kivis_slice *value)
+{
+    int rc = kivis_txn_get(txn, kivis_slice_make(db->pk.data, db->pk.len), value);
+    return rc < 0 ? storage_error(db, ts, rc, "read") : rc;
+}
+
 /* Decode the stored record `value` and list its index entries in oldidx. */
 static int old_index_entries(kivis_db *db, const kivis_table_state *ts,
                              kivis_slice value, kivis_slice pk)
@@ -293,15 +301,12 @@ static int write_record(kivis_db *db, const kivis_table_state *ts,
     bool had_old = false;
     if (ts->desc->nindexes) {
         kivis_slice old;
-        rc = kivis_txn_get(op->txn, kivis_slice_make(db->pk.data, db->pk.len),
-                           &old);
+        rc = read_stored(db, ts, op->txn, &old);
         if (rc == KIVIS_OK) {
             had_old = true;
             rc = old_index_entries(db, ts, old, pk);
         } else if (rc == KIVIS_NOTFOUND) {
             rc = KIVIS_OK;
-        } else {
-            rc = storage_error(db, ts, rc, "read");
         }
         if (!rc)
             rc = check_unique(db, ts, op->txn, pk.len);
@@ -483,11 +488,8 @@ int kivis_get(kivis_db *db, uint32_t table, const void *key, void *record_out)
         return rc;
     rc = kivis__record_key(db, ts, key, &db->pk, NULL);
     kivis_slice v;
-    if (!rc) {
-        rc = kivis_txn_get(op.txn, kivis_slice_make(db->pk.data, db->pk.len), &v);
-        if (rc < 0)
-            rc = storage_error(db, ts, rc, "read");
-    }
+    if (!rc)
+        rc = read_stored(db, ts, op.txn, &v);
     if (rc == KIVIS_OK) {
         rc = kivis__value_decode(v, ts->desc->record, record_out, &db->alloc, NULL);
         if (rc == KIVIS_ECORRUPT)
@@ -513,15 +515,11 @@ int kivis_remove(kivis_db *db, uint32_t table, const void *key)
     size_t plen;
     rc = kivis__record_key(db, ts, key, &db->pk, &plen);
     kivis_slice old;
-    if (!rc) {
-        rc = kivis_txn_get(op.txn, kivis_slice_make(db->pk.data, db->pk.len), &old);
-        if (rc < 0)
-            rc = storage_error(db, ts, rc, "read");
-    }
+    if (!rc)
+        rc = read_stored(db, ts, op.txn, &old);
     if (rc == KIVIS_OK && ts->desc->nindexes) {
         rc = old_index_entries(db, ts, old,
-                                   kivis_slice_make(db->pk.data + plen,
-                                                    db->pk.len - plen));
+                               kivis_slice_make(db->pk.data + plen, db->pk.len - plen));
         const uint8_t *e = db->oldidx.data;
         for (uint32_t i = 0; !rc && i < ts->desc->nindexes; e += db->oldlen[i++])
             rc = del_bytes(db, ts, &op, e, db->oldlen[i]);

@@ -46,7 +46,8 @@ int kivis__btree_put(kivis_btree *t, kivis_slice key, kivis_slice value);
 /* KIVIS_OK if removed, KIVIS_NOTFOUND if absent.  Never fails otherwise. */
 int kivis__btree_del(kivis_btree *t, kivis_slice key);
 /* Apply ops atomically: all, or on KIVIS_ENOMEM none (memory is reserved
- * before the first change). */
+ * before the first change).  Ops must be in strictly increasing key order
+ * (KIVIS_EINVAL otherwise, nothing applied). */
 int kivis__btree_apply(kivis_btree *t, const kivis_batch_op *ops, size_t n);
 
 /* Positioning: KIVIS_OK with *it on an entry, or KIVIS_NOTFOUND. */
@@ -54,11 +55,40 @@ int kivis__btree_first(const kivis_btree *t, kivis_bt_iter *it);
 int kivis__btree_last(const kivis_btree *t, kivis_bt_iter *it);
 int kivis__btree_seek_ge(const kivis_btree *t, kivis_slice key, kivis_bt_iter *it);
 int kivis__btree_seek_le(const kivis_btree *t, kivis_slice key, kivis_bt_iter *it);
-/* Step a valid iterator.  KIVIS_NOTFOUND past either end. */
+/* Step a valid iterator.  KIVIS_NOTFOUND past either end; KIVIS_EINVAL
+ * for an iterator made stale by a modification of the tree. */
 int kivis__btree_next(kivis_bt_iter *it);
 int kivis__btree_prev(kivis_bt_iter *it);
 kivis_slice kivis__bt_iter_key(const kivis_bt_iter *it);
 kivis_slice kivis__bt_iter_value(const kivis_bt_iter *it);
+
+/* ---- cursor ranges (btrange.c) ------------------------------------------
+ * What a storage cursor over a tree keeps: its bounds [lo, hi) and a copy
+ * of the last key it returned, to find its place again after the tree
+ * changed.  Shared by the memory backend's and the overlay's cursors. */
+typedef struct kivis_bt_range {
+    kivis_slice lo, hi; /* copies in one block headed by lo.data;
+                           hi.data == NULL: no upper bound */
+    unsigned char *last;
+    size_t last_len, last_cap;
+} kivis_bt_range;
+
+/* Copy the bounds.  KIVIS_OK or KIVIS_ENOMEM (r left empty). */
+int kivis__range_init(kivis_bt_range *r, const kivis_allocator *a,
+                      kivis_slice lo, kivis_slice hi);
+void kivis__range_free(kivis_bt_range *r, const kivis_allocator *a);
+bool kivis__range_has(const kivis_bt_range *r, kivis_slice key);
+/* Keep a copy of `key` as the last key returned.  KIVIS_ENOMEM keeps the
+ * previous copy. */
+int kivis__range_remember(kivis_bt_range *r, const kivis_allocator *a,
+                          kivis_slice key);
+kivis_slice kivis__range_last(const kivis_bt_range *r);
+/* Place `it` on the first entry >= target (dir > 0) or the last entry
+ * <= target (dir < 0), clipped to the range's bounds; target NULL means
+ * the range's start (dir > 0) or end (dir < 0).  The entry found may still
+ * lie past the far bound: check it with kivis__range_has. */
+int kivis__range_seek(const kivis_btree *t, const kivis_bt_range *r, int dir,
+                      const kivis_slice *target, kivis_bt_iter *it);
 
 /* memcmp order with shorter-first tie break: <0, 0, >0. */
 int kivis__key_cmp(kivis_slice a, kivis_slice b);

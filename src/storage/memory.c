@@ -35,11 +35,9 @@ enum cursor_state { UNPLACED, PLACED, ENDED };
 typedef struct memory_cursor {
     kivis_storage_cursor cur; /* first: what the caller holds */
     memory_storage *ms;
-    kivis_slice lo, hi; /* copies, in one block that lo.data heads */
+    kivis_bt_range range; /* bounds, and the current key to find it again */
     enum cursor_state state;
     kivis_bt_iter it;
-    unsigned char *last; /* copy of the current key, to find it again */
-    size_t last_len, last_cap;
 } memory_cursor;
 
 static const kivis_slice no_slice = {NULL, 0};
@@ -61,36 +59,9 @@ static void ms_free(const memory_storage *ms, void *p)
 
 /* ---- cursors ---------------------------------------------------------- */
 
-static bool in_range(const memory_cursor *c, kivis_slice key)
-{
-    return kivis__key_cmp(key, c->lo) >= 0 &&
-           (!c->hi.data || kivis__key_cmp(key, c->hi) < 0);
-}
-
-/* First entry >= target (NULL: the range's start). */
-static int seek_forward(memory_cursor *c, const kivis_slice *target)
-{
-    kivis_slice from = target && kivis__key_cmp(*target, c->lo) > 0 ? *target : c->lo;
-    return kivis__btree_seek_ge(c->ms->tree, from, &c->it);
-}
-
-/* Last entry <= target and below hi (target NULL: the range's end). */
-static int seek_backward(memory_cursor *c, const kivis_slice *target)
-{
-    const kivis_btree *t = c->ms->tree;
-    if (target && (!c->hi.data || kivis__key_cmp(*target, c->hi) < 0))
-        return kivis__btree_seek_le(t, *target, &c->it);
-    if (!c->hi.data)
-        return kivis__btree_last(t, &c->it);
-    int rc = kivis__btree_seek_le(t, c->hi, &c->it);
-    if (rc == KIVIS_OK && kivis__key_cmp(kivis__bt_iter_key(&c->it), c->hi) == 0)
-        rc = kivis__btree_prev(&c->it);
-    return rc;
-}
-
 static int seek(memory_cursor *c, int dir, const kivis_slice *target)
 {
-    return dir > 0 ? seek_forward(c, target) : seek_backward(c, target);
+    return kivis__range_seek(c->ms->tree, &c->range, dir, target, &c->it);
 }
 
 /* One entry on from the current key, which a commit may have moved or
@@ -99,33 +70,20 @@ static int step(memory_cursor *c, int dir)
 {
     if (c->it.version == kivis__btree_version(c->ms->tree))
         return dir > 0 ? kivis__btree_next(&c->it) : kivis__btree_prev(&c->it);
-    kivis_slice last = kivis_slice_make(c->last, c->last_len);
+    kivis_slice last = kivis__range_last(&c->range);
     int rc = seek(c, dir, &last);
     if (rc == KIVIS_OK && kivis__key_cmp(kivis__bt_iter_key(&c->it), last) == 0)
         rc = dir > 0 ? kivis__btree_next(&c->it) : kivis__btree_prev(&c->it);
     return rc;
 }
 
-static int remember(memory_cursor *c, kivis_slice key)
-{
-    if (key.len > c->last_cap) {
-        unsigned char *p = c->ms->alloc.realloc(c->ms->alloc.ctx, c->last, key.len);
-        if (!p)
-            return KIVIS_ENOMEM;
-        c->last = p;
-        c->last_cap = key.len;
-    }
-    memcpy(c->last, key.data, key.len);
-    c->last_len = key.len;
-    return KIVIS_OK;
-}
-
 /* Report where the iterator landed (rc from a seek or step). */
 static int settle(memory_cursor *c, int rc, kivis_slice *key, kivis_slice *value)
 {
-    if (rc == KIVIS_OK && !in_range(c, kivis__bt_iter_key(&c->it)))
+    if (rc == KIVIS_OK && !kivis__range_has(&c->range, kivis__bt_iter_key(&c->it)))
         rc = KIVIS_NOTFOUND;
-    if (rc == KIVIS_OK && (rc = remember(c, kivis__bt_iter_key(&c->it))) != KIVIS_OK)
+    if (rc == KIVIS_OK && (rc = kivis__range_remember(&c->range, &c->ms->alloc,
+                                                     kivis__bt_iter_key(&c->it))) != KIVIS_OK)
         c->it.version = ~kivis__btree_version(c->ms->tree); /* so the next step seeks from the old copy */
     if (rc == KIVIS_NOTFOUND)
         c->state = ENDED;
@@ -170,27 +128,11 @@ static int mc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
 static void mc_close(kivis_storage_cursor *cur)
 {
     memory_cursor *c = (memory_cursor *)cur;
-    ms_free(c->ms, c->last);
-    ms_free(c->ms, (void *)c->lo.data);
+    kivis__range_free(&c->range, &c->ms->alloc);
     ms_free(c->ms, c);
 }
 
 static const kivis_cursor_methods memory_cursor_methods = {mc_get, mc_close};
-
-static int copy_bounds(memory_cursor *c, kivis_slice lo, kivis_slice hi)
-{
-    size_t hlen = hi.data ? hi.len : 0;
-    unsigned char *p = ms_malloc(c->ms, lo.len + hlen + 1);
-    if (!p)
-        return KIVIS_ENOMEM;
-    if (lo.len)
-        memcpy(p, lo.data, lo.len);
-    if (hlen)
-        memcpy(p + lo.len, hi.data, hlen);
-    c->lo = kivis_slice_make(p, lo.len);
-    c->hi = kivis_slice_make(hi.data ? p + lo.len : NULL, hlen);
-    return KIVIS_OK;
-}
 
 /* ---- read-only transactions ------------------------------------------- */
 
@@ -229,7 +171,7 @@ static int rd_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
     c->cur.methods = &memory_cursor_methods;
     c->ms = ms;
     c->state = UNPLACED;
-    if (copy_bounds(c, lo, hi) != KIVIS_OK) {
+    if (kivis__range_init(&c->range, &ms->alloc, lo, hi) != KIVIS_OK) {
         ms_free(ms, c);
         return KIVIS_ENOMEM;
     }

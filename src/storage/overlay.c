@@ -26,22 +26,15 @@ typedef struct overlay_txn {
     size_t scratch_cap;
 } overlay_txn;
 
-/* A growable copy of one key, owned by a cursor. */
-typedef struct key_copy {
-    unsigned char *data;
-    size_t len, cap;
-} key_copy;
-
 enum cursor_state { UNPLACED, PLACED, ENDED };
 
 typedef struct overlay_cursor {
     kivis_storage_cursor cur; /* first: what the caller holds */
     overlay_txn *o;
     kivis_storage_cursor *base;
-    kivis_slice lo, hi;     /* copies, in one block owned by the cursor */
+    kivis_bt_range range;   /* bounds, and the key returned last */
     enum cursor_state state;
     int dir;                /* +1 or -1: direction of the last move */
-    key_copy last;          /* the key returned last */
     bool base_on;           /* the base stream sits on base_key/base_value */
     kivis_slice base_key, base_value;
     bool w_on;              /* the write stream sits on w */
@@ -207,12 +200,6 @@ static int ov_commit(kivis_storage_txn *txn, int durability)
 
 /* ---- cursors: the two streams ----------------------------------------- */
 
-static bool in_range(const overlay_cursor *c, kivis_slice key)
-{
-    return kivis__key_cmp(key, c->lo) >= 0 &&
-           (!c->hi.data || kivis__key_cmp(key, c->hi) < 0);
-}
-
 static kivis_slice w_key(const overlay_cursor *c)
 {
     return kivis__bt_iter_key(&c->w);
@@ -220,29 +207,14 @@ static kivis_slice w_key(const overlay_cursor *c)
 
 static void w_settle(overlay_cursor *c, int rc)
 {
-    c->w_on = rc == KIVIS_OK && in_range(c, w_key(c));
+    c->w_on = rc == KIVIS_OK && kivis__range_has(&c->range, w_key(c));
 }
 
 /* Place the write stream on the first entry >= target (dir > 0) or the
  * last <= target (dir < 0), within range; target NULL: the range's end. */
 static void w_seek(overlay_cursor *c, int dir, const kivis_slice *target)
 {
-    const kivis_btree *ws = c->o->writes;
-    if (dir > 0) {
-        kivis_slice from = target && kivis__key_cmp(*target, c->lo) > 0 ? *target : c->lo;
-        w_settle(c, kivis__btree_seek_ge(ws, from, &c->w));
-        return;
-    }
-    bool below_hi = target && (!c->hi.data || kivis__key_cmp(*target, c->hi) < 0);
-    int rc;
-    if (below_hi)
-        rc = kivis__btree_seek_le(ws, *target, &c->w);
-    else if (!c->hi.data)
-        rc = kivis__btree_last(ws, &c->w);
-    else if ((rc = kivis__btree_seek_le(ws, c->hi, &c->w)) == KIVIS_OK &&
-             kivis__key_cmp(w_key(c), c->hi) == 0)
-        rc = kivis__btree_prev(&c->w);
-    w_settle(c, rc);
+    w_settle(c, kivis__range_seek(c->o->writes, &c->range, dir, target, &c->w));
 }
 
 static void w_step(overlay_cursor *c, int dir)
@@ -284,7 +256,7 @@ static int seek_both(overlay_cursor *c, int dir, const kivis_slice *target)
  */
 static int pass_last(overlay_cursor *c, int dir)
 {
-    kivis_slice last = kivis_slice_make(c->last.data, c->last.len);
+    kivis_slice last = kivis__range_last(&c->range);
     int rc = KIVIS_OK;
     bool same_way = c->dir == dir;
     if (!same_way)
@@ -300,25 +272,10 @@ static int pass_last(overlay_cursor *c, int dir)
 
 /* ---- cursors: merging ------------------------------------------------- */
 
-static int remember(overlay_cursor *c, kivis_slice key)
-{
-    key_copy *k = &c->last;
-    if (key.len > k->cap) {
-        unsigned char *p = c->o->alloc.realloc(c->o->alloc.ctx, k->data, key.len);
-        if (!p)
-            return KIVIS_ENOMEM;
-        k->data = p;
-        k->cap = key.len;
-    }
-    memcpy(k->data, key.data, key.len);
-    k->len = key.len;
-    return KIVIS_OK;
-}
-
 static int emit(overlay_cursor *c, int dir, kivis_slice k, kivis_slice v,
                 kivis_slice *key, kivis_slice *value)
 {
-    int rc = remember(c, k);
+    int rc = kivis__range_remember(&c->range, &c->o->alloc, k);
     if (rc != KIVIS_OK) {
         c->dir = 0; /* the streams moved on: seek them again from the old key */
         return rc;
@@ -397,28 +354,11 @@ static void oc_close(kivis_storage_cursor *cur)
     overlay_cursor *c = (overlay_cursor *)cur;
     const overlay_txn *o = c->o;
     kivis_cursor_close(c->base);
-    ov_free(o, c->last.data);
-    ov_free(o, (void *)c->lo.data);
+    kivis__range_free(&c->range, &o->alloc);
     ov_free(o, c);
 }
 
 static const kivis_cursor_methods overlay_cursor_methods = {oc_get, oc_close};
-
-/* Copy lo and hi into one block owned by the cursor (lo.data heads it). */
-static int copy_bounds(overlay_cursor *c, kivis_slice lo, kivis_slice hi)
-{
-    size_t hlen = hi.data ? hi.len : 0;
-    unsigned char *p = ov_malloc(c->o, lo.len + hlen + 1);
-    if (!p)
-        return KIVIS_ENOMEM;
-    if (lo.len)
-        memcpy(p, lo.data, lo.len);
-    if (hlen)
-        memcpy(p + lo.len, hi.data, hlen);
-    c->lo = kivis_slice_make(p, lo.len);
-    c->hi = kivis_slice_make(hi.data ? p + lo.len : NULL, hlen);
-    return KIVIS_OK;
-}
 
 static int ov_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
                           kivis_slice hi, kivis_storage_cursor **out)
@@ -434,7 +374,7 @@ static int ov_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
     c->cur.methods = &overlay_cursor_methods;
     c->o = o;
     c->state = UNPLACED;
-    int rc = copy_bounds(c, lo, hi);
+    int rc = kivis__range_init(&c->range, &o->alloc, lo, hi);
     if (rc != KIVIS_OK) {
         ov_free(o, c);
         return rc;
