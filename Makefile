@@ -11,7 +11,7 @@ JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
 BUILD       := build
 
-.PHONY: all deps release asan fuzz-build demo test unit fuzz bench valgrind clean
+.PHONY: all deps release asan tsan fuzz-build demo test unit fuzz bench valgrind clean
 
 all: release
 
@@ -25,6 +25,11 @@ release: deps
 asan: deps
 	@cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DKIVIS_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD)/asan -j $(JOBS)
+
+tsan: deps
+	@cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug \
+	  -DCMAKE_C_FLAGS="-fsanitize=thread -g" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
+	@cmake --build $(BUILD)/tsan -j $(JOBS) --target test_lmdb
 
 fuzz-build: deps
 	@CC=clang cmake -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -40,7 +45,7 @@ unit: asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
-test: asan release fuzz-build
+test: asan release tsan fuzz-build
 	@bash scripts/test.sh $(FUZZ_SECONDS)
 
 fuzz: fuzz-build

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the build, tests and fuzzers need, when missing.
 set -euo pipefail
-need=(cmake make gcc clang libclang-rt-14-dev pkg-config libcmocka-dev valgrind)
+need=(cmake make gcc g++ clang libclang-rt-14-dev pkg-config libcmocka-dev valgrind liblmdb-dev)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test: the ctest suite under ASan+UBSan, the test programs under
-# valgrind, and each fuzzer for FUZZ_SECONDS.  Ends with one tally line.
+# Every test: the ctest suite under ASan+UBSan, the threaded LMDB test
+# under TSan, the test programs under valgrind, and each fuzzer for
+# FUZZ_SECONDS.  Ends with one tally line.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 fuzz_seconds=${1:-20}
@@ -19,7 +20,13 @@ passed=$((passed + n_ok)) failed=$((failed + n_bad))
 rm -f /tmp/kivis-ctest.$$
 
 cd "$root"
-for p in test_engine test_faulty "test_conformance memory" test_btree test_codec; do
+TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_lmdb >/tmp/kivis-tsan.$$ 2>&1
+status=$?
+[ $status -eq 0 ] && echo "tsan: test_lmdb clean" || tail -n 60 /tmp/kivis-tsan.$$ >&2
+tally "tsan test_lmdb" $status
+rm -f /tmp/kivis-tsan.$$
+
+for p in test_engine test_faulty test_lmdb "test_conformance memory" "test_conformance lmdb" test_btree test_codec; do
   bash scripts/valgrind.sh build/release/tests "$p"; tally "valgrind $p" $?
 done
 

@@ -20,6 +20,7 @@
 #include "testutil.h"
 
 #include <kivis/faulty.h>
+#include <kivis/lmdb.h>
 #include <kivis/memory.h>
 
 #include <inttypes.h>
@@ -37,6 +38,8 @@ typedef struct backend {
     /** Close *st and open the same store again into *st, for backends that
      *  persist; NULL where nothing survives a close. */
     int (*reopen)(const kivis_allocator *alloc, kivis_storage **st);
+    /** After the store is closed for good: remove what it left on disk. */
+    void (*cleanup)(void);
 } backend;
 
 static int open_memory(const kivis_allocator *alloc, kivis_storage **out)
@@ -58,9 +61,37 @@ static int open_faulty(const kivis_allocator *alloc, kivis_storage **out)
     return rc;
 }
 
+/* LMDB starts with a 1 MiB map so that the large tests make it grow. */
+static char lmdb_dir[256];
+
+static int open_lmdb_dir(const kivis_allocator *alloc, kivis_storage **out)
+{
+    kivis_lmdb_options opts = {alloc, 1 << 20, 0, 0};
+    return kivis_lmdb_open(lmdb_dir, &opts, out);
+}
+
+static int open_lmdb(const kivis_allocator *alloc, kivis_storage **out)
+{
+    kt_tempdir(lmdb_dir, sizeof lmdb_dir);
+    return open_lmdb_dir(alloc, out);
+}
+
+static int reopen_lmdb(const kivis_allocator *alloc, kivis_storage **st)
+{
+    kivis_storage_close(*st);
+    *st = NULL;
+    return open_lmdb_dir(alloc, st);
+}
+
+static void cleanup_lmdb(void)
+{
+    kt_rmdir(lmdb_dir);
+}
+
 static const backend backends[] = {
-    {"memory", open_memory, NULL},
-    {"faulty", open_faulty, NULL},
+    {"memory", open_memory, NULL, NULL},
+    {"faulty", open_faulty, NULL, NULL},
+    {"lmdb", open_lmdb, reopen_lmdb, cleanup_lmdb},
 };
 
 static const backend *g_backend; /* the one under test */
@@ -84,6 +115,8 @@ static void fx_close(fixture *fx)
 {
     kivis_storage_close(fx->st);
     fx->st = NULL;
+    if (g_backend->cleanup)
+        g_backend->cleanup();
     assert_int_equal(fx->alloc.live_blocks, 0);
     assert_int_equal(fx->alloc.live_bytes, 0);
 }

@@ -37,6 +37,11 @@ char *kt_dump(kivis_storage *st);
 /* Number of entries in the store. */
 size_t kt_count(kivis_storage *st);
 
+/* A new empty directory under $TMPDIR (or /tmp), its path in buf. */
+void kt_tempdir(char *buf, size_t n);
+/* Remove a directory and the plain files directly inside it. */
+void kt_rmdir(const char *dir);
+
 /* Deterministic PRNG (xorshift64*), so failures reproduce from the seed. */
 uint64_t kt_rand(uint64_t *state);
 

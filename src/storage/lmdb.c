@@ -1,0 +1,696 @@
+/*
+ * src/storage/lmdb.c - the LMDB backend (see kivis/lmdb.h).
+ *
+ * Transactions map onto MDB transactions.  A write transaction also keeps
+ * a redo log of its writes: when LMDB reports the map full, the MDB
+ * transaction is already dead, so the backend aborts it, grows the map,
+ * begins a new one and replays the log.  Cursors keep their bounds and the
+ * last key they returned (kivis_bt_range), and find their place again from
+ * that key after any write in their transaction or a replay, which gives
+ * the cursor contract of storage.h whatever LMDB does with its own cursors.
+ */
+#include <kivis/lmdb.h>
+
+#include "btree.h" /* kivis_bt_range, kivis__key_cmp */
+
+#include <lmdb.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* Readers are short in practice; one that outlives this wait (say, held
+ * open by the writing thread itself) turns the growth into KIVIS_EFULL. */
+#define GROW_WAIT_SECONDS 10
+
+typedef struct lmdb_storage {
+    kivis_storage st; /* first: what the caller holds */
+    kivis_allocator alloc;
+    MDB_env *env;
+    MDB_dbi dbi;
+    size_t max_key;
+    size_t map_max;
+    pthread_mutex_t lock; /* guards the fields below */
+    pthread_cond_t idle;  /* signalled when a transaction ends */
+    unsigned active;      /* transactions open through this storage */
+    bool growing;         /* a writer waits to resize: hold new readers */
+    bool writing;
+    pthread_t writer;
+    bool nosync; /* MDB_NOSYNC currently set on the env */
+} lmdb_storage;
+
+typedef struct lmdb_txn {
+    kivis_storage_txn txn; /* first: what the caller holds */
+    lmdb_storage *ls;
+    MDB_txn *t;
+    uint64_t gen;    /* bumps when t is replaced by a replay */
+    uint64_t writes; /* bumps on every write, so cursors re-seek */
+    unsigned char *log; /* redo log: op, klen, vlen, key, value ... */
+    size_t log_len, log_cap;
+} lmdb_txn;
+
+enum cursor_state { UNPLACED, PLACED, ENDED };
+
+typedef struct lmdb_cursor {
+    kivis_storage_cursor cur; /* first: what the caller holds */
+    lmdb_txn *lt;
+    MDB_cursor *mc;
+    uint64_t gen, writes; /* of lt when mc was last positioned */
+    kivis_bt_range range;
+    enum cursor_state state;
+} lmdb_cursor;
+
+static const kivis_slice no_slice = {NULL, 0};
+
+static MDB_val to_val(kivis_slice s)
+{
+    MDB_val v;
+    v.mv_size = s.len;
+    v.mv_data = (void *)s.data;
+    return v;
+}
+
+static kivis_slice to_slice(MDB_val v)
+{
+    return kivis_slice_make(v.mv_data, v.mv_size);
+}
+
+/* LMDB and errno codes to kivis statuses. */
+static int status_of(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return KIVIS_OK;
+    case MDB_NOTFOUND:
+        return KIVIS_NOTFOUND;
+    case MDB_MAP_FULL:
+    case ENOSPC:
+    case EDQUOT:
+        return KIVIS_EFULL;
+    case MDB_BAD_VALSIZE:
+        return KIVIS_EKEYSIZE;
+    case MDB_READERS_FULL:
+        return KIVIS_EBUSY;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+        return KIVIS_ECORRUPT;
+    case MDB_VERSION_MISMATCH:
+        return KIVIS_EVERSION;
+    case ENOMEM:
+        return KIVIS_ENOMEM;
+    case EINVAL:
+        return KIVIS_EINVAL;
+    default:
+        return KIVIS_EIO;
+    }
+}
+
+static void *ls_malloc(const lmdb_storage *ls, size_t n)
+{
+    return ls->alloc.malloc(ls->alloc.ctx, n);
+}
+
+static void ls_free(const lmdb_storage *ls, void *p)
+{
+    ls->alloc.free(ls->alloc.ctx, p);
+}
+
+/* ---- transaction bookkeeping and map growth --------------------------- */
+
+/* Readers count themselves before their MDB txn exists, and wait while a
+ * writer grows the map.  Writers count themselves once LMDB's writer lock
+ * is theirs: one blocked on that lock must not hold a growing writer up. */
+static void txn_enter(lmdb_storage *ls, bool writer)
+{
+    pthread_mutex_lock(&ls->lock);
+    while (ls->growing && !writer)
+        pthread_cond_wait(&ls->idle, &ls->lock);
+    ls->active++;
+    if (writer) {
+        ls->writing = true;
+        ls->writer = pthread_self();
+    }
+    pthread_mutex_unlock(&ls->lock);
+}
+
+static void txn_leave(lmdb_storage *ls, bool writer)
+{
+    pthread_mutex_lock(&ls->lock);
+    ls->active--;
+    if (writer)
+        ls->writing = false;
+    pthread_cond_broadcast(&ls->idle);
+    pthread_mutex_unlock(&ls->lock);
+}
+
+/* Double the map (the caller's MDB txn is already gone, so only other
+ * transactions can hold it up: wait for them, up to GROW_WAIT_SECONDS). */
+static int grow_map(lmdb_storage *ls)
+{
+    MDB_envinfo info;
+    mdb_env_info(ls->env, &info);
+    if (info.me_mapsize >= ls->map_max)
+        return KIVIS_EFULL;
+    size_t size = info.me_mapsize > ls->map_max / 2 ? ls->map_max : info.me_mapsize * 2;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += GROW_WAIT_SECONDS;
+    int rc = KIVIS_OK;
+    pthread_mutex_lock(&ls->lock);
+    ls->growing = true;
+    while (ls->active > 1 && rc == KIVIS_OK)
+        if (pthread_cond_timedwait(&ls->idle, &ls->lock, &deadline) == ETIMEDOUT)
+            rc = KIVIS_EFULL;
+    if (rc == KIVIS_OK)
+        rc = status_of(mdb_env_set_mapsize(ls->env, size));
+    ls->growing = false;
+    pthread_cond_broadcast(&ls->idle);
+    pthread_mutex_unlock(&ls->lock);
+    return rc;
+}
+
+/* ---- the redo log ------------------------------------------------------- */
+
+enum { LOG_PUT = 1, LOG_DEL = 2 };
+
+static int log_append(lmdb_txn *lt, unsigned char op, kivis_slice k, kivis_slice v)
+{
+    size_t need = 1 + 2 * sizeof(size_t) + k.len + v.len;
+    if (lt->log_len + need > lt->log_cap) {
+        size_t cap = (lt->log_len + need) * 2;
+        unsigned char *p = lt->ls->alloc.realloc(lt->ls->alloc.ctx, lt->log, cap);
+        if (!p)
+            return KIVIS_ENOMEM;
+        lt->log = p;
+        lt->log_cap = cap;
+    }
+    unsigned char *p = lt->log + lt->log_len;
+    *p++ = op;
+    memcpy(p, &k.len, sizeof k.len);
+    memcpy(p + sizeof k.len, &v.len, sizeof v.len);
+    p += 2 * sizeof(size_t);
+    if (k.len)
+        memcpy(p, k.data, k.len);
+    if (v.len)
+        memcpy(p + k.len, v.data, v.len);
+    lt->log_len += need;
+    return KIVIS_OK;
+}
+
+static int apply_op(lmdb_txn *lt, unsigned char op, kivis_slice k, kivis_slice v)
+{
+    MDB_val key = to_val(k), val = to_val(v);
+    int rc = op == LOG_PUT ? mdb_put(lt->t, lt->ls->dbi, &key, &val, 0)
+                           : mdb_del(lt->t, lt->ls->dbi, &key, NULL);
+    return rc == MDB_NOTFOUND && op == LOG_DEL ? MDB_SUCCESS : rc;
+}
+
+/* Begin a fresh MDB write txn and redo every logged write in it. */
+static int replay(lmdb_txn *lt)
+{
+    int rc = mdb_txn_begin(lt->ls->env, NULL, 0, &lt->t);
+    if (rc) {
+        lt->t = NULL;
+        return rc;
+    }
+    lt->gen++;
+    for (size_t off = 0; off < lt->log_len && !rc;) {
+        const unsigned char *p = lt->log + off;
+        size_t klen, vlen;
+        memcpy(&klen, p + 1, sizeof klen);
+        memcpy(&vlen, p + 1 + sizeof klen, sizeof vlen);
+        const unsigned char *k = p + 1 + 2 * sizeof(size_t);
+        rc = apply_op(lt, p[0], kivis_slice_make(k, klen), kivis_slice_make(k + klen, vlen));
+        off += 1 + 2 * sizeof(size_t) + klen + vlen;
+    }
+    return rc;
+}
+
+/* After MDB_MAP_FULL killed lt->t: grow, replay, and retry until the map
+ * holds everything or can grow no more. */
+static int recover_full(lmdb_txn *lt)
+{
+    int rc = MDB_MAP_FULL;
+    while (rc == MDB_MAP_FULL) {
+        if (lt->t)
+            mdb_txn_abort(lt->t);
+        lt->t = NULL;
+        int grown = grow_map(lt->ls);
+        if (grown != KIVIS_OK)
+            return grown;
+        rc = replay(lt);
+    }
+    return status_of(rc);
+}
+
+/* ---- transaction methods ---------------------------------------------- */
+
+static lmdb_txn *txn_of(kivis_storage_txn *txn)
+{
+    return (lmdb_txn *)txn;
+}
+
+static int check_key(const lmdb_txn *lt, kivis_slice key)
+{
+    if (key.len == 0 || !key.data)
+        return KIVIS_EINVAL;
+    return key.len > lt->ls->max_key ? KIVIS_EKEYSIZE : KIVIS_OK;
+}
+
+static int lm_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
+{
+    lmdb_txn *lt = txn_of(txn);
+    *value = no_slice;
+    int rc = check_key(lt, key);
+    if (rc == KIVIS_EKEYSIZE)
+        return KIVIS_NOTFOUND; /* cannot have been stored */
+    if (rc)
+        return rc;
+    if (!lt->t)
+        return KIVIS_EFULL; /* a failed growth left no MDB txn */
+    MDB_val k = to_val(key), v;
+    rc = mdb_get(lt->t, lt->ls->dbi, &k, &v);
+    if (rc == MDB_SUCCESS)
+        *value = to_slice(v);
+    return status_of(rc);
+}
+
+static int write_op(kivis_storage_txn *txn, unsigned char op, kivis_slice key,
+                    kivis_slice value)
+{
+    lmdb_txn *lt = txn_of(txn);
+    if (txn->flags & KIVIS_TXN_RDONLY)
+        return KIVIS_EINVAL;
+    int rc = check_key(lt, key);
+    if (rc)
+        return rc;
+    if (!value.data && value.len)
+        return KIVIS_EINVAL;
+    if (!lt->t)
+        return KIVIS_EFULL;
+    if (op == LOG_DEL) {
+        MDB_val k = to_val(key), v;
+        rc = mdb_get(lt->t, lt->ls->dbi, &k, &v);
+        if (rc)
+            return status_of(rc);
+    }
+    rc = log_append(lt, op, key, value);
+    if (rc)
+        return rc;
+    lt->writes++;
+    rc = apply_op(lt, op, key, value);
+    if (rc == MDB_MAP_FULL)
+        return recover_full(lt); /* replays this write too */
+    if (rc)
+        lt->log_len -= 1 + 2 * sizeof(size_t) + key.len + value.len;
+    return status_of(rc);
+}
+
+static int lm_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
+{
+    return write_op(txn, LOG_PUT, key, value);
+}
+
+static int lm_del(kivis_storage_txn *txn, kivis_slice key)
+{
+    return write_op(txn, LOG_DEL, key, no_slice);
+}
+
+static void txn_end(lmdb_txn *lt)
+{
+    lmdb_storage *ls = lt->ls;
+    bool writer = !(lt->txn.flags & KIVIS_TXN_RDONLY);
+    ls_free(ls, lt->log);
+    ls_free(ls, lt);
+    txn_leave(ls, writer);
+}
+
+static void lm_abort(kivis_storage_txn *txn)
+{
+    lmdb_txn *lt = txn_of(txn);
+    if (lt->t)
+        mdb_txn_abort(lt->t);
+    txn_end(lt);
+}
+
+static void set_sync(lmdb_storage *ls, int durability)
+{
+    bool nosync = durability == KIVIS_NOSYNC;
+    if (nosync != ls->nosync) {
+        mdb_env_set_flags(ls->env, MDB_NOSYNC, nosync);
+        ls->nosync = nosync;
+    }
+}
+
+static int lm_commit(kivis_storage_txn *txn, int durability)
+{
+    lmdb_txn *lt = txn_of(txn);
+    if (!lt->t) {
+        lm_abort(txn);
+        return KIVIS_EFULL;
+    }
+    if (txn->flags & KIVIS_TXN_RDONLY) {
+        lm_abort(txn);
+        return KIVIS_OK;
+    }
+    set_sync(lt->ls, durability); /* we hold the write lock */
+    int rc;
+    for (;;) {
+        rc = mdb_txn_commit(lt->t); /* frees the MDB txn, whatever it says */
+        lt->t = NULL;
+        if (rc != MDB_MAP_FULL)
+            break;
+        rc = recover_full(lt);
+        if (rc != KIVIS_OK)
+            break;
+    }
+    lm_abort(txn); /* frees; lt->t is NULL unless recovery failed midway */
+    return rc == MDB_MAP_FULL ? KIVIS_EFULL : status_of(rc);
+}
+
+/* ---- cursors ---------------------------------------------------------- */
+
+static int cursor_attach(lmdb_cursor *c)
+{
+    lmdb_txn *lt = c->lt;
+    if (!lt->t)
+        return KIVIS_EFULL;
+    if (c->mc && c->gen == lt->gen)
+        return KIVIS_OK;
+    /* A replay ended the MDB txn that owned the old cursor and freed it. */
+    c->mc = NULL;
+    int rc = mdb_cursor_open(lt->t, lt->ls->dbi, &c->mc);
+    if (rc) {
+        c->mc = NULL;
+        return status_of(rc);
+    }
+    c->gen = lt->gen;
+    return KIVIS_OK;
+}
+
+static int mc_op(lmdb_cursor *c, MDB_cursor_op op, MDB_val *k, MDB_val *v)
+{
+    return mdb_cursor_get(c->mc, k, v, op);
+}
+
+/* First entry >= target, clipped to lo (target NULL: the range's start). */
+static int seek_ge(lmdb_cursor *c, const kivis_slice *target, MDB_val *k, MDB_val *v)
+{
+    kivis_slice from = target && kivis__key_cmp(*target, c->range.lo) > 0
+                           ? *target : c->range.lo;
+    if (from.len == 0)
+        return mc_op(c, MDB_FIRST, k, v);
+    *k = to_val(from);
+    return mc_op(c, MDB_SET_RANGE, k, v);
+}
+
+/* Last entry < bound (strict) or <= bound. */
+static int seek_below(lmdb_cursor *c, kivis_slice bound, bool strict, MDB_val *k,
+                      MDB_val *v)
+{
+    *k = to_val(bound);
+    int rc = mc_op(c, MDB_SET_RANGE, k, v);
+    if (rc == MDB_NOTFOUND)
+        return mc_op(c, MDB_LAST, k, v);
+    if (rc)
+        return rc;
+    int cmp = kivis__key_cmp(to_slice(*k), bound);
+    if (cmp > 0 || (cmp == 0 && strict))
+        return mc_op(c, MDB_PREV, k, v);
+    return MDB_SUCCESS;
+}
+
+/* Last entry <= target, clipped below hi (target NULL: the range's end). */
+static int seek_le(lmdb_cursor *c, const kivis_slice *target, MDB_val *k, MDB_val *v)
+{
+    const kivis_slice hi = c->range.hi;
+    if (target && target->len && (!hi.data || kivis__key_cmp(*target, hi) < 0))
+        return seek_below(c, *target, false, k, v);
+    if (target && !target->len)
+        return MDB_NOTFOUND; /* no key is <= the empty key */
+    if (!hi.data)
+        return mc_op(c, MDB_LAST, k, v);
+    if (hi.len == 0)
+        return MDB_NOTFOUND;
+    return seek_below(c, hi, true, k, v);
+}
+
+/* One entry on from the last key returned: directly when nothing moved
+ * under the cursor, else by seeking past the remembered key. */
+static int step(lmdb_cursor *c, int dir, MDB_val *k, MDB_val *v)
+{
+    if (c->writes == c->lt->writes && c->gen == c->lt->gen)
+        return mc_op(c, dir > 0 ? MDB_NEXT : MDB_PREV, k, v);
+    kivis_slice last = kivis__range_last(&c->range);
+    int rc = dir > 0 ? seek_ge(c, &last, k, v) : seek_le(c, &last, k, v);
+    if (rc == MDB_SUCCESS && kivis__key_cmp(to_slice(*k), last) == 0)
+        rc = mc_op(c, dir > 0 ? MDB_NEXT : MDB_PREV, k, v);
+    return rc;
+}
+
+static int move(lmdb_cursor *c, int op, const kivis_slice *target, MDB_val *k,
+                MDB_val *v)
+{
+    int dir = op == KIVIS_FIRST || op == KIVIS_NEXT || op == KIVIS_SEEK_GE ? 1 : -1;
+    if (op == KIVIS_NEXT || op == KIVIS_PREV) {
+        if (c->state == ENDED)
+            return MDB_NOTFOUND;
+        if (c->state == PLACED)
+            return step(c, dir, k, v);
+        target = NULL;
+    }
+    return dir > 0 ? seek_ge(c, target, k, v) : seek_le(c, target, k, v);
+}
+
+static int lc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
+                  kivis_slice *value)
+{
+    lmdb_cursor *c = (lmdb_cursor *)cur;
+    if (!key || op < KIVIS_FIRST || op > KIVIS_SEEK_LE)
+        return KIVIS_EINVAL;
+    bool is_seek = op == KIVIS_SEEK_GE || op == KIVIS_SEEK_LE;
+    kivis_slice target = is_seek ? *key : no_slice;
+    if (!target.data && target.len)
+        return KIVIS_EINVAL;
+    *key = no_slice;
+    if (value)
+        *value = no_slice;
+    int rc = cursor_attach(c);
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    rc = move(c, op, is_seek ? &target : NULL, &k, &v);
+    if (rc == MDB_SUCCESS && !kivis__range_has(&c->range, to_slice(k)))
+        rc = MDB_NOTFOUND;
+    if (rc == MDB_SUCCESS)
+        rc = kivis__range_remember(&c->range, &c->lt->ls->alloc, to_slice(k))
+                 ? ENOMEM : MDB_SUCCESS;
+    if (rc == MDB_NOTFOUND)
+        c->state = ENDED;
+    if (rc)
+        return status_of(rc);
+    c->state = PLACED;
+    c->writes = c->lt->writes;
+    *key = to_slice(k);
+    if (value)
+        *value = to_slice(v);
+    return KIVIS_OK;
+}
+
+static void lc_close(kivis_storage_cursor *cur)
+{
+    lmdb_cursor *c = (lmdb_cursor *)cur;
+    lmdb_storage *ls = c->lt->ls;
+    /* Only a cursor of a live MDB txn is still LMDB's to free. */
+    if (c->mc && c->lt->t && c->gen == c->lt->gen)
+        mdb_cursor_close(c->mc);
+    kivis__range_free(&c->range, &ls->alloc);
+    ls_free(ls, c);
+}
+
+static const kivis_cursor_methods lmdb_cursor_methods = {lc_get, lc_close};
+
+static int lm_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
+                          kivis_storage_cursor **out)
+{
+    lmdb_txn *lt = txn_of(txn);
+    *out = NULL;
+    if (!lo.data && lo.len)
+        return KIVIS_EINVAL;
+    lmdb_cursor *c = ls_malloc(lt->ls, sizeof *c);
+    if (!c)
+        return KIVIS_ENOMEM;
+    memset(c, 0, sizeof *c);
+    c->cur.methods = &lmdb_cursor_methods;
+    c->lt = lt;
+    c->state = UNPLACED;
+    if (kivis__range_init(&c->range, &lt->ls->alloc, lo, hi) != KIVIS_OK) {
+        ls_free(lt->ls, c);
+        return KIVIS_ENOMEM;
+    }
+    int rc = cursor_attach(c);
+    if (rc) {
+        lc_close(&c->cur);
+        return rc;
+    }
+    *out = &c->cur;
+    return KIVIS_OK;
+}
+
+static const kivis_txn_methods lmdb_txn_methods = {
+    lm_get, lm_put, lm_del, lm_cursor_open, lm_commit, lm_abort,
+};
+
+/* ---- the storage ------------------------------------------------------ */
+
+static lmdb_storage *storage_of(kivis_storage *st)
+{
+    return (lmdb_storage *)st;
+}
+
+/* A second write txn on the thread that holds one would deadlock in LMDB. */
+static int claim_writer(lmdb_storage *ls)
+{
+    pthread_mutex_lock(&ls->lock);
+    bool mine = ls->writing && pthread_equal(ls->writer, pthread_self());
+    pthread_mutex_unlock(&ls->lock);
+    return mine ? KIVIS_EBUSY : KIVIS_OK;
+}
+
+static int begin_mdb(lmdb_storage *ls, bool rdonly, MDB_txn **t)
+{
+    int rc = mdb_txn_begin(ls->env, NULL, rdonly ? MDB_RDONLY : 0, t);
+    if (rc == MDB_MAP_RESIZED) { /* another process grew the map: adopt it */
+        pthread_mutex_lock(&ls->lock);
+        if (ls->active == (rdonly ? 1u : 0u)) /* nobody else maps it here */
+            rc = mdb_env_set_mapsize(ls->env, 0);
+        pthread_mutex_unlock(&ls->lock);
+        if (rc == MDB_SUCCESS)
+            rc = mdb_txn_begin(ls->env, NULL, rdonly ? MDB_RDONLY : 0, t);
+    }
+    return rc;
+}
+
+static int lm_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
+{
+    lmdb_storage *ls = storage_of(st);
+    *out = NULL;
+    if (flags & ~KIVIS_TXN_RDONLY)
+        return KIVIS_EINVAL;
+    bool rdonly = flags & KIVIS_TXN_RDONLY;
+    if (!rdonly && claim_writer(ls))
+        return KIVIS_EBUSY;
+    lmdb_txn *lt = ls_malloc(ls, sizeof *lt);
+    if (!lt)
+        return KIVIS_ENOMEM;
+    memset(lt, 0, sizeof *lt);
+    lt->txn.methods = &lmdb_txn_methods;
+    lt->txn.storage = st;
+    lt->txn.flags = flags;
+    lt->ls = ls;
+    if (rdonly)
+        txn_enter(ls, false);
+    int rc = begin_mdb(ls, rdonly, &lt->t);
+    if (rc) {
+        ls_free(ls, lt);
+        if (rdonly)
+            txn_leave(ls, false);
+        return status_of(rc);
+    }
+    if (!rdonly)
+        txn_enter(ls, true);
+    *out = &lt->txn;
+    return KIVIS_OK;
+}
+
+static size_t lm_max_key(kivis_storage *st)
+{
+    return storage_of(st)->max_key;
+}
+
+static void lm_close(kivis_storage *st)
+{
+    lmdb_storage *ls = storage_of(st);
+    mdb_env_close(ls->env);
+    pthread_cond_destroy(&ls->idle);
+    pthread_mutex_destroy(&ls->lock);
+    ls_free(ls, ls);
+}
+
+static const kivis_storage_methods lmdb_storage_methods = {
+    KIVIS_STORAGE_VERSION, "lmdb", lm_close, lm_max_key, lm_begin,
+};
+
+size_t kivis_lmdb_map_size(kivis_storage *st)
+{
+    MDB_envinfo info;
+    mdb_env_info(storage_of(st)->env, &info);
+    return info.me_mapsize;
+}
+
+static int open_env(lmdb_storage *ls, const char *path, const kivis_lmdb_options *o)
+{
+    size_t map = o && o->map_size ? o->map_size : KIVIS_LMDB_MAP_SIZE;
+    unsigned readers = o && o->max_readers ? o->max_readers : 126;
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return KIVIS_EIO;
+    int rc = mdb_env_create(&ls->env);
+    if (rc)
+        return status_of(rc);
+    rc = mdb_env_set_mapsize(ls->env, map);
+    if (!rc)
+        rc = mdb_env_set_maxreaders(ls->env, readers);
+    if (!rc)
+        rc = mdb_env_open(ls->env, path, MDB_NOTLS, 0644);
+    MDB_txn *t = NULL;
+    if (!rc)
+        rc = mdb_txn_begin(ls->env, NULL, 0, &t);
+    if (!rc)
+        rc = mdb_dbi_open(t, NULL, 0, &ls->dbi);
+    if (!rc)
+        rc = mdb_txn_commit(t);
+    else if (t)
+        mdb_txn_abort(t);
+    if (rc) {
+        mdb_env_close(ls->env);
+        ls->env = NULL;
+        return rc == ENOENT || rc == EACCES ? KIVIS_EIO : status_of(rc);
+    }
+    ls->max_key = (size_t)mdb_env_get_maxkeysize(ls->env);
+    return KIVIS_OK;
+}
+
+int kivis_lmdb_open(const char *path, const kivis_lmdb_options *opts,
+                    kivis_storage **out)
+{
+    if (!out)
+        return KIVIS_EINVAL;
+    *out = NULL;
+    if (!path)
+        return KIVIS_EINVAL;
+    const kivis_allocator *a = opts && opts->allocator ? opts->allocator
+                                                       : kivis_default_allocator();
+    lmdb_storage *ls = a->malloc(a->ctx, sizeof *ls);
+    if (!ls)
+        return KIVIS_ENOMEM;
+    memset(ls, 0, sizeof *ls);
+    ls->st.methods = &lmdb_storage_methods;
+    ls->alloc = *a;
+    ls->map_max = opts && opts->map_size_max ? opts->map_size_max
+                                             : KIVIS_LMDB_MAP_SIZE_MAX;
+    pthread_mutex_init(&ls->lock, NULL);
+    pthread_cond_init(&ls->idle, NULL);
+    int rc = open_env(ls, path, opts);
+    if (rc) {
+        pthread_cond_destroy(&ls->idle);
+        pthread_mutex_destroy(&ls->lock);
+        a->free(a->ctx, ls);
+        return rc;
+    }
+    *out = &ls->st;
+    return KIVIS_OK;
+}

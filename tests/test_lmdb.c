@@ -1,0 +1,376 @@
+/*
+ * The LMDB backend beyond the conformance suite: map growth and its limit,
+ * persistence of records, indexes and ids across reopen, schema changes on
+ * reopen, durability modes, bad paths, and readers in other threads never
+ * seeing half a transaction.
+ */
+#include "testutil.h"
+#include "pets_schema.h"
+
+#include <kivis.h>
+#include <kivis/lmdb.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fx {
+    char dir[256];
+    kivis_storage *st;
+} fx;
+
+static void fx_open(fx *f, size_t map, size_t max)
+{
+    kivis_lmdb_options o = {NULL, map, max, 0};
+    assert_int_equal(kivis_lmdb_open(f->dir, &o, &f->st), KIVIS_OK);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    kt_tempdir(f->dir, sizeof f->dir);
+    fx_open(f, 0, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    kivis_storage_close(f->st);
+    kt_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void reopen(fx *f, size_t map, size_t max)
+{
+    kivis_storage_close(f->st);
+    fx_open(f, map, max);
+}
+
+static int put_n(kivis_storage *st, int from, int n, size_t vlen)
+{
+    kivis_storage_txn *t;
+    int rc = kivis_storage_begin(st, 0, &t);
+    if (rc)
+        return rc;
+    char *val = calloc(1, vlen);
+    for (int i = from; i < from + n && rc == KIVIS_OK; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%08d", i);
+        memset(val, 'a' + i % 26, vlen);
+        rc = kivis_txn_put(t, kivis_slice_make(key, strlen(key)),
+                           kivis_slice_make(val, vlen));
+    }
+    free(val);
+    if (rc) {
+        kivis_txn_abort(t);
+        return rc;
+    }
+    return kivis_txn_commit(t, KIVIS_SYNC);
+}
+
+static void test_map_grows_transparently(void **state)
+{
+    fx *f = *state;
+    reopen(f, 1 << 20, 0);
+    assert_int_equal(kivis_lmdb_map_size(f->st), 1 << 20);
+    /* 16 MiB in one transaction, then more in others. */
+    assert_int_equal(put_n(f->st, 0, 4096, 4096), KIVIS_OK);
+    assert_int_equal(put_n(f->st, 4096, 2048, 4096), KIVIS_OK);
+    assert_true(kivis_lmdb_map_size(f->st) >= (size_t)24 << 20);
+    assert_int_equal(kt_count(f->st), 6144);
+    reopen(f, 1 << 20, 0); /* the file remembers its size */
+    assert_int_equal(kt_count(f->st), 6144);
+}
+
+static void test_size_limit_is_efull_and_consistent(void **state)
+{
+    fx *f = *state;
+    reopen(f, 1 << 20, 4 << 20);
+    assert_int_equal(put_n(f->st, 0, 256, 4096), KIVIS_OK);
+    char *before = kt_dump(f->st);
+    assert_int_equal(put_n(f->st, 256, 2048, 4096), KIVIS_EFULL);
+    char *after = kt_dump(f->st);
+    assert_string_equal(before, after);
+    free(after);
+    reopen(f, 0, 4 << 20); /* still openable, still the same */
+    after = kt_dump(f->st);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+    /* Small writes still fit. */
+    assert_int_equal(put_n(f->st, 9000, 4, 64), KIVIS_OK);
+}
+
+static void test_engine_efull_leaves_store_unchanged(void **state)
+{
+    fx *f = *state;
+    reopen(f, 1 << 20, 2 << 20);
+    kivis_db *db;
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    static uint8_t big[256 << 10];
+    int rc = KIVIS_OK;
+    int stored = 0;
+    for (int i = 0; i < 64 && rc == KIVIS_OK; i++) {
+        big[0] = (uint8_t)i;
+        blob b = {{big, sizeof big}};
+        char *before = kt_dump(f->st);
+        rc = kivis_put(db, PETS_BLOB, &b, NULL);
+        if (rc == KIVIS_OK) {
+            stored++;
+        } else {
+            assert_int_equal(rc, KIVIS_EFULL);
+            char *after = kt_dump(f->st);
+            assert_string_equal(before, after);
+            free(after);
+        }
+        free(before);
+    }
+    assert_int_equal(rc, KIVIS_EFULL);
+    assert_true(stored > 2);
+    kivis_close(db);
+}
+
+static user_key put_user(kivis_db *db, const char *name, uint32_t age)
+{
+    user u = {(char *)name, "x@example.org", age};
+    user_key k;
+    assert_int_equal(kivis_put(db, PETS_USER, &u, &k), KIVIS_OK);
+    return k;
+}
+
+static size_t users_named(kivis_db *db, const char *name)
+{
+    kivis_query q = {PETS_USER, USER_BY_NAME, KIVIS_Q_EQ, &name, NULL, NULL, 0, 0};
+    kivis_scan *s;
+    assert_int_equal(kivis_scan_open(db, &q, &s), KIVIS_OK);
+    size_t n = 0;
+    while (kivis_scan_next(s, NULL, NULL) == KIVIS_OK)
+        n++;
+    kivis_scan_close(s);
+    return n;
+}
+
+static void test_records_indexes_and_ids_persist(void **state)
+{
+    fx *f = *state;
+    kivis_db *db;
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    for (int i = 0; i < 100; i++)
+        put_user(db, i % 2 ? "odd" : "even", (uint32_t)i);
+    user_key last = {100};
+    assert_int_equal(kivis_remove(db, PETS_USER, &last), KIVIS_OK);
+    kivis_close(db);
+    reopen(f, 0, 0);
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    assert_int_equal(users_named(db, "odd"), 49);
+    assert_int_equal(users_named(db, "even"), 50);
+    user u;
+    user_key k = {42};
+    assert_int_equal(kivis_get(db, PETS_USER, &k, &u), KIVIS_OK);
+    assert_int_equal(u.age, 41);
+    kivis_record_clear(db, PETS_USER, &u);
+    assert_int_equal(put_user(db, "new", 7).id, 100); /* after the highest: 99 */
+    kivis_close(db);
+}
+
+static void test_schema_change_on_reopen(void **state)
+{
+    fx *f = *state;
+    kivis_db *db;
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    put_user(db, "ann", 30);
+    put_user(db, "bob", 40);
+    kivis_close(db);
+    reopen(f, 0, 0);
+    char *before = kt_dump(f->st);
+    /* Incompatible: user.age retyped.  Refused, named, nothing changed. */
+    kivis_field fields[3];
+    memcpy(fields, pets_schema.tables[PETS_USER].record->fields, sizeof fields);
+    fields[2].kind = KIVIS_I64;
+    fields[2].size = 8;
+    kivis_struct_desc ud = *pets_schema.tables[PETS_USER].record;
+    ud.fields = fields;
+    kivis_table_desc tables[4];
+    memcpy(tables, pets_schema.tables, sizeof tables);
+    tables[PETS_USER].record = &ud;
+    kivis_schema_desc changed = {"pets", 4, tables};
+    char msg[200];
+    kivis_options o = {NULL, KIVIS_SYNC, msg, sizeof msg};
+    assert_int_equal(kivis_open(f->st, &changed, &o, &db), KIVIS_ESCHEMA);
+    assert_non_null(strstr(msg, "user"));
+    assert_non_null(strstr(msg, "age"));
+    char *after = kt_dump(f->st);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+    /* Compatible: a new index on age is built over the stored users. */
+    static const kivis_index_desc idx[] = {{"name", 0, 0}, {"age", 2, 0}};
+    memcpy(tables, pets_schema.tables, sizeof tables);
+    tables[PETS_USER].nindexes = 2;
+    tables[PETS_USER].indexes = idx;
+    kivis_schema_desc more = {"pets", 4, tables};
+    assert_int_equal(kivis_open(f->st, &more, NULL, &db), KIVIS_OK);
+    kivis_close(db);
+    reopen(f, 0, 0);
+    assert_int_equal(kivis_open(f->st, &more, NULL, &db), KIVIS_OK);
+    uint32_t lo = 35;
+    kivis_query q = {PETS_USER, 1, KIVIS_Q_RANGE, &lo, NULL, NULL, 0, 0};
+    kivis_scan *s;
+    assert_int_equal(kivis_scan_open(db, &q, &s), KIVIS_OK);
+    user_key k;
+    assert_int_equal(kivis_scan_next(s, &k, NULL), KIVIS_OK);
+    assert_int_equal(k.id, 2);
+    assert_int_equal(kivis_scan_next(s, &k, NULL), KIVIS_NOTFOUND);
+    kivis_scan_close(s);
+    kivis_close(db);
+}
+
+static void test_nosync_commits_are_kept(void **state)
+{
+    fx *f = *state;
+    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0};
+    kivis_db *db;
+    assert_int_equal(kivis_open(f->st, &pets_schema, &o, &db), KIVIS_OK);
+    for (int i = 0; i < 50; i++)
+        put_user(db, "bulk", (uint32_t)i);
+    kivis_close(db);
+    reopen(f, 0, 0);
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    assert_int_equal(users_named(db, "bulk"), 50);
+    kivis_close(db);
+}
+
+static void test_limits_and_writers(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(kivis_storage_max_key(f->st), 511);
+    kivis_storage_txn *t, *t2;
+    assert_int_equal(kivis_storage_begin(f->st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_storage_begin(f->st, 0, &t2), KIVIS_EBUSY);
+    assert_null(t2);
+    char key[512];
+    memset(key, 'k', sizeof key);
+    assert_int_equal(kivis_txn_put(t, kivis_slice_make(key, 512), kivis_slice_make("v", 1)),
+                     KIVIS_EKEYSIZE);
+    assert_int_equal(kivis_txn_put(t, kivis_slice_make(key, 511), kivis_slice_make("v", 1)),
+                     KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kt_count(f->st), 1);
+}
+
+static void test_bad_paths(void **state)
+{
+    (void)state;
+    kivis_storage *st = (kivis_storage *)1;
+    assert_int_equal(kivis_lmdb_open(NULL, NULL, &st), KIVIS_EINVAL);
+    assert_null(st);
+    char dir[256], path[300];
+    kt_tempdir(dir, sizeof dir);
+    /* A regular file where the directory should be. */
+    snprintf(path, sizeof path, "%s/file", dir);
+    FILE *fp = fopen(path, "w");
+    fputs("not a directory", fp);
+    fclose(fp);
+    assert_int_equal(kivis_lmdb_open(path, NULL, &st), KIVIS_EIO);
+    unlink(path);
+    /* A directory whose data.mdb is not an LMDB file. */
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    fp = fopen(path, "w");
+    for (int i = 0; i < 4096; i++)
+        fputc(i * 7, fp);
+    fclose(fp);
+    assert_int_equal(kivis_lmdb_open(dir, NULL, &st), KIVIS_ECORRUPT);
+    assert_null(st);
+    kt_rmdir(dir);
+}
+
+/* ---- readers in threads never see half a transaction ------------------- */
+
+typedef struct race {
+    kivis_storage *st;
+    int stop; /* atomic */
+    int torn; /* reads that saw an odd half of a pair */
+    long reads;
+} race;
+
+/* Every write transaction writes two keys a<i> and b<i>; a reader sees
+ * both of each pair or neither. */
+static void *reader(void *arg)
+{
+    race *r = arg;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        kivis_storage_txn *t;
+        if (kivis_storage_begin(r->st, KIVIS_TXN_RDONLY, &t) != KIVIS_OK)
+            continue;
+        kivis_storage_cursor *c;
+        kivis_slice none = {NULL, 0}, k, v;
+        long a = 0, b = 0;
+        if (kivis_txn_cursor(t, none, none, &c) == KIVIS_OK) {
+            while (kivis_cursor_get(c, KIVIS_NEXT, &k, &v) == KIVIS_OK)
+                *(((const char *)k.data)[0] == 'a' ? &a : &b) += 1;
+            kivis_cursor_close(c);
+        }
+        kivis_txn_abort(t);
+        if (a != b)
+            __atomic_add_fetch(&r->torn, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&r->reads, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void test_readers_never_see_half_a_transaction(void **state)
+{
+    fx *f = *state;
+    reopen(f, 1 << 20, 0); /* growth happens while readers run */
+    race r = {f->st, 0, 0, 0};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, reader, &r), 0);
+    char val[2048];
+    memset(val, 'v', sizeof val);
+    for (int i = 0; i < 400; i++) {
+        kivis_storage_txn *t;
+        assert_int_equal(kivis_storage_begin(f->st, 0, &t), KIVIS_OK);
+        char ka[16], kb[16];
+        snprintf(ka, sizeof ka, "a%06d", i);
+        snprintf(kb, sizeof kb, "b%06d", i);
+        assert_int_equal(kivis_txn_put(t, kivis_slice_make(ka, strlen(ka)),
+                                       kivis_slice_make(val, sizeof val)),
+                         KIVIS_OK);
+        assert_int_equal(kivis_txn_put(t, kivis_slice_make(kb, strlen(kb)),
+                                       kivis_slice_make(val, sizeof val)),
+                         KIVIS_OK);
+        assert_int_equal(kivis_txn_commit(t, KIVIS_NOSYNC), KIVIS_OK);
+    }
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(__atomic_load_n(&r.torn, __ATOMIC_ACQUIRE), 0);
+    assert_true(__atomic_load_n(&r.reads, __ATOMIC_ACQUIRE) > 0);
+    assert_int_equal(kt_count(f->st), 800);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_map_grows_transparently, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_limit_is_efull_and_consistent, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_engine_efull_leaves_store_unchanged, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_records_indexes_and_ids_persist, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_schema_change_on_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nosync_commits_are_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_and_writers, setup, teardown),
+        cmocka_unit_test(test_bad_paths),
+        cmocka_unit_test_setup_teardown(test_readers_never_see_half_a_transaction, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
