@@ -4,14 +4,18 @@
 #   make test     every test: ctest under ASan+UBSan, valgrind, fuzzers (FUZZ_SECONDS each)
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 20)
 #   make bench    run the benchmarks
+#   make install  install the release build under PREFIX (default /usr/local;
+#                 DESTDIR honoured): libkivis.a/.so, headers, kivis-gen,
+#                 kivis.pc and the CMake package
 # Each target first installs missing system packages (scripts/deps.sh).
 
 MAKEFLAGS   += --no-print-directory
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
 BUILD       := build
+PREFIX      ?= /usr/local
 
-.PHONY: all deps release asan tsan fuzz-build demo test unit fuzz bench valgrind clean
+.PHONY: all deps release asan tsan fuzz-build demo test unit fuzz bench valgrind install clean
 
 all: release
 
@@ -38,7 +42,7 @@ fuzz-build: deps
 	@cmake --build $(BUILD)/fuzz -j $(JOBS)
 
 demo: release
-	@$(BUILD)/release/examples/example_demo
+	@$(BUILD)/release/examples/example_pets
 
 unit: asan
 	@cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -56,6 +60,9 @@ bench: release
 
 valgrind: release
 	@bash scripts/valgrind.sh $(BUILD)/release/tests
+
+install: release
+	@cmake --install $(BUILD)/release --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD)

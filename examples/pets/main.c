@@ -1,0 +1,234 @@
+/*
+ * The pets session of DESIGN.md, end to end on the in-memory B+tree, on the
+ * API kivis-gen generates from pets.kvs: auto-increment, composite and
+ * derived keys, index lookups (exact, prefix, range), following a foreign
+ * key, a transaction, removal with its index entries, reverse scans.
+ */
+#include "pets.kivis.h"
+
+#include <kivis/memory.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void check(kivis_db *db, int rc, const char *what)
+{
+    if (rc == KIVIS_OK)
+        return;
+    fprintf(stderr, "pets: %s: %s (%s)\n", what, kivis_strerror(rc),
+            kivis_errmsg(db));
+    exit(1);
+}
+
+/* A cursor ends with KIVIS_NOTFOUND; anything else is an error. */
+static void check_end(kivis_db *db, int rc, const char *what)
+{
+    check(db, rc == KIVIS_NOTFOUND ? KIVIS_OK : rc, what);
+}
+
+/* The derived key pets.kvs asks for: FNV-1a of the blob's bytes. */
+blob_key blob_derive_key(const blob *rec)
+{
+    blob_key k;
+    k.hash = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < rec->data.len; i++)
+        k.hash = (k.hash ^ rec->data.data[i]) * 0x100000001b3ull;
+    return k;
+}
+
+static const char *toy_name(toy_kind k)
+{
+    return k == TOY_BALL ? "ball" : "mouse";
+}
+
+static user_key add_user(kivis_db *db, const char *name, const char *email,
+                         uint32_t age)
+{
+    user u = {(char *)name, (char *)email, age};
+    user_key k;
+    check(db, user_put(db, &u, &k), "user_put");
+    printf("  user_put   %-6s -> user_key{%llu}\n", name,
+           (unsigned long long)k.id);
+    return k;
+}
+
+static void list_users(kivis_db *db, unsigned flags, const char *title)
+{
+    user_cursor c;
+    user_key k;
+    user u;
+    int rc;
+    printf("%s\n", title);
+    check(db, user_scan(db, NULL, NULL, flags, &c), "user_scan");
+    while ((rc = user_next(&c, &k, &u)) == KIVIS_OK) {
+        printf("  user %llu: %-6s %-18s age %u\n", (unsigned long long)k.id,
+               u.name, u.email, u.age);
+        user_clear(db, &u);
+    }
+    user_close(&c);
+    check_end(db, rc, "user_next");
+}
+
+/* Print the keys a user cursor yields. */
+static void print_user_keys(kivis_db *db, user_cursor *c)
+{
+    user_key k;
+    int n = 0, rc;
+    while ((rc = user_next(c, &k, NULL)) == KIVIS_OK)
+        printf("%s user_key{%llu}", n++ ? "," : "", (unsigned long long)k.id);
+    printf("%s\n", n ? "" : " (none)");
+    user_close(c);
+    check_end(db, rc, "user_next");
+}
+
+static void users_named(kivis_db *db, const char *name)
+{
+    user_cursor c;
+    printf("user_by_name == \"%s\":", name);
+    check(db, user_by_name(db, name, 0, &c), "user_by_name");
+    print_user_keys(db, &c);
+}
+
+static void users_starting(kivis_db *db, const char *prefix)
+{
+    user_cursor c;
+    printf("user_by_name_prefix \"%s\":", prefix);
+    check(db, user_by_name_prefix(db, prefix, strlen(prefix), 0, &c),
+          "user_by_name_prefix");
+    print_user_keys(db, &c);
+}
+
+static void users_between(kivis_db *db, const char *lo, const char *hi)
+{
+    user_cursor c;
+    printf("user_by_name_range [\"%s\", \"%s\"):", lo, hi);
+    check(db, user_by_name_range(db, lo, hi, 0, &c), "user_by_name_range");
+    print_user_keys(db, &c);
+}
+
+static void pets_with_toy(kivis_db *db, toy_key t)
+{
+    pet_cursor c;
+    pet p;
+    int rc;
+    printf("pets whose favourite toy is the %s of colour %u:\n",
+           toy_name(t.kind), t.color);
+    check(db, pet_by_favourite_toy(db, t, 0, &c), "pet_by_favourite_toy");
+    while ((rc = pet_next(&c, NULL, &p)) == KIVIS_OK) {
+        user owner;
+        /* pets_get picks the user table from the user_key's type. */
+        check(db, pets_get(db, p.owner, &owner), "follow pet.owner");
+        printf("  %-5s owned by %s\n", p.name, owner.name);
+        user_clear(db, &owner);
+    }
+    pet_close(&c);
+    check_end(db, rc, "pet_next");
+}
+
+static void list_toys_reverse(kivis_db *db)
+{
+    toy_cursor c;
+    toy_key k;
+    int rc;
+    printf("toys, reverse key order:");
+    check(db, toy_scan(db, NULL, NULL, KIVIS_REVERSE, &c), "toy_scan");
+    while ((rc = toy_next(&c, &k, NULL)) == KIVIS_OK)
+        printf(" {%s, %u}", toy_name(k.kind), k.color);
+    printf("\n");
+    toy_close(&c);
+    check_end(db, rc, "toy_next");
+}
+
+static void add_toys(kivis_db *db)
+{
+    toy toys[] = {{TOY_BALL, 1}, {TOY_BALL, 2}, {TOY_MOUSE, 1}};
+    for (int i = 0; i < 3; i++) {
+        toy_key k;
+        check(db, toy_insert(db, &toys[i], &k), "toy_insert");
+        printf("  toy_insert %-5s %u -> toy_key{%s, %u}\n",
+               toy_name(toys[i].kind), toys[i].color, toy_name(k.kind),
+               k.color);
+    }
+}
+
+static void add_pets(kivis_db *db, user_key alice, user_key bob)
+{
+    pet pets[] = {{"rex", alice, {TOY_BALL, 2}},
+                  {"tom", bob, {TOY_MOUSE, 1}},
+                  {"fido", bob, {TOY_BALL, 2}}};
+    check(db, kivis_begin(db), "begin");
+    for (int i = 0; i < 3; i++) {
+        pet_key k;
+        check(db, pet_put(db, &pets[i], &k), "pet_put");
+        printf("  pet_put    %-5s -> pet_key{%llu}\n", pets[i].name,
+               (unsigned long long)k.id);
+    }
+    check(db, kivis_commit(db), "commit");
+}
+
+static void add_blob(kivis_db *db)
+{
+    uint8_t photo[] = {0x89, 'P', 'N', 'G', 0, 1, 2, 3};
+    blob b;
+    blob_key k;
+    b.data.data = photo;
+    b.data.len = sizeof photo;
+    check(db, blob_insert(db, &b, &k), "blob_insert");
+    printf("  blob_insert %zu bytes -> blob_key{%016llx}\n", sizeof photo,
+           (unsigned long long)k.hash);
+    blob again;
+    check(db, pets_get(db, k, &again), "pets_get blob");
+    printf("  pets_get(blob_key) -> %zu bytes back\n", again.data.len);
+    blob_clear(db, &again);
+}
+
+int main(void)
+{
+    kivis_storage *st;
+    kivis_db *db;
+    check(NULL, kivis_memory_open(NULL, &st), "memory_open");
+    check(NULL, kivis_open(st, &pets_schema, NULL, &db), "open");
+    printf("opened schema \"%s\" on the %s backend\n\n", pets_schema.name,
+           st->methods->name);
+
+    printf("auto-increment keys:\n");
+    user_key alice = add_user(db, "alice", "alice@example.org", 34);
+    user_key bob = add_user(db, "bob", "bob@example.org", 27);
+    add_user(db, "alina", "alina@example.org", 19);
+
+    printf("\ncomposite keys (toy_key = kind, colour):\n");
+    add_toys(db);
+    printf("\nforeign keys (pet.owner is a user_key), in one transaction:\n");
+    add_pets(db, alice, bob);
+    printf("\nderived key (content hash):\n");
+    add_blob(db);
+
+    printf("\n");
+    list_users(db, 0, "all users:");
+    users_named(db, "bob");
+    users_starting(db, "ali");
+    users_between(db, "alina", "bz");
+    toy_key ball2 = {TOY_BALL, 2};
+    pets_with_toy(db, ball2);
+    list_toys_reverse(db);
+
+    printf("\nbob is renamed to robert (his index entry moves with him)\n");
+    user robert = {(char *)"robert", (char *)"bob@example.org", 28};
+    check(db, user_update(db, bob, &robert), "user_update");
+    users_named(db, "bob");
+    users_named(db, "robert");
+
+    printf("\nalice is removed (with her index entry)\n");
+    check(db, user_remove(db, alice), "user_remove");
+    users_starting(db, "ali");
+    user gone;
+    printf("user_get(alice) -> %s\n",
+           kivis_errname(user_get(db, alice, &gone)));
+    list_users(db, KIVIS_REVERSE, "all users, reverse:");
+
+    kivis_close(db);
+    kivis_storage_close(st);
+    printf("\ndone\n");
+    return 0;
+}

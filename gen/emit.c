@@ -1,0 +1,801 @@
+/*
+ * gen/emit.c - kg_emit: write <schema>.kivis.h and <schema>.kivis.c from a
+ * checked kg_schema.
+ *
+ * The header holds the C types and typed static inline wrappers over the
+ * record engine (kivis.h); the source holds the constant descriptor.  The
+ * header must compile cleanly as C11/C17 and as C++17, so inline bodies use
+ * neither designated initializers nor compound literals.
+ *
+ * Output is a pure function of the model (no dates, no paths beyond the
+ * schema's base name), so it can be compared against golden files.  Each
+ * file is written to a temporary name and renamed into place, so a failed
+ * run never leaves half a file that a build would pick up.
+ */
+#include "model.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One run of the emitter.  Nothing here outlives kg_emit. */
+typedef struct emitter {
+    const kg_schema *s;
+    FILE *out;
+    const char *source; /* base name of the schema file, for the banner */
+    size_t *order;      /* struct and key nodes in dependency order */
+    size_t norder;
+    unsigned char *mark; /* per node: 0 new, 1 in progress, 2 done */
+} emitter;
+
+/*
+ * Nodes of the dependency graph: plain structs 0..nstructs-1, then the key
+ * struct of each record.  A struct may contain other structs and keys; a
+ * key may contain structs and other keys.  Records contain only those, so
+ * emitting every node first leaves records free of ordering concerns.
+ */
+static size_t node_count(const kg_schema *s)
+{
+    return s->nstructs + s->nrecords;
+}
+
+/* The key struct of an AUTO record: { uint64_t id; }. */
+static const kg_field auto_key_field = {.name = (char *)"id",
+                                        .type = {.kind = KG_U64}};
+
+/* Number of fields of a record's key struct. */
+static size_t key_nfields(const kg_record *r)
+{
+    size_t n = 0;
+    switch (r->key_kind) {
+    case KG_KEY_AUTO:
+        return 1;
+    case KG_KEY_DERIVED:
+        return r->nderived;
+    case KG_KEY_FIELDS:
+        for (size_t i = 0; i < r->nfields; i++)
+            n += (r->fields[i].attrs & KG_ATTR_KEY) != 0;
+        return n;
+    }
+    return 0;
+}
+
+/* The i-th key field; *pos gets its position in the record (FIELDS). */
+static const kg_field *key_field(const kg_record *r, size_t i, size_t *pos)
+{
+    *pos = 0;
+    if (r->key_kind == KG_KEY_AUTO)
+        return &auto_key_field;
+    if (r->key_kind == KG_KEY_DERIVED)
+        return &r->derived[i];
+    for (size_t j = 0; j < r->nfields; j++) {
+        if (!(r->fields[j].attrs & KG_ATTR_KEY))
+            continue;
+        if (i-- == 0) {
+            *pos = j;
+            return &r->fields[j];
+        }
+    }
+    return NULL;
+}
+
+static size_t node_nfields(const kg_schema *s, size_t node)
+{
+    if (node < s->nstructs)
+        return s->structs[node].nfields;
+    return key_nfields(&s->records[node - s->nstructs]);
+}
+
+static const kg_field *node_field(const kg_schema *s, size_t node, size_t i)
+{
+    size_t pos;
+    if (node < s->nstructs)
+        return &s->structs[node].fields[i];
+    return key_field(&s->records[node - s->nstructs], i, &pos);
+}
+
+/* The node a field's type depends on, or (size_t)-1. */
+static size_t type_node(const kg_schema *s, const kg_type *t)
+{
+    if (t->kind == KG_STRUCT && t->strct)
+        return (size_t)(t->strct - s->structs);
+    if (t->kind == KG_KEY && t->record)
+        return s->nstructs + (size_t)(t->record - s->records);
+    return (size_t)-1;
+}
+
+/* Depth-first post-order.  The checker rejects cycles; the in-progress
+ * mark only keeps a bad model from recursing forever. */
+static void visit(emitter *e, size_t node)
+{
+    if (e->mark[node])
+        return;
+    e->mark[node] = 1;
+    size_t n = node_nfields(e->s, node);
+    for (size_t i = 0; i < n; i++) {
+        size_t dep = type_node(e->s, &node_field(e->s, node, i)->type);
+        if (dep < node_count(e->s))
+            visit(e, dep);
+    }
+    e->mark[node] = 2;
+    e->order[e->norder++] = node;
+}
+
+/* ---- C spellings ---------------------------------------------------- */
+
+static const char *scalar_ctype(kg_kind k)
+{
+    switch (k) {
+    case KG_U8: return "uint8_t";
+    case KG_U16: return "uint16_t";
+    case KG_U32: return "uint32_t";
+    case KG_U64: return "uint64_t";
+    case KG_I8: return "int8_t";
+    case KG_I16: return "int16_t";
+    case KG_I32: return "int32_t";
+    case KG_I64: return "int64_t";
+    case KG_BOOL: return "bool";
+    case KG_F32: return "float";
+    case KG_F64: return "double";
+    case KG_STRING: return "char *";
+    case KG_CHARS: return "char";
+    case KG_BYTES: return "kivis_bytes";
+    default: return NULL;
+    }
+}
+
+/* The C type of one element: "uint32_t", "char *", "toy_kind", "point". */
+static const char *elem_ctype(const kg_type *t)
+{
+    const char *c = scalar_ctype(t->kind);
+    return c ? c : t->name;
+}
+
+static const char *kivis_kind(kg_kind k)
+{
+    static const char *const names[] = {
+        NULL, "KIVIS_U8", "KIVIS_U16", "KIVIS_U32", "KIVIS_U64",
+        "KIVIS_I8", "KIVIS_I16", "KIVIS_I32", "KIVIS_I64", "KIVIS_BOOL",
+        "KIVIS_F32", "KIVIS_F64", "KIVIS_ENUM", "KIVIS_STRING",
+        "KIVIS_CHARS", "KIVIS_BYTES", "KIVIS_STRUCT", "KIVIS_STRUCT"};
+    return (size_t)k < sizeof names / sizeof names[0] ? names[k] : "0";
+}
+
+static int is_text(const kg_type *t)
+{
+    return t->array == 0 && (t->kind == KG_STRING || t->kind == KG_CHARS);
+}
+
+static int is_prefixable(const kg_type *t)
+{
+    return is_text(t) || (t->array == 0 && t->kind == KG_BYTES);
+}
+
+/* ---- output --------------------------------------------------------- */
+
+static void out(emitter *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(e->out, fmt, ap);
+    va_end(ap);
+}
+
+static void out_upper(emitter *e, const char *name)
+{
+    for (const char *p = name; *p; p++)
+        fputc(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p, e->out);
+}
+
+/* "char *name", "char name[32]", "uint8_t rgb[3]" */
+static void out_decl(emitter *e, const kg_type *t, const char *name)
+{
+    const char *c = elem_ctype(t);
+    size_t n = strlen(c);
+    out(e, "%s%s%s", c, c[n - 1] == '*' ? "" : " ", name);
+    if (t->kind == KG_CHARS)
+        out(e, "[%u]", (unsigned)t->chars);
+    if (t->array)
+        out(e, "[%u]", (unsigned)t->array);
+}
+
+/* Table constant PETS_USER. */
+static void out_table(emitter *e, const kg_record *r)
+{
+    out_upper(e, e->s->name);
+    out(e, "_");
+    out_upper(e, r->name);
+}
+
+/* Index constant PETS_USER_BY_NAME. */
+static void out_index(emitter *e, const kg_record *r, const kg_field *f)
+{
+    out_table(e, r);
+    out(e, "_BY_");
+    out_upper(e, f->name);
+}
+
+
+/* ---- index lookup parameters ---------------------------------------- */
+
+/* Strings are looked up by `const char *` whatever their storage; arrays
+ * by a pointer to their first element; everything else by value (exact)
+ * or by a pointer to a value (range bounds, NULL = unbounded). */
+static void out_value_param(emitter *e, const kg_type *t, const char *name,
+                            int bound)
+{
+    if (is_text(t))
+        out(e, "const char *%s", name);
+    else if (t->array && t->kind == KG_STRING)
+        out(e, "char *const *%s", name);
+    else if (t->array || bound)
+        out(e, "const %s *%s", elem_ctype(t), name);
+    else
+        out(e, "%s %s", elem_ctype(t), name);
+}
+
+/* What the runtime wants: a pointer to a value of the field's C type. */
+static void out_value_arg(emitter *e, const kg_type *t, const char *name,
+                          int bound)
+{
+    if (is_text(t) && t->kind == KG_STRING)
+        out(e, bound ? "%s ? (const void *)&%s : NULL" : "&%s", name, name);
+    else if (is_text(t) || t->array || bound)
+        out(e, "%s", name);
+    else
+        out(e, "&%s", name);
+}
+
+/*
+ * Expand a template: $R record, $S schema, $T table constant, $F field,
+ * $I index constant, $V the exact-lookup parameter and $v its argument,
+ * $L the range bound parameters and $l/$h their arguments.
+ */
+static void tpl(emitter *e, const kg_record *r, const kg_field *f,
+                const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        if (*p != '$') {
+            fputc(*p, e->out);
+            continue;
+        }
+        switch (*++p) {
+        case 'R': out(e, "%s", r->name); break;
+        case 'S': out(e, "%s", e->s->name); break;
+        case 'T': out_table(e, r); break;
+        case 'F': out(e, "%s", f->name); break;
+        case 'I': out_index(e, r, f); break;
+        case 'V': out_value_param(e, &f->type, "value", 0); break;
+        case 'v': out_value_arg(e, &f->type, "value", 0); break;
+        case 'L':
+            out_value_param(e, &f->type, "lo", 1);
+            out(e, ", ");
+            out_value_param(e, &f->type, "hi", 1);
+            break;
+        case 'l': out_value_arg(e, &f->type, "lo", 1); break;
+        case 'h': out_value_arg(e, &f->type, "hi", 1); break;
+        default: fputc(*p, e->out); break;
+        }
+    }
+}
+
+/* ---- the header ----------------------------------------------------- */
+
+static void out_banner(emitter *e)
+{
+    out(e, "/* generated by kivis-gen from %s; do not edit */\n", e->source);
+}
+
+static void header_enum(emitter *e, const kg_enum *en)
+{
+    out(e, "enum %s {\n", en->name);
+    for (size_t i = 0; i < en->count; i++)
+        out(e, "    %s = %lld%s\n", en->names[i], (long long)en->values[i],
+            i + 1 < en->count ? "," : "");
+    out(e, "};\ntypedef enum %s %s;\n\n", en->name, en->name);
+}
+
+static void out_attrs(emitter *e, unsigned attrs)
+{
+    if (!attrs)
+        return;
+    out(e, " /*%s%s%s */", attrs & KG_ATTR_KEY ? " [[key]]" : "",
+        attrs & KG_ATTR_INDEX ? " [[index]]" : "",
+        attrs & KG_ATTR_UNIQUE ? " [[unique]]" : "");
+}
+
+/* typedef struct name { fields } name; -- for structs, keys and records. */
+static void header_struct(emitter *e, const char *name, const char *suffix,
+                          const kg_schema *s, size_t node, const kg_record *r)
+{
+    out(e, "typedef struct %s%s {\n", name, suffix);
+    size_t n = r ? r->nfields : node_nfields(s, node);
+    for (size_t i = 0; i < n; i++) {
+        const kg_field *f = r ? &r->fields[i] : node_field(s, node, i);
+        out(e, "    ");
+        out_decl(e, &f->type, f->name);
+        out(e, ";");
+        if (r)
+            out_attrs(e, f->attrs);
+        out(e, "\n");
+    }
+    out(e, "} %s%s;\n\n", name, suffix);
+}
+
+static void header_node(emitter *e, size_t node)
+{
+    const kg_schema *s = e->s;
+    if (node < s->nstructs) {
+        header_struct(e, s->structs[node].name, "", s, node, NULL);
+        return;
+    }
+    const kg_record *r = &s->records[node - s->nstructs];
+    if (r->key_kind == KG_KEY_DERIVED)
+        out(e, "/* The key of %s: made by %s_derive_key. */\n", r->name,
+            r->name);
+    else
+        out(e, "/* The key of %s: %s. */\n", r->name,
+            r->key_kind == KG_KEY_AUTO ? "auto-increment"
+                                       : "its [[key]] fields");
+    header_struct(e, r->name, "_key", s, node, NULL);
+}
+
+static void header_constants(emitter *e)
+{
+    const kg_schema *s = e->s;
+    out(e, "/* Table positions in %s_schema. */\nenum %s_tables {\n", s->name,
+        s->name);
+    for (size_t i = 0; i < s->nrecords; i++) {
+        out(e, "    ");
+        out_table(e, &s->records[i]);
+        out(e, "%s\n", i + 1 < s->nrecords ? "," : "");
+    }
+    out(e, "};\n\n");
+    int any = 0;
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i];
+        uint32_t pos = 0;
+        for (size_t j = 0; j < r->nfields; j++) {
+            if (!(r->fields[j].attrs & (KG_ATTR_INDEX | KG_ATTR_UNIQUE)))
+                continue;
+            if (!any++)
+                out(e, "/* Index positions within their table. */\n"
+                       "enum %s_indexes {\n", s->name);
+            else
+                out(e, ",\n");
+            out(e, "    ");
+            out_index(e, r, &r->fields[j]);
+            out(e, " = %u", (unsigned)pos++);
+        }
+    }
+    if (any)
+        out(e, "\n};\n\n");
+    out(e, "extern const kivis_schema_desc %s_schema;\n\n", s->name);
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i];
+        if (r->key_kind == KG_KEY_DERIVED)
+            out(e, "/* Written by the user: the key of a %s. */\n"
+                   "%s_key %s_derive_key(const %s *rec);\n\n",
+                r->name, r->name, r->name, r->name);
+    }
+}
+
+static const char scan_helper[] =
+    "/* Open a scan; every cursor function below goes through here. */\n"
+    "static inline int $S_open_scan_(kivis_db *db, uint32_t table,\n"
+    "    int32_t index, uint32_t mode, const void *lo, const void *hi,\n"
+    "    const void *prefix, size_t prefix_len, unsigned flags,\n"
+    "    kivis_scan **out)\n"
+    "{\n"
+    "    kivis_query q;\n"
+    "    q.table = table;\n"
+    "    q.index = index;\n"
+    "    q.mode = mode;\n"
+    "    q.lo = lo;\n"
+    "    q.hi = hi;\n"
+    "    q.prefix = prefix;\n"
+    "    q.prefix_len = prefix_len;\n"
+    "    q.flags = flags;\n"
+    "    *out = NULL;\n"
+    "    return kivis_scan_open(db, &q, out);\n"
+    "}\n\n";
+
+static const char fn_auto[] =
+    "/* Store a new $R under the next id; key_out (may be NULL) gets it. */\n"
+    "static inline int $R_put(kivis_db *db, const $R *rec, $R_key *key_out)\n"
+    "{\n"
+    "    return kivis_put(db, $T, rec, key_out);\n"
+    "}\n\n"
+    "/* Store a $R under an explicit key, replacing any record there. */\n"
+    "static inline int $R_update(kivis_db *db, $R_key key, const $R *rec)\n"
+    "{\n"
+    "    return kivis_insert(db, $T, &key, rec);\n"
+    "}\n\n";
+
+static const char fn_insert[] =
+    "/* Store a $R under the key it gives, replacing any record there. */\n"
+    "static inline int $R_insert(kivis_db *db, const $R *rec, $R_key *key_out)\n"
+    "{\n"
+    "    return kivis_put(db, $T, rec, key_out);\n"
+    "}\n\n";
+
+static const char fn_common[] =
+    "static inline int $R_get(kivis_db *db, $R_key key, $R *out)\n"
+    "{\n"
+    "    return kivis_get(db, $T, &key, out);\n"
+    "}\n\n"
+    "static inline int $R_remove(kivis_db *db, $R_key key)\n"
+    "{\n"
+    "    return kivis_remove(db, $T, &key);\n"
+    "}\n\n"
+    "/* Free what a get or scan allocated in a $R, and zero it. */\n"
+    "static inline void $R_clear(kivis_db *db, $R *rec)\n"
+    "{\n"
+    "    kivis_record_clear(db, $T, rec);\n"
+    "}\n\n"
+    "static inline void $R_key_clear(kivis_db *db, $R_key *key)\n"
+    "{\n"
+    "    kivis_key_clear(db, $T, key);\n"
+    "}\n\n"
+    "typedef struct $R_cursor {\n"
+    "    kivis_scan *scan;\n"
+    "} $R_cursor;\n\n"
+    "/* Scan $R by key over [lo, hi); NULL bounds are open. */\n"
+    "static inline int $R_scan(kivis_db *db, const $R_key *lo,\n"
+    "    const $R_key *hi, unsigned flags, $R_cursor *cur)\n"
+    "{\n"
+    "    return $S_open_scan_(db, $T, -1, KIVIS_Q_RANGE, lo, hi, NULL, 0,\n"
+    "        flags, &cur->scan);\n"
+    "}\n\n"
+    "/* KIVIS_OK with the next key and/or record, KIVIS_NOTFOUND at the end. */\n"
+    "static inline int $R_next($R_cursor *cur, $R_key *key, $R *rec)\n"
+    "{\n"
+    "    return kivis_scan_next(cur->scan, key, rec);\n"
+    "}\n\n"
+    "static inline void $R_close($R_cursor *cur)\n"
+    "{\n"
+    "    kivis_scan_close(cur->scan);\n"
+    "    cur->scan = NULL;\n"
+    "}\n\n";
+
+static const char fn_scan_prefix[] =
+    "/* Scan $R whose first key field starts with prefix[0..len). */\n"
+    "static inline int $R_scan_prefix(kivis_db *db, const void *prefix,\n"
+    "    size_t len, unsigned flags, $R_cursor *cur)\n"
+    "{\n"
+    "    return $S_open_scan_(db, $T, -1, KIVIS_Q_PREFIX, NULL, NULL, prefix,\n"
+    "        len, flags, &cur->scan);\n"
+    "}\n\n";
+
+static const char fn_index[] =
+    "/* $R whose $F equals value, in primary key order. */\n"
+    "static inline int $R_by_$F(kivis_db *db, $V, unsigned flags,\n"
+    "    $R_cursor *cur)\n"
+    "{\n"
+    "    return $S_open_scan_(db, $T, $I, KIVIS_Q_EQ, $v, NULL, NULL, 0,\n"
+    "        flags, &cur->scan);\n"
+    "}\n\n"
+    "/* $R whose $F is in [lo, hi); NULL bounds are open. */\n"
+    "static inline int $R_by_$F_range(kivis_db *db, $L,\n"
+    "    unsigned flags, $R_cursor *cur)\n"
+    "{\n"
+    "    return $S_open_scan_(db, $T, $I, KIVIS_Q_RANGE, $l, $h, NULL, 0,\n"
+    "        flags, &cur->scan);\n"
+    "}\n\n";
+
+static const char fn_index_prefix[] =
+    "/* $R whose $F starts with prefix[0..len). */\n"
+    "static inline int $R_by_$F_prefix(kivis_db *db, const void *prefix,\n"
+    "    size_t len, unsigned flags, $R_cursor *cur)\n"
+    "{\n"
+    "    return $S_open_scan_(db, $T, $I, KIVIS_Q_PREFIX, NULL, NULL, prefix,\n"
+    "        len, flags, &cur->scan);\n"
+    "}\n\n";
+
+static void header_functions(emitter *e, const kg_record *r)
+{
+    size_t pos;
+    out(e, "/* ---- %s ---- */\n\n", r->name);
+    tpl(e, r, NULL, r->key_kind == KG_KEY_AUTO ? fn_auto : fn_insert);
+    tpl(e, r, NULL, fn_common);
+    if (is_prefixable(&key_field(r, 0, &pos)->type))
+        tpl(e, r, NULL, fn_scan_prefix);
+    for (size_t i = 0; i < r->nfields; i++) {
+        const kg_field *f = &r->fields[i];
+        if (!(f->attrs & (KG_ATTR_INDEX | KG_ATTR_UNIQUE)))
+            continue;
+        tpl(e, r, f, fn_index);
+        if (is_prefixable(&f->type))
+            tpl(e, r, f, fn_index_prefix);
+    }
+}
+
+/* _Generic((key), user_key: user_get, toy_key: toy_get) */
+static void header_generic(emitter *e, const char *macro, const char *args,
+                           const char *on, const char *type_suffix,
+                           const char *fn)
+{
+    const kg_schema *s = e->s;
+    out(e, "#define %s_%s(%s) \\\n    _Generic((%s)", s->name, macro, args, on);
+    for (size_t i = 0; i < s->nrecords; i++)
+        out(e, ", \\\n        %s%s: %s_%s", s->records[i].name, type_suffix,
+            s->records[i].name, fn);
+    out(e, ")(%s)\n", args);
+}
+
+static void header_generics(emitter *e)
+{
+    out(e, "#ifndef __cplusplus\n"
+           "/* Pick the table from the key's (or record's) type. */\n");
+    header_generic(e, "get", "db, key, out", "key", "_key", "get");
+    header_generic(e, "remove", "db, key", "key", "_key", "remove");
+    header_generic(e, "clear", "db, rec", "rec", " *", "clear");
+    out(e, "#endif\n\n");
+}
+
+static void emit_header(emitter *e)
+{
+    const kg_schema *s = e->s;
+    out_banner(e);
+    out(e, "#ifndef ");
+    out_upper(e, s->name);
+    out(e, "_KIVIS_H\n#define ");
+    out_upper(e, s->name);
+    out(e, "_KIVIS_H\n\n#include <kivis.h>\n\n#include <stdbool.h>\n"
+           "#include <stddef.h>\n#include <stdint.h>\n\n"
+           "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+    for (size_t i = 0; i < s->nenums; i++)
+        header_enum(e, &s->enums[i]);
+    for (size_t i = 0; i < e->norder; i++)
+        header_node(e, e->order[i]);
+    for (size_t i = 0; i < s->nrecords; i++)
+        header_struct(e, s->records[i].name, "", s, 0, &s->records[i]);
+    header_constants(e);
+    tpl(e, NULL, NULL, scan_helper);
+    for (size_t i = 0; i < s->nrecords; i++)
+        header_functions(e, &s->records[i]);
+    if (s->nrecords)
+        header_generics(e);
+    out(e, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
+}
+
+/* ---- the source: descriptors ---------------------------------------- */
+
+static void source_enum(emitter *e, const kg_enum *en)
+{
+    out(e, "static const char *const %s_names_[] = {", en->name);
+    for (size_t i = 0; i < en->count; i++)
+        out(e, "%s\"%s\"", i ? ", " : "", en->names[i]);
+    out(e, "};\nstatic const int32_t %s_values_[] = {", en->name);
+    for (size_t i = 0; i < en->count; i++)
+        out(e, "%s%s", i ? ", " : "", en->names[i]);
+    out(e, "};\nstatic const kivis_enum_desc %s_desc_ = {\"%s\", %u, "
+           "%s_names_, %s_values_};\n\n",
+        en->name, en->name, (unsigned)en->count, en->name, en->name);
+}
+
+/* {"age", KIVIS_U32, 0, offsetof(user, age), sizeof(uint32_t), NULL, NULL, 0}
+ * -- the owner struct's name is name + suffix ("user" "_key"). */
+static void source_field(emitter *e, const char *name, const char *suffix,
+                         const kg_field *f, int in_record)
+{
+    const kg_type *t = &f->type;
+    out(e, "    {\"%s\", %s, %u, offsetof(%s%s, %s), ", f->name,
+        kivis_kind(t->kind), (unsigned)t->array, name, suffix, f->name);
+    if (t->kind == KG_CHARS)
+        out(e, "%u, ", (unsigned)t->chars);
+    else
+        out(e, "sizeof(%s), ", elem_ctype(t));
+    if (t->kind == KG_STRUCT || t->kind == KG_KEY)
+        out(e, "&%s_desc_, NULL, ", t->name);
+    else if (t->kind == KG_ENUM)
+        out(e, "NULL, &%s_desc_, ", t->name);
+    else
+        out(e, "NULL, NULL, ");
+    out(e, "%s},\n",
+        in_record && (f->attrs & KG_ATTR_KEY) ? "KIVIS_FIELD_KEY" : "0");
+}
+
+/* The field array and struct desc of a struct, key struct or record. */
+static void source_struct(emitter *e, const char *name, const char *suffix,
+                          size_t node, const kg_record *r)
+{
+    size_t n = r ? r->nfields : node_nfields(e->s, node);
+    if (n) {
+        out(e, "static const kivis_field %s%s_fields_[] = {\n", name, suffix);
+        for (size_t i = 0; i < n; i++)
+            source_field(e, name, suffix,
+                         r ? &r->fields[i] : node_field(e->s, node, i), r != NULL);
+        out(e, "};\n");
+    }
+    out(e, "static const kivis_struct_desc %s%s_desc_ = {\"%s%s\", "
+           "sizeof(%s%s), %u, ",
+        name, suffix, name, suffix, name, suffix, (unsigned)n);
+    if (n)
+        out(e, "%s%s_fields_};\n\n", name, suffix);
+    else
+        out(e, "NULL};\n\n");
+}
+
+static void source_node(emitter *e, size_t node)
+{
+    const kg_schema *s = e->s;
+    if (node < s->nstructs)
+        source_struct(e, s->structs[node].name, "", node, NULL);
+    else
+        source_struct(e, s->records[node - s->nstructs].name, "_key", node,
+                      NULL);
+}
+
+static size_t index_count(const kg_record *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nfields; i++)
+        n += (r->fields[i].attrs & (KG_ATTR_INDEX | KG_ATTR_UNIQUE)) != 0;
+    return n;
+}
+
+/* Indexes, the key map and the derive adapter a table desc points at. */
+static void source_table_parts(emitter *e, const kg_record *r)
+{
+    if (index_count(r)) {
+        out(e, "static const kivis_index_desc %s_indexes_[] = {\n", r->name);
+        for (size_t i = 0; i < r->nfields; i++) {
+            unsigned a = r->fields[i].attrs;
+            if (a & (KG_ATTR_INDEX | KG_ATTR_UNIQUE))
+                out(e, "    {\"%s\", %u, %s},\n", r->fields[i].name,
+                    (unsigned)i, a & KG_ATTR_UNIQUE ? "KIVIS_INDEX_UNIQUE" : "0");
+        }
+        out(e, "};\n\n");
+    }
+    if (r->key_kind == KG_KEY_FIELDS) {
+        size_t pos, n = key_nfields(r);
+        out(e, "static const uint32_t %s_key_map_[] = {", r->name);
+        for (size_t i = 0; i < n; i++) {
+            key_field(r, i, &pos);
+            out(e, "%s%u", i ? ", " : "", (unsigned)pos);
+        }
+        out(e, "};\n\n");
+    }
+    if (r->key_kind == KG_KEY_DERIVED)
+        tpl(e, r, NULL,
+            "/* Adapts the user's typed $R_derive_key to the runtime. */\n"
+            "static int $R_derive_(const void *r, void *k)\n"
+            "{\n"
+            "    *($R_key *)k = $R_derive_key((const $R *)r);\n"
+            "    return KIVIS_OK;\n"
+            "}\n\n");
+}
+
+static void source_table(emitter *e, const kg_record *r)
+{
+    static const char *const kinds[] = {"0", "KIVIS_KEY_AUTO",
+                                        "KIVIS_KEY_FIELDS", "KIVIS_KEY_DERIVED"};
+    out(e, "    {\"%s\", &%s_desc_, &%s_key_desc_, %s, ", r->name, r->name,
+        r->name, kinds[r->key_kind]);
+    if (r->key_kind == KG_KEY_FIELDS)
+        out(e, "%s_key_map_, NULL, ", r->name);
+    else if (r->key_kind == KG_KEY_DERIVED)
+        out(e, "NULL, %s_derive_, ", r->name);
+    else
+        out(e, "NULL, NULL, ");
+    size_t n = index_count(r);
+    if (n)
+        out(e, "%u, %s_indexes_},\n", (unsigned)n, r->name);
+    else
+        out(e, "0, NULL},\n");
+}
+
+static void emit_source(emitter *e)
+{
+    const kg_schema *s = e->s;
+    out_banner(e);
+    out(e, "#include \"%s.kivis.h\"\n\n#include <stddef.h>\n\n", s->name);
+    for (size_t i = 0; i < s->nenums; i++)
+        source_enum(e, &s->enums[i]);
+    for (size_t i = 0; i < e->norder; i++)
+        source_node(e, e->order[i]);
+    for (size_t i = 0; i < s->nrecords; i++) {
+        source_struct(e, s->records[i].name, "", 0, &s->records[i]);
+        source_table_parts(e, &s->records[i]);
+    }
+    if (s->nrecords) {
+        out(e, "static const kivis_table_desc %s_tables_[] = {\n", s->name);
+        for (size_t i = 0; i < s->nrecords; i++)
+            source_table(e, &s->records[i]);
+        out(e, "};\n\n");
+    }
+    out(e, "const kivis_schema_desc %s_schema = {\"%s\", %u, %s%s};\n",
+        s->name, s->name, (unsigned)s->nrecords, s->nrecords ? s->name : "NULL",
+        s->nrecords ? "_tables_" : "");
+}
+
+/* ---- files ---------------------------------------------------------- */
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* "<dir>/<schema><ext><tail>", malloc'd. */
+static char *out_path(const char *dir, const char *schema, const char *ext,
+                      const char *tail)
+{
+    size_t n = strlen(dir) + strlen(schema) + strlen(ext) + strlen(tail) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s%s%s", dir, schema, ext, tail);
+    return p;
+}
+
+static void report(FILE *err, const char *what, const char *path)
+{
+    int saved = errno;
+    if (err)
+        fprintf(err, "kivis-gen: %s %s: %s\n", what, path, strerror(saved));
+    errno = saved;
+}
+
+/* Write one file through a temporary name, renamed into place on success. */
+static int write_file(emitter *e, const char *dir, const char *ext,
+                      void (*emit)(emitter *), FILE *err)
+{
+    int rc = -1;
+    char *path = out_path(dir, e->s->name, ext, "");
+    char *tmp = out_path(dir, e->s->name, ext, ".tmp");
+    if (!path || !tmp) {
+        report(err, "cannot write", e->s->name);
+        goto done;
+    }
+    e->out = fopen(tmp, "w");
+    if (!e->out) {
+        report(err, "cannot create", tmp);
+        goto done;
+    }
+    emit(e);
+    int bad = ferror(e->out);
+    if (fclose(e->out) != 0 || bad) {
+        if (bad && !errno)
+            errno = EIO;
+        report(err, "cannot write", tmp);
+        remove(tmp);
+    } else if (rename(tmp, path) != 0) {
+        report(err, "cannot rename to", path);
+        remove(tmp);
+    } else {
+        rc = 0;
+    }
+    e->out = NULL;
+done:
+    free(path);
+    free(tmp);
+    return rc;
+}
+
+int kg_emit(const kg_schema *s, const char *dir, void *err)
+{
+    emitter e;
+    memset(&e, 0, sizeof e);
+    e.s = s;
+    e.source = base_name(s->loc.file ? s->loc.file : "?");
+    size_t n = node_count(s);
+    e.order = malloc((n ? n : 1) * sizeof *e.order);
+    e.mark = calloc(n ? n : 1, 1);
+    int rc = -1;
+    if (!e.order || !e.mark) {
+        report((FILE *)err, "out of memory for", s->name);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        visit(&e, i);
+    rc = write_file(&e, dir, ".kivis.h", emit_header, (FILE *)err);
+    if (rc == 0)
+        rc = write_file(&e, dir, ".kivis.c", emit_source, (FILE *)err);
+done:
+    free(e.order);
+    free(e.mark);
+    return rc;
+}

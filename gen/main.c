@@ -1,0 +1,124 @@
+/*
+ * gen/main.c - the kivis-gen command line.
+ *
+ *   kivis-gen [-o DIR] SCHEMA.kvs
+ *
+ * Writes DIR/<schema>.kivis.h and DIR/<schema>.kivis.c (DIR defaults to
+ * the current directory).  Exit status: 0 success, 1 the schema has errors
+ * (diagnostics on stderr), 2 usage or I/O errors.
+ */
+#include "model.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Kept equal to KIVIS_VERSION_* in include/kivis.h; kivis-gen does not
+ * link the runtime, so it cannot ask it. */
+#define KG_VERSION "0.1.0"
+
+enum { EXIT_SCHEMA = 1, EXIT_USAGE = 2 };
+
+static const char usage[] =
+    "usage: kivis-gen [-o DIR] SCHEMA.kvs\n"
+    "\n"
+    "Compile a Kivis schema into DIR/<schema>.kivis.h and DIR/<schema>.kivis.c\n"
+    "(DIR defaults to the current directory).\n"
+    "\n"
+    "  -o DIR      write the generated files into DIR\n"
+    "  --help      show this help\n"
+    "  --version   show the version\n"
+    "\n"
+    "Exit status: 0 success, 1 schema errors, 2 usage or I/O errors.\n";
+
+/* Read a whole file.  @return the bytes (malloc'd) or NULL, errno set. */
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        char *bigger = realloc(buf, cap *= 2);
+        if (!bigger)
+            free(buf);
+        buf = bigger;
+    }
+    int bad = !buf || ferror(f);
+    int saved = buf ? EIO : ENOMEM;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        errno = saved;
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+typedef struct args {
+    const char *dir;
+    const char *schema;
+} args;
+
+/* @return -1 to run, else the exit status (help, version, bad usage). */
+static int parse_args(int argc, char **argv, args *a)
+{
+    a->dir = ".";
+    a->schema = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            puts("kivis-gen " KG_VERSION);
+            return 0;
+        }
+        if (strcmp(arg, "-o") == 0 && i + 1 < argc) {
+            a->dir = argv[++i];
+        } else if (arg[0] == '-' && arg[1] != '\0') {
+            fprintf(stderr, "kivis-gen: unknown option '%s'\n%s", arg, usage);
+            return EXIT_USAGE;
+        } else if (a->schema) {
+            fprintf(stderr, "kivis-gen: one schema at a time\n%s", usage);
+            return EXIT_USAGE;
+        } else {
+            a->schema = arg;
+        }
+    }
+    if (!a->schema) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    size_t len = 0;
+    char *src = read_all(a.schema, &len);
+    if (!src) {
+        fprintf(stderr, "kivis-gen: cannot read %s: %s\n", a.schema,
+                strerror(errno));
+        return EXIT_USAGE;
+    }
+    kg_schema *s = NULL;
+    int errors = kg_compile(a.schema, src, len, stderr, &s);
+    free(src);
+    if (errors || !s)
+        return EXIT_SCHEMA;
+    rc = kg_emit(s, a.dir, stderr) == 0 ? 0 : EXIT_USAGE;
+    kg_schema_free(s);
+    return rc;
+}

@@ -1,0 +1,384 @@
+/*
+ * roundtrip.c - tests/gen/alltypes.kvs through every function kivis-gen
+ * emits, on the memory backend: put/insert/update, get and a field-by-field
+ * comparison, key scans both ways, every index lookup (exact, range,
+ * prefix), unique violations, removal, and the _Generic helpers.
+ */
+#include "alltypes.kivis.h"
+
+#include <kivis/memory.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+/* chunk's derived key: FNV-1a of the bytes, and their length. */
+chunk_key chunk_derive_key(const chunk *rec)
+{
+    chunk_key k;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < rec->data.len; i++)
+        h = (h ^ rec->data.data[i]) * 0x100000001b3ull;
+    k.hash = h;
+    k.len = (uint32_t)rec->data.len;
+    return k;
+}
+
+typedef struct fixture {
+    kivis_storage *st;
+    kivis_db *db;
+} fixture;
+
+static int setup(void **state)
+{
+    static fixture f;
+    assert_int_equal(kivis_memory_open(NULL, &f.st), KIVIS_OK);
+    assert_int_equal(kivis_open(f.st, &alltypes_schema, NULL, &f.db), KIVIS_OK);
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    kivis_close(f->db);
+    kivis_storage_close(f->st);
+    return 0;
+}
+
+static uint8_t blob_bytes[] = {0, 1, 2, 0xff};
+
+static sample make_sample(int i, owner_key o)
+{
+    sample s;
+    memset(&s, 0, sizeof s);
+    s.u8 = (uint8_t)(200 + i);
+    s.u16 = (uint16_t)(60000 + i);
+    s.u32 = 4000000000u + (uint32_t)i;
+    s.u64 = 10000000000ull * (uint64_t)(i + 1);
+    s.i8 = (int8_t)(-100 - i);
+    s.i16 = (int16_t)(-30000 + i);
+    s.i32 = -2000000 + i * 1000;
+    s.i64 = -9000000000000ll - i;
+    s.flag = i % 2 == 0;
+    s.f32 = 1.5f * (float)i;
+    s.f64 = -0.25 * i;
+    s.colour = i == 0 ? RED : i == 1 ? GREEN : BLUE;
+    static char *labels[] = {"apple", "apricot", "banana"};
+    s.label = labels[i % 3];
+    snprintf(s.code, sizeof s.code, "CODE-%d", i);
+    s.payload.data = blob_bytes;
+    s.payload.len = (size_t)i + 1;
+    for (int j = 0; j < 4; j++)
+        s.samples[j] = (uint16_t)(i * 10 + j);
+    s.where.x = i;
+    s.where.y = -i;
+    s.corners[1].x = 7 * i;
+    s.owner = o;
+    s.friends[0] = o;
+    s.friends[1].id = 99;
+    return s;
+}
+
+static void assert_sample_equal(const sample *a, const sample *b)
+{
+    assert_int_equal(a->u8, b->u8);
+    assert_int_equal(a->u16, b->u16);
+    assert_int_equal(a->u32, b->u32);
+    assert_int_equal(a->u64, b->u64);
+    assert_int_equal(a->i8, b->i8);
+    assert_int_equal(a->i16, b->i16);
+    assert_int_equal(a->i32, b->i32);
+    assert_true(a->i64 == b->i64);
+    assert_int_equal(a->flag, b->flag);
+    assert_true(a->f32 == b->f32);
+    assert_true(a->f64 == b->f64);
+    assert_int_equal(a->colour, b->colour);
+    assert_string_equal(a->label, b->label);
+    assert_string_equal(a->code, b->code);
+    assert_int_equal(a->payload.len, b->payload.len);
+    assert_memory_equal(a->payload.data, b->payload.data, a->payload.len);
+    assert_memory_equal(a->samples, b->samples, sizeof a->samples);
+    assert_memory_equal(&a->where, &b->where, sizeof a->where);
+    assert_memory_equal(a->corners, b->corners, sizeof a->corners);
+    assert_true(a->owner.id == b->owner.id);
+    assert_memory_equal(a->friends, b->friends, sizeof a->friends);
+}
+
+/* Drain a cursor; collects the primary keys' ids, returns the count. */
+static int drain(kivis_db *db, sample_cursor *c, uint64_t *ids, int max)
+{
+    sample_key k;
+    sample s;
+    int n = 0, rc;
+    while ((rc = sample_next(c, &k, &s)) == KIVIS_OK) {
+        if (n < max)
+            ids[n] = k.id;
+        n++;
+        sample_clear(db, &s);
+    }
+    assert_int_equal(rc, KIVIS_NOTFOUND);
+    sample_close(c);
+    return n;
+}
+
+static owner_key add_owner(kivis_db *db, const char *email, uint32_t level)
+{
+    owner o = {(char *)email, level};
+    owner_key k;
+    assert_int_equal(owner_put(db, &o, &k), KIVIS_OK);
+    return k;
+}
+
+static void samples_round_trip(void **state)
+{
+    fixture *f = *state;
+    kivis_db *db = f->db;
+    owner_key o = add_owner(db, "ann@example.org", 3);
+    sample in[3];
+    sample_key keys[3];
+    for (int i = 0; i < 3; i++) {
+        in[i] = make_sample(i, o);
+        assert_int_equal(sample_put(db, &in[i], &keys[i]), KIVIS_OK);
+        assert_true(keys[i].id == (uint64_t)i + 1);
+    }
+    for (int i = 0; i < 3; i++) {
+        sample out;
+        assert_int_equal(sample_get(db, keys[i], &out), KIVIS_OK);
+        assert_sample_equal(&in[i], &out);
+        sample_clear(db, &out);
+    }
+
+    sample_cursor c;
+    uint64_t ids[8];
+    assert_int_equal(sample_scan(db, NULL, NULL, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 3);
+    assert_true(ids[0] == 1 && ids[2] == 3);
+    assert_int_equal(sample_scan(db, NULL, NULL, KIVIS_REVERSE, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 3);
+    assert_true(ids[0] == 3 && ids[2] == 1);
+    assert_int_equal(sample_scan(db, &keys[1], &keys[2], 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_true(ids[0] == 2);
+
+    /* update at an explicit key moves the index entries with the record */
+    sample changed = in[1];
+    changed.label = (char *)"cherry";
+    assert_int_equal(sample_update(db, keys[1], &changed), KIVIS_OK);
+    assert_int_equal(sample_by_label(db, "apricot", 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 0);
+    assert_int_equal(sample_by_label(db, "cherry", 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_int_equal(sample_update(db, keys[1], &in[1]), KIVIS_OK);
+}
+
+static void sample_indexes(void **state)
+{
+    fixture *f = *state;
+    kivis_db *db = f->db;
+    sample_cursor c;
+    uint64_t ids[8];
+    sample s1 = make_sample(1, (owner_key){1});
+
+    /* exact lookups on every indexed type */
+    assert_int_equal(sample_by_u64(db, s1.u64, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_true(ids[0] == 2);
+    assert_int_equal(sample_by_i32(db, s1.i32, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_int_equal(sample_by_flag(db, true, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 2); /* samples 0 and 2 */
+    assert_int_equal(sample_by_f64(db, -0.25, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_int_equal(sample_by_colour(db, GREEN, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_int_equal(sample_by_label(db, "banana", 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_true(ids[0] == 3);
+    assert_int_equal(sample_by_code(db, "CODE-2", 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_true(ids[0] == 3);
+    assert_int_equal(sample_by_where(db, s1.where, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_true(ids[0] == 2);
+    assert_int_equal(sample_by_owner(db, s1.owner, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 3);
+
+    /* ranges: [lo, hi), open ends, reverse */
+    int32_t lo = -2000000, hi = -1999000;
+    assert_int_equal(sample_by_i32_range(db, &lo, &hi, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_int_equal(sample_by_i32_range(db, &lo, NULL, KIVIS_REVERSE, &c),
+                     KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 3);
+    assert_true(ids[0] == 3 && ids[2] == 1);
+    assert_int_equal(sample_by_label_range(db, "apricot", "banana", 0, &c),
+                     KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_true(ids[0] == 2);
+    assert_int_equal(sample_by_label_range(db, NULL, "b", 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 2);
+    assert_int_equal(sample_by_code_range(db, "CODE-1", NULL, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 2);
+    point plo = {1, -100}, phi = {2, -5}; /* {1,-1} in, {2,-2} out */
+    assert_int_equal(sample_by_where_range(db, &plo, &phi, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    double dlo = -0.3;
+    assert_int_equal(sample_by_f64_range(db, &dlo, NULL, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 2); /* -0.25 and 0 */
+
+    /* prefixes on strings */
+    assert_int_equal(sample_by_label_prefix(db, "ap", 2, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 2);
+    assert_int_equal(sample_by_code_prefix(db, "CODE", 4, KIVIS_REVERSE, &c),
+                     KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 3);
+    assert_true(ids[0] == 3);
+}
+
+static void unique_violations(void **state)
+{
+    fixture *f = *state;
+    kivis_db *db = f->db;
+    sample dup = make_sample(0, (owner_key){1});
+    sample_key k;
+    assert_int_equal(sample_put(db, &dup, &k), KIVIS_ECONSTRAINT);
+    owner o = {(char *)"ann@example.org", 1};
+    assert_int_equal(owner_put(db, &o, NULL), KIVIS_ECONSTRAINT);
+    /* the same value under the same key is no violation */
+    assert_int_equal(sample_update(db, (sample_key){1}, &dup), KIVIS_OK);
+
+    owner_cursor c;
+    owner_key ok;
+    owner got;
+    assert_int_equal(owner_by_email(db, "ann@example.org", 0, &c), KIVIS_OK);
+    assert_int_equal(owner_next(&c, &ok, &got), KIVIS_OK);
+    assert_string_equal(got.email, "ann@example.org");
+    owner_clear(db, &got);
+    assert_int_equal(owner_next(&c, NULL, NULL), KIVIS_NOTFOUND);
+    owner_close(&c);
+    uint32_t level = 3;
+    assert_int_equal(owner_by_level_range(db, &level, NULL, 0, &c), KIVIS_OK);
+    assert_int_equal(owner_next(&c, &ok, NULL), KIVIS_OK);
+    owner_close(&c);
+    assert_int_equal(owner_by_email_prefix(db, "ann", 3, 0, &c), KIVIS_OK);
+    assert_int_equal(owner_next(&c, NULL, NULL), KIVIS_OK);
+    owner_close(&c);
+    assert_int_equal(owner_by_level(db, 3, 0, &c), KIVIS_OK);
+    assert_int_equal(owner_next(&c, NULL, NULL), KIVIS_OK);
+    owner_close(&c);
+}
+
+static void composite_keys(void **state)
+{
+    fixture *f = *state;
+    kivis_db *db = f->db;
+    const char *sheets[] = {"alpha", "alpine", "beta"};
+    for (int i = 0; i < 3; i++) {
+        cell c = {(char *)sheets[i], i, "B", 0.5 * i};
+        cell_key k;
+        assert_int_equal(cell_insert(db, &c, &k), KIVIS_OK);
+        assert_string_equal(k.sheet, sheets[i]);
+        assert_int_equal(k.row, i);
+        assert_string_equal(k.col, "B");
+    }
+    /* overwrite under the same key */
+    cell again = {(char *)"beta", 2, "B", 42.0};
+    assert_int_equal(cell_insert(db, &again, NULL), KIVIS_OK);
+    cell_key key = {(char *)"beta", 2, "B"};
+    cell got;
+    assert_int_equal(cell_get(db, key, &got), KIVIS_OK);
+    assert_true(got.value == 42.0);
+    cell_clear(db, &got);
+
+    cell_cursor cur;
+    cell_key k;
+    int n = 0;
+    assert_int_equal(cell_scan_prefix(db, "alp", 3, KIVIS_REVERSE, &cur),
+                     KIVIS_OK);
+    while (cell_next(&cur, &k, NULL) == KIVIS_OK) {
+        assert_string_equal(k.sheet, n == 0 ? "alpine" : "alpha");
+        cell_key_clear(db, &k);
+        n++;
+    }
+    cell_close(&cur);
+    assert_int_equal(n, 2);
+    assert_int_equal(cell_remove(db, key), KIVIS_OK);
+    assert_int_equal(cell_get(db, key, &got), KIVIS_NOTFOUND);
+}
+
+static void derived_keys(void **state)
+{
+    fixture *f = *state;
+    kivis_db *db = f->db;
+    chunk c = {{blob_bytes, sizeof blob_bytes}, "tagged"};
+    chunk_key k;
+    assert_int_equal(chunk_insert(db, &c, &k), KIVIS_OK);
+    chunk_key want = chunk_derive_key(&c);
+    assert_true(k.hash == want.hash && k.len == 4);
+    chunk got;
+    assert_int_equal(chunk_get(db, k, &got), KIVIS_OK);
+    assert_int_equal(got.data.len, 4);
+    assert_string_equal(got.tag, "tagged");
+    chunk_clear(db, &got);
+
+    chunk_cursor cur;
+    assert_int_equal(chunk_by_tag_prefix(db, "tag", 3, 0, &cur), KIVIS_OK);
+    assert_int_equal(chunk_next(&cur, NULL, NULL), KIVIS_OK);
+    assert_int_equal(chunk_next(&cur, NULL, NULL), KIVIS_NOTFOUND);
+    chunk_close(&cur);
+    assert_int_equal(chunk_by_tag(db, "tagged", 0, &cur), KIVIS_OK);
+    assert_int_equal(chunk_next(&cur, NULL, NULL), KIVIS_OK);
+    chunk_close(&cur);
+    assert_int_equal(chunk_by_tag_range(db, "a", "z", 0, &cur), KIVIS_OK);
+    assert_int_equal(chunk_next(&cur, NULL, NULL), KIVIS_OK);
+    chunk_close(&cur);
+    assert_int_equal(chunk_scan(db, &k, NULL, 0, &cur), KIVIS_OK);
+    assert_int_equal(chunk_next(&cur, NULL, NULL), KIVIS_OK);
+    chunk_close(&cur);
+}
+
+static void generic_helpers_and_remove(void **state)
+{
+    fixture *f = *state;
+    kivis_db *db = f->db;
+    sample s;
+    owner o;
+    sample_key sk = {2};
+    assert_int_equal(alltypes_get(db, sk, &s), KIVIS_OK);
+    assert_int_equal(alltypes_get(db, s.owner, &o), KIVIS_OK); /* follow the foreign key */
+    assert_string_equal(o.email, "ann@example.org");
+    alltypes_clear(db, &o);
+    alltypes_clear(db, &s);
+
+    assert_int_equal(alltypes_remove(db, sk), KIVIS_OK);
+    assert_int_equal(alltypes_get(db, sk, &s), KIVIS_NOTFOUND);
+    assert_int_equal(sample_remove(db, sk), KIVIS_NOTFOUND);
+    /* its index entries went with it */
+    sample_cursor c;
+    uint64_t ids[8];
+    assert_int_equal(sample_by_label(db, "apricot", 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 0);
+    assert_int_equal(sample_by_code_prefix(db, "CODE", 4, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 2);
+    /* the unique value is free again */
+    sample back = make_sample(1, (owner_key){1});
+    assert_int_equal(sample_put(db, &back, NULL), KIVIS_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(samples_round_trip),
+        cmocka_unit_test(sample_indexes),
+        cmocka_unit_test(unique_violations),
+        cmocka_unit_test(composite_keys),
+        cmocka_unit_test(derived_keys),
+        cmocka_unit_test(generic_helpers_and_remove),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,741 @@
+/*
+ * test_gen_diag.c - the kivis-gen front end: every mistake a user can make
+ * in a schema gets its own exact diagnostic (position, message, source
+ * line, caret), several mistakes are all reported in one run, and valid
+ * schemas (the DESIGN.md pets schema, one with every field type) yield the
+ * expected model.
+ */
+#include "model.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+/* Compile `len` bytes; @return the diagnostics text (free it). */
+static char *compile_n(const char *src, size_t len, int *errors,
+                       kg_schema **out)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *err = open_memstream(&text, &size);
+    assert_non_null(err);
+    *errors = kg_compile("t.kvs", src, len, err, out);
+    fclose(err);
+    return text;
+}
+
+static char *compile(const char *src, int *errors, kg_schema **out)
+{
+    return compile_n(src, strlen(src), errors, out);
+}
+
+/* `src` must fail with exactly `want` as its diagnostics. */
+static void expect_errors(const char *src, int count, const char *want)
+{
+    int errors;
+    kg_schema *s = (kg_schema *)1;
+    char *got = compile(src, &errors, &s);
+    assert_null(s);
+    assert_string_equal(got, want);
+    assert_int_equal(errors, count);
+    free(got);
+}
+
+static void expect_error(const char *src, const char *want)
+{
+    expect_errors(src, 1, want);
+}
+
+static kg_schema *expect_valid(const char *src)
+{
+    int errors;
+    kg_schema *s = NULL;
+    char *got = compile(src, &errors, &s);
+    assert_string_equal(got, "");
+    assert_int_equal(errors, 0);
+    assert_non_null(s);
+    free(got);
+    return s;
+}
+
+/* ---- one mistake each --------------------------------------------------- */
+
+static void test_unknown_type(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a {\n"
+                 "    uint33_t age;\n"
+                 "};\n",
+                 "t.kvs:3:5: error: unknown type 'uint33_t'\n"
+                 "    uint33_t age;\n"
+                 "    ^\n");
+}
+
+static void test_duplicate_record(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { int32_t x; };\n"
+                 "struct a { int32_t y; };\n",
+                 "t.kvs:3:8: error: duplicate name 'a': first declared at "
+                 "line 2 as a record\n"
+                 "struct a { int32_t y; };\n"
+                 "       ^\n");
+}
+
+static void test_duplicate_enum_vs_record(void **state)
+{
+    (void)state;
+    /* the later declaration is the one reported, even across kinds */
+    expect_error("schema s;\n"
+                 "struct color { int32_t x; };\n"
+                 "enum color { RED };\n",
+                 "t.kvs:3:6: error: duplicate name 'color': first declared "
+                 "at line 2 as a record\n"
+                 "enum color { RED };\n"
+                 "     ^\n");
+}
+
+static void test_duplicate_field(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { int32_t x; double y, x; };\n",
+                 "t.kvs:2:33: error: duplicate field 'x' in record 'a' "
+                 "(first declared at line 2)\n"
+                 "struct a { int32_t x; double y, x; };\n"
+                 "                                ^\n");
+}
+
+static void test_duplicate_enumerator(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "enum a { RED, GREEN };\n"
+                 "enum b { BLUE, RED };\n",
+                 "t.kvs:3:16: error: duplicate name 'RED': first declared "
+                 "at line 2 as an enumerator\n"
+                 "enum b { BLUE, RED };\n"
+                 "               ^\n");
+}
+
+static void test_two_key_strategies(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "[[derived_key(uint64_t hash)]]\n"
+                 "struct blob {\n"
+                 "    [[key]] uint32_t id;\n"
+                 "};\n",
+                 "t.kvs:4:22: error: record 'blob' has both [[key]] fields "
+                 "and a derived_key: use one key strategy\n"
+                 "    [[key]] uint32_t id;\n"
+                 "                     ^\n");
+}
+
+static void test_index_on_bytes(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct blob { [[index]] kivis_bytes data; };\n",
+                 "t.kvs:2:37: error: [[index]] on field 'data': kivis_bytes "
+                 "cannot be a key or indexed\n"
+                 "struct blob { [[index]] kivis_bytes data; };\n"
+                 "                                    ^\n");
+}
+
+static void test_key_on_struct_with_bytes(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "[[embedded]] struct part { kivis_bytes b; };\n"
+                 "struct a { [[key]] part p; };\n",
+                 "t.kvs:3:25: error: [[key]] on field 'p': its type 'part' "
+                 "contains kivis_bytes, which cannot be a key or indexed\n"
+                 "struct a { [[key]] part p; };\n"
+                 "                        ^\n");
+}
+
+static void test_missing_record(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct pet { ghost_key owner; };\n",
+                 "t.kvs:2:14: error: 'ghost_key' refers to an undeclared "
+                 "record 'ghost'\n"
+                 "struct pet { ghost_key owner; };\n"
+                 "             ^\n");
+}
+
+static void test_record_by_value(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct user { char *name; };\n"
+                 "struct pet { struct user owner; };\n",
+                 "t.kvs:3:21: error: record 'user' cannot be a field type: "
+                 "use 'user_key' to refer to one\n"
+                 "struct pet { struct user owner; };\n"
+                 "                    ^\n");
+}
+
+static void test_embedded_has_no_key(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "[[embedded]] struct point { int32_t x, y; };\n"
+                 "struct a { point_key p; };\n",
+                 "t.kvs:3:12: error: 'point_key': 'point' is an [[embedded]] "
+                 "struct, not a record, so it has no key\n"
+                 "struct a { point_key p; };\n"
+                 "           ^\n");
+}
+
+static void test_unterminated_comment(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { int32_t x; }; /* the end\n"
+                 "\n",
+                 "t.kvs:2:26: error: unterminated /* comment\n"
+                 "struct a { int32_t x; }; /* the end\n"
+                 "                         ^\n");
+}
+
+static void test_missing_schema(void **state)
+{
+    (void)state;
+    expect_error("// no manifest\n"
+                 "struct a { int32_t x; };\n",
+                 "t.kvs:2:1: error: expected 'schema NAME;' as the first "
+                 "declaration\n"
+                 "struct a { int32_t x; };\n"
+                 "^\n");
+}
+
+static void test_keyword_name(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { int32_t default; };\n",
+                 "t.kvs:2:20: error: 'default' cannot be used as a name: it "
+                 "is a C keyword\n"
+                 "struct a { int32_t default; };\n"
+                 "                   ^\n");
+}
+
+static void test_library_prefix(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "enum kivis_mode { ON };\n",
+                 "t.kvs:2:6: error: 'kivis_mode' cannot be used as a name: "
+                 "names starting with kivis_ belong to the library\n"
+                 "enum kivis_mode { ON };\n"
+                 "     ^\n");
+}
+
+static void test_key_suffix_reserved(void **state)
+{
+    (void)state;
+    /* a record named x_key would collide with the key type of record x */
+    expect_error("schema s;\n"
+                 "struct x { int32_t a; };\n"
+                 "struct x_key { int32_t b; };\n",
+                 "t.kvs:3:8: error: 'x_key' cannot be used as a name: names "
+                 "ending in _key are the key types of records\n"
+                 "struct x_key { int32_t b; };\n"
+                 "       ^\n");
+}
+
+static void test_record_named_like_schema(void **state)
+{
+    (void)state;
+    expect_error("schema pets;\n"
+                 "struct pets { int32_t n; };\n",
+                 "t.kvs:2:8: error: duplicate name 'pets': first declared at "
+                 "line 1 as the schema\n"
+                 "struct pets { int32_t n; };\n"
+                 "       ^\n");
+}
+
+static void test_array_size_zero(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { int32_t v[0]; };\n",
+                 "t.kvs:2:22: error: array size must be at least 1\n"
+                 "struct a { int32_t v[0]; };\n"
+                 "                     ^\n");
+}
+
+static void test_array_too_large(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { uint8_t v[0x10000]; };\n",
+                 "t.kvs:2:22: error: array size 65536 is too large (at most "
+                 "65535)\n"
+                 "struct a { uint8_t v[0x10000]; };\n"
+                 "                     ^\n");
+}
+
+static void test_char_array_too_small(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { char c[1]; };\n",
+                 "t.kvs:2:19: error: char array size must be at least 2 (one "
+                 "character and the terminating NUL)\n"
+                 "struct a { char c[1]; };\n"
+                 "                  ^\n");
+}
+
+static void test_bare_char(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { char c; };\n",
+                 "t.kvs:2:17: error: char field 'c' needs a size: char c[N] "
+                 "for an inline string, or char *c for an owned one\n"
+                 "struct a { char c; };\n"
+                 "                ^\n");
+}
+
+static void test_embedded_cycle(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "[[embedded]] struct a { struct b inner; };\n"
+                 "[[embedded]] struct b { a back; };\n",
+                 "t.kvs:2:21: error: type 'a' contains itself: a -> b -> a\n"
+                 "[[embedded]] struct a { struct b inner; };\n"
+                 "                    ^\n");
+}
+
+static void test_key_cycle(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { [[key]] b_key up; };\n"
+                 "struct b { [[key]] a_key down; };\n",
+                 "t.kvs:2:8: error: type 'a_key' contains itself: a_key -> "
+                 "b_key -> a_key\n"
+                 "struct a { [[key]] b_key up; };\n"
+                 "       ^\n");
+}
+
+static void test_unknown_attribute(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { [[indexed]] int32_t x; };\n",
+                 "t.kvs:2:14: error: unknown attribute 'indexed'\n"
+                 "struct a { [[indexed]] int32_t x; };\n"
+                 "             ^\n");
+}
+
+static void test_duplicate_attribute(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { [[index]] [[index]] int32_t x; };\n",
+                 "t.kvs:2:24: error: duplicate attribute 'index'\n"
+                 "struct a { [[index]] [[index]] int32_t x; };\n"
+                 "                       ^\n");
+}
+
+static void test_attribute_on_wrong_thing(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "[[key]] struct a { int32_t x; };\n",
+                 "t.kvs:2:3: error: attribute 'key' cannot be used on a "
+                 "struct\n"
+                 "[[key]] struct a { int32_t x; };\n"
+                 "  ^\n");
+}
+
+static void test_attribute_args(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { [[unique(1)]] int32_t x; };\n",
+                 "t.kvs:2:20: error: attribute 'unique' takes no arguments\n"
+                 "struct a { [[unique(1)]] int32_t x; };\n"
+                 "                   ^\n");
+}
+
+static void test_index_in_embedded(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "[[embedded]] struct p { [[index]] int32_t x; };\n",
+                 "t.kvs:2:27: error: attribute 'index' cannot be used in an "
+                 "[[embedded]] struct (it has no table)\n"
+                 "[[embedded]] struct p { [[index]] int32_t x; };\n"
+                 "                          ^\n");
+}
+
+static void test_enum_out_of_range(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "enum big { LOW = -2147483649 };\n",
+                 "t.kvs:2:18: error: enum value -2147483649 is out of range "
+                 "for int32_t\n"
+                 "enum big { LOW = -2147483649 };\n"
+                 "                 ^\n");
+}
+
+static void test_enum_implicit_overflow(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "enum big { TOP = 2147483647, OVER };\n",
+                 "t.kvs:2:30: error: value of 'OVER' (previous + 1) is out "
+                 "of range for int32_t\n"
+                 "enum big { TOP = 2147483647, OVER };\n"
+                 "                             ^\n");
+}
+
+static void test_derived_key_not_fixed(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "[[derived_key(char *id)]] struct doc { char *text; };\n",
+                 "t.kvs:2:21: error: derived_key field 'id' must have a "
+                 "fixed size: char * is not allowed\n"
+                 "[[derived_key(char *id)]] struct doc { char *text; };\n"
+                 "                    ^\n");
+}
+
+static void test_missing_semicolon(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a {\n"
+                 "\tint32_t x\n"
+                 "\tint32_t y;\n"
+                 "};\n",
+                 "t.kvs:3:11: error: expected ';' after field 'x', found "
+                 "'int32_t'\n"
+                 "\tint32_t x\n"
+                 "\t         ^\n");
+}
+
+static void test_stray_character_keeps_tabs(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a {\n"
+                 "\t\tint32_t x; @\n"
+                 "};\n",
+                 "t.kvs:3:14: error: unexpected character '@'\n"
+                 "\t\tint32_t x; @\n"
+                 "\t\t           ^\n");
+}
+
+static void test_bad_integer(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { int32_t v[99999999999999999999]; };\n",
+                 "t.kvs:2:22: error: integer is too large\n"
+                 "struct a { int32_t v[99999999999999999999]; };\n"
+                 "                     ^\n");
+}
+
+static void test_pointer_not_char(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { int32_t *p; };\n",
+                 "t.kvs:2:20: error: pointer field 'p': only 'char *' (a "
+                 "string) is supported\n"
+                 "struct a { int32_t *p; };\n"
+                 "                   ^\n");
+}
+
+static void test_empty_struct(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { };\n",
+                 "t.kvs:2:8: error: struct 'a' has no fields\n"
+                 "struct a { };\n"
+                 "       ^\n");
+}
+
+/* 0x7FFE tables fit; one more does not. */
+static void test_too_many_tables(void **state)
+{
+    (void)state;
+    size_t n = 0x7FFF, cap = 32 + n * 40;
+    char *src = malloc(cap);
+    assert_non_null(src);
+    size_t len = (size_t)snprintf(src, cap, "schema s;\n");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(src + len, cap - len,
+                                "struct t%zu { int32_t x; };\n", i);
+    int errors;
+    kg_schema *s = (kg_schema *)1;
+    char *got = compile_n(src, len, &errors, &s);
+    assert_null(s);
+    assert_int_equal(errors, 1);
+    assert_string_equal(got,
+                        "t.kvs:32768:8: error: too many records: a schema "
+                        "holds at most 32766 tables\n"
+                        "struct t32766 { int32_t x; };\n"
+                        "       ^\n");
+    free(got);
+    /* without the last one the schema is fine */
+    len -= strlen("struct t32766 { int32_t x; };\n");
+    got = compile_n(src, len, &errors, &s);
+    assert_int_equal(errors, 0);
+    assert_int_equal(s->nrecords, 0x7FFE);
+    assert_int_equal(s->records[0x7FFD].table, 0x7FFD);
+    kg_schema_free(s);
+    free(got);
+    free(src);
+}
+
+/* ---- many mistakes, one run --------------------------------------------- */
+
+static void test_every_error_reported(void **state)
+{
+    (void)state;
+    expect_errors("schema s;\n"
+                  "struct user {\n"
+                  "    uint33_t age;\n"
+                  "    int32_t x y;\n"
+                  "    [[index]] kivis_bytes b;\n"
+                  "};\n"
+                  "struct pet { ghost_key owner; user_key ok; }\n"
+                  "enum e { A = 99999999999, B };\n",
+                  6,
+                  "t.kvs:3:5: error: unknown type 'uint33_t'\n"
+                  "    uint33_t age;\n"
+                  "    ^\n"
+                  "t.kvs:4:14: error: expected ';' after field 'x', found "
+                  "'y'\n"
+                  "    int32_t x y;\n"
+                  "             ^\n"
+                  "t.kvs:5:27: error: [[index]] on field 'b': kivis_bytes "
+                  "cannot be a key or indexed\n"
+                  "    [[index]] kivis_bytes b;\n"
+                  "                          ^\n"
+                  "t.kvs:7:14: error: 'ghost_key' refers to an undeclared "
+                  "record 'ghost'\n"
+                  "struct pet { ghost_key owner; user_key ok; }\n"
+                  "             ^\n"
+                  "t.kvs:7:45: error: expected ';' after struct 'pet', found "
+                  "'enum'\n"
+                  "struct pet { ghost_key owner; user_key ok; }\n"
+                  "                                            ^\n"
+                  "t.kvs:8:14: error: enum value 99999999999 is out of "
+                  "range for int32_t\n"
+                  "enum e { A = 99999999999, B };\n"
+                  "             ^\n");
+}
+
+/* ---- valid schemas ------------------------------------------------------ */
+
+/* `rel` from the source tree, found next to this file (CMake passes
+ * sources by absolute path). */
+static char *read_source(const char *rel, size_t *len)
+{
+    char path[4096];
+    const char *slash = strrchr(__FILE__, '/');
+    int dir = slash ? (int)(slash - __FILE__) : 1;
+    snprintf(path, sizeof path, "%.*s/../%s", dir, slash ? __FILE__ : ".",
+             rel);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = malloc(1 << 16);
+    assert_non_null(buf);
+    *len = fread(buf, 1, (1 << 16) - 1, f);
+    fclose(f);
+    buf[*len] = '\0';
+    return buf;
+}
+
+static const kg_field *field_named(const kg_field *f, size_t n,
+                                   const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(f[i].name, name) == 0)
+            return &f[i];
+    fail_msg("no field %s", name);
+    return NULL;
+}
+
+static void test_pets_schema(void **state)
+{
+    (void)state;
+    size_t len;
+    char *src = read_source("examples/pets/pets.kvs", &len);
+    kg_schema *s = expect_valid(src);
+    assert_string_equal(s->name, "pets");
+    assert_int_equal(s->nenums, 1);
+    assert_string_equal(s->enums[0].names[1], "TOY_MOUSE");
+    assert_int_equal(s->enums[0].values[1], 1);
+    assert_int_equal(s->nstructs, 0);
+    assert_int_equal(s->nrecords, 4);
+
+    const kg_record *user = &s->records[0], *toy = &s->records[1],
+                    *pet = &s->records[2], *blob = &s->records[3];
+    assert_string_equal(pet->name, "pet");
+    assert_int_equal(pet->table, 2);
+    assert_int_equal(user->key_kind, KG_KEY_AUTO);
+    assert_int_equal(toy->key_kind, KG_KEY_FIELDS);
+    assert_int_equal(pet->key_kind, KG_KEY_AUTO);
+    assert_int_equal(blob->key_kind, KG_KEY_DERIVED);
+
+    assert_int_equal(user->nfields, 3);
+    assert_int_equal(user->fields[0].type.kind, KG_STRING);
+    assert_int_equal(user->fields[0].attrs, KG_ATTR_INDEX);
+    assert_int_equal(user->fields[2].type.kind, KG_U32);
+    assert_int_equal(user->fields[2].loc.line, 9);
+
+    assert_int_equal(toy->fields[0].type.kind, KG_ENUM);
+    assert_ptr_equal(toy->fields[0].type.enm, &s->enums[0]);
+    assert_int_equal(toy->fields[0].attrs, KG_ATTR_KEY);
+    assert_int_equal(toy->fields[1].type.kind, KG_U8);
+
+    const kg_field *name = field_named(pet->fields, pet->nfields, "name");
+    assert_int_equal(name->type.kind, KG_CHARS);
+    assert_int_equal(name->type.chars, 32);
+    assert_int_equal(name->type.array, 0);
+    const kg_field *owner = field_named(pet->fields, pet->nfields, "owner");
+    assert_int_equal(owner->type.kind, KG_KEY);
+    assert_ptr_equal(owner->type.record, user);
+    assert_string_equal(owner->type.name, "user_key");
+    const kg_field *fav =
+        field_named(pet->fields, pet->nfields, "favourite_toy");
+    assert_ptr_equal(fav->type.record, toy);
+    assert_int_equal(fav->attrs, KG_ATTR_INDEX);
+
+    assert_int_equal(blob->nderived, 1);
+    assert_string_equal(blob->derived[0].name, "hash");
+    assert_int_equal(blob->derived[0].type.kind, KG_U64);
+    assert_int_equal(blob->fields[0].type.kind, KG_BYTES);
+    kg_schema_free(s);
+    free(src);
+}
+
+static void test_every_field_type(void **state)
+{
+    (void)state;
+    kg_schema *s = expect_valid(
+        "schema every;\n"
+        "enum color { RED, GREEN = 0x10, BLUE = -3, };\n"
+        "[[embedded]] struct point { int32_t x, y; double w[2]; };\n"
+        "struct thing {\n"
+        "    [[key]] uint64_t id;\n"
+        "    uint8_t a; uint16_t b; uint32_t c; int8_t d; int16_t e;\n"
+        "    int32_t f; int64_t g; [[index]] bool h; [[unique]] float i;\n"
+        "    double j; enum color k; color k2[3];\n"
+        "    char *s; char *ss[2]; char fixed[8];\n"
+        "    kivis_bytes blob; kivis_bytes blobs[2];\n"
+        "    struct point p; point ps[4];\n"
+        "    other_key o; // declared below\n"
+        "};\n"
+        "[[derived_key(uint64_t hash, char tag[4], struct point at)]]\n"
+        "struct other { thing_key t; };\n");
+    static const kg_kind kinds[] = {
+        KG_U64, KG_U8, KG_U16, KG_U32, KG_I8, KG_I16, KG_I32, KG_I64,
+        KG_BOOL, KG_F32, KG_F64, KG_ENUM, KG_ENUM, KG_STRING, KG_STRING,
+        KG_CHARS, KG_BYTES, KG_BYTES, KG_STRUCT, KG_STRUCT, KG_KEY};
+    static const uint32_t arrays[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                      0, 3, 0, 2, 0, 0, 2, 0, 4, 0};
+    const kg_record *thing = &s->records[0], *other = &s->records[1];
+    assert_int_equal(thing->nfields, sizeof kinds / sizeof kinds[0]);
+    for (size_t i = 0; i < thing->nfields; i++) {
+        assert_int_equal(thing->fields[i].type.kind, kinds[i]);
+        assert_int_equal(thing->fields[i].type.array, arrays[i]);
+    }
+    assert_int_equal(thing->key_kind, KG_KEY_FIELDS);
+    assert_int_equal(thing->fields[9].attrs, KG_ATTR_UNIQUE | KG_ATTR_INDEX);
+    assert_int_equal(thing->fields[15].type.chars, 8);
+    assert_ptr_equal(thing->fields[19].type.strct, &s->structs[0]);
+    assert_ptr_equal(thing->fields[20].type.record, other);
+    assert_ptr_equal(other->fields[0].type.record, thing);
+    assert_int_equal(s->enums[0].values[1], 16);
+    assert_int_equal(s->enums[0].values[2], -3);
+    assert_int_equal(s->structs[0].nfields, 3);
+    assert_int_equal(other->key_kind, KG_KEY_DERIVED);
+    assert_int_equal(other->nderived, 3);
+    assert_int_equal(other->derived[1].type.kind, KG_CHARS);
+    assert_ptr_equal(other->derived[2].type.strct, &s->structs[0]);
+    kg_schema_free(s);
+}
+
+/* Garbage in: errors out, no crash, the count matches the report. */
+static void test_binary_input(void **state)
+{
+    (void)state;
+    static const char junk[] = "schema \0s;\nstruct \xff\xfe { [[ ]] }}}";
+    int errors;
+    kg_schema *s = (kg_schema *)1;
+    char *got = compile_n(junk, sizeof junk - 1, &errors, &s);
+    assert_null(s);
+    assert_true(errors > 0);
+    assert_non_null(strstr(got, "t.kvs:1:8: error: unexpected byte 0x00"));
+    free(got);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unknown_type),
+        cmocka_unit_test(test_duplicate_record),
+        cmocka_unit_test(test_duplicate_enum_vs_record),
+        cmocka_unit_test(test_duplicate_field),
+        cmocka_unit_test(test_duplicate_enumerator),
+        cmocka_unit_test(test_two_key_strategies),
+        cmocka_unit_test(test_index_on_bytes),
+        cmocka_unit_test(test_key_on_struct_with_bytes),
+        cmocka_unit_test(test_missing_record),
+        cmocka_unit_test(test_record_by_value),
+        cmocka_unit_test(test_embedded_has_no_key),
+        cmocka_unit_test(test_unterminated_comment),
+        cmocka_unit_test(test_missing_schema),
+        cmocka_unit_test(test_keyword_name),
+        cmocka_unit_test(test_library_prefix),
+        cmocka_unit_test(test_key_suffix_reserved),
+        cmocka_unit_test(test_record_named_like_schema),
+        cmocka_unit_test(test_array_size_zero),
+        cmocka_unit_test(test_array_too_large),
+        cmocka_unit_test(test_char_array_too_small),
+        cmocka_unit_test(test_bare_char),
+        cmocka_unit_test(test_embedded_cycle),
+        cmocka_unit_test(test_key_cycle),
+        cmocka_unit_test(test_unknown_attribute),
+        cmocka_unit_test(test_duplicate_attribute),
+        cmocka_unit_test(test_attribute_on_wrong_thing),
+        cmocka_unit_test(test_attribute_args),
+        cmocka_unit_test(test_index_in_embedded),
+        cmocka_unit_test(test_enum_out_of_range),
+        cmocka_unit_test(test_enum_implicit_overflow),
+        cmocka_unit_test(test_derived_key_not_fixed),
+        cmocka_unit_test(test_missing_semicolon),
+        cmocka_unit_test(test_stray_character_keeps_tabs),
+        cmocka_unit_test(test_bad_integer),
+        cmocka_unit_test(test_pointer_not_char),
+        cmocka_unit_test(test_empty_struct),
+        cmocka_unit_test(test_too_many_tables),
+        cmocka_unit_test(test_every_error_reported),
+        cmocka_unit_test(test_pets_schema),
+        cmocka_unit_test(test_every_field_type),
+        cmocka_unit_test(test_binary_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
