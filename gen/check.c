@@ -256,6 +256,89 @@ static void declare_all(checker *c)
     }
 }
 
+/* ---- names the emitter generates ------------------------------------------
+ * A type or enumerator named like a generated function (record `user`
+ * gets user_put, user_get, user_by_name, ...) would make the generated C
+ * fail to compile, so it is refused here, at its declaration. */
+
+static const char *const record_suffixes[] = {
+    "_put", "_update", "_insert", "_get", "_remove", "_clear", "_key_clear",
+    "_cursor", "_scan", "_scan_prefix", "_next", "_close", "_derive_key"};
+static const char *const index_suffixes[] = {"", "_range", "_prefix"};
+static const char *const schema_suffixes[] = {
+    "_get", "_remove", "_clear", "_schema", "_tables", "_indexes"};
+
+/* Does `name` equal base + one of the suffixes? */
+static int is_derived(const char *name, const char *base,
+                      const char *const *suffixes, size_t n)
+{
+    size_t len = strlen(base);
+    if (strncmp(name, base, len) != 0)
+        return 0;
+    return in_list(name + len, suffixes, n);
+}
+
+/* An index function name: <record>_by_<field>[_range|_prefix]. */
+static int is_index_function(const char *name, const kg_record *r)
+{
+    size_t len = strlen(r->name);
+    if (strncmp(name, r->name, len) != 0 || strncmp(name + len, "_by_", 4) != 0)
+        return 0;
+    for (size_t i = 0; i < r->nfields; i++)
+        if ((r->fields[i].attrs & KG_ATTR_INDEX) &&
+            is_derived(name + len + 4, r->fields[i].name, index_suffixes,
+                       sizeof index_suffixes / sizeof *index_suffixes))
+            return 1;
+    return 0;
+}
+
+/* The generated owner of `name` ("record 'user'", "schema 'pets'"), or NULL. */
+static const char *generated_owner(const kg_schema *s, const char *name,
+                                   const char **owner)
+{
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i];
+        if (is_derived(name, r->name, record_suffixes,
+                       sizeof record_suffixes / sizeof *record_suffixes) ||
+            is_index_function(name, r)) {
+            *owner = r->name;
+            return "record";
+        }
+    }
+    if (s->name && is_derived(name, s->name, schema_suffixes,
+                              sizeof schema_suffixes / sizeof *schema_suffixes)) {
+        *owner = s->name;
+        return "schema";
+    }
+    return NULL;
+}
+
+static void refuse_generated(checker *c, const char *name, kg_loc loc)
+{
+    const char *owner = NULL;
+    const char *what = generated_owner(c->s, name, &owner);
+    if (what)
+        kg_error(c->d, loc,
+                 "'%s' is a name kivis-gen generates for %s '%s'; choose "
+                 "another",
+                 name, what, owner);
+}
+
+static void check_generated_names(checker *c)
+{
+    const kg_schema *s = c->s;
+    for (size_t i = 0; i < s->nenums; i++) {
+        const kg_enum *e = &s->enums[i];
+        refuse_generated(c, e->name, e->loc);
+        for (size_t j = 0; j < e->count; j++)
+            refuse_generated(c, e->names[j], kg_where(c->d, e->names[j], e->loc));
+    }
+    for (size_t i = 0; i < s->nstructs; i++)
+        refuse_generated(c, s->structs[i].name, s->structs[i].loc);
+    for (size_t i = 0; i < s->nrecords; i++)
+        refuse_generated(c, s->records[i].name, s->records[i].loc);
+}
+
 /* Field names are checked per struct: duplicates and reserved words. */
 static void check_field_names(checker *c, kg_field *f, size_t n,
                               const char *what, const char *owner)
@@ -643,6 +726,7 @@ void kg_check(kg_schema *s, kg_diag *d)
         return;
     }
     declare_all(&c);
+    check_generated_names(&c);
     check_all_fields(&c);
     number_tables(&c);
     walk_graph(&c);

@@ -90,6 +90,26 @@ static void test_duplicate_record(void **state)
                  "       ^\n");
 }
 
+static void test_name_of_a_generated_function(void **state)
+{
+    (void)state;
+    /* user_put and user_by_name are functions generated for record user */
+    expect_error("schema s;\n"
+                 "struct user { [[index]] char *name; };\n"
+                 "struct user_put { int32_t x; };\n",
+                 "t.kvs:3:8: error: 'user_put' is a name kivis-gen generates "
+                 "for record 'user'; choose another\n"
+                 "struct user_put { int32_t x; };\n"
+                 "       ^\n");
+    expect_error("schema s;\n"
+                 "enum user_by_name { A };\n"
+                 "struct user { [[index]] char *name; };\n",
+                 "t.kvs:2:6: error: 'user_by_name' is a name kivis-gen "
+                 "generates for record 'user'; choose another\n"
+                 "enum user_by_name { A };\n"
+                 "     ^\n");
+}
+
 static void test_duplicate_enum_vs_record(void **state)
 {
     (void)state;
@@ -697,6 +717,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unknown_type),
         cmocka_unit_test(test_duplicate_record),
+        cmocka_unit_test(test_name_of_a_generated_function),
         cmocka_unit_test(test_duplicate_enum_vs_record),
         cmocka_unit_test(test_duplicate_field),
         cmocka_unit_test(test_duplicate_enumerator),
