@@ -11,6 +11,7 @@
 #include <kivis/lmdb.h>
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,76 @@ static void test_schema_change_on_reopen(void **state)
     kivis_close(db);
 }
 
+/* The pets schema grown compatibly: user gains a trailing field, and a
+ * new record `note` appears. */
+typedef struct user2 {
+    char *name;
+    char *email;
+    uint32_t age;
+    int64_t score; /* new */
+} user2;
+typedef struct note_key { uint64_t id; } note_key;
+typedef struct note { char *text; } note;
+
+static const kivis_field user2_fields[] = {
+    {"name", KIVIS_STRING, 0, offsetof(user2, name), sizeof(char *), NULL, NULL, 0},
+    {"email", KIVIS_STRING, 0, offsetof(user2, email), sizeof(char *), NULL, NULL, 0},
+    {"age", KIVIS_U32, 0, offsetof(user2, age), 4, NULL, NULL, 0},
+    {"score", KIVIS_I64, 0, offsetof(user2, score), 8, NULL, NULL, 0},
+};
+static const kivis_struct_desc user2_desc = {"user", sizeof(user2), 4, user2_fields};
+static const kivis_field note_key_fields[] = {
+    {"id", KIVIS_U64, 0, offsetof(note_key, id), 8, NULL, NULL, 0}};
+static const kivis_struct_desc note_key_desc = {"note_key", sizeof(note_key), 1,
+                                                note_key_fields};
+static const kivis_field note_fields[] = {
+    {"text", KIVIS_STRING, 0, offsetof(note, text), sizeof(char *), NULL, NULL, 0}};
+static const kivis_struct_desc note_desc = {"note", sizeof(note), 1, note_fields};
+
+static void test_appended_field_and_new_record(void **state)
+{
+    fx *f = *state;
+    kivis_db *db;
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    put_user(db, "old", 70);
+    kivis_close(db);
+    reopen(f, 0, 0);
+    kivis_table_desc tables[5];
+    memcpy(tables, pets_schema.tables, 4 * sizeof *tables);
+    tables[PETS_USER].record = &user2_desc;
+    tables[4] = (kivis_table_desc){"note", &note_desc, &note_key_desc, KIVIS_KEY_AUTO,
+                                   NULL, NULL, 0, NULL};
+    kivis_schema_desc grown = {"pets", 5, tables};
+    assert_int_equal(kivis_open(f->st, &grown, NULL, &db), KIVIS_OK);
+    user2 u;
+    user_key k = {1};
+    assert_int_equal(kivis_get(db, PETS_USER, &k, &u), KIVIS_OK);
+    assert_string_equal(u.name, "old");
+    assert_int_equal(u.age, 70);
+    assert_int_equal(u.score, 0); /* written before the field existed */
+    kivis_record_clear(db, PETS_USER, &u);
+    user2 nu = {"new", "n@x", 1, -5};
+    assert_int_equal(kivis_put(db, PETS_USER, &nu, &k), KIVIS_OK);
+    note n = {"hello"};
+    note_key nk;
+    assert_int_equal(kivis_put(db, 4, &n, &nk), KIVIS_OK);
+    assert_int_equal(nk.id, 1);
+    kivis_close(db);
+    reopen(f, 0, 0);
+    assert_int_equal(kivis_open(f->st, &grown, NULL, &db), KIVIS_OK);
+    assert_int_equal(kivis_get(db, PETS_USER, &k, &u), KIVIS_OK);
+    assert_int_equal(u.score, -5);
+    kivis_record_clear(db, PETS_USER, &u);
+    assert_int_equal(users_named(db, "new"), 1);
+    kivis_close(db);
+    /* The old schema still opens: its records are a prefix of the stored
+     * ones, but dropping a field is refused. */
+    char msg[200];
+    kivis_options o = {NULL, KIVIS_SYNC, msg, sizeof msg};
+    assert_int_equal(kivis_open(f->st, &pets_schema, &o, &db), KIVIS_ESCHEMA);
+    assert_non_null(strstr(msg, "score"));
+}
+
 static void test_nosync_commits_are_kept(void **state)
 {
     fx *f = *state;
@@ -366,6 +437,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records_indexes_and_ids_persist, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_schema_change_on_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_appended_field_and_new_record, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_nosync_commits_are_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_and_writers, setup, teardown),
         cmocka_unit_test(test_bad_paths),
