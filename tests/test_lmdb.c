@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 typedef struct fx {
@@ -316,6 +317,45 @@ static void test_nosync_commits_are_kept(void **state)
     kivis_close(db);
 }
 
+/* A real full disk: a 2 MiB tmpfs under a store whose map could grow to
+ * 64 MiB.  Needs root and mount(2); skipped where either is missing. */
+static void test_full_disk_is_efull_and_consistent(void **state)
+{
+    (void)state;
+    char dir[256], store[300];
+    kt_tempdir(dir, sizeof dir);
+    if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, "size=2m") != 0) {
+        kt_rmdir(dir);
+        skip();
+    }
+    snprintf(store, sizeof store, "%s/db", dir);
+    kivis_lmdb_options o = {NULL, 1 << 20, 64 << 20, 0};
+    kivis_storage *st;
+    assert_int_equal(kivis_lmdb_open(store, &o, &st), KIVIS_OK);
+    int rc = KIVIS_OK, batches = 0;
+    char *before = NULL;
+    while (rc == KIVIS_OK && batches < 100) {
+        free(before);
+        before = kt_dump(st);
+        rc = put_n(st, batches * 64, 64, 4096);
+        batches += rc == KIVIS_OK;
+    }
+    assert_int_equal(rc, KIVIS_EFULL);
+    assert_true(batches > 0);
+    char *after = kt_dump(st);
+    assert_string_equal(before, after);
+    free(after);
+    kivis_storage_close(st);
+    assert_int_equal(kivis_lmdb_open(store, &o, &st), KIVIS_OK);
+    after = kt_dump(st);
+    assert_string_equal(before, after); /* openable, and what was committed */
+    free(after);
+    free(before);
+    kivis_storage_close(st);
+    umount(dir);
+    kt_rmdir(dir);
+}
+
 static void test_limits_and_writers(void **state)
 {
     fx *f = *state;
@@ -441,6 +481,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_nosync_commits_are_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_and_writers, setup, teardown),
+        cmocka_unit_test(test_full_disk_is_efull_and_consistent),
         cmocka_unit_test(test_bad_paths),
         cmocka_unit_test_setup_teardown(test_readers_never_see_half_a_transaction, setup,
                                         teardown),

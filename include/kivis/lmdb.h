@@ -12,7 +12,8 @@
  * first; the writer waits up to ten seconds for them, and past map_size_max or
  * that wait the write fails with KIVIS_EFULL, the transaction stays usable
  * for abort, and the database stays consistent and openable.  A full disk
- * is KIVIS_EFULL too.
+ * is KIVIS_EFULL too (LMDB reports a short write as EIO; when the disk
+ * then lacks room for the transaction, the backend says KIVIS_EFULL).
  *
  * Durability: kivis commits with KIVIS_SYNC flush to disk before returning
  * (LMDB's default); KIVIS_NOSYNC commits skip the flush (MDB_NOSYNC): they

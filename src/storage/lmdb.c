@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 /* Readers are short in practice; one that outlives this wait (say, held
@@ -247,6 +248,23 @@ static int recover_full(lmdb_txn *lt)
     return status_of(rc);
 }
 
+/* LMDB reports a short write as EIO, which is how a full disk shows up:
+ * call it full when the disk lacks room for this transaction's writes
+ * (the redo log's size) plus some slack. */
+static int classify_write_error(const lmdb_txn *lt, int rc)
+{
+    if (rc != MDB_SUCCESS && rc != EIO && rc != ENOSPC)
+        return status_of(rc);
+    if (rc == MDB_SUCCESS)
+        return KIVIS_OK;
+    const char *path = NULL;
+    struct statvfs vfs;
+    if (mdb_env_get_path(lt->ls->env, &path) == 0 && statvfs(path, &vfs) == 0 &&
+        (unsigned long long)vfs.f_bavail * vfs.f_frsize < lt->log_len + (1u << 20))
+        return KIVIS_EFULL;
+    return status_of(rc);
+}
+
 /* ---- transaction methods ---------------------------------------------- */
 
 static lmdb_txn *txn_of(kivis_storage_txn *txn)
@@ -305,9 +323,10 @@ static int write_op(kivis_storage_txn *txn, unsigned char op, kivis_slice key,
     rc = apply_op(lt, op, key, value);
     if (rc == MDB_MAP_FULL)
         return recover_full(lt); /* replays this write too */
+    int status = classify_write_error(lt, rc);
     if (rc)
         lt->log_len -= 1 + 2 * sizeof(size_t) + key.len + value.len;
-    return status_of(rc);
+    return status;
 }
 
 static int lm_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
@@ -358,18 +377,20 @@ static int lm_commit(kivis_storage_txn *txn, int durability)
         return KIVIS_OK;
     }
     set_sync(lt->ls, durability); /* we hold the write lock */
-    int rc;
+    int status;
     for (;;) {
-        rc = mdb_txn_commit(lt->t); /* frees the MDB txn, whatever it says */
+        int rc = mdb_txn_commit(lt->t); /* frees the MDB txn, whatever it says */
         lt->t = NULL;
-        if (rc != MDB_MAP_FULL)
+        if (rc != MDB_MAP_FULL) {
+            status = classify_write_error(lt, rc);
             break;
-        rc = recover_full(lt);
-        if (rc != KIVIS_OK)
+        }
+        status = recover_full(lt); /* grow, replay, then commit again */
+        if (status != KIVIS_OK)
             break;
     }
     lm_abort(txn); /* frees; lt->t is NULL unless recovery failed midway */
-    return rc == MDB_MAP_FULL ? KIVIS_EFULL : status_of(rc);
+    return status;
 }
 
 /* ---- cursors ---------------------------------------------------------- */
