@@ -1,7 +1,7 @@
 # Thin front for the CMake build: every command is one word.
 #   make          build the library, examples and tests (release, build/release)
-#   make demo     run the end-to-end example on the memory backend
-#   make test     every test: ctest under ASan+UBSan, valgrind, fuzzers (FUZZ_SECONDS each)
+#   make demo     the pets example end to end (generated API, LMDB in a temp dir)
+#   make test     every test: ctest under ASan+UBSan, TSan, valgrind, fuzzers (FUZZ_SECONDS each)
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 20)
 #   make bench    run the benchmarks
 #   make install  install the release build under PREFIX (default /usr/local;
