@@ -268,75 +268,74 @@ static const char *const index_suffixes[] = {"", "_range", "_prefix"};
 static const char *const schema_suffixes[] = {
     "_get", "_remove", "_clear", "_schema", "_tables", "_indexes"};
 
-/* Does `name` equal base + one of the suffixes? */
-static int is_derived(const char *name, const char *base,
-                      const char *const *suffixes, size_t n)
+#define COUNT(a) (sizeof a / sizeof a[0])
+
+/* a + b + c + d in a new string (NULL when out of memory); upper != 0
+ * upper-cases it, for the emitted table and index constants. */
+static char *join(const char *a, const char *b, const char *c, const char *d,
+                  int upper)
 {
-    size_t len = strlen(base);
-    if (strncmp(name, base, len) != 0)
-        return 0;
-    return in_list(name + len, suffixes, n);
+    size_t n = strlen(a) + strlen(b) + strlen(c) + strlen(d) + 1;
+    char *s = malloc(n);
+    if (!s)
+        return NULL;
+    snprintf(s, n, "%s%s%s%s", a, b, c, d);
+    for (char *p = s; upper && *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    return s;
 }
 
-/* An index function name: <record>_by_<field>[_range|_prefix]. */
-static int is_index_function(const char *name, const kg_record *r)
+/* Report the declaration that takes the generated name `name` (owned). */
+static void refuse_declared(checker *c, char *name, const char *what,
+                            const char *owner)
 {
-    size_t len = strlen(r->name);
-    if (strncmp(name, r->name, len) != 0 || strncmp(name + len, "_by_", 4) != 0)
-        return 0;
-    for (size_t i = 0; i < r->nfields; i++)
-        if ((r->fields[i].attrs & KG_ATTR_INDEX) &&
-            is_derived(name + len + 4, r->fields[i].name, index_suffixes,
-                       sizeof index_suffixes / sizeof *index_suffixes))
-            return 1;
-    return 0;
-}
-
-/* The generated owner of `name` ("record 'user'", "schema 'pets'"), or NULL. */
-static const char *generated_owner(const kg_schema *s, const char *name,
-                                   const char **owner)
-{
-    for (size_t i = 0; i < s->nrecords; i++) {
-        const kg_record *r = &s->records[i];
-        if (is_derived(name, r->name, record_suffixes,
-                       sizeof record_suffixes / sizeof *record_suffixes) ||
-            is_index_function(name, r)) {
-            *owner = r->name;
-            return "record";
-        }
+    if (!name) {
+        kg_oom(c->d);
+        return;
     }
-    if (s->name && is_derived(name, s->name, schema_suffixes,
-                              sizeof schema_suffixes / sizeof *schema_suffixes)) {
-        *owner = s->name;
-        return "schema";
-    }
-    return NULL;
-}
-
-static void refuse_generated(checker *c, const char *name, kg_loc loc)
-{
-    const char *owner = NULL;
-    const char *what = generated_owner(c->s, name, &owner);
-    if (what)
-        kg_error(c->d, loc,
+    const entry *e = lookup(&c->global, name);
+    if (e && e->kind != N_KEY)
+        kg_error(c->d, e->loc,
                  "'%s' is a name kivis-gen generates for %s '%s'; choose "
                  "another",
                  name, what, owner);
+    free(name);
+}
+
+/* Each generated name is looked up once: linear in the schema's size. */
+static void check_record_names(checker *c, const kg_record *r)
+{
+    const char *schema = c->s->name;
+    for (size_t j = 0; j < COUNT(record_suffixes); j++)
+        refuse_declared(c, join(r->name, record_suffixes[j], "", "", 0),
+                        "record", r->name);
+    refuse_declared(c, join(schema, "_", r->name, "", 1), "record", r->name);
+    for (size_t f = 0; f < r->nfields; f++) {
+        if (!(r->fields[f].attrs & KG_ATTR_INDEX))
+            continue;
+        for (size_t j = 0; j < COUNT(index_suffixes); j++)
+            refuse_declared(c, join(r->name, "_by_", r->fields[f].name,
+                                    index_suffixes[j], 0),
+                            "record", r->name);
+        char *base = join(schema, "_", r->name, "_by_", 0);
+        if (base)
+            refuse_declared(c, join(base, r->fields[f].name, "", "", 1),
+                            "record", r->name);
+        free(base);
+    }
 }
 
 static void check_generated_names(checker *c)
 {
     const kg_schema *s = c->s;
-    for (size_t i = 0; i < s->nenums; i++) {
-        const kg_enum *e = &s->enums[i];
-        refuse_generated(c, e->name, e->loc);
-        for (size_t j = 0; j < e->count; j++)
-            refuse_generated(c, e->names[j], kg_where(c->d, e->names[j], e->loc));
-    }
-    for (size_t i = 0; i < s->nstructs; i++)
-        refuse_generated(c, s->structs[i].name, s->structs[i].loc);
+    if (!s->name)
+        return;
     for (size_t i = 0; i < s->nrecords; i++)
-        refuse_generated(c, s->records[i].name, s->records[i].loc);
+        check_record_names(c, &s->records[i]);
+    for (size_t j = 0; j < COUNT(schema_suffixes); j++)
+        refuse_declared(c, join(s->name, schema_suffixes[j], "", "", 0),
+                        "schema", s->name);
 }
 
 /* Field names are checked per struct: duplicates and reserved words. */

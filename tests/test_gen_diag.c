@@ -108,6 +108,14 @@ static void test_name_of_a_generated_function(void **state)
                  "generates for record 'user'; choose another\n"
                  "enum user_by_name { A };\n"
                  "     ^\n");
+    /* S_USER is the table constant of record user in schema s */
+    expect_error("schema s;\n"
+                 "enum e { S_USER };\n"
+                 "struct user { int32_t x; };\n",
+                 "t.kvs:2:10: error: 'S_USER' is a name kivis-gen generates "
+                 "for record 'user'; choose another\n"
+                 "enum e { S_USER };\n"
+                 "         ^\n");
 }
 
 static void test_duplicate_enum_vs_record(void **state)
