@@ -2,7 +2,7 @@
 # CMakeLists.txt.  Layout under the prefix:
 #   lib/libkivis.a, lib/libkivis.so{,.0,.0.1.0}
 #   include/kivis.h, include/kivis/*.h
-#   bin/kivis-gen
+#   bin/kivis-gen, bin/kivis
 #   lib/pkgconfig/kivis.pc
 #   lib/cmake/kivis/{kivisConfig,kivisConfigVersion,kivisTargets*,KivisGenerate}.cmake
 #
@@ -34,6 +34,11 @@ if(TARGET kivis-gen)
   list(APPEND kivis_install_targets kivis-gen)
 endif()
 include(${CMAKE_CURRENT_LIST_DIR}/KivisGenerate.cmake)
+
+# The kivis tool, next to kivis-gen; a program, not part of the package.
+if(TARGET kivis_cli)
+  install(TARGETS kivis_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 
 install(TARGETS ${kivis_install_targets}
   EXPORT kivisTargets

@@ -1,16 +1,25 @@
 /*
- * The pets session of DESIGN.md, end to end on the in-memory B+tree, on the
- * API kivis-gen generates from pets.kvs: auto-increment, composite and
- * derived keys, index lookups (exact, prefix, range), following a foreign
- * key, a transaction, removal with its index entries, reverse scans.
+ * The pets session of DESIGN.md, end to end on the API kivis-gen generates
+ * from pets.kvs: auto-increment, composite and derived keys, index lookups
+ * (exact, prefix, range), following a foreign key, a transaction, removal
+ * with its index entries, reverse scans.
+ *
+ *   example_pets                 LMDB in a fresh temporary directory,
+ *                                removed at the end
+ *   example_pets --lmdb DIR      LMDB in DIR, kept (kivis dump DIR reads it)
+ *   example_pets --memory        the in-memory B+tree
  */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+
 #include "pets.kivis.h"
 
+#include <kivis/lmdb.h>
 #include <kivis/memory.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void check(kivis_db *db, int rc, const char *what)
 {
@@ -183,12 +192,83 @@ static void add_blob(kivis_db *db)
     blob_clear(db, &again);
 }
 
-int main(void)
+/* The temporary LMDB directory, removed at exit (check() exits too). */
+static char temp_dir[4096];
+
+static void remove_temp_dir(void)
+{
+    /* An LMDB environment is these two files; nothing else goes there. */
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    char path[sizeof temp_dir + 16];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", temp_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(temp_dir);
+}
+
+static void make_temp_dir(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(temp_dir, sizeof temp_dir, "%s/kivis-pets-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(temp_dir)) {
+        perror("pets: mkdtemp");
+        exit(1);
+    }
+    atexit(remove_temp_dir);
+}
+
+/* Open the store the command line asks for: [--memory | --lmdb DIR]. */
+static kivis_storage *open_store(int argc, char **argv)
 {
     kivis_storage *st;
+    if (argc == 2 && !strcmp(argv[1], "--memory")) {
+        check(NULL, kivis_memory_open(NULL, &st), "memory_open");
+        printf("store: in memory\n");
+        return st;
+    }
+    const char *dir;
+    if (argc == 3 && !strcmp(argv[1], "--lmdb")) {
+        dir = argv[2];
+        printf("store: LMDB in %s (kept)\n", dir);
+    } else if (argc == 1) {
+        make_temp_dir();
+        dir = temp_dir;
+        printf("store: LMDB in %s (temporary, removed at the end)\n", dir);
+    } else {
+        fprintf(stderr, "usage: %s [--memory | --lmdb DIR]\n", argv[0]);
+        exit(2);
+    }
+    check(NULL, kivis_lmdb_open(dir, NULL, &st), "lmdb_open");
+    return st;
+}
+
+/* The session's keys and output assume a new store: --lmdb DIR of an
+ * earlier run would hold its pets, whose owner alice is gone. */
+static int holds_users(kivis_db *db)
+{
+    user_cursor c;
+    int rc;
+    check(db, user_scan(db, NULL, NULL, 0, &c), "user_scan");
+    rc = user_next(&c, NULL, NULL);
+    user_close(&c);
+    check_end(db, rc, "user_next");
+    return rc == KIVIS_OK;
+}
+
+int main(int argc, char **argv)
+{
     kivis_db *db;
-    check(NULL, kivis_memory_open(NULL, &st), "memory_open");
+    kivis_storage *st = open_store(argc, argv);
     check(NULL, kivis_open(st, &pets_schema, NULL, &db), "open");
+    if (holds_users(db)) {
+        fprintf(stderr, "pets: the store already holds users; give --lmdb "
+                        "a new or empty directory\n");
+        kivis_close(db);
+        kivis_storage_close(st);
+        return 1;
+    }
     printf("opened schema \"%s\" on the %s backend\n\n", pets_schema.name,
            st->methods->name);
 

@@ -86,6 +86,13 @@ int kivis__prefix_end(const kivis_buf *p, kivis_buf *end, bool *unbounded);
 int kivis__check_key_size(kivis_db *db, const kivis_table_state *ts,
                           size_t len);
 
+/* Every index entry key of `rec` (pk = its encoded primary key, without
+ * the table prefix), back to back in `out`, the length of each in `lens`
+ * (room for the table's nindexes) (record.c). */
+int kivis__index_entries(kivis_db *db, const kivis_table_state *ts,
+                         const void *rec, kivis_slice pk, kivis_buf *out,
+                         size_t *lens);
+
 /* End every scan running on the user's transaction (scan.c). */
 void kivis__detach_scans(kivis_db *db);
 

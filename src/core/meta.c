@@ -15,12 +15,11 @@
  *   sig:    kind count chars_size flags [enum: name n (name zigzag)*]
  *           [struct: name n (name sig)*]
  */
-#include "engine.h"
+#include "metafmt.h"
 
 #include <string.h>
 
-static const uint8_t schema_key[] = {0x00, 0x00, 's', 'c', 'h', 'e', 'm', 'a'};
-#define META_FORMAT 1u
+const uint8_t kivis__schema_key[8] = {0x00, 0x00, 's', 'c', 'h', 'e', 'm', 'a'};
 
 /* ---- small readers and writers ---------------------------------------- */
 
@@ -33,34 +32,6 @@ static int put_str(kivis_buf *b, const char *s, size_t n)
 static int put_cstr(kivis_buf *b, const char *s)
 {
     return put_str(b, s, strlen(s));
-}
-
-static int get_u32(kivis_reader *r, uint32_t *v)
-{
-    uint64_t x;
-    int rc = kivis__varint_get(r, &x);
-    if (!rc && x > UINT32_MAX)
-        rc = KIVIS_ECORRUPT;
-    *v = (uint32_t)x;
-    return rc;
-}
-
-static int get_str(kivis_reader *r, kivis_slice *s)
-{
-    uint64_t n;
-    int rc = kivis__varint_get(r, &n);
-    if (rc)
-        return rc;
-    if (n > (uint64_t)(r->end - r->p))
-        return KIVIS_ECORRUPT;
-    *s = kivis_slice_make(r->p, (size_t)n);
-    r->p += n;
-    return KIVIS_OK;
-}
-
-static bool str_is(kivis_slice s, const char *c)
-{
-    return s.len == strlen(c) && !memcmp(s.data, c, s.len);
 }
 
 /* ---- signatures ----------------------------------------------------------- */
@@ -152,21 +123,25 @@ static int put_table(kivis_buf *b, const kivis_table_state *ts,
 
 /* ---- the stored schema, parsed in place ------------------------------- */
 
-typedef struct stored_table {
-    uint32_t id, key_kind, version, next_index;
-    kivis_slice name;
-    kivis_reader keys, fields, indexes; /* each at its first entry */
-    uint32_t nkeys, nfields, nindexes;
-    kivis_slice span; /* the whole entry, to copy it unchanged */
-} stored_table;
+int kivis__meta_index(kivis_reader *r, kivis_meta_index *ix)
+{
+    int rc = kivis__meta_u32(r, &ix->id);
+    if (!rc)
+        rc = kivis__meta_str(r, &ix->name);
+    if (!rc)
+        rc = kivis__meta_str(r, &ix->field);
+    if (!rc)
+        rc = kivis__meta_u32(r, &ix->flags);
+    return rc;
+}
 
 static int skip_pairs(kivis_reader *r, uint32_t n)
 {
     kivis_slice a, b;
     for (uint32_t i = 0; i < n; i++) {
-        int rc = get_str(r, &a);
+        int rc = kivis__meta_str(r, &a);
         if (!rc)
-            rc = get_str(r, &b);
+            rc = kivis__meta_str(r, &b);
         if (rc)
             return rc;
     }
@@ -175,52 +150,62 @@ static int skip_pairs(kivis_reader *r, uint32_t n)
 
 static int skip_indexes(kivis_reader *r, uint32_t n)
 {
+    kivis_meta_index ix;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t id, flags;
-        kivis_slice name, field;
-        int rc = get_u32(r, &id);
-        if (!rc)
-            rc = get_str(r, &name);
-        if (!rc)
-            rc = get_str(r, &field);
-        if (!rc)
-            rc = get_u32(r, &flags);
+        int rc = kivis__meta_index(r, &ix);
         if (rc)
             return rc;
     }
     return KIVIS_OK;
 }
 
-static int parse_table(kivis_reader *r, stored_table *t)
+int kivis__meta_table(kivis_reader *r, kivis_meta_table *t)
 {
     const uint8_t *start = r->p;
-    int rc = get_u32(r, &t->id);
+    int rc = kivis__meta_u32(r, &t->id);
     if (!rc)
-        rc = get_str(r, &t->name);
+        rc = kivis__meta_str(r, &t->name);
     if (!rc)
-        rc = get_u32(r, &t->key_kind);
+        rc = kivis__meta_u32(r, &t->key_kind);
     if (!rc)
-        rc = get_u32(r, &t->version);
+        rc = kivis__meta_u32(r, &t->version);
     if (!rc)
-        rc = get_u32(r, &t->next_index);
+        rc = kivis__meta_u32(r, &t->next_index);
     if (!rc)
-        rc = get_u32(r, &t->nkeys);
+        rc = kivis__meta_u32(r, &t->nkeys);
     t->keys = *r;
     if (!rc)
         rc = skip_pairs(r, t->nkeys);
     if (!rc)
-        rc = get_u32(r, &t->nfields);
+        rc = kivis__meta_u32(r, &t->nfields);
     t->fields = *r;
     if (!rc)
         rc = skip_pairs(r, t->nfields);
     if (!rc)
-        rc = get_u32(r, &t->nindexes);
+        rc = kivis__meta_u32(r, &t->nindexes);
     t->indexes = *r;
     if (!rc)
         rc = skip_indexes(r, t->nindexes);
     if (!rc && (t->id == 0 || t->id > KIVIS_ID_MAX))
         rc = KIVIS_ECORRUPT;
     t->span = kivis_slice_make(start, (size_t)(r->p - start));
+    return rc;
+}
+
+int kivis__meta_header(kivis_reader *r, kivis_meta_header *h)
+{
+    if (r->end - r->p < 3 || memcmp(r->p, "KVS", 3))
+        return KIVIS_ECORRUPT;
+    r->p += 3;
+    int rc = kivis__meta_u32(r, &h->format);
+    if (!rc && h->format != KIVIS_META_FORMAT)
+        rc = KIVIS_EVERSION;
+    if (!rc)
+        rc = kivis__meta_str(r, &h->name);
+    if (!rc)
+        rc = kivis__meta_u32(r, &h->next_table);
+    if (!rc)
+        rc = kivis__meta_u32(r, &h->ntables);
     return rc;
 }
 
@@ -240,9 +225,9 @@ static int check_fields(kivis_db *db, const char *table, const char *what,
 {
     for (uint32_t i = 0; i < n; i++) {
         kivis_slice name, sig;
-        int rc = get_str(&r, &name);
+        int rc = kivis__meta_str(&r, &name);
         if (!rc)
-            rc = get_str(&r, &sig);
+            rc = kivis__meta_str(&r, &sig);
         if (rc)
             return rc;
         if (i >= sd->nfields)
@@ -251,7 +236,7 @@ static int check_fields(kivis_db *db, const char *table, const char *what,
                                "schema (removing fields is not supported)",
                                table, what, (int)name.len, (const char *)name.data);
         const kivis_field *f = &sd->fields[i];
-        if (!str_is(name, f->name))
+        if (!kivis__meta_str_is(name, f->name))
             return kivis__fail(db, KIVIS_ESCHEMA,
                                "table %s: %s %u is '%.*s' in the store but "
                                "'%s' in the schema (fields may only be appended)",
@@ -277,32 +262,27 @@ static int check_fields(kivis_db *db, const char *table, const char *what,
 static int find_compiled_index(const kivis_table_desc *td, kivis_slice name)
 {
     for (uint32_t i = 0; i < td->nindexes; i++)
-        if (str_is(name, td->indexes[i].name))
+        if (kivis__meta_str_is(name, td->indexes[i].name))
             return (int)i;
     return -1;
 }
 
 /* Match stored indexes to compiled ones: keep ids, plan drops and new ids. */
 static int plan_indexes(kivis_db *db, kivis_table_state *ts,
-                        const stored_table *st, meta_plan *plan, uint32_t *next)
+                        const kivis_meta_table *st, meta_plan *plan, uint32_t *next)
 {
     const kivis_table_desc *td = ts->desc;
     for (uint32_t i = 0; i < td->nindexes; i++)
         ts->index_ids[i] = UINT32_MAX;
     kivis_reader r = st->indexes;
     for (uint32_t i = 0; i < st->nindexes; i++) {
-        uint32_t id, flags;
-        kivis_slice name, field;
-        int rc = get_u32(&r, &id);
-        if (!rc)
-            rc = get_str(&r, &name);
-        if (!rc)
-            rc = get_str(&r, &field);
-        if (!rc)
-            rc = get_u32(&r, &flags);
+        kivis_meta_index six;
+        int rc = kivis__meta_index(&r, &six);
         if (rc)
             return rc;
-        int c = find_compiled_index(td, name);
+        uint32_t id = six.id, flags = six.flags;
+        kivis_slice field = six.field;
+        int c = find_compiled_index(td, six.name);
         if (c < 0) {
             plan->changed = true;
             rc = kivis__varint_put(&plan->drops, st->id);
@@ -313,7 +293,7 @@ static int plan_indexes(kivis_db *db, kivis_table_state *ts,
             continue;
         }
         const kivis_index_desc *ix = &td->indexes[c];
-        if (!str_is(field, td->record->fields[ix->field].name) ||
+        if (!kivis__meta_str_is(field, td->record->fields[ix->field].name) ||
             flags != ix->flags)
             return kivis__fail(db, KIVIS_ESCHEMA,
                                "table %s: index %s changed its field or "
@@ -333,7 +313,7 @@ static int plan_indexes(kivis_db *db, kivis_table_state *ts,
 }
 
 static int match_table(kivis_db *db, kivis_table_state *ts,
-                       const stored_table *st, meta_plan *plan,
+                       const kivis_meta_table *st, meta_plan *plan,
                        uint32_t *next_index, kivis_buf *tmp)
 {
     const kivis_table_desc *td = ts->desc;
@@ -362,7 +342,7 @@ static int match_table(kivis_db *db, kivis_table_state *ts,
 static int compiled_table(const kivis_db *db, kivis_slice name)
 {
     for (uint32_t i = 0; i < db->schema->ntables; i++)
-        if (str_is(name, db->schema->tables[i].name))
+        if (kivis__meta_str_is(name, db->schema->tables[i].name))
             return (int)i;
     return -1;
 }
@@ -379,29 +359,21 @@ static int plan_schema(kivis_db *db, kivis_slice stored, meta_plan *plan)
     if (!seen)
         return KIVIS_ENOMEM;
     memset(seen, 0, n * sizeof *seen);
-    uint32_t next_table = 1, ntables = 0, stored_n = 0, format;
+    uint32_t next_table = 1, ntables = 0, stored_n = 0;
     int rc = KIVIS_OK;
     kivis_reader r = kivis__reader(stored);
     if (stored.data) {
-        kivis_slice name;
-        if (r.end - r.p < 3 || memcmp(r.p, "KVS", 3))
-            rc = KIVIS_ECORRUPT;
-        r.p += rc ? 0 : 3;
-        if (!rc)
-            rc = get_u32(&r, &format);
-        if (!rc && format != META_FORMAT)
-            rc = kivis__fail(db, KIVIS_EVERSION,
-                             "stored schema format %u is not supported", format);
-        if (!rc)
-            rc = get_str(&r, &name);
-        if (!rc)
-            rc = get_u32(&r, &next_table);
-        if (!rc)
-            rc = get_u32(&r, &stored_n);
+        kivis_meta_header h;
+        rc = kivis__meta_header(&r, &h);
+        if (rc == KIVIS_EVERSION)
+            kivis__fail(db, rc, "stored schema format %u is not supported",
+                        h.format);
+        next_table = rc ? next_table : h.next_table;
+        stored_n = rc ? stored_n : h.ntables;
     }
     for (uint32_t i = 0; !rc && i < stored_n; i++) {
-        stored_table st;
-        rc = parse_table(&r, &st);
+        kivis_meta_table st;
+        rc = kivis__meta_table(&r, &st);
         if (rc)
             break;
         int c = compiled_table(db, st.name);
@@ -443,7 +415,7 @@ static int plan_schema(kivis_db *db, kivis_slice stored, meta_plan *plan)
     if (!rc)
         rc = kivis__buf_append(&plan->schema, "KVS", 3);
     if (!rc)
-        rc = kivis__varint_put(&plan->schema, META_FORMAT);
+        rc = kivis__varint_put(&plan->schema, KIVIS_META_FORMAT);
     if (!rc)
         rc = put_cstr(&plan->schema, db->schema->name);
     if (!rc)
@@ -494,9 +466,9 @@ static int drop_indexes(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
     int rc = KIVIS_OK;
     while (!rc && r.p < r.end) {
         uint32_t table, index;
-        rc = get_u32(&r, &table);
+        rc = kivis__meta_u32(&r, &table);
         if (!rc)
-            rc = get_u32(&r, &index);
+            rc = kivis__meta_u32(&r, &index);
         lo.len = 0;
         if (!rc)
             rc = kivis__id_put(&lo, table);
@@ -512,7 +484,7 @@ static int drop_indexes(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
 
 static int apply_plan(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
 {
-    int rc = kivis_txn_put(txn, kivis_slice_make(schema_key, sizeof schema_key),
+    int rc = kivis_txn_put(txn, kivis__schema_key_slice(),
                            kivis_slice_make(plan->schema.data, plan->schema.len));
     if (!rc)
         rc = drop_indexes(db, txn, plan);
@@ -533,7 +505,7 @@ static int load_in(kivis_db *db, kivis_storage_txn *txn, bool write,
     kivis_slice stored = {NULL, 0};
     int rc = plan.first_new ? KIVIS_OK : KIVIS_ENOMEM;
     if (!rc)
-        rc = kivis_txn_get(txn, kivis_slice_make(schema_key, sizeof schema_key),
+        rc = kivis_txn_get(txn, kivis__schema_key_slice(),
                            &stored);
     if (rc == KIVIS_NOTFOUND)
         rc = KIVIS_OK;

@@ -122,9 +122,7 @@ static void advance_auto_id(kivis_table_state *ts, uint64_t id)
 
 /* ---- index entries ----------------------------------------------------- */
 
-/* Every index entry key of `rec` (pk = its encoded primary key, without
- * the table prefix), back to back in `out`, lengths in `lens`. */
-static int index_entries(kivis_db *db, const kivis_table_state *ts,
+int kivis__index_entries(kivis_db *db, const kivis_table_state *ts,
                          const void *rec, kivis_slice pk, kivis_buf *out,
                          size_t *lens)
 {
@@ -222,7 +220,7 @@ static int old_index_entries(kivis_db *db, const kivis_table_state *ts,
                            td->name);
     if (rc)
         return rc;
-    rc = index_entries(db, ts, db->oldrec, pk, &db->oldidx, db->oldlen);
+    rc = kivis__index_entries(db, ts, db->oldrec, pk, &db->oldidx, db->oldlen);
     kivis__struct_free(td->record, db->oldrec, &db->alloc);
     return rc;
 }
@@ -295,7 +293,7 @@ static int write_record(kivis_db *db, const kivis_table_state *ts,
         return rc;
     kivis_slice pk = kivis_slice_make(db->pk.data + prefix_len,
                                       db->pk.len - prefix_len);
-    rc = index_entries(db, ts, rec, pk, &db->newidx, db->newlen);
+    rc = kivis__index_entries(db, ts, rec, pk, &db->newidx, db->newlen);
     if (rc)
         return rc;
     bool had_old = false;
@@ -427,7 +425,7 @@ static int build_one(kivis_db *db, kivis_table_state *ts, kivis_op *op,
         return kivis__fail(db, rc, "%s: a stored record is corrupt", td->name);
     kivis_slice pk = kivis_slice_make(db->pk.data + prefix_len, k.len - prefix_len);
     if (!rc)
-        rc = index_entries(db, ts, db->oldrec, pk, &db->newidx, db->newlen);
+        rc = kivis__index_entries(db, ts, db->oldrec, pk, &db->newidx, db->newlen);
     kivis__struct_free(td->record, db->oldrec, &db->alloc);
     if (!rc)
         rc = check_unique(db, ts, op->txn, pk.len);
