@@ -55,6 +55,23 @@ kivis_slice kivis__range_last(const kivis_bt_range *r)
     return kivis_slice_make(r->last, r->last_len);
 }
 
+int kivis__cursor_args(int op, kivis_slice *key, kivis_slice *value,
+                       kivis_slice *target_buf, const kivis_slice **target)
+{
+    static const kivis_slice none = {NULL, 0};
+    if (!key || op < KIVIS_FIRST || op > KIVIS_SEEK_LE)
+        return KIVIS_EINVAL;
+    bool seek = op == KIVIS_SEEK_GE || op == KIVIS_SEEK_LE;
+    *target_buf = seek ? *key : none;
+    if (!target_buf->data && target_buf->len)
+        return KIVIS_EINVAL;
+    *target = seek ? target_buf : NULL;
+    *key = none;
+    if (value)
+        *value = none;
+    return KIVIS_OK;
+}
+
 static int seek_forward(const kivis_btree *t, const kivis_bt_range *r,
                         const kivis_slice *target, kivis_bt_iter *it)
 {

@@ -90,6 +90,12 @@ kivis_slice kivis__range_last(const kivis_bt_range *r);
 int kivis__range_seek(const kivis_btree *t, const kivis_bt_range *r, int dir,
                       const kivis_slice *target, kivis_bt_iter *it);
 
+/* The common start of a cursor's get: check op and arguments, take a SEEK
+ * op's target out of *key (*target = NULL for the other ops), and clear
+ * the outputs.  KIVIS_OK or KIVIS_EINVAL. */
+int kivis__cursor_args(int op, kivis_slice *key, kivis_slice *value,
+                       kivis_slice *target_buf, const kivis_slice **target);
+
 /* memcmp order with shorter-first tie break: <0, 0, >0. */
 int kivis__key_cmp(kivis_slice a, kivis_slice b);
 

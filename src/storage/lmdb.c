@@ -491,20 +491,15 @@ static int lc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
                   kivis_slice *value)
 {
     lmdb_cursor *c = (lmdb_cursor *)cur;
-    if (!key || op < KIVIS_FIRST || op > KIVIS_SEEK_LE)
-        return KIVIS_EINVAL;
-    bool is_seek = op == KIVIS_SEEK_GE || op == KIVIS_SEEK_LE;
-    kivis_slice target = is_seek ? *key : no_slice;
-    if (!target.data && target.len)
-        return KIVIS_EINVAL;
-    *key = no_slice;
-    if (value)
-        *value = no_slice;
-    int rc = cursor_attach(c);
+    kivis_slice buf;
+    const kivis_slice *target;
+    int rc = kivis__cursor_args(op, key, value, &buf, &target);
+    if (!rc)
+        rc = cursor_attach(c);
     if (rc)
         return rc;
     MDB_val k, v;
-    rc = move(c, op, is_seek ? &target : NULL, &k, &v);
+    rc = move(c, op, target, &k, &v);
     if (rc == MDB_SUCCESS && !kivis__range_has(&c->range, to_slice(k)))
         rc = MDB_NOTFOUND;
     if (rc == MDB_SUCCESS)

@@ -112,16 +112,12 @@ static int mc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
                   kivis_slice *value)
 {
     memory_cursor *c = (memory_cursor *)cur;
-    if (!key || op < KIVIS_FIRST || op > KIVIS_SEEK_LE)
-        return KIVIS_EINVAL;
-    bool is_seek = op == KIVIS_SEEK_GE || op == KIVIS_SEEK_LE;
-    kivis_slice target = is_seek ? *key : no_slice;
-    if (!target.data && target.len)
-        return KIVIS_EINVAL;
-    *key = no_slice;
-    if (value)
-        *value = no_slice;
-    int rc = cursor_move(c, op, is_seek ? &target : NULL);
+    kivis_slice buf;
+    const kivis_slice *target;
+    int rc = kivis__cursor_args(op, key, value, &buf, &target);
+    if (rc)
+        return rc;
+    rc = cursor_move(c, op, target);
     return settle(c, rc, key, value);
 }
 

@@ -331,16 +331,12 @@ static int oc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
                   kivis_slice *value)
 {
     overlay_cursor *c = (overlay_cursor *)cur;
-    if (!key || op < KIVIS_FIRST || op > KIVIS_SEEK_LE)
-        return KIVIS_EINVAL;
-    bool seek = op == KIVIS_SEEK_GE || op == KIVIS_SEEK_LE;
-    kivis_slice target = seek ? *key : no_slice;
-    if (!slice_ok(target))
-        return KIVIS_EINVAL;
-    *key = no_slice;
-    if (value)
-        *value = no_slice;
-    int rc = cursor_move(c, op, seek ? &target : NULL, key, value);
+    kivis_slice buf;
+    const kivis_slice *target;
+    int rc = kivis__cursor_args(op, key, value, &buf, &target);
+    if (rc)
+        return rc;
+    rc = cursor_move(c, op, target, key, value);
     if (rc != KIVIS_OK) {
         *key = no_slice;
         if (value)
