@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install the Debian packages the build, tests and fuzzers need, when missing.
+# Install the Debian packages the build, tests, fuzzers and benchmarks need,
+# when missing.  libdb5.3-dev and gnuplot-nox serve only `make bench`.
 set -euo pipefail
-need=(cmake make gcc g++ clang libclang-rt-14-dev pkg-config libcmocka-dev valgrind liblmdb-dev)
+need=(cmake make gcc g++ clang libclang-rt-14-dev pkg-config libcmocka-dev valgrind liblmdb-dev
+      libsqlite3-dev librocksdb-dev libdb5.3-dev gnuplot-nox)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
