@@ -167,6 +167,44 @@ void kivis_record_clear(kivis_db *db, uint32_t table, void *record);
 /** As kivis_record_clear, for a key struct filled by a scan. */
 void kivis_key_clear(kivis_db *db, uint32_t table, void *key);
 
+/* ---- typed record cache --------------------------------------------- */
+
+/** Counters of one table's record cache (kivis_cache_get_stats). */
+typedef struct kivis_cache_stats {
+    uint64_t hits;          /* kivis_get answered from the cache */
+    uint64_t misses;        /* kivis_get outside a transaction that read storage */
+    uint64_t bypasses;      /* kivis_get inside a transaction (never cached) */
+    uint64_t invalidations; /* entries dropped by put, insert, remove, clear */
+    uint64_t evictions;     /* entries dropped to make room (least recently used) */
+    size_t records;         /* entries held now */
+    size_t capacity;        /* the bound given to kivis_cache_enable */
+} kivis_cache_stats;
+
+/**
+ * Put a cache of up to `max_records` decoded records in front of
+ * kivis_get for `table` (0 removes it; a new bound empties it).  A get
+ * outside a transaction is answered from the cache when it holds the key
+ * (a deep copy into record_out, still cleared with kivis_record_clear), and
+ * otherwise fills it after reading storage.  Gets inside a transaction
+ * bypass the cache, so uncommitted writes never enter it.  Every put,
+ * insert and remove through this handle drops the key first, committed or
+ * not.  Writes by other handles or processes are not seen through a cached
+ * key until it is evicted or kivis_cache_clear drops it.  Scans and index
+ * lookups always read storage.  A cache that runs out of memory only misses.
+ * Memory: the db's allocator; freed by kivis_close.
+ * @return KIVIS_OK; KIVIS_EINVAL (no such table, absurd bound); KIVIS_ENOMEM.
+ */
+int kivis_cache_enable(kivis_db *db, uint32_t table, size_t max_records);
+
+/** Read the counters of `table`'s cache into *out.
+ *  @return KIVIS_OK; KIVIS_NOTFOUND (no cache: *out zeroed); KIVIS_EINVAL. */
+int kivis_cache_get_stats(const kivis_db *db, uint32_t table,
+                          kivis_cache_stats *out);
+
+/** Drop every entry of `table`'s cache (after another writer changed the
+ *  store).  Counters stay; the dropped entries count as invalidations. */
+void kivis_cache_clear(kivis_db *db, uint32_t table);
+
 /* ---- scans and index lookups ---------------------------------------- */
 
 /** kivis_query.mode */

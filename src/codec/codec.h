@@ -134,6 +134,12 @@ int kivis__varint_get(kivis_reader *r, uint64_t *v);
 void kivis__struct_free(const kivis_struct_desc *sd, void *obj,
                         const kivis_allocator *alloc);
 
+/* Deep-copy the struct at `src` into `dst` (overwritten): owned members
+ * get their own memory from `alloc`.  KIVIS_OK, or KIVIS_ENOMEM with dst
+ * zeroed and nothing allocated. */
+int kivis__struct_copy(const kivis_struct_desc *sd, void *dst, const void *src,
+                       const kivis_allocator *alloc);
+
 /* Deep-equal two structs of layout `sd` (strings by content, floats by bits). */
 bool kivis__struct_equal(const kivis_struct_desc *sd, const void *a,
                          const void *b);

@@ -1,5 +1,5 @@
 /* Descriptor-driven helpers shared by keys and values: enum checks,
- * freeing owned members, deep equality. */
+ * freeing owned members, deep copy, deep equality. */
 #include "codec_int.h"
 
 /* Schema enums are nearly always 0, 1, 2 ... in order, so a value that
@@ -115,6 +115,88 @@ void kivis__struct_free(const kivis_struct_desc *sd, void *obj,
 {
     free_owned(sd, obj, kivis__alloc_or_default(alloc));
     memset(obj, 0, sd->size);
+}
+
+/* ---- deep copy ------------------------------------------------------ */
+
+static int copy_owned(const kivis_struct_desc *sd, uint8_t *dst,
+                      const kivis_allocator *a);
+
+static int dup_run(const void *src, size_t n, size_t extra,
+                   const kivis_allocator *a, void **out)
+{
+    *out = NULL;
+    if (!src || n + extra == 0)
+        return KIVIS_OK;
+    if (!(*out = a->malloc(a->ctx, n + extra)))
+        return KIVIS_ENOMEM;
+    memcpy(*out, src, n);
+    if (extra)
+        ((char *)*out)[n] = '\0';
+    return KIVIS_OK;
+}
+
+/* Replace the owned member at p, a bitwise copy of the source's, by a copy
+ * of its own.  On failure the member is NULL, so the struct stays freeable. */
+static int copy_elem(const kivis_field *f, uint8_t *p, const kivis_allocator *a)
+{
+    char *s;
+    void *copy;
+    kivis_bytes v;
+    int rc = KIVIS_OK;
+    switch (f->kind) {
+    case KIVIS_STRING:
+        memcpy(&s, p, sizeof s);
+        rc = dup_run(s, s ? strlen(s) : 0, 1, a, &copy);
+        memcpy(p, &copy, sizeof copy);
+        break;
+    case KIVIS_BYTES:
+        memcpy(&v, p, sizeof v);
+        rc = dup_run(v.data, v.len, 0, a, &copy);
+        v.data = copy;
+        if (!copy)
+            v.len = 0;
+        memcpy(p, &v, sizeof v);
+        break;
+    case KIVIS_STRUCT:
+        if (f->type)
+            rc = copy_owned(f->type, p, a);
+        break;
+    default:
+        break;
+    }
+    return rc;
+}
+
+/* Every owned member of dst (a bitwise copy) gets its own memory.  All of
+ * them are visited even after a failure, so none stays shared. */
+static int copy_owned(const kivis_struct_desc *sd, uint8_t *dst,
+                      const kivis_allocator *a)
+{
+    int rc = KIVIS_OK;
+    for (uint32_t i = 0; i < sd->nfields; i++) {
+        const kivis_field *f = &sd->fields[i];
+        if (!kind_owns_memory(f->kind))
+            continue;
+        uint8_t *p = kivis__field_ptr(f, dst);
+        for (uint32_t j = 0, n = kivis__field_elems(f); j < n; j++, p += f->size) {
+            int erc = copy_elem(f, p, a);
+            if (erc)
+                rc = erc;
+        }
+    }
+    return rc;
+}
+
+int kivis__struct_copy(const kivis_struct_desc *sd, void *dst, const void *src,
+                       const kivis_allocator *alloc)
+{
+    const kivis_allocator *a = kivis__alloc_or_default(alloc);
+    memcpy(dst, src, sd->size);
+    int rc = copy_owned(sd, dst, a);
+    if (rc)
+        kivis__struct_free(sd, dst, a);
+    return rc;
 }
 
 static bool elem_equal(const kivis_field *f, const uint8_t *x,

@@ -177,8 +177,10 @@ static int alloc_scratch(kivis_db *db)
 static void free_scratch(kivis_db *db)
 {
     if (db->tables)
-        for (uint32_t i = 0; i < db->schema->ntables; i++)
+        for (uint32_t i = 0; i < db->schema->ntables; i++) {
+            kivis__cache_free(db, &db->tables[i]);
             kivis__free(db, db->tables[i].index_ids);
+        }
     kivis__free(db, db->tables);
     kivis__free(db, db->oldrec);
     kivis__free(db, db->keytmp);

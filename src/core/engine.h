@@ -15,6 +15,8 @@
 #define KIVIS_SLOT_RECORDS 0u
 #define KIVIS_SLOT_FIRST_INDEX 2u
 
+typedef struct kivis_rcache kivis_rcache;
+
 /* Stored ids and precomputed key prefixes of one compiled table. */
 typedef struct kivis_table_state {
     const kivis_table_desc *desc;
@@ -23,6 +25,7 @@ typedef struct kivis_table_state {
     uint32_t *index_ids;  /* stored id of each compiled index */
     uint64_t next_id;     /* AUTO: next id in the open user txn; 0 unknown */
     bool next_overflow;   /* AUTO: ids exhausted (known within user txn) */
+    kivis_rcache *cache;  /* record cache (cache.c), NULL when off */
 } kivis_table_state;
 
 struct kivis_db {
@@ -102,6 +105,17 @@ int kivis__meta_load(kivis_db *db);
  * first_new, for every record already stored (record.c). */
 int kivis__build_indexes(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
                          uint32_t first_new);
+
+/* Record cache (cache.c); only called when ts->cache is set.  `key` is the
+ * full encoded record key.  get: KIVIS_OK (copied into record_out),
+ * KIVIS_NOTFOUND (not cached, or inside a transaction), KIVIS_ENOMEM. */
+int kivis__cache_get(kivis_db *db, const kivis_table_state *ts, kivis_slice key,
+                     void *record_out);
+void kivis__cache_fill(kivis_db *db, const kivis_table_state *ts,
+                       kivis_slice key, const void *record);
+void kivis__cache_drop(kivis_db *db, const kivis_table_state *ts,
+                       kivis_slice key);
+void kivis__cache_free(kivis_db *db, kivis_table_state *ts);
 
 /* Helpers over the db allocator. */
 void *kivis__alloc(kivis_db *db, size_t n);

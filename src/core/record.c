@@ -291,6 +291,8 @@ static int write_record(kivis_db *db, const kivis_table_state *ts,
     int rc = kivis__record_key(db, ts, key, &db->pk, &prefix_len);
     if (rc)
         return rc;
+    if (ts->cache)
+        kivis__cache_drop(db, ts, kivis_slice_make(db->pk.data, db->pk.len));
     kivis_slice pk = kivis_slice_make(db->pk.data + prefix_len,
                                       db->pk.len - prefix_len);
     rc = kivis__index_entries(db, ts, rec, pk, &db->newidx, db->newlen);
@@ -480,19 +482,28 @@ int kivis_get(kivis_db *db, uint32_t table, const void *key, void *record_out)
     rc = table_state(db, table, &ts);
     if (rc)
         return rc;
+    db->errmsg[0] = '\0';
+    rc = kivis__record_key(db, ts, key, &db->pk, NULL);
+    if (rc)
+        return rc;
+    kivis_slice pk = kivis_slice_make(db->pk.data, db->pk.len);
+    if (ts->cache && (rc = kivis__cache_get(db, ts, pk, record_out)) != KIVIS_NOTFOUND)
+        return rc == KIVIS_ENOMEM ? kivis__fail(db, rc, "%s: copying a cached record",
+                                                ts->desc->name)
+                                  : rc;
     kivis_op op;
     rc = kivis__op_begin(db, false, &op);
     if (rc)
         return rc;
-    rc = kivis__record_key(db, ts, key, &db->pk, NULL);
     kivis_slice v;
-    if (!rc)
-        rc = read_stored(db, ts, op.txn, &v);
+    rc = read_stored(db, ts, op.txn, &v);
     if (rc == KIVIS_OK) {
         rc = kivis__value_decode(v, ts->desc->record, record_out, &db->alloc, NULL);
         if (rc == KIVIS_ECORRUPT)
             kivis__fail(db, rc, "%s: stored record is corrupt", ts->desc->name);
     }
+    if (rc == KIVIS_OK && ts->cache)
+        kivis__cache_fill(db, ts, pk, record_out);
     return kivis__op_end(db, &op, rc);
 }
 
@@ -512,6 +523,8 @@ int kivis_remove(kivis_db *db, uint32_t table, const void *key)
         return rc;
     size_t plen;
     rc = kivis__record_key(db, ts, key, &db->pk, &plen);
+    if (!rc && ts->cache)
+        kivis__cache_drop(db, ts, kivis_slice_make(db->pk.data, db->pk.len));
     kivis_slice old;
     if (!rc)
         rc = read_stored(db, ts, op.txn, &old);

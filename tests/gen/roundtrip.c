@@ -370,6 +370,32 @@ static void generic_helpers_and_remove(void **state)
     assert_int_equal(sample_put(db, &back, NULL), KIVIS_OK);
 }
 
+/* The generated record cache hands back deep copies of every field type. */
+static void cached_round_trip(void **state)
+{
+    fixture *f = *state;
+    kivis_db *db = f->db;
+    owner_key o = add_owner(db, "cache@example.org", 1);
+    sample in = make_sample(3, o); /* its unique code is new to the group */
+    sample_key k;
+    assert_int_equal(sample_put(db, &in, &k), KIVIS_OK);
+    assert_int_equal(sample_cache(db, 8), KIVIS_OK);
+    for (int i = 0; i < 3; i++) {
+        sample out;
+        assert_int_equal(sample_get(db, k, &out), KIVIS_OK);
+        assert_sample_equal(&in, &out);
+        sample_clear(db, &out);
+    }
+    kivis_cache_stats st;
+    assert_int_equal(sample_cache_stats(db, &st), KIVIS_OK);
+    assert_true(st.hits == 2 && st.misses == 1 && st.records == 1);
+    assert_int_equal(sample_remove(db, k), KIVIS_OK);
+    assert_int_equal(sample_cache_stats(db, &st), KIVIS_OK);
+    assert_true(st.invalidations == 1 && st.records == 0);
+    sample_cache_clear(db);
+    assert_int_equal(sample_cache(db, 0), KIVIS_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +405,7 @@ int main(void)
         cmocka_unit_test(composite_keys),
         cmocka_unit_test(derived_keys),
         cmocka_unit_test(generic_helpers_and_remove),
+        cmocka_unit_test(cached_round_trip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

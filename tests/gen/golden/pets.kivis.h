@@ -133,6 +133,22 @@ static inline void user_key_clear(kivis_db *db, user_key *key)
     kivis_key_clear(db, PETS_USER, key);
 }
 
+/* Cache up to max decoded user records in front of user_get (0: off). */
+static inline int user_cache(kivis_db *db, size_t max)
+{
+    return kivis_cache_enable(db, PETS_USER, max);
+}
+
+static inline int user_cache_stats(const kivis_db *db, kivis_cache_stats *out)
+{
+    return kivis_cache_get_stats(db, PETS_USER, out);
+}
+
+static inline void user_cache_clear(kivis_db *db)
+{
+    kivis_cache_clear(db, PETS_USER);
+}
+
 typedef struct user_cursor {
     kivis_scan *scan;
 } user_cursor;
@@ -210,6 +226,22 @@ static inline void toy_key_clear(kivis_db *db, toy_key *key)
     kivis_key_clear(db, PETS_TOY, key);
 }
 
+/* Cache up to max decoded toy records in front of toy_get (0: off). */
+static inline int toy_cache(kivis_db *db, size_t max)
+{
+    return kivis_cache_enable(db, PETS_TOY, max);
+}
+
+static inline int toy_cache_stats(const kivis_db *db, kivis_cache_stats *out)
+{
+    return kivis_cache_get_stats(db, PETS_TOY, out);
+}
+
+static inline void toy_cache_clear(kivis_db *db)
+{
+    kivis_cache_clear(db, PETS_TOY);
+}
+
 typedef struct toy_cursor {
     kivis_scan *scan;
 } toy_cursor;
@@ -267,6 +299,22 @@ static inline void pet_clear(kivis_db *db, pet *rec)
 static inline void pet_key_clear(kivis_db *db, pet_key *key)
 {
     kivis_key_clear(db, PETS_PET, key);
+}
+
+/* Cache up to max decoded pet records in front of pet_get (0: off). */
+static inline int pet_cache(kivis_db *db, size_t max)
+{
+    return kivis_cache_enable(db, PETS_PET, max);
+}
+
+static inline int pet_cache_stats(const kivis_db *db, kivis_cache_stats *out)
+{
+    return kivis_cache_get_stats(db, PETS_PET, out);
+}
+
+static inline void pet_cache_clear(kivis_db *db)
+{
+    kivis_cache_clear(db, PETS_PET);
 }
 
 typedef struct pet_cursor {
@@ -336,6 +384,22 @@ static inline void blob_clear(kivis_db *db, blob *rec)
 static inline void blob_key_clear(kivis_db *db, blob_key *key)
 {
     kivis_key_clear(db, PETS_BLOB, key);
+}
+
+/* Cache up to max decoded blob records in front of blob_get (0: off). */
+static inline int blob_cache(kivis_db *db, size_t max)
+{
+    return kivis_cache_enable(db, PETS_BLOB, max);
+}
+
+static inline int blob_cache_stats(const kivis_db *db, kivis_cache_stats *out)
+{
+    return kivis_cache_get_stats(db, PETS_BLOB, out);
+}
+
+static inline void blob_cache_clear(kivis_db *db)
+{
+    kivis_cache_clear(db, PETS_BLOB);
 }
 
 typedef struct blob_cursor {
