@@ -283,9 +283,11 @@ static int encode_value(kivis_db *db, const kivis_table_state *ts,
 
 /* Store `rec`, already encoded in db->val, under `key`: everything is
  * encoded and checked before the first write, so only storage failures can
- * happen after it. */
+ * happen after it.  `fresh`: the key is known to be unused (a new
+ * auto-increment id), so there is no old record to look up. */
 static int write_record(kivis_db *db, const kivis_table_state *ts,
-                        kivis_op *op, const void *key, const void *rec)
+                        kivis_op *op, const void *key, const void *rec,
+                        bool fresh)
 {
     size_t prefix_len;
     int rc = kivis__record_key(db, ts, key, &db->pk, &prefix_len);
@@ -301,7 +303,7 @@ static int write_record(kivis_db *db, const kivis_table_state *ts,
     bool had_old = false;
     if (ts->desc->nindexes) {
         kivis_slice old;
-        rc = read_stored(db, ts, op->txn, &old);
+        rc = fresh ? KIVIS_NOTFOUND : read_stored(db, ts, op->txn, &old);
         if (rc == KIVIS_OK) {
             had_old = true;
             rc = old_index_entries(db, ts, old, pk);
@@ -347,7 +349,8 @@ int kivis_put(kivis_db *db, uint32_t table, const void *record, void *key_out)
         rc = key_from_record(db, ts, record, db->keytmp);
     }
     if (!rc)
-        rc = write_record(db, ts, &op, db->keytmp, record);
+        rc = write_record(db, ts, &op, db->keytmp, record,
+                          ts->desc->key_kind == KIVIS_KEY_AUTO);
     if (!rc && ts->desc->key_kind == KIVIS_KEY_AUTO && !op.own)
         advance_auto_id(ts, id);
     rc = kivis__op_end(db, &op, rc);
@@ -403,7 +406,7 @@ int kivis_insert(kivis_db *db, uint32_t table, const void *key,
     rc = kivis__op_begin(db, true, &op);
     if (rc)
         return rc;
-    rc = write_record(db, ts, &op, key, record);
+    rc = write_record(db, ts, &op, key, record, false);
     if (!rc && ts->desc->key_kind == KIVIS_KEY_AUTO && !op.own && ts->next_id) {
         uint64_t id;
         memcpy(&id, (const char *)key + ts->desc->key->fields[0].offset, sizeof id);

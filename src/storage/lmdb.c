@@ -27,6 +27,8 @@
  * open by the writing thread itself) turns the growth into KIVIS_EFULL. */
 #define GROW_WAIT_SECONDS 10
 
+enum { SPARE_READERS = 4 };
+
 typedef struct lmdb_storage {
     kivis_storage st; /* first: what the caller holds */
     kivis_allocator alloc;
@@ -41,6 +43,12 @@ typedef struct lmdb_storage {
     bool writing;
     pthread_t writer;
     bool nosync; /* MDB_NOSYNC currently set on the env */
+    /* Ended read transactions kept reset (mdb_txn_reset) for the next
+     * reader: renewing one keeps its reader slot, which saves a malloc and
+     * the lock-file mutex that a fresh mdb_txn_begin takes (LMDB's own
+     * advice for frequent short readers; MDB_NOTLS lets any thread renew). */
+    struct lmdb_txn *spare[SPARE_READERS];
+    unsigned nspare;
 } lmdb_storage;
 
 typedef struct lmdb_txn {
@@ -148,6 +156,16 @@ static void txn_leave(lmdb_storage *ls, bool writer)
     pthread_mutex_unlock(&ls->lock);
 }
 
+/* Free every spare reader.  Called with ls->lock held, or at close. */
+static void drop_spares(lmdb_storage *ls)
+{
+    while (ls->nspare) {
+        struct lmdb_txn *lt = ls->spare[--ls->nspare];
+        mdb_txn_abort(lt->t);
+        ls_free(ls, lt);
+    }
+}
+
 /* Double the map (the caller's MDB txn is already gone, so only other
  * transactions can hold it up: wait for them, up to GROW_WAIT_SECONDS). */
 static int grow_map(lmdb_storage *ls)
@@ -166,8 +184,10 @@ static int grow_map(lmdb_storage *ls)
     while (ls->active > 1 && rc == KIVIS_OK)
         if (pthread_cond_timedwait(&ls->idle, &ls->lock, &deadline) == ETIMEDOUT)
             rc = KIVIS_EFULL;
-    if (rc == KIVIS_OK)
+    if (rc == KIVIS_OK) {
+        drop_spares(ls); /* no reset txn outlives the old mapping */
         rc = status_of(mdb_env_set_mapsize(ls->env, size));
+    }
     ls->growing = false;
     pthread_cond_broadcast(&ls->idle);
     pthread_mutex_unlock(&ls->lock);
@@ -348,9 +368,33 @@ static void txn_end(lmdb_txn *lt)
     txn_leave(ls, writer);
 }
 
+/* End a reader by parking it reset in the spare pool (or freeing it when
+ * the pool is full). */
+static void reader_park(lmdb_txn *lt)
+{
+    lmdb_storage *ls = lt->ls;
+    mdb_txn_reset(lt->t);
+    pthread_mutex_lock(&ls->lock);
+    if (ls->nspare < SPARE_READERS) {
+        ls->spare[ls->nspare++] = lt;
+        lt = NULL;
+    }
+    ls->active--;
+    pthread_cond_broadcast(&ls->idle);
+    pthread_mutex_unlock(&ls->lock);
+    if (lt) {
+        mdb_txn_abort(lt->t);
+        ls_free(ls, lt);
+    }
+}
+
 static void lm_abort(kivis_storage_txn *txn)
 {
     lmdb_txn *lt = txn_of(txn);
+    if ((txn->flags & KIVIS_TXN_RDONLY) && lt->t) {
+        reader_park(lt);
+        return;
+    }
     if (lt->t)
         mdb_txn_abort(lt->t);
     txn_end(lt);
@@ -582,13 +626,56 @@ static int begin_mdb(lmdb_storage *ls, bool rdonly, MDB_txn **t)
     int rc = mdb_txn_begin(ls->env, NULL, rdonly ? MDB_RDONLY : 0, t);
     if (rc == MDB_MAP_RESIZED) { /* another process grew the map: adopt it */
         pthread_mutex_lock(&ls->lock);
-        if (ls->active == (rdonly ? 1u : 0u)) /* nobody else maps it here */
+        if (ls->active == (rdonly ? 1u : 0u)) { /* nobody else maps it here */
+            drop_spares(ls);
             rc = mdb_env_set_mapsize(ls->env, 0);
+        }
         pthread_mutex_unlock(&ls->lock);
         if (rc == MDB_SUCCESS)
             rc = mdb_txn_begin(ls->env, NULL, rdonly ? MDB_RDONLY : 0, t);
     }
     return rc;
+}
+
+static void txn_init(lmdb_txn *lt, lmdb_storage *ls, unsigned flags)
+{
+    memset(lt, 0, sizeof *lt);
+    lt->txn.methods = &lmdb_txn_methods;
+    lt->txn.storage = &ls->st;
+    lt->txn.flags = flags;
+    lt->ls = ls;
+}
+
+/* A reader: a renewed spare when there is one, else a new MDB txn. */
+static int reader_begin(lmdb_storage *ls, kivis_storage_txn **out)
+{
+    pthread_mutex_lock(&ls->lock);
+    while (ls->growing)
+        pthread_cond_wait(&ls->idle, &ls->lock);
+    ls->active++;
+    lmdb_txn *lt = ls->nspare ? ls->spare[--ls->nspare] : NULL;
+    pthread_mutex_unlock(&ls->lock);
+    if (lt && mdb_txn_renew(lt->t) != MDB_SUCCESS) {
+        mdb_txn_abort(lt->t); /* e.g. MDB_MAP_RESIZED: begin_mdb adopts it */
+        lt->t = NULL;
+    }
+    if (!lt) {
+        if (!(lt = ls_malloc(ls, sizeof *lt))) {
+            txn_leave(ls, false);
+            return KIVIS_ENOMEM;
+        }
+        txn_init(lt, ls, KIVIS_TXN_RDONLY);
+    }
+    if (!lt->t) {
+        int rc = begin_mdb(ls, true, &lt->t);
+        if (rc) {
+            ls_free(ls, lt);
+            txn_leave(ls, false);
+            return status_of(rc);
+        }
+    }
+    *out = &lt->txn;
+    return KIVIS_OK;
 }
 
 static int lm_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
@@ -598,27 +685,20 @@ static int lm_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
     if (flags & ~KIVIS_TXN_RDONLY)
         return KIVIS_EINVAL;
     bool rdonly = flags & KIVIS_TXN_RDONLY;
-    if (!rdonly && claim_writer(ls))
+    if (rdonly)
+        return reader_begin(ls, out);
+    if (claim_writer(ls))
         return KIVIS_EBUSY;
     lmdb_txn *lt = ls_malloc(ls, sizeof *lt);
     if (!lt)
         return KIVIS_ENOMEM;
-    memset(lt, 0, sizeof *lt);
-    lt->txn.methods = &lmdb_txn_methods;
-    lt->txn.storage = st;
-    lt->txn.flags = flags;
-    lt->ls = ls;
-    if (rdonly)
-        txn_enter(ls, false);
-    int rc = begin_mdb(ls, rdonly, &lt->t);
+    txn_init(lt, ls, flags);
+    int rc = begin_mdb(ls, false, &lt->t);
     if (rc) {
         ls_free(ls, lt);
-        if (rdonly)
-            txn_leave(ls, false);
         return status_of(rc);
     }
-    if (!rdonly)
-        txn_enter(ls, true);
+    txn_enter(ls, true);
     *out = &lt->txn;
     return KIVIS_OK;
 }
@@ -631,6 +711,7 @@ static size_t lm_max_key(kivis_storage *st)
 static void lm_close(kivis_storage *st)
 {
     lmdb_storage *ls = storage_of(st);
+    drop_spares(ls);
     mdb_env_close(ls->env);
     pthread_cond_destroy(&ls->idle);
     pthread_mutex_destroy(&ls->lock);
