@@ -21,6 +21,7 @@
 
 #include <kivis/faulty.h>
 #include <kivis/lmdb.h>
+#include <kivis/sqlite.h>
 #include <kivis/memory.h>
 
 #include <inttypes.h>
@@ -88,10 +89,39 @@ static void cleanup_lmdb(void)
     kt_rmdir(lmdb_dir);
 }
 
+/* SQLite: a database file in a fresh directory (with its -wal, -shm). */
+static char sqlite_dir[256], sqlite_path[300];
+
+static int open_sqlite_file(const kivis_allocator *alloc, kivis_storage **out)
+{
+    kivis_sqlite_options opts = {alloc, 0, 0};
+    return kivis_sqlite_open(sqlite_path, &opts, out);
+}
+
+static int open_sqlite(const kivis_allocator *alloc, kivis_storage **out)
+{
+    kt_tempdir(sqlite_dir, sizeof sqlite_dir);
+    snprintf(sqlite_path, sizeof sqlite_path, "%s/kv.db", sqlite_dir);
+    return open_sqlite_file(alloc, out);
+}
+
+static int reopen_sqlite(const kivis_allocator *alloc, kivis_storage **st)
+{
+    kivis_storage_close(*st);
+    *st = NULL;
+    return open_sqlite_file(alloc, st);
+}
+
+static void cleanup_sqlite(void)
+{
+    kt_rmdir(sqlite_dir);
+}
+
 static const backend backends[] = {
     {"memory", open_memory, NULL, NULL},
     {"faulty", open_faulty, NULL, NULL},
     {"lmdb", open_lmdb, reopen_lmdb, cleanup_lmdb},
+    {"sqlite", open_sqlite, reopen_sqlite, cleanup_sqlite},
 };
 
 static const backend *g_backend; /* the one under test */

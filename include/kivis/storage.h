@@ -53,7 +53,7 @@ typedef struct kivis_storage_cursor kivis_storage_cursor;
 #define KIVIS_TXN_RDONLY 0x1u
 
 /** Durability of a commit.  Each backend maps it to its own knob
- *  (LMDB: MDB_NOSYNC; SQLite: synchronous=OFF; memory ignores it). */
+ *  (LMDB: MDB_NOSYNC; SQLite: synchronous=NORMAL; memory ignores it). */
 enum kivis_durability {
     KIVIS_SYNC = 0,   /* the commit is on stable storage when commit returns */
     KIVIS_NOSYNC = 1  /* atomic and consistent, but may be lost in a crash */

@@ -55,6 +55,13 @@ kivis_slice kivis__range_last(const kivis_bt_range *r)
     return kivis_slice_make(r->last, r->last_len);
 }
 
+int kivis__check_key(kivis_slice key, size_t max_key)
+{
+    if (key.len == 0 || !key.data)
+        return KIVIS_EINVAL;
+    return key.len > max_key ? KIVIS_EKEYSIZE : KIVIS_OK;
+}
+
 int kivis__cursor_args(int op, kivis_slice *key, kivis_slice *value,
                        kivis_slice *target_buf, const kivis_slice **target)
 {

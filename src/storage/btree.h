@@ -93,6 +93,10 @@ int kivis__range_seek(const kivis_btree *t, const kivis_bt_range *r, int dir,
 /* The common start of a cursor's get: check op and arguments, take a SEEK
  * op's target out of *key (*target = NULL for the other ops), and clear
  * the outputs.  KIVIS_OK or KIVIS_EINVAL. */
+/* The key check every backend's get, put and del start with: KIVIS_EINVAL
+ * for an empty key, KIVIS_EKEYSIZE for one over max_key, else KIVIS_OK. */
+int kivis__check_key(kivis_slice key, size_t max_key);
+
 int kivis__cursor_args(int op, kivis_slice *key, kivis_slice *value,
                        kivis_slice *target_buf, const kivis_slice **target);
 

@@ -294,9 +294,7 @@ static lmdb_txn *txn_of(kivis_storage_txn *txn)
 
 static int check_key(const lmdb_txn *lt, kivis_slice key)
 {
-    if (key.len == 0 || !key.data)
-        return KIVIS_EINVAL;
-    return key.len > lt->ls->max_key ? KIVIS_EKEYSIZE : KIVIS_OK;
+    return kivis__check_key(key, lt->ls->max_key);
 }
 
 static int lm_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)

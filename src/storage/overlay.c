@@ -65,11 +65,7 @@ static bool slice_ok(kivis_slice s)
 
 static int check_key(const overlay_txn *o, kivis_slice key)
 {
-    if (key.len == 0 || !key.data)
-        return KIVIS_EINVAL;
-    if (key.len > kivis_storage_max_key(o->txn.storage))
-        return KIVIS_EKEYSIZE;
-    return KIVIS_OK;
+    return kivis__check_key(key, kivis_storage_max_key(o->txn.storage));
 }
 
 /* ---- the write set ---------------------------------------------------- */

@@ -1,0 +1,855 @@
+/*
+ * src/storage/sqlite.c - the SQLite backend (see kivis/sqlite.h).
+ *
+ * Transactions run on pooled connections, each with its statements
+ * prepared once.  Cursors keep their bounds and the last key they returned
+ * (kivis_bt_range) and take every step as a one-row query from that key,
+ * which gives the cursor contract of storage.h (the transaction's writes
+ * are seen, NEXT goes on after the last key returned) for one index probe
+ * per step.
+ *
+ * Durability.  SQLite refuses to change `synchronous` inside a transaction,
+ * while kivis names the durability only at commit.  Every connection runs
+ * with synchronous=NORMAL or FULL, never OFF: in WAL mode OFF also skips the
+ * fsyncs of checkpoints, so a checkpoint followed by a WAL restart could
+ * lose or tear commits in a power cut, which KIVIS_NOSYNC does not allow
+ * ("atomic and consistent").  NORMAL is exactly KIVIS_NOSYNC: commits are
+ * not flushed, checkpoints are.  A write transaction begins with FULL when
+ * the storage's last commit was KIVIS_SYNC and with NORMAL after a
+ * KIVIS_NOSYNC one, so that a steady workload of either kind commits the
+ * way SQLite itself does.  When a KIVIS_SYNC commit runs under NORMAL, the
+ * backend flushes the WAL file after COMMIT through SQLite's own file
+ * handle (SQLITE_FCNTL_JOURNAL_POINTER, xSync): COMMIT has written the
+ * frames with write(2), so the flush makes them durable, and any frames a
+ * checkpoint already moved into the database file were flushed there by
+ * that checkpoint (NORMAL) before the WAL could be restarted over them.
+ * A KIVIS_NOSYNC commit under FULL is flushed needlessly but correctly.
+ */
+#include <kivis/sqlite.h>
+
+#include "btree.h" /* kivis_bt_range, kivis__cursor_args, kivis__key_cmp */
+
+#include <sqlite3.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+
+/* Room in a record for its header beside the key and value bytes. */
+#define RECORD_OVERHEAD 32
+/* Get results are copied into chunks of this size (larger values get a
+ * chunk of their own). */
+#define ARENA_CHUNK 4096
+
+/* Statements prepared once per connection.  No PRAGMA among them: SQLite
+ * applies `PRAGMA synchronous = x` when it compiles the statement, not
+ * when it runs it, so a cached one would act once, at prepare time. */
+enum stmt_id {
+    S_GET, S_PUT, S_DEL, S_BEGIN_READ, S_BEGIN_WRITE, S_COMMIT, S_ROLLBACK, S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+    "SELECT v FROM kv WHERE k = ?1",
+    "INSERT OR REPLACE INTO kv(k, v) VALUES (?1, ?2)",
+    "DELETE FROM kv WHERE k = ?1",
+    "BEGIN DEFERRED",
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+};
+
+/* One-row cursor probes: ?1 the key to probe from, ?2 the far bound of the
+ * cursor's range (hi going forward, lo going back).  A forward probe of an
+ * unbounded cursor has no ?2: "k < ?2 OR ?2 IS NULL" would cost the planner
+ * its upper bound and scan to the end of the table past hi.  Going back, lo
+ * is always there (the empty blob sorts below every key).  P_LAST is the
+ * last key of an unbounded range: from lo (?2) down from the top. */
+enum probe { P_GE, P_GT, P_LE, P_LT, P_LAST, P_COUNT };
+
+static const char *const probe_sql[2][P_COUNT] = {
+    {
+        "SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k LIMIT 1",
+        "SELECT k, v FROM kv WHERE k > ?1 ORDER BY k LIMIT 1",
+        "SELECT k, v FROM kv WHERE k <= ?1 AND k >= ?2 ORDER BY k DESC LIMIT 1",
+        "SELECT k, v FROM kv WHERE k < ?1 AND k >= ?2 ORDER BY k DESC LIMIT 1",
+        "SELECT k, v FROM kv WHERE k >= ?2 ORDER BY k DESC LIMIT 1",
+    },
+    {
+        "SELECT k, v FROM kv WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT 1",
+        "SELECT k, v FROM kv WHERE k > ?1 AND k < ?2 ORDER BY k LIMIT 1",
+        "SELECT k, v FROM kv WHERE k <= ?1 AND k >= ?2 ORDER BY k DESC LIMIT 1",
+        "SELECT k, v FROM kv WHERE k < ?1 AND k >= ?2 ORDER BY k DESC LIMIT 1",
+        "SELECT k, v FROM kv WHERE k >= ?2 ORDER BY k DESC LIMIT 1",
+    },
+};
+
+typedef struct sq_conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT];
+    /* Probes of a closed cursor, [bounded][probe], kept for the next one:
+     * engine scans open many short cursors. */
+    sqlite3_stmt *spare[2][P_COUNT];
+    bool sync_full; /* synchronous = FULL (else NORMAL) */
+    struct sq_conn *next;
+} sq_conn;
+
+typedef struct sq_storage {
+    kivis_storage st; /* first: what the caller holds */
+    kivis_allocator alloc;
+    char *path;
+    size_t max_key;
+    int busy_ms;
+    pthread_mutex_t lock; /* guards the fields below */
+    pthread_cond_t writer_done;
+    sq_conn *idle;    /* the pool */
+    bool writing;     /* a write transaction of this storage is open */
+    pthread_t writer; /* its thread */
+    bool last_nosync; /* durability of the last commit */
+} sq_storage;
+
+/* Chunked memory for get results, see sq_get. */
+typedef struct chunk {
+    struct chunk *next;
+    size_t cap, used;
+    unsigned char data[];
+} chunk;
+
+typedef struct sq_txn {
+    kivis_storage_txn txn; /* first: what the caller holds */
+    sq_storage *s;
+    sq_conn *c;
+    chunk *arena;
+    bool wrote; /* a put or del reached SQLite */
+    int dead;   /* SQLite rolled the transaction back: this status */
+} sq_txn;
+
+enum cursor_state { UNPLACED, PLACED, ENDED };
+
+typedef struct sq_cursor {
+    kivis_storage_cursor cur; /* first: what the caller holds */
+    sq_txn *t;
+    kivis_bt_range range;
+    enum cursor_state state;
+    bool bounded; /* range.hi.data != NULL: which probe_sql row */
+    sqlite3_stmt *probe[P_COUNT]; /* prepared on first use */
+    sqlite3_stmt *live; /* the probe holding the row returned last */
+} sq_cursor;
+
+static const kivis_slice no_slice = {NULL, 0};
+
+/* SQLite result codes (primary or extended) to kivis statuses. */
+static int status_of(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return KIVIS_OK;
+    case SQLITE_NOMEM:
+        return KIVIS_ENOMEM;
+    case SQLITE_FULL:
+        return KIVIS_EFULL;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return KIVIS_EBUSY;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return KIVIS_ECORRUPT;
+    case SQLITE_TOOBIG:
+        return KIVIS_EINVAL; /* put checks sizes first; kept for safety */
+    default:
+        return KIVIS_EIO;
+    }
+}
+
+static void *s_malloc(const sq_storage *s, size_t n)
+{
+    return s->alloc.malloc(s->alloc.ctx, n);
+}
+
+static void s_free(const sq_storage *s, void *p)
+{
+    s->alloc.free(s->alloc.ctx, p);
+}
+
+/* Bind a byte string as a blob.  SQLITE_STATIC: every caller steps and
+ * resets the statement while `s` is still borrowed. */
+static int bind_blob(sqlite3_stmt *st, int i, kivis_slice s)
+{
+    /* A NULL pointer would bind SQL NULL: an empty blob must stay a blob. */
+    return sqlite3_bind_blob(st, i, s.len ? s.data : "", (int)s.len, SQLITE_STATIC);
+}
+
+/* Column i of the current row as a slice; an empty blob as "" (SQLite
+ * gives NULL), so that a found value is never mistaken for no value. */
+static kivis_slice column(sqlite3_stmt *st, int i)
+{
+    const void *p = sqlite3_column_blob(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    return kivis_slice_make(p ? p : "", p ? n : 0);
+}
+
+/* Run a cached statement that returns no rows.  @return an SQLite code. */
+static int run(sq_conn *c, enum stmt_id id)
+{
+    sqlite3_stmt *st = c->stmt[id];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void finalize_all(sqlite3_stmt **st, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_finalize(st[i]);
+        st[i] = NULL;
+    }
+}
+
+static void conn_close(sq_storage *s, sq_conn *c)
+{
+    finalize_all(c->stmt, S_COUNT);
+    finalize_all(c->spare[0], P_COUNT);
+    finalize_all(c->spare[1], P_COUNT);
+    sqlite3_close(c->db);
+    s_free(s, c);
+}
+
+/* WAL is what lets readers run beside the writer; a database that cannot
+ * use it (say, on a file system without shared memory) is refused. */
+static int enable_wal(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return status_of(rc);
+    rc = sqlite3_step(st);
+    int status = KIVIS_EIO; /* no row, or a mode other than WAL */
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        status = status_of(rc);
+    else if (rc == SQLITE_ROW &&
+             sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0)
+        status = KIVIS_OK;
+    sqlite3_finalize(st);
+    return status;
+}
+
+static int conn_setup(sq_conn *c, int busy_ms)
+{
+    int rc = sqlite3_busy_timeout(c->db, busy_ms > 0 ? busy_ms : 0);
+    if (rc != SQLITE_OK)
+        return status_of(rc);
+    int status = enable_wal(c->db);
+    if (status)
+        return status;
+    rc = sqlite3_exec(c->db,
+                      "PRAGMA synchronous = FULL;"
+                      "CREATE TABLE IF NOT EXISTS kv("
+                      "k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;",
+                      NULL, NULL, NULL);
+    c->sync_full = true;
+    for (int i = 0; rc == SQLITE_OK && i < S_COUNT; i++)
+        rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &c->stmt[i], NULL);
+    return rc == SQLITE_OK ? KIVIS_OK : status_of(rc);
+}
+
+static int conn_open(sq_storage *s, sq_conn **out)
+{
+    sq_conn *c = s_malloc(s, sizeof *c);
+    if (!c)
+        return KIVIS_ENOMEM;
+    memset(c, 0, sizeof *c);
+    /* NOMUTEX: a connection serves one transaction, used by one thread at
+     * a time; the pool's mutex orders its hand-over between threads. */
+    int rc = sqlite3_open_v2(s->path, &c->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                 SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+                             NULL);
+    int status = rc == SQLITE_OK ? conn_setup(c, s->busy_ms)
+                 : c->db         ? status_of(rc)
+                                 : KIVIS_ENOMEM;
+    if (status) {
+        conn_close(s, c);
+        return status;
+    }
+    *out = c;
+    return KIVIS_OK;
+}
+
+static int conn_take(sq_storage *s, sq_conn **out)
+{
+    pthread_mutex_lock(&s->lock);
+    sq_conn *c = s->idle;
+    if (c)
+        s->idle = c->next;
+    pthread_mutex_unlock(&s->lock);
+    if (!c)
+        return conn_open(s, out);
+    *out = c;
+    return KIVIS_OK;
+}
+
+/* Back to the pool, unless it is stuck in a transaction SQLite would not
+ * end: then it is no use to anyone. */
+static void conn_give(sq_storage *s, sq_conn *c)
+{
+    if (!sqlite3_get_autocommit(c->db)) {
+        conn_close(s, c);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    c->next = s->idle;
+    s->idle = c;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- the writer --------------------------------------------------------- */
+
+/* One write transaction per storage at a time.  Another thread's waits up
+ * to busy_ms here (SQLite's busy handler then covers other processes);
+ * the writer's own thread would only wait on itself. */
+static int writer_enter(sq_storage *s, bool *nosync)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    int ms = s->busy_ms > 0 ? s->busy_ms : 0;
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    int rc = KIVIS_OK;
+    pthread_mutex_lock(&s->lock);
+    if (s->writing && pthread_equal(s->writer, pthread_self()))
+        rc = KIVIS_EBUSY;
+    while (rc == KIVIS_OK && s->writing)
+        if (pthread_cond_timedwait(&s->writer_done, &s->lock, &deadline) == ETIMEDOUT)
+            rc = KIVIS_EBUSY;
+    if (rc == KIVIS_OK) {
+        s->writing = true;
+        s->writer = pthread_self();
+        *nosync = s->last_nosync;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+/* committed: record `nosync` as the durability of the last commit. */
+static void writer_leave(sq_storage *s, bool committed, bool nosync)
+{
+    pthread_mutex_lock(&s->lock);
+    s->writing = false;
+    if (committed)
+        s->last_nosync = nosync;
+    pthread_cond_broadcast(&s->writer_done);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Set the connection's synchronous level for the commit expected (see the
+ * top of this file), then take SQLite's write lock. */
+static int begin_write(sq_conn *c, bool nosync)
+{
+    if (c->sync_full == nosync) {
+        int rc = sqlite3_exec(c->db, nosync ? "PRAGMA synchronous = NORMAL"
+                                            : "PRAGMA synchronous = FULL",
+                              NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return status_of(rc);
+        c->sync_full = !nosync;
+    }
+    return status_of(run(c, S_BEGIN_WRITE));
+}
+
+/* Flush the WAL with SQLite's own handle of it, as synchronous=FULL would
+ * at commit (this also syncs the directory of a WAL file just created). */
+static int sync_wal(sq_conn *c)
+{
+    sqlite3_file *f = NULL;
+    int rc = sqlite3_file_control(c->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+    if (rc != SQLITE_OK || !f || !f->pMethods)
+        return KIVIS_EIO;
+    rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+    return rc == SQLITE_OK ? KIVIS_OK : KIVIS_EIO;
+}
+
+/* ---- the get arena ------------------------------------------------------ */
+
+/* Copy a get result into the transaction's arena. */
+static int arena_copy(sq_txn *t, kivis_slice v, kivis_slice *out)
+{
+    chunk *ch = t->arena;
+    if (v.len == 0) {
+        *out = kivis_slice_make("", 0);
+        return KIVIS_OK;
+    }
+    if (!ch || ch->cap - ch->used < v.len) {
+        size_t cap = v.len > ARENA_CHUNK ? v.len : ARENA_CHUNK;
+        ch = s_malloc(t->s, sizeof *ch + cap);
+        if (!ch)
+            return KIVIS_ENOMEM;
+        ch->cap = cap;
+        ch->used = 0;
+        ch->next = t->arena;
+        t->arena = ch;
+    }
+    unsigned char *p = ch->data + ch->used;
+    memcpy(p, v.data, v.len);
+    ch->used += v.len;
+    *out = kivis_slice_make(p, v.len);
+    return KIVIS_OK;
+}
+
+/* End every get result.  One standard chunk stays for the next gets, so
+ * that a get-put loop does not allocate at every turn; keep_none frees it
+ * too, at the end of the transaction. */
+static void arena_release(sq_txn *t, bool keep_none)
+{
+    chunk *keep = NULL;
+    while (t->arena) {
+        chunk *ch = t->arena;
+        t->arena = ch->next;
+        if (!keep && !keep_none && ch->cap == ARENA_CHUNK) {
+            keep = ch;
+            keep->used = 0;
+        } else {
+            s_free(t->s, ch);
+        }
+    }
+    if (keep)
+        keep->next = NULL;
+    t->arena = keep;
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+static sq_txn *txn_of(kivis_storage_txn *t)
+{
+    return (sq_txn *)t;
+}
+
+/* The status of a failed step.  When SQLite has rolled the whole
+ * transaction back on its own, every later call must fail with it: the
+ * connection would otherwise go on in autocommit mode and commit each
+ * later write by itself. */
+static int failed(sq_txn *t, int rc)
+{
+    int status = status_of(rc);
+    if (status == KIVIS_OK)
+        status = KIVIS_EIO;
+    if (sqlite3_get_autocommit(t->c->db))
+        t->dead = status;
+    return status;
+}
+
+static int check_key(const sq_txn *t, kivis_slice key)
+{
+    return kivis__check_key(key, t->s->max_key);
+}
+
+/* SQLite's row buffer dies at the statement's next use, but storage.h
+ * keeps a get result alive until the next write: copy it into the arena,
+ * which the next put or del (or the end of the transaction) releases. */
+static int sq_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
+{
+    sq_txn *t = txn_of(txn);
+    *value = no_slice;
+    int rc = check_key(t, key);
+    if (rc)
+        return rc == KIVIS_EKEYSIZE ? KIVIS_NOTFOUND : rc; /* never stored */
+    if (t->dead)
+        return t->dead;
+    sqlite3_stmt *st = t->c->stmt[S_GET];
+    bind_blob(st, 1, key);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        rc = arena_copy(t, column(st, 0), value);
+    else
+        rc = step == SQLITE_DONE ? KIVIS_NOTFOUND : failed(t, step);
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Run a put or delete, bound by the caller. */
+static int write_stmt(sq_txn *t, enum stmt_id id)
+{
+    t->wrote = true;
+    int rc = run(t->c, id);
+    return rc == SQLITE_OK ? KIVIS_OK : failed(t, rc);
+}
+
+static int write_check(const sq_txn *t, kivis_slice key)
+{
+    if (t->txn.flags & KIVIS_TXN_RDONLY)
+        return KIVIS_EINVAL;
+    int rc = check_key(t, key);
+    return rc ? rc : t->dead;
+}
+
+/* Key and value must fit in one SQLite record. */
+static int check_value(const sq_txn *t, kivis_slice key, kivis_slice value)
+{
+    if (!value.data && value.len)
+        return KIVIS_EINVAL;
+    size_t limit = (size_t)sqlite3_limit(t->c->db, SQLITE_LIMIT_LENGTH, -1);
+    return value.len > limit - RECORD_OVERHEAD - key.len ? KIVIS_EINVAL : KIVIS_OK;
+}
+
+static int sq_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
+{
+    sq_txn *t = txn_of(txn);
+    int rc = write_check(t, key);
+    if (!rc)
+        rc = check_value(t, key, value);
+    if (!rc) {
+        sqlite3_stmt *st = t->c->stmt[S_PUT];
+        bind_blob(st, 1, key);
+        bind_blob(st, 2, value);
+        rc = write_stmt(t, S_PUT);
+    }
+    arena_release(t, false); /* after the write: key or value may be a get result */
+    return rc;
+}
+
+static int sq_del(kivis_storage_txn *txn, kivis_slice key)
+{
+    sq_txn *t = txn_of(txn);
+    int rc = write_check(t, key);
+    if (!rc) {
+        bind_blob(t->c->stmt[S_DEL], 1, key);
+        rc = write_stmt(t, S_DEL);
+    }
+    if (!rc && sqlite3_changes(t->c->db) == 0)
+        rc = KIVIS_NOTFOUND;
+    arena_release(t, false);
+    return rc;
+}
+
+/* Free the transaction; the connection goes back to the pool. */
+static void txn_end(sq_txn *t, bool committed, int durability)
+{
+    sq_storage *s = t->s;
+    arena_release(t, true);
+    conn_give(s, t->c);
+    if (!(t->txn.flags & KIVIS_TXN_RDONLY))
+        writer_leave(s, committed, durability == KIVIS_NOSYNC);
+    s_free(s, t);
+}
+
+static void sq_abort(kivis_storage_txn *txn)
+{
+    sq_txn *t = txn_of(txn);
+    if (!sqlite3_get_autocommit(t->c->db))
+        run(t->c, S_ROLLBACK);
+    txn_end(t, false, KIVIS_SYNC);
+}
+
+static int sq_commit(kivis_storage_txn *txn, int durability)
+{
+    sq_txn *t = txn_of(txn);
+    int rc = t->dead;
+    if (!rc && !(txn->flags & KIVIS_TXN_RDONLY)) {
+        rc = run(t->c, S_COMMIT);
+        rc = rc == SQLITE_OK ? KIVIS_OK : failed(t, rc);
+    }
+    if (rc || (txn->flags & KIVIS_TXN_RDONLY)) {
+        sq_abort(txn); /* a read-only one has nothing to commit */
+        return rc;
+    }
+    if (durability != KIVIS_NOSYNC && !t->c->sync_full && t->wrote)
+        rc = sync_wal(t->c);
+    txn_end(t, true, durability);
+    return rc;
+}
+
+/* ---- cursors ------------------------------------------------------------ */
+
+/* Prepare probe p, or take it from the connection's spares. */
+static int probe_stmt(sq_cursor *c, enum probe p, sqlite3_stmt **out)
+{
+    sqlite3_stmt **st = &c->probe[p];
+    sqlite3_stmt **spare = &c->t->c->spare[c->bounded][p];
+    if (!*st && *spare) {
+        *st = *spare;
+        *spare = NULL;
+    }
+    if (!*st) {
+        int rc = sqlite3_prepare_v3(c->t->c->db, probe_sql[c->bounded][p], -1,
+                                    SQLITE_PREPARE_PERSISTENT, st, NULL);
+        if (rc != SQLITE_OK)
+            return failed(c->t, rc);
+    }
+    *out = *st;
+    return KIVIS_OK;
+}
+
+/* The first (forward probes) or last (backward) entry from `key`, within
+ * the range's far bound; the row stays in the probe until the cursor's
+ * next probe, and so do *v and the key it gives. */
+static int probe(sq_cursor *c, enum probe p, kivis_slice key, kivis_slice *k,
+                 kivis_slice *v)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = probe_stmt(c, p, &st);
+    if (rc)
+        return rc;
+    if (c->live)
+        sqlite3_reset(c->live);
+    c->live = NULL;
+    bind_blob(st, 1, key);
+    if (sqlite3_bind_parameter_count(st) == 2)
+        bind_blob(st, 2, p == P_GE || p == P_GT ? c->range.hi : c->range.lo);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? KIVIS_NOTFOUND : failed(c->t, rc);
+    }
+    c->live = st;
+    *k = column(st, 0);
+    *v = column(st, 1);
+    return KIVIS_OK;
+}
+
+/* First entry >= target (NULL: the range's start), below hi. */
+static int seek_ge(sq_cursor *c, const kivis_slice *target, kivis_slice *k,
+                   kivis_slice *v)
+{
+    kivis_slice from = target && kivis__key_cmp(*target, c->range.lo) > 0
+                           ? *target : c->range.lo;
+    return probe(c, P_GE, from, k, v);
+}
+
+/* Last entry <= target (NULL: the range's end), at or above lo. */
+static int seek_le(sq_cursor *c, const kivis_slice *target, kivis_slice *k,
+                   kivis_slice *v)
+{
+    const kivis_slice hi = c->range.hi;
+    if (target && (!hi.data || kivis__key_cmp(*target, hi) < 0))
+        return probe(c, P_LE, *target, k, v);
+    if (!hi.data)
+        return probe(c, P_LAST, no_slice, k, v);
+    return probe(c, P_LT, hi, k, v); /* hi is exclusive */
+}
+
+static int move(sq_cursor *c, int op, const kivis_slice *target, kivis_slice *k,
+                kivis_slice *v)
+{
+    bool forward = op == KIVIS_FIRST || op == KIVIS_NEXT || op == KIVIS_SEEK_GE;
+    if (op == KIVIS_NEXT || op == KIVIS_PREV) {
+        if (c->state == ENDED)
+            return KIVIS_NOTFOUND;
+        if (c->state == PLACED)
+            return probe(c, forward ? P_GT : P_LT, kivis__range_last(&c->range), k, v);
+        target = NULL; /* never placed: FIRST or LAST */
+    }
+    return forward ? seek_ge(c, target, k, v) : seek_le(c, target, k, v);
+}
+
+static int sc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
+                  kivis_slice *value)
+{
+    sq_cursor *c = (sq_cursor *)cur;
+    kivis_slice buf, k, v;
+    const kivis_slice *target;
+    int rc = kivis__cursor_args(op, key, value, &buf, &target);
+    if (!rc)
+        rc = c->t->dead;
+    if (!rc)
+        rc = move(c, op, target, &k, &v);
+    if (rc == KIVIS_OK && !kivis__range_has(&c->range, k))
+        rc = KIVIS_NOTFOUND;
+    if (rc == KIVIS_OK)
+        rc = kivis__range_remember(&c->range, &c->t->s->alloc, k);
+    if (rc == KIVIS_NOTFOUND)
+        c->state = ENDED;
+    if (rc)
+        return rc;
+    c->state = PLACED;
+    *key = kivis__range_last(&c->range);
+    if (value)
+        *value = v;
+    return KIVIS_OK;
+}
+
+/* Give the probes to the connection's spares where a slot is free. */
+static void sc_close(kivis_storage_cursor *cur)
+{
+    sq_cursor *c = (sq_cursor *)cur;
+    sq_conn *conn = c->t->c;
+    for (int p = 0; p < P_COUNT; p++) {
+        sqlite3_stmt **spare = &conn->spare[c->bounded][p];
+        if (c->probe[p] && !*spare) {
+            sqlite3_reset(c->probe[p]);
+            *spare = c->probe[p];
+        } else {
+            sqlite3_finalize(c->probe[p]);
+        }
+    }
+    kivis__range_free(&c->range, &c->t->s->alloc);
+    s_free(c->t->s, c);
+}
+
+static const kivis_cursor_methods sq_cursor_methods = {sc_get, sc_close};
+
+static int sq_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
+                          kivis_storage_cursor **out)
+{
+    sq_txn *t = txn_of(txn);
+    *out = NULL;
+    if (!lo.data && lo.len)
+        return KIVIS_EINVAL;
+    sq_cursor *c = s_malloc(t->s, sizeof *c);
+    if (!c)
+        return KIVIS_ENOMEM;
+    memset(c, 0, sizeof *c);
+    c->cur.methods = &sq_cursor_methods;
+    c->t = t;
+    c->state = UNPLACED;
+    c->bounded = hi.data != NULL;
+    if (kivis__range_init(&c->range, &t->s->alloc, lo, hi) != KIVIS_OK) {
+        s_free(t->s, c);
+        return KIVIS_ENOMEM;
+    }
+    *out = &c->cur;
+    return KIVIS_OK;
+}
+
+static const kivis_txn_methods sq_txn_methods = {
+    sq_get, sq_put, sq_del, sq_cursor_open, sq_commit, sq_abort,
+};
+
+/* ---- the storage -------------------------------------------------------- */
+
+static sq_storage *storage_of(kivis_storage *st)
+{
+    return (sq_storage *)st;
+}
+
+/* A connection with its transaction begun; the writer slot already held
+ * for a write transaction. */
+static int begin_on_conn(sq_storage *s, bool rdonly, bool nosync, sq_conn **out)
+{
+    int rc = conn_take(s, out);
+    if (rc)
+        return rc;
+    rc = rdonly ? status_of(run(*out, S_BEGIN_READ)) : begin_write(*out, nosync);
+    if (rc) {
+        conn_give(s, *out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static int sq_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
+{
+    sq_storage *s = storage_of(st);
+    *out = NULL;
+    if (flags & ~KIVIS_TXN_RDONLY)
+        return KIVIS_EINVAL;
+    bool rdonly = flags & KIVIS_TXN_RDONLY, nosync = false;
+    sq_txn *t = s_malloc(s, sizeof *t);
+    if (!t)
+        return KIVIS_ENOMEM;
+    memset(t, 0, sizeof *t);
+    int rc = rdonly ? KIVIS_OK : writer_enter(s, &nosync);
+    if (!rc) {
+        rc = begin_on_conn(s, rdonly, nosync, &t->c);
+        if (rc && !rdonly)
+            writer_leave(s, false, false);
+    }
+    if (rc) {
+        s_free(s, t);
+        return rc;
+    }
+    t->txn.methods = &sq_txn_methods;
+    t->txn.storage = st;
+    t->txn.flags = flags;
+    t->s = s;
+    *out = &t->txn;
+    return KIVIS_OK;
+}
+
+static size_t sq_max_key(kivis_storage *st)
+{
+    return storage_of(st)->max_key;
+}
+
+static void storage_free(sq_storage *s)
+{
+    while (s->idle) {
+        sq_conn *c = s->idle;
+        s->idle = c->next;
+        conn_close(s, c);
+    }
+    pthread_cond_destroy(&s->writer_done);
+    pthread_mutex_destroy(&s->lock);
+    s_free(s, s->path);
+    s_free(s, s);
+}
+
+static void sq_close(kivis_storage *st)
+{
+    storage_free(storage_of(st));
+}
+
+static const kivis_storage_methods sq_storage_methods = {
+    KIVIS_STORAGE_VERSION, "sqlite", sq_close, sq_max_key, sq_begin,
+};
+
+/* "" and ":memory:" open a private database per connection. */
+static bool names_a_file(const char *path)
+{
+    return path[0] != '\0' && strcmp(path, ":memory:") != 0;
+}
+
+static int init_storage(sq_storage *s, const char *path, const kivis_sqlite_options *o)
+{
+    s->max_key = o && o->max_key_size ? o->max_key_size : KIVIS_SQLITE_MAX_KEY;
+    s->busy_ms = o && o->busy_timeout_ms ? o->busy_timeout_ms
+                                         : KIVIS_SQLITE_BUSY_TIMEOUT_MS;
+    size_t n = strlen(path) + 1;
+    s->path = s_malloc(s, n);
+    if (!s->path)
+        return KIVIS_ENOMEM;
+    memcpy(s->path, path, n);
+    /* The first connection creates the table and proves the file. */
+    sq_conn *c;
+    int rc = conn_open(s, &c);
+    if (rc)
+        return rc;
+    s->idle = c;
+    size_t limit = (size_t)sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, -1);
+    return s->max_key > limit - RECORD_OVERHEAD ? KIVIS_EINVAL : KIVIS_OK;
+}
+
+int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
+                      kivis_storage **out)
+{
+    if (!out)
+        return KIVIS_EINVAL;
+    *out = NULL;
+    if (!path || !names_a_file(path))
+        return KIVIS_EINVAL;
+    const kivis_allocator *a = opts && opts->allocator ? opts->allocator
+                                                       : kivis_default_allocator();
+    sq_storage *s = a->malloc(a->ctx, sizeof *s);
+    if (!s)
+        return KIVIS_ENOMEM;
+    memset(s, 0, sizeof *s);
+    s->st.methods = &sq_storage_methods;
+    s->alloc = *a;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->writer_done, NULL);
+    int rc = init_storage(s, path, opts);
+    if (rc) {
+        storage_free(s);
+        return rc;
+    }
+    *out = &s->st;
+    return KIVIS_OK;
+}

@@ -1,0 +1,587 @@
+/*
+ * The SQLite backend beyond the conformance suite: persistence across
+ * reopen and across a process that dies without closing, damaged and
+ * foreign files, a full disk, key limits, writers in other threads and
+ * processes, allocation failures, and the record engine on top.
+ */
+#include "testutil.h"
+#include "pets_schema.h"
+
+#include <kivis.h>
+#include <kivis/sqlite.h>
+
+#include <sqlite3.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct fx {
+    char dir[256], path[300];
+    kivis_storage *st;
+} fx;
+
+static int open_path(const char *path, size_t max_key, int busy_ms, kivis_storage **st)
+{
+    kivis_sqlite_options o = {NULL, max_key, busy_ms};
+    return kivis_sqlite_open(path, &o, st);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    kt_tempdir(f->dir, sizeof f->dir);
+    snprintf(f->path, sizeof f->path, "%s/kv.db", f->dir);
+    assert_int_equal(open_path(f->path, 0, 0, &f->st), KIVIS_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    kivis_storage_close(f->st);
+    kt_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void reopen(fx *f)
+{
+    kivis_storage_close(f->st);
+    f->st = NULL;
+    assert_int_equal(open_path(f->path, 0, 0, &f->st), KIVIS_OK);
+}
+
+static kivis_slice str(const char *s)
+{
+    return kivis_slice_make(s, strlen(s));
+}
+
+/* Keys k<from> .. k<from+n-1>, values of vlen bytes, one transaction. */
+static int put_n(kivis_storage *st, int from, int n, size_t vlen, int durability)
+{
+    kivis_storage_txn *t;
+    int rc = kivis_storage_begin(st, 0, &t);
+    if (rc)
+        return rc;
+    char *val = calloc(1, vlen ? vlen : 1);
+    assert_non_null(val);
+    for (int i = from; i < from + n && rc == KIVIS_OK; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%08d", i);
+        memset(val, 'a' + i % 26, vlen);
+        rc = kivis_txn_put(t, str(key), kivis_slice_make(val, vlen));
+    }
+    free(val);
+    if (rc) {
+        kivis_txn_abort(t);
+        return rc;
+    }
+    return kivis_txn_commit(t, durability);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    char *buf = malloc(1 << 16);
+    assert_non_null(buf);
+    *len = fread(buf, 1, 1 << 16, fp);
+    fclose(fp);
+    return buf;
+}
+
+static void write_file(const char *path, long offset, const void *data, size_t len)
+{
+    FILE *fp = fopen(path, offset ? "r+b" : "wb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, offset, SEEK_SET), 0);
+    assert_int_equal(fwrite(data, 1, len, fp), len);
+    fclose(fp);
+}
+
+/* ---- persistence -------------------------------------------------------- */
+
+static void test_commits_persist_across_reopen(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(put_n(f->st, 0, 300, 100, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(put_n(f->st, 300, 300, 100, KIVIS_NOSYNC), KIVIS_OK);
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(f->st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_del(t, str("k00000007")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, str("k00000008"), str("new")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kivis_storage_begin(f->st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, str("aborted"), str("x")), KIVIS_OK);
+    kivis_txn_abort(t);
+    char *before = kt_dump(f->st);
+    reopen(f);
+    char *after = kt_dump(f->st);
+    assert_string_equal(before, after);
+    assert_int_equal(kt_count(f->st), 599);
+    free(after);
+    free(before);
+}
+
+/* A child commits (NOSYNC, then SYNC: the flush-after-commit path) and
+ * dies without closing anything; both commits are there afterwards. */
+static void test_sync_commit_survives_a_dying_process(void **state)
+{
+    fx *f = *state;
+    kivis_storage_close(f->st);
+    f->st = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kivis_storage *st;
+        int ok = open_path(f->path, 0, 0, &st) == KIVIS_OK &&
+                 put_n(st, 0, 50, 64, KIVIS_NOSYNC) == KIVIS_OK &&
+                 put_n(st, 50, 50, 64, KIVIS_SYNC) == KIVIS_OK;
+        _exit(ok ? 0 : 1); /* no close, no checkpoint (valgrind: a leak) */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(open_path(f->path, 0, 0, &f->st), KIVIS_OK);
+    assert_int_equal(kt_count(f->st), 100);
+}
+
+/* ---- flushes at commit ------------------------------------------------- */
+
+/* A VFS over the default one that counts xSync calls on WAL files, so the
+ * test sees which commits were flushed.  Registered as the default VFS for
+ * this test program only. */
+static sqlite3_vfs *base_vfs;
+static sqlite3_vfs counting_vfs;
+static const sqlite3_io_methods *base_wal_methods;
+static sqlite3_io_methods counting_wal_methods;
+static int wal_syncs;
+
+static int counting_sync(sqlite3_file *f, int flags)
+{
+    wal_syncs++;
+    return base_wal_methods->xSync(f, flags);
+}
+
+static int counting_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f,
+                         int flags, int *out_flags)
+{
+    (void)vfs;
+    int rc = base_vfs->xOpen(base_vfs, name, f, flags, out_flags);
+    if (rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) && f->pMethods) {
+        if (!base_wal_methods) {
+            base_wal_methods = f->pMethods;
+            counting_wal_methods = *f->pMethods;
+            counting_wal_methods.xSync = counting_sync;
+        }
+        assert_ptr_equal(f->pMethods, base_wal_methods);
+        f->pMethods = &counting_wal_methods;
+    }
+    return rc;
+}
+
+static void install_counting_vfs(void)
+{
+    if (base_vfs)
+        return;
+    base_vfs = sqlite3_vfs_find(NULL);
+    counting_vfs = *base_vfs;
+    counting_vfs.zName = "kivis-test-counting";
+    counting_vfs.xOpen = counting_open;
+    assert_int_equal(sqlite3_vfs_register(&counting_vfs, 1), SQLITE_OK);
+}
+
+/* Syncs of the WAL during one committed write transaction. */
+static int syncs_of_commit(kivis_storage *st, int durability)
+{
+    static int n;
+    int before = wal_syncs;
+    assert_int_equal(put_n(st, n++, 1, 8, durability), KIVIS_OK);
+    return wal_syncs - before;
+}
+
+/* Every KIVIS_SYNC commit flushes the WAL, whatever came before it (the
+ * connection may have begun with synchronous=NORMAL), and a KIVIS_NOSYNC
+ * commit after another one does not. */
+static void test_sync_commits_flush_the_wal(void **state)
+{
+    fx *f = *state;
+    install_counting_vfs();
+    kivis_storage_close(f->st);
+    assert_int_equal(open_path(f->path, 0, 0, &f->st), KIVIS_OK);
+    assert_true(syncs_of_commit(f->st, KIVIS_SYNC) >= 1);
+    syncs_of_commit(f->st, KIVIS_NOSYNC); /* began FULL: flushed anyway */
+    assert_int_equal(syncs_of_commit(f->st, KIVIS_NOSYNC), 0);
+    assert_int_equal(syncs_of_commit(f->st, KIVIS_NOSYNC), 0);
+    assert_true(syncs_of_commit(f->st, KIVIS_SYNC) >= 1); /* began NORMAL */
+    assert_true(syncs_of_commit(f->st, KIVIS_SYNC) >= 1);
+    assert_true(syncs_of_commit(f->st, KIVIS_SYNC) >= 1);
+    assert_int_equal(kt_count(f->st), 7);
+}
+
+/* ---- damaged and foreign files ------------------------------------------ */
+
+static void test_not_a_database_is_ecorrupt_and_untouched(void **state)
+{
+    fx *f = *state;
+    char path[320], junk[8192];
+    snprintf(path, sizeof path, "%s/junk.db", f->dir);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (char)(i * 7 + 3);
+    write_file(path, 0, junk, sizeof junk);
+    kivis_storage *st = (kivis_storage *)1;
+    assert_int_equal(open_path(path, 0, 0, &st), KIVIS_ECORRUPT);
+    assert_null(st);
+    size_t len;
+    char *after = read_file(path, &len);
+    assert_int_equal(len, sizeof junk);
+    assert_memory_equal(after, junk, sizeof junk);
+    free(after);
+}
+
+/* A database whose kv table page is overwritten opens (the schema page is
+ * sound) and reports KIVIS_ECORRUPT when the table is read. */
+static void test_damaged_table_is_ecorrupt(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(put_n(f->st, 0, 20, 10, KIVIS_SYNC), KIVIS_OK);
+    kivis_storage_close(f->st); /* the last close checkpoints into kv.db */
+    f->st = NULL;
+    char garbage[4096];
+    memset(garbage, 0xa5, sizeof garbage);
+    write_file(f->path, 4096, garbage, sizeof garbage); /* page 2: kv's root */
+    assert_int_equal(open_path(f->path, 0, 0, &f->st), KIVIS_OK);
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(f->st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    kivis_slice v;
+    assert_int_equal(kivis_txn_get(t, str("k00000001"), &v), KIVIS_ECORRUPT);
+    kivis_storage_cursor *c;
+    kivis_slice none = {NULL, 0}, k;
+    assert_int_equal(kivis_txn_cursor(t, none, none, &c), KIVIS_OK);
+    assert_int_equal(kivis_cursor_get(c, KIVIS_FIRST, &k, &v), KIVIS_ECORRUPT);
+    kivis_cursor_close(c);
+    kivis_txn_abort(t);
+}
+
+static void test_bad_paths(void **state)
+{
+    fx *f = *state;
+    kivis_storage *st = (kivis_storage *)1;
+    assert_int_equal(kivis_sqlite_open(NULL, NULL, &st), KIVIS_EINVAL);
+    assert_null(st);
+    assert_int_equal(kivis_sqlite_open("", NULL, &st), KIVIS_EINVAL);
+    assert_int_equal(kivis_sqlite_open(":memory:", NULL, &st), KIVIS_EINVAL);
+    assert_int_equal(kivis_sqlite_open(f->dir, NULL, &st), KIVIS_EIO); /* a directory */
+    char path[320];
+    snprintf(path, sizeof path, "%s/missing/kv.db", f->dir);
+    assert_int_equal(kivis_sqlite_open(path, NULL, &st), KIVIS_EIO);
+    assert_null(st);
+    kivis_sqlite_options o = {NULL, (size_t)1 << 40, 0};
+    snprintf(path, sizeof path, "%s/other.db", f->dir);
+    assert_int_equal(kivis_sqlite_open(path, &o, &st), KIVIS_EINVAL);
+    assert_null(st);
+}
+
+/* ---- a full disk -------------------------------------------------------- */
+
+/* A 2 MiB tmpfs.  Needs root and mount(2); skipped where either is
+ * missing. */
+static void test_full_disk_is_efull_and_loses_nothing(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    kt_tempdir(dir, sizeof dir);
+    if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, "size=2m") != 0) {
+        kt_rmdir(dir);
+        skip();
+    }
+    snprintf(path, sizeof path, "%s/kv.db", dir);
+    kivis_storage *st;
+    assert_int_equal(open_path(path, 0, 0, &st), KIVIS_OK);
+    int rc = KIVIS_OK, batches = 0;
+    char *before = NULL;
+    while (rc == KIVIS_OK && batches < 100) {
+        free(before);
+        before = kt_dump(st);
+        rc = put_n(st, batches * 64, 64, 4096, KIVIS_SYNC);
+        batches += rc == KIVIS_OK;
+    }
+    assert_int_equal(rc, KIVIS_EFULL);
+    assert_true(batches > 0);
+    char *after = kt_dump(st);
+    assert_string_equal(before, after);
+    free(after);
+    assert_int_equal(put_n(st, 90000, 1, 16, KIVIS_SYNC), KIVIS_OK); /* small still fits */
+    free(before);
+    before = kt_dump(st);
+    kivis_storage_close(st);
+    assert_int_equal(open_path(path, 0, 0, &st), KIVIS_OK);
+    after = kt_dump(st);
+    assert_string_equal(before, after); /* openable, and all that was committed */
+    free(after);
+    free(before);
+    kivis_storage_close(st);
+    umount(dir);
+    kt_rmdir(dir);
+}
+
+/* ---- keys --------------------------------------------------------------- */
+
+static void test_key_size_limit(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(kivis_storage_max_key(f->st), KIVIS_SQLITE_MAX_KEY);
+    kivis_storage_close(f->st);
+    assert_int_equal(open_path(f->path, 100, 0, &f->st), KIVIS_OK);
+    assert_int_equal(kivis_storage_max_key(f->st), 100);
+    char key[101];
+    memset(key, 'k', sizeof key);
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(f->st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, kivis_slice_make(key, 101), str("v")), KIVIS_EKEYSIZE);
+    assert_int_equal(kivis_txn_del(t, kivis_slice_make(key, 101)), KIVIS_EKEYSIZE);
+    kivis_slice v;
+    assert_int_equal(kivis_txn_get(t, kivis_slice_make(key, 101), &v), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_txn_put(t, kivis_slice_make(key, 100), str("v")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kt_count(f->st), 1);
+}
+
+/* ---- writers ------------------------------------------------------------ */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+typedef struct contender {
+    kivis_storage *st;
+    int rc;
+    double waited_ms;
+} contender;
+
+static void *begin_writer(void *arg)
+{
+    contender *c = arg;
+    double t0 = now_ms();
+    kivis_storage_txn *t = NULL;
+    c->rc = kivis_storage_begin(c->st, 0, &t);
+    c->waited_ms = now_ms() - t0;
+    if (t) {
+        kivis_txn_put(t, str("second"), str("2"));
+        kivis_txn_commit(t, KIVIS_SYNC);
+    }
+    return NULL;
+}
+
+/* Same thread: KIVIS_EBUSY at once.  Another thread: waits for the writer,
+ * and gets KIVIS_EBUSY when the wait runs out.  Readers run beside. */
+static void test_second_writer_in_this_process(void **state)
+{
+    fx *f = *state;
+    kivis_storage_close(f->st);
+    assert_int_equal(open_path(f->path, 0, 200, &f->st), KIVIS_OK);
+    kivis_storage_txn *t, *t2 = (kivis_storage_txn *)1, *r;
+    assert_int_equal(kivis_storage_begin(f->st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_storage_begin(f->st, 0, &t2), KIVIS_EBUSY);
+    assert_null(t2);
+    assert_int_equal(kivis_txn_put(t, str("first"), str("1")), KIVIS_OK);
+    assert_int_equal(kivis_storage_begin(f->st, KIVIS_TXN_RDONLY, &r), KIVIS_OK);
+    kivis_slice v;
+    assert_int_equal(kivis_txn_get(r, str("first"), &v), KIVIS_NOTFOUND);
+    kivis_txn_abort(r);
+
+    contender c = {f->st, 0, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, begin_writer, &c), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(c.rc, KIVIS_EBUSY);
+    assert_true(c.waited_ms >= 150);
+
+    assert_int_equal(pthread_create(&th, NULL, begin_writer, &c), 0);
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL); /* let it wait, then make way */
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    pthread_join(th, NULL);
+    assert_int_equal(c.rc, KIVIS_OK);
+    assert_int_equal(kt_count(f->st), 2);
+}
+
+/* A writer in another process holds SQLite's write lock: this one waits
+ * busy_timeout_ms and gets KIVIS_EBUSY, and gets in once it is gone. */
+static void test_second_writer_in_another_process(void **state)
+{
+    fx *f = *state;
+    kivis_storage_close(f->st);
+    assert_int_equal(open_path(f->path, 0, 200, &f->st), KIVIS_OK);
+    int to_child[2], to_parent[2];
+    assert_int_equal(pipe(to_child), 0);
+    assert_int_equal(pipe(to_parent), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* hold a write transaction until told to commit */
+        kivis_storage *st;
+        kivis_storage_txn *t;
+        char b = 0;
+        int ok = open_path(f->path, 0, 0, &st) == KIVIS_OK &&
+                 kivis_storage_begin(st, 0, &t) == KIVIS_OK &&
+                 kivis_txn_put(t, str("child"), str("c")) == KIVIS_OK;
+        ok = ok && write(to_parent[1], "r", 1) == 1 && read(to_child[0], &b, 1) == 1;
+        ok = ok && kivis_txn_commit(t, KIVIS_SYNC) == KIVIS_OK;
+        if (ok) /* committed: nothing is open but the storage */
+            kivis_storage_close(st);
+        _exit(ok ? 0 : 1);
+    }
+    char b;
+    assert_int_equal(read(to_parent[0], &b, 1), 1);
+    kivis_storage_txn *t = (kivis_storage_txn *)1;
+    double t0 = now_ms();
+    assert_int_equal(kivis_storage_begin(f->st, 0, &t), KIVIS_EBUSY);
+    assert_true(now_ms() - t0 >= 150);
+    assert_null(t);
+    assert_int_equal(write(to_child[1], "c", 1), 1);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(put_n(f->st, 0, 1, 1, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kt_count(f->st), 2);
+    for (int i = 0; i < 2; i++) {
+        close(to_child[i]);
+        close(to_parent[i]);
+    }
+}
+
+/* ---- allocation failures ------------------------------------------------ */
+
+/* Open, write, read (get and cursor) and commit with the n-th allocation
+ * failing: each step succeeds or says KIVIS_ENOMEM, and every byte comes
+ * back.  @return true when nothing failed (n is past the last allocation). */
+static bool workload_with_failure(const char *path, unsigned long n)
+{
+    kt_alloc a;
+    kt_alloc_init(&a);
+    kt_alloc_fail_at(&a, n);
+    kivis_sqlite_options o = {&a.iface, 0, 0};
+    kivis_storage *st = NULL;
+    int rc = kivis_sqlite_open(path, &o, &st);
+    kivis_storage_txn *t = NULL;
+    if (!rc)
+        rc = kivis_storage_begin(st, 0, &t);
+    kivis_slice v, k, none = {NULL, 0};
+    for (int i = 0; i < 3 && !rc; i++) {
+        rc = kivis_txn_put(t, str(i ? "b" : "a"), str("value"));
+        for (int j = 0; j < 3 && !rc; j++) /* enough gets to need a chunk */
+            rc = kivis_txn_get(t, str("a"), &v);
+    }
+    kivis_storage_cursor *c = NULL;
+    if (!rc)
+        rc = kivis_txn_cursor(t, none, none, &c);
+    while (!rc)
+        rc = kivis_cursor_get(c, KIVIS_NEXT, &k, &v);
+    rc = rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
+    kivis_cursor_close(c);
+    if (t)
+        rc = rc ? (kivis_txn_abort(t), rc) : kivis_txn_commit(t, KIVIS_SYNC);
+    kivis_storage_close(st);
+    assert_true(rc == KIVIS_OK || rc == KIVIS_ENOMEM);
+    assert_int_equal(a.live_blocks, 0);
+    assert_int_equal(a.live_bytes, 0);
+    return a.failures == 0;
+}
+
+static void test_allocation_failures(void **state)
+{
+    fx *f = *state;
+    unsigned long n = 1;
+    while (!workload_with_failure(f->path, n))
+        n++;
+    assert_true(n > 5); /* storage, path, connection, txn, arena, cursor ... */
+}
+
+/* ---- the record engine on SQLite ---------------------------------------- */
+
+static user_key put_user(kivis_db *db, const char *name, uint32_t age)
+{
+    user u = {(char *)name, "x@example.org", age};
+    user_key k;
+    assert_int_equal(kivis_put(db, PETS_USER, &u, &k), KIVIS_OK);
+    return k;
+}
+
+static size_t users_named(kivis_db *db, const char *name)
+{
+    kivis_query q = {PETS_USER, USER_BY_NAME, KIVIS_Q_EQ, &name, NULL, NULL, 0, 0};
+    kivis_scan *s;
+    assert_int_equal(kivis_scan_open(db, &q, &s), KIVIS_OK);
+    size_t n = 0;
+    user u;
+    while (kivis_scan_next(s, NULL, &u) == KIVIS_OK) {
+        assert_string_equal(u.name, name);
+        kivis_record_clear(db, PETS_USER, &u);
+        n++;
+    }
+    kivis_scan_close(s);
+    return n;
+}
+
+static void test_record_engine_end_to_end(void **state)
+{
+    fx *f = *state;
+    kivis_db *db;
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    for (int i = 0; i < 60; i++)
+        put_user(db, i % 3 ? "many" : "few", (uint32_t)i);
+    user_key gone = {60};
+    assert_int_equal(kivis_remove(db, PETS_USER, &gone), KIVIS_OK);
+    user u;
+    user_key k = {8};
+    assert_int_equal(kivis_get(db, PETS_USER, &k, &u), KIVIS_OK);
+    assert_string_equal(u.name, "many");
+    assert_int_equal(u.age, 7);
+    kivis_record_clear(db, PETS_USER, &u);
+    assert_int_equal(users_named(db, "few"), 20);
+    assert_int_equal(users_named(db, "many"), 39);
+    kivis_close(db);
+
+    reopen(f);
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    assert_int_equal(users_named(db, "few"), 20);
+    assert_int_equal(users_named(db, "many"), 39);
+    assert_int_equal(kivis_get(db, PETS_USER, &gone, &u), KIVIS_NOTFOUND);
+    assert_int_equal(put_user(db, "new", 1).id, 60); /* after the highest: 59 */
+    kivis_close(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_commits_persist_across_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_commit_survives_a_dying_process, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sync_commits_flush_the_wal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_a_database_is_ecorrupt_and_untouched, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_table_is_ecorrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
+        cmocka_unit_test(test_full_disk_is_efull_and_loses_nothing),
+        cmocka_unit_test_setup_teardown(test_key_size_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_writer_in_this_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_writer_in_another_process, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_engine_end_to_end, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
