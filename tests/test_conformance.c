@@ -23,6 +23,7 @@
 #include <kivis/lmdb.h>
 #include <kivis/sqlite.h>
 #include <kivis/memory.h>
+#include <kivis/rocksdb.h>
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -117,11 +118,40 @@ static void cleanup_sqlite(void)
     kt_rmdir(sqlite_dir);
 }
 
+/* RocksDB with a 64 KiB memtable, so that the large tests flush SST files
+ * and read back through the block cache, not only the memtable. */
+static char rocksdb_dir[256];
+
+static int open_rocksdb_dir(const kivis_allocator *alloc, kivis_storage **out)
+{
+    kivis_rocksdb_options opts = {alloc, 0, 0, 64 << 10};
+    return kivis_rocksdb_open(rocksdb_dir, &opts, out);
+}
+
+static int open_rocksdb(const kivis_allocator *alloc, kivis_storage **out)
+{
+    kt_tempdir(rocksdb_dir, sizeof rocksdb_dir);
+    return open_rocksdb_dir(alloc, out);
+}
+
+static int reopen_rocksdb(const kivis_allocator *alloc, kivis_storage **st)
+{
+    kivis_storage_close(*st);
+    *st = NULL;
+    return open_rocksdb_dir(alloc, st);
+}
+
+static void cleanup_rocksdb(void)
+{
+    kt_rmdir(rocksdb_dir);
+}
+
 static const backend backends[] = {
     {"memory", open_memory, NULL, NULL},
     {"faulty", open_faulty, NULL, NULL},
     {"lmdb", open_lmdb, reopen_lmdb, cleanup_lmdb},
     {"sqlite", open_sqlite, reopen_sqlite, cleanup_sqlite},
+    {"rocksdb", open_rocksdb, reopen_rocksdb, cleanup_rocksdb},
 };
 
 static const backend *g_backend; /* the one under test */
