@@ -3,7 +3,9 @@
 #   make demo     the pets example end to end (generated API, LMDB in a temp dir)
 #   make test     every test: ctest under ASan+UBSan, TSan, valgrind, fuzzers (FUZZ_SECONDS each)
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 20)
-#   make bench    run the benchmarks
+#   make bench    run the benchmarks: the B+tree alone, then kivis against raw
+#                 LMDB, SQLite and Berkeley DB (docs/bench.md; BENCH_N=...)
+#   make bench-scaling  cost per operation against N up to 10^7 (PNG)
 #   make install  install the release build under PREFIX (default /usr/local;
 #                 DESTDIR honoured): libkivis.a/.so, headers, kivis-gen,
 #                 kivis.pc and the CMake package
@@ -15,7 +17,7 @@ FUZZ_SECONDS ?= 20
 BUILD       := build
 PREFIX      ?= /usr/local
 
-.PHONY: all deps release asan tsan fuzz-build demo test unit fuzz bench valgrind install clean
+.PHONY: all deps release asan tsan fuzz-build demo test unit fuzz bench bench-scaling valgrind install clean
 
 all: release
 
@@ -56,7 +58,10 @@ fuzz: fuzz-build
 	@bash scripts/fuzz.sh $(BUILD)/fuzz/fuzz $(FUZZ_SECONDS)
 
 bench: release
-	@bash scripts/bench.sh $(BUILD)/release/bench
+	@bash scripts/bench.sh $(BUILD)/release
+
+bench-scaling: release
+	@BENCH_SCALING_ONLY=1 bash scripts/bench.sh $(BUILD)/release 10000000
 
 valgrind: release
 	@bash scripts/valgrind.sh $(BUILD)/release/tests

@@ -9,6 +9,7 @@
  */
 #include <kivis/memory.h>
 
+#include "rng.h"
 #include "storage/btree.h"
 
 #include <stdio.h>
@@ -28,16 +29,6 @@ typedef struct dataset {
     size_t *order; /* a random permutation, for random gets */
 } dataset;
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
 static void dataset_make(dataset *d, size_t n)
 {
     uint64_t s = 0x9E3779B97F4A7C15ull;
@@ -49,13 +40,13 @@ static void dataset_make(dataset *d, size_t n)
         exit(1);
     }
     for (size_t i = 0; i < n; i++) {
-        uint64_t a = rng_next(&s), b = rng_next(&s);
+        uint64_t a = bench_rng_next(&s), b = bench_rng_next(&s);
         memcpy(d->key[i], &a, 8);
         memcpy(d->key[i] + 8, &b, 8);
         d->order[i] = i;
     }
     for (size_t i = n; i > 1; i--) {
-        size_t j = rng_next(&s) % i, t = d->order[i - 1];
+        size_t j = bench_rng_next(&s) % i, t = d->order[i - 1];
         d->order[i - 1] = d->order[j];
         d->order[j] = t;
     }

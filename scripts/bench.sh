@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
-# Run every benchmark program in DIR, one after the other.
+# make bench: the B+tree benchmark, then bench_engines (the phase table at
+# N=1,000,000 and the scaling curve up to MAX_N, default 10^6).
+#   scripts/bench.sh BUILD_DIR [MAX_N]
+# Results go to BUILD_DIR/../bench/ (build/bench/): results.csv, scaling.csv, scaling.png.
+# `make bench-scaling` runs only the scaling curve, up to 10^7.
 set -euo pipefail
-dir=$1
-for bin in "$dir"/bench_*; do
-  [ -x "$bin" ] || continue
-  echo "== $(basename "$bin")"
-  "$bin"
-done
+dir=$1/bench
+max_n=${2:-1000000}
+out="$(dirname "$1")/bench"
+mkdir -p "$out"
+start=$(date +%s)
+if [ "${BENCH_SCALING_ONLY:-0}" != 1 ]; then
+  echo "== bench_btree"
+  "$dir/bench_btree"
+  echo
+  echo "== bench_engines"
+  "$dir/bench_engines" --n "${BENCH_N:-1000000}" --csv "$out/results.csv"
+  echo
+fi
+echo "== bench_engines --scaling"
+"$dir/bench_engines" --scaling --max-n "$max_n" --csv "$out/scaling.csv" \
+  --png "$out/scaling.png"
+echo "bench: $(( $(date +%s) - start )) s in all"

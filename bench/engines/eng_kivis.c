@@ -1,0 +1,227 @@
+/*
+ * bench/engines/eng_kivis.c - kivis through the API kivis-gen generates from
+ * bench/users.kvs (user_put, user_get, user_by_name, ...), over any
+ * kivis_storage.  A backend is one opener; adding one is a kivis_backend and
+ * a bench_engine entry at the end of this file.
+ *
+ * Writes run in kivis_begin/kivis_commit transactions of txn_size records.
+ * Reads use the plain calls, each in the read transaction kivis opens for it
+ * (the public API has no read-only transaction to group them).
+ */
+#include "bench.h"
+#include "users.kivis.h"
+
+#include <kivis/lmdb.h>
+#include <kivis/memory.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Open a storage for about n records in the empty directory dir (which it
+ * may ignore). */
+typedef int (*kivis_storage_opener)(const char *dir, size_t n,
+                                    kivis_storage **out);
+
+typedef struct kivis_backend {
+    const char *engine; /* the bench_engine's name, for messages */
+    kivis_storage_opener open;
+} kivis_backend;
+
+typedef struct kivis_handle {
+    const kivis_backend *be;
+    kivis_storage *st;
+    kivis_db *db;
+} kivis_handle;
+
+static void check(kivis_handle *h, int rc, const char *what)
+{
+    if (rc != KIVIS_OK)
+        bench_die(h->be->engine, what,
+                  kivis_errmsg(h->db)[0] ? kivis_errmsg(h->db)
+                                         : kivis_strerror(rc));
+}
+
+/* A cursor ends with KIVIS_NOTFOUND; anything else is an error. */
+static void check_end(kivis_handle *h, int rc, const char *what)
+{
+    check(h, rc == KIVIS_NOTFOUND ? KIVIS_OK : rc, what);
+}
+
+static void account(bench_result *r, user_key k, const user *u)
+{
+    bench_account(r, k.id, u->name, strlen(u->name), u->email,
+                  strlen(u->email), u->age);
+}
+
+static void *kv_open(const void *arg, const char *dir, size_t n, bool durable)
+{
+    const kivis_backend *be = arg;
+    kivis_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        bench_die(be->engine, "open", "out of memory");
+    h->be = be;
+    int rc = be->open(dir, n, &h->st);
+    if (rc)
+        bench_die(be->engine, "storage open", kivis_strerror(rc));
+    char err[256] = "";
+    kivis_options o = {0};
+    o.durability = durable ? KIVIS_SYNC : KIVIS_NOSYNC;
+    o.errbuf = err;
+    o.errbuf_size = sizeof err;
+    if ((rc = kivis_open(h->st, &users_schema, &o, &h->db)))
+        bench_die(be->engine, "kivis_open", err);
+    return h;
+}
+
+static void kv_close(void *hp)
+{
+    kivis_handle *h = hp;
+    kivis_close(h->db);
+    kivis_storage_close(h->st);
+    free(h);
+}
+
+static void kv_load(void *hp, const bench_user *u, size_t n, size_t txn_size,
+                    bench_result *r)
+{
+    kivis_handle *h = hp;
+    for (size_t i = 0; i < n; i += txn_size) {
+        check(h, kivis_begin(h->db), "kivis_begin");
+        for (size_t j = i; j < n && j < i + txn_size; j++) {
+            user rec = {(char *)u[j].name, (char *)u[j].email, u[j].age};
+            user_key k;
+            check(h, user_put(h->db, &rec, &k), "user_put");
+            if (k.id != j + 1)
+                bench_die(h->be->engine, "user_put", "unexpected key");
+            r->rows++;
+            r->sum += k.id;
+        }
+        check(h, kivis_commit(h->db), "kivis_commit");
+    }
+}
+
+static void kv_get(void *hp, const uint64_t *keys, size_t n, bench_result *r)
+{
+    kivis_handle *h = hp;
+    for (size_t i = 0; i < n; i++) {
+        user_key k = {keys[i]};
+        user u;
+        check(h, user_get(h->db, k, &u), "user_get");
+        account(r, k, &u);
+        user_clear(h->db, &u);
+    }
+}
+
+static void kv_by_name(void *hp, const char *const *names, size_t n,
+                       bench_result *r)
+{
+    kivis_handle *h = hp;
+    for (size_t i = 0; i < n; i++) {
+        user_cursor c;
+        user_key k;
+        user u;
+        int rc;
+        check(h, user_by_name(h->db, names[i], 0, &c), "user_by_name");
+        while ((rc = user_next(&c, &k, &u)) == KIVIS_OK) {
+            account(r, k, &u);
+            user_clear(h->db, &u);
+        }
+        user_close(&c);
+        check_end(h, rc, "user_next");
+    }
+}
+
+static void kv_scan(void *hp, const uint64_t *starts, size_t n, size_t len,
+                    bench_result *r)
+{
+    kivis_handle *h = hp;
+    for (size_t i = 0; i < n; i++) {
+        user_key lo = {starts[i]}, hi = {starts[i] + len}, k;
+        user_cursor c;
+        user u;
+        int rc;
+        check(h, user_scan(h->db, &lo, &hi, 0, &c), "user_scan");
+        while ((rc = user_next(&c, &k, &u)) == KIVIS_OK) {
+            account(r, k, &u);
+            user_clear(h->db, &u);
+        }
+        user_close(&c);
+        check_end(h, rc, "user_next");
+    }
+}
+
+/* Read, change the name, write back: user_update replaces the index entry. */
+static void kv_rename(void *hp, const uint64_t *keys, const char *const *names,
+                      size_t n, size_t txn_size, bench_result *r)
+{
+    kivis_handle *h = hp;
+    for (size_t i = 0; i < n; i += txn_size) {
+        check(h, kivis_begin(h->db), "kivis_begin");
+        for (size_t j = i; j < n && j < i + txn_size; j++) {
+            user_key k = {keys[j]};
+            user u;
+            check(h, user_get(h->db, k, &u), "user_get");
+            char *old = u.name;
+            u.name = (char *)names[j];
+            check(h, user_update(h->db, k, &u), "user_update");
+            u.name = old;
+            user_clear(h->db, &u);
+            r->rows++;
+            r->sum += k.id;
+        }
+        check(h, kivis_commit(h->db), "kivis_commit");
+    }
+}
+
+static void kv_remove(void *hp, const uint64_t *keys, size_t n,
+                      size_t txn_size, bench_result *r)
+{
+    kivis_handle *h = hp;
+    for (size_t i = 0; i < n; i += txn_size) {
+        check(h, kivis_begin(h->db), "kivis_begin");
+        for (size_t j = i; j < n && j < i + txn_size; j++) {
+            check(h, user_remove(h->db, (user_key){keys[j]}), "user_remove");
+            r->rows++;
+            r->sum += keys[j];
+        }
+        check(h, kivis_commit(h->db), "kivis_commit");
+    }
+}
+
+/* ---- backends --------------------------------------------------------- */
+
+static int open_memory(const char *dir, size_t n, kivis_storage **out)
+{
+    (void)dir;
+    (void)n;
+    return kivis_memory_open(NULL, out);
+}
+
+/* The map is sized up front, as for raw LMDB (no growth during the run). */
+static int open_lmdb(const char *dir, size_t n, kivis_storage **out)
+{
+    kivis_lmdb_options o = {0};
+    o.map_size = bench_map_size(n);
+    return kivis_lmdb_open(dir, &o, out);
+}
+
+#define KV_STR_(x) #x
+#define KV_STR(x) KV_STR_(x)
+
+static const char *kv_version(void)
+{
+    return "kivis " KV_STR(KIVIS_VERSION_MAJOR) "." KV_STR(
+        KIVIS_VERSION_MINOR) "." KV_STR(KIVIS_VERSION_PATCH);
+}
+
+/* One engine per backend: its name, opener, whether it is on disk, whether
+ * --scaling runs it. */
+#define KIVIS_ENGINE(name, opener, on_disk, scaling)                           \
+    {name, &(const kivis_backend){name, opener}, on_disk, scaling, kv_version, \
+     kv_open, kv_close, kv_load, kv_get, kv_by_name, kv_scan, kv_rename,      \
+     kv_remove}
+
+const bench_engine bench_kivis_memory =
+    KIVIS_ENGINE("kivis-memory", open_memory, false, true);
+const bench_engine bench_kivis_lmdb =
+    KIVIS_ENGINE("kivis-lmdb", open_lmdb, true, true);

@@ -1,0 +1,596 @@
+/*
+ * bench/engines/main.c - bench_engines: the same workload on kivis (memory,
+ * LMDB), raw LMDB, SQLite and Berkeley DB, side by side (docs/bench.md).
+ *
+ *   bench_engines [--n N] [--csv PATH] [--engines a,b,...]
+ *       the phase table at N records (default 1,000,000): ops/s per engine
+ *       and the ratio to raw LMDB on stdout, the figures as CSV in PATH
+ *       (default build/bench/results.csv)
+ *   bench_engines --scaling [--max-n N] [--csv PATH] [--png PATH]
+ *       load and get at N = 10^4, 10^5, ... up to --max-n (default 10^7)
+ *       on the engines marked for scaling: ns/op as CSV (default
+ *       build/bench/scaling.csv) and a gnuplot PNG (build/bench/scaling.png)
+ *
+ * On-disk engines run in a fresh directory under $TMPDIR (or /tmp), removed
+ * after each run.  Every phase's rows and checksum must agree across the
+ * engines; a mismatch stops the run.
+ */
+#include "bench.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The engines, in table order; "lmdb" is the reference for ratios. */
+static const bench_engine *const engines[] = {
+    &bench_kivis_memory, &bench_kivis_lmdb, &bench_lmdb, &bench_sqlite,
+    &bench_bdb,
+};
+#define N_ENGINES (sizeof engines / sizeof engines[0])
+#define REFERENCE "lmdb"
+
+#define WRITE_TXN 1000 /* records per write transaction (throughput) */
+#define DURABLE_TXN 10 /* records per transaction in the durable phase */
+
+enum phase {
+    P_LOAD, P_GET, P_BY_NAME, P_SCAN, P_RENAME, P_REMOVE, P_DURABLE, P_COUNT
+};
+
+static const char *const phase_names[P_COUNT] = {
+    "load", "get", "by_name", "scan", "rename", "remove", "durable_load",
+};
+
+typedef struct cell {
+    bool ran;
+    size_t ops;
+    double secs;
+    bench_result res;
+} cell;
+
+typedef struct options {
+    size_t n, max_n;
+    bool scaling;
+    const char *csv, *png, *only;
+    char *tmp; /* the run's temporary directory */
+} options;
+
+static char run_tmp[4096]; /* removed at exit, also after bench_die */
+
+static void rm_tree(const char *path);
+
+static void remove_run_tmp(void)
+{
+    if (run_tmp[0])
+        rm_tree(run_tmp);
+}
+
+_Noreturn void bench_die(const char *engine, const char *what,
+                         const char *detail)
+{
+    fprintf(stderr, "bench_engines: %s: %s: %s\n", engine, what, detail);
+    exit(1);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- directories -------------------------------------------------------- */
+
+static void rm_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st))
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char sub[4096];
+            int len = snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            if (len > 0 && (size_t)len < sizeof sub)
+                rm_tree(sub);
+        }
+        if (d)
+            closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* mkdir -p of the directory part of file path `file`. */
+static void make_parent(const char *file)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", file);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) && errno != EEXIST)
+            bench_die("main", p, strerror(errno));
+        *s = '/';
+    }
+}
+
+/* A fresh empty directory for one engine run, inside the run's temp dir. */
+static void run_dir(const options *o, const char *engine, const char *what,
+                    char *out, size_t size)
+{
+    int len = snprintf(out, size, "%s/%s-%s", o->tmp, engine, what);
+    if (len < 0 || (size_t)len >= size)
+        bench_die(engine, "temp dir", "path too long");
+    rm_tree(out);
+    if (mkdir(out, 0755))
+        bench_die(engine, out, strerror(errno));
+}
+
+/* ---- engine selection and checks ---------------------------------------- */
+
+static bool selected(const options *o, const bench_engine *e)
+{
+    if (!o->only)
+        return true;
+    size_t len = strlen(e->name);
+    for (const char *p = o->only; *p;) {
+        const char *end = strchr(p, ',');
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == len && !strncmp(p, e->name, len))
+            return true;
+        p += l + (end != NULL);
+    }
+    return false;
+}
+
+/* Whether this run (table or --scaling) runs e. */
+static bool runs(const options *o, const bench_engine *e)
+{
+    return selected(o, e) && (!o->scaling || e->scaling);
+}
+
+/* Every engine must return what the first one returned. */
+static void cross_check(const bench_engine *e, const char *phase, size_t n,
+                        const bench_result *ref, const char *ref_engine,
+                        const bench_result *got)
+{
+    if (ref->rows == got->rows && ref->sum == got->sum)
+        return;
+    fprintf(stderr,
+            "bench_engines: %s %s at N=%zu: %llu rows, checksum %llu; "
+            "%s gave %llu rows, checksum %llu\n",
+            e->name, phase, n, (unsigned long long)got->rows,
+            (unsigned long long)got->sum, ref_engine,
+            (unsigned long long)ref->rows, (unsigned long long)ref->sum);
+    exit(1);
+}
+
+/* ---- machine info ------------------------------------------------------- */
+
+static void print_machine(const options *o)
+{
+    char model[256] = "unknown", line[512];
+    long mem_kb = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (colon && !strncmp(line, "model name", 10)) {
+            snprintf(model, sizeof model, "%s", colon + 2);
+            model[strcspn(model, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    if ((f = fopen("/proc/meminfo", "r"))) {
+        if (fscanf(f, "MemTotal: %ld kB", &mem_kb) != 1)
+            mem_kb = 0;
+        fclose(f);
+    }
+    time_t t = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %Z", localtime(&t));
+    printf("date     %s\n", date);
+    printf("cpu      %s, %ld cores online\n", model,
+           sysconf(_SC_NPROCESSORS_ONLN));
+    printf("memory   %.1f GiB\n", (double)mem_kb / (1024.0 * 1024.0));
+    printf("temp dir %s\n", o->tmp);
+    printf("engines ");
+    for (size_t i = 0; i < N_ENGINES; i++)
+        if (runs(o, engines[i]))
+            printf(" %s (%s)", engines[i]->name, engines[i]->version());
+    printf("\n\n");
+}
+
+/* ---- the phase table ---------------------------------------------------- */
+
+static void run_phase(const bench_engine *e, void *h, const bench_data *d,
+                      int p, cell *c)
+{
+    double t0 = now();
+    switch (p) {
+    case P_LOAD:
+        e->load(h, d->users, d->n, WRITE_TXN, &c->res);
+        c->ops = d->n;
+        break;
+    case P_GET:
+        e->get(h, d->get_keys, d->n, &c->res);
+        c->ops = d->n;
+        break;
+    case P_BY_NAME:
+        e->by_name(h, d->lookup_names, d->n_lookups, &c->res);
+        c->ops = d->n_lookups;
+        break;
+    case P_SCAN:
+        e->scan(h, d->scan_starts, d->n_scans, d->scan_len, &c->res);
+        c->ops = d->n_scans;
+        break;
+    case P_RENAME:
+        e->rename(h, d->rename_keys, d->new_names, d->n_renames, WRITE_TXN,
+                  &c->res);
+        c->ops = d->n_renames;
+        break;
+    case P_REMOVE:
+        e->remove(h, d->remove_keys, d->n_removes, WRITE_TXN, &c->res);
+        c->ops = d->n_removes;
+        break;
+    }
+    c->secs = now() - t0;
+    c->ran = true;
+}
+
+/* The durable phase: a fresh store flushed at every commit. */
+static void run_durable(const options *o, const bench_engine *e,
+                        const bench_data *d, cell *c)
+{
+    char dir[4096];
+    size_t n = d->n / 100 ? d->n / 100 : 1;
+    run_dir(o, e->name, "durable", dir, sizeof dir);
+    void *h = e->open(e->arg, dir, n, true);
+    double t0 = now();
+    e->load(h, d->users, n, DURABLE_TXN, &c->res);
+    c->secs = now() - t0;
+    c->ops = n;
+    c->ran = true;
+    e->close(h);
+    rm_tree(dir);
+}
+
+static double ratio(const cell *c, const cell *ref)
+{
+    if (!c->ran || !ref || !ref->ran || c->secs <= 0)
+        return 0;
+    return ((double)c->ops / c->secs) / ((double)ref->ops / ref->secs);
+}
+
+static int reference_index(const options *o)
+{
+    for (size_t i = 0; i < N_ENGINES; i++)
+        if (!strcmp(engines[i]->name, REFERENCE) && selected(o, engines[i]))
+            return (int)i;
+    return -1;
+}
+
+static void print_table(const options *o, const bench_data *d,
+                        cell (*cells)[P_COUNT])
+{
+    int ref = reference_index(o);
+    printf("N = %zu records; ops/s and ratio to raw LMDB (higher is faster)\n",
+           d->n);
+    printf("%-13s %9s", "phase", "ops");
+    for (size_t i = 0; i < N_ENGINES; i++)
+        if (selected(o, engines[i]))
+            printf(" %18s", engines[i]->name);
+    printf("\n");
+    for (int p = 0; p < P_COUNT; p++) {
+        size_t ops = 0;
+        for (size_t i = 0; i < N_ENGINES; i++)
+            if (cells[i][p].ran)
+                ops = cells[i][p].ops;
+        printf("%-13s %9zu", phase_names[p], ops);
+        for (size_t i = 0; i < N_ENGINES; i++) {
+            const cell *c = &cells[i][p];
+            if (!selected(o, engines[i]))
+                continue;
+            if (!c->ran) {
+                printf(" %18s", "n/a");
+                continue;
+            }
+            double r = ratio(c, ref >= 0 ? &cells[ref][p] : NULL);
+            printf(" %10.0f", (double)c->ops / c->secs);
+            if (r > 0)
+                printf(" %6.2fx", r);
+            else
+                printf(" %7s", "");
+        }
+        printf("\n");
+    }
+    printf("\nrows per phase (identical in every engine):");
+    for (int p = 0; p < P_COUNT; p++)
+        for (size_t i = 0; i < N_ENGINES; i++)
+            if (cells[i][p].ran) {
+                printf(" %s %llu", phase_names[p],
+                       (unsigned long long)cells[i][p].res.rows);
+                break;
+            }
+    printf("\nscan: ops are scans of %zu records; durable_load: %zu "
+           "records, %d per fsync'd commit\n",
+           d->scan_len, d->n / 100 ? d->n / 100 : 1, DURABLE_TXN);
+}
+
+static void write_csv(const options *o, cell (*cells)[P_COUNT])
+{
+    int ref = reference_index(o);
+    make_parent(o->csv);
+    FILE *f = fopen(o->csv, "w");
+    if (!f)
+        bench_die("main", o->csv, strerror(errno));
+    fprintf(f, "engine,phase,n,ops,seconds,ops_per_sec,ratio_to_lmdb\n");
+    for (size_t i = 0; i < N_ENGINES; i++)
+        for (int p = 0; p < P_COUNT; p++) {
+            const cell *c = &cells[i][p];
+            if (!c->ran)
+                continue;
+            double r = ratio(c, ref >= 0 ? &cells[ref][p] : NULL);
+            fprintf(f, "%s,%s,%zu,%zu,%.6f,%.1f,", engines[i]->name,
+                    phase_names[p], o->n, c->ops, c->secs,
+                    (double)c->ops / c->secs);
+            if (r > 0)
+                fprintf(f, "%.4f", r);
+            fprintf(f, "\n");
+        }
+    if (fclose(f))
+        bench_die("main", o->csv, strerror(errno));
+    printf("CSV: %s\n", o->csv);
+}
+
+static void run_table(const options *o)
+{
+    static cell cells[N_ENGINES][P_COUNT];
+    bench_data d;
+    double t0 = now();
+    bench_data_make(&d, o->n);
+    fprintf(stderr, "data set of %zu records made in %.1f s\n", o->n,
+            now() - t0);
+    int first[P_COUNT];
+    for (int p = 0; p < P_COUNT; p++)
+        first[p] = -1;
+    for (size_t i = 0; i < N_ENGINES; i++) {
+        const bench_engine *e = engines[i];
+        if (!selected(o, e))
+            continue;
+        fprintf(stderr, "%s:", e->name);
+        char dir[4096];
+        run_dir(o, e->name, "throughput", dir, sizeof dir);
+        void *h = e->open(e->arg, dir, d.n, false);
+        for (int p = 0; p <= P_DURABLE; p++) {
+            if (p == P_DURABLE) {
+                e->close(h);
+                rm_tree(dir);
+                if (!e->on_disk)
+                    break;
+                run_durable(o, e, &d, &cells[i][p]);
+            } else {
+                run_phase(e, h, &d, p, &cells[i][p]);
+            }
+            fprintf(stderr, " %s %.2fs", phase_names[p], cells[i][p].secs);
+            if (first[p] < 0)
+                first[p] = (int)i;
+            else
+                cross_check(e, phase_names[p], o->n, &cells[first[p]][p].res,
+                            engines[first[p]]->name, &cells[i][p].res);
+        }
+        fprintf(stderr, "\n");
+    }
+    print_table(o, &d, cells);
+    write_csv(o, cells);
+    bench_data_free(&d);
+}
+
+/* ---- scaling ------------------------------------------------------------ */
+
+#define MAX_SIZES 12
+
+typedef struct scaling_point {
+    size_t n;
+    double load_ns[N_ENGINES], get_ns[N_ENGINES];
+} scaling_point;
+
+static void plot(const options *o, const scaling_point *pts, size_t npts)
+{
+    make_parent(o->png);
+    FILE *g = popen("gnuplot", "w");
+    if (!g) {
+        fprintf(stderr, "bench_engines: gnuplot not found, no PNG\n");
+        return;
+    }
+    fprintf(g, "set terminal pngcairo size 900,560 font ',10'\n"
+               "set output '%s'\n"
+               "set title 'Cost per operation against N (load in txns of %d, "
+               "random gets)'\n"
+               "set logscale x\nset xlabel 'N (records)'\n"
+               "set ylabel 'ns per operation'\nset yrange [0:*]\n"
+               "set grid\nset key top left\nplot ",
+            o->png, WRITE_TXN);
+    int series = 0;
+    for (size_t i = 0; i < N_ENGINES; i++) {
+        if (!runs(o, engines[i]))
+            continue;
+        for (int get = 0; get < 2; get++)
+            fprintf(g, "%s'-' using 1:2 with linespoints lw 2 lc %d dt %d "
+                       "title '%s %s'",
+                    series++ ? ", " : "", (int)i + 1, get ? 1 : 2,
+                    engines[i]->name, get ? "get" : "load");
+    }
+    fprintf(g, "\n");
+    for (size_t i = 0; i < N_ENGINES; i++) {
+        if (!runs(o, engines[i]))
+            continue;
+        for (int get = 0; get < 2; get++) {
+            for (size_t k = 0; k < npts; k++)
+                fprintf(g, "%zu %.1f\n", pts[k].n,
+                        get ? pts[k].get_ns[i] : pts[k].load_ns[i]);
+            fprintf(g, "e\n");
+        }
+    }
+    if (pclose(g))
+        fprintf(stderr, "bench_engines: gnuplot failed\n");
+    else
+        printf("PNG: %s\n", o->png);
+}
+
+static void run_scaling(const options *o)
+{
+    scaling_point pts[MAX_SIZES];
+    size_t npts = 0;
+    make_parent(o->csv);
+    FILE *f = fopen(o->csv, "w");
+    if (!f)
+        bench_die("main", o->csv, strerror(errno));
+    fprintf(f, "engine,phase,n,ops,seconds,ns_per_op\n");
+    printf("Scaling: ns per operation (load in txns of %d; random gets)\n",
+           WRITE_TXN);
+    printf("%10s", "N");
+    for (size_t i = 0; i < N_ENGINES; i++)
+        for (int get = 0; get < 2 && runs(o, engines[i]); get++) {
+            char label[64];
+            snprintf(label, sizeof label, "%s %s", engines[i]->name,
+                     get ? "get" : "load");
+            printf(" %18s", label);
+        }
+    printf("\n");
+    for (size_t n = 10000; n <= o->max_n && npts < MAX_SIZES; n *= 10) {
+        scaling_point *pt = &pts[npts++];
+        pt->n = n;
+        bench_data d;
+        bench_data_make(&d, n);
+        cell ref[2] = {{0}};
+        const char *ref_engine = NULL;
+        printf("%10zu", n);
+        for (size_t i = 0; i < N_ENGINES; i++) {
+            const bench_engine *e = engines[i];
+            if (!runs(o, e))
+                continue;
+            char dir[4096];
+            run_dir(o, e->name, "scaling", dir, sizeof dir);
+            void *h = e->open(e->arg, dir, n, false);
+            cell c[2] = {{0}};
+            run_phase(e, h, &d, P_LOAD, &c[0]);
+            run_phase(e, h, &d, P_GET, &c[1]);
+            e->close(h);
+            rm_tree(dir);
+            for (int k = 0; k < 2; k++) {
+                if (ref_engine)
+                    cross_check(e, phase_names[k ? P_GET : P_LOAD], n,
+                                &ref[k].res, ref_engine, &c[k].res);
+                else
+                    ref[k] = c[k];
+                double ns = c[k].secs * 1e9 / (double)c[k].ops;
+                fprintf(f, "%s,%s,%zu,%zu,%.6f,%.1f\n", e->name,
+                        k ? "get" : "load", n, c[k].ops, c[k].secs, ns);
+                *(k ? &pt->get_ns[i] : &pt->load_ns[i]) = ns;
+                printf(" %18.0f", ns);
+            }
+            ref_engine = ref_engine ? ref_engine : e->name;
+            fflush(stdout);
+        }
+        printf("\n");
+        bench_data_free(&d);
+    }
+    if (fclose(f))
+        bench_die("main", o->csv, strerror(errno));
+    printf("CSV: %s\n", o->csv);
+    plot(o, pts, npts);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: bench_engines [--n N] [--csv PATH] [--engines a,b,...]\n"
+            "       bench_engines --scaling [--max-n N] [--csv PATH] "
+            "[--png PATH] [--engines ...]\n"
+            "engines:");
+    for (size_t i = 0; i < N_ENGINES; i++)
+        fprintf(out, " %s%s", engines[i]->name,
+                engines[i]->scaling ? "*" : "");
+    fprintf(out, "  (* also in --scaling)\n");
+}
+
+static size_t parse_size(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end); /* 1e6 and 1000000 alike */
+    if (end == s || *end || v < 1 || v > 1e10) {
+        fprintf(stderr, "bench_engines: bad count '%s'\n", s);
+        exit(2);
+    }
+    return (size_t)v;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {1000000, 10000000, false, NULL, "build/bench/scaling.png",
+                 NULL, NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--scaling")) {
+            o.scaling = true;
+            continue;
+        } else if (!v) {
+            usage(stderr);
+            return 2;
+        } else if (!strcmp(a, "--n")) {
+            o.n = parse_size(v);
+        } else if (!strcmp(a, "--max-n")) {
+            o.max_n = parse_size(v);
+        } else if (!strcmp(a, "--csv")) {
+            o.csv = v;
+        } else if (!strcmp(a, "--png")) {
+            o.png = v;
+        } else if (!strcmp(a, "--engines")) {
+            o.only = v;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    if (!o.csv)
+        o.csv = o.scaling ? "build/bench/scaling.csv"
+                          : "build/bench/results.csv";
+    const char *tmp = getenv("TMPDIR");
+    char dir[sizeof run_tmp];
+    int len = snprintf(dir, sizeof dir, "%s/kivis-bench-XXXXXX",
+                       tmp && *tmp ? tmp : "/tmp");
+    if (len < 0 || (size_t)len >= sizeof dir || !mkdtemp(dir))
+        bench_die("main", "temp dir", len < 0 || (size_t)len >= sizeof dir
+                                          ? "TMPDIR too long"
+                                          : strerror(errno));
+    memcpy(run_tmp, dir, sizeof run_tmp);
+    o.tmp = run_tmp;
+    atexit(remove_run_tmp);
+    print_machine(&o);
+    fflush(stdout);
+    double t0 = now();
+    if (o.scaling)
+        run_scaling(&o);
+    else
+        run_table(&o);
+    printf("total %.1f s\n", now() - t0);
+    return 0;
+}
