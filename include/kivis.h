@@ -107,6 +107,17 @@ int kivis_index(const kivis_db *db, uint32_t table, const char *name);
 int kivis_begin(kivis_db *db);
 
 /**
+ * Begin a read-only transaction: until kivis_commit or kivis_abort (either
+ * ends it), gets, scans and index lookups on the handle read one
+ * transaction of the backend (a consistent snapshot on LMDB, SQLite and
+ * RocksDB), which also saves beginning one per read.  Writes fail with
+ * KIVIS_EINVAL and leave the transaction usable.  Gets inside it bypass the
+ * record cache.
+ * @return as kivis_begin.
+ */
+int kivis_begin_read(kivis_db *db);
+
+/**
  * Commit the open transaction atomically.  The transaction ends whatever
  * the result; on failure none of it is applied.
  * @return KIVIS_OK; KIVIS_EINVAL (none open); KIVIS_EBADTXN (poisoned: it was

@@ -942,6 +942,45 @@ static void test_status_names(void **state)
     assert_string_equal(kivis_strerror(12345), "unknown status");
 }
 
+/* A read-only transaction: reads work and see one state, writes are
+ * refused without poisoning it, and commit or abort ends it. */
+static void test_read_only_transaction(void **state)
+{
+    fx *f = *state;
+    user_key k = put_user(f->db, "ro", "ro@x", 5);
+    assert_int_equal(kivis_begin_read(f->db), KIVIS_OK);
+    assert_int_equal(kivis_begin_read(f->db), KIVIS_EINVAL);
+    assert_int_equal(kivis_begin(f->db), KIVIS_EINVAL);
+    user u;
+    assert_int_equal(kivis_get(f->db, PETS_USER, &k, &u), KIVIS_OK);
+    assert_string_equal(u.name, "ro");
+    kivis_record_clear(f->db, PETS_USER, &u);
+    char *before = kt_dump(f->st);
+    user nu = {"new", "n@x", 1};
+    user_key nk;
+    assert_int_equal(kivis_put(f->db, PETS_USER, &nu, &nk), KIVIS_EINVAL);
+    assert_non_null(strstr(kivis_errmsg(f->db), "read-only"));
+    assert_int_equal(kivis_insert(f->db, PETS_USER, &k, &nu), KIVIS_EINVAL);
+    assert_int_equal(kivis_remove(f->db, PETS_USER, &k), KIVIS_EINVAL);
+    kivis_query q = {PETS_USER, USER_BY_NAME, KIVIS_Q_EQ, &(const char *){"ro"},
+                     NULL, NULL, 0, 0};
+    kivis_scan *s;
+    assert_int_equal(kivis_scan_open(f->db, &q, &s), KIVIS_OK);
+    assert_int_equal(kivis_scan_next(s, NULL, &u), KIVIS_OK); /* still usable */
+    assert_string_equal(u.email, "ro@x");
+    kivis_record_clear(f->db, PETS_USER, &u);
+    assert_int_equal(kivis_commit(f->db), KIVIS_OK);
+    assert_int_equal(kivis_scan_next(s, NULL, NULL), KIVIS_EINVAL); /* detached */
+    kivis_scan_close(s);
+    char *after = kt_dump(f->st);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+    assert_int_equal(kivis_begin_read(f->db), KIVIS_OK);
+    kivis_abort(f->db);
+    assert_int_equal(kivis_put(f->db, PETS_USER, &nu, &nk), KIVIS_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -977,6 +1016,7 @@ int main(void)
         cmocka_unit_test(test_oom_open),
         cmocka_unit_test(test_key_too_long),
         cmocka_unit_test_setup_teardown(test_corrupt_stored_value, setup_pets, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_transaction, setup_pets, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_schema_on_open, setup_pets, teardown),
         cmocka_unit_test(test_schema_message_names_table_and_field),
         cmocka_unit_test_setup_teardown(test_schema_additions_are_applied, setup_pets,

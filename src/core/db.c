@@ -280,20 +280,35 @@ static void forget_txn_state(kivis_db *db)
     }
 }
 
-int kivis_begin(kivis_db *db)
+static int begin_txn(kivis_db *db, unsigned flags)
 {
     if (!db)
         return KIVIS_EINVAL;
     if (db->txn)
         return kivis__fail(db, KIVIS_EINVAL, "a transaction is already open");
     kivis_storage_txn *txn;
-    int rc = kivis_storage_begin(db->st, 0, &txn);
+    int rc = kivis_storage_begin(db->st, flags, &txn);
     if (rc)
         return storage_fail(db, rc, "begin");
     forget_txn_state(db);
     db->txn = txn;
     db->errmsg[0] = '\0';
     return KIVIS_OK;
+}
+
+int kivis_begin(kivis_db *db)
+{
+    return begin_txn(db, 0);
+}
+
+int kivis_begin_read(kivis_db *db)
+{
+    return begin_txn(db, KIVIS_TXN_RDONLY);
+}
+
+static bool txn_is_read_only(const kivis_db *db)
+{
+    return db->txn->flags & KIVIS_TXN_RDONLY;
 }
 
 int kivis_commit(kivis_db *db)
@@ -307,6 +322,11 @@ int kivis_commit(kivis_db *db)
         kivis_txn_abort(db->txn);
         forget_txn_state(db);
         return KIVIS_EBADTXN; /* errmsg still names the first failure */
+    }
+    if (txn_is_read_only(db)) {
+        kivis_txn_abort(db->txn); /* nothing to apply */
+        forget_txn_state(db);
+        return KIVIS_OK;
     }
     int rc = kivis_txn_commit(db->txn, db->durability);
     forget_txn_state(db);
@@ -330,6 +350,9 @@ int kivis__op_begin(kivis_db *db, bool write, kivis_op *op)
     if (db->txn) {
         if (db->poisoned)
             return KIVIS_EBADTXN;
+        if (write && txn_is_read_only(db))
+            return kivis__fail(db, KIVIS_EINVAL,
+                               "a write in a read-only transaction");
         op->txn = db->txn;
         op->own = false;
         db->errmsg[0] = '\0';
