@@ -20,6 +20,7 @@
 #include "testutil.h"
 
 #include <kivis/faulty.h>
+#include <kivis/layered.h>
 #include <kivis/lmdb.h>
 #include <kivis/sqlite.h>
 #include <kivis/memory.h>
@@ -146,12 +147,146 @@ static void cleanup_rocksdb(void)
     kt_rmdir(rocksdb_dir);
 }
 
+/*
+ * Layered stacks, fastest tier first, the authority last.  A stack is a
+ * list of tier specs; a new backend kind (SQLite, ...) is one more case in
+ * open_tier, a new stack one more list and one LAYERED_BACKEND line.  The
+ * memory tiers are bounded well below what the suite writes, so entries
+ * are evicted throughout; the negative cache is small for the same reason.
+ */
+enum tier_kind { TIER_MEMORY, TIER_LMDB, TIER_SQLITE };
+
+typedef struct tier_spec {
+    enum tier_kind kind;
+    size_t max_bytes;
+    unsigned flags;
+} tier_spec;
+
+#define MAX_TIERS 4
+#define STACK_NEGATIVE_MAX 64
+
+static char tier_dirs[MAX_TIERS][256]; /* LMDB and SQLite tiers' directories */
+
+static const tier_spec stack_mem_lmdb[] = {
+    {TIER_MEMORY, 64u << 10, 0},
+    {TIER_LMDB, 0, 0},
+};
+static const tier_spec stack_mem_lmdb_lmdb[] = {
+    {TIER_MEMORY, 64u << 10, 0},
+    {TIER_LMDB, 0, 0}, /* an unbounded persistent cache */
+    {TIER_LMDB, 0, 0},
+};
+static const tier_spec stack_mem_sqlite_lmdb[] = {
+    {TIER_MEMORY, 64u << 10, 0},
+    {TIER_SQLITE, 256u << 10, 0}, /* a bounded persistent cache */
+    {TIER_LMDB, 0, 0},
+};
+static const tier_spec stack_mirror[] = {
+    {TIER_MEMORY, 16u << 10, 0},
+    {TIER_MEMORY, 0, KIVIS_TIER_MIRROR},
+    {TIER_LMDB, 0, 0},
+};
+
+/* Tier i of a stack; fresh: in new directories, else in the last ones. */
+static int open_tier(const tier_spec *ts, size_t i, bool fresh,
+                     const kivis_allocator *alloc, kivis_storage **out)
+{
+    kivis_lmdb_options lmdb = {alloc, 1 << 20, 0, 0};
+    switch (ts->kind) {
+    case TIER_MEMORY:
+        return open_memory(alloc, out);
+    case TIER_LMDB:
+        if (fresh)
+            kt_tempdir(tier_dirs[i], sizeof tier_dirs[i]);
+        return kivis_lmdb_open(tier_dirs[i], &lmdb, out);
+    case TIER_SQLITE: {
+        char path[300];
+        kivis_sqlite_options so = {alloc, 0, 0};
+        if (fresh)
+            kt_tempdir(tier_dirs[i], sizeof tier_dirs[i]);
+        snprintf(path, sizeof path, "%s/cache.db", tier_dirs[i]);
+        return kivis_sqlite_open(path, &so, out);
+    }
+    }
+    return KIVIS_EINVAL;
+}
+
+static int open_stack(const tier_spec *spec, size_t n, bool fresh,
+                      const kivis_allocator *alloc, kivis_storage **out)
+{
+    kivis_layered_tier tiers[MAX_TIERS];
+    kivis_layered_options opts = {alloc, STACK_NEGATIVE_MAX};
+    bool mirrored = false;
+    size_t opened = 0;
+    int rc = KIVIS_OK;
+    assert_true(n <= MAX_TIERS);
+    for (; opened < n && rc == KIVIS_OK; opened++) {
+        tiers[opened].max_bytes = spec[opened].max_bytes;
+        tiers[opened].flags = spec[opened].flags;
+        mirrored |= (spec[opened].flags & KIVIS_TIER_MIRROR) != 0;
+        rc = open_tier(&spec[opened], opened, fresh, alloc, &tiers[opened].st);
+    }
+    if (rc == KIVIS_OK)
+        rc = kivis_layered_open(tiers, n, &opts, out);
+    if (rc != KIVIS_OK) {
+        for (size_t i = 0; i < opened; i++)
+            kivis_storage_close(tiers[i].st);
+        return rc;
+    }
+    /* A memory mirror comes back empty: copy the authority into it. */
+    return mirrored && !fresh ? kivis_layered_invalidate(*out) : KIVIS_OK;
+}
+
+static int reopen_stack(const tier_spec *spec, size_t n,
+                        const kivis_allocator *alloc, kivis_storage **st)
+{
+    kivis_storage_close(*st);
+    *st = NULL;
+    return open_stack(spec, n, false, alloc, st);
+}
+
+static void cleanup_stack(const tier_spec *spec, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (spec[i].kind != TIER_MEMORY)
+            kt_rmdir(tier_dirs[i]);
+}
+
+#define STACK_LEN(spec) (sizeof(spec) / sizeof((spec)[0]))
+#define LAYERED_BACKEND(name, spec)                                          \
+    static int open_##name(const kivis_allocator *alloc, kivis_storage **out) \
+    {                                                                       \
+        return open_stack(spec, STACK_LEN(spec), true, alloc, out);         \
+    }                                                                       \
+    static int reopen_##name(const kivis_allocator *alloc,                  \
+                             kivis_storage **st)                            \
+    {                                                                       \
+        return reopen_stack(spec, STACK_LEN(spec), alloc, st);              \
+    }                                                                       \
+    static void cleanup_##name(void)                                        \
+    {                                                                       \
+        cleanup_stack(spec, STACK_LEN(spec));                               \
+    }
+
+LAYERED_BACKEND(layered, stack_mem_lmdb)
+LAYERED_BACKEND(layered3, stack_mem_lmdb_lmdb)
+LAYERED_BACKEND(layered_mirror, stack_mirror)
+LAYERED_BACKEND(layered_sqlite, stack_mem_sqlite_lmdb)
+
+#define LAYERED_ENTRY(name) {#name, open_##name, reopen_##name, cleanup_##name}
+
 static const backend backends[] = {
     {"memory", open_memory, NULL, NULL},
     {"faulty", open_faulty, NULL, NULL},
     {"lmdb", open_lmdb, reopen_lmdb, cleanup_lmdb},
     {"sqlite", open_sqlite, reopen_sqlite, cleanup_sqlite},
     {"rocksdb", open_rocksdb, reopen_rocksdb, cleanup_rocksdb},
+    LAYERED_ENTRY(layered),         /* memory (64 KiB) over LMDB */
+    LAYERED_ENTRY(layered3),        /* memory (64 KiB) over LMDB over LMDB */
+    LAYERED_ENTRY(layered_mirror),  /* memory (16 KiB) over a memory mirror
+                                       over LMDB */
+    LAYERED_ENTRY(layered_sqlite),  /* memory (64 KiB) over SQLite (256 KiB)
+                                       over LMDB */
 };
 
 static const backend *g_backend; /* the one under test */

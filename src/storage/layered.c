@@ -1,0 +1,972 @@
+/*
+ * src/storage/layered.c - cache tiers in front of an authoritative storage
+ * (kivis/layered.h).
+ *
+ * A layered transaction is a transaction on the authority plus bookkeeping:
+ * the keys it wrote (their reads go to the authority's transaction, which
+ * has read-your-writes) with their new values (for the cache update after
+ * commit), and the copies of values it served from cache tiers.  Cache
+ * tiers are only ever touched through short transactions of their own:
+ * a read-only one per get, a NOSYNC write one per fill or per commit.
+ * Holding none open means a fill can never wait on, or invalidate a view
+ * from, a transaction of the same tier.
+ *
+ * Coherence rests on two rules.  (1) A cache tier is changed only with
+ * values the authority has committed: fills carry what a read returned,
+ * and a commit's writes reach the caches only after the authority's commit
+ * succeeded.  (2) A fill must not bring back a value older than one a
+ * commit has since put in the cache.  Every commit that wrote, and every
+ * kivis_layered_invalidate, bumps a generation counter; a transaction fills
+ * (and adds negative entries) only while the generation is the one it
+ * began in, so a reader whose authority snapshot predates a commit never
+ * writes that snapshot's values over the commit's.
+ *
+ * Bounded tiers keep LRU bookkeeping (lru.h) that covers at least every key
+ * the tier holds: a key is tracked before it is written to the tier and
+ * forgotten only after its deletion committed, so a failed tier write can
+ * leave bookkeeping for a key the tier lacks (harmless: its bytes count
+ * until evicted) but never a key the bookkeeping cannot find.  That is what
+ * lets a commit invalidate a bounded tier by looking only at tracked keys.
+ */
+#include <kivis/layered.h>
+
+#include "btree.h"
+#include "lru.h"
+
+#include <string.h>
+
+typedef struct tier {
+    kivis_storage *st;
+    size_t max_bytes; /* 0: unbounded */
+    unsigned flags;
+    bool usable;      /* false after a failure that may have left it stale */
+    kivis_lru *lru;   /* bounded tiers only */
+    kivis_layered_tier_stats stats;
+} tier;
+
+typedef struct layered_storage {
+    kivis_storage base; /* first: what the caller holds */
+    kivis_allocator alloc;
+    tier *tiers;        /* fastest first; tiers[n - 1] is the authority */
+    size_t n;
+    size_t max_key;
+    uint64_t generation; /* see rule (2) above */
+    kivis_lru *negative; /* keys known missing; NULL: no negative cache */
+    size_t negative_max;
+    kivis_layered_negative_stats neg;
+} layered_storage;
+
+/* A value served from a cache tier, copied because that tier's
+ * transaction has ended; kept until the next write or the end. */
+typedef struct value_copy {
+    struct value_copy *next;
+    unsigned char bytes[];
+} value_copy;
+
+typedef struct layered_txn {
+    kivis_storage_txn base; /* first: what the caller holds */
+    kivis_storage_txn *auth;
+    kivis_storage_txn *mirror; /* read-only, on tiers[mirror_tier], for scans */
+    size_t mirror_tier;
+    uint64_t generation;       /* the storage's at begin */
+    kivis_btree *puts;         /* key -> new value (write transactions) */
+    kivis_btree *dels;         /* key -> "" for deleted keys */
+    bool lost_track;           /* a write is in the authority but not here */
+    value_copy *copies;
+} layered_txn;
+
+static const kivis_storage_methods layered_methods;
+static const kivis_txn_methods layered_txn_methods;
+
+static const kivis_slice no_slice = {NULL, 0};
+
+static layered_storage *as_layered(kivis_storage *st)
+{
+    if (!st || st->methods != &layered_methods)
+        return NULL;
+    return (layered_storage *)st;
+}
+
+static layered_storage *owner(const layered_txn *t)
+{
+    return (layered_storage *)t->base.storage;
+}
+
+static void *ls_malloc(const layered_storage *ls, size_t n)
+{
+    return ls->alloc.malloc(ls->alloc.ctx, n);
+}
+
+static void ls_free(const layered_storage *ls, void *p)
+{
+    ls->alloc.free(ls->alloc.ctx, p);
+}
+
+static tier *authority(layered_storage *ls)
+{
+    return &ls->tiers[ls->n - 1];
+}
+
+static bool is_mirror(const tier *tr)
+{
+    return tr->flags & KIVIS_TIER_MIRROR;
+}
+
+static bool same_key(kivis_slice a, kivis_slice b)
+{
+    return kivis__key_cmp(a, b) == 0;
+}
+
+/* What an entry costs a bounded tier; SIZE_MAX (too big for any bound)
+ * if the sum overflows. */
+static size_t entry_size(kivis_slice key, kivis_slice value)
+{
+    return value.len > SIZE_MAX - key.len ? SIZE_MAX : key.len + value.len;
+}
+
+static int check_key(const layered_storage *ls, kivis_slice key)
+{
+    if (key.len == 0 || !key.data)
+        return KIVIS_EINVAL;
+    return key.len > ls->max_key ? KIVIS_EKEYSIZE : KIVIS_OK;
+}
+
+/* A commit of a short cache-tier write transaction, or its abort when an
+ * earlier step failed.  Caches need no durability of their own: what they
+ * lose in a crash is read through again. */
+static int finish_write(kivis_storage_txn *w, int rc)
+{
+    if (rc != KIVIS_OK) {
+        kivis_txn_abort(w);
+        return rc;
+    }
+    return kivis_txn_commit(w, KIVIS_NOSYNC);
+}
+
+/* ---- copies of served values ------------------------------------------- */
+
+static int keep_copy(layered_txn *t, kivis_slice *value)
+{
+    layered_storage *ls = owner(t);
+    if (value->len > SIZE_MAX - sizeof(value_copy))
+        return KIVIS_ENOMEM;
+    value_copy *c = ls_malloc(ls, sizeof *c + value->len);
+    if (!c)
+        return KIVIS_ENOMEM;
+    if (value->len)
+        memcpy(c->bytes, value->data, value->len);
+    c->next = t->copies;
+    t->copies = c;
+    value->data = c->bytes;
+    return KIVIS_OK;
+}
+
+static void drop_copies(layered_txn *t)
+{
+    while (t->copies) {
+        value_copy *next = t->copies->next;
+        ls_free(owner(t), t->copies);
+        t->copies = next;
+    }
+}
+
+/* ---- bounded tiers: eviction ------------------------------------------- */
+
+/*
+ * Delete in `w` the least recently used keys other than `keep` until the
+ * others fit in max_bytes - size, counting them in *evicted.  `keep` (the
+ * key being written, which may already be tracked) is never its own victim.
+ */
+static int evict_for(tier *tr, kivis_storage_txn *w, kivis_slice keep,
+                     size_t size, size_t *evicted)
+{
+    size_t kept = 0;
+    if (keep.len)
+        kivis__lru_has(tr->lru, keep, &kept);
+    size_t held = kivis__lru_bytes(tr->lru) - kept;
+    const kivis_lru_node *nd = kivis__lru_oldest(tr->lru);
+    *evicted = 0;
+    for (; nd && held > tr->max_bytes - size; nd = kivis__lru_newer(nd)) {
+        kivis_slice victim = kivis__lru_key(nd);
+        if (keep.len && same_key(victim, keep))
+            continue;
+        int rc = kivis_txn_del(w, victim);
+        if (rc != KIVIS_OK && rc != KIVIS_NOTFOUND)
+            return rc;
+        held -= kivis__lru_size(nd);
+        ++*evicted;
+    }
+    return KIVIS_OK;
+}
+
+/* After the evictions of evict_for committed: forget those keys. */
+static void forget_evicted(tier *tr, kivis_slice keep, size_t evicted)
+{
+    const kivis_lru_node *nd = kivis__lru_oldest(tr->lru);
+    while (evicted > 0 && nd) {
+        const kivis_lru_node *next = kivis__lru_newer(nd);
+        kivis_slice victim = kivis__lru_key(nd);
+        if (!keep.len || !same_key(victim, keep)) {
+            kivis__lru_remove(tr->lru, victim);
+            tr->stats.evictions++;
+            evicted--;
+        }
+        nd = next;
+    }
+}
+
+/* ---- read-through ------------------------------------------------------ */
+
+/* Put key = value into cache tier tr in a transaction of its own, evicting
+ * first if it is bounded.  Failures are counted and otherwise dropped: the
+ * value was only a copy. */
+static void fill_tier(tier *tr, kivis_slice key, kivis_slice value)
+{
+    size_t size = entry_size(key, value), old = 0, evicted = 0;
+    if (tr->lru && size > tr->max_bytes)
+        return; /* could never fit */
+    kivis_storage_txn *w;
+    int rc = kivis_storage_begin(tr->st, 0, &w);
+    if (rc != KIVIS_OK) {
+        tr->stats.errors++;
+        return;
+    }
+    if (tr->lru) {
+        rc = evict_for(tr, w, key, size, &evicted);
+        bool tracked = kivis__lru_has(tr->lru, key, &old);
+        /* Track it before the tier can hold it (see the top of the file):
+         * with the larger size, in case the write fails and the old one
+         * stays. */
+        if (rc == KIVIS_OK)
+            rc = kivis__lru_add(tr->lru, key, tracked && old > size ? old : size);
+    }
+    if (rc == KIVIS_OK)
+        rc = kivis_txn_put(w, key, value);
+    rc = finish_write(w, rc);
+    if (rc != KIVIS_OK) {
+        tr->stats.errors++;
+        return;
+    }
+    tr->stats.fills++;
+    if (tr->lru) {
+        forget_evicted(tr, key, evicted);
+        kivis__lru_add(tr->lru, key, size); /* tracked: cannot fail */
+    }
+}
+
+/* A value found in tier `from` goes into every faster usable cache tier,
+ * unless a commit or invalidate since the transaction began may have put
+ * something newer there (rule 2).  Mirrors already hold everything. */
+static void fill_faster(layered_txn *t, size_t from, kivis_slice key,
+                        kivis_slice value)
+{
+    layered_storage *ls = owner(t);
+    if (t->generation != ls->generation)
+        return;
+    for (size_t i = 0; i < from; i++)
+        if (ls->tiers[i].usable && !is_mirror(&ls->tiers[i]))
+            fill_tier(&ls->tiers[i], key, value);
+}
+
+/* ---- the negative cache ------------------------------------------------ */
+
+static bool negative_hit(layered_storage *ls, kivis_slice key)
+{
+    if (!ls->negative || !kivis__lru_touch(ls->negative, key))
+        return false;
+    ls->neg.hits++;
+    return true;
+}
+
+/* Remember a key that a final answer (authority or mirror) said is missing. */
+static void remember_missing(layered_txn *t, kivis_slice key)
+{
+    layered_storage *ls = owner(t);
+    if (!ls->negative || t->generation != ls->generation ||
+        kivis__lru_touch(ls->negative, key))
+        return;
+    if (kivis__lru_count(ls->negative) >= ls->negative_max) {
+        const kivis_lru_node *oldest = kivis__lru_oldest(ls->negative);
+        kivis__lru_remove(ls->negative, kivis__lru_key(oldest));
+        ls->neg.evictions++;
+    }
+    if (kivis__lru_add(ls->negative, key, 1) == KIVIS_OK)
+        ls->neg.additions++;
+}
+
+/* ---- gets -------------------------------------------------------------- */
+
+static void count_answer(tier *tr, int rc)
+{
+    tr->stats.reads++;
+    if (rc == KIVIS_OK)
+        tr->stats.hits++;
+    else if (rc == KIVIS_NOTFOUND)
+        tr->stats.misses++;
+    else
+        tr->stats.errors++;
+}
+
+/* Ask cache tier i in a read-only transaction of its own, copying a value
+ * found (the transaction ends here).  KIVIS_OK, KIVIS_NOTFOUND, or an
+ * error, which the caller treats as "ask the next tier". */
+static int cache_get(layered_txn *t, tier *tr, kivis_slice key,
+                     kivis_slice *value)
+{
+    kivis_storage_txn *r;
+    int rc = kivis_storage_begin(tr->st, KIVIS_TXN_RDONLY, &r);
+    if (rc == KIVIS_OK) {
+        rc = kivis_txn_get(r, key, value);
+        if (rc == KIVIS_OK)
+            rc = keep_copy(t, value);
+        kivis_txn_abort(r);
+    }
+    count_answer(tr, rc);
+    if (rc == KIVIS_OK && tr->lru)
+        kivis__lru_touch(tr->lru, key);
+    if (rc != KIVIS_OK)
+        *value = no_slice;
+    return rc;
+}
+
+static int authority_get(layered_txn *t, kivis_slice key, kivis_slice *value)
+{
+    int rc = kivis_txn_get(t->auth, key, value);
+    count_answer(authority(owner(t)), rc);
+    return rc;
+}
+
+/* Keys this transaction wrote are read from the authority's transaction,
+ * the only place that has the transaction's own writes. */
+static bool wrote(const layered_txn *t, kivis_slice key)
+{
+    kivis_slice v;
+    if (t->lost_track)
+        return true;
+    if (!t->puts)
+        return false;
+    return kivis__btree_get(t->puts, key, &v) == KIVIS_OK ||
+           kivis__btree_get(t->dels, key, &v) == KIVIS_OK;
+}
+
+static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
+{
+    layered_txn *t = (layered_txn *)txn;
+    layered_storage *ls = owner(t);
+    *value = no_slice;
+    int rc = check_key(ls, key);
+    if (rc != KIVIS_OK)
+        return rc == KIVIS_EKEYSIZE ? KIVIS_NOTFOUND : rc;
+    if (wrote(t, key))
+        return authority_get(t, key, value);
+    if (negative_hit(ls, key))
+        return KIVIS_NOTFOUND;
+    for (size_t i = 0; i + 1 < ls->n; i++) {
+        tier *tr = &ls->tiers[i];
+        if (!tr->usable)
+            continue;
+        rc = cache_get(t, tr, key, value);
+        if (rc == KIVIS_OK) {
+            fill_faster(t, i, key, *value);
+            return KIVIS_OK;
+        }
+        if (rc == KIVIS_NOTFOUND && is_mirror(tr)) {
+            remember_missing(t, key);
+            return KIVIS_NOTFOUND;
+        }
+    }
+    rc = authority_get(t, key, value);
+    if (rc == KIVIS_OK)
+        fill_faster(t, ls->n - 1, key, *value);
+    else if (rc == KIVIS_NOTFOUND)
+        remember_missing(t, key);
+    return rc;
+}
+
+/* ---- writes ------------------------------------------------------------ */
+
+/* Validation shared by put and del; on success the copies served so far
+ * die, as storage.h lets every borrowed result die at the next write. */
+static int check_write(layered_txn *t, kivis_slice key)
+{
+    if (t->base.flags & KIVIS_TXN_RDONLY)
+        return KIVIS_EINVAL;
+    int rc = check_key(owner(t), key);
+    if (rc == KIVIS_OK)
+        drop_copies(t);
+    return rc;
+}
+
+/* Record a write the authority has taken.  Each step that can fail comes
+ * first, so a failure leaves the key's old record; then the write is
+ * untracked and lost_track makes the transaction conservative instead
+ * (every read to the authority, every cache emptied at commit). */
+static void track_put(layered_txn *t, kivis_slice key, kivis_slice value)
+{
+    if (kivis__btree_put(t->puts, key, value) != KIVIS_OK)
+        t->lost_track = true;
+    kivis__btree_del(t->dels, key);
+}
+
+static void track_del(layered_txn *t, kivis_slice key)
+{
+    if (kivis__btree_put(t->dels, key, no_slice) != KIVIS_OK)
+        t->lost_track = true;
+    kivis__btree_del(t->puts, key);
+}
+
+static int lt_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
+{
+    layered_txn *t = (layered_txn *)txn;
+    int rc = check_write(t, key);
+    if (rc == KIVIS_OK)
+        rc = kivis_txn_put(t->auth, key, value);
+    if (rc == KIVIS_OK)
+        track_put(t, key, value);
+    return rc;
+}
+
+static int lt_del(kivis_storage_txn *txn, kivis_slice key)
+{
+    layered_txn *t = (layered_txn *)txn;
+    int rc = check_write(t, key);
+    if (rc == KIVIS_OK)
+        rc = kivis_txn_del(t->auth, key);
+    if (rc == KIVIS_OK)
+        track_del(t, key);
+    return rc;
+}
+
+/* ---- cursors ----------------------------------------------------------- */
+
+/* The fastest usable mirror, or n - 1 (the authority) if there is none. */
+static size_t scan_tier(const layered_storage *ls)
+{
+    for (size_t i = 0; i + 1 < ls->n; i++)
+        if (ls->tiers[i].usable && is_mirror(&ls->tiers[i]))
+            return i;
+    return ls->n - 1;
+}
+
+/* The transaction a read-only layered transaction scans in: a read-only
+ * transaction of the fastest usable mirror, begun by the first cursor and
+ * kept to the end, or else the authority's. */
+static kivis_storage_txn *scan_txn(layered_txn *t)
+{
+    layered_storage *ls = owner(t);
+    if (!(t->base.flags & KIVIS_TXN_RDONLY))
+        return t->auth; /* only it sees this transaction's writes */
+    if (t->mirror) /* kept to the end: its cursors may still be open */
+        return ls->tiers[t->mirror_tier].usable ? t->mirror : t->auth;
+    size_t i = scan_tier(ls);
+    if (i == ls->n - 1 || kivis_storage_begin(ls->tiers[i].st, KIVIS_TXN_RDONLY,
+                                              &t->mirror) != KIVIS_OK)
+        return t->auth;
+    t->mirror_tier = i;
+    return t->mirror;
+}
+
+/* The cursor handed out is the scanned tier's own: nothing to add to it. */
+static int lt_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
+                          kivis_slice hi, kivis_storage_cursor **out)
+{
+    layered_txn *t = (layered_txn *)txn;
+    layered_storage *ls = owner(t);
+    kivis_storage_txn *s = scan_txn(t);
+    int rc = kivis_txn_cursor(s, lo, hi, out);
+    if (rc == KIVIS_OK)
+        ls->tiers[s == t->auth ? ls->n - 1 : t->mirror_tier].stats.scans++;
+    return rc;
+}
+
+/* ---- write-through ----------------------------------------------------- */
+
+/* One short write transaction carrying (part of) a commit into a tier. */
+typedef struct tier_write {
+    tier *tr;
+    kivis_storage_txn *w;
+    uint64_t written, removed;
+} tier_write;
+
+/* value NULL: the key was deleted. */
+typedef int (*written_fn)(tier_write *tw, kivis_slice key,
+                          const kivis_slice *value);
+
+static int each_in(kivis_btree *set, bool deleted, written_fn fn,
+                   tier_write *tw)
+{
+    kivis_bt_iter it;
+    for (int rc = kivis__btree_first(set, &it); rc == KIVIS_OK;
+         rc = kivis__btree_next(&it)) {
+        kivis_slice v = kivis__bt_iter_value(&it);
+        rc = fn(tw, kivis__bt_iter_key(&it), deleted ? NULL : &v);
+        if (rc != KIVIS_OK)
+            return rc;
+    }
+    return KIVIS_OK;
+}
+
+static int each_written(const layered_txn *t, written_fn fn, tier_write *tw)
+{
+    int rc = each_in(t->dels, true, fn, tw);
+    return rc == KIVIS_OK ? each_in(t->puts, false, fn, tw) : rc;
+}
+
+static int del_counted(tier_write *tw, kivis_slice key)
+{
+    int rc = kivis_txn_del(tw->w, key);
+    if (rc == KIVIS_OK)
+        tw->removed++;
+    return rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
+}
+
+/* Write-update: the tier takes the new value or the deletion. */
+static int apply_one(tier_write *tw, kivis_slice key, const kivis_slice *value)
+{
+    if (!value)
+        return del_counted(tw, key);
+    tw->written++;
+    return kivis_txn_put(tw->w, key, *value);
+}
+
+/* Write-invalidate: the key leaves the tier (a bounded tier can hold only
+ * keys its bookkeeping tracks, so only those are looked for). */
+static int drop_one(tier_write *tw, kivis_slice key, const kivis_slice *value)
+{
+    (void)value;
+    if (tw->tr->lru && !kivis__lru_has(tw->tr->lru, key, NULL))
+        return KIVIS_OK;
+    return del_counted(tw, key);
+}
+
+static int forget_one(tier_write *tw, kivis_slice key, const kivis_slice *value)
+{
+    (void)value;
+    kivis__lru_remove(tw->tr->lru, key);
+    return KIVIS_OK;
+}
+
+/* Run fn over the transaction's writes in one write transaction of tr;
+ * the counters move only if it commits. */
+static int write_tier(tier *tr, const layered_txn *t, written_fn fn)
+{
+    tier_write tw = {tr, NULL, 0, 0};
+    int rc = kivis_storage_begin(tr->st, 0, &tw.w);
+    if (rc != KIVIS_OK)
+        return rc;
+    rc = finish_write(tw.w, each_written(t, fn, &tw));
+    if (rc != KIVIS_OK)
+        return rc;
+    tr->stats.updates += tw.written;
+    tr->stats.invalidations += tw.removed;
+    if (tr->lru)
+        each_written(t, forget_one, &tw);
+    return KIVIS_OK;
+}
+
+/*
+ * Bring cache tier tr in line with a committed transaction.  Unbounded
+ * tiers take the new values; bounded ones drop the written keys (a bulk
+ * write must not flush the hot set, and a drop cannot need an eviction).
+ * If that fails, the written keys are dropped instead; if that fails too,
+ * or a mirror (which a drop would make incomplete) failed, the tier may
+ * hold old values and is taken out of service.
+ */
+static void update_tier(tier *tr, const layered_txn *t)
+{
+    int rc = write_tier(tr, t, tr->lru ? drop_one : apply_one);
+    if (rc == KIVIS_OK)
+        return;
+    tr->stats.errors++;
+    if (!is_mirror(tr) && write_tier(tr, t, drop_one) == KIVIS_OK)
+        return;
+    tr->usable = false;
+}
+
+static void forget_negatives(layered_storage *ls, const layered_txn *t)
+{
+    kivis_bt_iter it;
+    if (!ls->negative)
+        return;
+    for (int rc = kivis__btree_first(t->puts, &it); rc == KIVIS_OK;
+         rc = kivis__btree_next(&it)) {
+        kivis_slice key = kivis__bt_iter_key(&it);
+        if (kivis__lru_has(ls->negative, key, NULL)) {
+            kivis__lru_remove(ls->negative, key);
+            ls->neg.invalidations++;
+        }
+    }
+}
+
+static int invalidate_all(layered_storage *ls);
+
+/* After the authority committed t's writes. */
+static void write_through(layered_storage *ls, const layered_txn *t)
+{
+    ls->generation++;
+    if (t->lost_track) {
+        invalidate_all(ls);
+        return;
+    }
+    forget_negatives(ls, t);
+    for (size_t i = 0; i + 1 < ls->n; i++)
+        if (ls->tiers[i].usable)
+            update_tier(&ls->tiers[i], t);
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+static bool has_writes(const layered_txn *t)
+{
+    return t->lost_track ||
+           (t->puts && kivis__btree_count(t->puts) + kivis__btree_count(t->dels) > 0);
+}
+
+static void txn_free(layered_txn *t)
+{
+    layered_storage *ls = owner(t);
+    if (t->mirror)
+        kivis_txn_abort(t->mirror);
+    drop_copies(t);
+    kivis__btree_free(t->puts);
+    kivis__btree_free(t->dels);
+    ls_free(ls, t);
+}
+
+/* The authority commits first; the caches hear of it only if it did. */
+static int lt_commit(kivis_storage_txn *txn, int durability)
+{
+    layered_txn *t = (layered_txn *)txn;
+    int rc = kivis_txn_commit(t->auth, durability);
+    if (rc == KIVIS_OK && has_writes(t))
+        write_through(owner(t), t);
+    txn_free(t);
+    return rc;
+}
+
+static void lt_abort(kivis_storage_txn *txn)
+{
+    layered_txn *t = (layered_txn *)txn;
+    kivis_txn_abort(t->auth);
+    txn_free(t);
+}
+
+static const kivis_txn_methods layered_txn_methods = {
+    lt_get, lt_put, lt_del, lt_cursor_open, lt_commit, lt_abort,
+};
+
+static int new_write_sets(layered_txn *t)
+{
+    const kivis_allocator *a = &owner(t)->alloc;
+    if (kivis__btree_new(a, &t->puts) != KIVIS_OK ||
+        kivis__btree_new(a, &t->dels) != KIVIS_OK)
+        return KIVIS_ENOMEM;
+    return KIVIS_OK;
+}
+
+static int ls_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
+{
+    layered_storage *ls = (layered_storage *)st;
+    *out = NULL;
+    if (flags & ~KIVIS_TXN_RDONLY)
+        return KIVIS_EINVAL;
+    layered_txn *t = ls_malloc(ls, sizeof *t);
+    if (!t)
+        return KIVIS_ENOMEM;
+    memset(t, 0, sizeof *t);
+    t->base.methods = &layered_txn_methods;
+    t->base.storage = st;
+    t->base.flags = flags;
+    t->generation = ls->generation;
+    int rc = flags & KIVIS_TXN_RDONLY ? KIVIS_OK : new_write_sets(t);
+    if (rc == KIVIS_OK)
+        rc = kivis_storage_begin(authority(ls)->st, flags, &t->auth);
+    if (rc != KIVIS_OK) {
+        txn_free(t);
+        return rc;
+    }
+    *out = &t->base;
+    return KIVIS_OK;
+}
+
+/* ---- emptying and refilling tiers -------------------------------------- */
+
+/* Delete every entry in w.  Keys are copied out of the cursor first: a
+ * cursor's key is only borrowed until the next write. */
+static int delete_all(layered_storage *ls, kivis_storage_txn *w,
+                      uint64_t *removed)
+{
+    size_t cap = kivis_storage_max_key(w->storage);
+    unsigned char *buf = ls_malloc(ls, cap);
+    if (!buf)
+        return KIVIS_ENOMEM;
+    kivis_storage_cursor *c = NULL;
+    kivis_slice k, v;
+    int rc = kivis_txn_cursor(w, no_slice, no_slice, &c);
+    while (rc == KIVIS_OK && (rc = kivis_cursor_get(c, KIVIS_NEXT, &k, &v)) == KIVIS_OK) {
+        if (k.len > cap) {
+            rc = KIVIS_ECORRUPT; /* a key the tier says it cannot hold */
+            break;
+        }
+        memcpy(buf, k.data, k.len);
+        rc = kivis_txn_del(w, kivis_slice_make(buf, k.len));
+        if (rc == KIVIS_OK)
+            ++*removed;
+    }
+    kivis_cursor_close(c);
+    ls_free(ls, buf);
+    return rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
+}
+
+/* Put every entry of the authority's committed state into w. */
+static int copy_authority(layered_storage *ls, kivis_storage_txn *w,
+                          uint64_t *copied)
+{
+    kivis_storage_txn *r;
+    kivis_storage_cursor *c = NULL;
+    kivis_slice k, v;
+    int rc = kivis_storage_begin(authority(ls)->st, KIVIS_TXN_RDONLY, &r);
+    if (rc != KIVIS_OK)
+        return rc;
+    rc = kivis_txn_cursor(r, no_slice, no_slice, &c);
+    while (rc == KIVIS_OK && (rc = kivis_cursor_get(c, KIVIS_NEXT, &k, &v)) == KIVIS_OK) {
+        rc = kivis_txn_put(w, k, v);
+        if (rc == KIVIS_OK)
+            ++*copied;
+    }
+    kivis_cursor_close(c);
+    kivis_txn_abort(r);
+    return rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
+}
+
+/* Empty cache tier tr, or make mirror tr a copy of the authority again, in
+ * one transaction; usable again only if that committed. */
+static int refill_tier(layered_storage *ls, tier *tr)
+{
+    uint64_t removed = 0, copied = 0;
+    kivis_storage_txn *w;
+    int rc = kivis_storage_begin(tr->st, 0, &w);
+    if (rc == KIVIS_OK) {
+        rc = delete_all(ls, w, &removed);
+        if (rc == KIVIS_OK && is_mirror(tr))
+            rc = copy_authority(ls, w, &copied);
+        rc = finish_write(w, rc);
+    }
+    if (rc != KIVIS_OK) {
+        tr->stats.errors++;
+        tr->usable = false;
+        return rc;
+    }
+    tr->stats.invalidations += removed;
+    tr->stats.updates += copied;
+    if (tr->lru)
+        kivis__lru_clear(tr->lru);
+    tr->usable = true;
+    return KIVIS_OK;
+}
+
+static void clear_negatives(layered_storage *ls)
+{
+    if (!ls->negative)
+        return;
+    ls->neg.invalidations += kivis__lru_count(ls->negative);
+    kivis__lru_clear(ls->negative);
+}
+
+static int invalidate_all(layered_storage *ls)
+{
+    int first = KIVIS_OK;
+    ls->generation++; /* open transactions may read older snapshots */
+    clear_negatives(ls);
+    for (size_t i = 0; i + 1 < ls->n; i++) {
+        int rc = refill_tier(ls, &ls->tiers[i]);
+        if (first == KIVIS_OK)
+            first = rc;
+    }
+    return first;
+}
+
+/* ---- the storage ------------------------------------------------------- */
+
+static size_t ls_max_key_size(kivis_storage *st)
+{
+    return ((layered_storage *)st)->max_key;
+}
+
+/* Free the layered storage; close_tiers: also the tier storages it owns. */
+static void layered_free(layered_storage *ls, bool close_tiers)
+{
+    for (size_t i = 0; ls->tiers && i < ls->n; i++) {
+        kivis__lru_free(ls->tiers[i].lru);
+        if (close_tiers)
+            kivis_storage_close(ls->tiers[i].st);
+    }
+    kivis__lru_free(ls->negative);
+    ls_free(ls, ls->tiers);
+    ls_free(ls, ls);
+}
+
+static void ls_close(kivis_storage *st)
+{
+    layered_free((layered_storage *)st, true);
+}
+
+static const kivis_storage_methods layered_methods = {
+    KIVIS_STORAGE_VERSION, "layered", ls_close, ls_max_key_size, ls_begin,
+};
+
+static bool repeated(const kivis_layered_tier *tiers, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (tiers[j].st == tiers[i].st)
+            return true;
+    return false;
+}
+
+static int check_tiers(const kivis_layered_tier *tiers, size_t n)
+{
+    if (!tiers || n == 0)
+        return KIVIS_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        const kivis_layered_tier *t = &tiers[i];
+        int rc = kivis_storage_check(t->st);
+        if (rc != KIVIS_OK)
+            return rc;
+        bool last = i == n - 1, mirror = t->flags & KIVIS_TIER_MIRROR;
+        if (repeated(tiers, i) || (t->flags & ~KIVIS_TIER_MIRROR) ||
+            (last && (t->flags || t->max_bytes)) || (mirror && t->max_bytes))
+            return KIVIS_EINVAL;
+    }
+    return KIVIS_OK;
+}
+
+/* Track what a bounded tier already holds (a persistent cache), in key
+ * order as a stand-in for recency, and trim it to its bound. */
+static int load_bounded(tier *tr)
+{
+    kivis_storage_txn *r, *w;
+    kivis_storage_cursor *c = NULL;
+    kivis_slice k, v;
+    size_t evicted = 0;
+    int rc = kivis_storage_begin(tr->st, KIVIS_TXN_RDONLY, &r);
+    if (rc != KIVIS_OK)
+        return rc;
+    rc = kivis_txn_cursor(r, no_slice, no_slice, &c);
+    while (rc == KIVIS_OK && (rc = kivis_cursor_get(c, KIVIS_NEXT, &k, &v)) == KIVIS_OK)
+        rc = kivis__lru_add(tr->lru, k, entry_size(k, v));
+    kivis_cursor_close(c);
+    kivis_txn_abort(r);
+    if (rc != KIVIS_NOTFOUND)
+        return rc;
+    if (kivis__lru_bytes(tr->lru) <= tr->max_bytes)
+        return KIVIS_OK;
+    rc = kivis_storage_begin(tr->st, 0, &w);
+    if (rc != KIVIS_OK)
+        return rc;
+    rc = finish_write(w, evict_for(tr, w, no_slice, 0, &evicted));
+    if (rc == KIVIS_OK)
+        forget_evicted(tr, no_slice, evicted);
+    return rc;
+}
+
+static int init_tiers(layered_storage *ls, const kivis_layered_tier *tiers)
+{
+    ls->max_key = SIZE_MAX;
+    for (size_t i = 0; i < ls->n; i++) {
+        tier *tr = &ls->tiers[i];
+        tr->st = tiers[i].st;
+        tr->max_bytes = tiers[i].max_bytes;
+        tr->flags = tiers[i].flags;
+        tr->usable = true;
+        size_t mk = kivis_storage_max_key(tr->st);
+        if (mk < ls->max_key)
+            ls->max_key = mk;
+        if (!tr->max_bytes)
+            continue;
+        int rc = kivis__lru_new(&ls->alloc, &tr->lru);
+        if (rc == KIVIS_OK)
+            rc = load_bounded(tr);
+        if (rc != KIVIS_OK)
+            return rc;
+    }
+    return KIVIS_OK;
+}
+
+static int init_negative(layered_storage *ls, const kivis_layered_options *opts)
+{
+    ls->negative_max = opts ? opts->negative_max : 0;
+    if (!ls->negative_max)
+        return KIVIS_OK;
+    return kivis__lru_new(&ls->alloc, &ls->negative);
+}
+
+int kivis_layered_open(const kivis_layered_tier *tiers, size_t n,
+                       const kivis_layered_options *opts, kivis_storage **out)
+{
+    if (!out)
+        return KIVIS_EINVAL;
+    *out = NULL;
+    int rc = check_tiers(tiers, n);
+    if (rc != KIVIS_OK)
+        return rc;
+    const kivis_allocator *a = opts && opts->allocator ? opts->allocator
+                                                       : kivis_default_allocator();
+    layered_storage *ls = a->malloc(a->ctx, sizeof *ls);
+    if (!ls)
+        return KIVIS_ENOMEM;
+    memset(ls, 0, sizeof *ls);
+    ls->base.methods = &layered_methods;
+    ls->alloc = *a;
+    ls->n = n;
+    ls->tiers = n <= SIZE_MAX / sizeof(tier) ? ls_malloc(ls, n * sizeof(tier)) : NULL;
+    rc = ls->tiers ? KIVIS_OK : KIVIS_ENOMEM;
+    if (rc == KIVIS_OK) {
+        memset(ls->tiers, 0, n * sizeof(tier));
+        rc = init_tiers(ls, tiers);
+    }
+    if (rc == KIVIS_OK)
+        rc = init_negative(ls, opts);
+    if (rc != KIVIS_OK) {
+        layered_free(ls, false); /* the tiers stay the caller's */
+        return rc;
+    }
+    *out = &ls->base;
+    return KIVIS_OK;
+}
+
+int kivis_layered_stats(kivis_storage *st, size_t tier_index,
+                        kivis_layered_tier_stats *out)
+{
+    layered_storage *ls = as_layered(st);
+    if (!out)
+        return KIVIS_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!ls || tier_index >= ls->n)
+        return KIVIS_EINVAL;
+    const tier *tr = &ls->tiers[tier_index];
+    *out = tr->stats;
+    out->entries = tr->lru ? kivis__lru_count(tr->lru) : 0;
+    out->bytes = tr->lru ? kivis__lru_bytes(tr->lru) : 0;
+    out->usable = tr->usable;
+    return KIVIS_OK;
+}
+
+int kivis_layered_negative_stats_get(kivis_storage *st,
+                                     kivis_layered_negative_stats *out)
+{
+    layered_storage *ls = as_layered(st);
+    if (!out)
+        return KIVIS_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!ls)
+        return KIVIS_EINVAL;
+    *out = ls->neg;
+    out->entries = ls->negative ? kivis__lru_count(ls->negative) : 0;
+    return KIVIS_OK;
+}
+
+int kivis_layered_invalidate(kivis_storage *st)
+{
+    layered_storage *ls = as_layered(st);
+    return ls ? invalidate_all(ls) : KIVIS_EINVAL;
+}
