@@ -204,7 +204,9 @@ static int open_tier(const tier_spec *ts, size_t i, bool fresh,
         kivis_sqlite_options so = {alloc, 0, 0};
         if (fresh)
             kt_tempdir(tier_dirs[i], sizeof tier_dirs[i]);
-        snprintf(path, sizeof path, "%s/cache.db", tier_dirs[i]);
+        if ((size_t)snprintf(path, sizeof path, "%s/cache.db", tier_dirs[i]) >=
+            sizeof path)
+            return KIVIS_EINVAL;
         return kivis_sqlite_open(path, &so, out);
     }
     }

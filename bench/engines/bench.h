@@ -155,7 +155,8 @@ typedef struct bench_engine {
 } bench_engine;
 
 /* The engines, in eng_*.c. */
-extern const bench_engine bench_kivis_memory, bench_kivis_lmdb;
+extern const bench_engine bench_kivis_memory, bench_kivis_lmdb, bench_kivis_sqlite,
+    bench_kivis_rocksdb, bench_kivis_layered;
 extern const bench_engine bench_lmdb, bench_sqlite, bench_bdb;
 
 /* Print "bench_engines: <engine>: <what>: <detail>" and exit(1). */
@@ -167,6 +168,8 @@ typedef struct bench_data {
     size_t n;
     bench_user *users;         /* n records; users[i] has key i + 1 */
     uint64_t *get_keys;        /* n keys, a random permutation of 1..n */
+    uint64_t *zipf_keys;       /* n keys drawn Zipf(1.0) by rank, rank r
+                                  being get_keys[r - 1]: a skewed workload */
     const char **lookup_names; /* n_lookups names of stored records */
     size_t n_lookups;
     uint64_t *scan_starts;     /* n_scans first keys of scan_len-key ranges */

@@ -156,6 +156,31 @@ static void lower(char *s)
             *s = (char)(*s - 'A' + 'a');
 }
 
+/* n draws of ranks 1..n with P(r) proportional to 1/r (inverse CDF),
+ * mapped to keys through the random permutation `perm`, so that the hot
+ * records are spread over the key space. */
+static uint64_t *zipf_keys(uint64_t *s, const uint64_t *perm, size_t n)
+{
+    double *cdf = xmalloc(n * sizeof *cdf), sum = 0;
+    for (size_t i = 0; i < n; i++)
+        cdf[i] = sum += 1.0 / (double)(i + 1);
+    uint64_t *keys = xmalloc(n * sizeof *keys);
+    for (size_t i = 0; i < n; i++) {
+        double u = (double)rng_below(s, UINT64_C(1) << 52) / (double)(UINT64_C(1) << 52) * sum;
+        size_t lo = 0, hi = n - 1;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (cdf[mid] < u)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        keys[i] = perm[lo];
+    }
+    free(cdf);
+    return keys;
+}
+
 void bench_data_make(bench_data *d, size_t n)
 {
     uint64_t s = 0x9E3779B97F4A7C15ull ^ n;
@@ -189,6 +214,7 @@ void bench_data_make(bench_data *d, size_t n)
     }
 
     d->get_keys = random_keys(&s, n, n);
+    d->zipf_keys = zipf_keys(&s, d->get_keys, n);
 
     /* Lookups ask for names that exist, as often as they occur. */
     d->lookup_names = xmalloc(d->n_lookups * sizeof *d->lookup_names);
@@ -220,6 +246,7 @@ void bench_data_free(bench_data *d)
 {
     free(d->users);
     free(d->get_keys);
+    free(d->zipf_keys);
     free(d->lookup_names);
     free(d->scan_starts);
     free(d->rename_keys);

@@ -11,9 +11,13 @@
 #include "bench.h"
 #include "users.kivis.h"
 
+#include <kivis/layered.h>
 #include <kivis/lmdb.h>
 #include <kivis/memory.h>
+#include <kivis/rocksdb.h>
+#include <kivis/sqlite.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -226,6 +230,39 @@ static int open_lmdb(const char *dir, size_t n, kivis_storage **out)
     return kivis_lmdb_open(dir, &o, out);
 }
 
+static int open_sqlite(const char *dir, size_t n, kivis_storage **out)
+{
+    (void)n;
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/kv.sqlite", dir) >= sizeof path)
+        return KIVIS_EINVAL;
+    return kivis_sqlite_open(path, NULL, out);
+}
+
+static int open_rocksdb(const char *dir, size_t n, kivis_storage **out)
+{
+    (void)n;
+    return kivis_rocksdb_open(dir, NULL, out);
+}
+
+/* Memory over LMDB, the memory tier bounded to about a tenth of the data
+ * (16 bytes of cache per record; a record and an index entry take ~110). */
+static int open_layered(const char *dir, size_t n, kivis_storage **out)
+{
+    kivis_storage *mem = NULL, *lmdb = NULL;
+    int rc = kivis_memory_open(NULL, &mem);
+    if (!rc)
+        rc = open_lmdb(dir, n, &lmdb);
+    kivis_layered_tier tiers[] = {{mem, n * 16 + (1u << 20), 0}, {lmdb, 0, 0}};
+    if (!rc)
+        rc = kivis_layered_open(tiers, 2, NULL, out);
+    if (rc) {
+        kivis_storage_close(mem);
+        kivis_storage_close(lmdb);
+    }
+    return rc;
+}
+
 #define KV_STR_(x) #x
 #define KV_STR(x) KV_STR_(x)
 
@@ -246,3 +283,9 @@ const bench_engine bench_kivis_memory =
     KIVIS_ENGINE("kivis-memory", open_memory, false, true);
 const bench_engine bench_kivis_lmdb =
     KIVIS_ENGINE("kivis-lmdb", open_lmdb, true, true);
+const bench_engine bench_kivis_layered =
+    KIVIS_ENGINE("kivis-layered", open_layered, true, false);
+const bench_engine bench_kivis_sqlite =
+    KIVIS_ENGINE("kivis-sqlite", open_sqlite, true, false);
+const bench_engine bench_kivis_rocksdb =
+    KIVIS_ENGINE("kivis-rocksdb", open_rocksdb, true, false);

@@ -28,7 +28,8 @@
 
 /* The engines, in table order; "lmdb" is the reference for ratios. */
 static const bench_engine *const engines[] = {
-    &bench_kivis_memory, &bench_kivis_lmdb, &bench_lmdb, &bench_sqlite,
+    &bench_kivis_memory, &bench_kivis_lmdb, &bench_kivis_layered,
+    &bench_kivis_sqlite, &bench_kivis_rocksdb, &bench_lmdb, &bench_sqlite,
     &bench_bdb,
 };
 #define N_ENGINES (sizeof engines / sizeof engines[0])
@@ -38,11 +39,13 @@ static const bench_engine *const engines[] = {
 #define DURABLE_TXN 10 /* records per transaction in the durable phase */
 
 enum phase {
-    P_LOAD, P_GET, P_BY_NAME, P_SCAN, P_RENAME, P_REMOVE, P_DURABLE, P_COUNT
+    P_LOAD, P_GET, P_ZIPF, P_BY_NAME, P_SCAN, P_RENAME, P_REMOVE, P_DURABLE,
+    P_COUNT
 };
 
 static const char *const phase_names[P_COUNT] = {
-    "load", "get", "by_name", "scan", "rename", "remove", "durable_load",
+    "load", "get", "zipf_get", "by_name", "scan", "rename", "remove",
+    "durable_load",
 };
 
 typedef struct cell {
@@ -225,6 +228,10 @@ static void run_phase(const bench_engine *e, void *h, const bench_data *d,
         break;
     case P_GET:
         e->get(h, d->get_keys, d->n, &c->res);
+        c->ops = d->n;
+        break;
+    case P_ZIPF:
+        e->get(h, d->zipf_keys, d->n, &c->res);
         c->ops = d->n;
         break;
     case P_BY_NAME:
