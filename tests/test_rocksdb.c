@@ -14,7 +14,7 @@
  *                                       closing: a process crash
  */
 #include "testutil.h"
-#include "pets_schema.h"
+#include "petsutil.h"
 
 #include <kivis.h>
 #include <kivis/rocksdb.h>
@@ -582,30 +582,6 @@ static void test_bad_paths(void **state)
 
 /* ---- the record engine ------------------------------------------------- */
 
-static user_key put_user(kivis_db *db, const char *name, uint32_t age)
-{
-    user u = {(char *)name, "x@example.org", age};
-    user_key k;
-    assert_int_equal(kivis_put(db, PETS_USER, &u, &k), KIVIS_OK);
-    return k;
-}
-
-static size_t users_named(kivis_db *db, const char *name)
-{
-    kivis_query q = {PETS_USER, USER_BY_NAME, KIVIS_Q_EQ, &name, NULL, NULL, 0, 0};
-    kivis_scan *s;
-    assert_int_equal(kivis_scan_open(db, &q, &s), KIVIS_OK);
-    size_t n = 0;
-    user u;
-    while (kivis_scan_next(s, NULL, &u) == KIVIS_OK) {
-        assert_string_equal(u.name, name);
-        kivis_record_clear(db, PETS_USER, &u);
-        n++;
-    }
-    kivis_scan_close(s);
-    return n;
-}
-
 static kivis_db *open_pets(fx *f)
 {
     kivis_options o = {&f->alloc.iface, KIVIS_SYNC, NULL, 0};
@@ -619,21 +595,21 @@ static void test_engine_end_to_end(void **state)
     fx *f = *state;
     kivis_db *db = open_pets(f);
     for (int i = 0; i < 100; i++)
-        put_user(db, i % 2 ? "odd" : "even", (uint32_t)i);
-    user_key owner = put_user(db, "ann", 30);
+        kt_put_user(db, i % 2 ? "odd" : "even", (uint32_t)i);
+    user_key owner = kt_put_user(db, "ann", 30);
     pet p = {"rex", owner, {TOY_BALL, 3}}, got;
     pet_key pk;
     assert_int_equal(kivis_put(db, PETS_PET, &p, &pk), KIVIS_OK);
     user_key gone = {100};
     assert_int_equal(kivis_remove(db, PETS_USER, &gone), KIVIS_OK);
-    assert_int_equal(users_named(db, "odd"), 49);
+    assert_int_equal(kt_users_named(db, "odd"), 49);
     kivis_close(db);
 
     reopen(f);
     db = open_pets(f);
-    assert_int_equal(users_named(db, "odd"), 49);
-    assert_int_equal(users_named(db, "even"), 50);
-    assert_int_equal(users_named(db, "ann"), 1);
+    assert_int_equal(kt_users_named(db, "odd"), 49);
+    assert_int_equal(kt_users_named(db, "even"), 50);
+    assert_int_equal(kt_users_named(db, "ann"), 1);
     user u;
     user_key k = {42};
     assert_int_equal(kivis_get(db, PETS_USER, &k, &u), KIVIS_OK);
@@ -652,7 +628,7 @@ static void test_engine_end_to_end(void **state)
     assert_int_equal(found.id, pk.id);
     assert_int_equal(kivis_scan_next(s, &found, NULL), KIVIS_NOTFOUND);
     kivis_scan_close(s);
-    assert_int_equal(put_user(db, "new", 7).id, 102); /* after the highest: 101 */
+    assert_int_equal(kt_put_user(db, "new", 7).id, 102); /* after the highest: 101 */
     kivis_close(db);
 }
 

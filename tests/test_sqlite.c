@@ -5,7 +5,7 @@
  * processes, allocation failures, and the record engine on top.
  */
 #include "testutil.h"
-#include "pets_schema.h"
+#include "petsutil.h"
 
 #include <kivis.h>
 #include <kivis/sqlite.h>
@@ -512,37 +512,13 @@ static void test_allocation_failures(void **state)
 
 /* ---- the record engine on SQLite ---------------------------------------- */
 
-static user_key put_user(kivis_db *db, const char *name, uint32_t age)
-{
-    user u = {(char *)name, "x@example.org", age};
-    user_key k;
-    assert_int_equal(kivis_put(db, PETS_USER, &u, &k), KIVIS_OK);
-    return k;
-}
-
-static size_t users_named(kivis_db *db, const char *name)
-{
-    kivis_query q = {PETS_USER, USER_BY_NAME, KIVIS_Q_EQ, &name, NULL, NULL, 0, 0};
-    kivis_scan *s;
-    assert_int_equal(kivis_scan_open(db, &q, &s), KIVIS_OK);
-    size_t n = 0;
-    user u;
-    while (kivis_scan_next(s, NULL, &u) == KIVIS_OK) {
-        assert_string_equal(u.name, name);
-        kivis_record_clear(db, PETS_USER, &u);
-        n++;
-    }
-    kivis_scan_close(s);
-    return n;
-}
-
 static void test_record_engine_end_to_end(void **state)
 {
     fx *f = *state;
     kivis_db *db;
     assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
     for (int i = 0; i < 60; i++)
-        put_user(db, i % 3 ? "many" : "few", (uint32_t)i);
+        kt_put_user(db, i % 3 ? "many" : "few", (uint32_t)i);
     user_key gone = {60};
     assert_int_equal(kivis_remove(db, PETS_USER, &gone), KIVIS_OK);
     user u;
@@ -551,16 +527,16 @@ static void test_record_engine_end_to_end(void **state)
     assert_string_equal(u.name, "many");
     assert_int_equal(u.age, 7);
     kivis_record_clear(db, PETS_USER, &u);
-    assert_int_equal(users_named(db, "few"), 20);
-    assert_int_equal(users_named(db, "many"), 39);
+    assert_int_equal(kt_users_named(db, "few"), 20);
+    assert_int_equal(kt_users_named(db, "many"), 39);
     kivis_close(db);
 
     reopen(f);
     assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
-    assert_int_equal(users_named(db, "few"), 20);
-    assert_int_equal(users_named(db, "many"), 39);
+    assert_int_equal(kt_users_named(db, "few"), 20);
+    assert_int_equal(kt_users_named(db, "many"), 39);
     assert_int_equal(kivis_get(db, PETS_USER, &gone, &u), KIVIS_NOTFOUND);
-    assert_int_equal(put_user(db, "new", 1).id, 60); /* after the highest: 59 */
+    assert_int_equal(kt_put_user(db, "new", 1).id, 60); /* after the highest: 59 */
     kivis_close(db);
 }
 
