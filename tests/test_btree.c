@@ -9,8 +9,11 @@
  * the expected order owes nothing to kivis__key_cmp.  A key is then its rank,
  * and the model is an array of present flags and values.  Small alphabets
  * make keys collide and prefix each other, and keys longer than 8 bytes
- * share their first 8 bytes, which the tree's search hints cannot tell
- * apart.
+ * share their first 8 bytes, which a search hint taken at the start of the
+ * key could not tell apart.  A universe may also put the same `lead` bytes
+ * before every key, as kivis's table prefixes do: nodes then share prefixes
+ * longer than the tree keeps inline (PREFIX_INLINE), or that shrink from
+ * beyond it to within it.
  */
 #include "testutil.h"
 
@@ -23,14 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAXK 10
+#define MAXK 10 /* bytes after the lead */
+#define MAXLEAD 20
 #define MAXV 24
 
 /* ---- the universe and the model --------------------------------------- */
 
 typedef struct universe {
     size_t n;
-    unsigned char (*key)[MAXK];
+    unsigned char (*key)[MAXLEAD + MAXK];
     unsigned char *len;
 } universe;
 
@@ -46,20 +50,29 @@ static void universe_walk(universe *u, unsigned char *prefix, int len,
     }
 }
 
-static void universe_init(universe *u, int maxlen, const unsigned char *alpha,
-                          int nalpha)
+/* Every string of 1..maxlen bytes over alpha, each after `lead` bytes of
+ * 0x5a. */
+static void universe_init_lead(universe *u, int lead, int maxlen,
+                               const unsigned char *alpha, int nalpha)
 {
+    assert_true(lead <= MAXLEAD && maxlen <= MAXK);
     size_t total = 0, level = 1;
     for (int l = 1; l <= maxlen; l++)
         total += level *= (size_t)nalpha;
-    u->key = calloc(total, MAXK);
+    u->key = calloc(total, sizeof *u->key);
     u->len = calloc(total, 1);
     assert_non_null(u->key);
     assert_non_null(u->len);
     u->n = 0;
-    unsigned char prefix[MAXK];
-    universe_walk(u, prefix, 0, maxlen, alpha, nalpha);
+    unsigned char prefix[MAXLEAD + MAXK];
+    memset(prefix, 0x5a, (size_t)lead);
+    universe_walk(u, prefix, lead, lead + maxlen, alpha, nalpha);
     assert_int_equal(u->n, total);
+}
+static void universe_init(universe *u, int maxlen, const unsigned char *alpha,
+                          int nalpha)
+{
+    universe_init_lead(u, 0, maxlen, alpha, nalpha);
 }
 
 static void universe_free(universe *u)
@@ -271,13 +284,13 @@ static void random_batch(kivis_btree *t, model *m, uint64_t *rng)
     }
 }
 
-static void differential(uint64_t seed, size_t nops)
+static void differential(uint64_t seed, size_t nops, int lead)
 {
     static const unsigned char alpha[] = {0x00, 0x61, 0xff};
     universe u;
     model m;
     kt_alloc a;
-    universe_init(&u, MAXK, alpha, 3);
+    universe_init_lead(&u, lead, MAXK, alpha, 3);
     model_init(&m, &u);
     kt_alloc_init(&a);
     kivis_btree *t = tree_new(&a);
@@ -327,13 +340,27 @@ static void differential(uint64_t seed, size_t nops)
 static void test_btree_differential_a(void **state)
 {
     (void)state;
-    differential(1, 300000);
+    differential(1, 300000, 0);
 }
 
 static void test_btree_differential_b(void **state)
 {
     (void)state;
-    differential(0xfeedbeef, 250000);
+    differential(0xfeedbeef, 250000, 0);
+}
+
+/* Shared prefixes of 12 to 30 bytes: kept inline, read from a key, and
+ * shrinking from one to the other. */
+static void test_btree_differential_lead12(void **state)
+{
+    (void)state;
+    differential(7, 150000, 12);
+}
+
+static void test_btree_differential_lead20(void **state)
+{
+    (void)state;
+    differential(0xabad1dea, 150000, 20);
 }
 
 /* ---- B+tree: fixed cases ---------------------------------------------- */
@@ -1247,6 +1274,8 @@ int main(void)
         cmocka_unit_test(test_btree_apply_large_batches),
         cmocka_unit_test(test_btree_differential_a),
         cmocka_unit_test(test_btree_differential_b),
+        cmocka_unit_test(test_btree_differential_lead12),
+        cmocka_unit_test(test_btree_differential_lead20),
         cmocka_unit_test(test_memory_methods_and_writer_lock),
         cmocka_unit_test(test_memory_open_oom),
         cmocka_unit_test(test_memory_read_cursor_after_commit),

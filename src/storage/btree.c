@@ -8,9 +8,12 @@
  *    the key bytes, then the value bytes (longer lengths go after the
  *    header as size_t);
  *  - leaves hold up to LEAF_CAP entry pointers plus, next to each, a "hint":
- *    the first 8 key bytes as a big-endian integer.  Hints order like keys
- *    (a smaller hint means a smaller key), so a binary search mostly compares
- *    integers in one contiguous array and only touches an entry on a tie;
+ *    8 key bytes as a big-endian integer.  Every node records a prefix that
+ *    all its keys share, and the hint is taken right after it, so that it
+ *    holds the bytes where the node's keys differ (kivis keys all begin with
+ *    the same table and slot bytes, and integer keys with zeros).  Hints
+ *    order like keys, so a binary search mostly compares integers in one
+ *    contiguous array and only touches an entry on a tie;
  *  - a separator in an inner node is not a copy of a key but a pointer to
  *    the entry that is the least key of the subtree on its right.  Splits,
  *    merges and borrows therefore move pointers and never allocate, so a
@@ -40,9 +43,23 @@ typedef struct entry {
     unsigned char bytes[];
 } entry;
 
-/* Both node kinds start with `count`, so it can be read from either. */
+/* Bytes of a node's shared prefix kept in the node itself; a longer prefix
+ * is read from the node's first key, which costs one more cache miss. */
+#define PREFIX_INLINE 16
+
+/* Every key in a node begins with the same `len` bytes, the first of which
+ * are in `head`.  It need not be the longest such prefix: dropping keys
+ * keeps it true, and a new key that does not share it shortens it. */
+typedef struct prefix {
+    size_t len;
+    unsigned char head[PREFIX_INLINE];
+} prefix;
+
+/* Both node kinds start with `count` and then their prefix, so these can be
+ * read from either. */
 struct kivis_bt_leaf {
     unsigned count;
+    prefix px;
     kivis_bt_leaf *prev, *next;
     uint64_t hint[LEAF_CAP];
     entry *ent[LEAF_CAP];
@@ -50,6 +67,7 @@ struct kivis_bt_leaf {
 
 typedef struct inner {
     unsigned count; /* children */
+    prefix px;
     uint64_t hint[INNER_CAP - 1];
     entry *sep[INNER_CAP - 1]; /* sep[i] is the least key under child[i+1] */
     void *child[INNER_CAP];
@@ -98,15 +116,26 @@ int kivis__key_cmp(kivis_slice a, kivis_slice b)
     return (a.len > b.len) - (a.len < b.len);
 }
 
-static uint64_t key_hint(kivis_slice key)
+/* Spelled out so that compilers make it one load and a byte swap. */
+static inline uint64_t load_be64(const unsigned char *p)
 {
+    return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 |
+           (uint64_t)p[3] << 32 | (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 |
+           (uint64_t)p[6] << 8 | (uint64_t)p[7];
+}
+
+/* The 8 key bytes from `skip` on, zero-padded, as a big-endian integer: of
+ * two keys that share their first `skip` bytes, the one with the smaller
+ * hint is the smaller key. */
+static inline uint64_t hint_at(kivis_slice key, size_t skip)
+{
+    const unsigned char *p = key.data;
+    if (key.len >= skip + 8)
+        return load_be64(p + skip);
     unsigned char b[8] = {0};
-    if (key.len)
-        memcpy(b, key.data, key.len < 8 ? key.len : 8);
-    uint64_t h = 0;
-    for (int i = 0; i < 8; i++)
-        h = h << 8 | b[i];
-    return h;
+    if (key.len > skip)
+        memcpy(b, p + skip, key.len - skip);
+    return load_be64(b);
 }
 
 static bool entry_is_wide(const entry *e)
@@ -195,25 +224,161 @@ static void entry_free(kivis_btree *t, entry *e)
     tree_free(t, e, entry_size(e));
 }
 
+/* ---- node prefixes and slots ---------------------------------------- */
+
+/* The sorted keys of one node, leaf or inner, seen alike: n hints and
+ * entries (an inner node's separators) and the prefix they share. */
+typedef struct slots {
+    prefix *px;
+    uint64_t *hint;
+    entry **ent;
+    unsigned n;
+} slots;
+
+static slots leaf_slots(kivis_bt_leaf *l)
+{
+    return (slots){&l->px, l->hint, l->ent, l->count};
+}
+
+static slots inner_slots(inner *in)
+{
+    return (slots){&in->px, in->hint, in->sep, in->count - 1};
+}
+
+/* The prefix bytes: in the node, or in its first key when too long. */
+static const unsigned char *prefix_bytes(slots s)
+{
+    if (s.px->len <= PREFIX_INLINE)
+        return s.px->head;
+    return entry_key(s.ent[0]).data;
+}
+
+static size_t common_length(const unsigned char *a, size_t alen,
+                            const unsigned char *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen, i = 0;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* Compare key with the node's prefix: < 0 when key sorts before every key
+ * of the node, > 0 when after every one, 0 when it starts with the prefix. */
+static int prefix_cmp(slots s, kivis_slice key)
+{
+    size_t len = s.px->len;
+    if (len == 0)
+        return 0;
+    /* Prefixes are short, mostly: comparing 8 bytes at a time in line
+     * beats a call to memcmp. */
+    size_t n = key.len < len ? key.len : len, i = 0;
+    const unsigned char *k = key.data, *p = prefix_bytes(s);
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a = load_be64(k + i), b = load_be64(p + i);
+        if (a != b)
+            return a < b ? -1 : 1;
+    }
+    for (; i < n; i++)
+        if (k[i] != p[i])
+            return k[i] < p[i] ? -1 : 1;
+    return key.len < len ? -1 : 0;
+}
+
+static void prefix_set(prefix *px, kivis_slice key, size_t len)
+{
+    px->len = len;
+    if (len)
+        memcpy(px->head, key.data, len < PREFIX_INLINE ? len : PREFIX_INLINE);
+}
+
+/* Shorten the prefix to `len`: the hints move right by the dropped bytes,
+ * which every key shares, so no entry has to be read. */
+static void prefix_shorten(slots s, size_t len)
+{
+    size_t drop = s.px->len - len;
+    if (drop == 0)
+        return;
+    const unsigned char *p = prefix_bytes(s) + len;
+    unsigned take = drop < 8 ? (unsigned)drop : 8;
+    uint64_t top = 0;
+    for (unsigned i = 0; i < take; i++)
+        top = top << 8 | p[i];
+    for (unsigned i = 0; i < s.n; i++)
+        s.hint[i] = take == 8 ? top : top << 8 * (8 - take) | s.hint[i] >> 8 * take;
+    s.px->len = len;
+}
+
+/* Make the node's prefix one that key shares too, and return key's hint
+ * in that node.  Called before key's entry goes into the slots. */
+static uint64_t slots_admit(slots s, kivis_slice key)
+{
+    if (s.n == 0) {
+        prefix_set(s.px, key, key.len);
+    } else if (prefix_cmp(s, key) != 0) {
+        size_t len = common_length(key.data, key.len, prefix_bytes(s), s.px->len);
+        prefix_shorten(s, len);
+    }
+    return hint_at(key, s.px->len);
+}
+
+/* Set the node's prefix to the longest its keys share (that of the first
+ * and the last, as they are sorted) and every hint after it. */
+static void slots_refit(slots s)
+{
+    if (s.n == 0) {
+        s.px->len = 0;
+        return;
+    }
+    kivis_slice first = entry_key(s.ent[0]), last = entry_key(s.ent[s.n - 1]);
+    prefix_set(s.px, first, common_length(first.data, first.len, last.data, last.len));
+    for (unsigned i = 0; i < s.n; i++)
+        s.hint[i] = hint_at(entry_key(s.ent[i]), s.px->len);
+}
+
+/* After a split each half keeps its node's prefix, which stays true; refit
+ * a half only when its keys share at least half a hint more, as sequential
+ * string keys do, since a refit reads every entry. */
+static void slots_tighten(slots s)
+{
+    kivis_slice first = entry_key(s.ent[0]), last = entry_key(s.ent[s.n - 1]);
+    if (common_length(first.data, first.len, last.data, last.len) >= s.px->len + 4)
+        slots_refit(s);
+}
+
 /* ---- searching -------------------------------------------------------- */
 
-static int cmp_slot(uint64_t hint, kivis_slice key, uint64_t slot_hint,
-                    const entry *slot)
+/* Ask for every cache line of the node's hints at once: the misses of a
+ * binary search then overlap instead of following one another, which is
+ * most of the time a lookup takes once the tree outgrows the caches. */
+static inline void prefetch_hints(slots s)
 {
-    if (hint != slot_hint)
-        return hint < slot_hint ? -1 : 1;
-    return kivis__key_cmp(key, entry_key(slot));
+#if defined(__GNUC__) || defined(__clang__)
+    const char *p = (const char *)s.hint, *end = (const char *)(s.hint + s.n);
+    for (; p < end; p += 64)
+        __builtin_prefetch(p);
+#else
+    (void)s;
+#endif
 }
 
 /* First slot whose key is >= key; *eq tells whether it is equal. */
-static unsigned lower_bound(const uint64_t *hints, entry *const *ents,
-                            unsigned n, uint64_t hint, kivis_slice key,
-                            bool *eq)
+static unsigned lower_bound(slots s, kivis_slice key, bool *eq)
 {
-    unsigned lo = 0, hi = n;
+    *eq = false;
+    if (s.n == 0)
+        return 0;
+    int c = prefix_cmp(s, key);
+    if (c)
+        return c < 0 ? 0 : s.n;
+    uint64_t hint = hint_at(key, s.px->len);
+    prefetch_hints(s);
+    unsigned lo = 0, hi = s.n;
     while (lo < hi) {
         unsigned mid = lo + (hi - lo) / 2;
-        int c = cmp_slot(hint, key, hints[mid], ents[mid]);
+        if (hint != s.hint[mid])
+            c = hint < s.hint[mid] ? -1 : 1;
+        else
+            c = kivis__key_cmp(key, entry_key(s.ent[mid]));
         if (c == 0) {
             *eq = true;
             return mid;
@@ -223,26 +388,23 @@ static unsigned lower_bound(const uint64_t *hints, entry *const *ents,
         else
             hi = mid;
     }
-    *eq = false;
     return lo;
 }
 
 static void descend(const kivis_btree *t, kivis_slice key, path *p)
 {
-    uint64_t hint = key_hint(key);
     void *n = t->root;
     bool eq;
     for (unsigned d = 0; d < t->depth; d++) {
         inner *in = n;
-        unsigned i = lower_bound(in->hint, in->sep, in->count - 1, hint, key, &eq);
+        unsigned i = lower_bound(inner_slots(in), key, &eq);
         i += eq; /* a key equal to sep[i] lives under child[i+1] */
         p->node[d] = in;
         p->idx[d] = i;
         n = in->child[i];
     }
     p->leaf = n;
-    p->slot = lower_bound(p->leaf->hint, p->leaf->ent, p->leaf->count, hint,
-                          key, &p->found);
+    p->slot = lower_bound(leaf_slots(p->leaf), key, &p->found);
 }
 
 /* ---- node memory ------------------------------------------------------ */
@@ -354,22 +516,22 @@ static void children_remove(void **child, unsigned n, unsigned at)
     memmove(child + at, child + at + 1, (n - at - 1) * sizeof *child);
 }
 
-static uint64_t entry_hint(const entry *e)
-{
-    return key_hint(entry_key(e));
-}
-
 /* ---- insertion -------------------------------------------------------- */
+
+/* Make separator i of `in` the entry e. */
+static void set_sep(inner *in, unsigned i, entry *e)
+{
+    in->hint[i] = slots_admit(inner_slots(in), entry_key(e));
+    in->sep[i] = e;
+}
 
 /* The entry that is the least key of the path's leaf changed to e: update
  * the one separator that points at it, if the leaf is not leftmost. */
-static void set_leaf_min(const kivis_btree *t, path *p, uint64_t hint,
-                         entry *e)
+static void set_leaf_min(const kivis_btree *t, path *p, entry *e)
 {
     for (unsigned d = t->depth; d-- > 0;) {
         if (p->idx[d] > 0) {
-            p->node[d]->sep[p->idx[d] - 1] = e;
-            p->node[d]->hint[p->idx[d] - 1] = hint;
+            set_sep(p->node[d], p->idx[d] - 1, e);
             return;
         }
     }
@@ -380,7 +542,7 @@ static void replace_at(kivis_btree *t, path *p, entry *e)
     entry *old = p->leaf->ent[p->slot];
     p->leaf->ent[p->slot] = e;
     if (p->slot == 0)
-        set_leaf_min(t, p, p->leaf->hint[0], e);
+        set_leaf_min(t, p, e);
     entry_free(t, old);
 }
 
@@ -412,21 +574,24 @@ static kivis_bt_leaf *split_leaf(kivis_btree *t, kivis_bt_leaf *leaf,
                LEAF_CAP + 1 - keep);
     leaf->count = keep;
     right->count = LEAF_CAP + 1 - keep;
+    right->px = leaf->px;
+    slots_tighten(leaf_slots(leaf));
+    slots_tighten(leaf_slots(right));
     link_after(t, leaf, right);
     return right;
 }
 
-/* Insert separator (hint, sep) and its right child at child index at + 1
- * into a full inner node by splitting it.  The middle separator moves up:
- * it is returned in *hint / *sep, and the new right half in *child. */
-static void split_inner(kivis_btree *t, inner *in, unsigned at,
-                        uint64_t *hint, entry **sep, void **child)
+/* Insert separator sep (with its hint in `in`) and its right child at child
+ * index at + 1 into a full inner node by splitting it.  The middle separator
+ * moves up: it is returned in *sep, and the new right half in *child. */
+static void split_inner(kivis_btree *t, inner *in, unsigned at, uint64_t hint,
+                        entry **sep, void **child)
 {
     uint64_t hints[INNER_CAP];
     entry *seps[INNER_CAP];
     void *kids[INNER_CAP + 1];
     slots_copy(hints, seps, in->hint, in->sep, INNER_CAP - 1);
-    slots_insert(hints, seps, INNER_CAP - 1, at, *hint, *sep);
+    slots_insert(hints, seps, INNER_CAP - 1, at, hint, *sep);
     memcpy(kids, in->child, sizeof in->child);
     children_insert(kids, INNER_CAP, at + 1, *child);
 
@@ -439,34 +604,36 @@ static void split_inner(kivis_btree *t, inner *in, unsigned at,
     memcpy(right->child, kids + keep, moved * sizeof *kids);
     in->count = keep;
     right->count = moved;
-    *hint = hints[keep - 1];
+    right->px = in->px;
+    slots_tighten(inner_slots(in));
+    slots_tighten(inner_slots(right));
     *sep = seps[keep - 1];
     *child = right;
 }
 
 /* A split below produced `child`, whose least key is `sep`: hang it right
  * of the path, splitting full inner nodes on the way up. */
-static void push_up(kivis_btree *t, path *p, uint64_t hint, entry *sep,
-                    void *child)
+static void push_up(kivis_btree *t, path *p, entry *sep, void *child)
 {
     for (unsigned d = t->depth; d-- > 0;) {
         inner *in = p->node[d];
         unsigned at = p->idx[d];
+        uint64_t hint = slots_admit(inner_slots(in), entry_key(sep));
         if (in->count < INNER_CAP) {
             slots_insert(in->hint, in->sep, in->count - 1, at, hint, sep);
             children_insert(in->child, in->count, at + 1, child);
             in->count++;
             return;
         }
-        split_inner(t, in, at, &hint, &sep, &child);
+        split_inner(t, in, at, hint, &sep, &child);
     }
     assert(t->depth + 1 < MAX_DEPTH);
     inner *root = take_inner(t);
     root->count = 2;
     root->child[0] = t->root;
     root->child[1] = child;
-    root->hint[0] = hint;
     root->sep[0] = sep;
+    slots_refit(inner_slots(root));
     t->root = root;
     t->depth++;
 }
@@ -476,13 +643,13 @@ static void push_up(kivis_btree *t, path *p, uint64_t hint, entry *sep,
 static void insert_at(kivis_btree *t, path *p, entry *e)
 {
     kivis_bt_leaf *leaf = p->leaf;
-    uint64_t hint = entry_hint(e);
+    uint64_t hint = slots_admit(leaf_slots(leaf), entry_key(e));
     if (leaf->count < LEAF_CAP) {
         slots_insert(leaf->hint, leaf->ent, leaf->count, p->slot, hint, e);
         leaf->count++;
     } else {
         kivis_bt_leaf *right = split_leaf(t, leaf, p->slot, hint, e);
-        push_up(t, p, right->hint[0], right->ent[0], right);
+        push_up(t, p, right->ent[0], right);
     }
     t->count++;
 }
@@ -529,6 +696,7 @@ static void merge_leaves(kivis_btree *t, inner *parent, unsigned i)
     slots_copy(left->hint + left->count, left->ent + left->count, right->hint,
                right->ent, right->count);
     left->count += right->count;
+    slots_refit(leaf_slots(left));
     unlink_leaf(t, right);
     remove_child(parent, i + 1);
     tree_free(t, right, sizeof *right);
@@ -538,12 +706,12 @@ static void merge_inners(kivis_btree *t, inner *parent, unsigned i)
 {
     inner *left = parent->child[i], *right = parent->child[i + 1];
     unsigned n = left->count;
-    left->hint[n - 1] = parent->hint[i];
-    left->sep[n - 1] = parent->sep[i];
+    left->sep[n - 1] = parent->sep[i]; /* its hint comes with the refit */
     slots_copy(left->hint + n, left->sep + n, right->hint, right->sep,
                right->count - 1);
     memcpy(left->child + n, right->child, right->count * sizeof *right->child);
     left->count += right->count;
+    slots_refit(inner_slots(left));
     remove_child(parent, i + 1);
     tree_free(t, right, sizeof *right);
 }
@@ -552,49 +720,48 @@ static void merge_inners(kivis_btree *t, inner *parent, unsigned i)
 static void borrow_leaf_from_left(inner *parent, unsigned i)
 {
     kivis_bt_leaf *left = parent->child[i - 1], *n = parent->child[i];
-    left->count--;
-    slots_insert(n->hint, n->ent, n->count, 0, left->hint[left->count],
-                 left->ent[left->count]);
+    entry *e = left->ent[--left->count];
+    uint64_t hint = slots_admit(leaf_slots(n), entry_key(e));
+    slots_insert(n->hint, n->ent, n->count, 0, hint, e);
     n->count++;
-    parent->hint[i - 1] = n->hint[0];
-    parent->sep[i - 1] = n->ent[0];
+    set_sep(parent, i - 1, e);
 }
 
 /* Move the first entry of child[i+1] to the end of child[i]. */
 static void borrow_leaf_from_right(inner *parent, unsigned i)
 {
     kivis_bt_leaf *n = parent->child[i], *right = parent->child[i + 1];
-    n->hint[n->count] = right->hint[0];
-    n->ent[n->count] = right->ent[0];
+    entry *e = right->ent[0];
+    n->hint[n->count] = slots_admit(leaf_slots(n), entry_key(e));
+    n->ent[n->count] = e;
     n->count++;
     slots_remove(right->hint, right->ent, right->count, 0);
     right->count--;
-    parent->hint[i] = right->hint[0];
-    parent->sep[i] = right->ent[0];
+    set_sep(parent, i, right->ent[0]);
 }
 
 /* Rotate the last child of child[i-1] through the parent into child[i]. */
 static void borrow_inner_from_left(inner *parent, unsigned i)
 {
     inner *left = parent->child[i - 1], *n = parent->child[i];
-    slots_insert(n->hint, n->sep, n->count - 1, 0, parent->hint[i - 1],
-                 parent->sep[i - 1]);
+    entry *down = parent->sep[i - 1];
+    uint64_t hint = slots_admit(inner_slots(n), entry_key(down));
+    slots_insert(n->hint, n->sep, n->count - 1, 0, hint, down);
     children_insert(n->child, n->count, 0, left->child[left->count - 1]);
     n->count++;
-    parent->hint[i - 1] = left->hint[left->count - 2];
-    parent->sep[i - 1] = left->sep[left->count - 2];
+    set_sep(parent, i - 1, left->sep[left->count - 2]);
     left->count--;
 }
 
 static void borrow_inner_from_right(inner *parent, unsigned i)
 {
     inner *n = parent->child[i], *right = parent->child[i + 1];
-    n->hint[n->count - 1] = parent->hint[i];
-    n->sep[n->count - 1] = parent->sep[i];
+    entry *down = parent->sep[i];
+    n->hint[n->count - 1] = slots_admit(inner_slots(n), entry_key(down));
+    n->sep[n->count - 1] = down;
     n->child[n->count] = right->child[0];
     n->count++;
-    parent->hint[i] = right->hint[0];
-    parent->sep[i] = right->sep[0];
+    set_sep(parent, i, right->sep[0]);
     slots_remove(right->hint, right->sep, right->count - 1, 0);
     children_remove(right->child, right->count, 0);
     right->count--;
@@ -650,7 +817,7 @@ static void delete_at(kivis_btree *t, path *p)
     slots_remove(leaf->hint, leaf->ent, leaf->count, p->slot);
     leaf->count--;
     if (p->slot == 0 && leaf->count > 0)
-        set_leaf_min(t, p, leaf->hint[0], leaf->ent[0]);
+        set_leaf_min(t, p, leaf->ent[0]);
     rebalance(t, p);
     entry_free(t, dead);
     t->count--;
@@ -661,6 +828,7 @@ static void delete_at(kivis_btree *t, path *p)
 static void use_as_root(kivis_btree *t, kivis_bt_leaf *leaf)
 {
     leaf->count = 0;
+    leaf->px.len = 0;
     leaf->prev = leaf->next = NULL;
     t->root = t->head = t->tail = leaf;
     t->depth = 0;
@@ -1067,14 +1235,22 @@ typedef struct checker {
     size_t bytes;
 } checker;
 
-/* Every key in [lo, hi) (NULL: unbounded), strictly increasing, hints
- * right, and the first one is lo itself: separators are exact minima. */
-static bool check_slots(const uint64_t *hints, entry *const *ents, unsigned n,
-                        const entry *lo, const entry *hi, bool first_is_lo)
+/* Every key in [lo, hi) (NULL: unbounded), strictly increasing, starting
+ * with the node's prefix, hints right, and the first one is lo itself:
+ * separators are exact minima. */
+static bool check_slots(slots s, const entry *lo, const entry *hi,
+                        bool first_is_lo)
 {
+    const uint64_t *hints = s.hint;
+    entry *const *ents = s.ent;
+    unsigned n = s.n;
+    size_t inline_len = s.px->len < PREFIX_INLINE ? s.px->len : PREFIX_INLINE;
     for (unsigned i = 0; i < n; i++) {
         kivis_slice k = entry_key(ents[i]);
-        if (hints[i] != key_hint(k))
+        if (k.len < s.px->len || (inline_len && memcmp(k.data, s.px->head, inline_len)) ||
+            memcmp(k.data, entry_key(ents[0]).data, s.px->len))
+            return false;
+        if (hints[i] != hint_at(k, s.px->len))
             return false;
         if (i > 0 && kivis__key_cmp(entry_key(ents[i - 1]), k) >= 0)
             return false;
@@ -1093,7 +1269,7 @@ static bool check_leaf(checker *c, const kivis_bt_leaf *leaf, const entry *lo,
     bool is_root = leaf == t->root;
     if (leaf->count > LEAF_CAP || (!is_root && leaf->count < LEAF_MIN))
         return false;
-    if (!check_slots(leaf->hint, leaf->ent, leaf->count, lo, hi, true))
+    if (!check_slots(leaf_slots((kivis_bt_leaf *)leaf), lo, hi, true))
         return false;
     if (leaf->prev != c->prev_leaf)
         return false;
@@ -1116,7 +1292,7 @@ static bool check_node(checker *c, const void *node, unsigned levels,
     unsigned min = in == c->t->root ? 2 : INNER_MIN;
     if (in->count < min || in->count > INNER_CAP)
         return false;
-    if (!check_slots(in->hint, in->sep, in->count - 1, lo, hi, false))
+    if (!check_slots(inner_slots((inner *)in), lo, hi, false))
         return false;
     c->bytes += sizeof *in;
     for (unsigned i = 0; i < in->count; i++) {
