@@ -1094,6 +1094,34 @@ static void test_utf8(void **state)
     }
 }
 
+/* ASCII text is checked a word at a time with the last word overlapping:
+ * one bad byte (a stray continuation, a byte no UTF-8 has, a NUL, a lead
+ * without its tail) must be found at every position of every length. */
+static void test_utf8_words(void **state)
+{
+    (void)state;
+    static const uint8_t bad[] = {0x80, 0xFF, 0x00, 0xC3};
+    uint8_t buf[40];
+    for (size_t n = 1; n <= sizeof buf; n++) {
+        memset(buf, 'a', n);
+        assert_int_equal(kivis__utf8_check(buf, n), KIVIS_OK);
+        assert_int_equal(kivis__utf8_check_text(buf, n), KIVIS_OK);
+        for (size_t at = 0; at < n; at++) {
+            for (size_t b = 0; b < sizeof bad; b++) {
+                buf[at] = bad[b];
+                int want = bad[b] == 0x00 ? KIVIS_OK : KIVIS_EUTF8;
+                assert_int_equal(kivis__utf8_check(buf, n), want);
+                assert_int_equal(kivis__utf8_check_text(buf, n), KIVIS_EUTF8);
+                buf[at] = 'a';
+            }
+        }
+        if (n >= 2) { /* a good two-byte sequence anywhere stays good */
+            buf[n - 2] = 0xC3, buf[n - 1] = 0xA9;
+            assert_int_equal(kivis__utf8_check_text(buf, n), KIVIS_OK);
+        }
+    }
+}
+
 static void test_buffers(void **state)
 {
     (void)state;
@@ -1534,6 +1562,7 @@ int main(void)
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_varints),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_utf8_words),
         cmocka_unit_test(test_buffers),
         cmocka_unit_test(test_value_roundtrip),
         cmocka_unit_test(test_value_scalars_roundtrip),

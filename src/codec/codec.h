@@ -127,7 +127,17 @@ int kivis__value_decode(kivis_slice in, const kivis_struct_desc *sd,
 
 /* Unsigned LEB128 varints, for values and metadata. */
 int kivis__varint_put(kivis_buf *b, uint64_t v);
-int kivis__varint_get(kivis_reader *r, uint64_t *v);
+int kivis__varint_get_any(kivis_reader *r, uint64_t *v);
+
+/* Most varints in a value are one byte: those skip the call. */
+static inline int kivis__varint_get(kivis_reader *r, uint64_t *v)
+{
+    if (r->p != r->end && *r->p < 0x80) {
+        *v = *r->p++;
+        return KIVIS_OK;
+    }
+    return kivis__varint_get_any(r, v);
+}
 
 /* Free every owned member (char *, kivis_bytes, recursively) of the struct
  * at `obj` and zero the whole struct. */
@@ -146,5 +156,9 @@ bool kivis__struct_equal(const kivis_struct_desc *sd, const void *a,
 
 /* KIVIS_OK when the n bytes are well-formed UTF-8, else KIVIS_EUTF8. */
 int kivis__utf8_check(const uint8_t *p, size_t n);
+
+/* As kivis__utf8_check, and KIVIS_EUTF8 for a NUL byte too: text that a
+ * C string can hold. */
+int kivis__utf8_check_text(const uint8_t *p, size_t n);
 
 #endif /* KIVIS_CODEC_H */

@@ -180,7 +180,7 @@ static inline int kivis__chars_len(const kivis_field *f, const uint8_t *p,
  * (KIVIS_EUTF8 on encode) and, on decode, no embedded NUL. */
 static inline bool kivis__text_decodable(const uint8_t *p, size_t n)
 {
-    return (n == 0 || !memchr(p, 0, n)) && kivis__utf8_check(p, n) == KIVIS_OK;
+    return kivis__utf8_check_text(p, n) == KIVIS_OK;
 }
 
 static inline const char *kivis__string_load(const uint8_t *p)

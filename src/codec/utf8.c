@@ -29,18 +29,43 @@ static size_t utf8_lead(uint8_t c, uint8_t *lo, uint8_t *hi)
     return 0;
 }
 
-int kivis__utf8_check(const uint8_t *p, size_t n)
+/* A word of 8 ASCII bytes, none of them NUL when nul_ok is false (the
+ * classic test for a zero byte: only one borrows into its high bit). */
+static bool ascii_word(uint64_t w, bool nul_ok)
+{
+    if (w & ASCII_MASK)
+        return false;
+    return nul_ok || !((w - UINT64_C(0x0101010101010101)) & ASCII_MASK);
+}
+
+/* Whether n >= 8 bytes are all ASCII, read a word at a time; the last word
+ * overlaps the one before it rather than leaving a tail to loop over. */
+static bool all_ascii(const uint8_t *p, size_t n, bool nul_ok)
+{
+    uint64_t w;
+    for (size_t i = 0; i + 8 < n; i += 8)
+        if (memcpy(&w, p + i, 8), !ascii_word(w, nul_ok))
+            return false;
+    memcpy(&w, p + n - 8, 8);
+    return ascii_word(w, nul_ok);
+}
+
+static int utf8_scan(const uint8_t *p, size_t n, bool nul_ok)
 {
     if (n == 0)
         return KIVIS_OK; /* p may be NULL */
+    if (n >= 8 && all_ascii(p, n, nul_ok))
+        return KIVIS_OK; /* most text; the rest is checked byte by byte */
     const uint8_t *end = p + n;
     while (p < end) {
         uint64_t w;
-        if (end - p >= 8 && (memcpy(&w, p, 8), !(w & ASCII_MASK))) {
+        if (end - p >= 8 && (memcpy(&w, p, 8), ascii_word(w, nul_ok))) {
             p += 8;
             continue;
         }
         if (*p < 0x80) {
+            if (*p == 0 && !nul_ok)
+                return KIVIS_EUTF8;
             p++;
             continue;
         }
@@ -54,4 +79,14 @@ int kivis__utf8_check(const uint8_t *p, size_t n)
         p += len;
     }
     return KIVIS_OK;
+}
+
+int kivis__utf8_check(const uint8_t *p, size_t n)
+{
+    return utf8_scan(p, n, true);
+}
+
+int kivis__utf8_check_text(const uint8_t *p, size_t n)
+{
+    return utf8_scan(p, n, false);
 }

@@ -544,7 +544,9 @@ static int lc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
     rc = move(c, op, target, &k, &v);
     if (rc == MDB_SUCCESS && !kivis__range_has(&c->range, to_slice(k)))
         rc = MDB_NOTFOUND;
-    if (rc == MDB_SUCCESS)
+    /* Only a write or a replay moves what is under a cursor (see step), and
+     * neither happens in a read-only transaction. */
+    if (rc == MDB_SUCCESS && !(c->lt->txn.flags & KIVIS_TXN_RDONLY))
         rc = kivis__range_remember(&c->range, &c->lt->ls->alloc, to_slice(k))
                  ? ENOMEM : MDB_SUCCESS;
     if (rc == MDB_NOTFOUND)
