@@ -18,6 +18,7 @@
 #include "testutil.h"
 
 #include "storage/btree.h"
+#include "storage/pointhash.h"
 
 #include <kivis/memory.h>
 #include <kivis/overlay.h>
@@ -284,7 +285,9 @@ static void random_batch(kivis_btree *t, model *m, uint64_t *rng)
     }
 }
 
-static void differential(uint64_t seed, size_t nops, int lead)
+/* With `hashed`, the tree keeps a point hash from op 1000 on (enabled on
+ * a tree that already holds keys), and every check covers it too. */
+static void differential(uint64_t seed, size_t nops, int lead, bool hashed)
 {
     static const unsigned char alpha[] = {0x00, 0x61, 0xff};
     universe u;
@@ -303,6 +306,8 @@ static void differential(uint64_t seed, size_t nops, int lead)
         size_t r = kt_rand(&rng) % u.n;
         unsigned op = kt_rand(&rng) % 100;
         kivis_slice got;
+        if (hashed && i == 1000)
+            assert_int_equal(kivis__btree_hash_points(t), KIVIS_OK);
         if (op < (growing ? 55u : 20u)) {
             kivis_slice v = random_value(&rng, vbuf);
             assert_int_equal(kivis__btree_put(t, ukey(&u, r), v), KIVIS_OK);
@@ -340,13 +345,13 @@ static void differential(uint64_t seed, size_t nops, int lead)
 static void test_btree_differential_a(void **state)
 {
     (void)state;
-    differential(1, 300000, 0);
+    differential(1, 300000, 0, false);
 }
 
 static void test_btree_differential_b(void **state)
 {
     (void)state;
-    differential(0xfeedbeef, 250000, 0);
+    differential(0xfeedbeef, 250000, 0, false);
 }
 
 /* Shared prefixes of 12 to 30 bytes: kept inline, read from a key, and
@@ -354,13 +359,25 @@ static void test_btree_differential_b(void **state)
 static void test_btree_differential_lead12(void **state)
 {
     (void)state;
-    differential(7, 150000, 12);
+    differential(7, 150000, 12, false);
 }
 
 static void test_btree_differential_lead20(void **state)
 {
     (void)state;
-    differential(0xabad1dea, 150000, 20);
+    differential(0xabad1dea, 150000, 20, false);
+}
+
+static void test_btree_differential_hashed(void **state)
+{
+    (void)state;
+    differential(0x5eed, 250000, 0, true);
+}
+
+static void test_btree_differential_lead12_hashed(void **state)
+{
+    (void)state;
+    differential(11, 150000, 12, true);
 }
 
 /* ---- B+tree: fixed cases ---------------------------------------------- */
@@ -704,12 +721,13 @@ static int attempt_put(kivis_btree *t, void *arg)
     return kivis__btree_put(t, p->key, p->value);
 }
 
-static void test_btree_put_and_del_oom(void **state)
+static void put_and_del_oom(bool hashed)
 {
-    (void)state;
     kt_alloc a;
     kt_alloc_init(&a);
     kivis_btree *t = tree_new(&a);
+    if (hashed)
+        assert_int_equal(kivis__btree_hash_points(t), KIVIS_OK);
     unsigned char kb[5];
     unsigned long most = 0;
     /* ascending puts split the rightmost leaf, then its parent, then the
@@ -719,7 +737,11 @@ static void test_btree_put_and_del_oom(void **state)
         unsigned long f = oom_loop(&a, t, attempt_put, &p);
         most = f > most ? f : most;
     }
-    assert_int_equal(most, 4);
+    /* with a point hash, a put that makes it grow may fail once more */
+    if (hashed)
+        assert_true(most == 4 || most == 5);
+    else
+        assert_int_equal(most, 4);
     /* an overwrite needs only its entry */
     one_put p = {num_key(kb, 7), SL("other")};
     assert_int_equal(oom_loop(&a, t, attempt_put, &p), 1);
@@ -735,11 +757,107 @@ static void test_btree_put_and_del_oom(void **state)
     assert_int_equal(a.live_blocks, 0);
 }
 
+static void test_btree_put_and_del_oom(void **state)
+{
+    (void)state;
+    put_and_del_oom(false);
+    put_and_del_oom(true);
+}
+
+/* ---- point hash ------------------------------------------------------- */
+
+/* Items are the addresses of a static array; hashes are chosen so that
+ * runs collide on one home slot, wrap around the table's end and
+ * interleave, and every order of removal must leave the rest findable
+ * (the backward shift of linear probing). */
+static void test_pointhash_collisions(void **state)
+{
+    (void)state;
+    kt_alloc a;
+    kt_alloc_init(&a);
+    static char items[12];
+    /* home slots in a 16-slot table: three at 14 (wrapping to 0 and 1),
+     * two at 15, two at 0, the rest scattered */
+    const uint64_t hashes[12] = {14, 30, 46, 15, 31, 0, 16, 5, 21, 9, 3, 19};
+    uint64_t rng = 42;
+    for (int round = 0; round < 200; round++) {
+        kivis_pointhash h;
+        kivis__ph_init(&h, 0);
+        assert_int_equal(kivis__ph_reserve(&h, &a.iface, 12), KIVIS_OK);
+        assert_int_equal(h.cap, 16);
+        int order[12];
+        for (int i = 0; i < 12; i++)
+            order[i] = i;
+        for (int i = 11; i > 0; i--) { /* a random insert order */
+            int j = (int)(kt_rand(&rng) % (uint64_t)(i + 1)), x = order[i];
+            order[i] = order[j];
+            order[j] = x;
+        }
+        for (int i = 0; i < 12; i++)
+            kivis__ph_insert(&h, hashes[order[i]], &items[order[i]]);
+        bool gone[12] = {false};
+        for (int k = 0; k < 12; k++) { /* remove in another random order */
+            int victim;
+            do
+                victim = (int)(kt_rand(&rng) % 12);
+            while (gone[victim]);
+            kivis__ph_remove(&h, hashes[victim], &items[victim]);
+            gone[victim] = true;
+            for (int i = 0; i < 12; i++)
+                assert_int_equal(kivis__ph_holds(&h, hashes[i], &items[i]), !gone[i]);
+            assert_int_equal(h.count, (size_t)(11 - k));
+        }
+        /* replace keeps the slot and the hash */
+        kivis__ph_insert(&h, 30, &items[0]);
+        kivis__ph_insert(&h, 14, &items[1]);
+        kivis__ph_replace(&h, 30, &items[0], &items[2]);
+        assert_false(kivis__ph_holds(&h, 30, &items[0]));
+        assert_true(kivis__ph_holds(&h, 30, &items[2]));
+        assert_true(kivis__ph_holds(&h, 14, &items[1]));
+        kivis__ph_free(&h, &a.iface);
+    }
+    assert_int_equal(a.live_blocks, 0);
+}
+
+/* Growing keeps every item; a failed grow keeps the old table whole. */
+static void test_pointhash_reserve_oom(void **state)
+{
+    (void)state;
+    kt_alloc a;
+    kt_alloc_init(&a);
+    static char items[1000];
+    kivis_pointhash h;
+    kivis__ph_init(&h, 7);
+    for (int i = 0; i < 1000; i++) {
+        kivis_slice k = kivis_slice_make(&items[i], 1); /* any bytes */
+        uint64_t hash = kivis__ph_hash(&h, k) ^ (uint64_t)i;
+        kt_alloc_fail_at(&a, 1);
+        int rc = kivis__ph_reserve(&h, &a.iface, h.count + 1);
+        kt_alloc_fail_at(&a, 0);
+        if (rc == KIVIS_ENOMEM) { /* only when it had to grow */
+            assert_true(h.cap == 0 || h.count + 1 > h.cap / 4 * 3);
+            assert_int_equal(kivis__ph_reserve(&h, &a.iface, h.count + 1), KIVIS_OK);
+        }
+        kivis__ph_insert(&h, hash, &items[i]);
+    }
+    assert_int_equal(h.cap, 2048);
+    assert_int_equal(kivis__ph_bytes(&h), 2048 * sizeof(kivis_ph_slot));
+    for (int i = 0; i < 1000; i++) {
+        kivis_slice k = kivis_slice_make(&items[i], 1);
+        assert_true(kivis__ph_holds(&h, kivis__ph_hash(&h, k) ^ (uint64_t)i, &items[i]));
+    }
+    kivis__ph_clear(&h);
+    assert_int_equal(h.count, 0);
+    assert_false(kivis__ph_holds(&h, 0, &items[0]));
+    kivis__ph_free(&h, &a.iface);
+    assert_int_equal(a.live_blocks, 0);
+}
+
 /* ---- memory backend and overlay --------------------------------------- */
 
 static kivis_storage *mem_open(kt_alloc *a, size_t max_key)
 {
-    kivis_memory_options o = {a ? &a->iface : NULL, max_key};
+    kivis_memory_options o = {.allocator = a ? &a->iface : NULL, .max_key_size = max_key};
     kivis_storage *st = NULL;
     assert_int_equal(kivis_memory_open(&o, &st), KIVIS_OK);
     return st;
@@ -1001,7 +1119,7 @@ static void test_memory_open_oom(void **state)
     (void)state;
     kt_alloc a;
     kt_alloc_init(&a);
-    kivis_memory_options o = {&a.iface, 0};
+    kivis_memory_options o = {.allocator = &a.iface};
     kivis_storage *st = NULL;
     unsigned long n = 1;
     for (;; n++) {
@@ -1276,6 +1394,10 @@ int main(void)
         cmocka_unit_test(test_btree_differential_b),
         cmocka_unit_test(test_btree_differential_lead12),
         cmocka_unit_test(test_btree_differential_lead20),
+        cmocka_unit_test(test_btree_differential_hashed),
+        cmocka_unit_test(test_btree_differential_lead12_hashed),
+        cmocka_unit_test(test_pointhash_collisions),
+        cmocka_unit_test(test_pointhash_reserve_oom),
         cmocka_unit_test(test_memory_methods_and_writer_lock),
         cmocka_unit_test(test_memory_open_oom),
         cmocka_unit_test(test_memory_read_cursor_after_commit),

@@ -24,7 +24,7 @@ static int setup(void **state)
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
     kt_alloc_init(&f->a);
-    kivis_memory_options mo = {&f->a.iface, 0};
+    kivis_memory_options mo = {.allocator = &f->a.iface};
     assert_int_equal(kivis_memory_open(&mo, &f->st), KIVIS_OK);
     kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0};
     assert_int_equal(kivis_open(f->st, &pets_schema, &o, &f->db), KIVIS_OK);

@@ -47,7 +47,14 @@ typedef struct backend {
 
 static int open_memory(const kivis_allocator *alloc, kivis_storage **out)
 {
-    kivis_memory_options opts = {alloc, 0};
+    kivis_memory_options opts = {.allocator = alloc};
+    return kivis_memory_open(&opts, out);
+}
+
+/* The tree alone, without the point hash that answers gets by default. */
+static int open_memory_tree(const kivis_allocator *alloc, kivis_storage **out)
+{
+    kivis_memory_options opts = {.allocator = alloc, .no_point_hash = true};
     return kivis_memory_open(&opts, out);
 }
 
@@ -279,6 +286,7 @@ LAYERED_BACKEND(layered_sqlite, stack_mem_sqlite_lmdb)
 
 static const backend backends[] = {
     {"memory", open_memory, NULL, NULL},
+    {"memory_tree", open_memory_tree, NULL, NULL},
     {"faulty", open_faulty, NULL, NULL},
     {"lmdb", open_lmdb, reopen_lmdb, cleanup_lmdb},
     {"sqlite", open_sqlite, reopen_sqlite, cleanup_sqlite},

@@ -71,7 +71,7 @@ static fx *fx_new(const kivis_schema_desc *schema, size_t max_key)
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
     kt_alloc_init(&f->a);
-    kivis_memory_options mo = {&f->a.iface, max_key};
+    kivis_memory_options mo = {.allocator = &f->a.iface, .max_key_size = max_key};
     kivis_storage *mem;
     assert_int_equal(kivis_memory_open(&mo, &mem), KIVIS_OK);
     assert_int_equal(kivis_faulty_open(mem, &f->a.iface, &f->st), KIVIS_OK);
@@ -658,7 +658,7 @@ static void test_oom_open(void **state)
     (void)state;
     kt_alloc a;
     kt_alloc_init(&a);
-    kivis_memory_options mo = {&a.iface, 0};
+    kivis_memory_options mo = {.allocator = &a.iface};
     kivis_storage *st;
     assert_int_equal(kivis_memory_open(&mo, &st), KIVIS_OK);
     kivis_options o = {&a.iface, KIVIS_SYNC, NULL, 0};
@@ -791,7 +791,7 @@ static void test_schema_message_names_table_and_field(void **state)
     kt_alloc a;
     kt_alloc_init(&a);
     kivis_storage *st;
-    kivis_memory_options mo = {&a.iface, 0};
+    kivis_memory_options mo = {.allocator = &a.iface};
     assert_int_equal(kivis_memory_open(&mo, &st), KIVIS_OK);
     kivis_db *db;
     assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);

@@ -26,7 +26,7 @@ typedef struct fixture {
 
 static kivis_storage *open_inner(kt_alloc *a)
 {
-    kivis_memory_options opts = {&a->iface, 0};
+    kivis_memory_options opts = {.allocator = &a->iface};
     kivis_storage *st = NULL;
     assert_int_equal(kivis_memory_open(&opts, &st), KIVIS_OK);
     return st;

@@ -82,7 +82,7 @@ static int teardown(void **state)
 
 static kivis_storage *open_tier(fixture *fx, size_t i, enum kind kind)
 {
-    kivis_memory_options mo = {&fx->tier_alloc[i].iface, 0};
+    kivis_memory_options mo = {.allocator = &fx->tier_alloc[i].iface};
     kivis_lmdb_options lo = {&fx->tier_alloc[i].iface, 0, 0, 0};
     kivis_storage *st = NULL;
     if (kind == LMDB) {

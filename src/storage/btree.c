@@ -18,9 +18,13 @@
  *    the entry that is the least key of the subtree on its right.  Splits,
  *    merges and borrows therefore move pointers and never allocate, so a
  *    delete cannot fail, and an insert needs only its entry plus the nodes
- *    its splits take, which are reserved before the tree is touched.
+ *    its splits take, which are reserved before the tree is touched;
+ *  - a tree may keep a point hash (pointhash.h) of every entry, so that a
+ *    get finds its key without descending: the memory backend's committed
+ *    tree does, an overlay's small write set does not.
  */
 #include "btree.h"
+#include "pointhash.h"
 
 #include <assert.h>
 #include <string.h>
@@ -93,6 +97,7 @@ struct kivis_btree {
     uint64_t version;
     kivis_bt_leaf *head, *tail;
     spares spare_leaves, spare_inners;
+    kivis_pointhash points; /* every entry, when cap != 0 */
 };
 
 /* The way down to a key: node[d] is the inner node at level d and idx[d] the
@@ -222,6 +227,38 @@ static entry *entry_new(kivis_btree *t, kivis_slice key, kivis_slice value)
 static void entry_free(kivis_btree *t, entry *e)
 {
     tree_free(t, e, entry_size(e));
+}
+
+/* ---- the point hash --------------------------------------------------- */
+
+static uint64_t point_hash(const kivis_btree *t, const entry *e)
+{
+    return kivis__ph_hash(&t->points, entry_key(e));
+}
+
+/* The entry of key through the point hash (which the tree must have), or
+ * NULL. */
+static entry *point_find(const kivis_btree *t, kivis_slice key)
+{
+    const kivis_pointhash *h = &t->points;
+    uint64_t hash = kivis__ph_hash(h, key);
+    for (size_t i = kivis__ph_first(h, hash); h->slot[i].item;
+         i = kivis__ph_next(h, i)) {
+        entry *e = h->slot[i].item;
+        if (h->slot[i].hash == hash && kivis__key_cmp(key, entry_key(e)) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Room in the point hash, if any, for `more` new keys. */
+static int points_reserve(kivis_btree *t, size_t more)
+{
+    if (!t->points.cap)
+        return KIVIS_OK;
+    if (more > SIZE_MAX - t->count)
+        return KIVIS_ENOMEM;
+    return kivis__ph_reserve(&t->points, &t->alloc, t->count + more);
 }
 
 /* ---- node prefixes and slots ---------------------------------------- */
@@ -541,6 +578,8 @@ static void replace_at(kivis_btree *t, path *p, entry *e)
 {
     entry *old = p->leaf->ent[p->slot];
     p->leaf->ent[p->slot] = e;
+    if (t->points.cap)
+        kivis__ph_replace(&t->points, point_hash(t, e), old, e);
     if (p->slot == 0)
         set_leaf_min(t, p, e);
     entry_free(t, old);
@@ -651,6 +690,8 @@ static void insert_at(kivis_btree *t, path *p, entry *e)
         kivis_bt_leaf *right = split_leaf(t, leaf, p->slot, hint, e);
         push_up(t, p, right->ent[0], right);
     }
+    if (t->points.cap)
+        kivis__ph_insert(&t->points, point_hash(t, e), e);
     t->count++;
 }
 
@@ -814,6 +855,8 @@ static void delete_at(kivis_btree *t, path *p)
 {
     kivis_bt_leaf *leaf = p->leaf;
     entry *dead = leaf->ent[p->slot];
+    if (t->points.cap)
+        kivis__ph_remove(&t->points, point_hash(t, dead), dead);
     slots_remove(leaf->hint, leaf->ent, leaf->count, p->slot);
     leaf->count--;
     if (p->slot == 0 && leaf->count > 0)
@@ -844,6 +887,9 @@ int kivis__btree_new(const kivis_allocator *alloc, kivis_btree **out)
         return KIVIS_ENOMEM;
     memset(t, 0, sizeof *t);
     t->alloc = *alloc;
+    /* where the tree lives varies from run to run (ASLR), and so do the
+     * keys that collide in its point hash */
+    kivis__ph_init(&t->points, (uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15u);
     t->bytes = sizeof *t;
     kivis_bt_leaf *root = tree_malloc(t, sizeof *root);
     if (!root) {
@@ -878,6 +924,7 @@ void kivis__btree_clear(kivis_btree *t)
     kivis_bt_leaf *keep = t->head;
     free_subtree(t, t->root, t->depth, keep);
     use_as_root(t, keep);
+    kivis__ph_clear(&t->points);
     t->count = 0;
     t->version++;
 }
@@ -887,6 +934,7 @@ void kivis__btree_free(kivis_btree *t)
     if (!t)
         return;
     free_subtree(t, t->root, t->depth, NULL);
+    kivis__ph_free(&t->points, &t->alloc);
     kivis_allocator a = t->alloc;
     a.free(a.ctx, t);
 }
@@ -898,7 +946,19 @@ size_t kivis__btree_count(const kivis_btree *t)
 
 size_t kivis__btree_bytes(const kivis_btree *t)
 {
-    return t->bytes;
+    return t->bytes + kivis__ph_bytes(&t->points);
+}
+
+int kivis__btree_hash_points(kivis_btree *t)
+{
+    if (t->points.cap)
+        return KIVIS_OK;
+    if (kivis__ph_reserve(&t->points, &t->alloc, t->count) != KIVIS_OK)
+        return KIVIS_ENOMEM;
+    for (kivis_bt_leaf *l = t->head; l; l = l->next)
+        for (unsigned i = 0; i < l->count; i++)
+            kivis__ph_insert(&t->points, point_hash(t, l->ent[i]), l->ent[i]);
+    return KIVIS_OK;
 }
 
 uint64_t kivis__btree_version(const kivis_btree *t)
@@ -908,6 +968,11 @@ uint64_t kivis__btree_version(const kivis_btree *t)
 
 int kivis__btree_get(const kivis_btree *t, kivis_slice key, kivis_slice *value)
 {
+    if (t->points.cap) {
+        entry *e = point_find(t, key);
+        *value = e ? entry_value(e) : kivis_slice_make(NULL, 0);
+        return e ? KIVIS_OK : KIVIS_NOTFOUND;
+    }
     path p;
     descend(t, key, &p);
     if (!p.found) {
@@ -923,8 +988,11 @@ int kivis__btree_put(kivis_btree *t, kivis_slice key, kivis_slice value)
     path p;
     descend(t, key, &p);
     size_t leaves = 0, inners = 0;
-    if (!p.found)
+    if (!p.found) {
         splits_for_insert(t, &p, &leaves, &inners);
+        if (points_reserve(t, 1) != KIVIS_OK)
+            return KIVIS_ENOMEM;
+    }
     entry *e = entry_new(t, key, value);
     if (!e)
         return KIVIS_ENOMEM;
@@ -1117,6 +1185,8 @@ int kivis__btree_apply(kivis_btree *t, const kivis_batch_op *ops, size_t n)
         puts += !ops[i].del;
     size_t leaves, inners;
     bound_splits(t, ops, n, &leaves, &inners);
+    if (points_reserve(t, puts) != KIVIS_OK)
+        return KIVIS_ENOMEM;
     entry **ents = make_entries(t, ops, n, puts);
     if (!ents)
         return KIVIS_ENOMEM;
@@ -1278,8 +1348,11 @@ static bool check_leaf(checker *c, const kivis_bt_leaf *leaf, const entry *lo,
     c->prev_leaf = leaf;
     c->entries += leaf->count;
     c->bytes += sizeof *leaf;
-    for (unsigned i = 0; i < leaf->count; i++)
+    for (unsigned i = 0; i < leaf->count; i++) {
         c->bytes += entry_size(leaf->ent[i]);
+        if (t->points.cap && !kivis__ph_holds(&t->points, point_hash(t, leaf->ent[i]), leaf->ent[i]))
+            return false;
+    }
     return true;
 }
 
@@ -1312,6 +1385,8 @@ bool kivis__btree_check(const kivis_btree *t)
     if (t->tail != c.prev_leaf || t->tail->next)
         return false;
     if (t->spare_leaves.n || t->spare_inners.n)
+        return false;
+    if (t->points.cap && t->points.count != t->count)
         return false;
     return c.entries == t->count && c.bytes == t->bytes;
 }

@@ -39,6 +39,10 @@ size_t kivis__btree_bytes(const kivis_btree *t);
 /* Changes on every successful modification. */
 uint64_t kivis__btree_version(const kivis_btree *t);
 
+/* Keep a hash of every key from now on (pointhash.h), so that gets no
+ * longer descend the tree; puts then also reserve its growth.  For large
+ * trees read by key.  KIVIS_OK, or KIVIS_ENOMEM with nothing changed. */
+int kivis__btree_hash_points(kivis_btree *t);
 /* KIVIS_OK with *value, or KIVIS_NOTFOUND. */
 int kivis__btree_get(const kivis_btree *t, kivis_slice key, kivis_slice *value);
 /* Insert or overwrite.  KIVIS_ENOMEM leaves the tree unchanged. */

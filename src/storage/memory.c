@@ -1,7 +1,8 @@
 /*
  * src/storage/memory.c - the in-memory backend (see kivis/memory.h).
  *
- * Committed data lives in one B+tree.  A read-only transaction reads that
+ * Committed data lives in one B+tree, with a point hash of its keys beside
+ * it unless the options say otherwise.  A read-only transaction reads that
  * tree directly, so it sees each commit as soon as it lands (read
  * committed); its cursors keep a copy of their current key and seek back to
  * it when the tree changed between two steps.  A write transaction is an
@@ -268,7 +269,10 @@ int kivis_memory_open(const kivis_memory_options *opts, kivis_storage **out)
     ms->alloc = *alloc;
     ms->max_key = opts && opts->max_key_size ? opts->max_key_size
                                              : KIVIS_MEMORY_MAX_KEY;
-    if (kivis__btree_new(alloc, &ms->tree) != KIVIS_OK) {
+    bool hashed = !(opts && opts->no_point_hash);
+    if (kivis__btree_new(alloc, &ms->tree) != KIVIS_OK ||
+        (hashed && kivis__btree_hash_points(ms->tree) != KIVIS_OK)) {
+        kivis__btree_free(ms->tree);
         ms_free(ms, ms);
         return KIVIS_ENOMEM;
     }
