@@ -264,7 +264,7 @@ static void declare_all(checker *c)
 static const char *const record_suffixes[] = {
     "_put", "_update", "_insert", "_get", "_remove", "_clear", "_key_clear",
     "_cursor", "_scan", "_scan_prefix", "_next", "_close", "_derive_key",
-    "_cache", "_cache_stats", "_cache_clear"};
+    "_cache", "_cache_stats", "_cache_clear", "_get_into", "_next_into"};
 static const char *const index_suffixes[] = {"", "_range", "_prefix"};
 static const char *const schema_suffixes[] = {
     "_get", "_remove", "_clear", "_schema", "_tables", "_indexes"};

@@ -164,6 +164,18 @@ int kivis_get(kivis_db *db, uint32_t table, const void *key,
               void *record_out);
 
 /**
+ * kivis_get without allocating: the record's strings and blobs (char *,
+ * kivis_bytes members) are placed in buf, size bytes of the caller's,
+ * as getpwnam_r does.  The record then owns nothing: do not clear it; its
+ * pointers live as long as buf, which one record needs at most the sum of
+ * its strings' lengths plus one each, and its blobs' lengths.
+ * @return as kivis_get; KIVIS_ETOOSMALL when buf is too small (record_out
+ *         zeroed, kivis_errmsg says how many bytes it needed at least).
+ */
+int kivis_get_into(kivis_db *db, uint32_t table, const void *key,
+                   void *record_out, void *buf, size_t size);
+
+/**
  * Remove the record under `key` and its index entries.
  * @return KIVIS_OK; KIVIS_NOTFOUND (nothing there); errors as kivis_put.
  */
@@ -267,6 +279,18 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out);
  *         entry whose record is missing, or undecodable bytes); errors.
  */
 int kivis_scan_next(kivis_scan *scan, void *key_out, void *record_out);
+
+/**
+ * kivis_scan_next without allocating: strings and blobs of the key and the
+ * record go into buf (size bytes), as in kivis_get_into; clear neither.
+ * On KIVIS_ETOOSMALL the scan stays where it was: the next call (with a
+ * larger buffer) returns the same entry, or the one after it if a write
+ * removed it meanwhile.
+ * @return as kivis_scan_next; KIVIS_ETOOSMALL (key_out and record_out
+ *         zeroed).
+ */
+int kivis_scan_next_into(kivis_scan *scan, void *key_out, void *record_out,
+                         void *buf, size_t size);
 
 /** Close a scan.  NULL is a no-op. */
 void kivis_scan_close(kivis_scan *scan);

@@ -39,7 +39,8 @@ extern "C" {
     X(EVERSION, -12, "unsupported storage interface or format version")       \
     X(EUTF8, -13, "string is not valid UTF-8")                                \
     X(ERANGE, -14, "value out of range for its field")                        \
-    X(ENOTSUP, -15, "operation not supported by this backend or table")
+    X(ENOTSUP, -15, "operation not supported by this backend or table")     \
+    X(ETOOSMALL, -16, "buffer too small for the record's strings and blobs")
 
 enum kivis_status {
 #define KIVIS__STATUS_ENUM(name, value, msg) KIVIS_##name = (value),

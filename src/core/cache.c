@@ -118,7 +118,7 @@ static void drop_all(kivis_db *db, const kivis_table_state *ts)
 /* ---- engine hooks (engine.h) ------------------------------------------- */
 
 int kivis__cache_get(kivis_db *db, const kivis_table_state *ts, kivis_slice key,
-                     void *record_out)
+                     void *record_out, const kivis_allocator *a)
 {
     kivis_rcache *c = ts->cache;
     if (db->txn) {
@@ -133,8 +133,7 @@ int kivis__cache_get(kivis_db *db, const kivis_table_state *ts, kivis_slice key,
     c->stats.hits++;
     lru_unlink(c, *pp);
     lru_push_newest(c, *pp);
-    return kivis__struct_copy(ts->desc->record, record_out, (*pp)->record,
-                              &db->alloc);
+    return kivis__struct_copy(ts->desc->record, record_out, (*pp)->record, a);
 }
 
 void kivis__cache_fill(kivis_db *db, const kivis_table_state *ts,

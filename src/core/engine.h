@@ -110,12 +110,28 @@ int kivis__build_indexes(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
  * full encoded record key.  get: KIVIS_OK (copied into record_out),
  * KIVIS_NOTFOUND (not cached, or inside a transaction), KIVIS_ENOMEM. */
 int kivis__cache_get(kivis_db *db, const kivis_table_state *ts, kivis_slice key,
-                     void *record_out);
+                     void *record_out, const kivis_allocator *a);
 void kivis__cache_fill(kivis_db *db, const kivis_table_state *ts,
                        kivis_slice key, const void *record);
 void kivis__cache_drop(kivis_db *db, const kivis_table_state *ts,
                        kivis_slice key);
 void kivis__cache_free(kivis_db *db, kivis_table_state *ts);
+
+/* An allocator that hands out consecutive pieces of one caller buffer and
+ * frees nothing: what kivis_get_into and kivis_scan_next_into decode
+ * through (decoding allocates only strings and byte runs, so pieces need
+ * no alignment).  `want` adds up every request, so that a failure can say
+ * how short the buffer was. */
+typedef struct kivis_bump {
+    kivis_allocator iface;
+    unsigned char *next, *end;
+    size_t want;
+} kivis_bump;
+
+void kivis__bump_init(kivis_bump *b, void *buf, size_t size);
+/* rc from a decode through b: KIVIS_ENOMEM there means the buffer ran out,
+ * which is KIVIS_ETOOSMALL (recorded on db); other codes pass. */
+int kivis__bump_status(kivis_db *db, const kivis_bump *b, size_t size, int rc);
 
 /* Helpers over the db allocator. */
 void *kivis__alloc(kivis_db *db, size_t n);

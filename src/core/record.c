@@ -472,7 +472,9 @@ int kivis__build_indexes(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
 
 /* ---- reads and removal ------------------------------------------------- */
 
-int kivis_get(kivis_db *db, uint32_t table, const void *key, void *record_out)
+/* kivis_get, its strings and blobs allocated with a. */
+static int get_with(kivis_db *db, uint32_t table, const void *key,
+                    void *record_out, const kivis_allocator *a)
 {
     kivis_table_state *ts = NULL;
     int rc;
@@ -490,7 +492,7 @@ int kivis_get(kivis_db *db, uint32_t table, const void *key, void *record_out)
     if (rc)
         return rc;
     kivis_slice pk = kivis_slice_make(db->pk.data, db->pk.len);
-    if (ts->cache && (rc = kivis__cache_get(db, ts, pk, record_out)) != KIVIS_NOTFOUND)
+    if (ts->cache && (rc = kivis__cache_get(db, ts, pk, record_out, a)) != KIVIS_NOTFOUND)
         return rc == KIVIS_ENOMEM ? kivis__fail(db, rc, "%s: copying a cached record",
                                                 ts->desc->name)
                                   : rc;
@@ -501,13 +503,29 @@ int kivis_get(kivis_db *db, uint32_t table, const void *key, void *record_out)
     kivis_slice v;
     rc = read_stored(db, ts, op.txn, &v);
     if (rc == KIVIS_OK) {
-        rc = kivis__value_decode(v, ts->desc->record, record_out, &db->alloc, NULL);
+        rc = kivis__value_decode(v, ts->desc->record, record_out, a, NULL);
         if (rc == KIVIS_ECORRUPT)
             kivis__fail(db, rc, "%s: stored record is corrupt", ts->desc->name);
     }
     if (rc == KIVIS_OK && ts->cache)
         kivis__cache_fill(db, ts, pk, record_out);
     return kivis__op_end(db, &op, rc);
+}
+
+int kivis_get(kivis_db *db, uint32_t table, const void *key, void *record_out)
+{
+    return get_with(db, table, key, record_out, db ? &db->alloc : NULL);
+}
+
+int kivis_get_into(kivis_db *db, uint32_t table, const void *key,
+                   void *record_out, void *buf, size_t size)
+{
+    if (db && !buf && size)
+        return kivis__fail(db, KIVIS_EINVAL, "buf is NULL");
+    kivis_bump b;
+    kivis__bump_init(&b, buf, size);
+    int rc = get_with(db, table, key, record_out, &b.iface);
+    return db ? kivis__bump_status(db, &b, size, rc) : rc;
 }
 
 int kivis_remove(kivis_db *db, uint32_t table, const void *key)

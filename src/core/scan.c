@@ -15,6 +15,8 @@ struct kivis_scan {
     kivis_storage_cursor *cur;
     size_t prefix_len;         /* bytes of tableid | slot */
     kivis_buf rk;              /* record key, for index scans */
+    kivis_buf redo;            /* the key of an entry to return again */
+    bool has_redo;             /* the last step ran out of buffer: redo */
     struct kivis_scan *next;   /* in db->scans, when on the user's txn */
     bool detached;             /* the user's txn ended under it */
 };
@@ -186,6 +188,7 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
     s->index = q->index;
     s->reverse = (q->flags & KIVIS_REVERSE) != 0;
     kivis__buf_init(&s->rk, &db->alloc);
+    kivis__buf_init(&s->redo, &db->alloc);
     rc = scan_txn(db, s);
     if (!rc)
         rc = open_cursor(db, q, s);
@@ -206,7 +209,8 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
 }
 
 /* Fetch and decode the record an index entry points at. */
-static int fetch_record(kivis_scan *s, kivis_slice pk, void *record_out)
+static int fetch_record(kivis_scan *s, kivis_slice pk, void *record_out,
+                        const kivis_allocator *a)
 {
     kivis_db *db = s->db;
     const kivis_table_desc *td = s->ts->desc;
@@ -222,14 +226,15 @@ static int fetch_record(kivis_scan *s, kivis_slice pk, void *record_out)
                            td->name, td->indexes[s->index].name);
     if (rc)
         return rc;
-    rc = kivis__value_decode(v, td->record, record_out, &db->alloc, NULL);
+    rc = kivis__value_decode(v, td->record, record_out, a, NULL);
     return rc == KIVIS_ECORRUPT
                ? kivis__fail(db, rc, "%s: stored record is corrupt", td->name)
                : rc;
 }
 
 static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
-                        void *key_out, void *record_out)
+                        void *key_out, void *record_out,
+                        const kivis_allocator *a)
 {
     kivis_db *db = s->db;
     const kivis_table_desc *td = s->ts->desc;
@@ -240,7 +245,7 @@ static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
         rc = kivis__key_skip_field(&r, &td->record->fields[td->indexes[s->index].field]);
     kivis_slice pk = kivis_slice_make(r.p, (size_t)(r.end - r.p));
     if (!rc && key_out) {
-        rc = kivis__key_get_struct(&r, td->key, key_out, &db->alloc);
+        rc = kivis__key_get_struct(&r, td->key, key_out, a);
         if (!rc && r.p != r.end)
             rc = KIVIS_ECORRUPT;
     }
@@ -248,19 +253,32 @@ static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
         return kivis__fail(db, rc, "%s: undecodable stored key", td->name);
     if (!rc && record_out)
         rc = s->index >= 0
-                 ? fetch_record(s, pk, record_out)
-                 : kivis__value_decode(v, td->record, record_out, &db->alloc, NULL);
+                 ? fetch_record(s, pk, record_out, a)
+                 : kivis__value_decode(v, td->record, record_out, a, NULL);
     if (rc == KIVIS_ECORRUPT && !db->errmsg[0])
         kivis__fail(db, rc, "%s: stored record is corrupt", td->name);
     if (rc && key_out)
-        kivis__struct_free(td->key, key_out, &db->alloc);
+        kivis__struct_free(td->key, key_out, a);
     return rc;
 }
 
-int kivis_scan_next(kivis_scan *s, void *key_out, void *record_out)
+/* The storage step: on to the next entry, or back onto the one whose key
+ * was kept for a redo (or past it, if it went away meanwhile). */
+static int step(kivis_scan *s, kivis_slice *k, kivis_slice *v)
 {
-    if (!s)
-        return KIVIS_EINVAL;
+    if (!s->has_redo)
+        return kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, k, v);
+    *k = kivis_slice_make(s->redo.data, s->redo.len);
+    int rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_SEEK_LE : KIVIS_SEEK_GE, k, v);
+    if (rc != KIVIS_ENOMEM)
+        s->has_redo = false;
+    return rc;
+}
+
+/* kivis_scan_next, decoding with a. */
+static int next_with(kivis_scan *s, void *key_out, void *record_out,
+                     const kivis_allocator *a, kivis_slice *k)
+{
     const kivis_table_desc *td = s->ts->desc;
     if (key_out)
         memset(key_out, 0, td->key->size);
@@ -271,13 +289,41 @@ int kivis_scan_next(kivis_scan *s, void *key_out, void *record_out)
                            "scan used after its transaction ended");
     if (!s->own_txn && s->db->poisoned)
         return KIVIS_EBADTXN;
-    kivis_slice k, v;
-    int rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, &k, &v);
+    kivis_slice v;
+    int rc = step(s, k, &v);
     if (rc == KIVIS_NOTFOUND)
         return rc;
     if (rc)
         return kivis__fail(s->db, rc, "%s: scan: %s", td->name, kivis_strerror(rc));
-    return decode_entry(s, k, v, key_out, record_out);
+    return decode_entry(s, *k, v, key_out, record_out, a);
+}
+
+int kivis_scan_next(kivis_scan *s, void *key_out, void *record_out)
+{
+    if (!s)
+        return KIVIS_EINVAL;
+    kivis_slice k;
+    return next_with(s, key_out, record_out, &s->db->alloc, &k);
+}
+
+int kivis_scan_next_into(kivis_scan *s, void *key_out, void *record_out,
+                         void *buf, size_t size)
+{
+    if (!s)
+        return KIVIS_EINVAL;
+    if (!buf && size)
+        return kivis__fail(s->db, KIVIS_EINVAL, "buf is NULL");
+    kivis_bump b;
+    kivis__bump_init(&b, buf, size);
+    kivis_slice k = {NULL, 0};
+    int rc = kivis__bump_status(s->db, &b, size,
+                                next_with(s, key_out, record_out, &b.iface, &k));
+    /* keep the entry's key, so that the next call returns it again */
+    if (rc == KIVIS_ETOOSMALL) {
+        s->redo.len = 0;
+        s->has_redo = kivis__buf_append(&s->redo, k.data, k.len) == KIVIS_OK;
+    }
+    return rc;
 }
 
 void kivis_scan_close(kivis_scan *s)
@@ -291,5 +337,6 @@ void kivis_scan_close(kivis_scan *s)
     else if (!s->detached)
         unlink_scan(s);
     kivis__buf_free(&s->rk);
+    kivis__buf_free(&s->redo);
     kivis__free(db, s);
 }

@@ -386,14 +386,92 @@ static void cached_round_trip(void **state)
         assert_sample_equal(&in, &out);
         sample_clear(db, &out);
     }
+    /* a hit copies into the caller's buffer too, or finds it short */
+    unsigned char buf[64];
+    sample out;
+    assert_int_equal(sample_get_into(db, k, &out, buf, sizeof buf), KIVIS_OK);
+    assert_sample_equal(&in, &out);
+    assert_true((unsigned char *)out.label >= buf && (unsigned char *)out.label < buf + sizeof buf);
+    assert_int_equal(sample_get_into(db, k, &out, buf, 3), KIVIS_ETOOSMALL);
+    assert_null(out.label);
     kivis_cache_stats st;
     assert_int_equal(sample_cache_stats(db, &st), KIVIS_OK);
-    assert_true(st.hits == 2 && st.misses == 1 && st.records == 1);
+    assert_true(st.hits == 4 && st.misses == 1 && st.records == 1);
     assert_int_equal(sample_remove(db, k), KIVIS_OK);
     assert_int_equal(sample_cache_stats(db, &st), KIVIS_OK);
     assert_true(st.invalidations == 1 && st.records == 0);
     sample_cache_clear(db);
     assert_int_equal(sample_cache(db, 0), KIVIS_OK);
+}
+
+/* _get_into and _next_into: strings and blobs in the caller's buffer, which
+ * must be exactly as long as they are, and a scan that keeps its place when
+ * the buffer is short. */
+static void into_round_trip(void **state)
+{
+    fixture *f = *state;
+    kivis_db *db = f->db;
+    owner_key o = add_owner(db, "into@example.org", 2);
+    sample in[3];
+    sample_key keys[3];
+    for (int i = 0; i < 3; i++) {
+        in[i] = make_sample(i, o);
+        in[i].label = (char *)"into";
+        snprintf(in[i].code, sizeof in[i].code, "INTO-%d", i);
+        assert_int_equal(sample_put(db, &in[i], &keys[i]), KIVIS_OK);
+    }
+    unsigned char buf[64], tiny[2];
+    sample out;
+    for (int i = 0; i < 3; i++) {
+        size_t need = strlen("into") + 1 + in[i].payload.len;
+        assert_int_equal(sample_get_into(db, keys[i], &out, buf, need - 1), KIVIS_ETOOSMALL);
+        assert_null(out.label);
+        assert_null(out.payload.data);
+        assert_int_equal(out.u8, 0);
+        char want[64];
+        snprintf(want, sizeof want, "needs at least %zu", need);
+        assert_non_null(strstr(kivis_errmsg(db), want));
+        assert_int_equal(sample_get_into(db, keys[i], &out, buf, need), KIVIS_OK);
+        assert_sample_equal(&in[i], &out);
+        assert_true((unsigned char *)out.label >= buf && (unsigned char *)out.label < buf + need);
+        assert_true(out.payload.data > buf && out.payload.data < buf + need);
+    }
+    assert_int_equal(sample_get_into(db, keys[0], &out, NULL, 0), KIVIS_ETOOSMALL);
+    assert_int_equal(sample_get_into(db, keys[0], &out, NULL, 8), KIVIS_EINVAL);
+    assert_int_equal(sample_get_into(db, (sample_key){12345}, &out, buf, sizeof buf),
+                     KIVIS_NOTFOUND);
+
+    sample_cursor c;
+    sample_key k;
+    assert_int_equal(sample_by_label(db, "into", 0, &c), KIVIS_OK);
+    assert_int_equal(sample_next_into(&c, &k, &out, buf, sizeof buf), KIVIS_OK);
+    assert_true(k.id == keys[0].id);
+    /* short, and short again: the scan stays on the second entry */
+    for (int again = 0; again < 2; again++) {
+        assert_int_equal(sample_next_into(&c, &k, &out, tiny, sizeof tiny), KIVIS_ETOOSMALL);
+        assert_true(k.id == 0 && out.label == NULL);
+    }
+    assert_int_equal(sample_next_into(&c, &k, &out, buf, sizeof buf), KIVIS_OK);
+    assert_true(k.id == keys[1].id);
+    assert_sample_equal(&in[1], &out);
+    /* short on the third, which is then removed: the retry goes past it */
+    assert_int_equal(sample_next_into(&c, &k, &out, tiny, sizeof tiny), KIVIS_ETOOSMALL);
+    assert_int_equal(sample_remove(db, keys[2]), KIVIS_OK);
+    assert_int_equal(sample_next_into(&c, &k, &out, buf, sizeof buf), KIVIS_NOTFOUND);
+    sample_close(&c);
+
+    /* backwards over the records, retried the same way */
+    assert_int_equal(sample_scan(db, &keys[0], &keys[2], KIVIS_REVERSE, &c), KIVIS_OK);
+    assert_int_equal(sample_next_into(&c, &k, &out, tiny, sizeof tiny), KIVIS_ETOOSMALL);
+    assert_int_equal(sample_next_into(&c, &k, &out, buf, sizeof buf), KIVIS_OK);
+    assert_true(k.id == keys[1].id);
+    assert_int_equal(sample_next_into(&c, &k, &out, buf, sizeof buf), KIVIS_OK);
+    assert_true(k.id == keys[0].id);
+    assert_sample_equal(&in[0], &out);
+    assert_int_equal(sample_next_into(&c, &k, &out, buf, sizeof buf), KIVIS_NOTFOUND);
+    sample_close(&c);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(sample_remove(db, keys[i]), KIVIS_OK);
 }
 
 int main(void)
@@ -406,6 +484,7 @@ int main(void)
         cmocka_unit_test(derived_keys),
         cmocka_unit_test(generic_helpers_and_remove),
         cmocka_unit_test(cached_round_trip),
+        cmocka_unit_test(into_round_trip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -117,6 +117,14 @@ static inline int user_get(kivis_db *db, user_key key, user *out)
     return kivis_get(db, PETS_USER, &key, out);
 }
 
+/* user_get with the strings and blobs in buf (size bytes) instead of
+ * allocated: do not clear *out.  KIVIS_ETOOSMALL if buf is short. */
+static inline int user_get_into(kivis_db *db, user_key key, user *out,
+    void *buf, size_t size)
+{
+    return kivis_get_into(db, PETS_USER, &key, out, buf, size);
+}
+
 static inline int user_remove(kivis_db *db, user_key key)
 {
     return kivis_remove(db, PETS_USER, &key);
@@ -167,6 +175,14 @@ static inline int user_next(user_cursor *cur, user_key *key, user *rec)
     return kivis_scan_next(cur->scan, key, rec);
 }
 
+/* user_next with the strings and blobs in buf (size bytes): clear
+ * neither; on KIVIS_ETOOSMALL the next call returns the same entry. */
+static inline int user_next_into(user_cursor *cur, user_key *key, user *rec,
+    void *buf, size_t size)
+{
+    return kivis_scan_next_into(cur->scan, key, rec, buf, size);
+}
+
 static inline void user_close(user_cursor *cur)
 {
     kivis_scan_close(cur->scan);
@@ -208,6 +224,14 @@ static inline int toy_insert(kivis_db *db, const toy *rec, toy_key *key_out)
 static inline int toy_get(kivis_db *db, toy_key key, toy *out)
 {
     return kivis_get(db, PETS_TOY, &key, out);
+}
+
+/* toy_get with the strings and blobs in buf (size bytes) instead of
+ * allocated: do not clear *out.  KIVIS_ETOOSMALL if buf is short. */
+static inline int toy_get_into(kivis_db *db, toy_key key, toy *out,
+    void *buf, size_t size)
+{
+    return kivis_get_into(db, PETS_TOY, &key, out, buf, size);
 }
 
 static inline int toy_remove(kivis_db *db, toy_key key)
@@ -260,6 +284,14 @@ static inline int toy_next(toy_cursor *cur, toy_key *key, toy *rec)
     return kivis_scan_next(cur->scan, key, rec);
 }
 
+/* toy_next with the strings and blobs in buf (size bytes): clear
+ * neither; on KIVIS_ETOOSMALL the next call returns the same entry. */
+static inline int toy_next_into(toy_cursor *cur, toy_key *key, toy *rec,
+    void *buf, size_t size)
+{
+    return kivis_scan_next_into(cur->scan, key, rec, buf, size);
+}
+
 static inline void toy_close(toy_cursor *cur)
 {
     kivis_scan_close(cur->scan);
@@ -283,6 +315,14 @@ static inline int pet_update(kivis_db *db, pet_key key, const pet *rec)
 static inline int pet_get(kivis_db *db, pet_key key, pet *out)
 {
     return kivis_get(db, PETS_PET, &key, out);
+}
+
+/* pet_get with the strings and blobs in buf (size bytes) instead of
+ * allocated: do not clear *out.  KIVIS_ETOOSMALL if buf is short. */
+static inline int pet_get_into(kivis_db *db, pet_key key, pet *out,
+    void *buf, size_t size)
+{
+    return kivis_get_into(db, PETS_PET, &key, out, buf, size);
 }
 
 static inline int pet_remove(kivis_db *db, pet_key key)
@@ -335,6 +375,14 @@ static inline int pet_next(pet_cursor *cur, pet_key *key, pet *rec)
     return kivis_scan_next(cur->scan, key, rec);
 }
 
+/* pet_next with the strings and blobs in buf (size bytes): clear
+ * neither; on KIVIS_ETOOSMALL the next call returns the same entry. */
+static inline int pet_next_into(pet_cursor *cur, pet_key *key, pet *rec,
+    void *buf, size_t size)
+{
+    return kivis_scan_next_into(cur->scan, key, rec, buf, size);
+}
+
 static inline void pet_close(pet_cursor *cur)
 {
     kivis_scan_close(cur->scan);
@@ -368,6 +416,14 @@ static inline int blob_insert(kivis_db *db, const blob *rec, blob_key *key_out)
 static inline int blob_get(kivis_db *db, blob_key key, blob *out)
 {
     return kivis_get(db, PETS_BLOB, &key, out);
+}
+
+/* blob_get with the strings and blobs in buf (size bytes) instead of
+ * allocated: do not clear *out.  KIVIS_ETOOSMALL if buf is short. */
+static inline int blob_get_into(kivis_db *db, blob_key key, blob *out,
+    void *buf, size_t size)
+{
+    return kivis_get_into(db, PETS_BLOB, &key, out, buf, size);
 }
 
 static inline int blob_remove(kivis_db *db, blob_key key)
@@ -418,6 +474,14 @@ static inline int blob_scan(kivis_db *db, const blob_key *lo,
 static inline int blob_next(blob_cursor *cur, blob_key *key, blob *rec)
 {
     return kivis_scan_next(cur->scan, key, rec);
+}
+
+/* blob_next with the strings and blobs in buf (size bytes): clear
+ * neither; on KIVIS_ETOOSMALL the next call returns the same entry. */
+static inline int blob_next_into(blob_cursor *cur, blob_key *key, blob *rec,
+    void *buf, size_t size)
+{
+    return kivis_scan_next_into(cur->scan, key, rec, buf, size);
 }
 
 static inline void blob_close(blob_cursor *cur)
