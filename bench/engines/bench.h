@@ -132,11 +132,12 @@ typedef struct bench_engine {
      * it returns. */
     void *(*open)(const void *arg, const char *dir, size_t n, bool durable);
     void (*close)(void *h);
-    /* Store u[0..n) under keys 1..n, txn_size records per transaction;
-     * counts rows and keys.  Writes (load, rename, remove) use write
-     * transactions of txn_size records. */
-    void (*load)(void *h, const bench_user *u, size_t n, size_t txn_size,
-                 bench_result *r);
+    /* Store u[first..first+n) under keys first+1..first+n (the store holds
+     * keys 1..first already), txn_size records per transaction; counts rows
+     * and keys.  Writes (load, rename, remove) use write transactions of
+     * txn_size records. */
+    void (*load)(void *h, const bench_user *u, size_t first, size_t n,
+                 size_t txn_size, bench_result *r);
     /* Fetch each key and read its fields. */
     void (*get)(void *h, const uint64_t *keys, size_t n, bench_result *r);
     /* Every record whose name equals names[i], for each i. */

@@ -112,11 +112,12 @@ static void put_record(bdb_handle *h, DB_TXN *t, uint64_t key,
     check(h->main->put(h->main, t, &k, &v, 0), "DB->put");
 }
 
-static void bdb_load(void *hp, const bench_user *u, size_t n, size_t txn_size,
-                     bench_result *r)
+static void bdb_load(void *hp, const bench_user *u, size_t first, size_t n,
+                     size_t txn_size, bench_result *r)
 {
     bdb_handle *h = hp;
-    for (size_t i = 0; i < n; i += txn_size) {
+    n += first;
+    for (size_t i = first; i < n; i += txn_size) {
         DB_TXN *t = begin(h);
         for (size_t j = i; j < n && j < i + txn_size; j++) {
             put_record(h, t, j + 1, u[j].name, u[j].email, u[j].age);

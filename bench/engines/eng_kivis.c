@@ -90,11 +90,12 @@ static void kv_close(void *hp)
     free(h);
 }
 
-static void kv_load(void *hp, const bench_user *u, size_t n, size_t txn_size,
-                    bench_result *r)
+static void kv_load(void *hp, const bench_user *u, size_t first, size_t n,
+                    size_t txn_size, bench_result *r)
 {
     kivis_handle *h = hp;
-    for (size_t i = 0; i < n; i += txn_size) {
+    n += first;
+    for (size_t i = first; i < n; i += txn_size) {
         check(h, kivis_begin(h->db), "kivis_begin");
         for (size_t j = i; j < n && j < i + txn_size; j++) {
             user rec = {(char *)u[j].name, (char *)u[j].email, u[j].age};

@@ -79,11 +79,12 @@ static void put_record(lmdb_handle *h, MDB_txn *t, uint64_t key,
     check(mdb_put(t, h->index, &ik, &none, 0), "mdb_put user_by_name");
 }
 
-static void lm_load(void *hp, const bench_user *u, size_t n, size_t txn_size,
-                    bench_result *r)
+static void lm_load(void *hp, const bench_user *u, size_t first, size_t n,
+                    size_t txn_size, bench_result *r)
 {
     lmdb_handle *h = hp;
-    for (size_t i = 0; i < n; i += txn_size) {
+    n += first;
+    for (size_t i = first; i < n; i += txn_size) {
         MDB_txn *t;
         check(mdb_txn_begin(h->env, NULL, 0, &t), "mdb_txn_begin");
         for (size_t j = i; j < n && j < i + txn_size; j++) {

@@ -99,20 +99,21 @@ static void txn_edge(sqlite_handle *h, size_t i, size_t n, size_t every,
         step_done(h, S_COMMIT);
 }
 
-static void sq_load(void *hp, const bench_user *u, size_t n, size_t txn_size,
-                    bench_result *r)
+static void sq_load(void *hp, const bench_user *u, size_t first, size_t n,
+                    size_t txn_size, bench_result *r)
 {
     sqlite_handle *h = hp;
     sqlite3_stmt *s = h->st[S_INSERT];
     for (size_t i = 0; i < n; i++) {
+        const bench_user *v = &u[first + i];
         txn_edge(h, i, n, txn_size, false);
-        sqlite3_bind_int64(s, 1, (sqlite3_int64)(i + 1));
-        sqlite3_bind_text(s, 2, u[i].name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, u[i].email, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, u[i].age);
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)(first + i + 1));
+        sqlite3_bind_text(s, 2, v->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, v->email, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, v->age);
         step_done(h, S_INSERT);
         r->rows++;
-        r->sum += i + 1;
+        r->sum += first + i + 1;
         txn_edge(h, i, n, txn_size, true);
     }
 }

@@ -217,11 +217,49 @@ static void print_machine(const options *o)
 
 /* ---- the phase table ---------------------------------------------------- */
 
-/* Ops [from, from + n) of read phase p. */
-static void read_slice(const bench_engine *e, void *h, const bench_data *d,
-                       int p, size_t from, size_t n, bench_result *res)
+/* ---- running phases in slices ------------------------------------------- *
+ * A phase runs as SLICES consecutive slices of its ops, and the engines take
+ * turns slice by slice (each slice in a rotated order), so that a stretch of
+ * noise from the rest of the machine (on a shared virtual machine, another
+ * tenant's memory traffic moves a run by 20% or more) falls on every engine
+ * alike instead of on whichever ran then.  Every op still runs exactly once.
+ * A read phase leaves the store as it was, so its slices are alike: it
+ * reports the median slice's rate.  A write phase reports its total time. */
+#define SLICES 3
+
+/* One engine's store for the phase table. */
+typedef struct engine_run {
+    const bench_engine *e;
+    void *h;
+    cell *cells; /* its row: one cell per phase */
+    char dir[4096];
+} engine_run;
+
+static bool is_read(int p)
+{
+    return p == P_GET || p == P_ZIPF || p == P_BY_NAME || p == P_SCAN;
+}
+
+static size_t phase_ops(const bench_data *d, int p)
 {
     switch (p) {
+    case P_BY_NAME: return d->n_lookups;
+    case P_SCAN: return d->n_scans;
+    case P_RENAME: return d->n_renames;
+    case P_REMOVE: return d->n_removes;
+    default: return d->n; /* load, get, zipf_get */
+    }
+}
+
+/* Ops [from, to) of phase p. */
+static void run_slice(const bench_engine *e, void *h, const bench_data *d,
+                      int p, size_t from, size_t to, bench_result *res)
+{
+    size_t n = to - from;
+    switch (p) {
+    case P_LOAD:
+        e->load(h, d->users, from, n, WRITE_TXN, res);
+        break;
     case P_GET:
         e->get(h, d->get_keys + from, n, res);
         break;
@@ -234,6 +272,13 @@ static void read_slice(const bench_engine *e, void *h, const bench_data *d,
     case P_SCAN:
         e->scan(h, d->scan_starts + from, n, d->scan_len, res);
         break;
+    case P_RENAME:
+        e->rename(h, d->rename_keys + from, d->new_names + from, n, WRITE_TXN,
+                  res);
+        break;
+    case P_REMOVE:
+        e->remove(h, d->remove_keys + from, n, WRITE_TXN, res);
+        break;
     }
 }
 
@@ -243,63 +288,51 @@ static int by_rate(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* A read phase runs as READ_SLICES consecutive slices of its ops, each
- * timed; the phase's rate is the median slice's.  Reads leave the store as
- * it was, so the slices are alike, and a burst of noise from the rest of
- * the machine (another tenant's memory traffic) moves one slice, not the
- * figure.  Every op still runs exactly once. */
-#define READ_SLICES 3
-
-static void run_reads(const bench_engine *e, void *h, const bench_data *d,
-                      int p, size_t ops, cell *c)
+/* Where slice i of `slices` starts: writes keep whole transactions. */
+static size_t slice_edge(size_t ops, size_t i, size_t slices, size_t unit)
 {
-    double rate[READ_SLICES];
-    size_t slices = ops < READ_SLICES ? 1 : READ_SLICES;
-    for (size_t i = 0; i < slices; i++) {
-        size_t from = ops * i / slices, to = ops * (i + 1) / slices;
-        double t0 = now();
-        read_slice(e, h, d, p, from, to - from, &c->res);
-        double t = now() - t0;
-        rate[i] = (double)(to - from) / (t > 0 ? t : 1e-9);
-    }
-    qsort(rate, slices, sizeof *rate, by_rate);
-    c->ops = ops;
-    c->secs = (double)ops / rate[slices / 2];
-    c->ran = true;
+    if (i == slices)
+        return ops;
+    size_t at = ops * i / slices;
+    return at - at % unit;
 }
 
+static void run_interleaved(engine_run *runs, size_t nruns,
+                            const bench_data *d, int p)
+{
+    size_t ops = phase_ops(d, p), unit = is_read(p) ? 1 : WRITE_TXN;
+    size_t slices = ops >= SLICES * unit ? SLICES : 1;
+    double rate[N_ENGINES][SLICES], total[N_ENGINES] = {0};
+    for (size_t s = 0; s < slices; s++) {
+        size_t from = slice_edge(ops, s, slices, unit);
+        size_t to = slice_edge(ops, s + 1, slices, unit);
+        for (size_t k = 0; k < nruns; k++) {
+            size_t i = (k + s) % nruns;
+            double t0 = now();
+            run_slice(runs[i].e, runs[i].h, d, p, from, to, &runs[i].cells[p].res);
+            double t = now() - t0;
+            rate[i][s] = (double)(to - from) / (t > 0 ? t : 1e-9);
+            total[i] += t;
+        }
+    }
+    for (size_t i = 0; i < nruns; i++) {
+        cell *c = &runs[i].cells[p];
+        qsort(rate[i], slices, sizeof rate[i][0], by_rate);
+        c->ops = ops;
+        c->secs = is_read(p) ? (double)ops / rate[i][slices / 2] : total[i];
+        c->ran = true;
+    }
+}
+
+/* One phase on one engine alone (the scaling curve). */
 static void run_phase(const bench_engine *e, void *h, const bench_data *d,
                       int p, cell *c)
 {
-    switch (p) {
-    case P_GET: case P_ZIPF:
-        run_reads(e, h, d, p, d->n, c);
-        return;
-    case P_BY_NAME:
-        run_reads(e, h, d, p, d->n_lookups, c);
-        return;
-    case P_SCAN:
-        run_reads(e, h, d, p, d->n_scans, c);
-        return;
-    }
-    double t0 = now();
-    switch (p) {
-    case P_LOAD:
-        e->load(h, d->users, d->n, WRITE_TXN, &c->res);
-        c->ops = d->n;
-        break;
-    case P_RENAME:
-        e->rename(h, d->rename_keys, d->new_names, d->n_renames, WRITE_TXN,
-                  &c->res);
-        c->ops = d->n_renames;
-        break;
-    case P_REMOVE:
-        e->remove(h, d->remove_keys, d->n_removes, WRITE_TXN, &c->res);
-        c->ops = d->n_removes;
-        break;
-    }
-    c->secs = now() - t0;
-    c->ran = true;
+    cell row[P_COUNT];
+    engine_run one = {e, h, row, ""};
+    memset(row, 0, sizeof row);
+    run_interleaved(&one, 1, d, p);
+    *c = row[p];
 }
 
 /* The durable phase: a fresh store flushed at every commit. */
@@ -311,7 +344,7 @@ static void run_durable(const options *o, const bench_engine *e,
     run_dir(o, e->name, "durable", dir, sizeof dir);
     void *h = e->open(e->arg, dir, n, true);
     double t0 = now();
-    e->load(h, d->users, n, DURABLE_TXN, &c->res);
+    e->load(h, d->users, 0, n, DURABLE_TXN, &c->res);
     c->secs = now() - t0;
     c->ops = n;
     c->ran = true;
@@ -407,44 +440,65 @@ static void write_csv(const options *o, cell (*cells)[P_COUNT])
     printf("CSV: %s\n", o->csv);
 }
 
+/* Every engine's rows for phase p must equal the first engine's. */
+static void cross_check_phase(const options *o, engine_run *runs, size_t nruns,
+                              int p)
+{
+    const engine_run *ref = NULL;
+    for (size_t i = 0; i < nruns; i++) {
+        if (!runs[i].cells[p].ran)
+            continue;
+        if (ref)
+            cross_check(runs[i].e, phase_names[p], o->n, &ref->cells[p].res,
+                        ref->e->name, &runs[i].cells[p].res);
+        else
+            ref = &runs[i];
+    }
+}
+
+static void report_phase(engine_run *runs, size_t nruns, int p)
+{
+    fprintf(stderr, "%-13s", phase_names[p]);
+    for (size_t i = 0; i < nruns; i++)
+        if (runs[i].cells[p].ran)
+            fprintf(stderr, " %s %.2fs", runs[i].e->name, runs[i].cells[p].secs);
+    fprintf(stderr, "\n");
+}
+
 static void run_table(const options *o)
 {
     static cell cells[N_ENGINES][P_COUNT];
+    static engine_run runs[N_ENGINES];
+    size_t nruns = 0;
     bench_data d;
     double t0 = now();
     bench_data_make(&d, o->n);
     fprintf(stderr, "data set of %zu records made in %.1f s\n", o->n,
             now() - t0);
-    int first[P_COUNT];
-    for (int p = 0; p < P_COUNT; p++)
-        first[p] = -1;
+    /* every store open at once, so that the engines can take turns */
     for (size_t i = 0; i < N_ENGINES; i++) {
-        const bench_engine *e = engines[i];
-        if (!selected(o, e))
+        if (!selected(o, engines[i]))
             continue;
-        fprintf(stderr, "%s:", e->name);
-        char dir[4096];
-        run_dir(o, e->name, "throughput", dir, sizeof dir);
-        void *h = e->open(e->arg, dir, d.n, false);
-        for (int p = 0; p <= P_DURABLE; p++) {
-            if (p == P_DURABLE) {
-                e->close(h);
-                rm_tree(dir);
-                if (!e->on_disk)
-                    break;
-                run_durable(o, e, &d, &cells[i][p]);
-            } else {
-                run_phase(e, h, &d, p, &cells[i][p]);
-            }
-            fprintf(stderr, " %s %.2fs", phase_names[p], cells[i][p].secs);
-            if (first[p] < 0)
-                first[p] = (int)i;
-            else
-                cross_check(e, phase_names[p], o->n, &cells[first[p]][p].res,
-                            engines[first[p]]->name, &cells[i][p].res);
-        }
-        fprintf(stderr, "\n");
+        engine_run *r = &runs[nruns++];
+        r->e = engines[i];
+        r->cells = cells[i];
+        run_dir(o, r->e->name, "throughput", r->dir, sizeof r->dir);
+        r->h = r->e->open(r->e->arg, r->dir, d.n, false);
     }
+    for (int p = 0; p < P_DURABLE; p++) {
+        run_interleaved(runs, nruns, &d, p);
+        report_phase(runs, nruns, p);
+        cross_check_phase(o, runs, nruns, p);
+    }
+    for (size_t i = 0; i < nruns; i++) {
+        runs[i].e->close(runs[i].h);
+        rm_tree(runs[i].dir);
+    }
+    for (size_t i = 0; i < nruns; i++)
+        if (runs[i].e->on_disk)
+            run_durable(o, runs[i].e, &d, &runs[i].cells[P_DURABLE]);
+    report_phase(runs, nruns, P_DURABLE);
+    cross_check_phase(o, runs, nruns, P_DURABLE);
     print_table(o, &d, cells);
     write_csv(o, cells);
     bench_data_free(&d);
