@@ -28,13 +28,23 @@ static void check_skip(const kivis_struct_desc *sd, kivis_slice in,
         abort();
 }
 
+/* The whole of `in` as one key. */
+static int decode_key(kivis_slice in, const kivis_struct_desc *sd, void *out,
+                      const kivis_allocator *a)
+{
+    kivis_reader r = kivis__reader(in);
+    memset(out, 0, sd->size);
+    int rc = kivis__key_get_struct(&r, sd, out, a);
+    if (rc == KIVIS_OK && r.p != r.end)
+        rc = KIVIS_ECORRUPT;
+    if (rc) /* as a scan does with a key it could not decode */
+        kivis__struct_free(sd, out, a);
+    return rc;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    union {
-        fz_record rec;
-        fz_named named;
-        fz_blobs blobs;
-    } obj;
+    fz_any obj;
     if (size < 1)
         return 0;
     const kivis_struct_desc *sd = fz_descs[data[0] % FZ_NDESCS];
@@ -45,6 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t used = (size_t)(r.p - (data + 1));
     check_canonical(sd, &obj, data + 1, used);
     check_skip(sd, in, used);
+    fz_check_into(kivis_slice_make(data + 1, used), sd, &obj, size,
+                  decode_key);
     kivis__struct_free(sd, &obj, NULL);
     return 0;
 }

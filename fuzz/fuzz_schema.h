@@ -7,9 +7,12 @@
 #define KIVIS_FUZZ_SCHEMA_H
 
 #include "codec/codec.h"
+#include "core/engine.h"
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct fz_point {
     int16_t x;
@@ -144,5 +147,54 @@ static const kivis_struct_desc fz_blobs_desc = {"blobs", sizeof(fz_blobs), 3,
 static const kivis_struct_desc *const fz_descs[] = {
     &fz_record_desc, &fz_named_desc, &fz_blobs_desc};
 #define FZ_NDESCS 3u
+
+/* Room for a decoded record of any of the descriptors. */
+typedef union fz_any {
+    fz_record rec;
+    fz_named named;
+    fz_blobs blobs;
+} fz_any;
+
+/* A decoder of the codec: value or key, into zeroed storage. */
+typedef int (*fz_decoder)(kivis_slice in, const kivis_struct_desc *sd,
+                          void *out, const kivis_allocator *a);
+
+/* Decode `in` into `room` bytes (at most 256) through the bump allocator
+ * of kivis_get_into (strings and blobs in a caller's buffer, a free that
+ * does nothing): the record must equal `want`, or the buffer must have run
+ * out (KIVIS_ENOMEM) and the output be all zero, whatever the decoder had
+ * filled in before.  *asked: the bytes the decoder asked for. */
+static inline int fz_into(kivis_slice in, const kivis_struct_desc *sd,
+                          const void *want, size_t room, fz_decoder dec,
+                          size_t *asked)
+{
+    unsigned char buf[256];
+    fz_any out;
+    static const fz_any zero;
+    kivis_bump b;
+    kivis__bump_init(&b, buf, room < sizeof buf ? room : sizeof buf);
+    int rc = dec(in, sd, &out, &b.iface);
+    *asked = b.want;
+    if (rc == KIVIS_OK) {
+        if (!kivis__struct_equal(sd, want, &out) || b.want > room)
+            abort();
+    } else if (rc != KIVIS_ENOMEM || b.want <= room ||
+               memcmp(&out, &zero, sd->size) != 0) {
+        abort();
+    }
+    return rc;
+}
+
+/* With room enough, decoding into a buffer gives `want`; with `cut` modulo
+ * the bytes it needed, less than that, it runs out cleanly. */
+static inline void fz_check_into(kivis_slice in, const kivis_struct_desc *sd,
+                                 const void *want, size_t cut, fz_decoder dec)
+{
+    size_t need, asked;
+    if (fz_into(in, sd, want, 256, dec, &need) != KIVIS_OK || need == 0)
+        return; /* longer than 256 bytes, or nothing to place */
+    if (fz_into(in, sd, want, cut % need, dec, &asked) != KIVIS_ENOMEM)
+        abort();
+}
 
 #endif /* KIVIS_FUZZ_SCHEMA_H */

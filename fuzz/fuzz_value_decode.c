@@ -8,12 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef union fz_any {
-    fz_record rec;
-    fz_named named;
-    fz_blobs blobs;
-} fz_any;
-
 /* The stored field count, read back from the header we just accepted. */
 static uint64_t stored_nfields(kivis_slice in)
 {
@@ -45,6 +39,12 @@ static void check_reencode(const kivis_struct_desc *sd, const fz_any *obj,
     kivis__buf_free(&b);
 }
 
+static int decode_value(kivis_slice in, const kivis_struct_desc *sd,
+                        void *out, const kivis_allocator *a)
+{
+    return kivis__value_decode(in, sd, out, a, NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_any obj;
@@ -56,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (kivis__value_decode(in, sd, &obj, NULL, &version) != KIVIS_OK)
         return 0;
     check_reencode(sd, &obj, in, version);
+    fz_check_into(in, sd, &obj, size, decode_value);
     kivis__struct_free(sd, &obj, NULL);
     return 0;
 }

@@ -302,9 +302,28 @@ int kivis__key_put_field(kivis_buf *b, const kivis_field *f, const void *obj)
     return rc;
 }
 
+/* The commonest key is one unsigned integer (every auto-increment id):
+ * its big-endian bytes go out without the walk over fields and kinds. */
+static bool single_uint(const kivis_struct_desc *sd)
+{
+    if (sd->nfields != 1 || kivis__field_elems(&sd->fields[0]) != 1)
+        return false;
+    switch (sd->fields[0].kind) {
+    case KIVIS_U8: case KIVIS_U16: case KIVIS_U32: case KIVIS_U64:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int kivis__key_put_struct(kivis_buf *b, const kivis_struct_desc *sd,
                           const void *obj)
 {
+    if (single_uint(sd)) { /* put_be leaves b as it was when it fails */
+        const kivis_field *f = &sd->fields[0];
+        unsigned w = kivis__kind_width(f->kind);
+        return put_be(b, kivis__load_uint(kivis__field_cptr(f, obj), w), w);
+    }
     size_t mark = b->len;
     int rc = key_put_fields(b, sd, obj);
     if (rc)
