@@ -98,8 +98,9 @@ static void place(kivis_ph_slot *slot, size_t cap, uint64_t hash, void *item)
     slot[i].item = item;
 }
 
-/* At most 3/4 full: linear probing stays short (2.5 slots for a miss at
- * the worst, all in one or two cache lines). */
+/* At most 3/4 full, linear probing stays short: on average 2.5 slots for
+ * a key that is there and 8.5 for one that is not (Knuth), 40 and 136
+ * bytes read in a row, one to three cache lines. */
 static bool fits(size_t cap, size_t n)
 {
     return n <= cap / 4 * 3;
