@@ -9,6 +9,7 @@
  * bypass it).  Writers other than this handle are not seen until the entry
  * is evicted or kivis_cache_clear drops it (documented in kivis.h). */
 #include "engine.h"
+#include "storage/pointhash.h"
 
 #include <string.h>
 
@@ -29,15 +30,8 @@ struct kivis_rcache {
     kivis_cache_stats stats;
 };
 
-/* FNV-1a: keys are short and already well mixed by their encoding. */
-static uint64_t key_hash(const uint8_t *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3u;
-    return h;
-}
-
+/* Buckets are picked by kivis__hash_bytes, the hash of the memory backend's
+ * point hash, with a fixed seed. */
 static cache_entry **bucket_of(kivis_rcache *c, uint64_t hash)
 {
     return &c->buckets[hash & (c->nbuckets - 1)];
@@ -125,7 +119,7 @@ int kivis__cache_get(kivis_db *db, const kivis_table_state *ts, kivis_slice key,
         c->stats.bypasses++;
         return KIVIS_NOTFOUND;
     }
-    cache_entry **pp = find_slot(c, key_hash(key.data, key.len), key);
+    cache_entry **pp = find_slot(c, kivis__hash_bytes(0, key), key);
     if (!*pp) {
         c->stats.misses++;
         return KIVIS_NOTFOUND;
@@ -142,7 +136,7 @@ void kivis__cache_fill(kivis_db *db, const kivis_table_state *ts,
     kivis_rcache *c = ts->cache;
     if (db->txn)
         return;
-    uint64_t hash = key_hash(key.data, key.len);
+    uint64_t hash = kivis__hash_bytes(0, key);
     if (*find_slot(c, hash, key))
         return;
     /* One block: the entry, its key, then the record at an aligned offset. */
@@ -172,7 +166,7 @@ void kivis__cache_drop(kivis_db *db, const kivis_table_state *ts,
                        kivis_slice key)
 {
     kivis_rcache *c = ts->cache;
-    cache_entry **pp = find_slot(c, key_hash(key.data, key.len), key);
+    cache_entry **pp = find_slot(c, kivis__hash_bytes(0, key), key);
     if (*pp) {
         remove_at(db, ts, pp);
         c->stats.invalidations++;

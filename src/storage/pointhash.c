@@ -68,16 +68,21 @@ static uint64_t load_tail(const unsigned char *p, size_t n)
  * round, each round a multiply, then the finalizer.  The length goes in
  * first: the tail's bytes overlap, so only with the length does every key
  * get its own input. */
-uint64_t kivis__ph_hash(const kivis_pointhash *h, kivis_slice key)
+uint64_t kivis__hash_bytes(uint64_t seed, kivis_slice key)
 {
     const unsigned char *p = key.data;
     size_t n = key.len;
-    uint64_t x = h->seed ^ (uint64_t)n * 0x9e3779b97f4a7c15u;
+    uint64_t x = seed ^ (uint64_t)n * 0x9e3779b97f4a7c15u;
     for (; n >= 8; p += 8, n -= 8)
         x = (x ^ load64(p)) * 0xbf58476d1ce4e5b9u ^ x >> 31;
     if (n)
         x = (x ^ load_tail(p, n)) * 0x94d049bb133111ebu ^ x >> 29;
     return fmix64(x);
+}
+
+uint64_t kivis__ph_hash(const kivis_pointhash *h, kivis_slice key)
+{
+    return kivis__hash_bytes(h->seed, key);
 }
 
 static size_t slot_of(const kivis_pointhash *h, uint64_t hash,

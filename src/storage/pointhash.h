@@ -48,6 +48,10 @@ void kivis__ph_clear(kivis_pointhash *h);
 /* Bytes of slots held. */
 size_t kivis__ph_bytes(const kivis_pointhash *h);
 
+/* A 64-bit hash of key's bytes under seed, for any table of keys (this one,
+ * the engine's record cache). */
+uint64_t kivis__hash_bytes(uint64_t seed, kivis_slice key);
+
 /* The hash of a key in this table. */
 uint64_t kivis__ph_hash(const kivis_pointhash *h, kivis_slice key);
 
