@@ -924,6 +924,8 @@ static void test_key_decode_errors(void **state)
     expect_key_get(&boolean_desc, "\x01", 1, KIVIS_OK);
     expect_key_get(&u64_desc, "\x01\x02\x03\x04\x05\x06\x07", 7, KIVIS_ECORRUPT);
     expect_key_get(&u8_desc, "", 0, KIVIS_ECORRUPT);
+    expect_key_get(&u16_desc, "\x01", 1, KIVIS_ECORRUPT);
+    expect_key_get(&u32_desc, "\x01\x02\x03", 3, KIVIS_ECORRUPT);
     /* escapes: a bad second byte, an escape at the end, no terminator */
     expect_key_get(&bytes_desc, "a\x01\x03\x00", 4, KIVIS_ECORRUPT);
     expect_key_get(&bytes_desc, "a\x01\x00", 3, KIVIS_ECORRUPT);

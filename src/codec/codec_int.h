@@ -93,6 +93,26 @@ static inline bool kivis__kind_signed(uint32_t kind)
     return kind >= KIVIS_I8 && kind <= KIVIS_I64;
 }
 
+/* v's bytes in big-endian (most significant first) order in memory: one
+ * byte swap on the usual little-endian machine. */
+static inline uint64_t kivis__to_be64(uint64_t v)
+{
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return __builtin_bswap64(v);
+#elif defined(__GNUC__) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return v;
+#else
+    uint8_t b[8];
+    uint64_t r;
+    for (unsigned i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
+    memcpy(&r, b, 8);
+    return r;
+#endif
+}
+
 static inline uint64_t kivis__load_uint(const uint8_t *p, unsigned w)
 {
     uint8_t u8; uint16_t u16; uint32_t u32; uint64_t u64;

@@ -15,12 +15,21 @@ static uint64_t sign_bit(unsigned w)
 
 static int put_be(kivis_buf *b, uint64_t v, unsigned w)
 {
+    if (!width_valid(w))
+        return KIVIS_EINVAL;
     int rc = kivis__room(b, w);
     if (rc)
         return rc;
+    /* the value's w bytes first in memory; a constant size per width is a
+     * register store, not a memcpy call */
+    uint64_t be = kivis__to_be64(v << (64 - 8 * w));
     uint8_t *o = b->data + b->len;
-    for (unsigned i = w; i-- > 0; v >>= 8)
-        o[i] = (uint8_t)v;
+    switch (w) {
+    case 1: memcpy(o, &be, 1); break;
+    case 2: memcpy(o, &be, 2); break;
+    case 4: memcpy(o, &be, 4); break;
+    default: memcpy(o, &be, 8); break;
+    }
     b->len += w;
     return KIVIS_OK;
 }
@@ -29,12 +38,16 @@ static int get_be(kivis_reader *r, unsigned w, uint64_t *v)
 {
     const uint8_t *p;
     *v = 0;
-    if (kivis__take(r, w, &p))
+    if (!width_valid(w) || kivis__take(r, w, &p))
         return KIVIS_ECORRUPT;
-    uint64_t x = 0;
-    for (unsigned i = 0; i < w; i++)
-        x = x << 8 | p[i];
-    *v = x;
+    uint64_t be = 0;
+    switch (w) {
+    case 1: memcpy(&be, p, 1); break;
+    case 2: memcpy(&be, p, 2); break;
+    case 4: memcpy(&be, p, 4); break;
+    default: memcpy(&be, p, 8); break;
+    }
+    *v = kivis__to_be64(be) >> (64 - 8 * w);
     return KIVIS_OK;
 }
 
@@ -469,6 +482,15 @@ int kivis__key_get_struct(kivis_reader *r, const kivis_struct_desc *sd,
     const kivis_allocator *a = kivis__alloc_or_default(alloc);
     const uint8_t *start = r->p;
     memset(obj, 0, sd->size);
+    if (single_uint(sd)) { /* get_be leaves r as it was when it fails */
+        const kivis_field *f = &sd->fields[0];
+        unsigned w = kivis__kind_width(f->kind);
+        uint64_t u;
+        if (get_be(r, w, &u))
+            return KIVIS_ECORRUPT;
+        kivis__store_uint(kivis__field_ptr(f, obj), w, u);
+        return KIVIS_OK;
+    }
     int rc = key_get_fields(r, sd, obj, a);
     if (rc) {
         kivis__struct_free(sd, obj, a);
