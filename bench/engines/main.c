@@ -6,10 +6,12 @@
  *       the phase table at N records (default 1,000,000): ops/s per engine
  *       and the ratio to raw LMDB on stdout, the figures as CSV in PATH
  *       (default build/bench/results.csv)
- *   bench_engines --scaling [--max-n N] [--csv PATH] [--png PATH]
- *       load and get at N = 10^4, 10^5, ... up to --max-n (default 10^7)
- *       on the engines marked for scaling: ns/op as CSV (default
- *       build/bench/scaling.csv) and a gnuplot PNG (build/bench/scaling.png)
+ *   bench_engines --scaling [--min-n N] [--max-n N] [--csv PATH] [--png PATH]
+ *       load and get at N = --min-n (default 10^4), ten times that, ... up
+ *       to --max-n (default 10^7) on the engines marked for scaling, or on
+ *       those --engines names: ns/op as CSV (default
+ *       build/bench/scaling.csv) and a gnuplot PNG (build/bench/scaling.png).
+ *       One size alone (--min-n N --max-n N) is a get phase to profile.
  *
  * On-disk engines run in a fresh directory under $TMPDIR (or /tmp), removed
  * after each run.  Every phase's rows and checksum must agree across the
@@ -56,7 +58,7 @@ typedef struct cell {
 } cell;
 
 typedef struct options {
-    size_t n, max_n;
+    size_t n, min_n, max_n;
     bool scaling;
     const char *csv, *png, *only;
     char *tmp; /* the run's temporary directory */
@@ -156,10 +158,11 @@ static bool selected(const options *o, const bench_engine *e)
     return false;
 }
 
-/* Whether this run (table or --scaling) runs e. */
+/* Whether this run (table or --scaling) runs e: --scaling runs the
+ * engines marked for it, or any that --engines names. */
 static bool runs(const options *o, const bench_engine *e)
 {
-    return selected(o, e) && (!o->scaling || e->scaling);
+    return selected(o, e) && (!o->scaling || e->scaling || o->only);
 }
 
 /* Every engine must return what the first one returned. */
@@ -576,7 +579,7 @@ static void run_scaling(const options *o)
             printf(" %18s", label);
         }
     printf("\n");
-    for (size_t n = 10000; n <= o->max_n && npts < MAX_SIZES; n *= 10) {
+    for (size_t n = o->min_n; n <= o->max_n && npts < MAX_SIZES; n *= 10) {
         scaling_point *pt = &pts[npts++];
         pt->n = n;
         bench_data d;
@@ -626,13 +629,13 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: bench_engines [--n N] [--csv PATH] [--engines a,b,...]\n"
-            "       bench_engines --scaling [--max-n N] [--csv PATH] "
-            "[--png PATH] [--engines ...]\n"
+            "       bench_engines --scaling [--min-n N] [--max-n N] "
+            "[--csv PATH] [--png PATH] [--engines ...]\n"
             "engines:");
     for (size_t i = 0; i < N_ENGINES; i++)
         fprintf(out, " %s%s", engines[i]->name,
                 engines[i]->scaling ? "*" : "");
-    fprintf(out, "  (* also in --scaling)\n");
+    fprintf(out, "  (* in --scaling unless --engines names others)\n");
 }
 
 static size_t parse_size(const char *s)
@@ -648,8 +651,8 @@ static size_t parse_size(const char *s)
 
 int main(int argc, char **argv)
 {
-    options o = {1000000, 10000000, false, NULL, "build/bench/scaling.png",
-                 NULL, NULL};
+    options o = {1000000, 10000, 10000000, false, NULL,
+                 "build/bench/scaling.png", NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -663,6 +666,8 @@ int main(int argc, char **argv)
             return 2;
         } else if (!strcmp(a, "--n")) {
             o.n = parse_size(v);
+        } else if (!strcmp(a, "--min-n")) {
+            o.min_n = parse_size(v);
         } else if (!strcmp(a, "--max-n")) {
             o.max_n = parse_size(v);
         } else if (!strcmp(a, "--csv")) {
