@@ -6,6 +6,8 @@
 #   make bench    run the benchmarks: the B+tree alone, then kivis against raw
 #                 LMDB, SQLite and Berkeley DB (docs/bench.md; BENCH_N=...)
 #   make bench-scaling  cost per operation against N up to 10^7 (PNG)
+#   make bench-profile  instructions and cache misses per get, each engine
+#                 (callgrind; PROFILE_N="10000 100000")
 #   make install  install the release build under PREFIX (default /usr/local;
 #                 DESTDIR honoured): libkivis.a/.so, headers, kivis-gen,
 #                 kivis.pc and the CMake package
@@ -17,7 +19,7 @@ FUZZ_SECONDS ?= 20
 BUILD       := build
 PREFIX      ?= /usr/local
 
-.PHONY: all deps release asan tsan fuzz-build demo test unit fuzz bench bench-scaling valgrind install clean
+.PHONY: all deps release asan tsan fuzz-build demo test unit fuzz bench bench-scaling bench-profile valgrind install clean
 
 all: release
 
@@ -62,6 +64,9 @@ bench: release
 
 bench-scaling: release
 	@BENCH_SCALING_ONLY=1 bash scripts/bench.sh $(BUILD)/release 10000000
+
+bench-profile: release
+	@bash scripts/bench-profile.sh $(BUILD)/release $(PROFILE_N)
 
 valgrind: release
 	@bash scripts/valgrind.sh $(BUILD)/release/tests
