@@ -35,6 +35,14 @@ bool kivis__range_has(const kivis_bt_range *r, kivis_slice key)
            (!r->hi.data || kivis__key_cmp(key, r->hi) < 0);
 }
 
+bool kivis__range_short_of_far(const kivis_bt_range *r, kivis_slice key,
+                               int dir)
+{
+    if (dir > 0)
+        return !r->hi.data || kivis__key_cmp(key, r->hi) < 0;
+    return kivis__key_cmp(key, r->lo) >= 0;
+}
+
 int kivis__range_remember(kivis_bt_range *r, const kivis_allocator *a,
                           kivis_slice key)
 {

@@ -82,6 +82,19 @@ int kivis__range_init(kivis_bt_range *r, const kivis_allocator *a,
                       kivis_slice lo, kivis_slice hi);
 void kivis__range_free(kivis_bt_range *r, const kivis_allocator *a);
 bool kivis__range_has(const kivis_bt_range *r, kivis_slice key);
+/* The direction a cursor op moves in: 1 for FIRST, NEXT and SEEK_GE, -1
+ * for LAST, PREV and SEEK_LE. */
+static inline int kivis__op_dir(int op)
+{
+    return op == KIVIS_FIRST || op == KIVIS_NEXT || op == KIVIS_SEEK_GE ? 1 : -1;
+}
+
+/* Whether key, reached moving in direction dir (> 0 forward) by a seek
+ * clipped to the range's near bound or a step from a key inside it, is
+ * short of the far bound: below hi going forward, at or above lo going
+ * back.  The near bound holds by construction, so one comparison is left. */
+bool kivis__range_short_of_far(const kivis_bt_range *r, kivis_slice key,
+                               int dir);
 /* Keep a copy of `key` as the last key returned.  KIVIS_ENOMEM keeps the
  * previous copy. */
 int kivis__range_remember(kivis_bt_range *r, const kivis_allocator *a,
@@ -90,7 +103,7 @@ kivis_slice kivis__range_last(const kivis_bt_range *r);
 /* Place `it` on the first entry >= target (dir > 0) or the last entry
  * <= target (dir < 0), clipped to the range's bounds; target NULL means
  * the range's start (dir > 0) or end (dir < 0).  The entry found may still
- * lie past the far bound: check it with kivis__range_has. */
+ * lie past the far bound: check it with kivis__range_short_of_far. */
 int kivis__range_seek(const kivis_btree *t, const kivis_bt_range *r, int dir,
                       const kivis_slice *target, kivis_bt_iter *it);
 

@@ -518,7 +518,7 @@ static int step(lmdb_cursor *c, int dir, MDB_val *k, MDB_val *v)
 static int move(lmdb_cursor *c, int op, const kivis_slice *target, MDB_val *k,
                 MDB_val *v)
 {
-    int dir = op == KIVIS_FIRST || op == KIVIS_NEXT || op == KIVIS_SEEK_GE ? 1 : -1;
+    int dir = kivis__op_dir(op);
     if (op == KIVIS_NEXT || op == KIVIS_PREV) {
         if (c->state == ENDED)
             return MDB_NOTFOUND;
@@ -542,7 +542,8 @@ static int lc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
         return rc;
     MDB_val k, v;
     rc = move(c, op, target, &k, &v);
-    if (rc == MDB_SUCCESS && !kivis__range_has(&c->range, to_slice(k)))
+    if (rc == MDB_SUCCESS &&
+        !kivis__range_short_of_far(&c->range, to_slice(k), kivis__op_dir(op)))
         rc = MDB_NOTFOUND;
     /* Only a write or a replay moves what is under a cursor (see step), and
      * neither happens in a read-only transaction. */

@@ -78,10 +78,13 @@ static int step(memory_cursor *c, int dir)
     return rc;
 }
 
-/* Report where the iterator landed (rc from a seek or step). */
-static int settle(memory_cursor *c, int rc, kivis_slice *key, kivis_slice *value)
+/* Report where the iterator landed (rc from a seek or step in direction
+ * dir). */
+static int settle(memory_cursor *c, int dir, int rc, kivis_slice *key,
+                  kivis_slice *value)
 {
-    if (rc == KIVIS_OK && !kivis__range_has(&c->range, kivis__bt_iter_key(&c->it)))
+    if (rc == KIVIS_OK &&
+        !kivis__range_short_of_far(&c->range, kivis__bt_iter_key(&c->it), dir))
         rc = KIVIS_NOTFOUND;
     if (rc == KIVIS_OK && (rc = kivis__range_remember(&c->range, &c->ms->alloc,
                                                      kivis__bt_iter_key(&c->it))) != KIVIS_OK)
@@ -99,7 +102,7 @@ static int settle(memory_cursor *c, int rc, kivis_slice *key, kivis_slice *value
 
 static int cursor_move(memory_cursor *c, int op, const kivis_slice *target)
 {
-    int dir = op == KIVIS_FIRST || op == KIVIS_NEXT || op == KIVIS_SEEK_GE ? 1 : -1;
+    int dir = kivis__op_dir(op);
     if (op != KIVIS_NEXT && op != KIVIS_PREV)
         return seek(c, dir, target);
     if (c->state == UNPLACED)
@@ -119,7 +122,7 @@ static int mc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
     if (rc)
         return rc;
     rc = cursor_move(c, op, target);
-    return settle(c, rc, key, value);
+    return settle(c, kivis__op_dir(op), rc, key, value);
 }
 
 static void mc_close(kivis_storage_cursor *cur)

@@ -312,7 +312,7 @@ static int merge(overlay_cursor *c, int dir, kivis_slice *key,
 static int cursor_move(overlay_cursor *c, int op, const kivis_slice *target,
                        kivis_slice *key, kivis_slice *value)
 {
-    int dir = op == KIVIS_FIRST || op == KIVIS_NEXT || op == KIVIS_SEEK_GE ? 1 : -1;
+    int dir = kivis__op_dir(op);
     bool step = op == KIVIS_NEXT || op == KIVIS_PREV;
     if (step && c->state == ENDED)
         return KIVIS_NOTFOUND;

@@ -176,7 +176,7 @@ static void step(rocks_cursor *c, int dir)
 /* Move the iterator for `op`; false when the op cannot place it at all. */
 static bool move(rocks_cursor *c, int op, const kivis_slice *target)
 {
-    int dir = op == KIVIS_FIRST || op == KIVIS_NEXT || op == KIVIS_SEEK_GE ? 1 : -1;
+    int dir = kivis__op_dir(op);
     bool stepping = op == KIVIS_NEXT || op == KIVIS_PREV;
     if (c->empty || (stepping && c->state == ENDED))
         return false;
