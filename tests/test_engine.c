@@ -752,6 +752,46 @@ static void test_corrupt_stored_value(void **state)
     free(before);
 }
 
+/* A stored account key with a byte after its last field: decoding the
+ * string login succeeds, then the trailing byte makes it corrupt, and the
+ * login decoded so far must be freed (teardown counts live blocks). */
+static void test_corrupt_key_with_trailing_byte(void **state)
+{
+    fx *f = *state;
+    put_account(f->db, "amy", "a@x", 5);
+    kivis_storage_txn *txn;
+    kivis_storage_cursor *c;
+    kivis_slice k, v;
+    assert_int_equal(kivis_storage_begin(f->st, 0, &txn), KIVIS_OK);
+    const uint8_t records[] = {1, 0}; /* table 1 (account), slot 0 */
+    assert_int_equal(kivis_txn_cursor(txn, kivis_slice_make(records, 2),
+                                      kivis_slice_make((const uint8_t[]){1, 1}, 2), &c),
+                     KIVIS_OK);
+    assert_int_equal(kivis_cursor_get(c, KIVIS_FIRST, &k, &v), KIVIS_OK);
+    uint8_t key[64], val[256];
+    assert_true(k.len < sizeof key && v.len <= sizeof val);
+    memcpy(key, k.data, k.len);
+    memcpy(val, v.data, v.len);
+    size_t klen = k.len, vlen = v.len;
+    kivis_cursor_close(c);
+    assert_int_equal(kivis_txn_del(txn, kivis_slice_make(key, klen)), KIVIS_OK);
+    key[klen++] = 0x7A;
+    assert_int_equal(kivis_txn_put(txn, kivis_slice_make(key, klen),
+                                   kivis_slice_make(val, vlen)),
+                     KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(txn, KIVIS_SYNC), KIVIS_OK);
+
+    kivis_query q = {0, -1, KIVIS_Q_ALL, NULL, NULL, NULL, 0, 0};
+    kivis_scan *s;
+    account_key ak;
+    account a;
+    assert_int_equal(kivis_scan_open(f->db, &q, &s), KIVIS_OK);
+    assert_int_equal(kivis_scan_next(s, &ak, &a), KIVIS_ECORRUPT);
+    assert_null(ak.login);
+    assert_non_null(strstr(kivis_errmsg(f->db), "undecodable stored key"));
+    kivis_scan_close(s);
+}
+
 static const kivis_field user_fields_changed[] = {
     {"name", KIVIS_STRING, 0, offsetof(user, name), sizeof(char *), NULL, NULL, 0},
     {"email", KIVIS_STRING, 0, offsetof(user, email), sizeof(char *), NULL, NULL, 0},
@@ -1016,6 +1056,8 @@ int main(void)
         cmocka_unit_test(test_oom_open),
         cmocka_unit_test(test_key_too_long),
         cmocka_unit_test_setup_teardown(test_corrupt_stored_value, setup_pets, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_key_with_trailing_byte, setup_bank,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_read_only_transaction, setup_pets, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_schema_on_open, setup_pets, teardown),
         cmocka_unit_test(test_schema_message_names_table_and_field),

@@ -246,8 +246,10 @@ static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
     kivis_slice pk = kivis_slice_make(r.p, (size_t)(r.end - r.p));
     if (!rc && key_out) {
         rc = kivis__key_get_struct(&r, td->key, key_out, a);
-        if (!rc && r.p != r.end)
+        if (!rc && r.p != r.end) {
+            kivis__struct_free(td->key, key_out, a); /* fields decoded so far */
             rc = KIVIS_ECORRUPT;
+        }
     }
     if (rc == KIVIS_ECORRUPT)
         return kivis__fail(db, rc, "%s: undecodable stored key", td->name);
