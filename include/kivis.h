@@ -30,7 +30,8 @@
  *
  * Threads: a kivis_db is used by one thread at a time.  Several handles may
  * share one storage where the backend allows it; the storage must outlive
- * every handle on it.
+ * every handle on it (kivis_storage_close refuses with KIVIS_EBUSY while
+ * one is open).
  */
 #ifndef KIVIS_H
 #define KIVIS_H
@@ -81,7 +82,12 @@ typedef struct kivis_options {
 int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
                const kivis_options *opts, kivis_db **out);
 
-/** Close a handle, aborting an open transaction.  NULL is a no-op. */
+/**
+ * Close a handle, aborting an open transaction.  Scans still open on it
+ * are ended: kivis_scan_next on them returns KIVIS_EINVAL and
+ * kivis_scan_close only frees them.  The handle must not be used after
+ * this (as with free).  NULL is a no-op.
+ */
 void kivis_close(kivis_db *db);
 
 /**
@@ -261,10 +267,15 @@ typedef struct kivis_query {
 
 /**
  * Open a scan.  Outside a transaction it runs in a read transaction of its
- * own until closed; inside one it sees the transaction's writes, including
- * those made while it runs.  When that transaction ends (commit or abort)
- * the scan ends too: kivis_scan_next then returns KIVIS_EINVAL, and it must
- * still be closed.  Close every scan before closing the db.
+ * own (a snapshot) until closed.  Inside one it sees the writes made before
+ * it opened, and visits the keys its range held at open, each at most once:
+ * keys the transaction writes into its range while it runs are not visited
+ * unless they were there at open, keys removed before it reaches them are
+ * not visited, and the others are read as they are when reached (no
+ * Halloween problem: a loop that moves each record to a later index value
+ * meets each once).  When that transaction ends (commit or abort) the scan
+ * ends too: kivis_scan_next then returns KIVIS_EINVAL, and it must still be
+ * closed.  kivis_close ends every scan of the db likewise.
  * @return KIVIS_OK; KIVIS_EINVAL (bad table, index, mode or bounds);
  *         KIVIS_ENOMEM; storage errors.
  */

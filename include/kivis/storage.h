@@ -131,9 +131,11 @@ typedef struct kivis_cursor_methods {
     void (*close)(kivis_storage_cursor *cur);
 } kivis_cursor_methods;
 
-/* Every backend object embeds one of these as its first member. */
+/* Every backend object embeds one of these as its first member, zeroed
+ * before methods is set (the record engine owns `handles`). */
 struct kivis_storage {
     const kivis_storage_methods *methods;
+    unsigned long handles; /* kivis_db handles open on it (kivis_open) */
 };
 struct kivis_storage_txn {
     const kivis_txn_methods *methods;
@@ -146,12 +148,14 @@ struct kivis_storage_cursor {
 
 /* Thin dispatchers, so callers read as plain function calls. */
 
-/** Close a storage.  NULL is a no-op. */
-static inline void kivis_storage_close(kivis_storage *st)
-{
-    if (st)
-        st->methods->close(st);
-}
+/**
+ * Close a storage and free it.  Refused while a kivis_db is open on it
+ * (kivis_open counts them, kivis_close uncounts): closing under a live
+ * handle would free what the handle uses.  NULL is a no-op.
+ * @return KIVIS_OK (closed and freed); KIVIS_EBUSY (handles are open: the
+ *         storage stays open and usable, close it after them).
+ */
+int kivis_storage_close(kivis_storage *st);
 static inline size_t kivis_storage_max_key(kivis_storage *st)
 {
     return st->methods->max_key_size(st);

@@ -232,6 +232,7 @@ int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
         a->free(a->ctx, db);
         return rc;
     }
+    __atomic_add_fetch(&st->handles, 1, __ATOMIC_ACQ_REL);
     *out = db;
     return KIVIS_OK;
 }
@@ -241,6 +242,8 @@ void kivis_close(kivis_db *db)
     if (!db)
         return;
     kivis_abort(db);
+    kivis__orphan_scans(db); /* scans opened outside a transaction */
+    __atomic_sub_fetch(&db->st->handles, 1, __ATOMIC_ACQ_REL);
     free_scratch(db);
     kivis_allocator a = db->alloc;
     a.free(a.ctx, db);

@@ -38,7 +38,8 @@ struct kivis_db {
 
     kivis_storage_txn *txn; /* the user's write transaction, if any */
     bool poisoned;          /* an operation failed after writing in txn */
-    struct kivis_scan *scans; /* open scans on txn, detached when it ends */
+    struct kivis_scan *scans; /* open scans: those on txn end with it,
+                                 every one is orphaned by kivis_close */
 
     /* Scratch reused by every operation, so steady-state writes don't
      * allocate in the engine. */
@@ -98,6 +99,15 @@ int kivis__index_entries(kivis_db *db, const kivis_table_state *ts,
 
 /* End every scan running on the user's transaction (scan.c). */
 void kivis__detach_scans(kivis_db *db);
+/* End every scan still open on the handle, at kivis_close: each lets go of
+ * the db, so that kivis_scan_next on it is KIVIS_EINVAL and
+ * kivis_scan_close frees it alone (scan.c). */
+void kivis__orphan_scans(kivis_db *db);
+/* Called before every write of `key` in the user's transaction while scans
+ * run on it: each scan whose range holds the key notes whether it existed,
+ * so that it steps over keys the transaction adds (scan.c).
+ * @return KIVIS_OK; KIVIS_ENOMEM; storage errors (nothing written). */
+int kivis__scans_before_write(kivis_db *db, kivis_slice key);
 
 /* Stored schema (meta.c) */
 int kivis__meta_load(kivis_db *db);

@@ -227,19 +227,35 @@ static int old_index_entries(kivis_db *db, const kivis_table_state *ts,
 
 /* ---- writes ------------------------------------------------------------ */
 
+/* Scans open on the user's transaction note the key first (scan.c). */
+static int before_write(kivis_db *db, const kivis_table_state *ts,
+                        const kivis_op *op, kivis_slice key)
+{
+    if (op->own || !db->scans)
+        return KIVIS_OK;
+    int rc = kivis__scans_before_write(db, key);
+    return rc ? storage_error(db, ts, rc, "scan bookkeeping") : KIVIS_OK;
+}
+
 static int put_bytes(kivis_db *db, const kivis_table_state *ts, kivis_op *op,
                      const uint8_t *key, size_t klen, kivis_slice value)
 {
+    int rc = before_write(db, ts, op, kivis_slice_make(key, klen));
+    if (rc)
+        return rc;
     op->wrote = true;
-    int rc = kivis_txn_put(op->txn, kivis_slice_make(key, klen), value);
+    rc = kivis_txn_put(op->txn, kivis_slice_make(key, klen), value);
     return rc ? storage_error(db, ts, rc, "write") : KIVIS_OK;
 }
 
 static int del_bytes(kivis_db *db, const kivis_table_state *ts, kivis_op *op,
                      const uint8_t *key, size_t klen)
 {
+    int rc = before_write(db, ts, op, kivis_slice_make(key, klen));
+    if (rc)
+        return rc;
     op->wrote = true;
-    int rc = kivis_txn_del(op->txn, kivis_slice_make(key, klen));
+    rc = kivis_txn_del(op->txn, kivis_slice_make(key, klen));
     if (rc == KIVIS_NOTFOUND)
         return kivis__fail(db, KIVIS_ECORRUPT,
                            "%s: an index entry of the stored record is missing",
@@ -556,6 +572,8 @@ int kivis_remove(kivis_db *db, uint32_t table, const void *key)
         for (uint32_t i = 0; !rc && i < ts->desc->nindexes; e += db->oldlen[i++])
             rc = del_bytes(db, ts, &op, e, db->oldlen[i]);
     }
+    if (rc == KIVIS_OK)
+        rc = before_write(db, ts, &op, kivis_slice_make(db->pk.data, db->pk.len));
     if (rc == KIVIS_OK) {
         op.wrote = true;
         rc = kivis_txn_del(op.txn, kivis_slice_make(db->pk.data, db->pk.len));

@@ -1,12 +1,25 @@
 /* Scans over a table by primary key, and over an index (exact, range and
  * prefix lookups).  Every query becomes one byte range [lo, hi) of the
- * storage, because the key encoding preserves order. */
+ * storage, because the key encoding preserves order.
+ *
+ * A scan in a write transaction visits the keys its range held when it was
+ * opened, each at most once: the storage cursor sees every write of the
+ * transaction (storage.h), so a loop that moves each visited record to a
+ * later index value would meet it again and again (the Halloween problem).
+ * Before the transaction writes a key in an open scan's range, the scan
+ * notes whether that key existed (kivis__scans_before_write); keys noted as
+ * new are stepped over.  Values are read as they are now, and keys removed
+ * before the scan reaches them are not visited. */
 #include "engine.h"
+#include "keyset.h"
+#include "storage/btree.h" /* kivis__key_cmp: the storage order */
 
 #include <string.h>
 
 struct kivis_scan {
-    kivis_db *db;
+    kivis_db *db;              /* NULL once kivis_close orphaned the scan */
+    kivis_allocator alloc;     /* the db's, kept for a close after the db's */
+    size_t key_size, record_size; /* of the table's structs, likewise */
     const kivis_table_state *ts;
     int32_t index;             /* -1: records */
     bool reverse;
@@ -17,16 +30,82 @@ struct kivis_scan {
     kivis_buf rk;              /* record key, for index scans */
     kivis_buf redo;            /* the key of an entry to return again */
     bool has_redo;             /* the last step ran out of buffer: redo */
-    struct kivis_scan *next;   /* in db->scans, when on the user's txn */
-    bool detached;             /* the user's txn ended under it */
+    struct kivis_scan *next;   /* in db->scans until closed or orphaned */
+    bool detached;             /* its transaction ended under it */
+    /* On a write transaction only: the range, and the keys written in it
+     * since the scan opened (flag: the key existed at open). */
+    bool guards;
+    kivis_buf lo, hi;
+    bool unbounded;
+    kivis_keyset written;
 };
+
+/* Close the scan's cursor (and its own transaction): what a detached scan
+ * no longer holds. */
+static void release_storage(kivis_scan *s)
+{
+    kivis_cursor_close(s->cur);
+    s->cur = NULL;
+    if (s->own_txn && s->txn)
+        kivis_txn_abort(s->txn);
+    s->txn = NULL;
+    s->detached = true;
+    s->guards = false;
+    kivis__keyset_free(&s->written);
+}
+
+static bool in_range(const kivis_scan *s, kivis_slice key)
+{
+    if (kivis__key_cmp(key, kivis_slice_make(s->lo.data, s->lo.len)) < 0)
+        return false;
+    return s->unbounded ||
+           kivis__key_cmp(key, kivis_slice_make(s->hi.data, s->hi.len)) < 0;
+}
+
+/* Note, once per key, whether `key` existed before the transaction's first
+ * write to it since the scan opened. */
+static int note_write(kivis_scan *s, kivis_slice key)
+{
+    bool existed;
+    if (kivis__keyset_find(&s->written, key, &existed))
+        return KIVIS_OK;
+    kivis_slice v;
+    int rc = kivis_txn_get(s->txn, key, &v);
+    if (rc != KIVIS_OK && rc != KIVIS_NOTFOUND)
+        return rc;
+    return kivis__keyset_add(&s->written, key, rc == KIVIS_OK);
+}
+
+int kivis__scans_before_write(kivis_db *db, kivis_slice key)
+{
+    for (kivis_scan *s = db->scans; s; s = s->next)
+        if (s->guards && in_range(s, key)) {
+            int rc = note_write(s, key);
+            if (rc)
+                return rc;
+        }
+    return KIVIS_OK;
+}
+
+/* A key the transaction created after the scan opened. */
+static bool written_since_open(const kivis_scan *s, kivis_slice key)
+{
+    bool existed;
+    return s->guards && kivis__keyset_find(&s->written, key, &existed) && !existed;
+}
 
 void kivis__detach_scans(kivis_db *db)
 {
+    for (kivis_scan *s = db->scans; s; s = s->next)
+        if (!s->own_txn)
+            release_storage(s);
+}
+
+void kivis__orphan_scans(kivis_db *db)
+{
     for (kivis_scan *s = db->scans; s; s = s->next) {
-        kivis_cursor_close(s->cur);
-        s->cur = NULL;
-        s->detached = true;
+        release_storage(s);
+        s->db = NULL;
     }
     db->scans = NULL;
 }
@@ -148,23 +227,25 @@ static int scan_txn(kivis_db *db, kivis_scan *s)
               : KIVIS_OK;
 }
 
+/* The range stays with a scan that guards against its transaction's
+ * writes; other scans free it once the cursor has it. */
 static int open_cursor(kivis_db *db, const kivis_query *q, kivis_scan *s)
 {
-    kivis_buf lo, hi;
-    bool unbounded = false;
-    kivis__buf_init(&lo, &db->alloc);
-    kivis__buf_init(&hi, &db->alloc);
-    int rc = query_range(db, q, s->ts, &lo, &hi, &unbounded, &s->prefix_len);
+    int rc = query_range(db, q, s->ts, &s->lo, &s->hi, &s->unbounded,
+                         &s->prefix_len);
     if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE)
         rc = kivis__fail(db, rc, "%s: query bound: %s", s->ts->desc->name,
                          kivis_strerror(rc));
     if (!rc)
-        rc = kivis_txn_cursor(s->txn, kivis_slice_make(lo.data, lo.len),
-                              kivis_slice_make(unbounded ? NULL : hi.data,
-                                               hi.len),
+        rc = kivis_txn_cursor(s->txn, kivis_slice_make(s->lo.data, s->lo.len),
+                              kivis_slice_make(s->unbounded ? NULL : s->hi.data,
+                                               s->hi.len),
                               &s->cur);
-    kivis__buf_free(&lo);
-    kivis__buf_free(&hi);
+    s->guards = !rc && !s->own_txn && !(s->txn->flags & KIVIS_TXN_RDONLY);
+    if (!s->guards) {
+        kivis__buf_free(&s->lo);
+        kivis__buf_free(&s->hi);
+    }
     return rc;
 }
 
@@ -184,11 +265,17 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
         return KIVIS_ENOMEM;
     memset(s, 0, sizeof *s);
     s->db = db;
+    s->alloc = db->alloc;
     s->ts = &db->tables[q->table];
+    s->key_size = s->ts->desc->key->size;
+    s->record_size = s->ts->desc->record->size;
     s->index = q->index;
     s->reverse = (q->flags & KIVIS_REVERSE) != 0;
-    kivis__buf_init(&s->rk, &db->alloc);
-    kivis__buf_init(&s->redo, &db->alloc);
+    kivis__buf_init(&s->rk, &s->alloc);
+    kivis__buf_init(&s->redo, &s->alloc);
+    kivis__buf_init(&s->lo, &s->alloc);
+    kivis__buf_init(&s->hi, &s->alloc);
+    kivis__keyset_init(&s->written, &s->alloc);
     rc = scan_txn(db, s);
     if (!rc)
         rc = open_cursor(db, q, s);
@@ -200,10 +287,8 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
         kivis__free(db, s);
         return rc;
     }
-    if (!s->own_txn) {
-        s->next = db->scans;
-        db->scans = s;
-    }
+    s->next = db->scans;
+    db->scans = s;
     *out = s;
     return KIVIS_OK;
 }
@@ -268,12 +353,17 @@ static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
  * was kept for a redo (or past it, if it went away meanwhile). */
 static int step(kivis_scan *s, kivis_slice *k, kivis_slice *v)
 {
-    if (!s->has_redo)
-        return kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, k, v);
-    *k = kivis_slice_make(s->redo.data, s->redo.len);
-    int rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_SEEK_LE : KIVIS_SEEK_GE, k, v);
-    if (rc != KIVIS_ENOMEM)
-        s->has_redo = false;
+    int rc;
+    if (!s->has_redo) {
+        rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, k, v);
+    } else {
+        *k = kivis_slice_make(s->redo.data, s->redo.len);
+        rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_SEEK_LE : KIVIS_SEEK_GE, k, v);
+        if (rc != KIVIS_ENOMEM)
+            s->has_redo = false;
+    }
+    while (rc == KIVIS_OK && written_since_open(s, *k))
+        rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, k, v);
     return rc;
 }
 
@@ -281,14 +371,14 @@ static int step(kivis_scan *s, kivis_slice *k, kivis_slice *v)
 static int next_with(kivis_scan *s, void *key_out, void *record_out,
                      const kivis_allocator *a, kivis_slice *k)
 {
-    const kivis_table_desc *td = s->ts->desc;
     if (key_out)
-        memset(key_out, 0, td->key->size);
+        memset(key_out, 0, s->key_size);
     if (record_out)
-        memset(record_out, 0, td->record->size);
+        memset(record_out, 0, s->record_size);
     if (s->detached)
         return kivis__fail(s->db, KIVIS_EINVAL,
                            "scan used after its transaction ended");
+    const kivis_table_desc *td = s->ts->desc;
     if (!s->own_txn && s->db->poisoned)
         return KIVIS_EBADTXN;
     kivis_slice v;
@@ -300,9 +390,21 @@ static int next_with(kivis_scan *s, void *key_out, void *record_out,
     return decode_entry(s, *k, v, key_out, record_out, a);
 }
 
+/* A scan that outlived its db can only be closed. */
+static bool orphaned(const kivis_scan *s, void *key_out, void *record_out)
+{
+    if (s->db)
+        return false;
+    if (key_out)
+        memset(key_out, 0, s->key_size);
+    if (record_out)
+        memset(record_out, 0, s->record_size);
+    return true;
+}
+
 int kivis_scan_next(kivis_scan *s, void *key_out, void *record_out)
 {
-    if (!s)
+    if (!s || orphaned(s, key_out, record_out))
         return KIVIS_EINVAL;
     kivis_slice k;
     return next_with(s, key_out, record_out, &s->db->alloc, &k);
@@ -311,7 +413,7 @@ int kivis_scan_next(kivis_scan *s, void *key_out, void *record_out)
 int kivis_scan_next_into(kivis_scan *s, void *key_out, void *record_out,
                          void *buf, size_t size)
 {
-    if (!s)
+    if (!s || orphaned(s, key_out, record_out))
         return KIVIS_EINVAL;
     if (!buf && size)
         return kivis__fail(s->db, KIVIS_EINVAL, "buf is NULL");
@@ -332,13 +434,13 @@ void kivis_scan_close(kivis_scan *s)
 {
     if (!s)
         return;
-    kivis_db *db = s->db;
-    kivis_cursor_close(s->cur);
-    if (s->own_txn)
-        kivis_txn_abort(s->txn);
-    else if (!s->detached)
+    if (s->db)
         unlink_scan(s);
+    release_storage(s);
     kivis__buf_free(&s->rk);
     kivis__buf_free(&s->redo);
-    kivis__free(db, s);
+    kivis__buf_free(&s->lo);
+    kivis__buf_free(&s->hi);
+    kivis_allocator a = s->alloc;
+    a.free(a.ctx, s);
 }

@@ -64,3 +64,13 @@ int kivis_storage_check(const kivis_storage *st)
         return KIVIS_EVERSION;
     return KIVIS_OK;
 }
+
+int kivis_storage_close(kivis_storage *st)
+{
+    if (!st)
+        return KIVIS_OK;
+    if (__atomic_load_n(&st->handles, __ATOMIC_ACQUIRE) != 0)
+        return KIVIS_EBUSY;
+    st->methods->close(st);
+    return KIVIS_OK;
+}
