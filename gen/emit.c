@@ -248,8 +248,15 @@ static void out_value_arg(emitter *e, const kg_type *t, const char *name,
         out(e, "&%s", name);
 }
 
+/* "an airport", "an order", but "a user" (a "you" sound) and "a toy". */
+static const char *article(const char *noun)
+{
+    return noun[0] && strchr("aeioAEIO", noun[0]) ? "an" : "a";
+}
+
 /*
- * Expand a template: $R record, $S schema, $T table constant, $F field,
+ * Expand a template: $R record, $A its article ("a", "an"), $S schema,
+ * $T table constant, $F field,
  * $I index constant, $V the exact-lookup parameter and $v its argument,
  * $L the range bound parameters and $l/$h their arguments.
  */
@@ -264,6 +271,7 @@ static void tpl(emitter *e, const kg_record *r, const kg_field *f,
         switch (*++p) {
         case 'R': out(e, "%s", r->name); break;
         case 'S': out(e, "%s", e->s->name); break;
+        case 'A': out(e, "%s", article(r->name)); break;
         case 'T': out_table(e, r); break;
         case 'F': out(e, "%s", f->name); break;
         case 'I': out_index(e, r, f); break;
@@ -382,14 +390,80 @@ static void header_constants(emitter *e)
     }
 }
 
+static const char handle_fns[] =
+    "/* A database opened with $S_schema.  Every function below takes one,\n"
+    " * so a handle of another schema does not compile.  Opaque: a kivis_db\n"
+    " * underneath, which $S_kivis_db hands to generic code. */\n"
+    "typedef struct $S_db $S_db;\n\n"
+    "/* The kivis_db under db, for generic code (tools, bindings); borrowed,\n"
+    " * it lives as long as db. */\n"
+    "static inline kivis_db *$S_kivis_db($S_db *db)\n"
+    "{\n"
+    "    return (kivis_db *)db;\n"
+    "}\n\n"
+    "/* KIVIS_OK when db was opened with $S_schema, else KIVIS_ESCHEMA: a\n"
+    " * handle cast from another schema never reaches the engine. */\n"
+    "static inline int $S_check_(const $S_db *db)\n"
+    "{\n"
+    "    return kivis_db_expect((kivis_db *)db, &$S_schema);\n"
+    "}\n\n"
+    "/* Open a $S database over st (see kivis_open); opts may be NULL.\n"
+    " * Close it with $S_close before closing st. */\n"
+    "static inline int $S_open(kivis_storage *st, const kivis_options *opts,\n"
+    "    $S_db **out)\n"
+    "{\n"
+    "    kivis_db *db = NULL;\n"
+    "    int rc = kivis_open(st, &$S_schema, opts, out ? &db : NULL);\n"
+    "    if (out)\n"
+    "        *out = ($S_db *)db;\n"
+    "    return rc;\n"
+    "}\n\n"
+    "/* Close db, aborting its open transaction (kivis_close).  NULL: no-op. */\n"
+    "static inline void $S_close($S_db *db)\n"
+    "{\n"
+    "    kivis_close((kivis_db *)db);\n"
+    "}\n\n"
+    "/* Begin a write transaction (kivis_begin). */\n"
+    "static inline int $S_begin($S_db *db)\n"
+    "{\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_begin((kivis_db *)db);\n"
+    "}\n\n"
+    "/* Begin a read-only transaction (kivis_begin_read). */\n"
+    "static inline int $S_begin_read($S_db *db)\n"
+    "{\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_begin_read((kivis_db *)db);\n"
+    "}\n\n"
+    "/* Commit the open transaction (kivis_commit). */\n"
+    "static inline int $S_commit($S_db *db)\n"
+    "{\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_commit((kivis_db *)db);\n"
+    "}\n\n"
+    "/* Abort the open transaction, if any (kivis_abort). */\n"
+    "static inline void $S_abort($S_db *db)\n"
+    "{\n"
+    "    kivis_abort((kivis_db *)db);\n"
+    "}\n\n"
+    "/* The detail of the last failure on db (kivis_errmsg). */\n"
+    "static inline const char *$S_errmsg(const $S_db *db)\n"
+    "{\n"
+    "    return kivis_errmsg((const kivis_db *)db);\n"
+    "}\n\n";
+
 static const char scan_helper[] =
     "/* Open a scan; every cursor function below goes through here. */\n"
-    "static inline int $S_open_scan_(kivis_db *db, uint32_t table,\n"
+    "static inline int $S_open_scan_($S_db *db, uint32_t table,\n"
     "    int32_t index, uint32_t mode, const void *lo, const void *hi,\n"
     "    const void *prefix, size_t prefix_len, unsigned flags,\n"
     "    kivis_scan **out)\n"
     "{\n"
     "    kivis_query q;\n"
+    "    int rc = $S_check_(db);\n"
+    "    *out = NULL;\n"
+    "    if (rc)\n"
+    "        return rc;\n"
     "    q.table = table;\n"
     "    q.index = index;\n"
     "    q.mode = mode;\n"
@@ -398,72 +472,83 @@ static const char scan_helper[] =
     "    q.prefix = prefix;\n"
     "    q.prefix_len = prefix_len;\n"
     "    q.flags = flags;\n"
-    "    *out = NULL;\n"
-    "    return kivis_scan_open(db, &q, out);\n"
+    "    return kivis_scan_open((kivis_db *)db, &q, out);\n"
     "}\n\n";
 
 static const char fn_auto[] =
     "/* Store a new $R under the next id; key_out (may be NULL) gets it. */\n"
-    "static inline int $R_put(kivis_db *db, const $R *rec, $R_key *key_out)\n"
+    "static inline int $R_put($S_db *db, const $R *rec, $R_key *key_out)\n"
     "{\n"
-    "    return kivis_put(db, $T, rec, key_out);\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_put((kivis_db *)db, $T, rec, key_out);\n"
     "}\n\n"
-    "/* Store a $R under an explicit key, replacing any record there. */\n"
-    "static inline int $R_update(kivis_db *db, $R_key key, const $R *rec)\n"
+    "/* Store $A $R under an explicit key, replacing any record there. */\n"
+    "static inline int $R_update($S_db *db, $R_key key, const $R *rec)\n"
     "{\n"
-    "    return kivis_insert(db, $T, &key, rec);\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_insert((kivis_db *)db, $T, &key, rec);\n"
     "}\n\n";
 
 static const char fn_insert[] =
-    "/* Store a $R under the key it gives, replacing any record there. */\n"
-    "static inline int $R_insert(kivis_db *db, const $R *rec, $R_key *key_out)\n"
+    "/* Store $A $R under the key it gives, replacing any record there. */\n"
+    "static inline int $R_insert($S_db *db, const $R *rec, $R_key *key_out)\n"
     "{\n"
-    "    return kivis_put(db, $T, rec, key_out);\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_put((kivis_db *)db, $T, rec, key_out);\n"
     "}\n\n";
 
 static const char fn_common[] =
-    "static inline int $R_get(kivis_db *db, $R_key key, $R *out)\n"
+    "static inline int $R_get($S_db *db, $R_key key, $R *out)\n"
     "{\n"
-    "    return kivis_get(db, $T, &key, out);\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_get((kivis_db *)db, $T, &key, out);\n"
     "}\n\n"
     "/* $R_get with the strings and blobs in buf (size bytes) instead of\n"
     " * allocated: do not clear *out.  KIVIS_ETOOSMALL if buf is short. */\n"
-    "static inline int $R_get_into(kivis_db *db, $R_key key, $R *out,\n"
+    "static inline int $R_get_into($S_db *db, $R_key key, $R *out,\n"
     "    void *buf, size_t size)\n"
     "{\n"
-    "    return kivis_get_into(db, $T, &key, out, buf, size);\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc\n"
+    "              : kivis_get_into((kivis_db *)db, $T, &key, out, buf, size);\n"
     "}\n\n"
-    "static inline int $R_remove(kivis_db *db, $R_key key)\n"
+    "static inline int $R_remove($S_db *db, $R_key key)\n"
     "{\n"
-    "    return kivis_remove(db, $T, &key);\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_remove((kivis_db *)db, $T, &key);\n"
     "}\n\n"
-    "/* Free what a get or scan allocated in a $R, and zero it. */\n"
-    "static inline void $R_clear(kivis_db *db, $R *rec)\n"
+    "/* Free what a get or scan allocated in $A $R, and zero it. */\n"
+    "static inline void $R_clear($S_db *db, $R *rec)\n"
     "{\n"
-    "    kivis_record_clear(db, $T, rec);\n"
+    "    if ($S_check_(db) == KIVIS_OK)\n"
+    "        kivis_record_clear((kivis_db *)db, $T, rec);\n"
     "}\n\n"
-    "static inline void $R_key_clear(kivis_db *db, $R_key *key)\n"
+    "static inline void $R_key_clear($S_db *db, $R_key *key)\n"
     "{\n"
-    "    kivis_key_clear(db, $T, key);\n"
+    "    if ($S_check_(db) == KIVIS_OK)\n"
+    "        kivis_key_clear((kivis_db *)db, $T, key);\n"
     "}\n\n"
     "/* Cache up to max decoded $R records in front of $R_get (0: off). */\n"
-    "static inline int $R_cache(kivis_db *db, size_t max)\n"
+    "static inline int $R_cache($S_db *db, size_t max)\n"
     "{\n"
-    "    return kivis_cache_enable(db, $T, max);\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_cache_enable((kivis_db *)db, $T, max);\n"
     "}\n\n"
-    "static inline int $R_cache_stats(const kivis_db *db, kivis_cache_stats *out)\n"
+    "static inline int $R_cache_stats(const $S_db *db, kivis_cache_stats *out)\n"
     "{\n"
-    "    return kivis_cache_get_stats(db, $T, out);\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_cache_get_stats((const kivis_db *)db, $T, out);\n"
     "}\n\n"
-    "static inline void $R_cache_clear(kivis_db *db)\n"
+    "static inline void $R_cache_clear($S_db *db)\n"
     "{\n"
-    "    kivis_cache_clear(db, $T);\n"
+    "    if ($S_check_(db) == KIVIS_OK)\n"
+    "        kivis_cache_clear((kivis_db *)db, $T);\n"
     "}\n\n"
     "typedef struct $R_cursor {\n"
     "    kivis_scan *scan;\n"
     "} $R_cursor;\n\n"
     "/* Scan $R by key over [lo, hi); NULL bounds are open. */\n"
-    "static inline int $R_scan(kivis_db *db, const $R_key *lo,\n"
+    "static inline int $R_scan($S_db *db, const $R_key *lo,\n"
     "    const $R_key *hi, unsigned flags, $R_cursor *cur)\n"
     "{\n"
     "    return $S_open_scan_(db, $T, -1, KIVIS_Q_RANGE, lo, hi, NULL, 0,\n"
@@ -489,7 +574,7 @@ static const char fn_common[] =
 
 static const char fn_scan_prefix[] =
     "/* Scan $R whose first key field starts with prefix[0..len). */\n"
-    "static inline int $R_scan_prefix(kivis_db *db, const void *prefix,\n"
+    "static inline int $R_scan_prefix($S_db *db, const void *prefix,\n"
     "    size_t len, unsigned flags, $R_cursor *cur)\n"
     "{\n"
     "    return $S_open_scan_(db, $T, -1, KIVIS_Q_PREFIX, NULL, NULL, prefix,\n"
@@ -498,14 +583,14 @@ static const char fn_scan_prefix[] =
 
 static const char fn_index[] =
     "/* $R whose $F equals value, in primary key order. */\n"
-    "static inline int $R_by_$F(kivis_db *db, $V, unsigned flags,\n"
+    "static inline int $R_by_$F($S_db *db, $V, unsigned flags,\n"
     "    $R_cursor *cur)\n"
     "{\n"
     "    return $S_open_scan_(db, $T, $I, KIVIS_Q_EQ, $v, NULL, NULL, 0,\n"
     "        flags, &cur->scan);\n"
     "}\n\n"
     "/* $R whose $F is in [lo, hi); NULL bounds are open. */\n"
-    "static inline int $R_by_$F_range(kivis_db *db, $L,\n"
+    "static inline int $R_by_$F_range($S_db *db, $L,\n"
     "    unsigned flags, $R_cursor *cur)\n"
     "{\n"
     "    return $S_open_scan_(db, $T, $I, KIVIS_Q_RANGE, $l, $h, NULL, 0,\n"
@@ -514,7 +599,7 @@ static const char fn_index[] =
 
 static const char fn_index_prefix[] =
     "/* $R whose $F starts with prefix[0..len). */\n"
-    "static inline int $R_by_$F_prefix(kivis_db *db, const void *prefix,\n"
+    "static inline int $R_by_$F_prefix($S_db *db, const void *prefix,\n"
     "    size_t len, unsigned flags, $R_cursor *cur)\n"
     "{\n"
     "    return $S_open_scan_(db, $T, $I, KIVIS_Q_PREFIX, NULL, NULL, prefix,\n"
@@ -580,6 +665,7 @@ static void emit_header(emitter *e)
     for (size_t i = 0; i < s->nrecords; i++)
         header_struct(e, s->records[i].name, "", s, 0, &s->records[i]);
     header_constants(e);
+    tpl(e, NULL, NULL, handle_fns);
     tpl(e, NULL, NULL, scan_helper);
     for (size_t i = 0; i < s->nrecords; i++)
         header_functions(e, &s->records[i]);

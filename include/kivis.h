@@ -96,6 +96,19 @@ void kivis_close(kivis_db *db);
  */
 const char *kivis_errmsg(const kivis_db *db);
 
+/** The schema descriptor db was opened with (borrowed: the caller's, as
+ *  given to kivis_open); NULL for a NULL db. */
+const kivis_schema_desc *kivis_db_schema(const kivis_db *db);
+
+/**
+ * Check that db was opened with exactly `schema` (the same descriptor
+ * object).  Generated functions call it first, so that a handle cast from
+ * another schema's type is refused instead of misread.  One comparison.
+ * @return KIVIS_OK; KIVIS_ESCHEMA (kivis_errmsg names both schemas);
+ *         KIVIS_EINVAL (NULL argument).
+ */
+int kivis_db_expect(kivis_db *db, const kivis_schema_desc *schema);
+
 /** Find a table by name.  @return its position in the schema, or -1. */
 int kivis_table(const kivis_db *db, const char *name);
 

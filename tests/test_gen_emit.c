@@ -144,13 +144,13 @@ static void emits_pets(void **state)
     assert_contains(h, "    char name[32];\n    user_key owner;\n");
     assert_contains(h, "enum pets_tables {\n    PETS_USER,\n");
     assert_contains(h, "PETS_PET_BY_FAVOURITE_TOY = 0");
-    assert_contains(h, "static inline int user_put(kivis_db *db, const user *rec, "
+    assert_contains(h, "static inline int user_put(pets_db *db, const user *rec, "
                        "user_key *key_out)");
     assert_contains(h, "static inline int toy_insert(");
-    assert_contains(h, "static inline int user_by_name(kivis_db *db, "
+    assert_contains(h, "static inline int user_by_name(pets_db *db, "
                        "const char *value, unsigned flags,");
     assert_contains(h, "static inline int user_by_name_prefix(");
-    assert_contains(h, "static inline int pet_by_favourite_toy(kivis_db *db, "
+    assert_contains(h, "static inline int pet_by_favourite_toy(pets_db *db, "
                        "toy_key value,");
     assert_contains(h, "blob_key blob_derive_key(const blob *rec);");
     assert_contains(h, "#define pets_get(db, key, out)");

@@ -36,14 +36,14 @@ typedef struct kivis_backend {
 typedef struct kivis_handle {
     const kivis_backend *be;
     kivis_storage *st;
-    kivis_db *db;
+    users_db *db;
 } kivis_handle;
 
 static void check(kivis_handle *h, int rc, const char *what)
 {
     if (rc != KIVIS_OK)
         bench_die(h->be->engine, what,
-                  kivis_errmsg(h->db)[0] ? kivis_errmsg(h->db)
+                  users_errmsg(h->db)[0] ? users_errmsg(h->db)
                                          : kivis_strerror(rc));
 }
 
@@ -77,7 +77,7 @@ static void *kv_open(const void *arg, const char *dir, size_t n, bool durable)
     o.durability = durable ? KIVIS_SYNC : KIVIS_NOSYNC;
     o.errbuf = err;
     o.errbuf_size = sizeof err;
-    if ((rc = kivis_open(h->st, &users_schema, &o, &h->db)))
+    if ((rc = users_open(h->st, &o, &h->db)))
         bench_die(be->engine, "kivis_open", err);
     return h;
 }
@@ -85,7 +85,7 @@ static void *kv_open(const void *arg, const char *dir, size_t n, bool durable)
 static void kv_close(void *hp)
 {
     kivis_handle *h = hp;
-    kivis_close(h->db);
+    users_close(h->db);
     kivis_storage_close(h->st);
     free(h);
 }
@@ -96,7 +96,7 @@ static void kv_load(void *hp, const bench_user *u, size_t first, size_t n,
     kivis_handle *h = hp;
     n += first;
     for (size_t i = first; i < n; i += txn_size) {
-        check(h, kivis_begin(h->db), "kivis_begin");
+        check(h, users_begin(h->db), "kivis_begin");
         for (size_t j = i; j < n && j < i + txn_size; j++) {
             user rec = {(char *)u[j].name, (char *)u[j].email, u[j].age};
             user_key k;
@@ -106,7 +106,7 @@ static void kv_load(void *hp, const bench_user *u, size_t first, size_t n,
             r->rows++;
             r->sum += k.id;
         }
-        check(h, kivis_commit(h->db), "kivis_commit");
+        check(h, users_commit(h->db), "kivis_commit");
     }
 }
 
@@ -116,13 +116,13 @@ static void read_batch(kivis_handle *h, size_t i)
     if (i % BENCH_READ_BATCH)
         return;
     if (i)
-        check(h, kivis_commit(h->db), "kivis_commit (read)");
-    check(h, kivis_begin_read(h->db), "kivis_begin_read");
+        check(h, users_commit(h->db), "kivis_commit (read)");
+    check(h, users_begin_read(h->db), "kivis_begin_read");
 }
 
 static void end_reads(kivis_handle *h)
 {
-    check(h, kivis_commit(h->db), "kivis_commit (read)");
+    check(h, users_commit(h->db), "kivis_commit (read)");
 }
 
 static void kv_get(void *hp, const uint64_t *keys, size_t n, bench_result *r)
@@ -185,7 +185,7 @@ static void kv_rename(void *hp, const uint64_t *keys, const char *const *names,
 {
     kivis_handle *h = hp;
     for (size_t i = 0; i < n; i += txn_size) {
-        check(h, kivis_begin(h->db), "kivis_begin");
+        check(h, users_begin(h->db), "kivis_begin");
         for (size_t j = i; j < n && j < i + txn_size; j++) {
             user_key k = {keys[j]};
             user u;
@@ -196,7 +196,7 @@ static void kv_rename(void *hp, const uint64_t *keys, const char *const *names,
             r->rows++;
             r->sum += k.id;
         }
-        check(h, kivis_commit(h->db), "kivis_commit");
+        check(h, users_commit(h->db), "kivis_commit");
     }
 }
 
@@ -205,13 +205,13 @@ static void kv_remove(void *hp, const uint64_t *keys, size_t n,
 {
     kivis_handle *h = hp;
     for (size_t i = 0; i < n; i += txn_size) {
-        check(h, kivis_begin(h->db), "kivis_begin");
+        check(h, users_begin(h->db), "kivis_begin");
         for (size_t j = i; j < n && j < i + txn_size; j++) {
             check(h, user_remove(h->db, (user_key){keys[j]}), "user_remove");
             r->rows++;
             r->sum += keys[j];
         }
-        check(h, kivis_commit(h->db), "kivis_commit");
+        check(h, users_commit(h->db), "kivis_commit");
     }
 }
 

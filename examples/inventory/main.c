@@ -12,16 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void check(kivis_db *db, int rc, const char *what)
+static void check(inventory_db *db, int rc, const char *what)
 {
     if (rc == KIVIS_OK)
         return;
     fprintf(stderr, "inventory: %s: %s (%s)\n", what, kivis_strerror(rc),
-            kivis_errmsg(db));
+            inventory_errmsg(db));
     exit(1);
 }
 
-static warehouse_key add_warehouse(kivis_db *db, const char *code,
+static warehouse_key add_warehouse(inventory_db *db, const char *code,
                                    const char *city)
 {
     warehouse w;
@@ -35,7 +35,7 @@ static warehouse_key add_warehouse(kivis_db *db, const char *code,
     return k;
 }
 
-static item_key add_item(kivis_db *db, const char *sku, const char *title,
+static item_key add_item(inventory_db *db, const char *sku, const char *title,
                          category cat, uint32_t price)
 {
     item it;
@@ -51,7 +51,7 @@ static item_key add_item(kivis_db *db, const char *sku, const char *title,
     return k;
 }
 
-static void set_stock(kivis_db *db, warehouse_key w, item_key i, int32_t qty)
+static void set_stock(inventory_db *db, warehouse_key w, item_key i, int32_t qty)
 {
     stock s;
     s.warehouse = w;
@@ -61,7 +61,7 @@ static void set_stock(kivis_db *db, warehouse_key w, item_key i, int32_t qty)
 }
 
 /* Print the items a cursor yields. */
-static void print_items(kivis_db *db, item_cursor *c)
+static void print_items(inventory_db *db, item_cursor *c)
 {
     item it;
     int rc;
@@ -75,14 +75,14 @@ static void print_items(kivis_db *db, item_cursor *c)
 }
 
 /* Take qty of an item out of a warehouse and record the order, atomically. */
-static int place_order(kivis_db *db, warehouse_key w, item_key i,
+static int place_order(inventory_db *db, warehouse_key w, item_key i,
                        uint32_t qty, uint64_t when)
 {
     stock s;
     stock_key sk;
     sk.warehouse = w;
     sk.item = i;
-    check(db, kivis_begin(db), "begin");
+    check(db, inventory_begin(db), "begin");
     int rc = stock_get(db, sk, &s);
     if (rc == KIVIS_OK && s.quantity < (int32_t)qty)
         rc = KIVIS_ERANGE;
@@ -98,12 +98,12 @@ static int place_order(kivis_db *db, warehouse_key w, item_key i,
             rc = order_put(db, &o, NULL);
     }
     if (rc == KIVIS_OK)
-        return kivis_commit(db);
-    kivis_abort(db);
+        return inventory_commit(db);
+    inventory_abort(db);
     return rc;
 }
 
-static void print_stock(kivis_db *db, warehouse_key w, const char *code)
+static void print_stock(inventory_db *db, warehouse_key w, const char *code)
 {
     stock_key lo, hi;
     stock_cursor c;
@@ -130,9 +130,9 @@ static void print_stock(kivis_db *db, warehouse_key w, const char *code)
 int main(void)
 {
     kivis_storage *st;
-    kivis_db *db;
+    inventory_db *db;
     check(NULL, kivis_memory_open(NULL, &st), "memory_open");
-    check(NULL, kivis_open(st, &inventory_schema, NULL, &db), "open");
+    check(NULL, inventory_open(st, NULL, &db), "open");
 
     printf("warehouses and items:\n");
     warehouse_key north = add_warehouse(db, "NORTH", "Oslo");
@@ -204,7 +204,7 @@ int main(void)
     printf("  item_get(rake) -> %s\n", kivis_errname(item_get(db, rake, &dup)));
     print_stock(db, south, "SOUTH");
 
-    kivis_close(db);
+    inventory_close(db);
     kivis_storage_close(st);
     printf("\ndone\n");
     return 0;

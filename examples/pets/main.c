@@ -21,17 +21,17 @@
 #include <string.h>
 #include <unistd.h>
 
-static void check(kivis_db *db, int rc, const char *what)
+static void check(pets_db *db, int rc, const char *what)
 {
     if (rc == KIVIS_OK)
         return;
     fprintf(stderr, "pets: %s: %s (%s)\n", what, kivis_strerror(rc),
-            kivis_errmsg(db));
+            pets_errmsg(db));
     exit(1);
 }
 
 /* A cursor ends with KIVIS_NOTFOUND; anything else is an error. */
-static void check_end(kivis_db *db, int rc, const char *what)
+static void check_end(pets_db *db, int rc, const char *what)
 {
     check(db, rc == KIVIS_NOTFOUND ? KIVIS_OK : rc, what);
 }
@@ -51,7 +51,7 @@ static const char *toy_name(toy_kind k)
     return k == TOY_BALL ? "ball" : "mouse";
 }
 
-static user_key add_user(kivis_db *db, const char *name, const char *email,
+static user_key add_user(pets_db *db, const char *name, const char *email,
                          uint32_t age)
 {
     user u = {(char *)name, (char *)email, age};
@@ -62,7 +62,7 @@ static user_key add_user(kivis_db *db, const char *name, const char *email,
     return k;
 }
 
-static void list_users(kivis_db *db, unsigned flags, const char *title)
+static void list_users(pets_db *db, unsigned flags, const char *title)
 {
     user_cursor c;
     user_key k;
@@ -80,7 +80,7 @@ static void list_users(kivis_db *db, unsigned flags, const char *title)
 }
 
 /* Print the keys a user cursor yields. */
-static void print_user_keys(kivis_db *db, user_cursor *c)
+static void print_user_keys(pets_db *db, user_cursor *c)
 {
     user_key k;
     int n = 0, rc;
@@ -91,7 +91,7 @@ static void print_user_keys(kivis_db *db, user_cursor *c)
     check_end(db, rc, "user_next");
 }
 
-static void users_named(kivis_db *db, const char *name)
+static void users_named(pets_db *db, const char *name)
 {
     user_cursor c;
     printf("user_by_name == \"%s\":", name);
@@ -99,7 +99,7 @@ static void users_named(kivis_db *db, const char *name)
     print_user_keys(db, &c);
 }
 
-static void users_starting(kivis_db *db, const char *prefix)
+static void users_starting(pets_db *db, const char *prefix)
 {
     user_cursor c;
     printf("user_by_name_prefix \"%s\":", prefix);
@@ -108,7 +108,7 @@ static void users_starting(kivis_db *db, const char *prefix)
     print_user_keys(db, &c);
 }
 
-static void users_between(kivis_db *db, const char *lo, const char *hi)
+static void users_between(pets_db *db, const char *lo, const char *hi)
 {
     user_cursor c;
     printf("user_by_name_range [\"%s\", \"%s\"):", lo, hi);
@@ -116,7 +116,7 @@ static void users_between(kivis_db *db, const char *lo, const char *hi)
     print_user_keys(db, &c);
 }
 
-static void pets_with_toy(kivis_db *db, toy_key t)
+static void pets_with_toy(pets_db *db, toy_key t)
 {
     pet_cursor c;
     pet p;
@@ -135,7 +135,7 @@ static void pets_with_toy(kivis_db *db, toy_key t)
     check_end(db, rc, "pet_next");
 }
 
-static void list_toys_reverse(kivis_db *db)
+static void list_toys_reverse(pets_db *db)
 {
     toy_cursor c;
     toy_key k;
@@ -149,7 +149,7 @@ static void list_toys_reverse(kivis_db *db)
     check_end(db, rc, "toy_next");
 }
 
-static void add_toys(kivis_db *db)
+static void add_toys(pets_db *db)
 {
     toy toys[] = {{TOY_BALL, 1}, {TOY_BALL, 2}, {TOY_MOUSE, 1}};
     for (int i = 0; i < 3; i++) {
@@ -161,22 +161,22 @@ static void add_toys(kivis_db *db)
     }
 }
 
-static void add_pets(kivis_db *db, user_key alice, user_key bob)
+static void add_pets(pets_db *db, user_key alice, user_key bob)
 {
     pet pets[] = {{"rex", alice, {TOY_BALL, 2}},
                   {"tom", bob, {TOY_MOUSE, 1}},
                   {"fido", bob, {TOY_BALL, 2}}};
-    check(db, kivis_begin(db), "begin");
+    check(db, pets_begin(db), "begin");
     for (int i = 0; i < 3; i++) {
         pet_key k;
         check(db, pet_put(db, &pets[i], &k), "pet_put");
         printf("  pet_put    %-5s -> pet_key{%llu}\n", pets[i].name,
                (unsigned long long)k.id);
     }
-    check(db, kivis_commit(db), "commit");
+    check(db, pets_commit(db), "commit");
 }
 
-static void add_blob(kivis_db *db)
+static void add_blob(pets_db *db)
 {
     uint8_t photo[] = {0x89, 'P', 'N', 'G', 0, 1, 2, 3};
     blob b;
@@ -246,7 +246,7 @@ static kivis_storage *open_store(int argc, char **argv)
 
 /* The session's keys and output assume a new store: --lmdb DIR of an
  * earlier run would hold its pets, whose owner alice is gone. */
-static int holds_users(kivis_db *db)
+static int holds_users(pets_db *db)
 {
     user_cursor c;
     int rc;
@@ -259,13 +259,13 @@ static int holds_users(kivis_db *db)
 
 int main(int argc, char **argv)
 {
-    kivis_db *db;
+    pets_db *db;
     kivis_storage *st = open_store(argc, argv);
-    check(NULL, kivis_open(st, &pets_schema, NULL, &db), "open");
+    check(NULL, pets_open(st, NULL, &db), "open");
     if (holds_users(db)) {
         fprintf(stderr, "pets: the store already holds users; give --lmdb "
                         "a new or empty directory\n");
-        kivis_close(db);
+        pets_close(db);
         kivis_storage_close(st);
         return 1;
     }
@@ -307,7 +307,7 @@ int main(int argc, char **argv)
            kivis_errname(user_get(db, alice, &gone)));
     list_users(db, KIVIS_REVERSE, "all users, reverse:");
 
-    kivis_close(db);
+    pets_close(db);
     kivis_storage_close(st);
     printf("\ndone\n");
     return 0;

@@ -41,12 +41,12 @@ enum { PRODUCTS = 20000, READS = 100000, MISSING_READS = 2000 };
 
 static const char *const tier_names[] = {"memory", "sqlite", "lmdb", "rocksdb"};
 
-static void check(kivis_db *db, int rc, const char *what)
+static void check(tiers_db *db, int rc, const char *what)
 {
     if (rc == KIVIS_OK)
         return;
     fprintf(stderr, "tiers: %s: %s (%s)\n", what, kivis_strerror(rc),
-            kivis_errmsg(db));
+            tiers_errmsg(db));
     exit(1);
 }
 
@@ -93,17 +93,17 @@ static kivis_storage *open_stack(const char *dir)
 static const char *const brands[] = {"acme", "globex", "initech", "umbrella",
                                      "hooli", "stark", "wayne", "tyrell"};
 
-static void load(kivis_db *db)
+static void load(tiers_db *db)
 {
     char title[64];
     for (int i = 0; i < PRODUCTS; i++) {
         if (i % 1000 == 0)
-            check(db, kivis_begin(db), "begin");
+            check(db, tiers_begin(db), "begin");
         snprintf(title, sizeof title, "product %d", i);
         product p = {(char *)brands[i % 8], title, (uint32_t)(100 + i % 9000)};
         check(db, product_put(db, &p, NULL), "product_put");
         if (i % 1000 == 999)
-            check(db, kivis_commit(db), "commit");
+            check(db, tiers_commit(db), "commit");
     }
 }
 
@@ -147,7 +147,7 @@ static size_t zipf_next(zipf *z)
 
 /* Read by a Zipf draw over a shuffled id order, so that the hot records
  * are spread over the key space as in real catalogues. */
-static void read_skewed(kivis_db *db)
+static void read_skewed(tiers_db *db)
 {
     zipf z;
     zipf_init(&z, PRODUCTS, 1.0, 42);
@@ -167,7 +167,7 @@ static void read_skewed(kivis_db *db)
     free(z.cdf);
 }
 
-static size_t count_brand(kivis_db *db, const char *brand)
+static size_t count_brand(tiers_db *db, const char *brand)
 {
     product_cursor cur;
     check(db, product_by_brand(db, brand, 0, &cur), "product_by_brand");
@@ -229,9 +229,9 @@ int main(int argc, char **argv)
         return 2;
     }
     kivis_storage *st = open_stack(dir);
-    kivis_db *db;
+    tiers_db *db;
     kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0};
-    if (kivis_open(st, &tiers_schema, &o, &db) != KIVIS_OK) {
+    if (tiers_open(st, &o, &db) != KIVIS_OK) {
         fprintf(stderr, "tiers: kivis_open failed\n");
         return 1;
     }
@@ -247,7 +247,7 @@ int main(int argc, char **argv)
            acme);
     if (acme != PRODUCTS / 8)
         check(db, KIVIS_ECORRUPT, "index lookup count");
-    kivis_close(db);
+    tiers_close(db);
     kivis_storage_close(st);
     if (!keep && nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         fprintf(stderr, "tiers: could not remove %s\n", dir);

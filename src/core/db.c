@@ -270,6 +270,23 @@ int kivis_index(const kivis_db *db, uint32_t table, const char *name)
     return -1;
 }
 
+const kivis_schema_desc *kivis_db_schema(const kivis_db *db)
+{
+    return db ? db->schema : NULL;
+}
+
+int kivis_db_expect(kivis_db *db, const kivis_schema_desc *schema)
+{
+    if (!db || !schema)
+        return KIVIS_EINVAL;
+    if (db->schema == schema)
+        return KIVIS_OK;
+    return kivis__fail(db, KIVIS_ESCHEMA,
+                       "a handle opened with schema '%s' was passed to "
+                       "schema '%s''s functions",
+                       db->schema->name, schema->name ? schema->name : "?");
+}
+
 /* ---- transactions ----------------------------------------------------- */
 
 static void forget_txn_state(kivis_db *db)

@@ -210,6 +210,9 @@ static int check_query(kivis_db *db, const kivis_query *q)
     if (q->index >= (int32_t)td->nindexes || q->index < -1)
         return kivis__fail(db, KIVIS_EINVAL, "%s has no index %d", td->name,
                            q->index);
+    if (q->flags & ~KIVIS_REVERSE)
+        return kivis__fail(db, KIVIS_EINVAL, "%s: unknown scan flags 0x%x",
+                           td->name, q->flags & ~KIVIS_REVERSE);
     return KIVIS_OK;
 }
 

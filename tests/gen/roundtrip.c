@@ -5,6 +5,7 @@
  * prefix), unique violations, removal, and the _Generic helpers.
  */
 #include "alltypes.kivis.h"
+#include "pets.kivis.h" /* a second schema, for handles of the wrong one */
 
 #include <kivis/memory.h>
 
@@ -28,16 +29,24 @@ chunk_key chunk_derive_key(const chunk *rec)
     return k;
 }
 
+/* pets' derived key, which a pets program writes: unused here. */
+blob_key blob_derive_key(const blob *rec)
+{
+    blob_key k;
+    k.hash = rec->data.len;
+    return k;
+}
+
 typedef struct fixture {
     kivis_storage *st;
-    kivis_db *db;
+    alltypes_db *db;
 } fixture;
 
 static int setup(void **state)
 {
     static fixture f;
     assert_int_equal(kivis_memory_open(NULL, &f.st), KIVIS_OK);
-    assert_int_equal(kivis_open(f.st, &alltypes_schema, NULL, &f.db), KIVIS_OK);
+    assert_int_equal(alltypes_open(f.st, NULL, &f.db), KIVIS_OK);
     *state = &f;
     return 0;
 }
@@ -45,7 +54,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    kivis_close(f->db);
+    alltypes_close(f->db);
     kivis_storage_close(f->st);
     return 0;
 }
@@ -110,7 +119,7 @@ static void assert_sample_equal(const sample *a, const sample *b)
 }
 
 /* Drain a cursor; collects the primary keys' ids, returns the count. */
-static int drain(kivis_db *db, sample_cursor *c, uint64_t *ids, int max)
+static int drain(alltypes_db *db, sample_cursor *c, uint64_t *ids, int max)
 {
     sample_key k;
     sample s;
@@ -126,7 +135,7 @@ static int drain(kivis_db *db, sample_cursor *c, uint64_t *ids, int max)
     return n;
 }
 
-static owner_key add_owner(kivis_db *db, const char *email, uint32_t level)
+static owner_key add_owner(alltypes_db *db, const char *email, uint32_t level)
 {
     owner o = {(char *)email, level};
     owner_key k;
@@ -137,7 +146,7 @@ static owner_key add_owner(kivis_db *db, const char *email, uint32_t level)
 static void samples_round_trip(void **state)
 {
     fixture *f = *state;
-    kivis_db *db = f->db;
+    alltypes_db *db = f->db;
     owner_key o = add_owner(db, "ann@example.org", 3);
     sample in[3];
     sample_key keys[3];
@@ -179,7 +188,7 @@ static void samples_round_trip(void **state)
 static void sample_indexes(void **state)
 {
     fixture *f = *state;
-    kivis_db *db = f->db;
+    alltypes_db *db = f->db;
     sample_cursor c;
     uint64_t ids[8];
     sample s1 = make_sample(1, (owner_key){1});
@@ -243,7 +252,7 @@ static void sample_indexes(void **state)
 static void unique_violations(void **state)
 {
     fixture *f = *state;
-    kivis_db *db = f->db;
+    alltypes_db *db = f->db;
     sample dup = make_sample(0, (owner_key){1});
     sample_key k;
     assert_int_equal(sample_put(db, &dup, &k), KIVIS_ECONSTRAINT);
@@ -276,7 +285,7 @@ static void unique_violations(void **state)
 static void composite_keys(void **state)
 {
     fixture *f = *state;
-    kivis_db *db = f->db;
+    alltypes_db *db = f->db;
     const char *sheets[] = {"alpha", "alpine", "beta"};
     for (int i = 0; i < 3; i++) {
         cell c = {(char *)sheets[i], i, "B", 0.5 * i};
@@ -314,7 +323,7 @@ static void composite_keys(void **state)
 static void derived_keys(void **state)
 {
     fixture *f = *state;
-    kivis_db *db = f->db;
+    alltypes_db *db = f->db;
     chunk c = {{blob_bytes, sizeof blob_bytes}, "tagged"};
     chunk_key k;
     assert_int_equal(chunk_insert(db, &c, &k), KIVIS_OK);
@@ -345,7 +354,7 @@ static void derived_keys(void **state)
 static void generic_helpers_and_remove(void **state)
 {
     fixture *f = *state;
-    kivis_db *db = f->db;
+    alltypes_db *db = f->db;
     sample s;
     owner o;
     sample_key sk = {2};
@@ -374,7 +383,7 @@ static void generic_helpers_and_remove(void **state)
 static void cached_round_trip(void **state)
 {
     fixture *f = *state;
-    kivis_db *db = f->db;
+    alltypes_db *db = f->db;
     owner_key o = add_owner(db, "cache@example.org", 1);
     sample in = make_sample(3, o); /* its unique code is new to the group */
     sample_key k;
@@ -410,7 +419,7 @@ static void cached_round_trip(void **state)
 static void into_round_trip(void **state)
 {
     fixture *f = *state;
-    kivis_db *db = f->db;
+    alltypes_db *db = f->db;
     owner_key o = add_owner(db, "into@example.org", 2);
     sample in[3];
     sample_key keys[3];
@@ -430,7 +439,7 @@ static void into_round_trip(void **state)
         assert_int_equal(out.u8, 0);
         char want[64];
         snprintf(want, sizeof want, "needs at least %zu", need);
-        assert_non_null(strstr(kivis_errmsg(db), want));
+        assert_non_null(strstr(alltypes_errmsg(db), want));
         assert_int_equal(sample_get_into(db, keys[i], &out, buf, need), KIVIS_OK);
         assert_sample_equal(&in[i], &out);
         assert_true((unsigned char *)out.label >= buf && (unsigned char *)out.label < buf + need);
@@ -474,6 +483,54 @@ static void into_round_trip(void **state)
         assert_int_equal(sample_remove(db, keys[i]), KIVIS_OK);
 }
 
+/* A pets handle cast to alltypes_db (what the compiler refuses without
+ * the cast): every generated function refuses it before the engine reads
+ * a record of the wrong layout, and the store is left as it was. */
+static void cast_handle_of_another_schema(void **state)
+{
+    fixture *f = *state;
+    pets_db *pdb;
+    assert_int_equal(pets_open(f->st, NULL, &pdb), KIVIS_OK);
+    alltypes_db *wrong = (alltypes_db *)(void *)pdb;
+    owner o = {(char *)"cast@example.org", 1};
+    owner_key ok;
+    owner_key k = {1};
+    owner out;
+    memset(&ok, 0xAB, sizeof ok);
+    assert_int_equal(owner_put(wrong, &o, &ok), KIVIS_ESCHEMA);
+    assert_non_null(strstr(pets_errmsg(pdb), "schema 'pets'"));
+    assert_non_null(strstr(pets_errmsg(pdb), "'alltypes'"));
+    assert_int_equal(owner_get(wrong, k, &out), KIVIS_ESCHEMA);
+    assert_int_equal(owner_remove(wrong, k), KIVIS_ESCHEMA);
+    assert_int_equal(owner_cache(wrong, 8), KIVIS_ESCHEMA);
+    assert_int_equal(alltypes_begin(wrong), KIVIS_ESCHEMA);
+    sample_cursor c;
+    assert_int_equal(sample_by_label(wrong, "x", 0, &c), KIVIS_ESCHEMA);
+    assert_null(c.scan);
+    sample_close(&c);
+    owner_clear(wrong, &o); /* refused: frees nothing of the caller's */
+    assert_string_equal(o.email, "cast@example.org");
+    /* The right handle works, and the pets tables stay empty. */
+    user_cursor uc;
+    assert_int_equal(user_scan(pdb, NULL, NULL, 0, &uc), KIVIS_OK);
+    assert_int_equal(user_next(&uc, NULL, NULL), KIVIS_NOTFOUND);
+    user_close(&uc);
+    assert_int_equal(owner_put(wrong, NULL, NULL), KIVIS_ESCHEMA);
+    assert_int_equal(alltypes_check_(NULL), KIVIS_EINVAL);
+    pets_close(pdb);
+}
+
+/* Scan flags other than KIVIS_REVERSE are refused, not ignored. */
+static void unknown_scan_flags(void **state)
+{
+    fixture *f = *state;
+    sample_cursor c;
+    assert_int_equal(sample_scan(f->db, NULL, NULL, 0x80, &c), KIVIS_EINVAL);
+    assert_non_null(strstr(alltypes_errmsg(f->db), "unknown scan flags 0x80"));
+    assert_int_equal(sample_scan(f->db, NULL, NULL, KIVIS_REVERSE, &c), KIVIS_OK);
+    sample_close(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -485,6 +542,8 @@ int main(void)
         cmocka_unit_test(generic_helpers_and_remove),
         cmocka_unit_test(cached_round_trip),
         cmocka_unit_test(into_round_trip),
+        cmocka_unit_test(cast_handle_of_another_schema),
+        cmocka_unit_test(unknown_scan_flags),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

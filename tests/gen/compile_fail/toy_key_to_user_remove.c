@@ -3,8 +3,8 @@
 /* expect: user_remove */
 #include "pets.kivis.h"
 
-int f(kivis_db *db, user_key uk, pet_key pk, toy_key tk);
-int f(kivis_db *db, user_key uk, pet_key pk, toy_key tk)
+int f(pets_db *db, user_key uk, pet_key pk, toy_key tk);
+int f(pets_db *db, user_key uk, pet_key pk, toy_key tk)
 {
     (void)pk;
 #ifdef KIVIS_CF_FIXED

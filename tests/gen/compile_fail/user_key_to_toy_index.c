@@ -3,8 +3,8 @@
 /* expect: pet_by_favourite_toy */
 #include "pets.kivis.h"
 
-int f(kivis_db *db, user_key uk, pet_key pk, toy_key tk);
-int f(kivis_db *db, user_key uk, pet_key pk, toy_key tk)
+int f(pets_db *db, user_key uk, pet_key pk, toy_key tk);
+int f(pets_db *db, user_key uk, pet_key pk, toy_key tk)
 {
     pet_cursor c;
     (void)pk;

@@ -5,8 +5,8 @@
 
 #include <string.h>
 
-int f(kivis_db *db, user_key uk, pet_key pk, toy_key tk);
-int f(kivis_db *db, user_key uk, pet_key pk, toy_key tk)
+int f(pets_db *db, user_key uk, pet_key pk, toy_key tk);
+int f(pets_db *db, user_key uk, pet_key pk, toy_key tk)
 {
     user u = {0, 0, 0};
     pet p;

@@ -79,13 +79,87 @@ extern const kivis_schema_desc pets_schema;
 /* Written by the user: the key of a blob. */
 blob_key blob_derive_key(const blob *rec);
 
+/* A database opened with pets_schema.  Every function below takes one,
+ * so a handle of another schema does not compile.  Opaque: a kivis_db
+ * underneath, which pets_kivis_db hands to generic code. */
+typedef struct pets_db pets_db;
+
+/* The kivis_db under db, for generic code (tools, bindings); borrowed,
+ * it lives as long as db. */
+static inline kivis_db *pets_kivis_db(pets_db *db)
+{
+    return (kivis_db *)db;
+}
+
+/* KIVIS_OK when db was opened with pets_schema, else KIVIS_ESCHEMA: a
+ * handle cast from another schema never reaches the engine. */
+static inline int pets_check_(const pets_db *db)
+{
+    return kivis_db_expect((kivis_db *)db, &pets_schema);
+}
+
+/* Open a pets database over st (see kivis_open); opts may be NULL.
+ * Close it with pets_close before closing st. */
+static inline int pets_open(kivis_storage *st, const kivis_options *opts,
+    pets_db **out)
+{
+    kivis_db *db = NULL;
+    int rc = kivis_open(st, &pets_schema, opts, out ? &db : NULL);
+    if (out)
+        *out = (pets_db *)db;
+    return rc;
+}
+
+/* Close db, aborting its open transaction (kivis_close).  NULL: no-op. */
+static inline void pets_close(pets_db *db)
+{
+    kivis_close((kivis_db *)db);
+}
+
+/* Begin a write transaction (kivis_begin). */
+static inline int pets_begin(pets_db *db)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_begin((kivis_db *)db);
+}
+
+/* Begin a read-only transaction (kivis_begin_read). */
+static inline int pets_begin_read(pets_db *db)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_begin_read((kivis_db *)db);
+}
+
+/* Commit the open transaction (kivis_commit). */
+static inline int pets_commit(pets_db *db)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_commit((kivis_db *)db);
+}
+
+/* Abort the open transaction, if any (kivis_abort). */
+static inline void pets_abort(pets_db *db)
+{
+    kivis_abort((kivis_db *)db);
+}
+
+/* The detail of the last failure on db (kivis_errmsg). */
+static inline const char *pets_errmsg(const pets_db *db)
+{
+    return kivis_errmsg((const kivis_db *)db);
+}
+
 /* Open a scan; every cursor function below goes through here. */
-static inline int pets_open_scan_(kivis_db *db, uint32_t table,
+static inline int pets_open_scan_(pets_db *db, uint32_t table,
     int32_t index, uint32_t mode, const void *lo, const void *hi,
     const void *prefix, size_t prefix_len, unsigned flags,
     kivis_scan **out)
 {
     kivis_query q;
+    int rc = pets_check_(db);
+    *out = NULL;
+    if (rc)
+        return rc;
     q.table = table;
     q.index = index;
     q.mode = mode;
@@ -94,67 +168,77 @@ static inline int pets_open_scan_(kivis_db *db, uint32_t table,
     q.prefix = prefix;
     q.prefix_len = prefix_len;
     q.flags = flags;
-    *out = NULL;
-    return kivis_scan_open(db, &q, out);
+    return kivis_scan_open((kivis_db *)db, &q, out);
 }
 
 /* ---- user ---- */
 
 /* Store a new user under the next id; key_out (may be NULL) gets it. */
-static inline int user_put(kivis_db *db, const user *rec, user_key *key_out)
+static inline int user_put(pets_db *db, const user *rec, user_key *key_out)
 {
-    return kivis_put(db, PETS_USER, rec, key_out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_put((kivis_db *)db, PETS_USER, rec, key_out);
 }
 
 /* Store a user under an explicit key, replacing any record there. */
-static inline int user_update(kivis_db *db, user_key key, const user *rec)
+static inline int user_update(pets_db *db, user_key key, const user *rec)
 {
-    return kivis_insert(db, PETS_USER, &key, rec);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_insert((kivis_db *)db, PETS_USER, &key, rec);
 }
 
-static inline int user_get(kivis_db *db, user_key key, user *out)
+static inline int user_get(pets_db *db, user_key key, user *out)
 {
-    return kivis_get(db, PETS_USER, &key, out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_get((kivis_db *)db, PETS_USER, &key, out);
 }
 
 /* user_get with the strings and blobs in buf (size bytes) instead of
  * allocated: do not clear *out.  KIVIS_ETOOSMALL if buf is short. */
-static inline int user_get_into(kivis_db *db, user_key key, user *out,
+static inline int user_get_into(pets_db *db, user_key key, user *out,
     void *buf, size_t size)
 {
-    return kivis_get_into(db, PETS_USER, &key, out, buf, size);
+    int rc = pets_check_(db);
+    return rc ? rc
+              : kivis_get_into((kivis_db *)db, PETS_USER, &key, out, buf, size);
 }
 
-static inline int user_remove(kivis_db *db, user_key key)
+static inline int user_remove(pets_db *db, user_key key)
 {
-    return kivis_remove(db, PETS_USER, &key);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_remove((kivis_db *)db, PETS_USER, &key);
 }
 
 /* Free what a get or scan allocated in a user, and zero it. */
-static inline void user_clear(kivis_db *db, user *rec)
+static inline void user_clear(pets_db *db, user *rec)
 {
-    kivis_record_clear(db, PETS_USER, rec);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_record_clear((kivis_db *)db, PETS_USER, rec);
 }
 
-static inline void user_key_clear(kivis_db *db, user_key *key)
+static inline void user_key_clear(pets_db *db, user_key *key)
 {
-    kivis_key_clear(db, PETS_USER, key);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_key_clear((kivis_db *)db, PETS_USER, key);
 }
 
 /* Cache up to max decoded user records in front of user_get (0: off). */
-static inline int user_cache(kivis_db *db, size_t max)
+static inline int user_cache(pets_db *db, size_t max)
 {
-    return kivis_cache_enable(db, PETS_USER, max);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_cache_enable((kivis_db *)db, PETS_USER, max);
 }
 
-static inline int user_cache_stats(const kivis_db *db, kivis_cache_stats *out)
+static inline int user_cache_stats(const pets_db *db, kivis_cache_stats *out)
 {
-    return kivis_cache_get_stats(db, PETS_USER, out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_cache_get_stats((const kivis_db *)db, PETS_USER, out);
 }
 
-static inline void user_cache_clear(kivis_db *db)
+static inline void user_cache_clear(pets_db *db)
 {
-    kivis_cache_clear(db, PETS_USER);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_cache_clear((kivis_db *)db, PETS_USER);
 }
 
 typedef struct user_cursor {
@@ -162,7 +246,7 @@ typedef struct user_cursor {
 } user_cursor;
 
 /* Scan user by key over [lo, hi); NULL bounds are open. */
-static inline int user_scan(kivis_db *db, const user_key *lo,
+static inline int user_scan(pets_db *db, const user_key *lo,
     const user_key *hi, unsigned flags, user_cursor *cur)
 {
     return pets_open_scan_(db, PETS_USER, -1, KIVIS_Q_RANGE, lo, hi, NULL, 0,
@@ -190,7 +274,7 @@ static inline void user_close(user_cursor *cur)
 }
 
 /* user whose name equals value, in primary key order. */
-static inline int user_by_name(kivis_db *db, const char *value, unsigned flags,
+static inline int user_by_name(pets_db *db, const char *value, unsigned flags,
     user_cursor *cur)
 {
     return pets_open_scan_(db, PETS_USER, PETS_USER_BY_NAME, KIVIS_Q_EQ, &value, NULL, NULL, 0,
@@ -198,7 +282,7 @@ static inline int user_by_name(kivis_db *db, const char *value, unsigned flags,
 }
 
 /* user whose name is in [lo, hi); NULL bounds are open. */
-static inline int user_by_name_range(kivis_db *db, const char *lo, const char *hi,
+static inline int user_by_name_range(pets_db *db, const char *lo, const char *hi,
     unsigned flags, user_cursor *cur)
 {
     return pets_open_scan_(db, PETS_USER, PETS_USER_BY_NAME, KIVIS_Q_RANGE, lo ? (const void *)&lo : NULL, hi ? (const void *)&hi : NULL, NULL, 0,
@@ -206,7 +290,7 @@ static inline int user_by_name_range(kivis_db *db, const char *lo, const char *h
 }
 
 /* user whose name starts with prefix[0..len). */
-static inline int user_by_name_prefix(kivis_db *db, const void *prefix,
+static inline int user_by_name_prefix(pets_db *db, const void *prefix,
     size_t len, unsigned flags, user_cursor *cur)
 {
     return pets_open_scan_(db, PETS_USER, PETS_USER_BY_NAME, KIVIS_Q_PREFIX, NULL, NULL, prefix,
@@ -216,54 +300,64 @@ static inline int user_by_name_prefix(kivis_db *db, const void *prefix,
 /* ---- toy ---- */
 
 /* Store a toy under the key it gives, replacing any record there. */
-static inline int toy_insert(kivis_db *db, const toy *rec, toy_key *key_out)
+static inline int toy_insert(pets_db *db, const toy *rec, toy_key *key_out)
 {
-    return kivis_put(db, PETS_TOY, rec, key_out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_put((kivis_db *)db, PETS_TOY, rec, key_out);
 }
 
-static inline int toy_get(kivis_db *db, toy_key key, toy *out)
+static inline int toy_get(pets_db *db, toy_key key, toy *out)
 {
-    return kivis_get(db, PETS_TOY, &key, out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_get((kivis_db *)db, PETS_TOY, &key, out);
 }
 
 /* toy_get with the strings and blobs in buf (size bytes) instead of
  * allocated: do not clear *out.  KIVIS_ETOOSMALL if buf is short. */
-static inline int toy_get_into(kivis_db *db, toy_key key, toy *out,
+static inline int toy_get_into(pets_db *db, toy_key key, toy *out,
     void *buf, size_t size)
 {
-    return kivis_get_into(db, PETS_TOY, &key, out, buf, size);
+    int rc = pets_check_(db);
+    return rc ? rc
+              : kivis_get_into((kivis_db *)db, PETS_TOY, &key, out, buf, size);
 }
 
-static inline int toy_remove(kivis_db *db, toy_key key)
+static inline int toy_remove(pets_db *db, toy_key key)
 {
-    return kivis_remove(db, PETS_TOY, &key);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_remove((kivis_db *)db, PETS_TOY, &key);
 }
 
 /* Free what a get or scan allocated in a toy, and zero it. */
-static inline void toy_clear(kivis_db *db, toy *rec)
+static inline void toy_clear(pets_db *db, toy *rec)
 {
-    kivis_record_clear(db, PETS_TOY, rec);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_record_clear((kivis_db *)db, PETS_TOY, rec);
 }
 
-static inline void toy_key_clear(kivis_db *db, toy_key *key)
+static inline void toy_key_clear(pets_db *db, toy_key *key)
 {
-    kivis_key_clear(db, PETS_TOY, key);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_key_clear((kivis_db *)db, PETS_TOY, key);
 }
 
 /* Cache up to max decoded toy records in front of toy_get (0: off). */
-static inline int toy_cache(kivis_db *db, size_t max)
+static inline int toy_cache(pets_db *db, size_t max)
 {
-    return kivis_cache_enable(db, PETS_TOY, max);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_cache_enable((kivis_db *)db, PETS_TOY, max);
 }
 
-static inline int toy_cache_stats(const kivis_db *db, kivis_cache_stats *out)
+static inline int toy_cache_stats(const pets_db *db, kivis_cache_stats *out)
 {
-    return kivis_cache_get_stats(db, PETS_TOY, out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_cache_get_stats((const kivis_db *)db, PETS_TOY, out);
 }
 
-static inline void toy_cache_clear(kivis_db *db)
+static inline void toy_cache_clear(pets_db *db)
 {
-    kivis_cache_clear(db, PETS_TOY);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_cache_clear((kivis_db *)db, PETS_TOY);
 }
 
 typedef struct toy_cursor {
@@ -271,7 +365,7 @@ typedef struct toy_cursor {
 } toy_cursor;
 
 /* Scan toy by key over [lo, hi); NULL bounds are open. */
-static inline int toy_scan(kivis_db *db, const toy_key *lo,
+static inline int toy_scan(pets_db *db, const toy_key *lo,
     const toy_key *hi, unsigned flags, toy_cursor *cur)
 {
     return pets_open_scan_(db, PETS_TOY, -1, KIVIS_Q_RANGE, lo, hi, NULL, 0,
@@ -301,60 +395,71 @@ static inline void toy_close(toy_cursor *cur)
 /* ---- pet ---- */
 
 /* Store a new pet under the next id; key_out (may be NULL) gets it. */
-static inline int pet_put(kivis_db *db, const pet *rec, pet_key *key_out)
+static inline int pet_put(pets_db *db, const pet *rec, pet_key *key_out)
 {
-    return kivis_put(db, PETS_PET, rec, key_out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_put((kivis_db *)db, PETS_PET, rec, key_out);
 }
 
 /* Store a pet under an explicit key, replacing any record there. */
-static inline int pet_update(kivis_db *db, pet_key key, const pet *rec)
+static inline int pet_update(pets_db *db, pet_key key, const pet *rec)
 {
-    return kivis_insert(db, PETS_PET, &key, rec);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_insert((kivis_db *)db, PETS_PET, &key, rec);
 }
 
-static inline int pet_get(kivis_db *db, pet_key key, pet *out)
+static inline int pet_get(pets_db *db, pet_key key, pet *out)
 {
-    return kivis_get(db, PETS_PET, &key, out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_get((kivis_db *)db, PETS_PET, &key, out);
 }
 
 /* pet_get with the strings and blobs in buf (size bytes) instead of
  * allocated: do not clear *out.  KIVIS_ETOOSMALL if buf is short. */
-static inline int pet_get_into(kivis_db *db, pet_key key, pet *out,
+static inline int pet_get_into(pets_db *db, pet_key key, pet *out,
     void *buf, size_t size)
 {
-    return kivis_get_into(db, PETS_PET, &key, out, buf, size);
+    int rc = pets_check_(db);
+    return rc ? rc
+              : kivis_get_into((kivis_db *)db, PETS_PET, &key, out, buf, size);
 }
 
-static inline int pet_remove(kivis_db *db, pet_key key)
+static inline int pet_remove(pets_db *db, pet_key key)
 {
-    return kivis_remove(db, PETS_PET, &key);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_remove((kivis_db *)db, PETS_PET, &key);
 }
 
 /* Free what a get or scan allocated in a pet, and zero it. */
-static inline void pet_clear(kivis_db *db, pet *rec)
+static inline void pet_clear(pets_db *db, pet *rec)
 {
-    kivis_record_clear(db, PETS_PET, rec);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_record_clear((kivis_db *)db, PETS_PET, rec);
 }
 
-static inline void pet_key_clear(kivis_db *db, pet_key *key)
+static inline void pet_key_clear(pets_db *db, pet_key *key)
 {
-    kivis_key_clear(db, PETS_PET, key);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_key_clear((kivis_db *)db, PETS_PET, key);
 }
 
 /* Cache up to max decoded pet records in front of pet_get (0: off). */
-static inline int pet_cache(kivis_db *db, size_t max)
+static inline int pet_cache(pets_db *db, size_t max)
 {
-    return kivis_cache_enable(db, PETS_PET, max);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_cache_enable((kivis_db *)db, PETS_PET, max);
 }
 
-static inline int pet_cache_stats(const kivis_db *db, kivis_cache_stats *out)
+static inline int pet_cache_stats(const pets_db *db, kivis_cache_stats *out)
 {
-    return kivis_cache_get_stats(db, PETS_PET, out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_cache_get_stats((const kivis_db *)db, PETS_PET, out);
 }
 
-static inline void pet_cache_clear(kivis_db *db)
+static inline void pet_cache_clear(pets_db *db)
 {
-    kivis_cache_clear(db, PETS_PET);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_cache_clear((kivis_db *)db, PETS_PET);
 }
 
 typedef struct pet_cursor {
@@ -362,7 +467,7 @@ typedef struct pet_cursor {
 } pet_cursor;
 
 /* Scan pet by key over [lo, hi); NULL bounds are open. */
-static inline int pet_scan(kivis_db *db, const pet_key *lo,
+static inline int pet_scan(pets_db *db, const pet_key *lo,
     const pet_key *hi, unsigned flags, pet_cursor *cur)
 {
     return pets_open_scan_(db, PETS_PET, -1, KIVIS_Q_RANGE, lo, hi, NULL, 0,
@@ -390,7 +495,7 @@ static inline void pet_close(pet_cursor *cur)
 }
 
 /* pet whose favourite_toy equals value, in primary key order. */
-static inline int pet_by_favourite_toy(kivis_db *db, toy_key value, unsigned flags,
+static inline int pet_by_favourite_toy(pets_db *db, toy_key value, unsigned flags,
     pet_cursor *cur)
 {
     return pets_open_scan_(db, PETS_PET, PETS_PET_BY_FAVOURITE_TOY, KIVIS_Q_EQ, &value, NULL, NULL, 0,
@@ -398,7 +503,7 @@ static inline int pet_by_favourite_toy(kivis_db *db, toy_key value, unsigned fla
 }
 
 /* pet whose favourite_toy is in [lo, hi); NULL bounds are open. */
-static inline int pet_by_favourite_toy_range(kivis_db *db, const toy_key *lo, const toy_key *hi,
+static inline int pet_by_favourite_toy_range(pets_db *db, const toy_key *lo, const toy_key *hi,
     unsigned flags, pet_cursor *cur)
 {
     return pets_open_scan_(db, PETS_PET, PETS_PET_BY_FAVOURITE_TOY, KIVIS_Q_RANGE, lo, hi, NULL, 0,
@@ -408,54 +513,64 @@ static inline int pet_by_favourite_toy_range(kivis_db *db, const toy_key *lo, co
 /* ---- blob ---- */
 
 /* Store a blob under the key it gives, replacing any record there. */
-static inline int blob_insert(kivis_db *db, const blob *rec, blob_key *key_out)
+static inline int blob_insert(pets_db *db, const blob *rec, blob_key *key_out)
 {
-    return kivis_put(db, PETS_BLOB, rec, key_out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_put((kivis_db *)db, PETS_BLOB, rec, key_out);
 }
 
-static inline int blob_get(kivis_db *db, blob_key key, blob *out)
+static inline int blob_get(pets_db *db, blob_key key, blob *out)
 {
-    return kivis_get(db, PETS_BLOB, &key, out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_get((kivis_db *)db, PETS_BLOB, &key, out);
 }
 
 /* blob_get with the strings and blobs in buf (size bytes) instead of
  * allocated: do not clear *out.  KIVIS_ETOOSMALL if buf is short. */
-static inline int blob_get_into(kivis_db *db, blob_key key, blob *out,
+static inline int blob_get_into(pets_db *db, blob_key key, blob *out,
     void *buf, size_t size)
 {
-    return kivis_get_into(db, PETS_BLOB, &key, out, buf, size);
+    int rc = pets_check_(db);
+    return rc ? rc
+              : kivis_get_into((kivis_db *)db, PETS_BLOB, &key, out, buf, size);
 }
 
-static inline int blob_remove(kivis_db *db, blob_key key)
+static inline int blob_remove(pets_db *db, blob_key key)
 {
-    return kivis_remove(db, PETS_BLOB, &key);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_remove((kivis_db *)db, PETS_BLOB, &key);
 }
 
 /* Free what a get or scan allocated in a blob, and zero it. */
-static inline void blob_clear(kivis_db *db, blob *rec)
+static inline void blob_clear(pets_db *db, blob *rec)
 {
-    kivis_record_clear(db, PETS_BLOB, rec);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_record_clear((kivis_db *)db, PETS_BLOB, rec);
 }
 
-static inline void blob_key_clear(kivis_db *db, blob_key *key)
+static inline void blob_key_clear(pets_db *db, blob_key *key)
 {
-    kivis_key_clear(db, PETS_BLOB, key);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_key_clear((kivis_db *)db, PETS_BLOB, key);
 }
 
 /* Cache up to max decoded blob records in front of blob_get (0: off). */
-static inline int blob_cache(kivis_db *db, size_t max)
+static inline int blob_cache(pets_db *db, size_t max)
 {
-    return kivis_cache_enable(db, PETS_BLOB, max);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_cache_enable((kivis_db *)db, PETS_BLOB, max);
 }
 
-static inline int blob_cache_stats(const kivis_db *db, kivis_cache_stats *out)
+static inline int blob_cache_stats(const pets_db *db, kivis_cache_stats *out)
 {
-    return kivis_cache_get_stats(db, PETS_BLOB, out);
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_cache_get_stats((const kivis_db *)db, PETS_BLOB, out);
 }
 
-static inline void blob_cache_clear(kivis_db *db)
+static inline void blob_cache_clear(pets_db *db)
 {
-    kivis_cache_clear(db, PETS_BLOB);
+    if (pets_check_(db) == KIVIS_OK)
+        kivis_cache_clear((kivis_db *)db, PETS_BLOB);
 }
 
 typedef struct blob_cursor {
@@ -463,7 +578,7 @@ typedef struct blob_cursor {
 } blob_cursor;
 
 /* Scan blob by key over [lo, hi); NULL bounds are open. */
-static inline int blob_scan(kivis_db *db, const blob_key *lo,
+static inline int blob_scan(pets_db *db, const blob_key *lo,
     const blob_key *hi, unsigned flags, blob_cursor *cur)
 {
     return pets_open_scan_(db, PETS_BLOB, -1, KIVIS_Q_RANGE, lo, hi, NULL, 0,

@@ -10,20 +10,20 @@
 #include <stdio.h>
 #include <string.h>
 
-static int fail(kivis_db *db, const char *what, int rc)
+static int fail(notes_db *db, const char *what, int rc)
 {
-    fprintf(stderr, "app: %s: %s (%s)\n", what, kivis_strerror(rc), kivis_errmsg(db));
+    fprintf(stderr, "app: %s: %s (%s)\n", what, kivis_strerror(rc), notes_errmsg(db));
     return 1;
 }
 
 int main(void)
 {
     kivis_storage *st = NULL;
-    kivis_db *db = NULL;
+    notes_db *db = NULL;
     int rc = kivis_memory_open(NULL, &st);
     if (rc != KIVIS_OK)
         return fail(NULL, "kivis_memory_open", rc);
-    rc = kivis_open(st, &notes_schema, NULL, &db);
+    rc = notes_open(st, NULL, &db);
     if (rc != KIVIS_OK) {
         kivis_storage_close(st);
         return fail(NULL, "kivis_open", rc);
@@ -45,7 +45,7 @@ int main(void)
     int same = key.id == 1 && strcmp(out.title, "hello") == 0 && out.stars == 5;
     note_clear(db, &out);
 
-    kivis_close(db);
+    notes_close(db);
     kivis_storage_close(st);
     if (!same) {
         fprintf(stderr, "app: the record read back differs\n");
