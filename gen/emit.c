@@ -139,14 +139,17 @@ static const char *scalar_ctype(kg_kind k)
     case KG_BOOL: return "bool";
     case KG_F32: return "float";
     case KG_F64: return "double";
-    case KG_STRING: return "char *";
+    case KG_STRING: return "const char *";
     case KG_CHARS: return "char";
     case KG_BYTES: return "kivis_bytes";
     default: return NULL;
     }
 }
 
-/* The C type of one element: "uint32_t", "char *", "toy_kind", "point". */
+/* The C type of one element: "uint32_t", "const char *", "toy_kind",
+ * "point".  Strings are const: a record is a value that gets fill and
+ * R_clear frees (the engine owns what it allocated), and a const member
+ * takes a string literal in C++ without a cast. */
 static const char *elem_ctype(const kg_type *t)
 {
     const char *c = scalar_ctype(t->kind);
@@ -229,7 +232,7 @@ static void out_value_param(emitter *e, const kg_type *t, const char *name,
     if (is_text(t))
         out(e, "const char *%s", name);
     else if (t->array && t->kind == KG_STRING)
-        out(e, "char *const *%s", name);
+        out(e, "const char *const *%s", name);
     else if (t->array || bound)
         out(e, "const %s *%s", elem_ctype(t), name);
     else
@@ -258,7 +261,8 @@ static const char *article(const char *noun)
  * Expand a template: $R record, $A its article ("a", "an"), $S schema,
  * $T table constant, $F field,
  * $I index constant, $V the exact-lookup parameter and $v its argument,
- * $L the range bound parameters and $l/$h their arguments.
+ * $L the range bound parameters and $l/$h their arguments, $P the prefix
+ * parameter (text is looked up by `const char *`, bytes by any pointer).
  */
 static void tpl(emitter *e, const kg_record *r, const kg_field *f,
                 const char *text)
@@ -281,6 +285,9 @@ static void tpl(emitter *e, const kg_record *r, const kg_field *f,
             out_value_param(e, &f->type, "lo", 1);
             out(e, ", ");
             out_value_param(e, &f->type, "hi", 1);
+            break;
+        case 'P':
+            out(e, "%s", is_text(&f->type) ? "const char *prefix" : "const void *prefix");
             break;
         case 'l': out_value_arg(e, &f->type, "lo", 1); break;
         case 'h': out_value_arg(e, &f->type, "hi", 1); break;
@@ -574,7 +581,7 @@ static const char fn_common[] =
 
 static const char fn_scan_prefix[] =
     "/* Scan $R whose first key field starts with prefix[0..len). */\n"
-    "static inline int $R_scan_prefix($S_db *db, const void *prefix,\n"
+    "static inline int $R_scan_prefix($S_db *db, $P,\n"
     "    size_t len, unsigned flags, $R_cursor *cur)\n"
     "{\n"
     "    return $S_open_scan_(db, $T, -1, KIVIS_Q_PREFIX, NULL, NULL, prefix,\n"
@@ -599,7 +606,7 @@ static const char fn_index[] =
 
 static const char fn_index_prefix[] =
     "/* $R whose $F starts with prefix[0..len). */\n"
-    "static inline int $R_by_$F_prefix($S_db *db, const void *prefix,\n"
+    "static inline int $R_by_$F_prefix($S_db *db, $P,\n"
     "    size_t len, unsigned flags, $R_cursor *cur)\n"
     "{\n"
     "    return $S_open_scan_(db, $T, $I, KIVIS_Q_PREFIX, NULL, NULL, prefix,\n"
@@ -613,7 +620,7 @@ static void header_functions(emitter *e, const kg_record *r)
     tpl(e, r, NULL, r->key_kind == KG_KEY_AUTO ? fn_auto : fn_insert);
     tpl(e, r, NULL, fn_common);
     if (is_prefixable(&key_field(r, 0, &pos)->type))
-        tpl(e, r, NULL, fn_scan_prefix);
+        tpl(e, r, key_field(r, 0, &pos), fn_scan_prefix);
     for (size_t i = 0; i < r->nfields; i++) {
         const kg_field *f = &r->fields[i];
         if (!(f->attrs & (KG_ATTR_INDEX | KG_ATTR_UNIQUE)))
@@ -637,6 +644,79 @@ static void header_generic(emitter *e, const char *macro, const char *args,
     out(e, ")(%s)\n", args);
 }
 
+/* The kivis/exact.h check of an exact lookup's value, with the message a
+ * refused call shows; NULL where C's own typing suffices (strings, structs
+ * and keys by value). */
+static void out_exact_check(emitter *e, const kg_record *r, const kg_field *f)
+{
+    const kg_type *t = &f->type;
+    const char *ct = elem_ctype(t);
+    char msg[256];
+    snprintf(msg, sizeof msg, "\"%s_by_%s: the value must be ", r->name, f->name);
+    out(e, "#define %s_by_%s(db, value, flags, cur) \\\n    %s_by_%s(db, ",
+        r->name, f->name, r->name, f->name);
+    if (t->array) {
+        /* T and const T: for strings, char * and const char * */
+        out(e, "KIVIS_EXACT_ARRAY_(value, %s, %u, %sa %s[%u]\"), flags, cur)\n",
+            t->kind == KG_STRING ? "char *" : ct, (unsigned)t->array, msg, ct,
+            (unsigned)t->array);
+        return;
+    }
+    switch (t->kind) {
+    case KG_U8: case KG_U16: case KG_U32: case KG_U64:
+        out(e, "KIVIS_EXACT_UINT_(value, sizeof(%s), %sa %s, a narrower unsigned "
+               "integer or an int\"), flags, cur)\n", ct, msg, ct);
+        break;
+    case KG_I8: case KG_I16: case KG_I32: case KG_I64:
+        out(e, "KIVIS_EXACT_SINT_(value, sizeof(%s), %san %s, a narrower integer "
+               "or an int\"), flags, cur)\n", ct, msg, ct);
+        break;
+    case KG_BOOL:
+        out(e, "KIVIS_EXACT_BOOL_(value, %sa bool\"), flags, cur)\n", msg);
+        break;
+    case KG_F32: case KG_F64:
+        out(e, "KIVIS_EXACT_FLOAT_(value, sizeof(%s), %sa %s%s or an int\"), "
+               "flags, cur)\n", ct, msg, ct, t->kind == KG_F64 ? ", a float" : "");
+        break;
+    case KG_ENUM:
+        out(e, "KIVIS_EXACT_ENUM_(value, %sa %s\"), flags, cur)\n", msg, ct);
+        break;
+    default:
+        break;
+    }
+}
+
+static int has_exact_check(const kg_type *t)
+{
+    return t->array || (t->kind != KG_STRING && t->kind != KG_CHARS &&
+                        t->kind != KG_BYTES && t->kind != KG_STRUCT &&
+                        t->kind != KG_KEY);
+}
+
+/* After every function is defined: each exact lookup whose argument C
+ * would convert silently becomes a macro that checks its type. */
+static void header_exact_checks(emitter *e)
+{
+    const kg_schema *s = e->s;
+    int any = 0;
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i];
+        for (size_t j = 0; j < r->nfields; j++) {
+            const kg_field *f = &r->fields[j];
+            if (!(f->attrs & (KG_ATTR_INDEX | KG_ATTR_UNIQUE)) ||
+                !has_exact_check(&f->type))
+                continue;
+            if (!any++)
+                out(e, "#ifndef __cplusplus\n"
+                       "/* Lookup values of exactly the field's type (kivis/exact.h): "
+                       "what C\n * would convert with a loss does not compile. */\n");
+            out_exact_check(e, r, f);
+        }
+    }
+    if (any)
+        out(e, "#endif\n\n");
+}
+
 static void header_generics(emitter *e)
 {
     out(e, "#ifndef __cplusplus\n"
@@ -655,7 +735,8 @@ static void emit_header(emitter *e)
     out_upper(e, s->name);
     out(e, "_KIVIS_H\n#define ");
     out_upper(e, s->name);
-    out(e, "_KIVIS_H\n\n#include <kivis.h>\n\n#include <stdbool.h>\n"
+    out(e, "_KIVIS_H\n\n#include <kivis.h>\n#include <kivis/exact.h>\n\n"
+           "#include <stdbool.h>\n"
            "#include <stddef.h>\n#include <stdint.h>\n\n"
            "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
     for (size_t i = 0; i < s->nenums; i++)
@@ -671,6 +752,7 @@ static void emit_header(emitter *e)
         header_functions(e, &s->records[i]);
     if (s->nrecords)
         header_generics(e);
+    header_exact_checks(e);
     out(e, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
 }
 

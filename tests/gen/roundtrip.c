@@ -216,6 +216,21 @@ static void sample_indexes(void **state)
     assert_true(ids[0] == 2);
     assert_int_equal(sample_by_owner(db, s1.owner, 0, &c), KIVIS_OK);
     assert_int_equal(drain(db, &c, ids, 8), 3);
+    /* an array index takes an array of exactly its length */
+    assert_int_equal(sample_by_samples(db, s1.samples, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
+    assert_true(ids[0] == 2);
+    const uint16_t none[4] = {9, 9, 9, 9};
+    assert_int_equal(sample_by_samples(db, none, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 0);
+    /* what converts without loss is accepted: narrower integers, int */
+    uint8_t small = (uint8_t)s1.i32;
+    assert_int_equal(sample_by_i32(db, small, 0, &c), KIVIS_OK);
+    drain(db, &c, ids, 8);
+    assert_int_equal(sample_by_u64(db, (uint32_t)s1.u64, 0, &c), KIVIS_OK);
+    drain(db, &c, ids, 8);
+    assert_int_equal(sample_by_f64(db, -0.25f, 0, &c), KIVIS_OK);
+    assert_int_equal(drain(db, &c, ids, 8), 1);
 
     /* ranges: [lo, hi), open ends, reverse */
     int32_t lo = -2000000, hi = -1999000;

@@ -29,8 +29,8 @@ static const kivis_field blob_key_fields_[] = {
 static const kivis_struct_desc blob_key_desc_ = {"blob_key", sizeof(blob_key), 1, blob_key_fields_};
 
 static const kivis_field user_fields_[] = {
-    {"name", KIVIS_STRING, 0, offsetof(user, name), sizeof(char *), NULL, NULL, 0},
-    {"email", KIVIS_STRING, 0, offsetof(user, email), sizeof(char *), NULL, NULL, 0},
+    {"name", KIVIS_STRING, 0, offsetof(user, name), sizeof(const char *), NULL, NULL, 0},
+    {"email", KIVIS_STRING, 0, offsetof(user, email), sizeof(const char *), NULL, NULL, 0},
     {"age", KIVIS_U32, 0, offsetof(user, age), sizeof(uint32_t), NULL, NULL, 0},
 };
 static const kivis_struct_desc user_desc_ = {"user", sizeof(user), 3, user_fields_};

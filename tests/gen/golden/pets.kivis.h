@@ -3,6 +3,7 @@
 #define PETS_KIVIS_H
 
 #include <kivis.h>
+#include <kivis/exact.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -40,8 +41,8 @@ typedef struct blob_key {
 } blob_key;
 
 typedef struct user {
-    char *name; /* [[index]] */
-    char *email;
+    const char *name; /* [[index]] */
+    const char *email;
     uint32_t age;
 } user;
 
@@ -290,7 +291,7 @@ static inline int user_by_name_range(pets_db *db, const char *lo, const char *hi
 }
 
 /* user whose name starts with prefix[0..len). */
-static inline int user_by_name_prefix(pets_db *db, const void *prefix,
+static inline int user_by_name_prefix(pets_db *db, const char *prefix,
     size_t len, unsigned flags, user_cursor *cur)
 {
     return pets_open_scan_(db, PETS_USER, PETS_USER_BY_NAME, KIVIS_Q_PREFIX, NULL, NULL, prefix,

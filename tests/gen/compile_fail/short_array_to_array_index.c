@@ -1,0 +1,19 @@
+/* A 2-element array looked up in a uint16_t[4] index (it would be read past its end). */
+/* expect: static.assert(ion)? failed */
+/* expect: sample_by_samples */
+#include "alltypes.kivis.h"
+#include "pets.kivis.h"
+
+int f(alltypes_db *db, pets_db *pdb, uint64_t big, double d, int *ip,
+      owner_cursor *oc, sample_cursor *sc, cell_cursor *cc);
+int f(alltypes_db *db, pets_db *pdb, uint64_t big, double d, int *ip,
+      owner_cursor *oc, sample_cursor *sc, cell_cursor *cc)
+{
+    uint16_t two[2] = {1, 2}, four[4] = {1, 2, 3, 4};
+    (void)pdb; (void)big; (void)d; (void)ip; (void)oc; (void)sc; (void)cc; (void)two; (void)four;
+#ifdef KIVIS_CF_FIXED
+    return sample_by_samples(db, four, 0, sc);
+#else
+    return sample_by_samples(db, two, 0, sc);
+#endif
+}
