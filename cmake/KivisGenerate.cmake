@@ -1,4 +1,4 @@
-# kivis_generate(<target> <schema.kvs> [OUTPUT_DIR <dir>] [SHARED])
+# kivis_generate(<target> <schema.kvs> [OUTPUT_DIR <dir>] [PREFIX <p>] [SHARED])
 #
 # Compile a schema with kivis-gen into <dir>/<name>.kivis.h and
 # <dir>/<name>.kivis.c, where <name> is the one declared by `schema <name>;`.
@@ -7,12 +7,16 @@
 # all PUBLIC so that a library wrapping a schema passes them on.  The code is
 # regenerated when the schema or kivis-gen changes.
 #
+# PREFIX puts <p> before every generated name (kivis-gen --prefix): the
+# files are then <p><name>.kivis.h and .c, and two schemas with the same
+# record names can be used in one program.
+#
 # OUTPUT_DIR defaults to ${CMAKE_CURRENT_BINARY_DIR}/kivis_gen/<target>; a
 # relative one is taken from ${CMAKE_CURRENT_BINARY_DIR}.
 include_guard(GLOBAL)
 
 function(kivis_generate target schema)
-  cmake_parse_arguments(PARSE_ARGV 2 arg "SHARED" "OUTPUT_DIR" "")
+  cmake_parse_arguments(PARSE_ARGV 2 arg "SHARED" "OUTPUT_DIR;PREFIX" "")
   if(arg_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "kivis_generate: unexpected arguments: ${arg_UNPARSED_ARGUMENTS}")
   endif()
@@ -41,14 +45,18 @@ function(kivis_generate target schema)
   if(NOT decl MATCHES "${decl_re}")
     message(FATAL_ERROR "kivis_generate: ${schema} has no `schema <name>;` line")
   endif()
-  set(name "${CMAKE_MATCH_1}")
+  set(name "${arg_PREFIX}${CMAKE_MATCH_1}")
+  set(prefix_args)
+  if(arg_PREFIX)
+    set(prefix_args --prefix "${arg_PREFIX}")
+  endif()
 
   set(header "${outdir}/${name}.kivis.h")
   set(source "${outdir}/${name}.kivis.c")
   add_custom_command(
     OUTPUT "${header}" "${source}"
     COMMAND "${CMAKE_COMMAND}" -E make_directory "${outdir}"
-    COMMAND kivis::kivis-gen -o "${outdir}" "${schema}"
+    COMMAND kivis::kivis-gen -o "${outdir}" ${prefix_args} "${schema}"
     DEPENDS "${schema}" kivis::kivis-gen
     COMMENT "kivis-gen: generating ${name}.kivis.h and ${name}.kivis.c"
     VERBATIM)

@@ -178,6 +178,13 @@ static int is_prefixable(const kg_type *t)
 
 /* ---- output --------------------------------------------------------- */
 
+/* A name as the database stores it: without kg_prefix's prefix, which
+ * only the C identifiers carry. */
+static const char *stored(const emitter *e, const char *name)
+{
+    return e->s->prefix ? name + strlen(e->s->prefix) : name;
+}
+
 static void out(emitter *e, const char *fmt, ...)
 {
     va_list ap;
@@ -762,13 +769,13 @@ static void source_enum(emitter *e, const kg_enum *en)
 {
     out(e, "static const char *const %s_names_[] = {", en->name);
     for (size_t i = 0; i < en->count; i++)
-        out(e, "%s\"%s\"", i ? ", " : "", en->names[i]);
+        out(e, "%s\"%s\"", i ? ", " : "", stored(e, en->names[i]));
     out(e, "};\nstatic const int32_t %s_values_[] = {", en->name);
     for (size_t i = 0; i < en->count; i++)
         out(e, "%s%s", i ? ", " : "", en->names[i]);
     out(e, "};\nstatic const kivis_enum_desc %s_desc_ = {\"%s\", %u, "
            "%s_names_, %s_values_};\n\n",
-        en->name, en->name, (unsigned)en->count, en->name, en->name);
+        en->name, stored(e, en->name), (unsigned)en->count, en->name, en->name);
 }
 
 /* {"age", KIVIS_U32, 0, offsetof(user, age), sizeof(uint32_t), NULL, NULL, 0}
@@ -807,7 +814,7 @@ static void source_struct(emitter *e, const char *name, const char *suffix,
     }
     out(e, "static const kivis_struct_desc %s%s_desc_ = {\"%s%s\", "
            "sizeof(%s%s), %u, ",
-        name, suffix, name, suffix, name, suffix, (unsigned)n);
+        name, suffix, stored(e, name), suffix, name, suffix, (unsigned)n);
     if (n)
         out(e, "%s%s_fields_};\n\n", name, suffix);
     else
@@ -868,8 +875,8 @@ static void source_table(emitter *e, const kg_record *r)
 {
     static const char *const kinds[] = {"0", "KIVIS_KEY_AUTO",
                                         "KIVIS_KEY_FIELDS", "KIVIS_KEY_DERIVED"};
-    out(e, "    {\"%s\", &%s_desc_, &%s_key_desc_, %s, ", r->name, r->name,
-        r->name, kinds[r->key_kind]);
+    out(e, "    {\"%s\", &%s_desc_, &%s_key_desc_, %s, ", stored(e, r->name),
+        r->name, r->name, kinds[r->key_kind]);
     if (r->key_kind == KG_KEY_FIELDS)
         out(e, "%s_key_map_, NULL, ", r->name);
     else if (r->key_kind == KG_KEY_DERIVED)
@@ -903,7 +910,8 @@ static void emit_source(emitter *e)
         out(e, "};\n\n");
     }
     out(e, "const kivis_schema_desc %s_schema = {\"%s\", %u, %s%s};\n",
-        s->name, s->name, (unsigned)s->nrecords, s->nrecords ? s->name : "NULL",
+        s->name, stored(e, s->name), (unsigned)s->nrecords,
+        s->nrecords ? s->name : "NULL",
         s->nrecords ? "_tables_" : "");
 }
 

@@ -1,10 +1,10 @@
 /*
  * gen/main.c - the kivis-gen command line.
  *
- *   kivis-gen [-o DIR] SCHEMA.kvs
+ *   kivis-gen [-o DIR] [--prefix P] SCHEMA.kvs
  *
  * Writes DIR/<schema>.kivis.h and DIR/<schema>.kivis.c (DIR defaults to
- * the current directory).  Exit status: 0 success, 1 the schema has errors
+ * the current directory); with a prefix, DIR/<P><schema>.kivis.[hc].  Exit status: 0 success, 1 the schema has errors
  * (diagnostics on stderr), 2 usage or I/O errors.
  */
 #include "model.h"
@@ -21,12 +21,16 @@
 enum { EXIT_SCHEMA = 1, EXIT_USAGE = 2 };
 
 static const char usage[] =
-    "usage: kivis-gen [-o DIR] SCHEMA.kvs\n"
+    "usage: kivis-gen [-o DIR] [--prefix P] SCHEMA.kvs\n"
     "\n"
     "Compile a Kivis schema into DIR/<schema>.kivis.h and DIR/<schema>.kivis.c\n"
     "(DIR defaults to the current directory).\n"
     "\n"
     "  -o DIR      write the generated files into DIR\n"
+    "  --prefix P  put P before every generated name (types, functions,\n"
+    "              constants upper-cased, file names), so that two schemas\n"
+    "              with the same record names fit in one program; the names\n"
+    "              stored in the database do not change\n"
     "  --help      show this help\n"
     "  --version   show the version\n"
     "\n"
@@ -63,6 +67,7 @@ static char *read_all(const char *path, size_t *len)
 
 typedef struct args {
     const char *dir;
+    const char *prefix;
     const char *schema;
 } args;
 
@@ -70,6 +75,7 @@ typedef struct args {
 static int parse_args(int argc, char **argv, args *a)
 {
     a->dir = ".";
+    a->prefix = NULL;
     a->schema = NULL;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -83,6 +89,13 @@ static int parse_args(int argc, char **argv, args *a)
         }
         if (strcmp(arg, "-o") == 0 && i + 1 < argc) {
             a->dir = argv[++i];
+        } else if (strcmp(arg, "--prefix") == 0 && i + 1 < argc) {
+            a->prefix = argv[++i];
+            if (!kg_prefix_valid(a->prefix)) {
+                fprintf(stderr, "kivis-gen: the prefix '%s' cannot start a C "
+                                "identifier\n", a->prefix);
+                return EXIT_USAGE;
+            }
         } else if (arg[0] == '-' && arg[1] != '\0') {
             fprintf(stderr, "kivis-gen: unknown option '%s'\n%s", arg, usage);
             return EXIT_USAGE;
@@ -118,6 +131,11 @@ int main(int argc, char **argv)
     free(src);
     if (errors || !s)
         return EXIT_SCHEMA;
+    if (a.prefix && kg_prefix(s, a.prefix) != 0) {
+        fprintf(stderr, "kivis-gen: out of memory\n");
+        kg_schema_free(s);
+        return EXIT_USAGE;
+    }
     rc = kg_emit(s, a.dir, stderr) == 0 ? 0 : EXIT_USAGE;
     kg_schema_free(s);
     return rc;

@@ -87,7 +87,8 @@ struct kg_record {
 
 /* Everything declared, in declaration order. */
 typedef struct kg_schema {
-    char *name; /* from `schema <name>;` */
+    char *name; /* from `schema <name>;` (with the prefix, after kg_prefix) */
+    char *prefix; /* NULL, or what kg_prefix put before every name */
     kg_loc loc;
     size_t nenums, nstructs, nrecords;
     kg_enum *enums;
@@ -109,6 +110,17 @@ int kg_compile(const char *file, const char *src, size_t len, void *err,
                kg_schema **out);
 
 void kg_schema_free(kg_schema *s);
+
+/* Whether prefix can start C identifiers: [A-Za-z_][A-Za-z0-9_]*. */
+int kg_prefix_valid(const char *prefix);
+
+/*
+ * Put `prefix` before every name the generated files declare (types,
+ * functions, constants, upper-cased for enum constants and table
+ * constants); the names stored in the database stay as written.  Once per
+ * schema, after kg_compile.  @return 0, or -1 (invalid prefix, no memory).
+ */
+int kg_prefix(kg_schema *s, const char *prefix);
 
 /*
  * Write <dir>/<schema>.kivis.h and <dir>/<schema>.kivis.c for `s`.

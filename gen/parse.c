@@ -81,6 +81,7 @@ void kg_schema_free(kg_schema *s)
     free(s->structs);
     free(s->records);
     free(s->name);
+    free(s->prefix);
     free(s);
 }
 
