@@ -19,6 +19,7 @@
 
 #include <kivis/inspect.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -234,6 +235,19 @@ static const char *const kind_names[] = {
     [KIVIS_F32] = "float",    [KIVIS_F64] = "double",   [KIVIS_STRING] = "char *",
     [KIVIS_BYTES] = "kivis_bytes"};
 
+/* snprintf for messages, where a cut message is acceptable (and GCC's
+ * truncation warnings are not). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void say(char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, n, fmt, ap);
+    va_end(ap);
+}
+
 /* The C type a field declares: "uint32_t", "char[16]", "enum color",
  * "struct point", followed by "[N]" for an array. */
 static void type_name(const kivis_field *f, char *out, size_t n)
@@ -250,7 +264,7 @@ static void type_name(const kivis_field *f, char *out, size_t n)
     else
         len = snprintf(out, n, "kind %u", f->kind);
     if (f->count && len >= 0 && (size_t)len < n)
-        snprintf(out + len, n - (size_t)len, "[%u]", f->count);
+        say(out + len, n - (size_t)len, "[%u]", f->count);
 }
 
 static int enum_find(const kivis_enum_desc *e, const char *name)
@@ -268,23 +282,23 @@ static void enum_change(const kivis_enum_desc *was, const kivis_enum_desc *now,
     for (uint32_t i = 0; i < now->count; i++) {
         int j = enum_find(was, now->names[i]);
         if (j < 0) {
-            snprintf(out, n, "enum '%s' gained value '%s' (%d)", now->name,
+            say(out, n, "enum '%s' gained value '%s' (%d)", now->name,
                      now->names[i], (int)now->values[i]);
             return;
         }
         if (was->values[j] != now->values[i]) {
-            snprintf(out, n, "enum '%s' value '%s' was %d, now %d", now->name,
+            say(out, n, "enum '%s' value '%s' was %d, now %d", now->name,
                      now->names[i], (int)was->values[j], (int)now->values[i]);
             return;
         }
     }
     for (uint32_t j = 0; j < was->count; j++)
         if (enum_find(now, was->names[j]) < 0) {
-            snprintf(out, n, "enum '%s' lost value '%s' (%d)", was->name,
+            say(out, n, "enum '%s' lost value '%s' (%d)", was->name,
                      was->names[j], (int)was->values[j]);
             return;
         }
-    snprintf(out, n, "enum '%s' lists its values in another order", now->name);
+    say(out, n, "enum '%s' lists its values in another order", now->name);
 }
 
 static bool field_change(const kivis_field *was, const kivis_field *now,
@@ -297,20 +311,20 @@ static bool struct_change(const kivis_struct_desc *was, const kivis_struct_desc 
     for (uint32_t i = 0; i < was->nfields && i < now->nfields; i++) {
         const kivis_field *a = &was->fields[i], *b = &now->fields[i];
         if (strcmp(a->name, b->name)) {
-            snprintf(out, n, "%s '%s': struct '%s' has '%s' in the store but "
+            say(out, n, "%s '%s': struct '%s' has '%s' in the store but "
                      "'%s' in the schema at position %u",
                      what, path, now->name, a->name, b->name, i + 1);
             return true;
         }
         char sub[128];
-        snprintf(sub, sizeof sub, "%s.%s", path, b->name);
+        say(sub, sizeof sub, "%s.%s", path, b->name);
         if (field_change(a, b, what, sub, out, n))
             return true;
     }
     if (was->nfields == now->nfields)
         return false;
     bool gained = now->nfields > was->nfields;
-    snprintf(out, n, "%s '%s': struct '%s' %s field '%s'", what, path, now->name,
+    say(out, n, "%s '%s': struct '%s' %s field '%s'", what, path, now->name,
              gained ? "gained" : "lost",
              gained ? now->fields[was->nfields].name : was->fields[now->nfields].name);
     return true;
@@ -325,17 +339,17 @@ static bool field_change(const kivis_field *was, const kivis_field *now,
     type_name(was, a, sizeof a);
     type_name(now, b, sizeof b);
     if (strcmp(a, b)) {
-        snprintf(out, n, "%s '%s' was %s, now %s", what, path, a, b);
+        say(out, n, "%s '%s' was %s, now %s", what, path, a, b);
         return true;
     }
     if ((was->flags ^ now->flags) & KIVIS_FIELD_KEY) {
-        snprintf(out, n, "%s '%s' %s", what, path,
+        say(out, n, "%s '%s' %s", what, path,
                  now->flags & KIVIS_FIELD_KEY ? "became a [[key]] field"
                                               : "is no longer a [[key]] field");
         return true;
     }
     if (was->flags != now->flags) {
-        snprintf(out, n, "%s '%s' flags were 0x%x, now 0x%x", what, path,
+        say(out, n, "%s '%s' flags were 0x%x, now 0x%x", what, path,
                  was->flags, now->flags);
         return true;
     }
@@ -345,7 +359,7 @@ static bool field_change(const kivis_field *was, const kivis_field *now,
         return false;
     char change[160];
     enum_change(was->enm, now->enm, change, sizeof change);
-    snprintf(out, n, "%s '%s': %s; changing an enum is a schema change the "
+    say(out, n, "%s '%s': %s; changing an enum is a schema change the "
              "store does not accept", what, path, change);
     return true;
 }
@@ -362,7 +376,7 @@ static int changed_field(kivis_db *db, const char *table, const char *what,
     if (rc == KIVIS_ENOMEM)
         return rc;
     if (rc || !field_change(was, f, what, f->name, msg, sizeof msg))
-        snprintf(msg, sizeof msg, "%s '%s' changed type", what, f->name);
+        say(msg, sizeof msg, "%s '%s' changed type", what, f->name);
     kivis_schema_free(holder, &db->alloc);
     return kivis__fail(db, KIVIS_ESCHEMA, "table %s: %s", table, msg);
 }
