@@ -259,20 +259,21 @@ static kivis_schema_desc pets_copy(kivis_table_desc *tables)
     return (kivis_schema_desc){"pets", 4, tables};
 }
 
-/* pets with table `which` renamed to `name`. */
-static kivis_schema_desc pets_renamed(kivis_table_desc *tables, int which, const char *name)
+/* A pets store, and the schema of an application that then renamed table
+ * user to member (over `tables`). */
+static kivis_schema_desc pets_member(fx *f, kivis_table_desc *tables)
 {
+    fill_pets(f);
     kivis_schema_desc s = pets_copy(tables);
-    tables[which].name = name;
+    tables[PETS_USER].name = "member";
     return s;
 }
 
 static void test_renamed_table_is_kept_and_checked(void **state)
 {
     fx *f = *state;
-    fill_pets(f);
     kivis_table_desc tables[4];
-    kivis_schema_desc renamed = pets_renamed(tables, PETS_USER, "member");
+    kivis_schema_desc renamed = pets_member(f, tables);
     kivis_db *db = open_ok(f, &renamed);
     const char *const *names;
     assert_int_equal(kivis_kept_tables(db, &names), 1);
@@ -305,9 +306,8 @@ static void test_renamed_table_is_kept_and_checked(void **state)
 static void test_damage_in_kept_table_found_by_both(void **state)
 {
     fx *f = *state;
-    fill_pets(f);
     kivis_table_desc tables[4];
-    kivis_schema_desc renamed = pets_renamed(tables, PETS_USER, "member");
+    kivis_schema_desc renamed = pets_member(f, tables);
     kivis_db *db = open_ok(f, &renamed);
     kivis_close(db);
     /* Delete the first entry of the kept user table's name index (id 1,
