@@ -224,8 +224,9 @@ static kivis_table_state *table_by_id(checker *c, uint32_t id, uint32_t *pos)
     return NULL;
 }
 
-/* Decode into room sized for the table: the db's scratch fits its own
- * tables, the check's own fits the kept ones. */
+/* Decode into room sized for the table: the db's scratch (free, as no
+ * write runs on the handle meanwhile) fits its own tables, the check's
+ * own fits the kept ones. */
 static void use_scratch(checker *c, bool kept)
 {
     c->rec = kept ? c->kept_rec : c->db->oldrec;
