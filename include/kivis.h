@@ -62,16 +62,33 @@ typedef struct kivis_options {
      *  no handle to carry it), NUL-terminated and cut to errbuf_size. */
     char *errbuf;
     size_t errbuf_size;
+    /** KIVIS_OPEN_* flags; 0 for none. */
+    unsigned flags;
 } kivis_options;
+
+/** kivis_options.flags: open a store written under another schema name and
+ *  rename it to the name of the schema given (the tables still have to
+ *  match as on any open).  Without it such a store is refused. */
+#define KIVIS_OPEN_RENAME_SCHEMA 0x1u
 
 /**
  * Open a database over `st` with `schema`.
  *
  * On an empty store the schema is written to table 0.  Otherwise the stored
- * schema is read and checked: tables the store does not know yet are added
- * (new ids, never reusing old ones); any other difference fails with
- * KIVIS_ESCHEMA and a message naming the table and field.  Either way
- * nothing is changed on failure.
+ * schema is read and checked:
+ * - a store written under another schema name is refused with
+ *   KIVIS_ESCHEMA ("the store holds schema 'a', not 'b'") unless
+ *   opts->flags has KIVIS_OPEN_RENAME_SCHEMA;
+ * - tables the store does not know yet are added (new ids, never reusing
+ *   old ones), fields appended to a table and indexes added or dropped are
+ *   applied (docs/engine.md);
+ * - tables the store holds but `schema` does not name are kept with their
+ *   records, untouched (kivis_kept_tables lists them; a rename is not
+ *   guessed, the old name stays a kept table and the new one starts empty);
+ * - any other difference fails with KIVIS_ESCHEMA and a message naming the
+ *   table and field and what changed ("field 'age' was uint32_t, now
+ *   int64_t").
+ * On failure nothing is changed.
  *
  * The db does not own `st`; close the db first.  `schema` must outlive it.
  * On failure the detail goes to opts->errbuf when one is given.
@@ -81,6 +98,16 @@ typedef struct kivis_options {
  */
 int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
                const kivis_options *opts, kivis_db **out);
+
+/**
+ * The tables the store held at kivis_open that the db's schema does not
+ * name: dropped from the schema or renamed in it.  Their records stay in
+ * the store (opening never deletes data by omission); kivis_check and
+ * kivis_stats walk and count them with their stored layout.
+ * @return how many; *names (when names is not NULL) receives their names,
+ *         in stored order, valid until kivis_close.  0 for a NULL db.
+ */
+uint32_t kivis_kept_tables(const kivis_db *db, const char *const **names);
 
 /**
  * Close a handle, aborting an open transaction.  Scans still open on it

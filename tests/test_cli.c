@@ -168,7 +168,7 @@ static void test_schema_load_reads_records(void **state)
     kivis_schema_desc *s;
     assert_int_equal(kivis_schema_load(f->st, &a.iface, &s), KIVIS_OK);
     kivis_db *db;
-    kivis_options o = {&a.iface, 0, NULL, 0};
+    kivis_options o = {&a.iface, 0, NULL, 0, 0};
     assert_int_equal(kivis_open(f->st, s, &o, &db), KIVIS_OK);
     /* Buffers of the loaded sizes, read through the compiled types: the
      * computed layout must be the compiler's. */
@@ -509,6 +509,61 @@ static void test_tool_check_problems(void **state)
     run_free(&r);
 }
 
+/* The line `kivis check` ends with, as kivis_check through the
+ * application's schema (`schema`, opened on the fixture) counts: the two
+ * must give the same verdict on the same store. */
+static void api_check_line(fixture *f, const kivis_schema_desc *schema, char *line,
+                           size_t n, found *fd)
+{
+    kivis_db *db;
+    assert_int_equal(kivis_open(f->st, schema, NULL, &db), KIVIS_OK);
+    kivis_check_stats st;
+    memset(&st, 0, sizeof st);
+    memset(fd, 0, sizeof *fd);
+    int rc = kivis_check(db, collect, fd, &st);
+    uint64_t records = 0, entries = 0;
+    for (uint32_t i = 0; i < st.ntables; i++)
+        records += st.tables[i].records, entries += st.tables[i].index_entries;
+    snprintf(line, n,
+             "%s: %llu problem%s in %llu records and %llu index entries of %u tables\n",
+             rc ? "FAILED" : "ok", (unsigned long long)st.problems,
+             st.problems == 1 ? "" : "s", (unsigned long long)records,
+             (unsigned long long)entries, (unsigned)st.ntables);
+    kivis_stats_free(db, &st);
+    kivis_close(db);
+}
+
+/* The application renamed table user to member: the store keeps user's
+ * records, and the API's check (through the application's schema) and the
+ * tool's (through the stored one) agree, clean or damaged. */
+static void test_tool_check_agrees_with_api(void **state)
+{
+    fixture *f = *state;
+    kivis_table_desc tables[4];
+    memcpy(tables, pets_schema.tables, sizeof tables);
+    tables[PETS_USER].name = "member";
+    kivis_schema_desc renamed = {"pets", 4, tables};
+    char line[160];
+    found fd;
+    api_check_line(f, &renamed, line, sizeof line, &fd);
+    assert_string_equal(line, "ok: 0 problems in 5 records and 3 index entries of 5 tables\n");
+    run_result r = run_on(f, "check", NULL);
+    assert_int_equal(r.status, 0);
+    ASSERT_CONTAINS(r.out, line);
+    run_free(&r);
+
+    raw_del_first(f->st, user_by_name, sizeof user_by_name); /* kept user's */
+    api_check_line(f, &renamed, line, sizeof line, &fd);
+    assert_int_equal(fd.n, 1);
+    assert_int_equal(fd.kinds[0], KIVIS_CHECK_MISSING_ENTRY);
+    assert_string_equal(fd.table, "user");
+    r = run_on(f, "check", NULL);
+    assert_int_equal(r.status, 1);
+    ASSERT_CONTAINS(r.out, "problem: user.name missing index entry");
+    ASSERT_CONTAINS(r.out, line);
+    run_free(&r);
+}
+
 static void test_tool_dump(void **state)
 {
     fixture *f = *state;
@@ -642,6 +697,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tool[] = {
         cmocka_unit_test_setup_teardown(test_tool_check_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tool_check_problems, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_check_agrees_with_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tool_dump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tool_stats, setup, teardown),
         cmocka_unit_test(test_tool_errors),

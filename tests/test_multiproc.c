@@ -201,7 +201,7 @@ static void test_readers_in_processes_see_whole_batches(void **state)
     double run_ms = scale && !strcmp(scale, "small") ? RUN_MS / 3 : RUN_MS;
     kivis_storage *st;
     kivis_db *db;
-    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0};
+    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0};
     /* The store and its schema exist before any reader opens it. */
     assert_int_equal(kivis_lmdb_open(dir, NULL, &st), KIVIS_OK);
     assert_int_equal(kivis_open(st, &pets_schema, &o, &db), KIVIS_OK);

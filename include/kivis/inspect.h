@@ -13,6 +13,8 @@
 
 #include "../kivis.h"
 
+#include <stdbool.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -74,7 +76,10 @@ typedef void (*kivis_check_fn)(void *ctx, const kivis_check_problem *problem);
 
 /** Counts of one table. */
 typedef struct kivis_table_stats {
-    const char *name; /* the schema's table name (borrowed from it) */
+    const char *name; /* the table's name (borrowed from the schema, or
+                         held by the stats for a kept table) */
+    bool kept;        /* stored but not named by the db's schema
+                         (kivis_kept_tables): walked with its stored layout */
     uint64_t records;
     uint64_t index_entries;
     uint64_t key_bytes;   /* of its records and index entries */
@@ -91,8 +96,9 @@ typedef struct kivis_check_stats {
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
     /* out */
-    uint32_t ntables;          /* as the db's schema */
-    kivis_table_stats *tables; /* one per schema table, in schema order */
+    uint32_t ntables;          /* the db's schema's tables + kept tables */
+    kivis_table_stats *tables; /* one per schema table, in schema order,
+                                  then one per kept table, in stored order */
     uint64_t keys;             /* every key in the store, metadata too */
     uint64_t key_bytes;
     uint64_t value_bytes;
@@ -103,8 +109,12 @@ typedef struct kivis_check_stats {
  * Verify the database: every record decodes; every index entry decodes,
  * points at a live record, and holds the re-encoded value of that record's
  * field; every record has each of its index entries; no key lies under an
- * unknown table id or slot.  Everything is read in one read transaction
- * (the user's transaction when one is open).  Each problem goes to
+ * unknown table id or slot.  Tables the store holds that the db's schema
+ * does not name (kivis_kept_tables) are verified too, with the layout the
+ * stored schema gives them, so the verdict does not depend on which schema
+ * the db was opened with: through the application's schema it is the same
+ * as through kivis_schema_load's (the kivis tool's).  Everything is read in
+ * one read transaction (the user's transaction when one is open).  Each problem goes to
  * `report` (may be NULL) and is counted in stats->problems.
  * stats may be NULL; when given, the caller frees it with kivis_stats_free.
  * @return KIVIS_OK (consistent); KIVIS_ECORRUPT (problems were found);

@@ -27,9 +27,20 @@
  *
  * Errors: a full disk is KIVIS_EFULL, damaged files KIVIS_ECORRUPT, a
  * database another process (or another storage of this process) has open
- * KIVIS_EBUSY, any other RocksDB failure KIVIS_EIO.  After a failed write
- * RocksDB may refuse further writes (its background-error state) until the
- * store is reopened; reads go on.
+ * KIVIS_EBUSY, any other RocksDB failure KIVIS_EIO.
+ *
+ * A full disk: the commit that finds it full (its log append, or an
+ * earlier background flush of the memtable to an SST) fails with
+ * KIVIS_EFULL and applies nothing; every commit that returned KIVIS_OK
+ * stays.  RocksDB then refuses writes (its background-error state) with
+ * KIVIS_EFULL; reads go on.  After a failed log append only a reopen
+ * (kivis_storage_close, then kivis_rocksdb_open) ends that state; after a
+ * failed flush RocksDB also resumes by itself a few seconds after space is
+ * freed.  The reopen replays the log into a new SST, so it needs free
+ * space about the size of the unflushed log, else it fails with
+ * KIVIS_EFULL and changes nothing.  RocksDB's info LOG file is kept empty:
+ * librocksdb 7.8 aborts the process when it writes a log line after one
+ * failed on a full disk, so the backend logs nothing there.
  *
  * Threads and processes: one storage per directory and process, as RocksDB
  * locks the directory.  Any number of threads may run read-only

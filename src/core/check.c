@@ -7,10 +7,16 @@
  * entries it should have; an entry is checked by reading its record and
  * re-encoding the indexed field.  Together the two directions prove that
  * every record has exactly its entries, without holding any set in
- * memory: the walk's memory does not grow with the store. */
+ * memory: the walk's memory does not grow with the store.
+ *
+ * Tables the store holds but the db's schema does not name (kivis_open
+ * keeps them) are walked with their stored layout, read from table 0 in
+ * the walk's transaction, as the kivis tool walks every table: so a check
+ * through the application's schema and one through the stored schema
+ * give the same verdict on the same store. */
 #include <kivis/inspect.h>
 
-#include "engine.h"
+#include "metafmt.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +39,12 @@ typedef struct checker {
     size_t *lens;      /* length of each of entries (db scratch) */
     void *rec;         /* room for the largest record (db scratch) */
     void *key;         /* room for the largest key struct (db scratch) */
+    /* The stored tables the db's schema lacks, when there are some. */
+    kivis_schema_desc *stored; /* the stored schema they point into */
+    kivis_table_state *kept;
+    uint32_t nkept;
+    size_t *kept_lens; /* as lens, rec and key, for the kept tables */
+    void *kept_rec, *kept_key;
 } checker;
 
 /* ---- reporting ---------------------------------------------------------- */
@@ -194,14 +206,32 @@ static int check_entry(checker *c, const kivis_table_state *ts, int index,
 
 /* ---- the walk ---------------------------------------------------------- */
 
-static kivis_table_state *table_by_id(kivis_db *db, uint32_t id, uint32_t *pos)
+/* The table of a stored id and its position in stats->tables: the db's
+ * tables first, then the kept ones. */
+static kivis_table_state *table_by_id(checker *c, uint32_t id, uint32_t *pos)
 {
+    kivis_db *db = c->db;
     for (uint32_t i = 0; i < db->schema->ntables; i++)
         if (db->tables[i].id == id) {
             *pos = i;
             return &db->tables[i];
         }
+    for (uint32_t i = 0; i < c->nkept; i++)
+        if (c->kept[i].id == id) {
+            *pos = db->schema->ntables + i;
+            return &c->kept[i];
+        }
     return NULL;
+}
+
+/* Decode into room sized for the table: the db's scratch (free, as no
+ * write runs on the handle meanwhile) fits its own tables, the check's
+ * own fits the kept ones. */
+static void use_scratch(checker *c, bool kept)
+{
+    c->rec = kept ? c->kept_rec : c->db->oldrec;
+    c->key = kept ? c->kept_key : c->db->keytmp;
+    c->lens = kept ? c->kept_lens : c->db->newlen;
 }
 
 static int index_by_slot(const kivis_table_state *ts, uint32_t slot)
@@ -226,10 +256,11 @@ static int visit(checker *c, kivis_slice key, kivis_slice value)
                        "the key does not start with a table id and slot");
     if (id == 0)
         return KIVIS_OK; /* metadata */
-    kivis_table_state *ts = table_by_id(c->db, id, &pos);
+    kivis_table_state *ts = table_by_id(c, id, &pos);
     if (!ts)
         return problem(c, KIVIS_CHECK_UNKNOWN_TABLE, NULL, -1, key,
                        "no table has id %u", id);
+    use_scratch(c, pos >= c->db->schema->ntables);
     kivis_table_stats *t = &s->tables[pos];
     size_t prefix = (size_t)(r.p - (const uint8_t *)key.data);
     t->key_bytes += key.len;
@@ -295,26 +326,88 @@ static int walk(checker *c)
 
 /* ---- setup ------------------------------------------------------------- */
 
-/* The db's scratch (room for its largest record and key, and one length
- * per index) serves the check too: no write runs on the handle meanwhile. */
-static int checker_init(checker *c, kivis_db *db, kivis_check_stats *stats)
+static int alloc_kept_scratch(checker *c)
+{
+    size_t rec = 1, key = 1, nidx = 1;
+    for (uint32_t i = 0; i < c->nkept; i++) {
+        const kivis_table_desc *td = c->kept[i].desc;
+        rec = td->record->size > rec ? td->record->size : rec;
+        key = td->key->size > key ? td->key->size : key;
+        nidx = td->nindexes > nidx ? td->nindexes : nidx;
+    }
+    c->kept_rec = kivis__alloc(c->db, rec);
+    c->kept_key = kivis__alloc(c->db, key);
+    c->kept_lens = kivis__alloc(c->db, nidx * sizeof *c->kept_lens);
+    return c->kept_rec && c->kept_key && c->kept_lens ? KIVIS_OK : KIVIS_ENOMEM;
+}
+
+/* The stored tables the db's schema does not name, read in the walk's
+ * transaction. */
+static int load_kept(checker *c)
+{
+    kivis_db *db = c->db;
+    kivis_slice blob;
+    kivis_table_state *states;
+    int rc = kivis_txn_get(c->txn, kivis__schema_key_slice(), &blob);
+    if (rc == KIVIS_NOTFOUND)
+        return KIVIS_OK; /* nothing stored: nothing kept */
+    if (!rc)
+        rc = kivis__schema_parse(blob, &db->alloc, &c->stored, &states);
+    if (rc == KIVIS_ECORRUPT || rc == KIVIS_EVERSION)
+        return kivis__fail(db, rc, "check: the stored schema cannot be read: %s",
+                           kivis_strerror(rc));
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < c->stored->ntables; i++)
+        c->nkept += kivis_table(db, c->stored->tables[i].name) < 0;
+    if (!c->nkept)
+        return KIVIS_OK;
+    c->kept = kivis__alloc(db, c->nkept * sizeof *c->kept);
+    if (!c->kept)
+        return KIVIS_ENOMEM;
+    for (uint32_t i = 0, k = 0; i < c->stored->ntables; i++)
+        if (kivis_table(db, c->stored->tables[i].name) < 0)
+            c->kept[k++] = states[i];
+    return alloc_kept_scratch(c);
+}
+
+/* One stats entry per table, the db's then the kept ones; the kept
+ * tables' names are copied behind the array (they outlive the walk). */
+static int stats_init(checker *c, kivis_check_stats *stats)
+{
+    kivis_db *db = c->db;
+    uint32_t own = db->schema->ntables, n = own + c->nkept;
+    size_t names = 0;
+    for (uint32_t i = 0; i < c->nkept; i++)
+        names += strlen(c->kept[i].desc->name) + 1;
+    stats->tables = kivis__alloc(db, n * sizeof *stats->tables + names);
+    if (!stats->tables)
+        return KIVIS_ENOMEM;
+    stats->ntables = n;
+    memset(stats->tables, 0, n * sizeof *stats->tables);
+    char *p = (char *)(stats->tables + n);
+    for (uint32_t i = 0; i < n; i++) {
+        kivis_table_stats *t = &stats->tables[i];
+        if (i < own) {
+            t->name = db->schema->tables[i].name;
+            continue;
+        }
+        size_t len = strlen(c->kept[i - own].desc->name) + 1;
+        t->name = memcpy(p, c->kept[i - own].desc->name, len);
+        t->kept = true;
+        p += len;
+    }
+    return KIVIS_OK;
+}
+
+static void checker_init(checker *c, kivis_db *db, kivis_check_stats *stats)
 {
     c->db = db;
     c->stats = stats;
-    c->rec = db->oldrec;
-    c->key = db->keytmp;
-    c->lens = db->newlen;
+    use_scratch(c, false);
     kivis__buf_init(&c->hex, &db->alloc);
     kivis__buf_init(&c->entries, &db->alloc);
     kivis__buf_init(&c->tmp, &db->alloc);
-    stats->tables = kivis__alloc(db, db->schema->ntables * sizeof *stats->tables);
-    if (!stats->tables)
-        return KIVIS_ENOMEM;
-    stats->ntables = db->schema->ntables;
-    memset(stats->tables, 0, stats->ntables * sizeof *stats->tables);
-    for (uint32_t i = 0; i < stats->ntables; i++)
-        stats->tables[i].name = db->schema->tables[i].name;
-    return KIVIS_OK;
 }
 
 static void checker_free(checker *c)
@@ -322,6 +415,21 @@ static void checker_free(checker *c)
     kivis__buf_free(&c->hex);
     kivis__buf_free(&c->entries);
     kivis__buf_free(&c->tmp);
+    kivis__free(c->db, c->kept);
+    kivis__free(c->db, c->kept_rec);
+    kivis__free(c->db, c->kept_key);
+    kivis__free(c->db, c->kept_lens);
+    kivis_schema_free(c->stored, &c->db->alloc);
+}
+
+/* The walk and what it needs, in the operation's transaction. */
+static int check_in(checker *c, kivis_storage_txn *txn)
+{
+    c->txn = txn;
+    int rc = load_kept(c);
+    if (!rc)
+        rc = stats_init(c, c->stats);
+    return rc ? rc : walk(c);
 }
 
 static int run(kivis_db *db, bool verify, kivis_check_fn report, void *ctx,
@@ -340,15 +448,11 @@ static int run(kivis_db *db, bool verify, kivis_check_fn report, void *ctx,
     c.verify = verify;
     c.report = report;
     c.ctx = ctx;
-    int rc = checker_init(&c, db, stats);
+    checker_init(&c, db, stats);
     kivis_op op;
-    if (!rc) {
-        rc = kivis__op_begin(db, false, &op);
-        if (!rc) {
-            c.txn = op.txn;
-            rc = kivis__op_end(db, &op, walk(&c));
-        }
-    }
+    int rc = kivis__op_begin(db, false, &op);
+    if (!rc)
+        rc = kivis__op_end(db, &op, check_in(&c, op.txn));
     checker_free(&c);
     if (rc == KIVIS_ENOMEM)
         kivis__fail(db, rc, "check: out of memory");

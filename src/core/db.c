@@ -182,6 +182,7 @@ static void free_scratch(kivis_db *db)
             kivis__free(db, db->tables[i].index_ids);
         }
     kivis__free(db, db->tables);
+    kivis__free(db, db->kept);
     kivis__free(db, db->oldrec);
     kivis__free(db, db->keytmp);
     kivis__free(db, db->newlen);
@@ -214,6 +215,7 @@ int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
     db->schema = schema;
     db->alloc = *a;
     db->durability = opts ? opts->durability : KIVIS_SYNC;
+    db->open_flags = opts ? opts->flags : 0;
     db->max_key = kivis_storage_max_key(st);
     kivis__buf_init(&db->pk, &db->alloc);
     kivis__buf_init(&db->val, &db->alloc);

@@ -35,6 +35,9 @@ struct kivis_db {
     int durability;
     size_t max_key;
     kivis_table_state *tables;
+    unsigned open_flags;  /* kivis_options.flags */
+    const char **kept;    /* names of the stored tables the schema lacks, */
+    uint32_t nkept;       /* one allocation with the strings (meta.c) */
 
     kivis_storage_txn *txn; /* the user's write transaction, if any */
     bool poisoned;          /* an operation failed after writing in txn */

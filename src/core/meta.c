@@ -17,6 +17,10 @@
  */
 #include "metafmt.h"
 
+#include <kivis/inspect.h>
+
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 const uint8_t kivis__schema_key[8] = {0x00, 0x00, 's', 'c', 'h', 'e', 'm', 'a'};
@@ -215,9 +219,167 @@ int kivis__meta_header(kivis_reader *r, kivis_meta_header *h)
 typedef struct meta_plan {
     kivis_buf schema;     /* the new stored schema */
     kivis_buf drops;      /* (table id, index id) varint pairs to delete */
+    kivis_buf kept;       /* names of stored tables the schema lacks, each
+                             NUL-terminated */
+    uint32_t nkept;
     uint32_t *first_new;  /* per compiled table: index ids >= this are new */
     bool changed;
 } meta_plan;
+
+/* ---- describing a changed field ------------------------------------------ */
+
+static const char *const kind_names[] = {
+    [KIVIS_U8] = "uint8_t",   [KIVIS_U16] = "uint16_t", [KIVIS_U32] = "uint32_t",
+    [KIVIS_U64] = "uint64_t", [KIVIS_I8] = "int8_t",    [KIVIS_I16] = "int16_t",
+    [KIVIS_I32] = "int32_t",  [KIVIS_I64] = "int64_t",  [KIVIS_BOOL] = "bool",
+    [KIVIS_F32] = "float",    [KIVIS_F64] = "double",   [KIVIS_STRING] = "char *",
+    [KIVIS_BYTES] = "kivis_bytes"};
+
+/* snprintf for messages, where a cut message is acceptable (and GCC's
+ * truncation warnings are not). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void say(char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, n, fmt, ap);
+    va_end(ap);
+}
+
+/* The C type a field declares: "uint32_t", "char[16]", "enum color",
+ * "struct point", followed by "[N]" for an array. */
+static void type_name(const kivis_field *f, char *out, size_t n)
+{
+    int len;
+    if (f->kind == KIVIS_CHARS)
+        len = snprintf(out, n, "char[%zu]", f->size);
+    else if (f->kind == KIVIS_ENUM)
+        len = snprintf(out, n, "enum %s", f->enm->name);
+    else if (f->kind == KIVIS_STRUCT)
+        len = snprintf(out, n, "struct %s", f->type->name);
+    else if (f->kind < sizeof kind_names / sizeof *kind_names && kind_names[f->kind])
+        len = snprintf(out, n, "%s", kind_names[f->kind]);
+    else
+        len = snprintf(out, n, "kind %u", f->kind);
+    if (f->count && len >= 0 && (size_t)len < n)
+        say(out + len, n - (size_t)len, "[%u]", f->count);
+}
+
+static int enum_find(const kivis_enum_desc *e, const char *name)
+{
+    for (uint32_t i = 0; i < e->count; i++)
+        if (!strcmp(e->names[i], name))
+            return (int)i;
+    return -1;
+}
+
+/* The first difference between two enums of one name, into out. */
+static void enum_change(const kivis_enum_desc *was, const kivis_enum_desc *now,
+                        char *out, size_t n)
+{
+    for (uint32_t i = 0; i < now->count; i++) {
+        int j = enum_find(was, now->names[i]);
+        if (j < 0) {
+            say(out, n, "enum '%s' gained value '%s' (%d)", now->name,
+                     now->names[i], (int)now->values[i]);
+            return;
+        }
+        if (was->values[j] != now->values[i]) {
+            say(out, n, "enum '%s' value '%s' was %d, now %d", now->name,
+                     now->names[i], (int)was->values[j], (int)now->values[i]);
+            return;
+        }
+    }
+    for (uint32_t j = 0; j < was->count; j++)
+        if (enum_find(now, was->names[j]) < 0) {
+            say(out, n, "enum '%s' lost value '%s' (%d)", was->name,
+                     was->names[j], (int)was->values[j]);
+            return;
+        }
+    say(out, n, "enum '%s' lists its values in another order", now->name);
+}
+
+static bool field_change(const kivis_field *was, const kivis_field *now,
+                         const char *what, const char *path, char *out, size_t n);
+
+/* The first difference between two structs of one name, into out. */
+static bool struct_change(const kivis_struct_desc *was, const kivis_struct_desc *now,
+                          const char *what, const char *path, char *out, size_t n)
+{
+    for (uint32_t i = 0; i < was->nfields && i < now->nfields; i++) {
+        const kivis_field *a = &was->fields[i], *b = &now->fields[i];
+        if (strcmp(a->name, b->name)) {
+            say(out, n, "%s '%s': struct '%s' has '%s' in the store but "
+                     "'%s' in the schema at position %u",
+                     what, path, now->name, a->name, b->name, i + 1);
+            return true;
+        }
+        char sub[128];
+        say(sub, sizeof sub, "%s.%s", path, b->name);
+        if (field_change(a, b, what, sub, out, n))
+            return true;
+    }
+    if (was->nfields == now->nfields)
+        return false;
+    bool gained = now->nfields > was->nfields;
+    say(out, n, "%s '%s': struct '%s' %s field '%s'", what, path, now->name,
+             gained ? "gained" : "lost",
+             gained ? now->fields[was->nfields].name : was->fields[now->nfields].name);
+    return true;
+}
+
+/* Say how the stored field `was` differs from the compiled `now` ("field
+ * 'age' was uint32_t, now int64_t"), into out; false if it does not. */
+static bool field_change(const kivis_field *was, const kivis_field *now,
+                         const char *what, const char *path, char *out, size_t n)
+{
+    char a[96], b[96];
+    type_name(was, a, sizeof a);
+    type_name(now, b, sizeof b);
+    if (strcmp(a, b)) {
+        say(out, n, "%s '%s' was %s, now %s", what, path, a, b);
+        return true;
+    }
+    if ((was->flags ^ now->flags) & KIVIS_FIELD_KEY) {
+        say(out, n, "%s '%s' %s", what, path,
+                 now->flags & KIVIS_FIELD_KEY ? "became a [[key]] field"
+                                              : "is no longer a [[key]] field");
+        return true;
+    }
+    if (was->flags != now->flags) {
+        say(out, n, "%s '%s' flags were 0x%x, now 0x%x", what, path,
+                 was->flags, now->flags);
+        return true;
+    }
+    if (now->kind == KIVIS_STRUCT)
+        return struct_change(was->type, now->type, what, path, out, n);
+    if (now->kind != KIVIS_ENUM)
+        return false;
+    char change[160];
+    enum_change(was->enm, now->enm, change, sizeof change);
+    say(out, n, "%s '%s': %s; changing an enum is a schema change the "
+             "store does not accept", what, path, change);
+    return true;
+}
+
+/* KIVIS_ESCHEMA for a field whose stored signature `sig` differs from the
+ * compiled one, saying what changed. */
+static int changed_field(kivis_db *db, const char *table, const char *what,
+                         kivis_slice sig, const kivis_field *f)
+{
+    kivis_schema_desc *holder;
+    const kivis_field *was;
+    char msg[200];
+    int rc = kivis__sig_field(sig, f->name, &db->alloc, &holder, &was);
+    if (rc == KIVIS_ENOMEM)
+        return rc;
+    if (rc || !field_change(was, f, what, f->name, msg, sizeof msg))
+        say(msg, sizeof msg, "%s '%s' changed type", what, f->name);
+    kivis_schema_free(holder, &db->alloc);
+    return kivis__fail(db, KIVIS_ESCHEMA, "table %s: %s", table, msg);
+}
 
 static int check_fields(kivis_db *db, const char *table, const char *what,
                         kivis_reader r, uint32_t n, const kivis_struct_desc *sd,
@@ -247,10 +409,7 @@ static int check_fields(kivis_db *db, const char *table, const char *what,
         if (rc)
             return rc;
         if (sig.len != tmp->len || memcmp(sig.data, tmp->data, sig.len))
-            return kivis__fail(db, KIVIS_ESCHEMA,
-                               "table %s: %s '%s' changed type since the store "
-                               "was written",
-                               table, what, f->name);
+            return changed_field(db, table, what, sig, f);
     }
     if (sd->nfields > n && !may_append)
         return kivis__fail(db, KIVIS_ESCHEMA,
@@ -347,6 +506,32 @@ static int compiled_table(const kivis_db *db, kivis_slice name)
     return -1;
 }
 
+/* A store written under another schema name holds another application's
+ * data: merging the two sets of tables takes an explicit rename. */
+static int check_schema_name(kivis_db *db, kivis_slice stored, meta_plan *plan)
+{
+    if (kivis__meta_str_is(stored, db->schema->name))
+        return KIVIS_OK;
+    if (!(db->open_flags & KIVIS_OPEN_RENAME_SCHEMA))
+        return kivis__fail(db, KIVIS_ESCHEMA,
+                           "the store holds schema '%.*s', not '%s' (opening "
+                           "with KIVIS_OPEN_RENAME_SCHEMA renames it)",
+                           (int)stored.len, (const char *)stored.data,
+                           db->schema->name);
+    plan->changed = true;
+    return KIVIS_OK;
+}
+
+/* A stored table the schema does not name is kept untouched: copied into
+ * the new schema blob, and its name noted for kivis_kept_tables. */
+static int keep_table(meta_plan *plan, const kivis_meta_table *st)
+{
+    plan->nkept++;
+    int rc = kivis__buf_append(&plan->kept,
+                               st->name.data, st->name.len);
+    return rc ? rc : kivis__buf_append(&plan->kept, "", 1);
+}
+
 /* Write the new schema blob: stored tables in stored order (unknown ones
  * copied unchanged), then the tables new to the store. */
 static int plan_schema(kivis_db *db, kivis_slice stored, meta_plan *plan)
@@ -368,6 +553,8 @@ static int plan_schema(kivis_db *db, kivis_slice stored, meta_plan *plan)
         if (rc == KIVIS_EVERSION)
             kivis__fail(db, rc, "stored schema format %u is not supported",
                         h.format);
+        if (!rc)
+            rc = check_schema_name(db, h.name, plan);
         next_table = rc ? next_table : h.next_table;
         stored_n = rc ? stored_n : h.ntables;
     }
@@ -380,6 +567,8 @@ static int plan_schema(kivis_db *db, kivis_slice stored, meta_plan *plan)
         ntables++;
         if (c < 0) {
             rc = kivis__buf_append(&body, st.span.data, st.span.len);
+            if (!rc)
+                rc = keep_table(plan, &st);
             continue;
         }
         if (seen[c]) {
@@ -493,6 +682,37 @@ static int apply_plan(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
     return rc;
 }
 
+/* Note the kept tables' names on the handle: one allocation, the pointers
+ * followed by the strings. */
+static int note_kept(kivis_db *db, const meta_plan *plan)
+{
+    kivis__free(db, db->kept);
+    db->kept = NULL;
+    db->nkept = 0;
+    if (!plan->nkept)
+        return KIVIS_OK;
+    size_t ptrs = plan->nkept * sizeof *db->kept;
+    const char **kept = kivis__alloc(db, ptrs + plan->kept.len);
+    if (!kept)
+        return KIVIS_ENOMEM;
+    char *names = (char *)kept + ptrs;
+    memcpy(names, plan->kept.data, plan->kept.len);
+    for (uint32_t i = 0; i < plan->nkept; i++) {
+        kept[i] = names;
+        names += strlen(names) + 1;
+    }
+    db->kept = kept;
+    db->nkept = plan->nkept;
+    return KIVIS_OK;
+}
+
+uint32_t kivis_kept_tables(const kivis_db *db, const char *const **names)
+{
+    if (names)
+        *names = db ? db->kept : NULL;
+    return db ? db->nkept : 0;
+}
+
 /* Read, compare and (when write) apply, all in `txn`. */
 static int load_in(kivis_db *db, kivis_storage_txn *txn, bool write,
                    bool *need_write)
@@ -501,6 +721,7 @@ static int load_in(kivis_db *db, kivis_storage_txn *txn, bool write,
     memset(&plan, 0, sizeof plan);
     kivis__buf_init(&plan.schema, &db->alloc);
     kivis__buf_init(&plan.drops, &db->alloc);
+    kivis__buf_init(&plan.kept, &db->alloc);
     plan.first_new = kivis__alloc(db, db->schema->ntables * sizeof *plan.first_new);
     kivis_slice stored = {NULL, 0};
     int rc = plan.first_new ? KIVIS_OK : KIVIS_ENOMEM;
@@ -511,11 +732,14 @@ static int load_in(kivis_db *db, kivis_storage_txn *txn, bool write,
         rc = KIVIS_OK;
     if (!rc)
         rc = plan_schema(db, stored, &plan);
+    if (!rc)
+        rc = note_kept(db, &plan);
     *need_write = !rc && (plan.changed || !stored.data);
     if (!rc && write && *need_write)
         rc = apply_plan(db, txn, &plan);
     kivis__buf_free(&plan.schema);
     kivis__buf_free(&plan.drops);
+    kivis__buf_free(&plan.kept);
     kivis__free(db, plan.first_new);
     return rc;
 }

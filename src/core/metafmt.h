@@ -81,4 +81,18 @@ typedef struct kivis_meta_index {
 
 int kivis__meta_index(kivis_reader *r, kivis_meta_index *ix);
 
+/* The stored schema blob as a descriptor, as kivis_schema_load builds it
+ * (stored.c), and one table state per table in stored order (desc, stored
+ * id, layout version, index ids), living as long as the descriptor: what
+ * kivis_check walks the tables the compiled schema lacks with.  Free with
+ * kivis_schema_free. */
+int kivis__schema_parse(kivis_slice stored, const kivis_allocator *alloc,
+                        kivis_schema_desc **out, kivis_table_state **states);
+
+/* One stored field signature as a descriptor named `name` (borrowed), to
+ * compare with a compiled field; *holder owns it (kivis_schema_free). */
+int kivis__sig_field(kivis_slice sig, const char *name,
+                     const kivis_allocator *alloc, kivis_schema_desc **holder,
+                     const kivis_field **out);
+
 #endif /* KIVIS_METAFMT_H */

@@ -25,6 +25,7 @@ typedef union block {
 
 typedef struct loaded_schema {
     kivis_schema_desc desc; /* first: kivis_schema_free casts back to this */
+    kivis_table_state *states; /* per table: its stored id and index ids */
     block *blocks;
 } loaded_schema;
 
@@ -279,13 +280,14 @@ static int map_key_fields(loader *l, kivis_table_desc *td)
 }
 
 static int parse_indexes(loader *l, const kivis_meta_table *mt,
-                         kivis_table_desc *td)
+                         kivis_table_desc *td, kivis_table_state *ts)
 {
     kivis_reader r = mt->indexes;
     if (mt->nindexes > (size_t)(r.end - r.p) / 4)
         return KIVIS_ECORRUPT;
     kivis_index_desc *ix = ld_array(l, mt->nindexes ? mt->nindexes : 1, sizeof *ix);
-    if (!ix)
+    uint32_t *ids = ld_array(l, mt->nindexes ? mt->nindexes : 1, sizeof *ids);
+    if (!ix || !ids)
         return KIVIS_ENOMEM;
     for (uint32_t i = 0; i < mt->nindexes; i++) {
         kivis_meta_index mi;
@@ -299,13 +301,16 @@ static int parse_indexes(loader *l, const kivis_meta_table *mt,
             return KIVIS_ENOMEM;
         ix[i].field = (uint32_t)pos;
         ix[i].flags = mi.flags;
+        ids[i] = mi.id;
     }
     td->nindexes = mt->nindexes;
     td->indexes = ix;
+    ts->index_ids = ids;
     return KIVIS_OK;
 }
 
-static int parse_table(loader *l, kivis_reader *r, kivis_table_desc *td)
+static int parse_table(loader *l, kivis_reader *r, kivis_table_desc *td,
+                       kivis_table_state *ts)
 {
     kivis_meta_table mt;
     kivis_struct_desc *rec, *key;
@@ -331,7 +336,10 @@ static int parse_table(loader *l, kivis_reader *r, kivis_table_desc *td)
         rc = map_key_fields(l, td);
     if (td->key_kind == KIVIS_KEY_DERIVED)
         td->derive_key = derive_unsupported;
-    return rc ? rc : parse_indexes(l, &mt, td);
+    ts->desc = td;
+    ts->id = mt.id;
+    ts->version = mt.version;
+    return rc ? rc : parse_indexes(l, &mt, td, ts);
 }
 
 static int parse_schema(loader *l, kivis_slice stored)
@@ -345,11 +353,13 @@ static int parse_schema(loader *l, kivis_slice stored)
         return KIVIS_ECORRUPT;
     kivis_schema_desc *s = &l->ls->desc;
     kivis_table_desc *tables = ld_array(l, h.ntables ? h.ntables : 1, sizeof *tables);
+    kivis_table_state *states = ld_array(l, h.ntables ? h.ntables : 1, sizeof *states);
     s->name = ld_str(l, h.name);
-    if (!tables || !s->name)
+    if (!tables || !states || !s->name)
         return KIVIS_ENOMEM;
+    l->ls->states = states;
     for (uint32_t i = 0; !rc && i < h.ntables; i++)
-        rc = parse_table(l, &r, &tables[i]);
+        rc = parse_table(l, &r, &tables[i], &states[i]);
     if (!rc && r.p != r.end)
         rc = KIVIS_ECORRUPT;
     s->ntables = h.ntables;
@@ -378,6 +388,58 @@ void kivis_schema_free(kivis_schema_desc *s, const kivis_allocator *alloc)
     a->free(a->ctx, ls);
 }
 
+static int loader_init(loader *l, const kivis_allocator *alloc)
+{
+    l->alloc = *(alloc ? alloc : kivis_default_allocator());
+    l->ls = l->alloc.malloc(l->alloc.ctx, sizeof *l->ls);
+    if (!l->ls)
+        return KIVIS_ENOMEM;
+    memset(l->ls, 0, sizeof *l->ls);
+    return KIVIS_OK;
+}
+
+/* Hand the loaded descriptor out on success, free it on failure. */
+static int loader_finish(loader *l, int rc, kivis_schema_desc **out)
+{
+    if (rc) {
+        kivis_schema_free(&l->ls->desc, &l->alloc);
+        return rc;
+    }
+    *out = &l->ls->desc;
+    return KIVIS_OK;
+}
+
+int kivis__schema_parse(kivis_slice stored, const kivis_allocator *alloc,
+                        kivis_schema_desc **out, kivis_table_state **states)
+{
+    loader l;
+    *out = NULL;
+    int rc = loader_init(&l, alloc);
+    if (rc)
+        return rc;
+    rc = loader_finish(&l, parse_schema(&l, stored), out);
+    *states = rc ? NULL : l.ls->states;
+    return rc;
+}
+
+int kivis__sig_field(kivis_slice sig, const char *name,
+                     const kivis_allocator *alloc, kivis_schema_desc **holder,
+                     const kivis_field **out)
+{
+    loader l;
+    size_t align;
+    *holder = NULL;
+    int rc = loader_init(&l, alloc);
+    if (rc)
+        return rc;
+    kivis_field *f = ld_alloc(&l, sizeof *f);
+    rc = f ? parse_sig(&l, sig, 0, f, &align) : KIVIS_ENOMEM;
+    if (!rc)
+        f->name = name;
+    *out = f;
+    return loader_finish(&l, rc, holder);
+}
+
 int kivis_schema_load(kivis_storage *st, const kivis_allocator *alloc,
                       kivis_schema_desc **out)
 {
@@ -387,13 +449,11 @@ int kivis_schema_load(kivis_storage *st, const kivis_allocator *alloc,
     if (!st)
         return KIVIS_EINVAL;
     loader l;
-    l.alloc = *(alloc ? alloc : kivis_default_allocator());
-    l.ls = l.alloc.malloc(l.alloc.ctx, sizeof *l.ls);
-    if (!l.ls)
-        return KIVIS_ENOMEM;
-    memset(l.ls, 0, sizeof *l.ls);
+    int rc = loader_init(&l, alloc);
+    if (rc)
+        return rc;
     kivis_storage_txn *txn;
-    int rc = kivis_storage_begin(st, KIVIS_TXN_RDONLY, &txn);
+    rc = kivis_storage_begin(st, KIVIS_TXN_RDONLY, &txn);
     if (rc == KIVIS_OK) {
         kivis_slice stored;
         rc = kivis_txn_get(txn, kivis__schema_key_slice(), &stored);
@@ -401,10 +461,5 @@ int kivis_schema_load(kivis_storage *st, const kivis_allocator *alloc,
             rc = parse_schema(&l, stored);
         kivis_txn_abort(txn);
     }
-    if (rc) {
-        kivis_schema_free(&l.ls->desc, &l.alloc);
-        return rc;
-    }
-    *out = &l.ls->desc;
-    return KIVIS_OK;
+    return loader_finish(&l, rc, out);
 }

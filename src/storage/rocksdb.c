@@ -25,9 +25,18 @@
 #include <stdbool.h>
 #include <string.h>
 
-/* RocksDB rotates its info LOG on every open; keep a few old ones for
- * diagnosis instead of its default thousand. */
-#define KEEP_LOG_FILES 4
+/* RocksDB's info LOG must stay empty.  librocksdb 7.8 (Debian 12) is built
+ * with assertions, and its file writer asserts when a file whose earlier
+ * write failed is written again: on a full disk the info log's buffered
+ * lines fail to reach the file, and the next line (the error handler
+ * reporting the failed commit) aborts the host process.  The C API can
+ * neither plug in another logger nor open without the file, so the level
+ * is the highest there is, HEADER_LEVEL, at which librocksdb 7.8 writes
+ * nothing to the file at all (not even at open; tests/test_rocksdb.c
+ * checks it stays empty on a full disk).  The empty LOG is still renamed
+ * to LOG.old.* on each open; keep one of those, not RocksDB's thousand. */
+#define INFO_LOG_HEADER_LEVEL 5 /* rocksdb::InfoLogLevel::HEADER_LEVEL */
+#define KEEP_LOG_FILES 1
 
 typedef struct rocks_storage {
     kivis_storage st; /* first: what the caller holds */
@@ -575,6 +584,7 @@ static rocksdb_options_t *db_options(const kivis_rocksdb_options *o)
     rocksdb_block_based_options_destroy(table);
     rocksdb_options_set_create_if_missing(opt, !(o && o->no_create));
     rocksdb_options_set_write_buffer_size(opt, buffer);
+    rocksdb_options_set_info_log_level(opt, INFO_LOG_HEADER_LEVEL);
     rocksdb_options_set_keep_log_file_num(opt, KEEP_LOG_FILES);
     return opt;
 }
