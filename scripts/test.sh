@@ -30,6 +30,11 @@ for p in test_engine test_handles test_schema_open test_cache test_faulty test_l
   bash scripts/valgrind.sh build/release/tests "$p"; tally "valgrind $p" $?
 done
 
+# The generated API under valgrind: a handle cast from another schema must
+# be refused without an invalid access.
+bash scripts/valgrind.sh build/release/tests/gen test_gen_roundtrip test_gen_two_schemas
+tally "valgrind generated API" $?
+
 for bin in build/fuzz/fuzz/fuzz_*; do
   [ -x "$bin" ] || continue
   bash scripts/fuzz.sh "$bin" "$fuzz_seconds"; tally "fuzz $(basename "$bin")" $?
