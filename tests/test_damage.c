@@ -246,6 +246,7 @@ static const char *const commands[NCOMMANDS] = {"check", "dump", "stats"};
 typedef struct tool_tally {
     char tmp[NCOMMANDS][256]; /* a store and output files for each command */
     size_t exits[NCOMMANDS][3]; /* by command and exit status 0, 1, 2 */
+    size_t faults;              /* exits 2 on a fault in the tool's child */
 } tool_tally;
 
 static char *slurp(const char *path)
@@ -324,6 +325,7 @@ static void judge_tool(tool_tally *t, const char *what, size_t c, int ws)
     if ((status == 1 && !report) || status > 2)
         fail_msg("%s: kivis %s exited %d:\n%s%s", what, commands[c], status, out, err);
     t->exits[c][status < 2 ? status : 2]++;
+    t->faults += strstr(err, ": the store is damaged (reading it raised SIG") != NULL;
     free(out);
     free(err);
 }
@@ -382,6 +384,8 @@ static void test_tool_damage(void **state)
         assert_int_equal(e[0] + e[1] + e[2], n);
         assert_true(e[2] > 0);
     }
+    printf("exits 2 on a fault in the reading process: %zu\n", t.faults);
+    assert_true(t.faults > 0);
 }
 
 /* ---- the API -------------------------------------------------------------- */
