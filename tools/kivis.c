@@ -11,7 +11,11 @@
  * It never creates a store: a missing path is an error, not a new one.
  *
  * Exit status: 0 success (check: consistent), 1 check found problems,
- * 2 usage, I/O or open errors.
+ * 2 usage, I/O or open errors, or a damaged store.
+ *
+ * A command reads the store in a child process (run_isolated): LMDB maps
+ * the data file and trusts its pages, so a damaged file can fault inside
+ * liblmdb, and only a separate process turns that into an answer.
  */
 #include <kivis.h>
 #include <kivis/inspect.h>
@@ -19,12 +23,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { EXIT_PROBLEMS = 1, EXIT_ERROR = 2 };
@@ -44,7 +50,8 @@ static const char usage_main[] =
     "  -h, --help             this help (kivis <command> --help: the command's)\n"
     "  --version              print the version\n"
     "\n"
-    "exit status: 0 ok, 1 check found problems, 2 usage or I/O error\n";
+    "exit status: 0 ok, 1 check found problems, 2 usage or I/O error or a\n"
+    "damaged store\n";
 
 static const char usage_check[] =
     "usage: kivis check <store>\n"
@@ -58,7 +65,7 @@ static const char usage_check[] =
     "and a summary line ends the report.  A progress bar is drawn on stderr\n"
     "when it is a terminal.\n"
     "\n"
-    "exit status: 0 consistent, 1 problems found, 2 error\n";
+    "exit status: 0 consistent, 1 problems found, 2 error or a damaged store\n";
 
 static const char usage_dump[] =
     "usage: kivis dump <store> [table]\n"
@@ -155,6 +162,18 @@ static void close_store(store *s)
     kivis_close(s->db);
     kivis_schema_free(s->schema, NULL);
     kivis_storage_close(s->st);
+}
+
+/* A command's walk stopped on rc.  KIVIS_ECORRUPT there is LMDB finding a
+ * bad page (MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_INVALID) or a stored key
+ * that does not decode: either way the store is damaged. */
+static int read_failed(const store *s, const char *cmd, const char *table, int rc)
+{
+    const char *detail = kivis_errmsg(s->db);
+    return fail("%s: %s%s%s%s: %s%s%s", s->path,
+                rc == KIVIS_ECORRUPT ? "the store is damaged: " : "", cmd,
+                table ? " " : "", table ? table : "", kivis_strerror(rc),
+                detail[0] ? ": " : "", detail);
 }
 
 /* ---- printing values --------------------------------------------------- */
@@ -304,8 +323,7 @@ static int dump_table(store *s, uint32_t t, FILE *out)
     free(rec);
     if (rc == KIVIS_NOTFOUND)
         return 0;
-    return fail("%s: dump %s: %s (%s)", s->path, td->name, kivis_strerror(rc),
-                kivis_errmsg(s->db));
+    return read_failed(s, "dump", td->name, rc);
 }
 
 static int cmd_dump(store *s, const char *table)
@@ -336,7 +354,7 @@ static int cmd_stats(store *s)
     int rc = kivis_stats(s->db, &st);
     if (rc) {
         kivis_stats_free(s->db, &st);
-        return fail("%s: stats: %s", s->path, kivis_strerror(rc));
+        return read_failed(s, "stats", NULL, rc);
     }
     printf("store    %s\n", s->path);
     printf("schema   %s, %" PRIu32 " tables\n", s->schema->name, s->schema->ntables);
@@ -416,9 +434,8 @@ static int cmd_check(store *s)
     for (uint32_t i = 0; i < st.ntables; i++)
         records += st.tables[i].records, entries += st.tables[i].index_entries;
     kivis_stats_free(s->db, &st);
-    if (rc && rc != KIVIS_ECORRUPT)
-        return fail("%s: check: %s (%s)", s->path, kivis_strerror(rc),
-                    kivis_errmsg(s->db));
+    if (rc && (rc != KIVIS_ECORRUPT || !st.problems)) /* the walk stopped */
+        return read_failed(s, "check", NULL, rc);
     printf("%s: %" PRIu64 " problem%s in %" PRIu64 " records and %" PRIu64
            " index entries of %" PRIu32 " tables\n",
            rc ? "FAILED" : "ok", st.problems, st.problems == 1 ? "" : "s",
@@ -472,6 +489,53 @@ static int run(const command *c, char **args, int nargs)
     return status;
 }
 
+/* ---- process isolation ------------------------------------------------ */
+
+/* What a damaged LMDB file does to its reader: a read past the end of a
+ * truncated map raises SIGBUS, a bad page header sends LMDB after a wild
+ * pointer (SIGSEGV, SIGFPE, SIGILL) or into its own assertion (SIGABRT). */
+static const struct fault_signal {
+    int sig;
+    const char *name;
+} fault_signals[] = {{SIGBUS, "SIGBUS"}, {SIGSEGV, "SIGSEGV"}, {SIGABRT, "SIGABRT"},
+                     {SIGFPE, "SIGFPE"}, {SIGILL, "SIGILL"}};
+
+static const char *fault_name(int sig)
+{
+    for (size_t i = 0; i < sizeof fault_signals / sizeof fault_signals[0]; i++)
+        if (fault_signals[i].sig == sig)
+            return fault_signals[i].name;
+    return NULL;
+}
+
+/* Run the command in a child process writing to our stdout and stderr, so
+ * its output streams and its exit status passes through; a child killed by
+ * a fault signal means a damaged store (exit 2).  Any other signal (SIGPIPE
+ * from a closed pipe, SIGINT, SIGTERM) kills this process the same way. */
+static int run_isolated(const command *c, char **args, int nargs)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return fail("%s: cannot start the reading process: %s", args[0], strerror(errno));
+    if (pid == 0)
+        exit(run(c, args, nargs));
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR)
+            return fail("%s: waiting for the reading process: %s", args[0],
+                        strerror(errno));
+    if (WIFEXITED(ws))
+        return WEXITSTATUS(ws);
+    int sig = WTERMSIG(ws);
+    const char *name = fault_name(sig);
+    if (name)
+        return fail("%s: the store is damaged (reading it raised %s)", args[0], name);
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return EXIT_ERROR;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -505,5 +569,5 @@ int main(int argc, char **argv)
         return usage_error(c->usage, "%s: no store given", c->name);
     if (nargs > c->max_args)
         return usage_error(c->usage, "too many arguments after '%s'", args[c->max_args - 1]);
-    return run(c, args, nargs);
+    return run_isolated(c, args, nargs);
 }
