@@ -45,6 +45,8 @@
 extern "C" {
 #endif
 
+/* The project's one version: kivis --version and kivis-gen --version print
+ * these (kivis-gen builds its string from them). */
 #define KIVIS_VERSION_MAJOR 0
 #define KIVIS_VERSION_MINOR 1
 #define KIVIS_VERSION_PATCH 0
