@@ -9,14 +9,22 @@
  */
 #include "model.h"
 
+/* Only for KIVIS_VERSION_*: the one version of the project is kivis.h's.
+ * kivis-gen links nothing of the runtime; the path is relative because
+ * include/ is not on kivis-gen's include path. */
+#include "../include/kivis.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Kept equal to KIVIS_VERSION_* in include/kivis.h; kivis-gen does not
- * link the runtime, so it cannot ask it. */
-#define KG_VERSION "0.1.0"
+#define KG_STR_(x) #x
+#define KG_STR(x) KG_STR_(x)
+/* "MAJOR.MINOR.PATCH" from the KIVIS_VERSION_* macros of kivis.h. */
+#define KG_VERSION                                                           \
+    KG_STR(KIVIS_VERSION_MAJOR) "." KG_STR(KIVIS_VERSION_MINOR) "."          \
+        KG_STR(KIVIS_VERSION_PATCH)
 
 enum { EXIT_SCHEMA = 1, EXIT_USAGE = 2 };
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis.h - the record engine: a typed database over a kivis_storage.
  *
@@ -5,7 +6,7 @@
  * (kivis/storage.h).  Generated code (kivis-gen) wraps these calls in typed
  * functions; they are usable directly with hand-written descriptors.
  *
- * Layout in the storage (DESIGN.md section 4):
+ * Layout in the storage (docs/design.md, "On-disk layout"):
  *   record       tableid | 0x00           | key(primary key)
  *   index entry  tableid | index + 2      | key(field value) | key(primary key)
  *   metadata     table id 0 holds the stored schema
@@ -44,6 +45,8 @@
 extern "C" {
 #endif
 
+/* The project's one version: kivis --version and kivis-gen --version print
+ * these (kivis-gen builds its string from them). */
 #define KIVIS_VERSION_MAJOR 0
 #define KIVIS_VERSION_MINOR 1
 #define KIVIS_VERSION_PATCH 0

@@ -2,7 +2,7 @@
  * test_gen_diag.c - the kivis-gen front end: every mistake a user can make
  * in a schema gets its own exact diagnostic (position, message, source
  * line, caret), several mistakes are all reported in one run, and valid
- * schemas (the DESIGN.md pets schema, one with every field type) yield the
+ * schemas (examples/pets/pets.kvs, one with every field type) yield the
  * expected model.
  */
 #include "model.h"

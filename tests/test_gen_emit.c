@@ -1,6 +1,6 @@
 /*
  * test_gen_emit.c - kg_emit on a model built by hand (no front end), so
- * the emitter is tested on its own: the pets schema of DESIGN.md section 1
+ * the emitter is tested on its own: the pets schema of examples/pets/pets.kvs
  * goes in, the files come out with the expected declarations, and I/O
  * failures are reported rather than crashing.
  */

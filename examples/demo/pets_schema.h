@@ -1,6 +1,6 @@
 /*
- * pets_schema.h - the pets schema of DESIGN.md section 1, with its
- * descriptor written by hand (what kivis-gen will emit).
+ * pets_schema.h - the pets schema of examples/pets/pets.kvs, with its
+ * descriptor written by hand (what kivis-gen emits).
  */
 #ifndef PETS_SCHEMA_H
 #define PETS_SCHEMA_H

@@ -1,6 +1,6 @@
 /*
- * The pets session of DESIGN.md, end to end on the API kivis-gen generates
- * from pets.kvs: auto-increment, composite and derived keys, index lookups
+ * The pets schema end to end on the API kivis-gen generates from
+ * pets.kvs: auto-increment, composite and derived keys, index lookups
  * (exact, prefix, range), following a foreign key, a transaction, removal
  * with its index entries, reverse scans.
  *

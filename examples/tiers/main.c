@@ -14,9 +14,9 @@
  *   example_tiers            in a fresh temporary directory, removed after
  *   example_tiers --keep DIR in DIR (created), kept
  *
- * The authority of a deployment spanning machines is PostgreSQL or etcd
- * (DESIGN.md section 8); RocksDB stands in for it here, as the embedded
- * store with the same ordered-key contract.
+ * A deployment spanning machines would put a networked ordered store
+ * last (docs/design.md, "The layered cache"); RocksDB stands in for it
+ * here, as the embedded store with the same ordered-key contract.
  */
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 

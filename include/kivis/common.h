@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/common.h - status codes, byte slices and allocator hooks shared by
  * every layer of Kivis (core, codec, storage).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/exact.h - compile-time checks of lookup arguments, for the headers
  * kivis-gen writes (C11 and later; C++ has no _Generic, and generated

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/faulty.h - a wrapper backend that fails on demand, for fault tests.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/inspect.h - reading a store without its compiled schema, and
  * verifying it: what the `kivis` command-line tool is built on.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/layered.h - a stack of storages used as one: caches in front of an
  * authoritative store (read-through, write-through, LRU by bytes).

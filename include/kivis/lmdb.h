@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/lmdb.h - the LMDB backend: persistent, crash-safe, zero-copy reads.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/memory.h - the in-memory backend: a B+tree over memcmp-ordered keys.
  *

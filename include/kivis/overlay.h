@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/overlay.h - write transactions for backends that only apply batches.
  *

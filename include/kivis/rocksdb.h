@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/rocksdb.h - the RocksDB backend: persistent, log-structured, for
  * write-heavy stores larger than memory.

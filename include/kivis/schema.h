@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/schema.h - the constant schema descriptor that drives the runtime.
  *

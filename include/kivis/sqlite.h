@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/sqlite.h - the SQLite backend: one database file, WAL mode.
  *

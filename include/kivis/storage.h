@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kivis/storage.h - the byte-level storage interface under the record engine.
  *

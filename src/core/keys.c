@@ -1,4 +1,4 @@
-/* Storage keys of records and index entries (DESIGN.md section 4). */
+/* Storage keys of records and index entries (docs/design.md, "On-disk layout"). */
 #include "engine.h"
 
 #include <string.h>
