@@ -15,7 +15,7 @@
  * over (see test_writers_in_processes_lose_nothing).
  */
 #include "testutil.h"
-#include "pets_schema.h"
+#include "petsutil.h"
 
 #include <kivis.h>
 #include <kivis/inspect.h>
@@ -23,6 +23,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -469,6 +470,97 @@ static void test_writers_in_processes_lose_nothing(void **state)
     assert_int_equal(check, KIVIS_OK);
 }
 
+/* ---- a map another process grew, with a reader open here --------------- */
+
+typedef struct slow_reader {
+    kivis_db *db;
+    int holding; /* atomic: its read transaction is open */
+    int rc;
+} slow_reader;
+
+static void *hold_read_txn(void *arg)
+{
+    slow_reader *r = arg;
+    user_key k = {1};
+    user u;
+    r->rc = kivis_begin_read(r->db);
+    if (r->rc == KIVIS_OK && (r->rc = kivis_get(r->db, PETS_USER, &k, &u)) == KIVIS_OK)
+        kivis_record_clear(r->db, PETS_USER, &u);
+    __atomic_store_n(&r->holding, 1, __ATOMIC_RELEASE);
+    struct timespec hold = {0, 300 * 1000 * 1000};
+    nanosleep(&hold, NULL);
+    kivis_abort(r->db);
+    return NULL;
+}
+
+/* Child: once the parent says so (a byte on fd), grow the map far past
+ * SMALL_MAP with one big blob. */
+static _Noreturn void grow_elsewhere(const char *dir, int id, const void *arg)
+{
+    (void)id;
+    char go;
+    int ok = read(*(const int *)arg, &go, 1) == 1;
+    kivis_lmdb_options lo = {NULL, SMALL_MAP, 0, 0};
+    kivis_storage *st = NULL;
+    kivis_db *db = NULL;
+    static uint8_t big[1 << 20];
+    blob b = {{big, sizeof big}};
+    ok = ok && kivis_lmdb_open(dir, &lo, &st) == KIVIS_OK &&
+         kivis_open(st, &pets_schema, NULL, &db) == KIVIS_OK &&
+         kivis_put(db, PETS_BLOB, &b, NULL) == KIVIS_OK;
+    kivis_close(db);
+    kivis_storage_close(st);
+    _exit(ok ? 0 : 1);
+}
+
+/* Another process grows the map past this one's while a thread here holds
+ * a read transaction: this process's next writer adopts the new size once
+ * the reader is done (LMDB's MDB_MAP_RESIZED), where it used to fail with
+ * KIVIS_EIO. */
+static void test_map_grown_elsewhere_is_adopted_beside_a_reader(void **state)
+{
+    const char *dir = *state;
+    kivis_lmdb_options lo = {NULL, SMALL_MAP, 0, 0};
+    kivis_storage *st;
+    kivis_db *a, *r;
+    assert_int_equal(kivis_lmdb_open(dir, &lo, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &a), KIVIS_OK);
+    kivis_close(a);
+    kivis_storage_close(st);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t child;
+    spawn(&child, 1, grow_elsewhere, dir, &go[0]);
+    close(go[0]);
+
+    assert_int_equal(kivis_lmdb_open(dir, &lo, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &a), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &r), KIVIS_OK);
+    size_t before = kivis_lmdb_map_size(st);
+    kt_put_user(a, "here", 1);
+    slow_reader sr = {r, 0, -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, hold_read_txn, &sr), 0);
+    while (!__atomic_load_n(&sr.holding, __ATOMIC_ACQUIRE))
+        sched_yield();
+    assert_int_equal(write(go[1], "g", 1), 1);
+    close(go[1]);
+    assert_int_equal(reap(&child, 1), 0);
+
+    assert_int_equal(kivis_begin(a), KIVIS_OK); /* waits for the reader */
+    user u = {(char *)"after", (char *)"", 2};
+    assert_int_equal(kivis_put(a, PETS_USER, &u, NULL), KIVIS_OK);
+    assert_int_equal(kivis_commit(a), KIVIS_OK);
+    pthread_join(th, NULL);
+    assert_int_equal(sr.rc, KIVIS_OK);
+    assert_true(kivis_lmdb_map_size(st) >= before + (1 << 20));
+    assert_int_equal(kt_users_named(a, "after"), 1);
+    assert_int_equal(kivis_check(a, NULL, NULL, NULL), KIVIS_OK);
+    kivis_close(r);
+    kivis_close(a);
+    kivis_storage_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -476,6 +568,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_writers_in_processes_lose_nothing, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_map_grown_elsewhere_is_adopted_beside_a_reader,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
