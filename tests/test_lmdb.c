@@ -512,22 +512,6 @@ static void *bump_in_own_txn(void *arg)
     return NULL;
 }
 
-/* A reader that holds its transaction open for a while, so that a growth
- * has to wait for it. */
-static void *read_slowly(void *arg)
-{
-    helper *h = arg;
-    user_key k = {1};
-    user u;
-    h->rc = kivis_begin_read(h->db);
-    if (h->rc == KIVIS_OK && (h->rc = kivis_get(h->db, PETS_USER, &k, &u)) == KIVIS_OK)
-        kivis_record_clear(h->db, PETS_USER, &u);
-    __atomic_store_n(&h->started, 1, __ATOMIC_RELEASE);
-    pause_ms(300);
-    kivis_abort(h->db);
-    return NULL;
-}
-
 static uint32_t counter_of(kivis_db *db)
 {
     user_key k = {1};
@@ -555,10 +539,11 @@ static void test_second_writer_waits_out_map_growth(void **state)
     assert_int_equal(kt_put_user(a, "counter", 0).id, 1);
     size_t map_before = kivis_lmdb_map_size(f->st);
 
-    helper reader_h = {r, 0, -1}, writer_h = {b, 0, -1};
+    kt_held_reader reader_h = {r, 300, 0, -1};
+    helper writer_h = {b, 0, -1};
     pthread_t rt, wt;
-    assert_int_equal(pthread_create(&rt, NULL, read_slowly, &reader_h), 0);
-    wait_started(&reader_h);
+    assert_int_equal(pthread_create(&rt, NULL, kt_hold_read_txn, &reader_h), 0);
+    kt_wait_holding(&reader_h);
     assert_int_equal(kivis_begin(a), KIVIS_OK);
     assert_int_equal(bump_counter(a), KIVIS_OK);
     assert_int_equal(pthread_create(&wt, NULL, bump_in_own_txn, &writer_h), 0);

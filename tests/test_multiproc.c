@@ -23,7 +23,6 @@
 
 #include <inttypes.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -472,27 +471,6 @@ static void test_writers_in_processes_lose_nothing(void **state)
 
 /* ---- a map another process grew, with a reader open here --------------- */
 
-typedef struct slow_reader {
-    kivis_db *db;
-    int holding; /* atomic: its read transaction is open */
-    int rc;
-} slow_reader;
-
-static void *hold_read_txn(void *arg)
-{
-    slow_reader *r = arg;
-    user_key k = {1};
-    user u;
-    r->rc = kivis_begin_read(r->db);
-    if (r->rc == KIVIS_OK && (r->rc = kivis_get(r->db, PETS_USER, &k, &u)) == KIVIS_OK)
-        kivis_record_clear(r->db, PETS_USER, &u);
-    __atomic_store_n(&r->holding, 1, __ATOMIC_RELEASE);
-    struct timespec hold = {0, 300 * 1000 * 1000};
-    nanosleep(&hold, NULL);
-    kivis_abort(r->db);
-    return NULL;
-}
-
 /* Child: once the parent says so (a byte on fd), grow the map far past
  * SMALL_MAP with one big blob. */
 static _Noreturn void grow_elsewhere(const char *dir, int id, const void *arg)
@@ -538,11 +516,10 @@ static void test_map_grown_elsewhere_is_adopted_beside_a_reader(void **state)
     assert_int_equal(kivis_open(st, &pets_schema, NULL, &r), KIVIS_OK);
     size_t before = kivis_lmdb_map_size(st);
     kt_put_user(a, "here", 1);
-    slow_reader sr = {r, 0, -1};
+    kt_held_reader sr = {r, 300, 0, -1};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, hold_read_txn, &sr), 0);
-    while (!__atomic_load_n(&sr.holding, __ATOMIC_ACQUIRE))
-        sched_yield();
+    assert_int_equal(pthread_create(&th, NULL, kt_hold_read_txn, &sr), 0);
+    kt_wait_holding(&sr);
     assert_int_equal(write(go[1], "g", 1), 1);
     close(go[1]);
     assert_int_equal(reap(&child, 1), 0);
