@@ -801,8 +801,13 @@ static const kivis_storage_methods lmdb_storage_methods = {
 
 size_t kivis_lmdb_map_size(kivis_storage *st)
 {
+    /* mdb_env_info reads the meta pages through the map: not while
+     * another thread remaps it (remap does so under ls->lock). */
+    lmdb_storage *ls = storage_of(st);
     MDB_envinfo info;
-    mdb_env_info(storage_of(st)->env, &info);
+    pthread_mutex_lock(&ls->lock);
+    mdb_env_info(ls->env, &info);
+    pthread_mutex_unlock(&ls->lock);
     return info.me_mapsize;
 }
 
