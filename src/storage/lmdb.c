@@ -23,10 +23,10 @@
 #include <lmdb.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -214,7 +214,8 @@ static void drop_spares(lmdb_storage *ls)
  * for this process's other transactions to end, and new ones wait for it.
  * One resize at a time: a second one waits for the first, then resizes
  * again (harmless: LMDB keeps the map at least as big as the data).
- * @return KIVIS_OK, KIVIS_EBUSY (the wait timed out), or LMDB's error. */
+ * @return KIVIS_OK, KIVIS_EBUSY (the wait timed out), or LMDB's error as
+ *         a kivis status. */
 static int remap(lmdb_storage *ls, size_t size)
 {
     struct timespec deadline;
@@ -232,8 +233,7 @@ static int remap(lmdb_storage *ls, size_t size)
             rc = KIVIS_EBUSY;
     if (rc == KIVIS_OK) {
         drop_spares(ls); /* no reset txn outlives the old mapping */
-        int mrc = mdb_env_set_mapsize(ls->env, size);
-        rc = mrc == MDB_SUCCESS ? KIVIS_OK : status_of(mrc);
+        rc = status_of(mdb_env_set_mapsize(ls->env, size));
     }
     ls->growing = false;
     ls->active++;
