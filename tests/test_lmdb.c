@@ -8,14 +8,18 @@
 #include "petsutil.h"
 
 #include <kivis.h>
+#include <kivis/inspect.h>
 #include <kivis/lmdb.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct fx {
@@ -460,6 +464,183 @@ static void test_readers_never_see_half_a_transaction(void **state)
     assert_int_equal(kt_count(f->st), 800);
 }
 
+/* ---- two writers on one storage while the map grows --------------------- */
+
+/* User 1 is a counter: its age, read and rewritten in the caller's write
+ * transaction. */
+static int bump_counter(kivis_db *db)
+{
+    user_key k = {1};
+    user u;
+    int rc = kivis_get(db, PETS_USER, &k, &u);
+    if (rc)
+        return rc;
+    u.age++;
+    rc = kivis_insert(db, PETS_USER, &k, &u);
+    kivis_record_clear(db, PETS_USER, &u);
+    return rc;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+typedef struct helper {
+    kivis_db *db;
+    int started; /* atomic: set just before the call that blocks or waits */
+    int rc;
+} helper;
+
+static void wait_started(helper *h)
+{
+    while (!__atomic_load_n(&h->started, __ATOMIC_ACQUIRE))
+        sched_yield();
+}
+
+/* A second writer: begins (and waits there), increments, commits. */
+static void *bump_in_own_txn(void *arg)
+{
+    helper *h = arg;
+    __atomic_store_n(&h->started, 1, __ATOMIC_RELEASE);
+    h->rc = kivis_begin(h->db);
+    if (h->rc == KIVIS_OK && (h->rc = bump_counter(h->db)) == KIVIS_OK)
+        h->rc = kivis_commit(h->db);
+    else if (h->rc == KIVIS_OK)
+        kivis_abort(h->db);
+    return NULL;
+}
+
+static uint32_t counter_of(kivis_db *db)
+{
+    user_key k = {1};
+    user u;
+    assert_int_equal(kivis_get(db, PETS_USER, &k, &u), KIVIS_OK);
+    uint32_t age = u.age;
+    kivis_record_clear(db, PETS_USER, &u);
+    return age;
+}
+
+/* Writer A holds a write transaction with one increment in it; writer B,
+ * another thread with its own db on the same storage, waits in
+ * kivis_begin; A's next put outgrows the map, and the growth has to wait
+ * for a reader in a third thread.  Growth ends A's MDB transaction and
+ * replays A's writes: B must not commit in between, or A's replayed
+ * increment, computed before B's, overwrites it. */
+static void test_second_writer_waits_out_map_growth(void **state)
+{
+    fx *f = *state;
+    reopen(f, 128 << 10, 0);
+    kivis_db *a, *b, *r;
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &a), KIVIS_OK);
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &b), KIVIS_OK);
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &r), KIVIS_OK);
+    assert_int_equal(kt_put_user(a, "counter", 0).id, 1);
+    size_t map_before = kivis_lmdb_map_size(f->st);
+
+    kt_held_reader reader_h = {r, 300, 0, -1};
+    helper writer_h = {b, 0, -1};
+    pthread_t rt, wt;
+    assert_int_equal(pthread_create(&rt, NULL, kt_hold_read_txn, &reader_h), 0);
+    kt_wait_holding(&reader_h);
+    assert_int_equal(kivis_begin(a), KIVIS_OK);
+    assert_int_equal(bump_counter(a), KIVIS_OK);
+    assert_int_equal(pthread_create(&wt, NULL, bump_in_own_txn, &writer_h), 0);
+    wait_started(&writer_h);
+    pause_ms(100); /* B is blocked in kivis_begin by now */
+    static uint8_t big[512 << 10]; /* four times the map */
+    memset(big, 0x5a, sizeof big);
+    blob bl = {{big, sizeof big}};
+    blob_key bk;
+    assert_int_equal(kivis_put(a, PETS_BLOB, &bl, &bk), KIVIS_OK);
+    assert_int_equal(kivis_commit(a), KIVIS_OK);
+    pthread_join(wt, NULL);
+    pthread_join(rt, NULL);
+
+    assert_int_equal(reader_h.rc, KIVIS_OK);
+    assert_int_equal(writer_h.rc, KIVIS_OK);
+    assert_true(kivis_lmdb_map_size(f->st) > map_before);
+    assert_int_equal(counter_of(a), 2);
+    blob got;
+    assert_int_equal(kivis_get(a, PETS_BLOB, &bk, &got), KIVIS_OK);
+    assert_int_equal(got.data.len, sizeof big);
+    kivis_record_clear(a, PETS_BLOB, &got);
+    assert_int_equal(kivis_check(a, NULL, NULL, NULL), KIVIS_OK);
+    kivis_close(r);
+    kivis_close(b);
+    kivis_close(a);
+}
+
+/* ---- a data file shorter than its meta page says ------------------------ */
+
+static unsigned char *read_file(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    struct stat sb;
+    assert_int_equal(fstat(fileno(fp), &sb), 0);
+    *len = (size_t)sb.st_size;
+    unsigned char *buf = malloc(*len);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, *len, fp), *len);
+    fclose(fp);
+    return buf;
+}
+
+static void write_file(const char *path, const unsigned char *buf, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(buf, 1, len, fp), len);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* data.mdb cut short (a copy interrupted, a full disk under a careless
+ * tool): the pages its meta page counts are not all there, and reading
+ * one past the end of the file would be SIGBUS.  Open refuses it and
+ * writes nothing; the whole file opens again. */
+static void test_short_data_file_is_ecorrupt(void **state)
+{
+    fx *f = *state;
+    kivis_db *db;
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    static uint8_t big[300 << 10];
+    memset(big, 0xa5, sizeof big);
+    blob bl = {{big, sizeof big}};
+    assert_int_equal(kivis_put(db, PETS_BLOB, &bl, NULL), KIVIS_OK);
+    for (int i = 0; i < 500; i++)
+        kt_put_user(db, "short", (uint32_t)i);
+    kivis_close(db);
+    kivis_storage_close(f->st);
+    f->st = NULL; /* teardown's, once reopened at the end */
+    char path[300];
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    size_t full;
+    unsigned char *whole = read_file(path, &full);
+    assert_true(full > 200000 + 8192);
+    const size_t cuts[] = {1, 4096, 8192, 8192 + 100, 12288, 200000, full / 2,
+                           full - 4096, full - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        write_file(path, whole, cuts[i]);
+        kivis_storage *st = (kivis_storage *)1;
+        assert_int_equal(kivis_lmdb_open(f->dir, NULL, &st), KIVIS_ECORRUPT);
+        assert_null(st);
+        size_t len;
+        unsigned char *after = read_file(path, &len);
+        assert_int_equal(len, cuts[i]); /* nothing written */
+        assert_memory_equal(after, whole, len);
+        free(after);
+    }
+    write_file(path, whole, full);
+    free(whole);
+    fx_open(f, 0, 0);
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    assert_int_equal(kt_users_named(db, "short"), 500);
+    assert_int_equal(kivis_check(db, NULL, NULL, NULL), KIVIS_OK);
+    kivis_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -479,6 +660,9 @@ int main(void)
         cmocka_unit_test(test_bad_paths),
         cmocka_unit_test_setup_teardown(test_readers_never_see_half_a_transaction, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_second_writer_waits_out_map_growth, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_short_data_file_is_ecorrupt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,14 +9,21 @@
  * Readers report violations through their exit status.
  *
  * Runs for RUN_MS milliseconds (KIVIS_TEST_SCALE=small: a third of it).
+ *
+ * Then writer processes: each commit of each process increments a shared
+ * counter record and adds an indexed record, while the map grows over and
+ * over (see test_writers_in_processes_lose_nothing).
  */
 #include "testutil.h"
-#include "pets_schema.h"
+#include "petsutil.h"
 
 #include <kivis.h>
+#include <kivis/inspect.h>
 #include <kivis/lmdb.h>
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,8 +142,9 @@ static int reader_loop(reader *r, double deadline)
     return r->violations == 0;
 }
 
-static _Noreturn void reader_run(const char *dir, int id, double deadline)
+static _Noreturn void reader_run(const char *dir, int id, const void *arg)
 {
+    double deadline = *(const double *)arg;
     reader r = {id, NULL, (uint64_t)id * 7919u, NULL, 0, 0, 0};
     kivis_storage *st;
     int ok = kivis_lmdb_open(dir, NULL, &st) == KIVIS_OK &&
@@ -154,6 +162,36 @@ static _Noreturn void reader_run(const char *dir, int id, double deadline)
     kivis_storage_close(st);
     /* _exit: the cmocka state inherited from the parent is not ours. */
     _exit(ok && r.passes > 0 ? 0 : 1);
+}
+
+/* ---- child processes ------------------------------------------------ */
+
+typedef void (*child_main)(const char *dir, int id, const void *arg);
+
+/* Fork n children, each running run(dir, 1..n, arg), which must _exit.  Fork
+ * before the parent opens the store: LMDB forbids using an environment
+ * across fork, so each process opens its own. */
+static void spawn(pid_t *pids, int n, child_main run, const char *dir, const void *arg)
+{
+    fflush(NULL);
+    for (int i = 0; i < n; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0)
+            run(dir, i + 1, arg);
+    }
+}
+
+/* Wait for the children.  @return how many failed. */
+static int reap(const pid_t *pids, int n)
+{
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    return failed;
 }
 
 /* ---- the writer ----------------------------------------------------- */
@@ -208,17 +246,9 @@ static void test_readers_in_processes_see_whole_batches(void **state)
     kivis_close(db);
     kivis_storage_close(st);
 
-    /* Fork before the writer opens: LMDB forbids using an environment
-     * across fork, so each process opens its own. */
     double deadline = now_ms() + run_ms;
     pid_t pids[READERS];
-    fflush(NULL);
-    for (int i = 0; i < READERS; i++) {
-        pids[i] = fork();
-        assert_true(pids[i] >= 0);
-        if (pids[i] == 0)
-            reader_run(dir, i + 1, deadline);
-    }
+    spawn(pids, READERS, reader_run, dir, &deadline);
 
     static user_key keys[KEEP][BATCH];
     uint32_t b = 0;
@@ -229,22 +259,298 @@ static void test_readers_in_processes_see_whole_batches(void **state)
     kivis_close(db);
     kivis_storage_close(st);
 
-    int failed = 0;
-    for (int i = 0; i < READERS; i++) {
-        int status;
-        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
-        failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-    }
+    int failed = reap(pids, READERS);
     printf("multiproc: writer committed %" PRIu32 " batches of %d users\n", b,
            BATCH);
     assert_int_equal(failed, 0);
     assert_true(b > KEEP);
 }
 
+/* ---- writers in processes, the map growing under them ----------------- */
+
+#define WRITERS 2
+#define COMMITS 5000      /* in all; KIVIS_MULTIPROC_COMMITS=n for a long run */
+#define SMALL_COMMITS 600 /* KIVIS_TEST_SCALE=small (valgrind) */
+#define SESSION 40        /* commits between reopens */
+#define SMALL_MAP (128 << 10)
+
+/* What one writer process counts; any error fails it. */
+typedef struct wstats {
+    long commits, busy, errors, reads;
+    long resizes; /* commits after which this process's map was bigger */
+} wstats;
+
+static void werror(wstats *w, int id, const char *what, int rc)
+{
+    if (w->errors++ < 5)
+        fprintf(stderr, "writer %d: %s: %s\n", id, what, kivis_strerror(rc));
+}
+
+/* One commit: the counter (user 1) + 1, and a new user named after it.
+ * KIVIS_EBUSY from begin means "retry the transaction" (kivis/lmdb.h). */
+static void rmw_commit(kivis_db *db, int id, long n, wstats *w)
+{
+    int rc;
+    while ((rc = kivis_begin(db)) == KIVIS_EBUSY)
+        w->busy++;
+    if (rc) {
+        werror(w, id, "begin", rc);
+        return;
+    }
+    user_key k = {1};
+    user u;
+    if ((rc = kivis_get(db, PETS_USER, &k, &u)) != KIVIS_OK) {
+        werror(w, id, "get", rc);
+        kivis_abort(db);
+        return;
+    }
+    u.age++;
+    rc = kivis_insert(db, PETS_USER, &k, &u);
+    kivis_record_clear(db, PETS_USER, &u);
+    char name[32], email[200];
+    snprintf(name, sizeof name, "w%d-%ld", id, n);
+    memset(email, 'e', sizeof email - 1);
+    email[sizeof email - 1] = '\0';
+    user nu = {name, email, (uint32_t)n};
+    if (rc == KIVIS_OK)
+        rc = kivis_put(db, PETS_USER, &nu, NULL);
+    if (rc == KIVIS_OK)
+        rc = kivis_commit(db);
+    else
+        kivis_abort(db);
+    if (rc)
+        werror(w, id, "put/commit", rc);
+    else
+        w->commits++;
+}
+
+/* A reader thread beside the writer in each process: the counter never
+ * goes back, and its transactions overlap the writer's growths and the
+ * other process's. */
+typedef struct counter_reader {
+    kivis_db *db;
+    int id;
+    int stop; /* atomic */
+    long errors, reads;
+} counter_reader;
+
+static void *read_counter(void *arg)
+{
+    counter_reader *r = arg;
+    uint32_t last = 0;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        user_key k = {1};
+        user u;
+        int rc = kivis_begin_read(r->db);
+        if (rc == KIVIS_EBUSY)
+            continue;
+        if (rc == KIVIS_OK)
+            rc = kivis_get(r->db, PETS_USER, &k, &u);
+        kivis_abort(r->db);
+        if (rc) {
+            if (r->errors++ < 5)
+                fprintf(stderr, "reader %d: %s\n", r->id, kivis_strerror(rc));
+            continue;
+        }
+        if (u.age < last && r->errors++ < 5)
+            fprintf(stderr, "reader %d: counter went back %u -> %u\n", r->id, last,
+                    u.age);
+        last = u.age;
+        kivis_record_clear(r->db, PETS_USER, &u);
+        r->reads++;
+        struct timespec breath = {0, 20000}; /* leave the writer a core */
+        nanosleep(&breath, NULL);
+    }
+    return NULL;
+}
+
+/* Sessions of SESSION commits, each on a fresh open with a small map, so
+ * that the map is just big enough at every start and grows soon. */
+static void writer_session(const char *dir, int id, long *n, long end, wstats *w)
+{
+    kivis_lmdb_options lo = {NULL, SMALL_MAP, 0, 0};
+    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0};
+    kivis_storage *st;
+    kivis_db *db, *rdb;
+    int rc = kivis_lmdb_open(dir, &lo, &st);
+    if (rc) {
+        werror(w, id, "open", rc);
+        return;
+    }
+    if ((rc = kivis_open(st, &pets_schema, &o, &db)) != KIVIS_OK ||
+        (rc = kivis_open(st, &pets_schema, &o, &rdb)) != KIVIS_OK) {
+        werror(w, id, "kivis_open", rc);
+        kivis_storage_close(st);
+        return;
+    }
+    counter_reader r = {rdb, id, 0, 0, 0};
+    pthread_t th;
+    bool reading = pthread_create(&th, NULL, read_counter, &r) == 0;
+    for (long stop = *n + SESSION; *n < stop && *n < end && w->errors == 0; ++*n) {
+        size_t map = kivis_lmdb_map_size(st);
+        rmw_commit(db, id, *n, w);
+        w->resizes += kivis_lmdb_map_size(st) != map;
+    }
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+    if (reading)
+        pthread_join(th, NULL);
+    w->errors += r.errors + !reading;
+    w->reads += r.reads;
+    kivis_close(rdb);
+    kivis_close(db);
+    kivis_storage_close(st);
+}
+
+static _Noreturn void writer_run(const char *dir, int id, const void *arg)
+{
+    long commits = *(const long *)arg;
+    wstats w = {0, 0, 0, 0, 0};
+    for (long n = 0; n < commits && w.errors == 0;)
+        writer_session(dir, id, &n, commits, &w);
+    printf("multiproc: writer %d: %ld commits (%ld resized the map), %ld busy "
+           "retries, %ld reads, %ld errors\n", id, w.commits, w.resizes, w.busy, w.reads,
+           w.errors);
+    fflush(stdout);
+    _exit(w.errors == 0 && w.commits == commits ? 0 : 1);
+}
+
+static long writer_commits(void)
+{
+    const char *n = getenv("KIVIS_MULTIPROC_COMMITS");
+    const char *scale = getenv("KIVIS_TEST_SCALE");
+    if (n && atol(n) > 0)
+        return atol(n);
+    return scale && !strcmp(scale, "small") ? SMALL_COMMITS : COMMITS;
+}
+
+/* Read-modify-write commits from two processes on a map that starts at
+ * 128 KiB: a growth ends the writer's MDB transaction and replays its
+ * writes, and no other process may commit in between (it would be
+ * overwritten); a process whose map another one grew adopts the new size
+ * even with a reader open beside it.  In the end the counter holds every
+ * commit and every index entry matches its record. */
+static void test_writers_in_processes_lose_nothing(void **state)
+{
+    const char *dir = *state;
+    long total = writer_commits(), each = total / WRITERS;
+    kivis_lmdb_options lo = {NULL, SMALL_MAP, 0, 0};
+    kivis_storage *st;
+    kivis_db *db;
+    assert_int_equal(kivis_lmdb_open(dir, &lo, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    user c = {(char *)"counter", (char *)"", 0};
+    user_key ck;
+    assert_int_equal(kivis_put(db, PETS_USER, &c, &ck), KIVIS_OK);
+    assert_int_equal(ck.id, 1);
+    kivis_close(db);
+    kivis_storage_close(st);
+
+    double start = now_ms();
+    pid_t pids[WRITERS];
+    spawn(pids, WRITERS, writer_run, dir, &each);
+    int failed = reap(pids, WRITERS);
+    double ms = now_ms() - start;
+
+    assert_int_equal(kivis_lmdb_open(dir, &lo, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    user u;
+    assert_int_equal(kivis_get(db, PETS_USER, &ck, &u), KIVIS_OK);
+    kivis_check_stats cs;
+    memset(&cs, 0, sizeof cs);
+    int check = kivis_check(db, NULL, NULL, &cs);
+    printf("multiproc: %d writers, %ld commits in %.0f ms: counter %" PRIu32
+           ", %" PRIu64 " users, data %zu KiB, check: %" PRIu64 " problems\n",
+           WRITERS, each * WRITERS, ms, u.age, cs.tables[PETS_USER].records,
+           kivis_lmdb_map_size(st) >> 10, cs.problems);
+    uint64_t users = cs.tables[PETS_USER].records;
+    uint32_t counter = u.age;
+    kivis_record_clear(db, PETS_USER, &u);
+    kivis_stats_free(db, &cs);
+    kivis_close(db);
+    kivis_storage_close(st);
+    assert_int_equal(failed, 0);
+    assert_int_equal(counter, each * WRITERS);
+    assert_int_equal(users, (uint64_t)each * WRITERS + 1);
+    assert_int_equal(check, KIVIS_OK);
+}
+
+/* ---- a map another process grew, with a reader open here --------------- */
+
+/* Child: once the parent says so (a byte on fd), grow the map far past
+ * SMALL_MAP with one big blob. */
+static _Noreturn void grow_elsewhere(const char *dir, int id, const void *arg)
+{
+    (void)id;
+    char go;
+    int ok = read(*(const int *)arg, &go, 1) == 1;
+    kivis_lmdb_options lo = {NULL, SMALL_MAP, 0, 0};
+    kivis_storage *st = NULL;
+    kivis_db *db = NULL;
+    static uint8_t big[1 << 20];
+    blob b = {{big, sizeof big}};
+    ok = ok && kivis_lmdb_open(dir, &lo, &st) == KIVIS_OK &&
+         kivis_open(st, &pets_schema, NULL, &db) == KIVIS_OK &&
+         kivis_put(db, PETS_BLOB, &b, NULL) == KIVIS_OK;
+    kivis_close(db);
+    kivis_storage_close(st);
+    _exit(ok ? 0 : 1);
+}
+
+/* Another process grows the map past this one's while a thread here holds
+ * a read transaction: this process's next writer adopts the new size once
+ * the reader is done (LMDB's MDB_MAP_RESIZED), where it used to fail with
+ * KIVIS_EIO. */
+static void test_map_grown_elsewhere_is_adopted_beside_a_reader(void **state)
+{
+    const char *dir = *state;
+    kivis_lmdb_options lo = {NULL, SMALL_MAP, 0, 0};
+    kivis_storage *st;
+    kivis_db *a, *r;
+    assert_int_equal(kivis_lmdb_open(dir, &lo, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &a), KIVIS_OK);
+    kivis_close(a);
+    kivis_storage_close(st);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t child;
+    spawn(&child, 1, grow_elsewhere, dir, &go[0]);
+    close(go[0]);
+
+    assert_int_equal(kivis_lmdb_open(dir, &lo, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &a), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &r), KIVIS_OK);
+    size_t before = kivis_lmdb_map_size(st);
+    kt_put_user(a, "here", 1);
+    kt_held_reader sr = {r, 300, 0, -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, kt_hold_read_txn, &sr), 0);
+    kt_wait_holding(&sr);
+    assert_int_equal(write(go[1], "g", 1), 1);
+    close(go[1]);
+    assert_int_equal(reap(&child, 1), 0);
+
+    assert_int_equal(kivis_begin(a), KIVIS_OK); /* waits for the reader */
+    user u = {(char *)"after", (char *)"", 2};
+    assert_int_equal(kivis_put(a, PETS_USER, &u, NULL), KIVIS_OK);
+    assert_int_equal(kivis_commit(a), KIVIS_OK);
+    pthread_join(th, NULL);
+    assert_int_equal(sr.rc, KIVIS_OK);
+    assert_true(kivis_lmdb_map_size(st) >= before + (1 << 20));
+    assert_int_equal(kt_users_named(a, "after"), 1);
+    assert_int_equal(kivis_check(a, NULL, NULL, NULL), KIVIS_OK);
+    kivis_close(r);
+    kivis_close(a);
+    kivis_storage_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_readers_in_processes_see_whole_batches,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writers_in_processes_lose_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_map_grown_elsewhere_is_adopted_beside_a_reader,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

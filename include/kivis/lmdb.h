@@ -29,7 +29,19 @@
  * storage; any number of threads may run read-only transactions in
  * parallel with one write transaction (further writers wait for it; a
  * second write transaction on the same thread gets KIVIS_EBUSY).  Other
- * processes may open the same path at the same time.
+ * processes may open the same path at the same time.  A write transaction
+ * holds kivis's own writer lock from begin to commit or abort (a mutex,
+ * and an flock on kivis-writer.lock in the directory for other processes;
+ * a dead process's is released by the kernel), so that no other kivis
+ * writer commits while map growth replays it.  Programs writing the
+ * environment with LMDB directly do not take that lock: do not let them
+ * write while kivis does.
+ *
+ * When another process has grown the map past this process's, a begin
+ * adopts the new size, which needs this process's other transactions on
+ * the storage to end: it waits up to ten seconds for them, then fails with
+ * KIVIS_EBUSY, which means: nothing happened, retry the transaction (after
+ * ending this thread's other transactions, if it holds any).
  */
 #ifndef KIVIS_LMDB_H
 #define KIVIS_LMDB_H
@@ -60,9 +72,12 @@ typedef struct kivis_lmdb_options {
  * frees it with kivis_storage_close.
  * @return KIVIS_OK; KIVIS_EINVAL (NULL path); KIVIS_EIO (the directory
  *         or its files cannot be created or opened; errno tells why);
- *         KIVIS_ECORRUPT (not an LMDB environment, or a damaged one);
- *         KIVIS_EVERSION (LMDB format mismatch); KIVIS_ENOMEM.
- *         *out = NULL on failure.
+ *         KIVIS_ECORRUPT (not an LMDB environment, or a damaged one, e.g.
+ *         a data.mdb shorter than its meta page says: refused before
+ *         anything is read past the meta pages or written);
+ *         KIVIS_EVERSION (LMDB format mismatch); KIVIS_EBUSY (other
+ *         processes kept growing the map while it opened: retry);
+ *         KIVIS_ENOMEM.  *out = NULL on failure.
  */
 int kivis_lmdb_open(const char *path, const kivis_lmdb_options *opts,
                     kivis_storage **out);

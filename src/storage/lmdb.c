@@ -8,6 +8,13 @@
  * last key they returned (kivis_bt_range), and find their place again from
  * that key after any write in their transaction or a replay, which gives
  * the cursor contract of storage.h whatever LMDB does with its own cursors.
+ *
+ * Between that abort and the replay LMDB's own writer lock is free, so a
+ * write transaction also holds kivis's writer lock from before its
+ * mdb_txn_begin to after its end: a mutex for this process's threads and
+ * an flock on WRITER_LOCK_FILE for other processes.  No other kivis writer
+ * can then commit in the gap and have its commit overwritten by a replay
+ * computed before it (docs/storage.md, "LMDB").
  */
 #include <kivis/lmdb.h>
 
@@ -16,18 +23,27 @@
 #include <lmdb.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Readers are short in practice; one that outlives this wait (say, held
  * open by the writing thread itself) turns the growth into KIVIS_EFULL. */
 #define GROW_WAIT_SECONDS 10
 
-enum { SPARE_READERS = 4 };
+/* Times a transaction begins again after adopting a map another process
+ * grew, before it gives up with KIVIS_EBUSY (each time, the other process
+ * grew the map once more in between). */
+enum { SPARE_READERS = 4, ADOPT_TRIES = 8 };
+
+/* In the environment directory, beside data.mdb and lock.mdb. */
+static const char WRITER_LOCK_FILE[] = "/kivis-writer.lock";
 
 typedef struct lmdb_storage {
     kivis_storage st; /* first: what the caller holds */
@@ -36,10 +52,12 @@ typedef struct lmdb_storage {
     MDB_dbi dbi;
     size_t max_key;
     size_t map_max;
+    pthread_mutex_t write_lock; /* held by this process's write transaction */
+    int writer_fd;              /* WRITER_LOCK_FILE, flock()ed along */
     pthread_mutex_t lock; /* guards the fields below */
     pthread_cond_t idle;  /* signalled when a transaction ends */
-    unsigned active;      /* transactions open through this storage */
-    bool growing;         /* a writer waits to resize: hold new readers */
+    unsigned active;      /* transactions open or beginning through this storage */
+    bool growing;         /* the map is being resized: hold new transactions */
     bool writing;
     pthread_t writer;
     bool nosync; /* MDB_NOSYNC currently set on the env */
@@ -130,13 +148,14 @@ static void ls_free(const lmdb_storage *ls, void *p)
 
 /* ---- transaction bookkeeping and map growth --------------------------- */
 
-/* Readers count themselves before their MDB txn exists, and wait while a
- * writer grows the map.  Writers count themselves once LMDB's writer lock
- * is theirs: one blocked on that lock must not hold a growing writer up. */
+/* Transactions count themselves before their MDB txn exists, and wait
+ * while the map is resized.  A writer does so once kivis's writer lock is
+ * its own (writer_lock): one still waiting for it must not hold a growing
+ * writer up. */
 static void txn_enter(lmdb_storage *ls, bool writer)
 {
     pthread_mutex_lock(&ls->lock);
-    while (ls->growing && !writer)
+    while (ls->growing)
         pthread_cond_wait(&ls->idle, &ls->lock);
     ls->active++;
     if (writer) {
@@ -156,6 +175,29 @@ static void txn_leave(lmdb_storage *ls, bool writer)
     pthread_mutex_unlock(&ls->lock);
 }
 
+/* kivis's writer lock, taken before a write transaction's mdb_txn_begin
+ * and released after its end: the mutex orders this process's threads
+ * (they share one open file, and an flock belongs to the open file, not
+ * to a thread), the flock other processes.  The kernel drops the flock of
+ * a process that dies, as LMDB's robust mutex does its own lock. */
+static int writer_lock(lmdb_storage *ls)
+{
+    pthread_mutex_lock(&ls->write_lock);
+    int rc;
+    while ((rc = flock(ls->writer_fd, LOCK_EX)) != 0 && errno == EINTR)
+        ;
+    if (rc == 0)
+        return KIVIS_OK;
+    pthread_mutex_unlock(&ls->write_lock);
+    return KIVIS_EIO;
+}
+
+static void writer_unlock(lmdb_storage *ls)
+{
+    flock(ls->writer_fd, LOCK_UN);
+    pthread_mutex_unlock(&ls->write_lock);
+}
+
 /* Free every spare reader.  Called with ls->lock held, or at close. */
 static void drop_spares(lmdb_storage *ls)
 {
@@ -166,8 +208,42 @@ static void drop_spares(lmdb_storage *ls)
     }
 }
 
-/* Double the map (the caller's MDB txn is already gone, so only other
- * transactions can hold it up: wait for them, up to GROW_WAIT_SECONDS). */
+/* Resize the map to `size` (0: the size another process gave it, as its
+ * meta page says).  The caller is counted in ls->active and holds no MDB
+ * txn; it steps out of the count while it waits, up to GROW_WAIT_SECONDS,
+ * for this process's other transactions to end, and new ones wait for it.
+ * One resize at a time: a second one waits for the first, then resizes
+ * again (harmless: LMDB keeps the map at least as big as the data).
+ * @return KIVIS_OK, KIVIS_EBUSY (the wait timed out), or LMDB's error as
+ *         a kivis status. */
+static int remap(lmdb_storage *ls, size_t size)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += GROW_WAIT_SECONDS;
+    int rc = KIVIS_OK;
+    pthread_mutex_lock(&ls->lock);
+    ls->active--;
+    pthread_cond_broadcast(&ls->idle);
+    while (ls->growing)
+        pthread_cond_wait(&ls->idle, &ls->lock);
+    ls->growing = true;
+    while (ls->active > 0 && rc == KIVIS_OK)
+        if (pthread_cond_timedwait(&ls->idle, &ls->lock, &deadline) == ETIMEDOUT)
+            rc = KIVIS_EBUSY;
+    if (rc == KIVIS_OK) {
+        drop_spares(ls); /* no reset txn outlives the old mapping */
+        rc = status_of(mdb_env_set_mapsize(ls->env, size));
+    }
+    ls->growing = false;
+    ls->active++;
+    pthread_cond_broadcast(&ls->idle);
+    pthread_mutex_unlock(&ls->lock);
+    return rc;
+}
+
+/* Double the map for the writer that found it full (its MDB txn is gone).
+ * Past map_max, or when other transactions outlast the wait: KIVIS_EFULL. */
 static int grow_map(lmdb_storage *ls)
 {
     MDB_envinfo info;
@@ -175,23 +251,8 @@ static int grow_map(lmdb_storage *ls)
     if (info.me_mapsize >= ls->map_max)
         return KIVIS_EFULL;
     size_t size = info.me_mapsize > ls->map_max / 2 ? ls->map_max : info.me_mapsize * 2;
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += GROW_WAIT_SECONDS;
-    int rc = KIVIS_OK;
-    pthread_mutex_lock(&ls->lock);
-    ls->growing = true;
-    while (ls->active > 1 && rc == KIVIS_OK)
-        if (pthread_cond_timedwait(&ls->idle, &ls->lock, &deadline) == ETIMEDOUT)
-            rc = KIVIS_EFULL;
-    if (rc == KIVIS_OK) {
-        drop_spares(ls); /* no reset txn outlives the old mapping */
-        rc = status_of(mdb_env_set_mapsize(ls->env, size));
-    }
-    ls->growing = false;
-    pthread_cond_broadcast(&ls->idle);
-    pthread_mutex_unlock(&ls->lock);
-    return rc;
+    int rc = remap(ls, size);
+    return rc == KIVIS_EBUSY ? KIVIS_EFULL : rc;
 }
 
 /* ---- the redo log ------------------------------------------------------- */
@@ -364,6 +425,8 @@ static void txn_end(lmdb_txn *lt)
     ls_free(ls, lt->log);
     ls_free(ls, lt);
     txn_leave(ls, writer);
+    if (writer)
+        writer_unlock(ls);
 }
 
 /* End a reader by parking it reset in the spare pool (or freeing it when
@@ -622,20 +685,26 @@ static int claim_writer(lmdb_storage *ls)
     return mine ? KIVIS_EBUSY : KIVIS_OK;
 }
 
+/* Begin the MDB txn of a transaction counted in ls->active.  LMDB says
+ * MDB_MAP_RESIZED at begin when the committed data reaches past this
+ * process's map (another process grew it): adopt the size the meta page
+ * records and begin again.
+ * @return a kivis status: KIVIS_EBUSY when this process's other
+ *         transactions outlast the wait, or the map keeps moving. */
 static int begin_mdb(lmdb_storage *ls, bool rdonly, MDB_txn **t)
 {
-    int rc = mdb_txn_begin(ls->env, NULL, rdonly ? MDB_RDONLY : 0, t);
-    if (rc == MDB_MAP_RESIZED) { /* another process grew the map: adopt it */
-        pthread_mutex_lock(&ls->lock);
-        if (ls->active == (rdonly ? 1u : 0u)) { /* nobody else maps it here */
-            drop_spares(ls);
-            rc = mdb_env_set_mapsize(ls->env, 0);
+    for (int tries = 0; tries < ADOPT_TRIES; tries++) {
+        int rc = mdb_txn_begin(ls->env, NULL, rdonly ? MDB_RDONLY : 0, t);
+        if (rc != MDB_MAP_RESIZED) {
+            if (rc)
+                *t = NULL;
+            return status_of(rc);
         }
-        pthread_mutex_unlock(&ls->lock);
-        if (rc == MDB_SUCCESS)
-            rc = mdb_txn_begin(ls->env, NULL, rdonly ? MDB_RDONLY : 0, t);
+        *t = NULL;
+        if ((rc = remap(ls, 0)) != KIVIS_OK)
+            return rc;
     }
-    return rc;
+    return KIVIS_EBUSY;
 }
 
 static void txn_init(lmdb_txn *lt, lmdb_storage *ls, unsigned flags)
@@ -672,7 +741,7 @@ static int reader_begin(lmdb_storage *ls, kivis_storage_txn **out)
         if (rc) {
             ls_free(ls, lt);
             txn_leave(ls, false);
-            return status_of(rc);
+            return rc;
         }
     }
     *out = &lt->txn;
@@ -694,12 +763,17 @@ static int lm_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
     if (!lt)
         return KIVIS_ENOMEM;
     txn_init(lt, ls, flags);
-    int rc = begin_mdb(ls, false, &lt->t);
+    int rc = writer_lock(ls);
     if (rc) {
         ls_free(ls, lt);
-        return status_of(rc);
+        return rc;
     }
     txn_enter(ls, true);
+    rc = begin_mdb(ls, false, &lt->t);
+    if (rc) {
+        txn_end(lt); /* leaves, and lets the next writer in */
+        return rc;
+    }
     *out = &lt->txn;
     return KIVIS_OK;
 }
@@ -714,8 +788,10 @@ static void lm_close(kivis_storage *st)
     lmdb_storage *ls = storage_of(st);
     drop_spares(ls);
     mdb_env_close(ls->env);
+    close(ls->writer_fd);
     pthread_cond_destroy(&ls->idle);
     pthread_mutex_destroy(&ls->lock);
+    pthread_mutex_destroy(&ls->write_lock);
     ls_free(ls, ls);
 }
 
@@ -725,9 +801,61 @@ static const kivis_storage_methods lmdb_storage_methods = {
 
 size_t kivis_lmdb_map_size(kivis_storage *st)
 {
+    /* mdb_env_info reads the meta pages through the map: not while
+     * another thread remaps it (remap does so under ls->lock). */
+    lmdb_storage *ls = storage_of(st);
     MDB_envinfo info;
-    mdb_env_info(storage_of(st)->env, &info);
+    pthread_mutex_lock(&ls->lock);
+    mdb_env_info(ls->env, &info);
+    pthread_mutex_unlock(&ls->lock);
     return info.me_mapsize;
+}
+
+/* A data file shorter than its meta page says (cut by a copy, or by a
+ * tool, never by LMDB) would SIGBUS at the first read of a missing page:
+ * refuse it before any page past the metas is read or written.  LMDB
+ * writes each page it allocates when the allocating txn commits, before
+ * the meta page that counts it, so a sound file holds at least
+ * me_last_pgno + 1 pages (without MDB_WRITEMAP, as here, no more either). */
+static int check_data_size(lmdb_storage *ls)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    mdb_filehandle_t fd;
+    struct stat sb;
+    if (mdb_env_info(ls->env, &info) || mdb_env_stat(ls->env, &stat) ||
+        mdb_env_get_fd(ls->env, &fd) || fstat(fd, &sb))
+        return KIVIS_EIO;
+    unsigned long long need = ((unsigned long long)info.me_last_pgno + 1) * stat.ms_psize;
+    return (unsigned long long)sb.st_size < need ? KIVIS_ECORRUPT : KIVIS_OK;
+}
+
+static int open_writer_lock(lmdb_storage *ls, const char *path)
+{
+    size_t n = strlen(path);
+    char *file = ls_malloc(ls, n + sizeof WRITER_LOCK_FILE);
+    if (!file)
+        return KIVIS_ENOMEM;
+    memcpy(file, path, n);
+    memcpy(file + n, WRITER_LOCK_FILE, sizeof WRITER_LOCK_FILE);
+    ls->writer_fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ls_free(ls, file);
+    return ls->writer_fd < 0 ? KIVIS_EIO : KIVIS_OK;
+}
+
+/* The main DB's handle, from a read txn: opening the unnamed DB writes
+ * nothing, so neither does kivis_lmdb_open on an existing store. */
+static int open_main_dbi(lmdb_storage *ls)
+{
+    MDB_txn *t;
+    txn_enter(ls, false);
+    int rc = begin_mdb(ls, true, &t);
+    if (rc == KIVIS_OK) {
+        rc = status_of(mdb_dbi_open(t, NULL, 0, &ls->dbi));
+        mdb_txn_abort(t);
+    }
+    txn_leave(ls, false);
+    return rc;
 }
 
 static int open_env(lmdb_storage *ls, const char *path, const kivis_lmdb_options *o)
@@ -744,19 +872,19 @@ static int open_env(lmdb_storage *ls, const char *path, const kivis_lmdb_options
         rc = mdb_env_set_maxreaders(ls->env, readers);
     if (!rc)
         rc = mdb_env_open(ls->env, path, MDB_NOTLS, 0644);
-    MDB_txn *t = NULL;
-    if (!rc)
-        rc = mdb_txn_begin(ls->env, NULL, 0, &t);
-    if (!rc)
-        rc = mdb_dbi_open(t, NULL, 0, &ls->dbi);
-    if (!rc)
-        rc = mdb_txn_commit(t);
-    else if (t)
-        mdb_txn_abort(t);
-    if (rc) {
+    int status = rc == ENOENT || rc == EACCES ? KIVIS_EIO : status_of(rc);
+    if (status == KIVIS_OK)
+        status = check_data_size(ls);
+    if (status == KIVIS_OK)
+        status = open_writer_lock(ls, path);
+    if (status == KIVIS_OK)
+        status = open_main_dbi(ls);
+    if (status) {
+        if (ls->writer_fd >= 0)
+            close(ls->writer_fd);
         mdb_env_close(ls->env);
         ls->env = NULL;
-        return rc == ENOENT || rc == EACCES ? KIVIS_EIO : status_of(rc);
+        return status;
     }
     ls->max_key = (size_t)mdb_env_get_maxkeysize(ls->env);
     return KIVIS_OK;
@@ -780,12 +908,15 @@ int kivis_lmdb_open(const char *path, const kivis_lmdb_options *opts,
     ls->alloc = *a;
     ls->map_max = opts && opts->map_size_max ? opts->map_size_max
                                              : KIVIS_LMDB_MAP_SIZE_MAX;
+    ls->writer_fd = -1;
     pthread_mutex_init(&ls->lock, NULL);
+    pthread_mutex_init(&ls->write_lock, NULL);
     pthread_cond_init(&ls->idle, NULL);
     int rc = open_env(ls, path, opts);
     if (rc) {
         pthread_cond_destroy(&ls->idle);
         pthread_mutex_destroy(&ls->lock);
+        pthread_mutex_destroy(&ls->write_lock);
         a->free(a->ctx, ls);
         return rc;
     }

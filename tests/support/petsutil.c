@@ -2,6 +2,9 @@
 #include "petsutil.h"
 #include "testutil.h"
 
+#include <sched.h>
+#include <time.h>
+
 user_key kt_put_user(kivis_db *db, const char *name, uint32_t age)
 {
     user u = {(char *)name, "x@example.org", age};
@@ -24,4 +27,25 @@ size_t kt_users_named(kivis_db *db, const char *name)
     }
     kivis_scan_close(s);
     return n;
+}
+
+void *kt_hold_read_txn(void *arg)
+{
+    kt_held_reader *r = arg;
+    user_key k = {1};
+    user u;
+    r->rc = kivis_begin_read(r->db);
+    if (r->rc == KIVIS_OK && (r->rc = kivis_get(r->db, PETS_USER, &k, &u)) == KIVIS_OK)
+        kivis_record_clear(r->db, PETS_USER, &u);
+    __atomic_store_n(&r->holding, 1, __ATOMIC_RELEASE);
+    struct timespec ts = {r->hold_ms / 1000, (r->hold_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    kivis_abort(r->db);
+    return NULL;
+}
+
+void kt_wait_holding(kt_held_reader *r)
+{
+    while (!__atomic_load_n(&r->holding, __ATOMIC_ACQUIRE))
+        sched_yield();
 }
