@@ -369,7 +369,7 @@ static void *read_counter(void *arg)
 static void writer_session(const char *dir, int id, long *n, long end, wstats *w)
 {
     kivis_lmdb_options lo = {NULL, SMALL_MAP, 0, 0};
-    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0};
+    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0};
     kivis_storage *st;
     kivis_db *db, *rdb;
     int rc = kivis_lmdb_open(dir, &lo, &st);
