@@ -105,7 +105,8 @@ static void test_name_of_a_generated_function(void **state)
                  "enum user_by_name { A };\n"
                  "struct user { [[index]] char *name; };\n",
                  "t.kvs:2:6: error: 'user_by_name' is a name kivis-gen "
-                 "generates for record 'user'; choose another\n"
+                 "generates for field 'name' of record 'user'; choose "
+                 "another\n"
                  "enum user_by_name { A };\n"
                  "     ^\n");
     /* S_USER is the table constant of record user in schema s */
