@@ -24,6 +24,7 @@ typedef struct entry {
     name_kind kind;
     void *decl;       /* kg_enum, kg_struct or kg_record */
     kg_loc loc;
+    const char *owner; /* a generated name's: what it is made from */
 } entry;
 
 typedef struct names {
@@ -134,9 +135,38 @@ static const char *const c_keywords[] = {
     "constexpr", "false", "nullptr", "static_assert", "thread_local", "true",
     "typeof", "typeof_unqual", "asm", "fortran"};
 
+/* C++17 keywords and alternative tokens, and C++20's: the header is C++ too. */
+static const char *const cxx_keywords[] = {
+    "and", "and_eq", "bitand", "bitor", "catch", "char8_t", "char16_t",
+    "char32_t", "class", "co_await", "co_return", "co_yield", "compl",
+    "concept", "consteval", "constinit", "const_cast", "decltype", "delete",
+    "dynamic_cast", "explicit", "export", "friend", "mutable", "namespace",
+    "new", "noexcept", "not", "not_eq", "operator", "or", "or_eq", "private",
+    "protected", "public", "reinterpret_cast", "requires", "static_cast",
+    "template", "this", "throw", "try", "typeid", "typename", "using",
+    "virtual", "wchar_t", "xor", "xor_eq"};
+
 static const char *const builtin_types[] = {
     "uint8_t", "uint16_t", "uint32_t", "uint64_t", "int8_t", "int16_t",
     "int32_t", "int64_t", "size_t"};
+
+/* What <stddef.h> declares besides size_t (C11, C23 and C++). */
+static const char *const stddef_names[] = {
+    "NULL", "offsetof", "ptrdiff_t", "max_align_t", "nullptr_t"};
+
+/* Names a file-scope declaration of the header may not take although C
+ * allows them: the C++ library's namespace, the program's main, and
+ * macros gcc and clang predefine in their GNU modes (-std=gnu17). */
+static const char *const other_globals[] = {"std", "main", "linux", "unix",
+                                            "i386"};
+
+/* Parameters of generated functions that come before a use of a type in
+ * the same prototype or body (`user_get(pets_db *db, user_key key,
+ * user *out)`, `pets_by_x(..., point *lo, point *hi)`, the _Generic
+ * macro's `rec *`, derive_key's adapter `(const r *)r`): a type of that
+ * name would be hidden by the parameter. */
+static const char *const param_names[] = {"db", "key", "cur", "rec", "lo",
+                                          "r", "k"};
 
 static int in_list(const char *name, const char *const *list, size_t n)
 {
@@ -148,19 +178,82 @@ static int in_list(const char *name, const char *const *list, size_t n)
 
 #define IN(name, list) in_list(name, list, sizeof list / sizeof list[0])
 
+/* @return the rest of s after the first of `alts` that starts it, or NULL */
+static const char *after_one(const char *s, const char *const *alts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(s, alts[i], strlen(alts[i])) == 0)
+            return s + strlen(alts[i]);
+    return NULL;
+}
+
+#define AFTER(s, list) after_one(s, list, sizeof list / sizeof list[0])
+
+/*
+ * The macros and typedefs of <stdint.h>: INT8_MAX, UINT_LEAST16_C,
+ * INTPTR_WIDTH, SIZE_MAX, WCHAR_MIN, ..., int_fast32_t, uintmax_t.  An
+ * enumerator or type named so would be replaced by the macro or clash
+ * with the typedef.
+ */
+static int is_stdint_name(const char *name)
+{
+    static const char *const up_width[] = {"8", "16", "32", "64", "MAX",
+                                           "PTR"};
+    static const char *const lo_width[] = {"8", "16", "32", "64", "max",
+                                           "ptr"};
+    static const char *const up_kind[] = {"_LEAST", "_FAST"};
+    static const char *const lo_kind[] = {"_least", "_fast"};
+    static const char *const limits[] = {"PTRDIFF", "SIG_ATOMIC", "SIZE",
+                                         "WCHAR", "WINT"};
+    static const char *const up_tail[] = {"_MAX", "_MIN", "_WIDTH", "_C"};
+    const char *p = NULL, *rest;
+    int upper = name[0] == 'U' || name[0] == 'I';
+    if (strncmp(name + (name[0] == 'U' || name[0] == 'u'),
+                upper ? "INT" : "int", 3) == 0) {
+        p = name + (name[0] == 'U' || name[0] == 'u') + 3;
+        if ((rest = upper ? AFTER(p, up_kind) : AFTER(p, lo_kind)))
+            p = rest;
+        p = upper ? AFTER(p, up_width) : AFTER(p, lo_width);
+    } else if ((rest = AFTER(name, limits))) {
+        p = rest; /* no _C: SIZE_C is not a macro */
+        return strcmp(p, "_MAX") == 0 || strcmp(p, "_MIN") == 0 ||
+               strcmp(p, "_WIDTH") == 0;
+    }
+    if (!p)
+        return 0;
+    return upper ? in_list(p, up_tail, 4) : strcmp(p, "_t") == 0;
+}
+
+static int is_type_kind(name_kind kind)
+{
+    return kind == N_ENUM || kind == N_STRUCT || kind == N_RECORD;
+}
+
 /* @return why `name` may not be declared as `kind`, or NULL */
 static const char *reserved_reason(const char *name, name_kind kind)
 {
     if (IN(name, c_keywords))
         return "it is a C keyword";
+    if (IN(name, cxx_keywords))
+        return "it is a C++ keyword";
     if (IN(name, builtin_types))
         return "it is a built-in type";
+    if (IN(name, stddef_names))
+        return "<stddef.h> declares it";
+    if (is_stdint_name(name))
+        return "<stdint.h> declares it";
     if (strncmp(name, "kivis_", 6) == 0 || strncmp(name, "KIVIS_", 6) == 0)
         return "names starting with kivis_ belong to the library";
     if (name[0] == '_')
         return "names starting with '_' are reserved in C";
-    if ((kind == N_ENUM || kind == N_STRUCT || kind == N_RECORD ||
-         kind == N_SCHEMA) && ends_with_key(name))
+    if (kind != N_FIELD && IN(name, other_globals))
+        return strcmp(name, "std") == 0    ? "it is the C++ library's namespace"
+               : strcmp(name, "main") == 0 ? "it is the program's main function"
+                                           : "gcc and clang predefine it as a "
+                                             "macro";
+    if (is_type_kind(kind) && IN(name, param_names))
+        return "generated functions have a parameter of that name";
+    if ((is_type_kind(kind) || kind == N_SCHEMA) && ends_with_key(name))
         return "names ending in _key are the key types of records";
     return NULL;
 }
@@ -213,7 +306,7 @@ static void declare_name(checker *c, const char *name, kg_loc loc,
                          name_kind kind, void *decl)
 {
     if (check_reserved(c, name, loc, kind) == 0)
-        declare(c, &c->global, (entry){name, kind, decl, loc});
+        declare(c, &c->global, (entry){name, kind, decl, loc, NULL});
 }
 
 static void declare_key(checker *c, kg_record *r, size_t i)
@@ -230,7 +323,7 @@ static void declare_key(checker *c, kg_record *r, size_t i)
     memcpy(key, r->name, n);
     memcpy(key + n, "_key", sizeof "_key");
     c->keynames[i] = key;
-    declare(c, &c->global, (entry){key, N_KEY, r, r->loc});
+    declare(c, &c->global, (entry){key, N_KEY, r, r->loc, NULL});
 }
 
 static void declare_all(checker *c)
@@ -257,17 +350,29 @@ static void declare_all(checker *c)
 }
 
 /* ---- names the emitter generates ------------------------------------------
- * A type or enumerator named like a generated function (record `user`
- * gets user_put, user_get, user_by_name, ...) would make the generated C
- * fail to compile, so it is refused here, at its declaration. */
+ * Every file-scope name of <schema>.kivis.h and <schema>.kivis.c that
+ * kivis-gen makes up (user_put, user_by_name, PETS_USER, pets_db,
+ * user_desc_, ...) goes into one table, with what it is made from.  A
+ * declared type or enumerator of that name, a name made twice (records
+ * `A` and `a` both give the constant S_A; indexed fields `x` and
+ * `x_range` both give user_by_x_range) and a made-up name that a header
+ * owns (schema `size`, record `max`: SIZE_MAX; schema `kivis`:
+ * kivis_open) would not compile, so each is refused where it comes from.
+ * Each name is looked up once: linear in the schema's size. */
 
-static const char *const record_suffixes[] = {
-    "_put", "_update", "_insert", "_get", "_remove", "_clear", "_key_clear",
-    "_cursor", "_scan", "_scan_prefix", "_next", "_close", "_derive_key",
-    "_cache", "_cache_stats", "_cache_clear", "_get_into", "_next_into"};
-static const char *const index_suffixes[] = {"", "_range", "_prefix"};
 static const char *const schema_suffixes[] = {
-    "_get", "_remove", "_clear", "_schema", "_tables", "_indexes"};
+    "_db", "_kivis_db", "_check_", "_open", "_close", "_begin", "_begin_read",
+    "_commit", "_abort", "_errmsg", "_open_scan_", "_get", "_remove",
+    "_clear", "_schema", "_tables", "_indexes", "_tables_"};
+static const char *const record_suffixes[] = {
+    "_put", "_update", "_insert", "_get", "_get_into", "_remove", "_clear",
+    "_key_clear", "_cache", "_cache_stats", "_cache_clear", "_cursor",
+    "_scan", "_scan_prefix", "_next", "_next_into", "_close", "_derive_key",
+    "_fields_", "_desc_", "_key_fields_", "_key_desc_", "_indexes_",
+    "_key_map_", "_derive_"};
+static const char *const index_suffixes[] = {"", "_range", "_prefix"};
+static const char *const enum_suffixes[] = {"_names_", "_values_", "_desc_"};
+static const char *const struct_suffixes[] = {"_fields_", "_desc_"};
 
 #define COUNT(a) (sizeof a / sizeof a[0])
 
@@ -287,56 +392,156 @@ static char *join(const char *a, const char *b, const char *c, const char *d,
     return s;
 }
 
-/* Report the declaration that takes the generated name `name` (owned). */
-static void refuse_declared(checker *c, char *name, const char *what,
-                            const char *owner)
+/* "record 'user'", "field 'name' of record 'user'" (malloc'd, or NULL) */
+static char *owner_text(const entry *o)
+{
+    static const char *const noun[] = {
+        "schema", "enum", "enumerator", "[[embedded]] struct", "record",
+        "record", "field"};
+    const char *record = o->kind == N_FIELD ? ((kg_record *)o->decl)->name
+                                            : "";
+    size_t n = strlen(o->owner) + strlen(record) + 40;
+    char *s = malloc(n);
+    if (s && o->kind == N_FIELD)
+        snprintf(s, n, "field '%s' of record '%s'", o->owner, record);
+    else if (s)
+        snprintf(s, n, "%s '%s'", noun[o->kind], o->owner);
+    return s;
+}
+
+/* Two owners of one generated name: a duplicate declaration (reported as
+ * such) makes the same names again, nothing new to say. */
+static int same_owner(const entry *a, const entry *b)
+{
+    return a->kind == b->kind && strcmp(a->owner, b->owner) == 0 &&
+           (a->kind != N_FIELD || a->decl == b->decl);
+}
+
+static void made_twice(checker *c, const entry *old, const entry *o)
+{
+    const entry *first = old, *later = o;
+    if (loc_before(o->loc, old->loc)) {
+        first = o;
+        later = old;
+    }
+    char *a = owner_text(first), *b = owner_text(later);
+    if (a && b)
+        kg_error(c->d, later->loc,
+                 "'%s' would be generated twice: for %s (line %d) and for "
+                 "%s; rename one", o->name, a, first->loc.line, b);
+    else
+        kg_oom(c->d);
+    free(a);
+    free(b);
+}
+
+/* Add the generated `name` (owned; NULL when out of memory) made from `o`. */
+static void generate(checker *c, names *gen, char *name, entry o)
 {
     if (!name) {
         kg_oom(c->d);
         return;
     }
-    const entry *e = lookup(&c->global, name);
-    if (e && e->kind != N_KEY)
-        kg_error(c->d, e->loc,
-                 "'%s' is a name kivis-gen generates for %s '%s'; choose "
-                 "another",
-                 name, what, owner);
+    o.name = name;
+    const char *why = reserved_reason(name, N_KEY);
+    const entry *declared = lookup(&c->global, name);
+    char *text = owner_text(&o);
+    int oom = 0;
+    entry *old = NULL;
+    if (!text)
+        kg_oom(c->d);
+    else if (why)
+        kg_error(c->d, o.loc,
+                 "kivis-gen would generate '%s' for %s, which cannot be used "
+                 "as a name: %s", name, text, why);
+    else if (declared && declared->kind != N_KEY)
+        kg_error(c->d, declared->loc,
+                 "'%s' is a name kivis-gen generates for %s; choose another",
+                 name, text);
+    else if ((old = insert(gen, o, &oom)) == NULL && !oom)
+        name = NULL; /* the table owns it now */
+    else if (oom)
+        kg_oom(c->d);
+    else if (!same_owner(old, &o))
+        made_twice(c, old, &o);
+    free(text);
     free(name);
 }
 
-/* Each generated name is looked up once: linear in the schema's size. */
-static void check_record_names(checker *c, const kg_record *r)
+/* Each of `suffixes` after `base`, made from `o`. */
+static void generate_all(checker *c, names *gen, const char *base,
+                         const char *const *suffixes, size_t n, entry o)
+{
+    for (size_t i = 0; i < n; i++)
+        generate(c, gen, join(base, suffixes[i], "", "", 0), o);
+}
+
+/* The declaration `name` stands for is `decl` (not a duplicate) and its
+ * name is usable: the names made from it are worth checking. */
+static int first_and_usable(const checker *c, const char *name, name_kind k,
+                            const void *decl)
+{
+    const entry *e = lookup(&c->global, name);
+    return !reserved_reason(name, k) && e && e->decl == decl && e->kind == k;
+}
+
+/* The source's names for an enum or embedded struct `o`. */
+static void generate_decl(checker *c, names *gen, entry o,
+                          const char *const *suffixes, size_t n)
+{
+    if (first_and_usable(c, o.owner, o.kind, o.decl))
+        generate_all(c, gen, o.owner, suffixes, n, o);
+}
+
+static void generate_record(checker *c, names *gen, kg_record *r)
 {
     const char *schema = c->s->name;
-    for (size_t j = 0; j < COUNT(record_suffixes); j++)
-        refuse_declared(c, join(r->name, record_suffixes[j], "", "", 0),
-                        "record", r->name);
-    refuse_declared(c, join(schema, "_", r->name, "", 1), "record", r->name);
+    entry o = {NULL, N_RECORD, r, r->loc, r->name};
+    generate(c, gen, join(r->name, "_key", "", "", 0), o);
+    generate_all(c, gen, r->name, record_suffixes, COUNT(record_suffixes), o);
+    generate(c, gen, join(schema, "_", r->name, "", 1), o);
     for (size_t f = 0; f < r->nfields; f++) {
-        if (!(r->fields[f].attrs & KG_ATTR_INDEX))
+        const kg_field *fd = &r->fields[f];
+        if (!(fd->attrs & KG_ATTR_INDEX) || reserved_reason(fd->name, N_FIELD))
             continue;
-        for (size_t j = 0; j < COUNT(index_suffixes); j++)
-            refuse_declared(c, join(r->name, "_by_", r->fields[f].name,
-                                    index_suffixes[j], 0),
-                            "record", r->name);
-        char *base = join(schema, "_", r->name, "_by_", 0);
+        entry of = {NULL, N_FIELD, r, fd->loc, fd->name};
+        char *base = join(r->name, "_by_", fd->name, "", 0);
         if (base)
-            refuse_declared(c, join(base, r->fields[f].name, "", "", 1),
-                            "record", r->name);
+            generate_all(c, gen, base, index_suffixes, COUNT(index_suffixes),
+                         of);
+        free(base);
+        base = join(schema, "_", r->name, "_by_", 0);
+        if (base)
+            generate(c, gen, join(base, fd->name, "", "", 1), of);
         free(base);
     }
 }
 
 static void check_generated_names(checker *c)
 {
-    const kg_schema *s = c->s;
-    if (!s->name)
+    kg_schema *s = c->s;
+    names gen = {0};
+    if (!s->name || !first_and_usable(c, s->name, N_SCHEMA, NULL))
         return;
+    entry o = {NULL, N_SCHEMA, NULL, s->loc, s->name};
+    generate_all(c, &gen, s->name, schema_suffixes, COUNT(schema_suffixes), o);
+    generate(c, &gen, join(s->name, "_kivis_h", "", "", 1), o);
+    for (size_t i = 0; i < s->nenums; i++) {
+        kg_enum *e = &s->enums[i];
+        generate_decl(c, &gen, (entry){NULL, N_ENUM, e, e->loc, e->name},
+                      enum_suffixes, COUNT(enum_suffixes));
+    }
+    for (size_t i = 0; i < s->nstructs; i++) {
+        kg_struct *st = &s->structs[i];
+        generate_decl(c, &gen, (entry){NULL, N_STRUCT, st, st->loc, st->name},
+                      struct_suffixes, COUNT(struct_suffixes));
+    }
     for (size_t i = 0; i < s->nrecords; i++)
-        check_record_names(c, &s->records[i]);
-    for (size_t j = 0; j < COUNT(schema_suffixes); j++)
-        refuse_declared(c, join(s->name, schema_suffixes[j], "", "", 0),
-                        "schema", s->name);
+        if (first_and_usable(c, s->records[i].name, N_RECORD, &s->records[i]))
+            generate_record(c, &gen, &s->records[i]);
+    for (size_t i = 0; i < gen.cap; i++)
+        free((char *)gen.slots[i].name);
+    free(gen.slots);
 }
 
 /* Field names are checked per struct: duplicates and reserved words. */
@@ -349,7 +554,7 @@ static void check_field_names(checker *c, kg_field *f, size_t n,
             continue;
         int oom = 0;
         entry *old = insert(&local, (entry){f[i].name, N_FIELD, &f[i],
-                                            f[i].loc}, &oom);
+                                            f[i].loc, NULL}, &oom);
         if (oom)
             kg_oom(c->d);
         else if (old)

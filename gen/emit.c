@@ -328,6 +328,20 @@ static void out_attrs(emitter *e, unsigned attrs)
         attrs & KG_ATTR_UNIQUE ? " [[unique]]" : "");
 }
 
+/* "enum " or "struct " when a field of the struct (its n fields) is named
+ * like t (`enum color color;`): C++ would read the bare name as that field
+ * (g++: "changes meaning"), the tagged one it looks up as a type. */
+static const char *type_tag(const kg_schema *s, size_t node,
+                            const kg_record *r, size_t n, const kg_type *t)
+{
+    if (t->kind != KG_ENUM && t->kind != KG_STRUCT && t->kind != KG_KEY)
+        return "";
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp((r ? &r->fields[i] : node_field(s, node, i))->name, t->name))
+            return t->kind == KG_ENUM ? "enum " : "struct ";
+    return "";
+}
+
 /* typedef struct name { fields } name; -- for structs, keys and records. */
 static void header_struct(emitter *e, const char *name, const char *suffix,
                           const kg_schema *s, size_t node, const kg_record *r)
@@ -336,7 +350,7 @@ static void header_struct(emitter *e, const char *name, const char *suffix,
     size_t n = r ? r->nfields : node_nfields(s, node);
     for (size_t i = 0; i < n; i++) {
         const kg_field *f = r ? &r->fields[i] : node_field(s, node, i);
-        out(e, "    ");
+        out(e, "    %s", type_tag(s, node, r, n, &f->type));
         out_decl(e, &f->type, f->name);
         out(e, ";");
         if (r)
@@ -367,14 +381,14 @@ static void header_node(emitter *e, size_t node)
 static void header_constants(emitter *e)
 {
     const kg_schema *s = e->s;
-    out(e, "/* Table positions in %s_schema. */\nenum %s_tables {\n", s->name,
-        s->name);
+    if (s->nrecords) /* C and C++ refuse an empty enum */
+        out(e, "/* Table positions in %s_schema. */\nenum %s_tables {\n",
+            s->name, s->name);
     for (size_t i = 0; i < s->nrecords; i++) {
         out(e, "    ");
         out_table(e, &s->records[i]);
-        out(e, "%s\n", i + 1 < s->nrecords ? "," : "");
+        out(e, "%s", i + 1 < s->nrecords ? ",\n" : "\n};\n\n");
     }
-    out(e, "};\n\n");
     int any = 0;
     for (size_t i = 0; i < s->nrecords; i++) {
         const kg_record *r = &s->records[i];

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run libFuzzer targets (every fuzz_* in DIR, or the one binary given) for
-# SECONDS each, from its seed corpus.  Fails on any crash, leak, timeout or
+# SECONDS each, from its seed corpus (fuzz/corpus/NAME) and dictionary
+# (fuzz/NAME.dict) when it has one.  Fails on any crash, leak, timeout or
 # sanitizer report.
 set -euo pipefail
 target=$1 seconds=$2
@@ -12,8 +13,10 @@ for bin in "${bins[@]}"; do
   name=$(basename "$bin")
   corpus=$(mktemp -d)
   [ -d "$root/fuzz/corpus/$name" ] && cp -r "$root/fuzz/corpus/$name/." "$corpus/"
+  dict=()
+  [ -f "$root/fuzz/$name.dict" ] && dict=(-dict="$root/fuzz/$name.dict")
   if "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-       -print_final_stats=1 "$corpus" >"$corpus.log" 2>&1; then
+       -print_final_stats=1 "${dict[@]}" "$corpus" >"$corpus.log" 2>&1; then
     runs=$(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$corpus.log" | grep -o '[0-9]*$' || echo '?')
     echo "fuzz: $name ok ($runs runs in ${seconds}s)"
   else

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test: the ctest suite under ASan+UBSan, the threaded LMDB test
-# under TSan, the test programs under valgrind, and each fuzzer for
-# FUZZ_SECONDS.  Ends with one tally line.
+# under TSan, the test programs under valgrind, each fuzzer for
+# FUZZ_SECONDS, and the headers of fuzzed schemas kivis-gen accepts
+# compiled (scripts/fuzz-headers.sh, about a minute).  Ends with one tally
+# line.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 fuzz_seconds=${1:-20}
@@ -39,6 +41,12 @@ for bin in build/fuzz/fuzz/fuzz_*; do
   [ -x "$bin" ] || continue
   bash scripts/fuzz.sh "$bin" "$fuzz_seconds"; tally "fuzz $(basename "$bin")" $?
 done
+
+if [ -x build/fuzz/fuzz/fuzz_schema_parse ]; then
+  bash scripts/fuzz-headers.sh build/fuzz/fuzz/fuzz_schema_parse \
+    build/release/gen/kivis-gen 20 50
+  tally "fuzz-headers" $?
+fi
 
 echo "kivis: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

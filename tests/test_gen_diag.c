@@ -105,7 +105,8 @@ static void test_name_of_a_generated_function(void **state)
                  "enum user_by_name { A };\n"
                  "struct user { [[index]] char *name; };\n",
                  "t.kvs:2:6: error: 'user_by_name' is a name kivis-gen "
-                 "generates for record 'user'; choose another\n"
+                 "generates for field 'name' of record 'user'; choose "
+                 "another\n"
                  "enum user_by_name { A };\n"
                  "     ^\n");
     /* S_USER is the table constant of record user in schema s */
@@ -537,6 +538,165 @@ static void test_too_many_tables(void **state)
 
 /* ---- many mistakes, one run --------------------------------------------- */
 
+/* ---- names the generated C or C++ cannot declare ------------------------ */
+
+static void test_cxx_keyword_name(void **state)
+{
+    (void)state;
+    expect_errors("schema s;\n"
+                  "struct a { uint32_t new; char *class; };\n"
+                  "[[embedded]] struct private { int8_t x; };\n",
+                  3,
+                  "t.kvs:2:21: error: 'new' cannot be used as a name: it is "
+                  "a C++ keyword\n"
+                  "struct a { uint32_t new; char *class; };\n"
+                  "                    ^\n"
+                  "t.kvs:2:32: error: 'class' cannot be used as a name: it is "
+                  "a C++ keyword\n"
+                  "struct a { uint32_t new; char *class; };\n"
+                  "                               ^\n"
+                  "t.kvs:3:21: error: 'private' cannot be used as a name: it "
+                  "is a C++ keyword\n"
+                  "[[embedded]] struct private { int8_t x; };\n"
+                  "                    ^\n");
+}
+
+/* The header includes <stdint.h>: its macros would replace an enumerator
+ * or a generated constant (schema size, record max: SIZE_MAX). */
+static void test_stdint_name(void **state)
+{
+    (void)state;
+    expect_errors("schema size;\n"
+                  "enum e { INT8_MAX, INTERVAL_MAX };\n"
+                  "struct max { uint32_t uint_least8_t; };\n",
+                  3,
+                  "t.kvs:2:10: error: 'INT8_MAX' cannot be used as a name: "
+                  "<stdint.h> declares it\n"
+                  "enum e { INT8_MAX, INTERVAL_MAX };\n"
+                  "         ^\n"
+                  "t.kvs:3:8: error: kivis-gen would generate 'SIZE_MAX' for "
+                  "record 'max', which cannot be used as a name: <stdint.h> "
+                  "declares it\n"
+                  "struct max { uint32_t uint_least8_t; };\n"
+                  "       ^\n"
+                  "t.kvs:3:23: error: 'uint_least8_t' cannot be used as a "
+                  "name: <stdint.h> declares it\n"
+                  "struct max { uint32_t uint_least8_t; };\n"
+                  "                      ^\n");
+}
+
+static void test_name_generated_twice(void **state)
+{
+    (void)state;
+    /* constants are upper-cased: records A and a both give S_A */
+    expect_error("schema s;\n"
+                 "struct A { int32_t x; };\n"
+                 "struct a { int32_t x; };\n",
+                 "t.kvs:3:8: error: 'S_A' would be generated twice: for "
+                 "record 'A' (line 2) and for record 'a'; rename one\n"
+                 "struct a { int32_t x; };\n"
+                 "       ^\n");
+    /* the range lookup of x is named like the exact lookup of x_range */
+    expect_error("schema s;\n"
+                 "struct a {\n"
+                 "    [[index]] char *x;\n"
+                 "    [[index]] char *x_range;\n"
+                 "};\n",
+                 "t.kvs:4:21: error: 'a_by_x_range' would be generated twice: "
+                 "for field 'x' of record 'a' (line 3) and for field "
+                 "'x_range' of record 'a'; rename one\n"
+                 "    [[index]] char *x_range;\n"
+                 "                    ^\n");
+    /* the key type of b_derive is named like b's derive_key function */
+    expect_error("schema s;\n"
+                 "[[derived_key(uint32_t h)]]\n"
+                 "struct b { int32_t y; };\n"
+                 "struct b_derive { int32_t z; };\n",
+                 "t.kvs:4:8: error: 'b_derive_key' would be generated twice: "
+                 "for record 'b' (line 3) and for record 'b_derive'; rename "
+                 "one\n"
+                 "struct b_derive { int32_t z; };\n"
+                 "       ^\n");
+}
+
+/* The handle type and functions of the schema, and the descriptors of
+ * <schema>.kivis.c, are generated names too. */
+static void test_schema_and_source_names(void **state)
+{
+    (void)state;
+    expect_errors("schema pets;\n"
+                  "struct pets_db { int32_t x; };\n"
+                  "struct user_key_map_ { int32_t x; };\n"
+                  "struct user { int32_t x; };\n",
+                  2,
+                  "t.kvs:2:8: error: 'pets_db' is a name kivis-gen generates "
+                  "for schema 'pets'; choose another\n"
+                  "struct pets_db { int32_t x; };\n"
+                  "       ^\n"
+                  "t.kvs:3:8: error: 'user_key_map_' is a name kivis-gen "
+                  "generates for record 'user'; choose another\n"
+                  "struct user_key_map_ { int32_t x; };\n"
+                  "       ^\n");
+    /* schema kivis would declare kivis_db, kivis_open, ...: one message */
+    expect_error("schema kivis;\n",
+                 "t.kvs:1:8: error: kivis-gen would generate 'kivis_db' for "
+                 "schema 'kivis', which cannot be used as a name: names "
+                 "starting with kivis_ belong to the library\n"
+                 "schema kivis;\n"
+                 "       ^\n");
+}
+
+/* A type named like a parameter that comes before it in a generated
+ * prototype (user_get(s_db *db, user_key key, user *out)); names a global
+ * may not take although C allows them. */
+static void test_global_only_names(void **state)
+{
+    (void)state;
+    expect_errors("schema s;\n"
+                  "struct key { int32_t x; };\n"
+                  "enum lo { L };\n"
+                  "struct std { int32_t main; };\n"
+                  "enum e { main, linux };\n",
+                  5,
+                  "t.kvs:2:8: error: 'key' cannot be used as a name: "
+                  "generated functions have a parameter of that name\n"
+                  "struct key { int32_t x; };\n"
+                  "       ^\n"
+                  "t.kvs:3:6: error: 'lo' cannot be used as a name: "
+                  "generated functions have a parameter of that name\n"
+                  "enum lo { L };\n"
+                  "     ^\n"
+                  "t.kvs:4:8: error: 'std' cannot be used as a name: it is the "
+                  "C++ library's namespace\n"
+                  "struct std { int32_t main; };\n"
+                  "       ^\n"
+                  "t.kvs:5:10: error: 'main' cannot be used as a name: it is "
+                  "the program's main function\n"
+                  "enum e { main, linux };\n"
+                  "         ^\n"
+                  "t.kvs:5:16: error: 'linux' cannot be used as a name: gcc "
+                  "and clang predefine it as a macro\n"
+                  "enum e { main, linux };\n"
+                  "               ^\n");
+}
+
+/* Accepted: a manifest with no records (its header has no table enum), and
+ * fields named like the types their struct uses (the header tags them). */
+static void test_edge_schemas_valid(void **state)
+{
+    (void)state;
+    kg_schema *s = expect_valid("schema e;\n");
+    assert_int_equal(s->nrecords, 0);
+    kg_schema_free(s);
+    s = expect_valid("schema s;\n"
+                     "enum color { RED };\n"
+                     "[[embedded]] struct point { int32_t x; };\n"
+                     "struct tile { [[key]] color color; point at; "
+                     "int32_t point; };\n");
+    assert_int_equal(s->nrecords, 1);
+    kg_schema_free(s);
+}
+
 static void test_every_error_reported(void **state)
 {
     (void)state;
@@ -761,6 +921,12 @@ int main(void)
         cmocka_unit_test(test_pointer_not_char),
         cmocka_unit_test(test_empty_struct),
         cmocka_unit_test(test_too_many_tables),
+        cmocka_unit_test(test_cxx_keyword_name),
+        cmocka_unit_test(test_stdint_name),
+        cmocka_unit_test(test_name_generated_twice),
+        cmocka_unit_test(test_schema_and_source_names),
+        cmocka_unit_test(test_global_only_names),
+        cmocka_unit_test(test_edge_schemas_valid),
         cmocka_unit_test(test_every_error_reported),
         cmocka_unit_test(test_pets_schema),
         cmocka_unit_test(test_every_field_type),
