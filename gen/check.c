@@ -96,6 +96,7 @@ typedef struct checker {
     names global;     /* types, enumerators, key types, the schema */
     char **keynames;  /* "<record>_key", owned */
     unsigned *has;    /* per graph node: HAS_* of what the type contains */
+    uint64_t *bytes;  /* per graph node: its C size, bounded above */
     unsigned char *color;
     size_t *path;     /* the DFS stack, for cycle messages */
     int graph_ok;     /* no cycle and no excess nesting: `has` is complete */
@@ -785,6 +786,32 @@ static unsigned kind_bits(kg_kind k)
     return k == KG_BYTES ? HAS_BYTES : k == KG_STRING ? HAS_STRING : 0;
 }
 
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    return b && a > UINT64_MAX / b ? UINT64_MAX : a * b;
+}
+
+/* An upper bound on a field's C size (each element padded by up to 8
+ * bytes), saturating: enough to refuse a type no compiler can lay out. */
+static uint64_t field_bytes(const checker *c, const kg_type *t)
+{
+    static const unsigned char scalar[] = {
+        [KG_U8] = 1, [KG_U16] = 2, [KG_U32] = 4, [KG_U64] = 8,
+        [KG_I8] = 1, [KG_I16] = 2, [KG_I32] = 4, [KG_I64] = 8,
+        [KG_BOOL] = 1, [KG_F32] = 4, [KG_F64] = 8, [KG_ENUM] = 4,
+        [KG_STRING] = 8, [KG_BYTES] = 16};
+    size_t node = node_of(c, t);
+    uint64_t elem = t->kind == KG_CHARS ? t->chars
+                    : node != SIZE_MAX  ? c->bytes[node]
+                    : (size_t)t->kind < sizeof scalar ? scalar[t->kind] : 8;
+    return mul_sat(add_sat(elem, 8), t->array ? t->array : 1);
+}
+
 static void visit(checker *c, size_t node, size_t depth)
 {
     const kg_field *f;
@@ -818,6 +845,9 @@ static void visit(checker *c, size_t node, size_t depth)
             visit(c, to, depth + 1);
         c->has[node] |= c->has[to];
     }
+    for (size_t i = 0; i < n; i++)
+        if (!keys_only || (f[i].attrs & KG_ATTR_KEY))
+            c->bytes[node] = add_sat(c->bytes[node], field_bytes(c, &f[i].type));
     c->color[node] = 2;
 }
 
@@ -826,9 +856,10 @@ static void walk_graph(checker *c)
     size_t nodes = c->s->nstructs + c->s->nrecords;
     c->graph_ok = 1;
     c->has = calloc(nodes + 1, sizeof *c->has);
+    c->bytes = calloc(nodes + 1, sizeof *c->bytes);
     c->color = calloc(nodes + 1, 1);
     c->path = calloc(KG_MAX_NESTING + 1, sizeof *c->path);
-    if (!c->has || !c->color || !c->path) {
+    if (!c->has || !c->bytes || !c->color || !c->path) {
         kg_oom(c->d);
         c->graph_ok = 0;
         return;
@@ -921,6 +952,29 @@ static void check_all_fields(checker *c)
     }
 }
 
+/* Records and structs no C compiler could lay out are refused here, not
+ * by the compiler of the generated header. */
+static void check_sizes(checker *c)
+{
+    if (!c->graph_ok)
+        return;
+    for (size_t i = 0; i < c->s->nstructs; i++)
+        if (c->bytes[i] > KG_MAX_TYPE_BYTES)
+            kg_error(c->d, c->s->structs[i].loc,
+                     "struct '%s' is too large (more than %u MiB in C)",
+                     c->s->structs[i].name, KG_MAX_TYPE_BYTES >> 20);
+    for (size_t i = 0; i < c->s->nrecords; i++) {
+        const kg_record *r = &c->s->records[i];
+        uint64_t total = c->bytes[c->s->nstructs + i];
+        for (size_t j = 0; j < r->nfields; j++)
+            total = add_sat(total, field_bytes(c, &r->fields[j].type));
+        if (total > KG_MAX_TYPE_BYTES)
+            kg_error(c->d, r->loc,
+                     "record '%s' is too large (more than %u MiB in C, "
+                     "with its key)", r->name, KG_MAX_TYPE_BYTES >> 20);
+    }
+}
+
 void kg_check(kg_schema *s, kg_diag *d)
 {
     checker c = {0};
@@ -935,12 +989,14 @@ void kg_check(kg_schema *s, kg_diag *d)
     check_all_fields(&c);
     number_tables(&c);
     walk_graph(&c);
+    check_sizes(&c);
     check_contents(&c);
     for (size_t i = 0; i < s->nrecords; i++)
         free(c.keynames[i]);
     free(c.keynames);
     free(c.global.slots);
     free(c.has);
+    free(c.bytes);
     free(c.color);
     free(c.path);
 }

@@ -18,7 +18,9 @@
 #define KG_MAX_TABLES 0x7FFEu  /* table ids are 0 .. 0x7FFD */
 #define KG_MAX_INDEXES 0x7FFDu /* index slots are id + 2 <= 0x7FFF */
 #define KG_MAX_ARRAY 65535u    /* N of T name[N] and char name[N] */
-#define KG_MAX_NESTING 32      /* embedded struct / key nesting depth */
+#define KG_MAX_NESTING 16      /* embedded struct / key nesting depth (the
+                                  runtime's descriptor check allows 16) */
+#define KG_MAX_TYPE_BYTES (16u << 20) /* a struct or record's C size, about */
 
 typedef struct kg_note kg_note;
 typedef struct kg_mark kg_mark;

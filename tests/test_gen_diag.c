@@ -540,6 +540,52 @@ static void test_too_many_tables(void **state)
 
 /* ---- names the generated C or C++ cannot declare ------------------------ */
 
+/* A type larger than any C compiler lays out is refused by kivis-gen, not
+ * by the compiler of the generated header (the fuzz-header step found
+ * four nested 65535-element arrays). */
+static void test_type_too_large(void **state)
+{
+    (void)state;
+    expect_errors("schema s;\n"
+                  "[[embedded]] struct a { uint64_t x[65535]; };\n"
+                  "[[embedded]] struct b { a y[65535]; };\n"
+                  "struct c { b z[2]; };\n",
+                  2,
+                  "t.kvs:3:21: error: struct 'b' is too large (more than 16 "
+                  "MiB in C)\n"
+                  "[[embedded]] struct b { a y[65535]; };\n"
+                  "                    ^\n"
+                  "t.kvs:4:8: error: record 'c' is too large (more than 16 "
+                  "MiB in C, with its key)\n"
+                  "struct c { b z[2]; };\n"
+                  "       ^\n");
+}
+
+/* Nesting deeper than the runtime's descriptor check allows is refused
+ * here rather than by kivis_open. */
+static void test_nesting_as_deep_as_the_runtime(void **state)
+{
+    (void)state;
+    char src[4096];
+    size_t n = (size_t)snprintf(src, sizeof src, "schema s;\n");
+    for (int i = 0; i < 17; i++)
+        n += (size_t)snprintf(src + n, sizeof src - n,
+                              "[[embedded]] struct t%d { %s%d x; };\n", i,
+                              i < 16 ? "t" : "int", i < 16 ? i + 1 : 32);
+    n += (size_t)snprintf(src + n, sizeof src - n, "struct r { t0 v; };\n");
+    kg_schema *sch = NULL;
+    FILE *err = tmpfile();
+    assert_non_null(err);
+    assert_true(kg_compile("t.kvs", src, n, err, &sch) > 0);
+    fflush(err);
+    rewind(err);
+    char out[8192];
+    size_t got = fread(out, 1, sizeof out - 1, err);
+    out[got] = '\0';
+    fclose(err);
+    assert_non_null(strstr(out, "nested more than 16 levels deep"));
+}
+
 static void test_cxx_keyword_name(void **state)
 {
     (void)state;
@@ -922,6 +968,8 @@ int main(void)
         cmocka_unit_test(test_empty_struct),
         cmocka_unit_test(test_too_many_tables),
         cmocka_unit_test(test_cxx_keyword_name),
+        cmocka_unit_test(test_type_too_large),
+        cmocka_unit_test(test_nesting_as_deep_as_the_runtime),
         cmocka_unit_test(test_stdint_name),
         cmocka_unit_test(test_name_generated_twice),
         cmocka_unit_test(test_schema_and_source_names),
