@@ -53,10 +53,12 @@ fuzz-build: deps
 	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" >/dev/null
 	@cmake --build $(BUILD)/fuzz -j $(JOBS)
 
-# The first run: the example and the tool to look at its store, no tests.
+# The first run: the example and the tool to look at its store, on LMDB
+# alone (the same build whatever else is installed), no tests.
 demo: deps-demo
 	@cmake -S . -B $(DEMO) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DKIVIS_TESTS=OFF -DKIVIS_BENCH=OFF >/dev/null
+	  -DKIVIS_TESTS=OFF -DKIVIS_BENCH=OFF -DKIVIS_WITH_LMDB=ON \
+	  -DKIVIS_WITH_SQLITE=OFF -DKIVIS_WITH_ROCKSDB=OFF >/dev/null
 	@cmake --build $(DEMO) -j $(JOBS) --target example_pets kivis_cli
 	@rm -rf $(DEMO_STORE)
 	@$(DEMO)/examples/example_pets --lmdb $(DEMO_STORE)
