@@ -125,11 +125,11 @@ function(kivis__add_backend name module title)
   set(KIVIS_BACKEND_${name}_LIBS_PRIVATE "${libs_private}" CACHE INTERNAL "")
 endfunction()
 
-# kivis_scan_backends(<var> <source>...)
+# kivis_scan_backends(<var> <program> <source>...)
 # Sets <var> to the backends the sources include (#include <kivis/<b>.h>),
-# built or not, and <var>_MISSING to those of them not built: a program
-# that includes one cannot link, so it is left out of the build.
-function(kivis_scan_backends var)
+# built or not, and <var>_MISSING to those of them not built: <program>
+# cannot link then, so the caller leaves it out of the build (this says so).
+function(kivis_scan_backends var program)
   set(used "")
   foreach(src ${ARGN})
     file(STRINGS ${src} lines REGEX "^[ \t]*#[ \t]*include[ \t]*<kivis/[a-z0-9]+\\.h>")
@@ -144,6 +144,10 @@ function(kivis_scan_backends var)
   set(missing ${used})
   if(KIVIS_BACKENDS)
     list(REMOVE_ITEM missing ${KIVIS_BACKENDS})
+  endif()
+  if(missing)
+    string(JOIN ", " names ${missing})
+    message(STATUS "${program} not built: it needs backends not built: ${names}")
   endif()
   set(${var} "${used}" PARENT_SCOPE)
   set(${var}_MISSING "${missing}" PARENT_SCOPE)
