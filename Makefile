@@ -1,6 +1,8 @@
 # Thin front for the CMake build: every command is one word.
 #   make          build the library, examples and tests (release, build/release)
-#   make demo     the pets example end to end (generated API, LMDB in a temp dir)
+#   make demo     the pets example end to end (generated API, LMDB store kept
+#                 in build/demo/pets.db); builds only kivis-gen, the libraries,
+#                 the kivis tool and the example (build/demo)
 #   make test     every test: ctest under ASan+UBSan, TSan, valgrind, fuzzers (FUZZ_SECONDS each)
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 20)
 #   make bench    run the benchmarks: the B+tree alone, then kivis against raw
@@ -9,9 +11,11 @@
 #   make bench-profile  instructions and cache misses per get, each engine
 #                 (callgrind; PROFILE_N="10000 100000")
 #   make install  install the release build under PREFIX (default /usr/local;
-#                 DESTDIR honoured): libkivis.a/.so, headers, kivis-gen,
-#                 kivis.pc and the CMake package
-# Each target first installs missing system packages (scripts/deps.sh).
+#                 DESTDIR honoured): libkivis.a/.so, libkivis-<backend>.a/.so
+#                 for each backend built, headers, kivis-gen, kivis, the
+#                 pkg-config modules and the CMake package
+# Each target first installs the system packages it needs when missing
+# (scripts/deps.sh demo|test|bench).
 
 MAKEFLAGS   += --no-print-directory
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
@@ -19,12 +23,16 @@ FUZZ_SECONDS ?= 20
 BUILD       := build
 PREFIX      ?= /usr/local
 
-.PHONY: all deps release asan tsan fuzz-build demo test unit fuzz bench bench-scaling bench-profile valgrind install clean
+DEMO        := $(BUILD)/demo
+DEMO_STORE  := $(DEMO)/pets.db
+
+.PHONY: all deps deps-demo deps-test deps-bench release asan tsan fuzz-build demo test unit fuzz bench bench-scaling bench-profile valgrind install clean
 
 all: release
 
-deps:
-	@bash scripts/deps.sh
+deps: deps-test
+deps-demo deps-test deps-bench:
+	@bash scripts/deps.sh $(@:deps-%=%)
 
 release: deps
 	@cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -45,8 +53,18 @@ fuzz-build: deps
 	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" >/dev/null
 	@cmake --build $(BUILD)/fuzz -j $(JOBS)
 
-demo: release
-	@$(BUILD)/release/examples/example_pets
+# The first run: the example and the tool to look at its store, on LMDB
+# alone (the same build whatever else is installed), no tests.
+demo: deps-demo
+	@cmake -S . -B $(DEMO) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DKIVIS_TESTS=OFF -DKIVIS_BENCH=OFF -DKIVIS_WITH_LMDB=ON \
+	  -DKIVIS_WITH_SQLITE=OFF -DKIVIS_WITH_ROCKSDB=OFF >/dev/null
+	@cmake --build $(DEMO) -j $(JOBS) --target example_pets kivis_cli
+	@rm -rf $(DEMO_STORE)
+	@$(DEMO)/examples/example_pets --lmdb $(DEMO_STORE)
+	@echo
+	@echo "The store is kept in $(DEMO_STORE); look at it with"
+	@echo "  $(DEMO)/tools/kivis dump $(DEMO_STORE)"
 
 unit: asan
 	@cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -59,13 +77,13 @@ test: asan release tsan fuzz-build
 fuzz: fuzz-build
 	@bash scripts/fuzz.sh $(BUILD)/fuzz/fuzz $(FUZZ_SECONDS)
 
-bench: release
+bench: deps-bench release
 	@bash scripts/bench.sh $(BUILD)/release
 
-bench-scaling: release
+bench-scaling: deps-bench release
 	@BENCH_SCALING_ONLY=1 bash scripts/bench.sh $(BUILD)/release 10000000
 
-bench-profile: release
+bench-profile: deps-bench release
 	@bash scripts/bench-profile.sh $(BUILD)/release $(PROFILE_N)
 
 valgrind: release

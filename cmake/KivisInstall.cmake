@@ -1,29 +1,14 @@
 # Install rules and the CMake package, included from the top-level
 # CMakeLists.txt.  Layout under the prefix:
-#   lib/libkivis.a, lib/libkivis.so{,.0,.0.1.0}
-#   include/kivis.h, include/kivis/*.h
+#   lib/libkivis.a, lib/libkivis.so{,.0,.0.1.0}          the core, no dependency
+#   lib/libkivis-<b>.a, lib/libkivis-<b>.so{,.0,.0.1.0}  each backend built
+#                                                       (lmdb, sqlite, rocksdb)
+#   include/kivis.h, include/kivis/*.h                  (a backend's header only
+#                                                       with its library)
 #   bin/kivis-gen, bin/kivis
-#   lib/pkgconfig/kivis.pc
-#   lib/cmake/kivis/{kivisConfig,kivisConfigVersion,kivisTargets*,KivisGenerate}.cmake
-#
-# What libkivis links from outside, found again by consumers of the CMake
-# package and named in kivis.pc: keep in step with the find_package and
-# pkg_check_modules calls of the top-level CMakeLists.txt.
-set(KIVIS_CONFIG_DEPENDENCIES [[
-find_dependency(Threads)
-find_dependency(PkgConfig)
-if(NOT TARGET PkgConfig::LMDB)
-  pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
-endif()
-if(NOT TARGET PkgConfig::SQLITE3)
-  pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
-endif()
-if(NOT TARGET PkgConfig::ROCKSDB)
-  pkg_check_modules(ROCKSDB REQUIRED IMPORTED_TARGET rocksdb)
-endif()]])
-set(KIVIS_PC_REQUIRES_PRIVATE "lmdb sqlite3 rocksdb")
-set(KIVIS_PC_LIBS_PRIVATE "-pthread")
-
+#   lib/pkgconfig/kivis.pc, lib/pkgconfig/kivis-<b>.pc
+#   lib/cmake/kivis/{kivisConfig,kivisConfigVersion,kivisTargets*,
+#                    kivis-<b>Targets*,KivisGenerate}.cmake
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -41,6 +26,14 @@ if(TARGET kivis-gen)
 endif()
 include(${CMAKE_CURRENT_LIST_DIR}/KivisGenerate.cmake)
 
+# The CMake package's components: one per backend built, with the
+# pkg-config module kivisConfig.cmake finds again for it.
+set(KIVIS_CONFIG_BACKENDS "")
+foreach(name ${KIVIS_BACKENDS})
+  string(APPEND KIVIS_CONFIG_BACKENDS
+         "set(_kivis_module_${name} ${KIVIS_BACKEND_${name}_MODULE})\n")
+endforeach()
+
 # The kivis tool, next to kivis-gen; a program, not part of the package.
 if(TARGET kivis_cli)
   install(TARGETS kivis_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
@@ -52,9 +45,29 @@ install(TARGETS ${kivis_install_targets}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+set(kivis_unbuilt_headers "")
+foreach(src ${KIVIS_BACKEND_SOURCES})
+  get_filename_component(name ${src} NAME_WE)
+  if(NOT name IN_LIST KIVIS_BACKENDS)
+    list(APPEND kivis_unbuilt_headers PATTERN ${name}.h EXCLUDE)
+  endif()
+endforeach()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-  FILES_MATCHING PATTERN "*.h")
+  FILES_MATCHING PATTERN "*.h" ${kivis_unbuilt_headers})
+
+# Each backend: its libraries in an export set of its own, loaded by
+# find_package(kivis COMPONENTS <b>).
+foreach(name ${KIVIS_BACKENDS})
+  install(TARGETS kivis_${name} kivis_${name}_shared
+    EXPORT kivis-${name}Targets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(EXPORT kivis-${name}Targets
+    NAMESPACE kivis::
+    DESTINATION ${KIVIS_INSTALL_CMAKEDIR})
+endforeach()
 
 install(EXPORT kivisTargets
   NAMESPACE kivis::
@@ -72,21 +85,26 @@ install(FILES
   ${CMAKE_CURRENT_LIST_DIR}/KivisGenerate.cmake
   DESTINATION ${KIVIS_INSTALL_CMAKEDIR})
 
-# pkg-config.  kivis.pc names the prefix given at install time
-# (cmake --install --prefix, make install PREFIX=), so it is written then,
-# straight to its destination.
-set(KIVIS_PC_PRIVATE "")
-if(KIVIS_PC_REQUIRES_PRIVATE)
-  string(APPEND KIVIS_PC_PRIVATE "Requires.private: ${KIVIS_PC_REQUIRES_PRIVATE}\n")
-endif()
-if(KIVIS_PC_LIBS_PRIVATE)
-  string(APPEND KIVIS_PC_PRIVATE "Libs.private: ${KIVIS_PC_LIBS_PRIVATE}\n")
-endif()
+# pkg-config: kivis.pc, and kivis-<b>.pc for each backend built.  They name
+# the prefix given at install time (cmake --install --prefix, make install
+# PREFIX=), so they are written then, straight to their destination.
 set(KIVIS_PC_PREFIX "@KIVIS_PC_PREFIX@") # kept for the install step
+set(kivis_pc_files kivis)
 configure_file(${PROJECT_SOURCE_DIR}/kivis.pc.in ${PROJECT_BINARY_DIR}/kivis.pc.in @ONLY)
+foreach(name ${KIVIS_BACKENDS})
+  set(KIVIS_PC_BACKEND ${name})
+  set(KIVIS_PC_TITLE "${KIVIS_BACKEND_${name}_TITLE}")
+  set(KIVIS_PC_REQUIRES_PRIVATE "${KIVIS_BACKEND_${name}_REQUIRES_PRIVATE}")
+  set(KIVIS_PC_LIBS_PRIVATE "${KIVIS_BACKEND_${name}_LIBS_PRIVATE}")
+  configure_file(${PROJECT_SOURCE_DIR}/kivis-backend.pc.in
+                 ${PROJECT_BINARY_DIR}/kivis-${name}.pc.in @ONLY)
+  list(APPEND kivis_pc_files kivis-${name})
+endforeach()
 install(CODE "
   set(KIVIS_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
-  set(kivis_pc \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/pkgconfig/kivis.pc\")
-  message(STATUS \"Installing: \${kivis_pc}\")
-  configure_file(\"${PROJECT_BINARY_DIR}/kivis.pc.in\" \"\${kivis_pc}\" @ONLY)
-  list(APPEND CMAKE_INSTALL_MANIFEST_FILES \"\${kivis_pc}\")")
+  foreach(pc ${kivis_pc_files})
+    set(pc_file \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/pkgconfig/\${pc}.pc\")
+    message(STATUS \"Installing: \${pc_file}\")
+    configure_file(\"${PROJECT_BINARY_DIR}/\${pc}.pc.in\" \"\${pc_file}\" @ONLY)
+    list(APPEND CMAKE_INSTALL_MANIFEST_FILES \"\${pc_file}\")
+  endforeach()")

@@ -4,8 +4,9 @@
  *   kivis-gen [-o DIR] [--prefix P] SCHEMA.kvs
  *
  * Writes DIR/<schema>.kivis.h and DIR/<schema>.kivis.c (DIR defaults to
- * the current directory); with a prefix, DIR/<P><schema>.kivis.[hc].  Exit status: 0 success, 1 the schema has errors
- * (diagnostics on stderr), 2 usage or I/O errors.
+ * the current directory, and is created with its parents when missing);
+ * with a prefix, DIR/<P><schema>.kivis.[hc].  Exit status: 0 success,
+ * 1 the schema has errors (diagnostics on stderr), 2 usage or I/O errors.
  */
 #include "model.h"
 
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define KG_STR_(x) #x
 #define KG_STR(x) KG_STR_(x)
@@ -34,7 +36,8 @@ static const char usage[] =
     "Compile a Kivis schema into DIR/<schema>.kivis.h and DIR/<schema>.kivis.c\n"
     "(DIR defaults to the current directory).\n"
     "\n"
-    "  -o DIR      write the generated files into DIR\n"
+    "  -o DIR      write the generated files into DIR (created, with its\n"
+    "              parents, when missing)\n"
     "  --prefix P  put P before every generated name (types, functions,\n"
     "              constants upper-cased, file names), so that two schemas\n"
     "              with the same record names fit in one program; the names\n"
@@ -71,6 +74,36 @@ static char *read_all(const char *path, size_t *len)
     }
     *len = n;
     return buf;
+}
+
+/* Create dir and its missing parents, as mkdir -p does.
+ * @return 0 (dir is a directory now) or -1 with errno set. */
+static int make_dirs(const char *dir)
+{
+    char *path = strdup(dir);
+    if (!path)
+        return -1;
+    int rc = 0;
+    for (char *p = path + 1; rc == 0; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            rc = -1;
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    struct stat st;
+    if (rc == 0 && stat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        rc = -1;
+    }
+    int saved = errno;
+    free(path);
+    errno = saved;
+    return rc;
 }
 
 typedef struct args {
@@ -141,6 +174,12 @@ int main(int argc, char **argv)
         return EXIT_SCHEMA;
     if (a.prefix && kg_prefix(s, a.prefix) != 0) {
         fprintf(stderr, "kivis-gen: out of memory\n");
+        kg_schema_free(s);
+        return EXIT_USAGE;
+    }
+    if (make_dirs(a.dir) != 0) {
+        fprintf(stderr, "kivis-gen: cannot create %s: %s\n", a.dir,
+                strerror(errno));
         kg_schema_free(s);
         return EXIT_USAGE;
     }

@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# Install the Debian packages the build, tests, fuzzers and benchmarks need,
-# when missing.  libdb5.3-dev and gnuplot-nox serve only `make bench`.
+# Install the Debian packages a group of make targets needs, when missing.
+#   deps.sh demo    make demo: build kivis-gen, libkivis, libkivis-lmdb and
+#                   the pets example (compiler, cmake, pkg-config, LMDB)
+#   deps.sh test    (the default) the build with every backend, the tests,
+#                   sanitizers, valgrind and fuzzers: make, make test, CI
+#   deps.sh bench   the tests' packages and the benchmarks' (Berkeley DB,
+#                   gnuplot)
 set -euo pipefail
-need=(cmake make gcc g++ clang libclang-rt-14-dev pkg-config libcmocka-dev valgrind liblmdb-dev
-      libsqlite3-dev librocksdb-dev libdb5.3-dev gnuplot-nox)
+demo=(cmake make gcc pkg-config liblmdb-dev)
+test=("${demo[@]}" g++ clang libclang-rt-14-dev libcmocka-dev valgrind
+      libsqlite3-dev librocksdb-dev)
+bench=("${test[@]}" libdb5.3-dev gnuplot-nox)
+case "${1:-test}" in
+  demo) need=("${demo[@]}") ;;
+  test) need=("${test[@]}") ;;
+  bench) need=("${bench[@]}") ;;
+  *) echo "usage: $0 [demo|test|bench]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
