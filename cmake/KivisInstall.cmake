@@ -85,6 +85,10 @@ install(FILES
   ${CMAKE_CURRENT_LIST_DIR}/KivisGenerate.cmake
   DESTINATION ${KIVIS_INSTALL_CMAKEDIR})
 
+# Man pages: kivis(1) and kivis-gen(1).
+install(FILES ${PROJECT_SOURCE_DIR}/man/kivis.1 ${PROJECT_SOURCE_DIR}/man/kivis-gen.1
+  DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+
 # pkg-config: kivis.pc, and kivis-<b>.pc for each backend built.  They name
 # the prefix given at install time (cmake --install --prefix, make install
 # PREFIX=), so they are written then, straight to their destination.

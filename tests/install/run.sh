@@ -40,7 +40,8 @@ for f in include/kivis.h include/kivis/common.h include/kivis/schema.h \
          include/kivis/storage.h include/kivis/memory.h bin/kivis-gen \
          lib/cmake/kivis/kivisConfig.cmake \
          lib/cmake/kivis/kivisConfigVersion.cmake lib/cmake/kivis/kivisTargets.cmake \
-         lib/cmake/kivis/KivisGenerate.cmake; do
+         lib/cmake/kivis/KivisGenerate.cmake share/man/man1/kivis.1 \
+         share/man/man1/kivis-gen.1; do
   [ -e "$prefix/$f" ] || fail "not installed: $f"
 done
 # A library's files, SONAME and pkg-config module.
