@@ -3,7 +3,7 @@
 # when missing.  libdb5.3-dev and gnuplot-nox serve only `make bench`.
 set -euo pipefail
 need=(cmake make gcc g++ clang libclang-rt-14-dev pkg-config libcmocka-dev valgrind liblmdb-dev
-      libsqlite3-dev librocksdb-dev libdb5.3-dev gnuplot-nox)
+      libsqlite3-dev librocksdb-dev postgresql libpq-dev libdb5.3-dev gnuplot-nox)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
