@@ -107,10 +107,10 @@ int kivis_postgres_open(const char *conninfo, const kivis_postgres_options *opts
                         kivis_storage **out);
 
 /**
- * The server's or libpq's message for the last error of this storage in the
- * calling thread (open included: pass NULL after a failed open), "" when
- * none.  @return a string of this thread, valid until its next call into
- * the backend.
+ * The server's or libpq's message for the last error the backend met in the
+ * calling thread (a failed open included), "" when none yet.
+ * @return a string of this thread, valid until its next call into the
+ *         backend.
  */
 const char *kivis_postgres_errmsg(void);
 
