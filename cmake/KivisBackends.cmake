@@ -170,3 +170,4 @@ kivis_add_backend(sqlite sqlite3 SQLite)
 # needs its compression libraries, gflags and the C++ runtime.
 kivis_add_backend(rocksdb rocksdb RocksDB
   STATIC_LIBS gflags snappy z bz2 lz4 zstd stdc++ m)
+kivis_add_backend(postgres libpq PostgreSQL)

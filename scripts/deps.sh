@@ -3,13 +3,14 @@
 #   deps.sh demo    make demo: build kivis-gen, libkivis, libkivis-lmdb and
 #                   the pets example (compiler, cmake, pkg-config, LMDB)
 #   deps.sh test    (the default) the build with every backend, the tests,
-#                   sanitizers, valgrind and fuzzers: make, make test, CI
+#                   sanitizers, valgrind and fuzzers, and the PostgreSQL
+#                   server the tests start: make, make test, CI
 #   deps.sh bench   the tests' packages and the benchmarks' (Berkeley DB,
 #                   gnuplot)
 set -euo pipefail
 demo=(cmake make gcc pkg-config liblmdb-dev)
 test=("${demo[@]}" g++ clang libclang-rt-14-dev libcmocka-dev valgrind
-      libsqlite3-dev librocksdb-dev)
+      libsqlite3-dev librocksdb-dev postgresql libpq-dev)
 bench=("${test[@]}" libdb5.3-dev gnuplot-nox)
 case "${1:-test}" in
   demo) need=("${demo[@]}") ;;

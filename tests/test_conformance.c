@@ -17,6 +17,7 @@
  * their pending writes over the committed state, and that merge is where
  * cursor bugs hide.
  */
+#include "pgserver.h"
 #include "testutil.h"
 
 #include <kivis/faulty.h>
@@ -24,6 +25,7 @@
 #include <kivis/lmdb.h>
 #include <kivis/sqlite.h>
 #include <kivis/memory.h>
+#include <kivis/postgres.h>
 #include <kivis/rocksdb.h>
 
 #include <inttypes.h>
@@ -154,6 +156,40 @@ static void cleanup_rocksdb(void)
     kt_rmdir(rocksdb_dir);
 }
 
+/* PostgreSQL: a table of its own on the test's private server
+ * (tests/support/pgserver.h), dropped before each test and after. */
+static int open_postgres_table(const kivis_allocator *alloc, const char *table,
+                               kivis_storage **out)
+{
+    kivis_postgres_options opts = {alloc, NULL, table, 0};
+    return kivis_postgres_open(kt_pg_start(), &opts, out);
+}
+
+static void drop_table(const char *table)
+{
+    char sql[100];
+    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", table);
+    kt_pg_exec(sql);
+}
+
+static int open_postgres(const kivis_allocator *alloc, kivis_storage **out)
+{
+    drop_table("conformance_kv");
+    return open_postgres_table(alloc, "conformance_kv", out);
+}
+
+static int reopen_postgres(const kivis_allocator *alloc, kivis_storage **st)
+{
+    kivis_storage_close(*st);
+    *st = NULL;
+    return open_postgres_table(alloc, "conformance_kv", st);
+}
+
+static void cleanup_postgres(void)
+{
+    drop_table("conformance_kv");
+}
+
 /*
  * Layered stacks, fastest tier first, the authority last.  A stack is a
  * list of tier specs; a new backend kind (SQLite, ...) is one more case in
@@ -161,7 +197,7 @@ static void cleanup_rocksdb(void)
  * memory tiers are bounded well below what the suite writes, so entries
  * are evicted throughout; the negative cache is small for the same reason.
  */
-enum tier_kind { TIER_MEMORY, TIER_LMDB, TIER_SQLITE };
+enum tier_kind { TIER_MEMORY, TIER_LMDB, TIER_SQLITE, TIER_POSTGRES };
 
 typedef struct tier_spec {
     enum tier_kind kind;
@@ -187,6 +223,15 @@ static const tier_spec stack_mem_sqlite_lmdb[] = {
     {TIER_MEMORY, 64u << 10, 0},
     {TIER_SQLITE, 256u << 10, 0}, /* a bounded persistent cache */
     {TIER_LMDB, 0, 0},
+};
+static const tier_spec stack_mem_postgres[] = {
+    {TIER_MEMORY, 64u << 10, 0},
+    {TIER_POSTGRES, 0, 0},
+};
+static const tier_spec stack_mem_lmdb_mirror_postgres[] = {
+    {TIER_MEMORY, 16u << 10, 0},
+    {TIER_LMDB, 0, KIVIS_TIER_MIRROR},
+    {TIER_POSTGRES, 0, 0},
 };
 static const tier_spec stack_mirror[] = {
     {TIER_MEMORY, 16u << 10, 0},
@@ -216,6 +261,10 @@ static int open_tier(const tier_spec *ts, size_t i, bool fresh,
             return KIVIS_EINVAL;
         return kivis_sqlite_open(path, &so, out);
     }
+    case TIER_POSTGRES:
+        if (fresh)
+            drop_table("layered_kv");
+        return open_postgres_table(alloc, "layered_kv", out);
     }
     return KIVIS_EINVAL;
 }
@@ -257,7 +306,9 @@ static int reopen_stack(const tier_spec *spec, size_t n,
 static void cleanup_stack(const tier_spec *spec, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (spec[i].kind != TIER_MEMORY)
+        if (spec[i].kind == TIER_POSTGRES)
+            drop_table("layered_kv");
+        else if (spec[i].kind != TIER_MEMORY)
             kt_rmdir(tier_dirs[i]);
 }
 
@@ -281,6 +332,8 @@ LAYERED_BACKEND(layered, stack_mem_lmdb)
 LAYERED_BACKEND(layered3, stack_mem_lmdb_lmdb)
 LAYERED_BACKEND(layered_mirror, stack_mirror)
 LAYERED_BACKEND(layered_sqlite, stack_mem_sqlite_lmdb)
+LAYERED_BACKEND(layered_postgres, stack_mem_postgres)
+LAYERED_BACKEND(layered_mirror_postgres, stack_mem_lmdb_mirror_postgres)
 
 #define LAYERED_ENTRY(name) {#name, open_##name, reopen_##name, cleanup_##name}
 
@@ -291,12 +344,16 @@ static const backend backends[] = {
     {"lmdb", open_lmdb, reopen_lmdb, cleanup_lmdb},
     {"sqlite", open_sqlite, reopen_sqlite, cleanup_sqlite},
     {"rocksdb", open_rocksdb, reopen_rocksdb, cleanup_rocksdb},
+    {"postgres", open_postgres, reopen_postgres, cleanup_postgres},
     LAYERED_ENTRY(layered),         /* memory (64 KiB) over LMDB */
     LAYERED_ENTRY(layered3),        /* memory (64 KiB) over LMDB over LMDB */
     LAYERED_ENTRY(layered_mirror),  /* memory (16 KiB) over a memory mirror
                                        over LMDB */
     LAYERED_ENTRY(layered_sqlite),  /* memory (64 KiB) over SQLite (256 KiB)
                                        over LMDB */
+    LAYERED_ENTRY(layered_postgres), /* memory (64 KiB) over PostgreSQL */
+    LAYERED_ENTRY(layered_mirror_postgres), /* memory (16 KiB) over an LMDB
+                                               mirror over PostgreSQL */
 };
 
 static const backend *g_backend; /* the one under test */

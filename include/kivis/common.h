@@ -41,7 +41,9 @@ extern "C" {
     X(EUTF8, -13, "string is not valid UTF-8")                                \
     X(ERANGE, -14, "value out of range for its field")                        \
     X(ENOTSUP, -15, "operation not supported by this backend or table")     \
-    X(ETOOSMALL, -16, "buffer too small for the record's strings and blobs")
+    X(ETOOSMALL, -16, "buffer too small for the record's strings and blobs") \
+    X(ECONFLICT, -17, "conflict with a concurrent transaction: retry it")     \
+    X(EUNAVAILABLE, -18, "the storage server is unreachable")
 
 enum kivis_status {
 #define KIVIS__STATUS_ENUM(name, value, msg) KIVIS_##name = (value),
