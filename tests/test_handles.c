@@ -5,15 +5,18 @@
  * keys its range held when it opened, each once, whatever the loop writes).
  *
  *   test_handles            every backend
- *   test_handles BACKEND    one of memory, lmdb, sqlite, rocksdb, layered
+ *   test_handles BACKEND    one of memory, lmdb, sqlite, rocksdb, layered,
+ *                           postgres (on a private server, pgserver.h)
  */
 #include "testutil.h"
 #include "petsutil.h"
+#include "pgserver.h"
 
 #include <kivis.h>
 #include <kivis/layered.h>
 #include <kivis/lmdb.h>
 #include <kivis/memory.h>
+#include <kivis/postgres.h>
 #include <kivis/rocksdb.h>
 #include <kivis/sqlite.h>
 
@@ -48,6 +51,15 @@ static int open_rocksdb(const char *dir, kivis_storage **st)
     return kivis_rocksdb_open(dir, NULL, st);
 }
 
+/* A table of its own on the private server, emptied at every open. */
+static int open_postgres(const char *dir, kivis_storage **st)
+{
+    (void)dir;
+    kt_pg_exec("DROP TABLE IF EXISTS handles_kv");
+    kivis_postgres_options opts = {NULL, NULL, "handles_kv", 0};
+    return kivis_postgres_open(kt_pg_start(), &opts, st);
+}
+
 /* A 4 KiB memory cache over LMDB: reads and writes cross both tiers. */
 static int open_layered(const char *dir, kivis_storage **st)
 {
@@ -74,6 +86,7 @@ static const struct {
 } backends[] = {
     {"memory", open_memory}, {"lmdb", open_lmdb},       {"sqlite", open_sqlite},
     {"rocksdb", open_rocksdb}, {"layered", open_layered},
+    {"postgres", open_postgres},
 };
 
 static open_fn g_open;
