@@ -72,26 +72,61 @@ typedef struct kivis_sqlite_options {
     /** How long a writer waits for another writer, in milliseconds:
      *  0 for KIVIS_SQLITE_BUSY_TIMEOUT_MS, negative to fail at once. */
     int busy_timeout_ms;
+    /** Nonzero: open only an existing kivis database; a missing file is
+     *  KIVIS_EIO, an SQLite database without the kv table KIVIS_NOTFOUND,
+     *  and neither is changed.  Zero (the default) creates what is
+     *  missing. */
+    int no_create;
 } kivis_sqlite_options;
 
 #define KIVIS_SQLITE_MAX_KEY 4096
 #define KIVIS_SQLITE_BUSY_TIMEOUT_MS 5000
 
 /**
- * Open (creating if needed) the SQLite database file at `path`, switch it
- * to WAL mode and create the kv table if missing.  opts may be NULL.  The
- * caller owns *out and frees it with kivis_storage_close.
+ * Open (creating if needed, unless opts->no_create) the SQLite database
+ * file at `path`, switch it to WAL mode and create the kv table if
+ * missing.  opts may be NULL.  The caller owns *out and frees it with
+ * kivis_storage_close.
  * @return KIVIS_OK; KIVIS_EINVAL (NULL path, or "" or ":memory:", which
  *         name no file that the pooled connections could share, or a
  *         max_key_size over SQLite's length limit); KIVIS_EIO (the file
  *         cannot be created or opened, or WAL mode is refused);
  *         KIVIS_ECORRUPT (not an SQLite database, or a damaged one: the
  *         file is left as it was); KIVIS_EBUSY (another process holds the
- *         database locked past busy_timeout_ms); KIVIS_ENOMEM.
+ *         database locked past busy_timeout_ms); KIVIS_NOTFOUND (no_create
+ *         and the database has no kv table); KIVIS_ENOMEM.
  *         *out = NULL on failure.
  */
 int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
                       kivis_storage **out);
+
+/**
+ * Write a compacted copy of the database to the new file `dest`, which
+ * must not exist: SQLite's online backup (sqlite3_backup_*) copies every
+ * page in one read transaction, so the copy is the state of one commit
+ * while writers in this and other processes go on (WAL mode), then VACUUM
+ * on the copy drops its free pages.  The copy is an ordinary kivis SQLite
+ * database (kivis_sqlite_open opens it).  On failure nothing is left at
+ * dest.
+ * @return KIVIS_OK; KIVIS_EINVAL (st is not an SQLite storage, dest is
+ *         NULL, empty, ":memory:" or exists); KIVIS_EIO (dest cannot be
+ *         created or written); KIVIS_EFULL; KIVIS_ECORRUPT (the source is
+ *         damaged); KIVIS_ENOMEM.
+ */
+int kivis_sqlite_backup(kivis_storage *st, const char *dest);
+
+/**
+ * Compact the database in place: VACUUM rewrites it without free pages,
+ * then a WAL checkpoint (TRUNCATE) moves everything into the database file
+ * and empties the WAL.  It is a write: it waits for this storage's writer,
+ * and for other processes' up to busy_timeout_ms; readers of other
+ * processes delay the WAL truncation, not the VACUUM.
+ * @return KIVIS_OK; KIVIS_EINVAL (st is not an SQLite storage); KIVIS_EBUSY
+ *         (a writer held on past the busy timeout, or this thread has a
+ *         write transaction open); KIVIS_EFULL (no room for the rewritten
+ *         copy); KIVIS_EIO; KIVIS_ENOMEM.
+ */
+int kivis_sqlite_vacuum(kivis_storage *st);
 
 #ifdef __cplusplus
 }
