@@ -540,6 +540,7 @@ static void run_free(run_result *r)
 static run_result run_on(fixture *f, const char *cmd, const char *arg)
 {
     kivis_storage_close(f->st);
+    f->st = NULL;
     run_result r = run_tool((const char *const[]){cmd, f->path, arg, NULL});
     open_storage(f);
     return r;
@@ -754,6 +755,7 @@ static void test_tool_usage(void **state)
 static run_result run_store(fixture *f, const char *const *args)
 {
     kivis_storage_close(f->st);
+    f->st = NULL; /* teardown's close stays right if an assertion fails */
     run_result r = run_tool(args);
     open_storage(f);
     return r;
@@ -1012,6 +1014,7 @@ static void test_tool_backup_while_writing(void **state)
 {
     fixture *f = *state;
     kivis_storage_close(f->st);
+    f->st = NULL;
     pid_t writer = start_writer(f);
     struct timespec wait = {0, 100 * 1000 * 1000}; /* let it commit some */
     nanosleep(&wait, NULL);
