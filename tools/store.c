@@ -103,10 +103,7 @@ static int lmdb_open_existing(const char *path, kivis_storage **out)
 
 static int sqlite_open_existing(const char *path, kivis_storage **out)
 {
-    kivis_sqlite_options o;
-    memset(&o, 0, sizeof o);
-    o.no_create = 1;
-    return kivis_sqlite_open(path, &o, out);
+    return kivis_sqlite_open_existing(path, NULL, out);
 }
 
 static int rocksdb_open_existing(const char *path, kivis_storage **out)

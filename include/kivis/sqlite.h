@@ -72,33 +72,36 @@ typedef struct kivis_sqlite_options {
     /** How long a writer waits for another writer, in milliseconds:
      *  0 for KIVIS_SQLITE_BUSY_TIMEOUT_MS, negative to fail at once. */
     int busy_timeout_ms;
-    /** Nonzero: open only an existing kivis database; a missing file is
-     *  KIVIS_EIO, an SQLite database without the kv table KIVIS_NOTFOUND,
-     *  and neither is changed.  Zero (the default) creates what is
-     *  missing. */
-    int no_create;
 } kivis_sqlite_options;
 
 #define KIVIS_SQLITE_MAX_KEY 4096
 #define KIVIS_SQLITE_BUSY_TIMEOUT_MS 5000
 
 /**
- * Open (creating if needed, unless opts->no_create) the SQLite database
- * file at `path`, switch it to WAL mode and create the kv table if
- * missing.  opts may be NULL.  The caller owns *out and frees it with
- * kivis_storage_close.
+ * Open (creating if needed) the SQLite database file at `path`, switch it
+ * to WAL mode and create the kv table if missing.  opts may be NULL.  The
+ * caller owns *out and frees it with kivis_storage_close.
  * @return KIVIS_OK; KIVIS_EINVAL (NULL path, or "" or ":memory:", which
  *         name no file that the pooled connections could share, or a
  *         max_key_size over SQLite's length limit); KIVIS_EIO (the file
  *         cannot be created or opened, or WAL mode is refused);
  *         KIVIS_ECORRUPT (not an SQLite database, or a damaged one: the
  *         file is left as it was); KIVIS_EBUSY (another process holds the
- *         database locked past busy_timeout_ms); KIVIS_NOTFOUND (no_create
- *         and the database has no kv table); KIVIS_ENOMEM.
+ *         database locked past busy_timeout_ms); KIVIS_ENOMEM.
  *         *out = NULL on failure.
  */
 int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
                       kivis_storage **out);
+
+/**
+ * As kivis_sqlite_open, for a kivis database that exists already: nothing
+ * is created, and a file that is not one is left exactly as it was (not
+ * even switched to WAL mode).  For tools that must not create a store.
+ * @return as kivis_sqlite_open; KIVIS_EIO also for a missing file;
+ *         KIVIS_NOTFOUND for an SQLite database without the kv table.
+ */
+int kivis_sqlite_open_existing(const char *path, const kivis_sqlite_options *opts,
+                               kivis_storage **out);
 
 /**
  * Write a compacted copy of the database to the new file `dest`, which

@@ -831,12 +831,13 @@ static bool names_a_file(const char *path)
     return path[0] != '\0' && strcmp(path, ":memory:") != 0;
 }
 
-static int init_storage(sq_storage *s, const char *path, const kivis_sqlite_options *o)
+static int init_storage(sq_storage *s, const char *path, const kivis_sqlite_options *o,
+                        bool no_create)
 {
     s->max_key = o && o->max_key_size ? o->max_key_size : KIVIS_SQLITE_MAX_KEY;
     s->busy_ms = o && o->busy_timeout_ms ? o->busy_timeout_ms
                                          : KIVIS_SQLITE_BUSY_TIMEOUT_MS;
-    s->no_create = o && o->no_create;
+    s->no_create = no_create;
     size_t n = strlen(path) + 1;
     s->path = s_malloc(s, n);
     if (!s->path)
@@ -852,8 +853,8 @@ static int init_storage(sq_storage *s, const char *path, const kivis_sqlite_opti
     return s->max_key > limit - RECORD_OVERHEAD ? KIVIS_EINVAL : KIVIS_OK;
 }
 
-int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
-                      kivis_storage **out)
+static int open_storage(const char *path, const kivis_sqlite_options *opts,
+                        bool no_create, kivis_storage **out)
 {
     if (!out)
         return KIVIS_EINVAL;
@@ -870,13 +871,25 @@ int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
     s->alloc = *a;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->writer_done, NULL);
-    int rc = init_storage(s, path, opts);
+    int rc = init_storage(s, path, opts, no_create);
     if (rc) {
         storage_free(s);
         return rc;
     }
     *out = &s->st;
     return KIVIS_OK;
+}
+
+int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
+                      kivis_storage **out)
+{
+    return open_storage(path, opts, false, out);
+}
+
+int kivis_sqlite_open_existing(const char *path, const kivis_sqlite_options *opts,
+                               kivis_storage **out)
+{
+    return open_storage(path, opts, true, out);
 }
 
 /* ---- backup and vacuum -------------------------------------------------- */
