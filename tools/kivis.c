@@ -298,7 +298,7 @@ static int cmd_dump(cli_store *s, char **args, const options *o)
 static int cmd_get(cli_store *s, char **args, const options *o)
 {
     (void)o;
-    uint32_t t;
+    uint32_t t = 0;
     int status = table_named(s, args[1], &t);
     if (status)
         return status;
@@ -330,7 +330,7 @@ static int cmd_get(cli_store *s, char **args, const options *o)
 static int cmd_find(cli_store *s, char **args, const options *o)
 {
     (void)o;
-    uint32_t t;
+    uint32_t t = 0;
     int status = table_named(s, args[1], &t);
     if (status)
         return status;
@@ -649,7 +649,7 @@ int main(int argc, char **argv)
                                                          "argument%s",
                            argv[optind]);
     options o;
-    char **args;
+    char **args = NULL;
     int nargs, status = parse_command(c, argc - optind, argv + optind, &o, &args, &nargs);
     return status >= 0 ? status : run_isolated(c, args, &o);
 }
