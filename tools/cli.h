@@ -75,6 +75,9 @@ void cli_print_schemes(FILE *out);
 
 /* ---- notation (notation.c) -------------------------------------------- */
 
+/** Whether `name` is some table's key type ("user_key"): a foreign key. */
+bool cli_is_key_type(const kivis_schema_desc *schema, const char *name);
+
 /** Print a struct as dump does: {a: 1, b: 2}, or {1, 2} when positional. */
 void cli_print_struct(FILE *out, const kivis_schema_desc *schema,
                       const kivis_struct_desc *sd, const void *p, bool positional);

@@ -25,16 +25,6 @@ typedef struct decls {
     bool overflow;
 } decls;
 
-static bool is_key_type(const kivis_schema_desc *schema, const char *name)
-{
-    size_t n = strlen(name);
-    for (uint32_t i = 0; i < schema->ntables; i++)
-        if (n == strlen(schema->tables[i].name) + 4 &&
-            !strncmp(name, schema->tables[i].name, n - 4) && !strcmp(name + n - 4, "_key"))
-            return true;
-    return false;
-}
-
 static void collect(const kivis_schema_desc *schema, const kivis_struct_desc *sd, decls *d)
 {
     for (uint32_t i = 0; i < sd->nfields; i++) {
@@ -46,7 +36,7 @@ static void collect(const kivis_schema_desc *schema, const kivis_struct_desc *sd
             if (j == d->nenums && j < MAX_TYPES)
                 d->enums[d->nenums++] = f->enm;
             d->overflow |= j == MAX_TYPES;
-        } else if (f->kind == KIVIS_STRUCT && !is_key_type(schema, f->type->name)) {
+        } else if (f->kind == KIVIS_STRUCT && !cli_is_key_type(schema, f->type->name)) {
             unsigned j = 0;
             while (j < d->nstructs && strcmp(d->structs[j]->name, f->type->name))
                 j++;

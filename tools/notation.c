@@ -22,7 +22,7 @@
 
 /* ---- printing ------------------------------------------------------------ */
 
-static bool is_key_type(const kivis_schema_desc *schema, const char *name)
+bool cli_is_key_type(const kivis_schema_desc *schema, const char *name)
 {
     size_t n = strlen(name);
     if (n < 5 || strcmp(name + n - 4, "_key"))
@@ -100,7 +100,7 @@ static void print_element(FILE *out, const kivis_schema_desc *schema,
         fputc('\'', out);
         break;
     case KIVIS_STRUCT: {
-        bool fk = is_key_type(schema, f->type->name);
+        bool fk = cli_is_key_type(schema, f->type->name);
         if (fk)
             fputs(f->type->name, out);
         cli_print_struct(out, schema, f->type, p, fk);
