@@ -10,29 +10,51 @@
 #include <kivis.h>
 #include <kivis/inspect.h>
 #include <kivis/lmdb.h>
+#include <kivis/rocksdb.h>
+#include <kivis/sqlite.h>
 
 #include "pets_schema.h"
 
+#include <sqlite3.h>
+
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
-static const char *kivis_tool;
+static const char *kivis_tool, *kivis_gen, *golden_dir;
 
 /* ---- a demo store --------------------------------------------------------- */
 
+enum backend { LMDB, SQLITE, ROCKSDB };
+static const char *const scheme[] = {"lmdb", "sqlite", "rocksdb"};
+
 typedef struct fixture {
     char dir[256];
+    char path[300]; /* the store: dir itself, or a file in it (SQLite) */
+    enum backend backend;
     kivis_storage *st;
 } fixture;
 
+static int open_backend(enum backend b, const char *path, kivis_storage **st)
+{
+    switch (b) {
+    case SQLITE: return kivis_sqlite_open(path, NULL, st);
+    case ROCKSDB: return kivis_rocksdb_open(path, NULL, st);
+    default: return kivis_lmdb_open(path, NULL, st);
+    }
+}
+
 static void open_storage(fixture *f)
 {
-    assert_int_equal(kivis_lmdb_open(f->dir, NULL, &f->st), KIVIS_OK);
+    assert_int_equal(open_backend(f->backend, f->path, &f->st), KIVIS_OK);
 }
 
 static void fill_demo(kivis_storage *st)
@@ -53,21 +75,63 @@ static void fill_demo(kivis_storage *st)
     kivis_close(db);
 }
 
-static int setup(void **state)
+static int setup_backend(void **state, enum backend b)
 {
     fixture *f = calloc(1, sizeof *f);
     kt_tempdir(f->dir, sizeof f->dir);
+    f->backend = b;
+    if (b == SQLITE)
+        snprintf(f->path, sizeof f->path, "%s/pets.db", f->dir);
+    else if (b == ROCKSDB)
+        snprintf(f->path, sizeof f->path, "%s/pets.rocks", f->dir);
+    else
+        snprintf(f->path, sizeof f->path, "%s", f->dir);
     open_storage(f);
     fill_demo(f->st);
     *state = f;
     return 0;
 }
 
+static int setup(void **state)
+{
+    return setup_backend(state, LMDB);
+}
+
+static int setup_sqlite(void **state)
+{
+    return setup_backend(state, SQLITE);
+}
+
+static int setup_rocksdb(void **state)
+{
+    return setup_backend(state, ROCKSDB);
+}
+
+/* kt_rmdir, into subdirectories too (RocksDB stores, backups). */
+static void rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        unlink(dir);
+        return;
+    }
+    char path[4096];
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0)
+            rm_tree(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
 static int teardown(void **state)
 {
     fixture *f = *state;
     kivis_storage_close(f->st);
-    kt_rmdir(f->dir);
+    rm_tree(f->dir);
     free(f);
     return 0;
 }
@@ -476,7 +540,8 @@ static void run_free(run_result *r)
 static run_result run_on(fixture *f, const char *cmd, const char *arg)
 {
     kivis_storage_close(f->st);
-    run_result r = run_tool((const char *const[]){cmd, f->dir, arg, NULL});
+    f->st = NULL;
+    run_result r = run_tool((const char *const[]){cmd, f->path, arg, NULL});
     open_storage(f);
     return r;
 }
@@ -612,7 +677,8 @@ static void test_tool_errors(void **state)
     run_result r = run_tool((const char *const[]){"check", missing, NULL});
     assert_int_equal(r.status, 2);
     ASSERT_CONTAINS(r.err, "kivis: ");
-    ASSERT_CONTAINS(r.err, "/none: no such file or directory\n");
+    ASSERT_CONTAINS(r.err, "/none: no such file or directory (the tool opens existing "
+                           "stores only)\n");
     struct stat sb;
     assert_int_not_equal(stat(missing, &sb), 0); /* not created */
     run_free(&r);
@@ -658,11 +724,11 @@ static void test_tool_usage(void **state)
     (void)state;
     run_result r = run_tool((const char *const[]){"--help", NULL});
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "usage: kivis <command>");
+    ASSERT_CONTAINS(r.out, "usage: kivis [--help | --version] <command>");
     run_free(&r);
     r = run_tool((const char *const[]){"check", "--help", NULL});
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "usage: kivis check <store>");
+    ASSERT_CONTAINS(r.out, "usage: kivis check [--no-progress] <store>");
     run_free(&r);
     r = run_tool((const char *const[]){"--version", NULL});
     assert_int_equal(r.status, 0);
@@ -679,6 +745,492 @@ static void test_tool_usage(void **state)
     r = run_tool((const char *const[]){NULL});
     assert_int_equal(r.status, 2);
     run_free(&r);
+}
+
+
+/* ---- every command on every persistent backend ------------------------- */
+
+/* Run the tool with args on the fixture's store, which this process lets
+ * go of meanwhile (RocksDB allows one process at a time). */
+static run_result run_store(fixture *f, const char *const *args)
+{
+    kivis_storage_close(f->st);
+    f->st = NULL; /* teardown's close stays right if an assertion fails */
+    run_result r = run_tool(args);
+    open_storage(f);
+    return r;
+}
+
+static void expect(fixture *f, const char *const *args, int status, const char *out,
+                   const char *err)
+{
+    run_result r = run_store(f, args);
+    if (r.status != status)
+        fail_msg("kivis %s %s: exit %d, not %d\nstdout: %s\nstderr: %s", args[0],
+                 args[1] ? args[1] : "", r.status, status, r.out, r.err);
+    if (out)
+        ASSERT_CONTAINS(r.out, out);
+    if (err)
+        ASSERT_CONTAINS(r.err, err);
+    run_free(&r);
+}
+
+static void test_tool_commands(void **state)
+{
+    fixture *f = *state;
+    const char *p = f->path;
+    char uri[400], dest[400], line[128];
+    snprintf(uri, sizeof uri, "%s:%s", scheme[f->backend], p);
+    snprintf(line, sizeof line, "backend  %s\n", scheme[f->backend]);
+
+    expect(f, (const char *const[]){"check", p, NULL}, 0,
+           "ok: 0 problems in 5 records and 3 index entries of 4 tables", NULL);
+    expect(f, (const char *const[]){"check", uri, NULL}, 0, "ok: 0 problems", NULL);
+    expect(f, (const char *const[]){"dump", uri, "user", NULL}, 0,
+           "user {2} => {name: \"Bob \\\"B\\\"\", email: \"bob\\n\", age: 40}\n", NULL);
+    expect(f, (const char *const[]){"stats", p, NULL}, 0, line, NULL);
+    expect(f, (const char *const[]){"schema", p, NULL}, 0,
+           "schema pets;\n\nenum toy_kind { TOY_BALL, TOY_MOUSE };\n", NULL);
+
+    /* get: keys as dump prints them, braces optional, fields by name. */
+    expect(f, (const char *const[]){"get", p, "user", "1", NULL}, 0,
+           "user {1} => {name: \"Ann\", email: \"ann@example.com\", age: 31}\n", NULL);
+    expect(f, (const char *const[]){"get", p, "user", "{1}", NULL}, 0, "user {1} =>", NULL);
+    expect(f, (const char *const[]){"get", p, "toy", "{TOY_MOUSE, 2}", NULL}, 0,
+           "toy {TOY_MOUSE, 2} => {kind: TOY_MOUSE, color: 2}\n", NULL);
+    expect(f, (const char *const[]){"get", p, "toy", "TOY_MOUSE,2", NULL}, 0,
+           "toy {TOY_MOUSE, 2} =>", NULL);
+    expect(f, (const char *const[]){"get", p, "toy", "{color: 2, kind: 1}", NULL}, 0,
+           "toy {TOY_MOUSE, 2} =>", NULL);
+    expect(f, (const char *const[]){"get", p, "user", "9", NULL}, 1, "",
+           "user has no record with key 9");
+    expect(f, (const char *const[]){"get", p, "toy", "{TOY_CAR, 2}", NULL}, 2, "",
+           "'TOY_CAR' is not a value of enum toy_kind");
+    expect(f, (const char *const[]){"get", p, "toy", "TOY_MOUSE", NULL}, 2, "",
+           "toy_key has 2 fields, 1 given");
+    expect(f, (const char *const[]){"get", p, "user", "abc", NULL}, 2, "",
+           "expected a number for id");
+    expect(f, (const char *const[]){"get", p, "toy", "{TOY_BALL, 256}", NULL}, 2, "",
+           "256 is out of range for color");
+
+    /* find: a value of the indexed field's type. */
+    expect(f, (const char *const[]){"find", p, "user", "name", "Ann", NULL}, 0,
+           "user {1} => {name: \"Ann\"", NULL);
+    expect(f, (const char *const[]){"find", p, "user", "name", "\"Bob \\\"B\\\"\"", NULL},
+           0, "user {2} =>", NULL);
+    expect(f, (const char *const[]){"find", uri, "pet", "favourite_toy",
+                                    "toy_key{TOY_MOUSE, 2}", NULL},
+           0, "pet {1} => {name: \"Rex\"", NULL);
+    expect(f, (const char *const[]){"find", p, "user", "name", "Zed", NULL}, 1, "",
+           "no record of user has name Zed");
+    expect(f, (const char *const[]){"find", p, "user", "age", "31", NULL}, 2, "",
+           "table user has no index 'age'; its indexes: name");
+
+    /* backup: a new store of the same backend, holding the same records. */
+    snprintf(dest, sizeof dest, "%s/copy", f->dir);
+    expect(f, (const char *const[]){"backup", p, dest, NULL}, 0, "written to", NULL);
+    expect(f, (const char *const[]){"check", dest, NULL}, 0,
+           "ok: 0 problems in 5 records and 3 index entries of 4 tables", NULL);
+    expect(f, (const char *const[]){"stats", dest, NULL}, 0, line, NULL);
+    run_result a = run_store(f, (const char *const[]){"dump", p, NULL});
+    run_result b = run_store(f, (const char *const[]){"dump", dest, NULL});
+    assert_string_equal(a.out, b.out);
+    run_free(&a);
+    run_free(&b);
+    expect(f, (const char *const[]){"backup", p, dest, NULL}, 2, "",
+           "already exists: backup writes a new copy only");
+
+    /* compact: in place where the backend can. */
+    if (f->backend == LMDB) {
+        expect(f, (const char *const[]){"compact", p, NULL}, 2, "", "kivis backup");
+    } else {
+        expect(f, (const char *const[]){"compact", p, NULL}, 0, "compacted", NULL);
+        expect(f, (const char *const[]){"check", p, NULL}, 0, "ok: 0 problems in 5", NULL);
+    }
+}
+
+/* ---- paths that are no kivis store -------------------------------------- */
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(data, 1, n, fp), n);
+    fclose(fp);
+}
+
+/* Every command on path (plain, then as each backend's URI) exits 2 with
+ * `message` (plain) and leaves the path as it was. */
+static void expect_refused(const char *path, const char *message)
+{
+    static const char *const cmds[] = {"check", "dump", "stats", "schema", "compact"};
+    char *before = NULL;
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    if (S_ISREG(sb.st_mode))
+        before = slurp(path);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        run_result r = run_tool((const char *const[]){cmds[i], path, NULL});
+        assert_int_equal(r.status, 2);
+        ASSERT_CONTAINS(r.err, message);
+        run_free(&r);
+    }
+    for (int b = LMDB; b <= ROCKSDB; b++) {
+        char uri[400];
+        snprintf(uri, sizeof uri, "%s:%s", scheme[b], path);
+        run_result r = run_tool((const char *const[]){"check", uri, NULL});
+        assert_int_equal(r.status, 2);
+        ASSERT_CONTAINS(r.err, "is not ");
+        run_free(&r);
+    }
+    run_result r = run_tool((const char *const[]){"get", path, "user", "1", NULL});
+    assert_int_equal(r.status, 2);
+    run_free(&r);
+    struct stat after;
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_equal(after.st_mode, sb.st_mode);
+    if (before) {
+        char *now = slurp(path);
+        assert_memory_equal(before, now, (size_t)sb.st_size < 65535 ? (size_t)sb.st_size : 65535);
+        free(now);
+        free(before);
+    } else {
+        DIR *d = opendir(path);
+        int entries = 0;
+        for (struct dirent *e; (e = readdir(d));)
+            entries++;
+        closedir(d);
+        assert_int_equal(entries, 2); /* still empty: nothing created */
+    }
+}
+
+static void test_tool_alien_paths(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    kt_tempdir(dir, sizeof dir);
+
+    snprintf(path, sizeof path, "%s/random.bin", dir);
+    unsigned char noise[4096];
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < sizeof noise; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        noise[i] = (unsigned char)x;
+    }
+    write_file(path, noise, sizeof noise);
+    expect_refused(path, "random.bin is not a kivis store: it is a binary file of "
+                         "4096 bytes, not an SQLite database\n");
+
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    write_file(path, "remember the milk\n", 18);
+    expect_refused(path, "notes.txt is not a kivis store: it is a text file of 18 bytes");
+
+    snprintf(path, sizeof path, "%s/empty", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    expect_refused(path, "empty is not a kivis store: it is an empty directory\n");
+
+    /* The SQLite magic, then garbage: SQLite's own verdict. */
+    snprintf(path, sizeof path, "%s/fake.db", dir);
+    memcpy(noise, "SQLite format 3", 16);
+    write_file(path, noise, sizeof noise);
+    expect_refused(path, "is not a kivis store (not a valid sqlite");
+
+    /* A real SQLite database of someone else's: not touched, not WAL. */
+    snprintf(path, sizeof path, "%s/other.db", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    expect_refused(path, "other.db is not a kivis store (a sqlite database without "
+                         "kivis's data)");
+
+    /* RocksDB's file names over garbage. */
+    snprintf(path, sizeof path, "%s/fake.rocks", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    char file[400];
+    snprintf(file, sizeof file, "%s/CURRENT", path);
+    write_file(file, "MANIFEST-000001\n", 16);
+    snprintf(file, sizeof file, "%s/MANIFEST-000001", path);
+    write_file(file, noise, 512);
+    run_result r = run_tool((const char *const[]){"check", path, NULL});
+    assert_int_equal(r.status, 2);
+    ASSERT_CONTAINS(r.err, "fake.rocks");
+    run_free(&r);
+
+    /* Missing paths and empty arguments: a sentence, nothing created. */
+    snprintf(path, sizeof path, "%s/none", dir);
+    r = run_tool((const char *const[]){"stats", path, NULL});
+    assert_int_equal(r.status, 2);
+    ASSERT_CONTAINS(r.err, "/none: no such file or directory (the tool opens existing "
+                           "stores only)\n");
+    run_free(&r);
+    char uri[400];
+    snprintf(uri, sizeof uri, "sqlite:%s", path);
+    r = run_tool((const char *const[]){"stats", uri, NULL});
+    assert_int_equal(r.status, 2);
+    ASSERT_CONTAINS(r.err, "no such file or directory");
+    run_free(&r);
+    struct stat sb;
+    assert_int_not_equal(stat(path, &sb), 0);
+    r = run_tool((const char *const[]){"check", "", NULL});
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "kivis: the store is an empty argument: give a path or "
+                               "a URI such as lmdb:DIR\n");
+    run_free(&r);
+    r = run_tool((const char *const[]){"check", "lmdb:", NULL});
+    assert_int_equal(r.status, 2);
+    ASSERT_CONTAINS(r.err, "lmdb:: the URI names no store after 'lmdb:'");
+    run_free(&r);
+    rm_tree(dir);
+}
+
+/* ---- backup while another process writes ------------------------------ */
+
+/* A child writing users one transaction at a time until killed. */
+static pid_t start_writer(const fixture *f)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kivis_storage *st;
+        kivis_db *db;
+        if (open_backend(f->backend, f->path, &st) || kivis_open(st, &pets_schema, NULL, &db))
+            _exit(3);
+        for (uint32_t i = 0;; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "writer %u", (unsigned)i);
+            user u = {name, "w@example.com", i};
+            if (kivis_begin(db) || kivis_put(db, PETS_USER, &u, NULL) ||
+                kivis_put(db, PETS_USER, &u, NULL) || kivis_commit(db))
+                _exit(4);
+        }
+    }
+    return pid;
+}
+
+static void test_tool_backup_while_writing(void **state)
+{
+    fixture *f = *state;
+    kivis_storage_close(f->st);
+    f->st = NULL;
+    pid_t writer = start_writer(f);
+    struct timespec wait = {0, 100 * 1000 * 1000}; /* let it commit some */
+    nanosleep(&wait, NULL);
+    char dest[400];
+    snprintf(dest, sizeof dest, "%s/copy", f->dir);
+    run_result r = run_tool((const char *const[]){"backup", f->path, dest, NULL});
+    int ws;
+    assert_int_equal(waitpid(writer, &ws, WNOHANG), 0); /* it wrote all along */
+    kill(writer, SIGKILL);
+    assert_int_equal(waitpid(writer, &ws, 0), writer);
+    if (r.status != 0)
+        fail_msg("backup: exit %d: %s", r.status, r.err);
+    run_free(&r);
+    open_storage(f);
+    r = run_store(f, (const char *const[]){"check", dest, NULL});
+    assert_int_equal(r.status, 0);
+    ASSERT_CONTAINS(r.out, "ok: 0 problems in ");
+    run_free(&r);
+    /* The copy holds the writer's records: an odd number of users would
+     * be half a transaction. */
+    kivis_storage *copy;
+    kivis_db *db;
+    assert_int_equal(open_backend(f->backend, dest, &copy), KIVIS_OK);
+    assert_int_equal(kivis_open(copy, &pets_schema, NULL, &db), KIVIS_OK);
+    kivis_check_stats st;
+    memset(&st, 0, sizeof st);
+    assert_int_equal(kivis_stats(db, &st), KIVIS_OK);
+    assert_true(st.tables[PETS_USER].records > 2);
+    assert_int_equal(st.tables[PETS_USER].records % 2, 0);
+    kivis_stats_free(db, &st);
+    kivis_close(db);
+    kivis_storage_close(copy);
+}
+
+/* RocksDB lets one process open a database: the tool says so. */
+static void test_tool_rocksdb_in_use(void **state)
+{
+    fixture *f = *state;
+    char dest[400];
+    snprintf(dest, sizeof dest, "%s/copy", f->dir);
+    run_result r = run_tool((const char *const[]){"backup", f->path, dest, NULL});
+    assert_int_equal(r.status, 2);
+    ASSERT_CONTAINS(r.err, "in use: another process holds it locked");
+    run_free(&r);
+    struct stat sb;
+    assert_int_not_equal(stat(dest, &sb), 0);
+}
+
+/* ---- the stored schema through kivis-gen -------------------------------- */
+
+static void run_status(const char *const *argv, int want)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int ws;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), want);
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+    char *x = slurp(a), *y = slurp(b);
+    assert_string_equal(x, y);
+    free(x);
+    free(y);
+}
+
+/* kivis schema prints what kivis-gen compiles into the very files it
+ * makes from examples/pets/pets.kvs (tests/gen/golden): the same
+ * descriptor, layouts and API. */
+static void test_tool_schema_roundtrip(void **state)
+{
+    fixture *f = *state;
+    if (!kivis_gen || !golden_dir)
+        skip();
+    run_result r = run_on(f, "schema", NULL);
+    assert_int_equal(r.status, 0);
+    char kvs[400], out[400], got[500], want[500];
+    snprintf(kvs, sizeof kvs, "%s/pets.kvs", f->dir);
+    write_file(kvs, r.out, strlen(r.out));
+    run_free(&r);
+    snprintf(out, sizeof out, "%s/gen", f->dir);
+    assert_int_equal(mkdir(out, 0755), 0);
+    run_status((const char *const[]){kivis_gen, "-o", out, kvs, NULL}, 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(got, sizeof got, "%s/pets.kivis.%s", out, i ? "c" : "h");
+        snprintf(want, sizeof want, "%s/pets.kivis.%s", golden_dir, i ? "c" : "h");
+        assert_same_file(got, want);
+    }
+}
+
+/* The derived key of test_tool_schema_every_kind's notes. */
+static int note_derive(const void *rec, void *key)
+{
+    (void)rec;
+    memset(key, 0, 16);
+    return KIVIS_OK;
+}
+
+/* Every kind and key strategy: the printed schema is the one written. */
+static void test_tool_schema_every_kind(void **state)
+{
+    (void)state;
+    /* enum shade { RED, GREEN = 5, BLUE }; [[embedded]] struct point; a
+     * record of every kind keyed by a string and an int, with a unique
+     * and an array index, and a derived-key record. */
+    static const char *const shade_names[] = {"RED", "GREEN", "BLUE"};
+    static const int32_t shade_values[] = {0, 5, 6};
+    static const kivis_enum_desc shade = {"shade", 3, shade_names, shade_values};
+    typedef struct point { int32_t x, y; } point;
+    static const kivis_field point_fields[] = {
+        {"x", KIVIS_I32, 0, offsetof(point, x), 4, NULL, NULL, 0},
+        {"y", KIVIS_I32, 0, offsetof(point, y), 4, NULL, NULL, 0},
+    };
+    static const kivis_struct_desc point_desc = {"point", sizeof(point), 2, point_fields};
+    typedef struct cell {
+        char *sheet; int64_t row; uint8_t u8; uint16_t u16s[3]; int8_t i8; int16_t i16;
+        bool flag; float f32; double f64; enum { E0 } colour; char code[8];
+        kivis_bytes data; point at; point corners[2];
+    } cell;
+    typedef struct cell_key { char *sheet; int64_t row; } cell_key;
+#define F(n, k, c, sz, t, e, fl) {#n, k, c, offsetof(cell, n), sz, t, e, fl}
+    static const kivis_field cell_fields[] = {
+        F(sheet, KIVIS_STRING, 0, sizeof(char *), NULL, NULL, KIVIS_FIELD_KEY),
+        F(row, KIVIS_I64, 0, 8, NULL, NULL, KIVIS_FIELD_KEY),
+        F(u8, KIVIS_U8, 0, 1, NULL, NULL, 0),
+        F(u16s, KIVIS_U16, 3, 2, NULL, NULL, 0),
+        F(i8, KIVIS_I8, 0, 1, NULL, NULL, 0),
+        F(i16, KIVIS_I16, 0, 2, NULL, NULL, 0),
+        F(flag, KIVIS_BOOL, 0, sizeof(bool), NULL, NULL, 0),
+        F(f32, KIVIS_F32, 0, 4, NULL, NULL, 0),
+        F(f64, KIVIS_F64, 0, 8, NULL, NULL, 0),
+        F(colour, KIVIS_ENUM, 0, sizeof(int), NULL, &shade, 0),
+        F(code, KIVIS_CHARS, 0, 8, NULL, NULL, 0),
+        F(data, KIVIS_BYTES, 0, sizeof(kivis_bytes), NULL, NULL, 0),
+        F(at, KIVIS_STRUCT, 0, sizeof(point), &point_desc, NULL, 0),
+        F(corners, KIVIS_STRUCT, 2, sizeof(point), &point_desc, NULL, 0),
+    };
+#undef F
+    static const kivis_field cell_key_fields[] = {
+        {"sheet", KIVIS_STRING, 0, offsetof(cell_key, sheet), sizeof(char *), NULL, NULL,
+         KIVIS_FIELD_KEY},
+        {"row", KIVIS_I64, 0, offsetof(cell_key, row), 8, NULL, NULL, KIVIS_FIELD_KEY},
+    };
+    static const kivis_struct_desc cell_desc = {"cell", sizeof(cell), 14, cell_fields};
+    static const kivis_struct_desc cell_key_desc = {"cell_key", sizeof(cell_key), 2,
+                                                    cell_key_fields};
+    static const uint32_t cell_key_map[] = {0, 1};
+    static const kivis_index_desc cell_indexes[] = {
+        {"code", 10, KIVIS_INDEX_UNIQUE}, {"u16s", 3, 0}, {"at", 12, 0}};
+    typedef struct note { char text[16]; } note;
+    typedef struct note_key note_key;
+    struct note_key { uint64_t hash; uint32_t len; };
+    static const kivis_field note_fields[] = {
+        {"text", KIVIS_CHARS, 0, 0, 16, NULL, NULL, 0}};
+    static const kivis_field note_key_fields[] = {
+        {"hash", KIVIS_U64, 0, offsetof(note_key, hash), 8, NULL, NULL, 0},
+        {"len", KIVIS_U32, 0, offsetof(note_key, len), 4, NULL, NULL, 0}};
+    static const kivis_struct_desc note_desc = {"note", sizeof(note), 1, note_fields};
+    static const kivis_struct_desc note_key_desc = {"note_key", sizeof(note_key), 2,
+                                                    note_key_fields};
+    static const kivis_table_desc tables[] = {
+        {"cell", &cell_desc, &cell_key_desc, KIVIS_KEY_FIELDS, cell_key_map, NULL, 3,
+         cell_indexes},
+        {"note", &note_desc, &note_key_desc, KIVIS_KEY_DERIVED, NULL, note_derive, 0, NULL},
+    };
+    static const kivis_schema_desc sheets = {"sheets", 2, tables};
+    static const char expected[] =
+        "schema sheets;\n\n"
+        "enum shade { RED, GREEN = 5, BLUE };\n\n"
+        "[[embedded]]\nstruct point {\n    int32_t x;\n    int32_t y;\n};\n\n"
+        "struct cell {\n"
+        "    [[key]] char *sheet;\n"
+        "    [[key]] int64_t row;\n"
+        "    uint8_t u8;\n"
+        "    [[index]] uint16_t u16s[3];\n"
+        "    int8_t i8;\n"
+        "    int16_t i16;\n"
+        "    bool flag;\n"
+        "    float f32;\n"
+        "    double f64;\n"
+        "    enum shade colour;\n"
+        "    [[unique]] char code[8];\n"
+        "    kivis_bytes data;\n"
+        "    [[index]] point at;\n"
+        "    point corners[2];\n"
+        "};\n\n"
+        "[[derived_key(uint64_t hash, uint32_t len)]]\n"
+        "struct note {\n    char text[16];\n};\n\n";
+
+    char dir[256], kvs[300];
+    kt_tempdir(dir, sizeof dir);
+    kivis_storage *st;
+    kivis_db *db;
+    assert_int_equal(kivis_lmdb_open(dir, NULL, &st), KIVIS_OK);
+    char err[256] = "";
+    kivis_options o = {NULL, 0, err, sizeof err, 0};
+    if (kivis_open(st, &sheets, &o, &db) != KIVIS_OK)
+        fail_msg("kivis_open: %s", err);
+    kivis_close(db);
+    kivis_storage_close(st);
+    run_result r = run_tool((const char *const[]){"schema", dir, NULL});
+    assert_int_equal(r.status, 0);
+    ASSERT_CONTAINS(r.out, expected);
+    assert_string_equal(r.err, "");
+    snprintf(kvs, sizeof kvs, "%s/sheets.kvs", dir);
+    write_file(kvs, r.out, strlen(r.out));
+    run_free(&r);
+    if (kivis_gen)
+        run_status((const char *const[]){kivis_gen, "-o", dir, kvs, NULL}, 0);
+    rm_tree(dir);
 }
 
 int main(int argc, char **argv)
@@ -702,9 +1254,21 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_tool_stats, setup, teardown),
         cmocka_unit_test(test_tool_errors),
         cmocka_unit_test(test_tool_usage),
+        cmocka_unit_test_setup_teardown(test_tool_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_commands, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_commands, setup_rocksdb, teardown),
+        cmocka_unit_test(test_tool_alien_paths),
+        cmocka_unit_test_setup_teardown(test_tool_backup_while_writing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_backup_while_writing, setup_sqlite,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_tool_rocksdb_in_use, setup_rocksdb, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_schema_roundtrip, setup, teardown),
+        cmocka_unit_test(test_tool_schema_every_kind),
     };
     if (argc > 1) {
         kivis_tool = argv[1];
+        kivis_gen = argc > 2 ? argv[2] : NULL;
+        golden_dir = argc > 3 ? argv[3] : NULL;
         return cmocka_run_group_tests_name("kivis tool", tool, NULL, NULL);
     }
     return cmocka_run_group_tests_name("inspect", lib, NULL, NULL);

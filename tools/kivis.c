@@ -1,60 +1,75 @@
 /*
- * kivis - inspect and verify a kivis store from the command line.
+ * kivis - inspect, query, verify, back up and compact a kivis store of any
+ * backend from the command line (docs/cli.md).
  *
- *   kivis check <store>          verify records and index entries
- *   kivis dump <store> [table]   print records, decoded by the stored schema
- *   kivis stats <store>          tables, counts, bytes, map size
+ *   kivis check   STORE                  verify records and index entries
+ *   kivis dump    STORE [TABLE]          print records, decoded
+ *   kivis stats   STORE                  tables, counts, bytes
+ *   kivis schema  STORE                  the stored schema as .kvs source
+ *   kivis get     STORE TABLE KEY        one record by primary key
+ *   kivis find    STORE TABLE INDEX VAL  records by an index value
+ *   kivis backup  STORE DEST             a consistent, compacted copy
+ *   kivis compact STORE                  give free space back
  *
- * The store is an LMDB directory.  Everything is read with the schema
- * stored in the database itself (kivis_schema_load), so the tool needs no
- * generated code and reads tables no compiled schema declares any more.
- * It never creates a store: a missing path is an error, not a new one.
+ * STORE is a URI (lmdb:DIR, sqlite:FILE, rocksdb:DIR) or a plain path whose
+ * backend is recognised by its files (store.c).  Everything is read with
+ * the schema stored in the database itself (kivis_schema_load), so the tool
+ * needs no generated code.  It never creates a store: a missing path is an
+ * error, not a new one.
  *
- * Exit status: 0 success (check: consistent), 1 check found problems,
- * 2 usage, I/O or open errors, or a damaged store.
+ * Exit status: 0 success; 1 check found problems, or get/find found no
+ * record; 2 usage, I/O or open errors, or a damaged store.
  *
- * A command reads the store in a child process (run_isolated): LMDB maps
- * the data file and trusts its pages, so a damaged file can fault inside
- * liblmdb, and only a separate process turns that into an answer.
+ * A command runs in a child process (run_isolated): LMDB maps the data file
+ * and trusts its pages, so a damaged file can fault inside liblmdb, and
+ * only a separate process turns that into an answer.
  */
-#include <kivis.h>
+#include "cli.h"
+
 #include <kivis/inspect.h>
-#include <kivis/lmdb.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { EXIT_PROBLEMS = 1, EXIT_ERROR = 2 };
-
 static const char usage_main[] =
-    "usage: kivis <command> [options] <store> [args]\n"
+    "usage: kivis [--help | --version] <command> [options] <store> [args]\n"
     "\n"
-    "Inspect and verify a kivis store (an LMDB directory), decoded with the\n"
-    "schema stored in the store itself.\n"
+    "Inspect, query, verify, back up and compact a kivis store, decoded with\n"
+    "the schema stored in the store itself.\n"
     "\n"
     "commands:\n"
-    "  check <store>          verify every record and index entry\n"
-    "  dump <store> [table]   print records, one line each\n"
-    "  stats <store>          tables, record and index counts, bytes\n"
+    "  check <store>                   verify every record and index entry\n"
+    "  dump [-o FILE] <store> [table]  print records, one line each\n"
+    "  stats <store>                   tables, record and index counts, bytes\n"
+    "  schema <store>                  the stored schema as .kvs source\n"
+    "  get <store> <table> <key>       one record by its key\n"
+    "  find <store> <table> <index> <value>\n"
+    "                                  the records with that index value\n"
+    "  backup <store> <dest>           a consistent, compacted copy at dest\n"
+    "  compact <store>                 give the store's free space back\n"
+    "\n"
+    "<store> is lmdb:DIR, sqlite:FILE, rocksdb:DIR, or a path: a directory\n"
+    "with data.mdb is LMDB, one with CURRENT and MANIFEST-* RocksDB, a file\n"
+    "starting with \"SQLite format 3\" SQLite.  Nothing is ever created.\n"
     "\n"
     "options:\n"
-    "  -h, --help             this help (kivis <command> --help: the command's)\n"
-    "  --version              print the version\n"
+    "  -h, --help       this help (kivis <command> --help: the command's)\n"
+    "  --version        print the version\n"
+    "  --no-progress    (check, dump, backup, compact) no progress bar; one is\n"
+    "                   drawn on stderr only when it is a terminal\n"
     "\n"
-    "exit status: 0 ok, 1 check found problems, 2 usage or I/O error or a\n"
-    "damaged store\n";
+    "exit status: 0 ok, 1 check found problems or get/find found nothing,\n"
+    "2 usage or I/O error or a damaged store\n";
 
 static const char usage_check[] =
-    "usage: kivis check <store>\n"
+    "usage: kivis check [--no-progress] <store>\n"
     "\n"
     "Verify the store: every record decodes; every index entry decodes, points\n"
     "at a live record and holds that record's field value; every record has\n"
@@ -68,277 +83,298 @@ static const char usage_check[] =
     "exit status: 0 consistent, 1 problems found, 2 error or a damaged store\n";
 
 static const char usage_dump[] =
-    "usage: kivis dump <store> [table]\n"
+    "usage: kivis dump [-o FILE] [--no-progress] <store> [table]\n"
     "\n"
     "Print every record of every table (or of one table), in key order:\n"
     "  <table> {<key>} => {<field>: <value>, ...}\n"
     "Strings are quoted and escaped, bytes are x'hex', enums print by name,\n"
     "arrays as [..], nested structs as {field: value}, foreign keys as\n"
-    "user_key{3}.\n";
+    "user_key{3}.  get and find read keys and values written the same way.\n"
+    "\n"
+    "  -o, --output FILE  write to FILE (created or truncated), with a progress\n"
+    "                     bar on stderr when it is a terminal\n";
 
 static const char usage_stats[] =
     "usage: kivis stats <store>\n"
     "\n"
     "Print the schema's tables with their record and index entry counts, key\n"
-    "and value bytes, and the LMDB map size.  Nothing is decoded.\n";
+    "and value bytes (and the map size of an LMDB store).  Nothing is decoded.\n";
 
-/* ---- opening a store --------------------------------------------------- */
+static const char usage_schema[] =
+    "usage: kivis schema <store>\n"
+    "\n"
+    "Print the schema stored in the store as .kvs source: kivis-gen compiles\n"
+    "it into the C API of the store, without the original schema file.\n";
 
-typedef struct store {
-    const char *path;
-    kivis_storage *st;
-    kivis_schema_desc *schema;
-    kivis_db *db;
-} store;
+static const char usage_get[] =
+    "usage: kivis get <store> <table> <key>\n"
+    "\n"
+    "Print the record with that primary key, as dump prints it.  The key is\n"
+    "written as dump prints it, braces optional:\n"
+    "  kivis get pets.db user 1\n"
+    "  kivis get pets.db toy '{TOY_MOUSE, 2}'     (or 'TOY_MOUSE, 2')\n"
+    "A key of one string field may be given unquoted.  Put -- before a key\n"
+    "that starts with '-'.\n"
+    "\n"
+    "exit status: 0 found, 1 no such record, 2 error\n";
 
-static int fail(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
+static const char usage_find[] =
+    "usage: kivis find <store> <table> <index> <value>\n"
+    "\n"
+    "Print the records whose indexed field equals the value, in index order,\n"
+    "as dump prints them.  The value is written as dump prints that field:\n"
+    "  kivis find pets.db user name Ann           (or '\"Ann\"')\n"
+    "  kivis find pets.db pet favourite_toy 'toy_key{TOY_MOUSE, 2}'\n"
+    "The indexes are the [[index]] and [[unique]] fields (kivis schema).\n"
+    "\n"
+    "exit status: 0 found, 1 no record has it, 2 error\n";
 
-static int fail(const char *fmt, ...)
+static const char usage_backup[] =
+    "usage: kivis backup [--no-progress] <store> <dest>\n"
+    "\n"
+    "Write a consistent copy of the store to dest, which must not exist,\n"
+    "while other processes go on using the store: LMDB copies one read\n"
+    "transaction's snapshot, compacted (dest is a directory); SQLite uses its\n"
+    "online backup, then VACUUMs the copy (dest is a file); RocksDB writes a\n"
+    "checkpoint (dest is a directory; the store must not be open in another\n"
+    "process).  The copy is a store of the same backend.\n";
+
+static const char usage_compact[] =
+    "usage: kivis compact [--no-progress] <store>\n"
+    "\n"
+    "Give free space back: SQLite VACUUMs the file; RocksDB compacts every\n"
+    "level.  LMDB cannot shrink a file other processes may map: write a\n"
+    "compacted copy with kivis backup instead.\n";
+
+/* ---- options ------------------------------------------------------------ */
+
+enum { OPT_NO_PROGRESS = 0x100, OPT_VERSION };
+
+typedef struct options {
+    bool quiet;         /* --no-progress */
+    const char *output; /* dump -o */
+} options;
+
+/* ---- check ---------------------------------------------------------------- */
+
+static const char *kind_name(kivis_check_kind k)
 {
-    va_list ap;
-    fputs("kivis: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_ERROR;
+    switch (k) {
+    case KIVIS_CHECK_BAD_RECORD: return "bad record";
+    case KIVIS_CHECK_MISSING_ENTRY: return "missing index entry";
+    case KIVIS_CHECK_STALE_ENTRY: return "stale index entry";
+    case KIVIS_CHECK_BAD_ENTRY: return "bad index entry";
+    case KIVIS_CHECK_UNKNOWN_TABLE: return "unknown table";
+    case KIVIS_CHECK_UNKNOWN_SLOT: return "unknown index";
+    }
+    return "problem";
 }
 
-/* kivis_lmdb_open creates what is missing; the tool must not, so the
- * path has to be an existing directory holding an LMDB data file. */
-static int check_path(const char *path)
+static void report_problem(void *ctx, const kivis_check_problem *p)
 {
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return fail("%s: %s", path,
-                    errno == ENOENT ? "no such file or directory" : strerror(errno));
-    if (!S_ISDIR(sb.st_mode))
-        return fail("%s is not a kivis store (not an LMDB directory)", path);
-    char data[4096];
-    snprintf(data, sizeof data, "%s/data.mdb", path);
-    if (stat(data, &sb) != 0)
-        return fail("%s is not a kivis store (no LMDB data file)", path);
+    cli_progress_clear(ctx);
+    printf("problem: %s%s%s %s: %s\n    key %s\n", p->table ? p->table : "?",
+           p->index ? "." : "", p->index ? p->index : "", kind_name(p->kind),
+           p->message, p->key_hex);
+}
+
+static void draw_keys(void *ctx, uint64_t done, uint64_t total)
+{
+    if (total >= 2 * 4096) /* small stores finish before a bar helps */
+        cli_progress_draw(ctx, done, total);
+}
+
+static int cmd_check(cli_store *s, char **args, const options *o)
+{
+    (void)args;
+    cli_progress bar;
+    cli_progress_init(&bar, "keys", o->quiet);
+    kivis_check_stats st;
+    memset(&st, 0, sizeof st);
+    st.progress = draw_keys;
+    st.progress_ctx = &bar;
+    int rc = kivis_check(s->db, report_problem, &bar, &st);
+    cli_progress_clear(&bar);
+    uint64_t records = 0, entries = 0;
+    for (uint32_t i = 0; i < st.ntables; i++)
+        records += st.tables[i].records, entries += st.tables[i].index_entries;
+    kivis_stats_free(s->db, &st);
+    if (rc && (rc != KIVIS_ECORRUPT || !st.problems)) /* the walk stopped */
+        return cli_read_failed(s, "check", NULL, rc);
+    printf("%s: %" PRIu64 " problem%s in %" PRIu64 " records and %" PRIu64
+           " index entries of %" PRIu32 " tables\n",
+           rc ? "FAILED" : "ok", st.problems, st.problems == 1 ? "" : "s",
+           records, entries, s->schema->ntables);
+    return rc ? EXIT_PROBLEMS : 0;
+}
+
+/* ---- dump, get, find ---------------------------------------------------- */
+
+static int table_named(const cli_store *s, const char *name, uint32_t *t)
+{
+    if (!name[0])
+        return cli_fail("the table name is an empty argument (kivis stats lists "
+                        "the tables)");
+    int found = kivis_table(s->db, name);
+    if (found < 0)
+        return cli_fail("%s: no table '%s' (kivis stats lists them)", s->name, name);
+    *t = (uint32_t)found;
     return 0;
 }
 
-static int open_store(store *s, const char *path)
+/* Walk a scan, printing each record as dump does.  *count receives how
+ * many; bar (may be off) advances per record. */
+static int print_scan(cli_store *s, const kivis_query *q, FILE *out, cli_progress *bar,
+                      uint64_t *count, uint64_t total)
 {
-    memset(s, 0, sizeof *s);
-    s->path = path;
-    int status = check_path(path);
-    if (status)
-        return status;
-    int rc = kivis_lmdb_open(path, NULL, &s->st);
-    if (rc == KIVIS_ECORRUPT || rc == KIVIS_EVERSION)
-        return fail("%s is not a kivis store (not a valid LMDB environment: %s)",
-                    path, kivis_strerror(rc));
-    if (rc)
-        return fail("%s: cannot open: %s", path, kivis_strerror(rc));
-    rc = kivis_schema_load(s->st, NULL, &s->schema);
-    if (rc == KIVIS_NOTFOUND)
-        return fail("%s is not a kivis store (no stored schema)", path);
-    if (rc == KIVIS_ECORRUPT)
-        return fail("%s: damaged store: the stored schema is corrupt", path);
-    if (rc)
-        return fail("%s: reading the stored schema: %s", path, kivis_strerror(rc));
-    char err[256] = "";
-    kivis_options o;
-    memset(&o, 0, sizeof o);
-    o.errbuf = err;
-    o.errbuf_size = sizeof err;
-    rc = kivis_open(s->st, s->schema, &o, &s->db);
-    if (rc)
-        return fail("%s: cannot open the database: %s%s%s", path,
-                    kivis_strerror(rc), err[0] ? ": " : "", err);
-    return 0;
-}
-
-static void close_store(store *s)
-{
-    kivis_close(s->db);
-    kivis_schema_free(s->schema, NULL);
-    kivis_storage_close(s->st);
-}
-
-/* A command's walk stopped on rc.  KIVIS_ECORRUPT there is LMDB finding a
- * bad page (MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_INVALID) or a stored key
- * that does not decode: either way the store is damaged. */
-static int read_failed(const store *s, const char *cmd, const char *table, int rc)
-{
-    const char *detail = kivis_errmsg(s->db);
-    return fail("%s: %s%s%s%s: %s%s%s", s->path,
-                rc == KIVIS_ECORRUPT ? "the store is damaged: " : "", cmd,
-                table ? " " : "", table ? table : "", kivis_strerror(rc),
-                detail[0] ? ": " : "", detail);
-}
-
-/* ---- printing values --------------------------------------------------- */
-
-static bool is_key_type(const kivis_schema_desc *schema, const char *name)
-{
-    size_t n = strlen(name);
-    if (n < 5 || strcmp(name + n - 4, "_key"))
-        return false;
-    for (uint32_t i = 0; i < schema->ntables; i++)
-        if (strlen(schema->tables[i].name) == n - 4 &&
-            !strncmp(schema->tables[i].name, name, n - 4))
-            return true;
-    return false;
-}
-
-static void print_string(FILE *out, const char *s, size_t n)
-{
-    fputc('"', out);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        switch (ch) {
-        case '"': fputs("\\\"", out); break;
-        case '\\': fputs("\\\\", out); break;
-        case '\n': fputs("\\n", out); break;
-        case '\r': fputs("\\r", out); break;
-        case '\t': fputs("\\t", out); break;
-        default:
-            if (ch < 0x20 || ch == 0x7f)
-                fprintf(out, "\\x%02x", ch);
-            else
-                fputc(ch, out);
-        }
-    }
-    fputc('"', out);
-}
-
-static void print_enum(FILE *out, const kivis_enum_desc *e, int32_t v)
-{
-    for (uint32_t i = 0; i < e->count; i++)
-        if (e->values[i] == v) {
-            fputs(e->names[i], out);
-            return;
-        }
-    fprintf(out, "%" PRId32, v);
-}
-
-static void print_struct(FILE *out, const kivis_schema_desc *schema,
-                         const kivis_struct_desc *sd, const char *p,
-                         bool positional);
-
-/* One element of field f at p. */
-static void print_element(FILE *out, const kivis_schema_desc *schema,
-                          const kivis_field *f, const char *p)
-{
-    union { uint8_t u8; uint16_t u16; uint32_t u32; uint64_t u64; int8_t i8;
-            int16_t i16; int32_t i32; int64_t i64; float f32; double f64;
-            bool b; char *s; kivis_bytes bytes; } v;
-    if (f->kind != KIVIS_CHARS && f->kind != KIVIS_STRUCT)
-        memcpy(&v, p, f->size);
-    switch (f->kind) {
-    case KIVIS_U8: fprintf(out, "%" PRIu8, v.u8); break;
-    case KIVIS_U16: fprintf(out, "%" PRIu16, v.u16); break;
-    case KIVIS_U32: fprintf(out, "%" PRIu32, v.u32); break;
-    case KIVIS_U64: fprintf(out, "%" PRIu64, v.u64); break;
-    case KIVIS_I8: fprintf(out, "%" PRId8, v.i8); break;
-    case KIVIS_I16: fprintf(out, "%" PRId16, v.i16); break;
-    case KIVIS_I32: fprintf(out, "%" PRId32, v.i32); break;
-    case KIVIS_I64: fprintf(out, "%" PRId64, v.i64); break;
-    case KIVIS_BOOL: fputs(v.b ? "true" : "false", out); break;
-    case KIVIS_F32: fprintf(out, "%.9g", (double)v.f32); break;
-    case KIVIS_F64: fprintf(out, "%.17g", v.f64); break;
-    case KIVIS_ENUM: print_enum(out, f->enm, v.i32); break;
-    case KIVIS_STRING: print_string(out, v.s ? v.s : "", v.s ? strlen(v.s) : 0); break;
-    case KIVIS_CHARS: print_string(out, p, strnlen(p, f->size)); break;
-    case KIVIS_BYTES:
-        fputs("x'", out);
-        for (size_t i = 0; i < v.bytes.len; i++)
-            fprintf(out, "%02x", v.bytes.data[i]);
-        fputc('\'', out);
-        break;
-    case KIVIS_STRUCT: {
-        bool fk = is_key_type(schema, f->type->name);
-        if (fk)
-            fputs(f->type->name, out);
-        print_struct(out, schema, f->type, p, fk);
-        break;
-    }
-    default: fputs("?", out);
-    }
-}
-
-static void print_field(FILE *out, const kivis_schema_desc *schema,
-                        const kivis_field *f, const char *base)
-{
-    const char *p = base + f->offset;
-    if (!f->count) {
-        print_element(out, schema, f, p);
-        return;
-    }
-    fputc('[', out);
-    for (uint32_t i = 0; i < f->count; i++) {
-        fputs(i ? ", " : "", out);
-        print_element(out, schema, f, p + i * f->size);
-    }
-    fputc(']', out);
-}
-
-/* {a: 1, b: 2}, or {1, 2} for keys. */
-static void print_struct(FILE *out, const kivis_schema_desc *schema,
-                         const kivis_struct_desc *sd, const char *p,
-                         bool positional)
-{
-    fputc('{', out);
-    for (uint32_t i = 0; i < sd->nfields; i++) {
-        fputs(i ? ", " : "", out);
-        if (!positional)
-            fprintf(out, "%s: ", sd->fields[i].name);
-        print_field(out, schema, &sd->fields[i], p);
-    }
-    fputc('}', out);
-}
-
-/* ---- commands ------------------------------------------------------------ */
-
-static int dump_table(store *s, uint32_t t, FILE *out)
-{
-    const kivis_table_desc *td = &s->schema->tables[t];
+    const kivis_table_desc *td = &s->schema->tables[q->table];
     void *key = calloc(1, td->key->size), *rec = calloc(1, td->record->size);
-    kivis_query q;
-    memset(&q, 0, sizeof q);
-    q.table = t;
-    q.index = -1;
     kivis_scan *scan = NULL;
-    int rc = key && rec ? kivis_scan_open(s->db, &q, &scan) : KIVIS_ENOMEM;
+    int rc = key && rec ? kivis_scan_open(s->db, q, &scan) : KIVIS_ENOMEM;
     while (!rc && (rc = kivis_scan_next(scan, key, rec)) == KIVIS_OK) {
-        fprintf(out, "%s ", td->name);
-        print_struct(out, s->schema, td->key, key, true);
-        fputs(" => ", out);
-        print_struct(out, s->schema, td->record, rec, false);
-        fputc('\n', out);
-        kivis_key_clear(s->db, t, key);
-        kivis_record_clear(s->db, t, rec);
+        cli_print_record(out, s->schema, td, key, rec);
+        kivis_key_clear(s->db, q->table, key);
+        kivis_record_clear(s->db, q->table, rec);
+        if (++*count % 1024 == 0)
+            cli_progress_draw(bar, *count, total);
     }
     kivis_scan_close(scan);
     free(key);
     free(rec);
-    if (rc == KIVIS_NOTFOUND)
-        return 0;
-    return read_failed(s, "dump", td->name, rc);
+    return rc == KIVIS_NOTFOUND ? 0 : rc;
 }
 
-static int cmd_dump(store *s, const char *table)
+/* How many records the dump will print, for its bar: a walk that decodes
+ * nothing. */
+static uint64_t count_records(cli_store *s, const char *table, uint32_t t)
 {
-    int status = 0;
-    if (table) {
-        int t = kivis_table(s->db, table);
-        if (t < 0)
-            return fail("%s: no table '%s' (kivis stats lists them)", s->path, table);
-        status = dump_table(s, (uint32_t)t, stdout);
+    kivis_check_stats st;
+    memset(&st, 0, sizeof st);
+    uint64_t n = 0;
+    if (kivis_stats(s->db, &st) == KIVIS_OK)
+        for (uint32_t i = 0; i < st.ntables && i < s->schema->ntables; i++)
+            n += !table || i == t ? st.tables[i].records : 0;
+    kivis_stats_free(s->db, &st);
+    return n;
+}
+
+static int dump_to(cli_store *s, const char *table, FILE *out, const options *o)
+{
+    uint32_t only = 0;
+    int status = table ? table_named(s, table, &only) : 0;
+    if (status)
+        return status;
+    cli_progress bar;
+    cli_progress_init(&bar, "records", o->quiet || isatty(fileno(out)));
+    uint64_t total = bar.on ? count_records(s, table, only) : 0, count = 0;
+    for (uint32_t t = table ? only : 0; t < (table ? only + 1 : s->schema->ntables); t++) {
+        kivis_query q;
+        memset(&q, 0, sizeof q);
+        q.table = t;
+        q.index = -1;
+        int rc = print_scan(s, &q, out, &bar, &count, total);
+        if (rc) {
+            cli_progress_clear(&bar);
+            return cli_read_failed(s, "dump", s->schema->tables[t].name, rc);
+        }
     }
-    for (uint32_t t = 0; !table && !status && t < s->schema->ntables; t++)
-        status = dump_table(s, t, stdout);
+    cli_progress_clear(&bar);
+    return 0;
+}
+
+static int cmd_dump(cli_store *s, char **args, const options *o)
+{
+    if (!o->output)
+        return dump_to(s, args[1], stdout, o);
+    FILE *out = fopen(o->output, "w");
+    if (!out)
+        return cli_fail("%s: cannot write: %s", o->output, strerror(errno));
+    int status = dump_to(s, args[1], out, o);
+    if ((fclose(out) != 0) && !status)
+        status = cli_fail("%s: writing: %s", o->output, strerror(errno));
     return status;
 }
+
+static int cmd_get(cli_store *s, char **args, const options *o)
+{
+    (void)o;
+    uint32_t t = 0;
+    int status = table_named(s, args[1], &t);
+    if (status)
+        return status;
+    const kivis_table_desc *td = &s->schema->tables[t];
+    void *key = calloc(1, td->key->size), *rec = calloc(1, td->record->size);
+    char err[256];
+    if (!key || !rec)
+        status = cli_fail("out of memory");
+    else if (cli_parse_struct(s->schema, td->key, args[2], key, err, sizeof err))
+        status = cli_fail("%s key '%s': %s", td->name, args[2], err);
+    int rc = status ? KIVIS_OK : kivis_get(s->db, t, key, rec);
+    if (!status && rc == KIVIS_OK)
+        cli_print_record(stdout, s->schema, td, key, rec);
+    else if (!status && rc == KIVIS_NOTFOUND)
+        status = (fprintf(stderr, "kivis: %s has no record with key %s\n", td->name,
+                          args[2]),
+                  EXIT_PROBLEMS);
+    else if (!status)
+        status = cli_read_failed(s, "get", td->name, rc);
+    if (rc == KIVIS_OK && rec)
+        kivis_record_clear(s->db, t, rec);
+    if (key)
+        cli_free_struct(td->key, key);
+    free(key);
+    free(rec);
+    return status;
+}
+
+static int cmd_find(cli_store *s, char **args, const options *o)
+{
+    (void)o;
+    uint32_t t = 0;
+    int status = table_named(s, args[1], &t);
+    if (status)
+        return status;
+    const kivis_table_desc *td = &s->schema->tables[t];
+    int ix = kivis_index(s->db, t, args[2]);
+    if (ix < 0) {
+        fprintf(stderr, "kivis: %s: table %s has no index '%s'; its indexes:", s->name,
+                td->name, args[2]);
+        for (uint32_t i = 0; i < td->nindexes; i++)
+            fprintf(stderr, " %s", td->indexes[i].name);
+        fputs(td->nindexes ? "\n" : " none\n", stderr);
+        return EXIT_ERROR;
+    }
+    /* The value, laid out as the field alone (offset 0). */
+    kivis_field f = td->record->fields[td->indexes[ix].field];
+    f.offset = 0;
+    void *value = calloc(f.count ? f.count : 1, f.size);
+    char err[256];
+    if (!value)
+        return cli_fail("out of memory");
+    if (cli_parse_field(s->schema, &f, args[3], value, err, sizeof err)) {
+        cli_free_field(&f, value);
+        free(value);
+        return cli_fail("%s.%s value '%s': %s", td->name, args[2], args[3], err);
+    }
+    kivis_query q;
+    memset(&q, 0, sizeof q);
+    q.table = t;
+    q.index = ix;
+    q.mode = KIVIS_Q_EQ;
+    q.lo = value;
+    cli_progress off = {false, false, ""};
+    uint64_t count = 0;
+    int rc = print_scan(s, &q, stdout, &off, &count, 0);
+    cli_free_field(&f, value);
+    free(value);
+    if (rc)
+        return cli_read_failed(s, "find", td->name, rc);
+    if (!count)
+        fprintf(stderr, "kivis: no record of %s has %s %s\n", td->name, args[2], args[3]);
+    return count ? 0 : EXIT_PROBLEMS;
+}
+
+/* ---- stats, schema ------------------------------------------------------ */
 
 static void print_table_line(const char *name, uint64_t records, uint64_t entries,
                              uint64_t kbytes, uint64_t vbytes)
@@ -347,19 +383,22 @@ static void print_table_line(const char *name, uint64_t records, uint64_t entrie
            records, entries, kbytes, vbytes);
 }
 
-static int cmd_stats(store *s)
+static int cmd_stats(cli_store *s, char **args, const options *o)
 {
+    (void)args;
+    (void)o;
     kivis_check_stats st;
     memset(&st, 0, sizeof st);
     int rc = kivis_stats(s->db, &st);
     if (rc) {
         kivis_stats_free(s->db, &st);
-        return read_failed(s, "stats", NULL, rc);
+        return cli_read_failed(s, "stats", NULL, rc);
     }
-    printf("store    %s\n", s->path);
+    printf("store    %s\n", s->name);
+    printf("backend  %s\n", s->backend->scheme);
     printf("schema   %s, %" PRIu32 " tables\n", s->schema->name, s->schema->ntables);
-    printf("map size %zu bytes (%.1f MiB)\n", kivis_lmdb_map_size(s->st),
-           (double)kivis_lmdb_map_size(s->st) / (1024.0 * 1024.0));
+    if (s->backend->stats)
+        s->backend->stats(s->st, stdout);
     printf("keys     %" PRIu64 " (%" PRIu64 " key bytes, %" PRIu64 " value bytes)\n\n",
            st.keys, st.key_bytes, st.value_bytes);
     printf("%-16s %10s %14s %12s %12s\n", "table", "records", "index entries",
@@ -376,79 +415,81 @@ static int cmd_stats(store *s)
     return 0;
 }
 
-static const char *kind_name(kivis_check_kind k)
+static int cmd_schema(cli_store *s, char **args, const options *o)
 {
-    switch (k) {
-    case KIVIS_CHECK_BAD_RECORD: return "bad record";
-    case KIVIS_CHECK_MISSING_ENTRY: return "missing index entry";
-    case KIVIS_CHECK_STALE_ENTRY: return "stale index entry";
-    case KIVIS_CHECK_BAD_ENTRY: return "bad index entry";
-    case KIVIS_CHECK_UNKNOWN_TABLE: return "unknown table";
-    case KIVIS_CHECK_UNKNOWN_SLOT: return "unknown index";
-    }
-    return "problem";
+    (void)args;
+    (void)o;
+    if (cli_print_kvs(stdout, s->schema))
+        fprintf(stderr, "kivis: %s: part of the stored schema has no .kvs spelling "
+                        "(see the comments in the output)\n", s->name);
+    return 0;
 }
 
-typedef struct check_ui {
-    bool bar;   /* stderr is a terminal */
-    bool drawn; /* a bar is on the screen */
-} check_ui;
+/* ---- backup, compact ---------------------------------------------------- */
 
-static void clear_bar(check_ui *ui)
+static int cmd_backup(cli_store *s, char **args, const options *o)
 {
-    if (ui->drawn)
-        fputs("\r\033[K", stderr);
-    ui->drawn = false;
+    const char *dest = args[1];
+    struct stat sb;
+    if (!dest[0])
+        return cli_fail("the destination is an empty argument: give a new path");
+    if (stat(dest, &sb) == 0)
+        return cli_fail("%s already exists: backup writes a new copy only", dest);
+    cli_progress bar;
+    cli_progress_init(&bar, "KiB", o->quiet);
+    cli_watch *w = cli_watch_start(&bar, dest, cli_path_bytes(s->location));
+    int rc = s->backend->backup(s->st, dest);
+    cli_watch_stop(w);
+    if (rc)
+        return cli_fail("%s: backup to %s failed: %s", s->name, dest, kivis_strerror(rc));
+    printf("backup of %s written to %s (%s, %" PRIu64 " bytes)\n", s->name, dest,
+           s->backend->scheme, cli_path_bytes(dest));
+    return 0;
 }
 
-static void report_problem(void *ctx, const kivis_check_problem *p)
+static int cmd_compact(cli_store *s, char **args, const options *o)
 {
-    clear_bar(ctx);
-    printf("problem: %s%s%s %s: %s\n    key %s\n", p->table ? p->table : "?",
-           p->index ? "." : "", p->index ? p->index : "", kind_name(p->kind),
-           p->message, p->key_hex);
+    (void)args;
+    if (!s->backend->compact)
+        return cli_fail("%s: cannot compact in place: %s", s->name,
+                        s->backend->compact_hint);
+    uint64_t before = cli_path_bytes(s->location);
+    cli_progress bar;
+    cli_progress_init(&bar, "KiB", o->quiet);
+    cli_watch *w = cli_watch_start(&bar, s->location, 0);
+    int rc = s->backend->compact(s->st);
+    cli_watch_stop(w);
+    if (rc)
+        return cli_fail("%s: compacting failed: %s", s->name, kivis_strerror(rc));
+    printf("compacted %s: %" PRIu64 " bytes before, %" PRIu64 " after\n", s->name,
+           before, cli_path_bytes(s->location));
+    return 0;
 }
 
-static void draw_bar(void *ctx, uint64_t done, uint64_t total)
-{
-    check_ui *ui = ctx;
-    if (!ui->bar || total < 2 * 4096)
-        return; /* small stores finish before a bar helps */
-    int width = 40, filled = (int)(total ? done * (uint64_t)width / total : 0);
-    fprintf(stderr, "\r[%.*s%*s] %3d%% %" PRIu64 "/%" PRIu64 " keys", filled,
-            "########################################", width - filled, "",
-            (int)(total ? done * 100 / total : 100), done, total);
-    ui->drawn = true;
-}
+/* ---- commands ----------------------------------------------------------- */
 
-static int cmd_check(store *s)
-{
-    check_ui ui = {isatty(STDERR_FILENO) != 0, false};
-    kivis_check_stats st;
-    memset(&st, 0, sizeof st);
-    st.progress = draw_bar;
-    st.progress_ctx = &ui;
-    int rc = kivis_check(s->db, report_problem, &ui, &st);
-    clear_bar(&ui);
-    uint64_t records = 0, entries = 0;
-    for (uint32_t i = 0; i < st.ntables; i++)
-        records += st.tables[i].records, entries += st.tables[i].index_entries;
-    kivis_stats_free(s->db, &st);
-    if (rc && (rc != KIVIS_ECORRUPT || !st.problems)) /* the walk stopped */
-        return read_failed(s, "check", NULL, rc);
-    printf("%s: %" PRIu64 " problem%s in %" PRIu64 " records and %" PRIu64
-           " index entries of %" PRIu32 " tables\n",
-           rc ? "FAILED" : "ok", st.problems, st.problems == 1 ? "" : "s",
-           records, entries, s->schema->ntables);
-    return rc ? EXIT_PROBLEMS : 0;
-}
+enum { ALLOW_PROGRESS = 1, ALLOW_OUTPUT = 2 };
 
-/* ---- main -------------------------------------------------------------- */
+typedef struct command {
+    const char *name;
+    const char *usage;
+    int (*run)(cli_store *s, char **args, const options *o);
+    int min_args, max_args; /* after the command: the store and more */
+    const char *needs;      /* what is missing below min_args */
+    unsigned allow;         /* ALLOW_* */
+} command;
 
-static bool is_help(const char *a)
-{
-    return !strcmp(a, "-h") || !strcmp(a, "--help");
-}
+static const command commands[] = {
+    {"check", usage_check, cmd_check, 1, 1, "a store", ALLOW_PROGRESS},
+    {"dump", usage_dump, cmd_dump, 1, 2, "a store", ALLOW_PROGRESS | ALLOW_OUTPUT},
+    {"stats", usage_stats, cmd_stats, 1, 1, "a store", 0},
+    {"schema", usage_schema, cmd_schema, 1, 1, "a store", 0},
+    {"get", usage_get, cmd_get, 3, 3, "a store, a table and a key", 0},
+    {"find", usage_find, cmd_find, 4, 4, "a store, a table, an index and a value", 0},
+    {"backup", usage_backup, cmd_backup, 2, 2, "a store and a destination",
+     ALLOW_PROGRESS},
+    {"compact", usage_compact, cmd_compact, 1, 1, "a store", ALLOW_PROGRESS},
+};
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -459,33 +500,15 @@ static int usage_error(const char *usage, const char *fmt, const char *arg)
     return EXIT_ERROR;
 }
 
-typedef struct command {
-    const char *name;
-    const char *usage;
-    int min_args, max_args; /* after the command: store and more */
-} command;
-
-static const command commands[] = {
-    {"check", usage_check, 1, 1},
-    {"dump", usage_dump, 1, 2},
-    {"stats", usage_stats, 1, 1},
-};
-
-static int run(const command *c, char **args, int nargs)
+static int run(const command *c, char **args, const options *o)
 {
-    store s;
-    int status = open_store(&s, args[0]);
-    if (!status) {
-        if (!strcmp(c->name, "check"))
-            status = cmd_check(&s);
-        else if (!strcmp(c->name, "dump"))
-            status = cmd_dump(&s, nargs > 1 ? args[1] : NULL);
-        else
-            status = cmd_stats(&s);
-    }
-    close_store(&s);
+    cli_store s;
+    int status = cli_open(&s, args[0]);
+    if (!status)
+        status = c->run(&s, args, o);
+    cli_close(&s);
     if (fflush(stdout) != 0 || ferror(stdout))
-        status = fail("writing the output: %s", strerror(errno));
+        status = cli_fail("writing the output: %s", strerror(errno));
     return status;
 }
 
@@ -512,62 +535,121 @@ static const char *fault_name(int sig)
  * its output streams and its exit status passes through; a child killed by
  * a fault signal means a damaged store (exit 2).  Any other signal (SIGPIPE
  * from a closed pipe, SIGINT, SIGTERM) kills this process the same way. */
-static int run_isolated(const command *c, char **args, int nargs)
+static int run_isolated(const command *c, char **args, const options *o)
 {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
-        return fail("%s: cannot start the reading process: %s", args[0], strerror(errno));
+        return cli_fail("%s: cannot start the reading process: %s", args[0],
+                        strerror(errno));
     if (pid == 0)
-        exit(run(c, args, nargs));
+        exit(run(c, args, o));
     int ws;
     while (waitpid(pid, &ws, 0) < 0)
         if (errno != EINTR)
-            return fail("%s: waiting for the reading process: %s", args[0],
-                        strerror(errno));
+            return cli_fail("%s: waiting for the reading process: %s", args[0],
+                            strerror(errno));
     if (WIFEXITED(ws))
         return WEXITSTATUS(ws);
     int sig = WTERMSIG(ws);
     const char *name = fault_name(sig);
     if (name)
-        return fail("%s: the store is damaged (reading it raised %s)", args[0], name);
+        return cli_fail("%s: the store is damaged (reading it raised %s)", args[0], name);
     signal(sig, SIG_DFL);
     raise(sig);
     return EXIT_ERROR;
 }
 
-int main(int argc, char **argv)
+/* ---- main -------------------------------------------------------------- */
+
+static const struct option long_options[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"output", required_argument, NULL, 'o'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The option getopt_long just refused, for the message. */
+static const char *bad_option(char **argv, int optopt_seen)
 {
-    if (argc < 2)
-        return usage_error(usage_main, "%s", "no command given");
-    if (is_help(argv[1])) {
-        fputs(usage_main, stdout);
-        return 0;
+    static char shortopt[3] = "-?";
+    if (optopt_seen && optopt_seen < OPT_NO_PROGRESS) {
+        shortopt[1] = (char)optopt_seen;
+        return shortopt;
     }
-    if (!strcmp(argv[1], "--version")) {
-        printf("kivis %d.%d.%d\n", KIVIS_VERSION_MAJOR, KIVIS_VERSION_MINOR,
-               KIVIS_VERSION_PATCH);
-        return 0;
-    }
-    const command *c = NULL;
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
-            c = &commands[i];
-    if (!c)
-        return usage_error(usage_main, "unknown command '%s'", argv[1]);
-    char **args = argv + 2;
-    int nargs = argc - 2;
-    for (int i = 0; i < nargs; i++) {
-        if (is_help(args[i])) {
+    return argv[optind - 1];
+}
+
+/* The command's options, then its arguments.  @return -1 to run, else an
+ * exit status (help, or a usage error). */
+static int parse_command(const command *c, int argc, char **argv, options *o,
+                         char ***args, int *nargs)
+{
+    memset(o, 0, sizeof *o);
+    optind = 0; /* GNU getopt: start over, argv[0] being the command */
+    int opt;
+    while ((opt = getopt_long(argc, argv, "ho:", long_options, NULL)) != -1) {
+        if (opt == 'h') {
             fputs(c->usage, stdout);
             return 0;
         }
-        if (args[i][0] == '-' && args[i][1])
-            return usage_error(c->usage, "unknown option '%s'", args[i]);
+        if (opt == OPT_NO_PROGRESS && (c->allow & ALLOW_PROGRESS))
+            o->quiet = true;
+        else if (opt == 'o' && (c->allow & ALLOW_OUTPUT) && optarg[0])
+            o->output = optarg;
+        else if (opt == 'o' && (c->allow & ALLOW_OUTPUT))
+            return usage_error(c->usage, "%s", "-o needs a file name, not an empty "
+                                               "argument");
+        else if (opt == ':' || (opt == '?' && optopt == 'o'))
+            return usage_error(c->usage, "%s", "-o needs a file name");
+        else
+            return usage_error(c->usage,
+                               "unknown option '%s' (put -- before an argument that "
+                               "starts with '-')",
+                               opt == '?' ? bad_option(argv, optopt) : argv[optind - 1]);
     }
-    if (nargs < c->min_args)
-        return usage_error(c->usage, "%s: no store given", c->name);
-    if (nargs > c->max_args)
-        return usage_error(c->usage, "too many arguments after '%s'", args[c->max_args - 1]);
-    return run_isolated(c, args, nargs);
+    *args = argv + optind;
+    *nargs = argc - optind;
+    if (*nargs < c->min_args)
+        return *nargs ? usage_error(c->usage, "%s", "too few arguments")
+                      : usage_error(c->usage, "%s: no store given", c->name);
+    if (*nargs > c->max_args)
+        return usage_error(c->usage, "too many arguments after '%s'",
+                           (*args)[c->max_args - 1]);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    opterr = 0; /* our messages, with the usage */
+    int opt;
+    while ((opt = getopt_long(argc, argv, "+h", long_options, NULL)) != -1) {
+        if (opt == 'h') {
+            fputs(usage_main, stdout);
+            return 0;
+        }
+        if (opt == OPT_VERSION) {
+            printf("kivis %d.%d.%d\n", KIVIS_VERSION_MAJOR, KIVIS_VERSION_MINOR,
+                   KIVIS_VERSION_PATCH);
+            return 0;
+        }
+        return usage_error(usage_main, "unknown option '%s' before the command",
+                           opt == '?' ? bad_option(argv, optopt) : argv[optind - 1]);
+    }
+    if (optind >= argc)
+        return usage_error(usage_main, "%s", "no command given");
+    const command *c = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[optind], commands[i].name))
+            c = &commands[i];
+    if (!c)
+        return usage_error(usage_main, argv[optind][0] ? "unknown command '%s'"
+                                                       : "the command is an empty "
+                                                         "argument%s",
+                           argv[optind]);
+    options o;
+    char **args = NULL;
+    int nargs, status = parse_command(c, argc - optind, argv + optind, &o, &args, &nargs);
+    return status >= 0 ? status : run_isolated(c, args, &o);
 }

@@ -85,6 +85,19 @@ int kivis_lmdb_open(const char *path, const kivis_lmdb_options *opts,
 /** The current map size in bytes (it grows as the database does). */
 size_t kivis_lmdb_map_size(kivis_storage *st);
 
+/**
+ * Write a compacted copy of the environment into directory `dest`, which
+ * this creates and which must not exist yet: a new data.mdb holding only
+ * the pages in use (mdb_env_copy2 with MDB_CP_COMPACT).  The copy is the
+ * snapshot of one read transaction, so writers in this and other processes
+ * go on meanwhile and the copy holds exactly the commits before it began.
+ * On failure nothing is left at dest.
+ * @return KIVIS_OK; KIVIS_EINVAL (st is not an LMDB storage, dest is NULL,
+ *         empty or exists); KIVIS_EIO (dest cannot be created or
+ *         written); KIVIS_EFULL; KIVIS_ENOMEM.
+ */
+int kivis_lmdb_backup(kivis_storage *st, const char *dest);
+
 #ifdef __cplusplus
 }
 #endif

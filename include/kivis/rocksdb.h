@@ -93,6 +93,30 @@ typedef struct kivis_rocksdb_options {
 int kivis_rocksdb_open(const char *path, const kivis_rocksdb_options *opts,
                        kivis_storage **out);
 
+/**
+ * Write a consistent copy of the database into directory `dest`, which
+ * must not exist: a RocksDB checkpoint (rocksdb_checkpoint_create).  The
+ * memtable is flushed first, then the live SST files are hard-linked (or
+ * copied, across file systems) with a MANIFEST of that state, so the copy
+ * holds exactly the commits before the call and costs little space; writes
+ * through this storage go on meanwhile.  The copy opens with
+ * kivis_rocksdb_open.  Another process cannot take a checkpoint while this
+ * one has the database open (RocksDB's lock).
+ * @return KIVIS_OK; KIVIS_EINVAL (st is not a RocksDB storage, dest is NULL,
+ *         empty or exists); KIVIS_EFULL; KIVIS_EIO.
+ */
+int kivis_rocksdb_checkpoint(kivis_storage *st, const char *dest);
+
+/**
+ * Compact the whole key range (rocksdb_compact_range): rewrite the SST
+ * files into the bottom level, dropping overwritten and deleted entries.
+ * Runs in the calling thread until done; transactions may go on meanwhile.
+ * RocksDB's C API reports no error from it: a failed compaction leaves the
+ * files as they were.
+ * @return KIVIS_OK; KIVIS_EINVAL (st is not a RocksDB storage).
+ */
+int kivis_rocksdb_compact(kivis_storage *st);
+
 #ifdef __cplusplus
 }
 #endif

@@ -94,6 +94,44 @@ typedef struct kivis_sqlite_options {
 int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
                       kivis_storage **out);
 
+/**
+ * As kivis_sqlite_open, for a kivis database that exists already: nothing
+ * is created, and a file that is not one is left exactly as it was (not
+ * even switched to WAL mode).  For tools that must not create a store.
+ * @return as kivis_sqlite_open; KIVIS_EIO also for a missing file;
+ *         KIVIS_NOTFOUND for an SQLite database without the kv table.
+ */
+int kivis_sqlite_open_existing(const char *path, const kivis_sqlite_options *opts,
+                               kivis_storage **out);
+
+/**
+ * Write a compacted copy of the database to the new file `dest`, which
+ * must not exist: SQLite's online backup (sqlite3_backup_*) copies every
+ * page in one read transaction, so the copy is the state of one commit
+ * while writers in this and other processes go on (WAL mode), then VACUUM
+ * on the copy drops its free pages.  The copy is an ordinary kivis SQLite
+ * database (kivis_sqlite_open opens it).  On failure nothing is left at
+ * dest.
+ * @return KIVIS_OK; KIVIS_EINVAL (st is not an SQLite storage, dest is
+ *         NULL, empty, ":memory:" or exists); KIVIS_EIO (dest cannot be
+ *         created or written); KIVIS_EFULL; KIVIS_ECORRUPT (the source is
+ *         damaged); KIVIS_ENOMEM.
+ */
+int kivis_sqlite_backup(kivis_storage *st, const char *dest);
+
+/**
+ * Compact the database in place: VACUUM rewrites it without free pages,
+ * then a WAL checkpoint (TRUNCATE) moves everything into the database file
+ * and empties the WAL.  It is a write: it waits for this storage's writer,
+ * and for other processes' up to busy_timeout_ms; readers of other
+ * processes delay the WAL truncation, not the VACUUM.
+ * @return KIVIS_OK; KIVIS_EINVAL (st is not an SQLite storage); KIVIS_EBUSY
+ *         (a writer held on past the busy timeout, or this thread has a
+ *         write transaction open); KIVIS_EFULL (no room for the rewritten
+ *         copy); KIVIS_EIO; KIVIS_ENOMEM.
+ */
+int kivis_sqlite_vacuum(kivis_storage *st);
+
 #ifdef __cplusplus
 }
 #endif

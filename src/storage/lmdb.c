@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -921,5 +922,27 @@ int kivis_lmdb_open(const char *path, const kivis_lmdb_options *opts,
         return rc;
     }
     *out = &ls->st;
+    return KIVIS_OK;
+}
+
+/* ---- backup ------------------------------------------------------------- */
+
+int kivis_lmdb_backup(kivis_storage *st, const char *dest)
+{
+    if (!st || st->methods != &lmdb_storage_methods || !dest || !dest[0])
+        return KIVIS_EINVAL;
+    if (mkdir(dest, 0755) != 0)
+        return errno == EEXIST ? KIVIS_EINVAL : KIVIS_EIO;
+    /* mdb_env_copy2 reads one read transaction's snapshot, so writers of
+     * this or other processes go on meanwhile; MDB_CP_COMPACT writes only
+     * the pages in use, renumbered, and no free list. */
+    int rc = mdb_env_copy2(storage_of(st)->env, dest, MDB_CP_COMPACT);
+    if (rc) {
+        char data[4096];
+        if ((size_t)snprintf(data, sizeof data, "%s/data.mdb", dest) < sizeof data)
+            unlink(data);
+        rmdir(dest);
+        return status_of(rc);
+    }
     return KIVIS_OK;
 }

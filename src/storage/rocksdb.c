@@ -633,3 +633,39 @@ int kivis_rocksdb_open(const char *path, const kivis_rocksdb_options *opts,
     *out = &rs->st;
     return KIVIS_OK;
 }
+
+/* ---- checkpoint and compaction ------------------------------------------ */
+
+static bool is_rocksdb(const kivis_storage *st)
+{
+    return st && st->methods == &rocks_methods;
+}
+
+int kivis_rocksdb_checkpoint(kivis_storage *st, const char *dest)
+{
+    if (!is_rocksdb(st) || !dest || !dest[0])
+        return KIVIS_EINVAL;
+    char *err = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(storage_of(st)->db, &err);
+    if (err)
+        return status_of(err);
+    /* log_size_for_flush 0: flush the memtable first, so the checkpoint is
+     * SST files (hard links where the file system allows) and no log. */
+    rocksdb_checkpoint_create(cp, dest, 0, &err);
+    rocksdb_checkpoint_object_destroy(cp);
+    if (!err)
+        return KIVIS_OK;
+    if (strstr(err, "exists")) { /* RocksDB refuses an existing dest */
+        rocksdb_free(err);
+        return KIVIS_EINVAL;
+    }
+    return status_of(err);
+}
+
+int kivis_rocksdb_compact(kivis_storage *st)
+{
+    if (!is_rocksdb(st))
+        return KIVIS_EINVAL;
+    rocksdb_compact_range(storage_of(st)->db, NULL, 0, NULL, 0);
+    return KIVIS_OK;
+}

@@ -34,8 +34,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Room in a record for its header beside the key and value bytes. */
 #define RECORD_OVERHEAD 32
@@ -101,6 +104,7 @@ typedef struct sq_storage {
     char *path;
     size_t max_key;
     int busy_ms;
+    bool no_create; /* open only an existing database with a kv table */
     pthread_mutex_t lock; /* guards the fields below */
     pthread_cond_t writer_done;
     sq_conn *idle;    /* the pool */
@@ -238,12 +242,31 @@ static int enable_wal(sqlite3 *db)
     return status;
 }
 
-static int conn_setup(sq_conn *c, int busy_ms)
+/* no_create: a database without the kv table is not a kivis store, and is
+ * left as it was (not even switched to WAL).  @return KIVIS_OK when the
+ * table is there, KIVIS_NOTFOUND when not, else an error. */
+static int has_kv_table(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'kv'",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? KIVIS_OK : rc == SQLITE_DONE ? KIVIS_NOTFOUND : status_of(rc);
+}
+
+static int conn_setup(sq_conn *c, int busy_ms, bool no_create)
 {
     int rc = sqlite3_busy_timeout(c->db, busy_ms > 0 ? busy_ms : 0);
     if (rc != SQLITE_OK)
         return status_of(rc);
-    int status = enable_wal(c->db);
+    int status = no_create ? has_kv_table(c->db) : KIVIS_OK;
+    if (status)
+        return status;
+    status = enable_wal(c->db);
     if (status)
         return status;
     rc = sqlite3_exec(c->db,
@@ -266,11 +289,12 @@ static int conn_open(sq_storage *s, sq_conn **out)
     memset(c, 0, sizeof *c);
     /* NOMUTEX: a connection serves one transaction, used by one thread at
      * a time; the pool's mutex orders its hand-over between threads. */
+    int create = s->no_create ? 0 : SQLITE_OPEN_CREATE;
     int rc = sqlite3_open_v2(s->path, &c->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                 SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+                             SQLITE_OPEN_READWRITE | create | SQLITE_OPEN_NOMUTEX |
+                                 SQLITE_OPEN_EXRESCODE,
                              NULL);
-    int status = rc == SQLITE_OK ? conn_setup(c, s->busy_ms)
+    int status = rc == SQLITE_OK ? conn_setup(c, s->busy_ms, s->no_create)
                  : c->db         ? status_of(rc)
                                  : KIVIS_ENOMEM;
     if (status) {
@@ -807,11 +831,13 @@ static bool names_a_file(const char *path)
     return path[0] != '\0' && strcmp(path, ":memory:") != 0;
 }
 
-static int init_storage(sq_storage *s, const char *path, const kivis_sqlite_options *o)
+static int init_storage(sq_storage *s, const char *path, const kivis_sqlite_options *o,
+                        bool no_create)
 {
     s->max_key = o && o->max_key_size ? o->max_key_size : KIVIS_SQLITE_MAX_KEY;
     s->busy_ms = o && o->busy_timeout_ms ? o->busy_timeout_ms
                                          : KIVIS_SQLITE_BUSY_TIMEOUT_MS;
+    s->no_create = no_create;
     size_t n = strlen(path) + 1;
     s->path = s_malloc(s, n);
     if (!s->path)
@@ -827,8 +853,8 @@ static int init_storage(sq_storage *s, const char *path, const kivis_sqlite_opti
     return s->max_key > limit - RECORD_OVERHEAD ? KIVIS_EINVAL : KIVIS_OK;
 }
 
-int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
-                      kivis_storage **out)
+static int open_storage(const char *path, const kivis_sqlite_options *opts,
+                        bool no_create, kivis_storage **out)
 {
     if (!out)
         return KIVIS_EINVAL;
@@ -845,11 +871,102 @@ int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
     s->alloc = *a;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->writer_done, NULL);
-    int rc = init_storage(s, path, opts);
+    int rc = init_storage(s, path, opts, no_create);
     if (rc) {
         storage_free(s);
         return rc;
     }
     *out = &s->st;
     return KIVIS_OK;
+}
+
+int kivis_sqlite_open(const char *path, const kivis_sqlite_options *opts,
+                      kivis_storage **out)
+{
+    return open_storage(path, opts, false, out);
+}
+
+int kivis_sqlite_open_existing(const char *path, const kivis_sqlite_options *opts,
+                               kivis_storage **out)
+{
+    return open_storage(path, opts, true, out);
+}
+
+/* ---- backup and vacuum -------------------------------------------------- */
+
+static bool is_sqlite(const kivis_storage *st)
+{
+    return st && st->methods == &sq_storage_methods;
+}
+
+/* Remove a database file and the files SQLite keeps beside it. */
+static void remove_database(const char *path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    char name[4096];
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
+        if ((size_t)snprintf(name, sizeof name, "%s%s", path, suffixes[i]) < sizeof name)
+            unlink(name);
+}
+
+/* Copy every page of c's database into `to` in one step: one read
+ * transaction on the source, so the copy is one commit's state; in WAL
+ * mode writers go on meanwhile. */
+static int copy_pages(sq_conn *c, sqlite3 *to)
+{
+    sqlite3_backup *b = sqlite3_backup_init(to, "main", c->db, "main");
+    if (!b)
+        return status_of(sqlite3_extended_errcode(to));
+    int rc;
+    while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        sqlite3_sleep(10);
+    int fin = sqlite3_backup_finish(b);
+    return status_of(rc == SQLITE_DONE ? fin : rc);
+}
+
+int kivis_sqlite_backup(kivis_storage *st, const char *dest)
+{
+    if (!is_sqlite(st) || !dest || !names_a_file(dest))
+        return KIVIS_EINVAL;
+    struct stat sb;
+    if (stat(dest, &sb) == 0 || errno != ENOENT)
+        return KIVIS_EINVAL;
+    sq_storage *s = storage_of(st);
+    sq_conn *c;
+    int status = conn_take(s, &c);
+    if (status)
+        return status;
+    sqlite3 *to = NULL;
+    int rc = sqlite3_open_v2(dest, &to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    status = rc != SQLITE_OK ? (to ? status_of(rc) : KIVIS_ENOMEM) : copy_pages(c, to);
+    conn_give(s, c);
+    /* The copy is private: compact it, then let close fold its WAL in. */
+    if (!status)
+        status = status_of(sqlite3_exec(to, "VACUUM", NULL, NULL, NULL));
+    if (sqlite3_close(to) != SQLITE_OK && !status)
+        status = KIVIS_EIO;
+    if (status)
+        remove_database(dest);
+    return status;
+}
+
+int kivis_sqlite_vacuum(kivis_storage *st)
+{
+    if (!is_sqlite(st))
+        return KIVIS_EINVAL;
+    sq_storage *s = storage_of(st);
+    bool nosync;
+    int status = writer_enter(s, &nosync); /* no writer of this storage */
+    if (status)
+        return status;
+    sq_conn *c;
+    status = conn_take(s, &c);
+    if (!status) {
+        status = status_of(sqlite3_exec(c->db,
+                                        "VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+                                        NULL, NULL, NULL));
+        conn_give(s, c);
+    }
+    writer_leave(s, false, false);
+    return status;
 }
