@@ -53,8 +53,8 @@ enum stmt {
 
 static const char *const stmt_fmt[S_COUNT] = {
     "SELECT v FROM %s WHERE k = $1",
-    "INSERT INTO %s(k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) "
-    "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+    ("INSERT INTO %s(k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) "
+     "ON CONFLICT (k) DO UPDATE SET v = excluded.v"),
     "DELETE FROM %s WHERE k = ANY($1::bytea[])",
     "SELECT k, v FROM %s WHERE k >= $1 ORDER BY k LIMIT $2",
     "SELECT k, v FROM %s WHERE k > $1 ORDER BY k LIMIT $2",
