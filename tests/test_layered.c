@@ -356,6 +356,62 @@ static void test_lru_eviction_under_a_byte_bound(void **state)
     assert_int_equal(stats(fx, 0).fills, 5);
 }
 
+/* ---- the cost of a get -------------------------------------------------- */
+
+#define HOT 64
+
+/* Read keys k0..k63 in one read-only transaction of the stack, each found. */
+static void read_hot(fixture *fx)
+{
+    char key[8], buf[64];
+    kivis_storage_txn *t = begin(fx->st, KIVIS_TXN_RDONLY);
+    for (int i = 0; i < HOT; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_string_equal(get_in(t, key, buf), "value");
+    }
+    kivis_txn_abort(t);
+}
+
+/*
+ * What a transaction costs does not grow with its gets beyond the tiers'
+ * own work: a cache tier is read in one transaction of its own per layered
+ * transaction (not one per get), a hit's copy lands in an arena the storage
+ * keeps between transactions (no allocation per hit), and the fills of a
+ * transaction are written in one tier transaction (not one per miss).
+ * Counted as allocations, which every tier transaction and every copy made.
+ */
+static void test_gets_cost_per_transaction_not_per_get(void **state)
+{
+    fixture *fx = *state;
+    static const spec sp[] = {{MEM, 100000, 0}, {MEM, 0, 0}};
+    static char keys[HOT][8];
+    const char *seed[2 * HOT + 1];
+    for (int i = 0; i < HOT; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        seed[2 * i] = keys[i];
+        seed[2 * i + 1] = "value";
+    }
+    seed[2 * HOT] = NULL;
+    open_stack(fx, sp, 2, 0, seed);
+
+    /* Misses: 64 fills into the memory tier, which allocates an entry in
+     * its write transaction's overlay and one in its tree per fill; a
+     * read and a write transaction per fill cost it about 10 a fill. */
+    kt_alloc_fail_at(&fx->tier_alloc[0], 0);
+    read_hot(fx);
+    EXPECT_READS(fx, 0, HOT, 0, HOT, HOT);
+    assert_true(fx->tier_alloc[0].calls <= 3 * HOT);
+
+    /* Hits: no allocation per get anywhere. */
+    read_hot(fx); /* the first transaction after the fills keeps a chunk */
+    kt_alloc_fail_at(&fx->alloc, 0);
+    kt_alloc_fail_at(&fx->tier_alloc[0], 0);
+    read_hot(fx);
+    EXPECT_READS(fx, 0, 3 * HOT, 2 * HOT, HOT, HOT);
+    assert_true(fx->alloc.calls <= 2);        /* the transaction itself */
+    assert_true(fx->tier_alloc[0].calls <= 1); /* the tier's read txn */
+}
+
 /* ---- the negative cache ------------------------------------------------- */
 
 static void test_negative_cache(void **state)
@@ -783,6 +839,7 @@ int main(void)
         T(test_read_through_counts_and_fills),
         T(test_cached_values_stay_valid),
         T(test_lru_eviction_under_a_byte_bound),
+        T(test_gets_cost_per_transaction_not_per_get),
         T(test_negative_cache),
         T(test_write_through),
         T(test_own_writes_bypass_the_caches),

@@ -249,13 +249,15 @@ static int open_rocksdb(const char *dir, size_t n, kivis_storage **out)
 
 /* Memory over LMDB, the memory tier bounded to about a tenth of the data
  * (16 bytes of cache per record; a record and an index entry take ~110). */
-static int open_layered(const char *dir, size_t n, kivis_storage **out)
+/* The memory backend over LMDB, the cache bounded to max_bytes (0: none). */
+static int open_memory_over_lmdb(const char *dir, size_t n, size_t max_bytes,
+                                 kivis_storage **out)
 {
     kivis_storage *mem = NULL, *lmdb = NULL;
     int rc = kivis_memory_open(NULL, &mem);
     if (!rc)
         rc = open_lmdb(dir, n, &lmdb);
-    kivis_layered_tier tiers[] = {{mem, n * 16 + (1u << 20), 0}, {lmdb, 0, 0}};
+    kivis_layered_tier tiers[] = {{mem, max_bytes, 0}, {lmdb, 0, 0}};
     if (!rc)
         rc = kivis_layered_open(tiers, 2, NULL, out);
     if (rc) {
@@ -263,6 +265,17 @@ static int open_layered(const char *dir, size_t n, kivis_storage **out)
         kivis_storage_close(lmdb);
     }
     return rc;
+}
+
+static int open_layered(const char *dir, size_t n, kivis_storage **out)
+{
+    return open_memory_over_lmdb(dir, n, n * 16 + (1u << 20), out);
+}
+
+/* A cache that holds everything: what the layering costs over memory. */
+static int open_layered_full(const char *dir, size_t n, kivis_storage **out)
+{
+    return open_memory_over_lmdb(dir, n, 0, out);
 }
 
 #define KV_STR_(x) #x
@@ -287,6 +300,8 @@ const bench_engine bench_kivis_lmdb =
     KIVIS_ENGINE("kivis-lmdb", open_lmdb, true, true);
 const bench_engine bench_kivis_layered =
     KIVIS_ENGINE("kivis-layered", open_layered, true, false);
+const bench_engine bench_kivis_layered_full =
+    KIVIS_ENGINE("kivis-layered-full", open_layered_full, true, false);
 const bench_engine bench_kivis_sqlite =
     KIVIS_ENGINE("kivis-sqlite", open_sqlite, true, false);
 const bench_engine bench_kivis_rocksdb =

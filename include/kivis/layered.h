@@ -49,11 +49,24 @@
  * thread at a time (it keeps unlocked bookkeeping).  Several transactions
  * may be open at once, as the authority allows.
  *
+ * Cost.  A layered transaction reads each cache tier in one read-only
+ * transaction of that tier, begun by its first get that reaches the tier
+ * and ended with it; the authority's transaction is begun with it.  The
+ * fills of a transaction are queued and written in batches of up to 256,
+ * one short NOSYNC write transaction per cache tier per batch, when the
+ * queue is full and when the transaction ends (commit or abort; a fill
+ * whose transaction saw a commit or an invalidate is dropped, as before).
+ * So a transaction of many gets pays a tier's transaction once, not per
+ * get; a transaction of one get (kivis_get outside a transaction) still
+ * pays one per tier it reaches, and a miss still writes every faster tier.
+ *
  * Memory: a value served from a cache tier is copied into the transaction
- * (storage.h's borrowed-result lifetimes must hold although the cache
- * tier's own transaction has already ended); the copies are freed at the
- * next put or del of the transaction and at its end.  A write transaction
- * also keeps a copy of every key and value it wrote, for the cache update.
+ * (a commit, or a fill, may delete it from the tier while the caller
+ * holds it); the copies live in chunks of 16 KiB, one of which the storage
+ * keeps between transactions, and are freed at the next put or del of the
+ * transaction and at its end.  Queued fills are copied likewise.  A write
+ * transaction also keeps a copy of every key and value it wrote, for the
+ * cache update.
  */
 #ifndef KIVIS_LAYERED_H
 #define KIVIS_LAYERED_H

@@ -5,11 +5,23 @@
  * A layered transaction is a transaction on the authority plus bookkeeping:
  * the keys it wrote (their reads go to the authority's transaction, which
  * has read-your-writes) with their new values (for the cache update after
- * commit), and the copies of values it served from cache tiers.  Cache
- * tiers are only ever touched through short transactions of their own:
- * a read-only one per get, a NOSYNC write one per fill or per commit.
- * Holding none open means a fill can never wait on, or invalidate a view
- * from, a transaction of the same tier.
+ * commit), and the copies of values it served from cache tiers.
+ *
+ * Where a get's time goes decides the shape of the read path:
+ *  - tier reads: each cache tier is read in one read-only transaction of
+ *    its own, begun by the transaction's first get that reaches the tier
+ *    and kept to its end (not one per get);
+ *  - hits: the value is copied into an arena of the transaction (a bump
+ *    allocator whose first chunk is kept by the storage between
+ *    transactions), since another transaction's commit or a fill may
+ *    delete it from the tier while the caller still holds it;
+ *  - fills: queued in the transaction (key and value copied into a second
+ *    arena) and written in batches, one NOSYNC write transaction per tier
+ *    for up to FILL_BATCH entries, at the transaction's end or when the
+ *    queue is full, not one write transaction per get;
+ *  - LRU bookkeeping: a hash probe and a relink per hit (lru.h).
+ * No tier write transaction is held open: a fill or a commit's update is
+ * one short transaction, so it never waits on one of the same tier.
  *
  * Coherence rests on two rules.  (1) A cache tier is changed only with
  * values the authority has committed: fills carry what a read returned,
@@ -44,9 +56,23 @@ typedef struct tier {
     kivis_layered_tier_stats stats;
 } tier;
 
+/* A bump allocator: copies live until the whole arena is reset.  Chunks
+ * never move, so a copy's address stays valid until then. */
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    unsigned char bytes[];
+} chunk;
+
+typedef struct arena {
+    chunk *head; /* the chunk being filled; older ones follow */
+} arena;
+
 typedef struct layered_storage {
     kivis_storage base; /* first: what the caller holds */
     kivis_allocator alloc;
+    chunk *spare;       /* an arena chunk kept between transactions */
+    struct pending_fill *spare_fills; /* a fill queue, likewise */
     tier *tiers;        /* fastest first; tiers[n - 1] is the authority */
     size_t n;
     size_t max_key;
@@ -56,12 +82,18 @@ typedef struct layered_storage {
     kivis_layered_negative_stats neg;
 } layered_storage;
 
-/* A value served from a cache tier, copied because that tier's
- * transaction has ended; kept until the next write or the end. */
-typedef struct value_copy {
-    struct value_copy *next;
-    unsigned char bytes[];
-} value_copy;
+/* A read-through fill waiting for its batch: key = value goes into every
+ * usable cache tier faster than tier `from`. */
+typedef struct pending_fill {
+    size_t from;
+    kivis_slice key, value; /* in the batch's arena */
+} pending_fill;
+
+typedef struct fill_batch {
+    pending_fill *items; /* FILL_BATCH of them, allocated at the first fill */
+    size_t count;
+    arena bytes;
+} fill_batch;
 
 typedef struct layered_txn {
     kivis_storage_txn base; /* first: what the caller holds */
@@ -72,8 +104,14 @@ typedef struct layered_txn {
     kivis_btree *puts;         /* key -> new value (write transactions) */
     kivis_btree *dels;         /* key -> "" for deleted keys */
     bool lost_track;           /* a write is in the authority but not here */
-    value_copy *copies;
+    arena copies;              /* values served from cache tiers */
+    fill_batch fills;          /* read-through fills not yet written */
+    kivis_storage_txn *reads[]; /* per cache tier: its read-only
+                                 * transaction, or NULL until first used */
 } layered_txn;
+
+#define FILL_BATCH 256           /* fills queued before they are written */
+#define CHUNK_BYTES (16u << 10)  /* an arena chunk, unless a value is larger */
 
 static const kivis_storage_methods layered_methods;
 static const kivis_txn_methods layered_txn_methods;
@@ -112,11 +150,6 @@ static bool is_mirror(const tier *tr)
     return tr->flags & KIVIS_TIER_MIRROR;
 }
 
-static bool same_key(kivis_slice a, kivis_slice b)
-{
-    return kivis__key_cmp(a, b) == 0;
-}
-
 /* What an entry costs a bounded tier; SIZE_MAX (too big for any bound)
  * if the sum overflows. */
 static size_t entry_size(kivis_slice key, kivis_slice value)
@@ -143,54 +176,84 @@ static int finish_write(kivis_storage_txn *w, int rc)
     return kivis_txn_commit(w, KIVIS_NOSYNC);
 }
 
-/* ---- copies of served values ------------------------------------------- */
+/* ---- arenas: copies of served values and of queued fills --------------- */
+
+/* A chunk with room for len more bytes at the head of a, or NULL. */
+static chunk *room_for(layered_storage *ls, arena *a, size_t len)
+{
+    if (a->head && a->head->cap - a->head->used >= len)
+        return a->head;
+    chunk *c = NULL;
+    if (len <= CHUNK_BYTES && ls->spare) {
+        c = ls->spare;
+        ls->spare = NULL;
+    } else {
+        size_t cap = len > CHUNK_BYTES ? len : CHUNK_BYTES;
+        if (cap > SIZE_MAX - sizeof *c)
+            return NULL;
+        c = ls_malloc(ls, sizeof *c + cap);
+        if (!c)
+            return NULL;
+        c->cap = cap;
+    }
+    c->used = 0;
+    c->next = a->head;
+    a->head = c;
+    return c;
+}
+
+/* Copy s into arena a: *s then names the copy.  KIVIS_ENOMEM leaves *s. */
+static int arena_copy(layered_storage *ls, arena *a, kivis_slice *s)
+{
+    chunk *c = room_for(ls, a, s->len);
+    if (!c)
+        return KIVIS_ENOMEM;
+    unsigned char *p = c->bytes + c->used;
+    if (s->len)
+        memcpy(p, s->data, s->len);
+    c->used += s->len;
+    s->data = p;
+    return KIVIS_OK;
+}
+
+/* Free every copy; one standard chunk goes back to the storage for the
+ * next transaction, so a transaction of a few gets allocates nothing. */
+static void arena_reset(layered_storage *ls, arena *a)
+{
+    while (a->head) {
+        chunk *next = a->head->next;
+        if (!ls->spare && a->head->cap == CHUNK_BYTES)
+            ls->spare = a->head;
+        else
+            ls_free(ls, a->head);
+        a->head = next;
+    }
+}
 
 static int keep_copy(layered_txn *t, kivis_slice *value)
 {
-    layered_storage *ls = owner(t);
-    if (value->len > SIZE_MAX - sizeof(value_copy))
-        return KIVIS_ENOMEM;
-    value_copy *c = ls_malloc(ls, sizeof *c + value->len);
-    if (!c)
-        return KIVIS_ENOMEM;
-    if (value->len)
-        memcpy(c->bytes, value->data, value->len);
-    c->next = t->copies;
-    t->copies = c;
-    value->data = c->bytes;
-    return KIVIS_OK;
+    return arena_copy(owner(t), &t->copies, value);
 }
 
 static void drop_copies(layered_txn *t)
 {
-    while (t->copies) {
-        value_copy *next = t->copies->next;
-        ls_free(owner(t), t->copies);
-        t->copies = next;
-    }
+    arena_reset(owner(t), &t->copies);
 }
 
 /* ---- bounded tiers: eviction ------------------------------------------- */
 
 /*
- * Delete in `w` the least recently used keys other than `keep` until the
- * others fit in max_bytes - size, counting them in *evicted.  `keep` (the
- * key being written, which may already be tracked) is never its own victim.
+ * Delete in `w` the least recently used keys until the others fit in
+ * max_bytes, counting them in *evicted.  The bookkeeping still tracks them
+ * until forget_evicted, after w committed (see the top of the file).
  */
-static int evict_for(tier *tr, kivis_storage_txn *w, kivis_slice keep,
-                     size_t size, size_t *evicted)
+static int evict_over_bound(tier *tr, kivis_storage_txn *w, size_t *evicted)
 {
-    size_t kept = 0;
-    if (keep.len)
-        kivis__lru_has(tr->lru, keep, &kept);
-    size_t held = kivis__lru_bytes(tr->lru) - kept;
+    size_t held = kivis__lru_bytes(tr->lru);
     const kivis_lru_node *nd = kivis__lru_oldest(tr->lru);
     *evicted = 0;
-    for (; nd && held > tr->max_bytes - size; nd = kivis__lru_newer(nd)) {
-        kivis_slice victim = kivis__lru_key(nd);
-        if (keep.len && same_key(victim, keep))
-            continue;
-        int rc = kivis_txn_del(w, victim);
+    for (; nd && held > tr->max_bytes; nd = kivis__lru_newer(nd)) {
+        int rc = kivis_txn_del(w, kivis__lru_key(nd));
         if (rc != KIVIS_OK && rc != KIVIS_NOTFOUND)
             return rc;
         held -= kivis__lru_size(nd);
@@ -199,73 +262,168 @@ static int evict_for(tier *tr, kivis_storage_txn *w, kivis_slice keep,
     return KIVIS_OK;
 }
 
-/* After the evictions of evict_for committed: forget those keys. */
-static void forget_evicted(tier *tr, kivis_slice keep, size_t evicted)
+/* After the deletions of evict_over_bound committed: forget those keys. */
+static void forget_evicted(tier *tr, size_t evicted)
 {
-    const kivis_lru_node *nd = kivis__lru_oldest(tr->lru);
-    while (evicted > 0 && nd) {
-        const kivis_lru_node *next = kivis__lru_newer(nd);
-        kivis_slice victim = kivis__lru_key(nd);
-        if (!keep.len || !same_key(victim, keep)) {
-            kivis__lru_remove(tr->lru, victim);
-            tr->stats.evictions++;
-            evicted--;
-        }
-        nd = next;
+    for (; evicted > 0; evicted--) {
+        const kivis_lru_node *oldest = kivis__lru_oldest(tr->lru);
+        kivis__lru_remove(tr->lru, kivis__lru_key(oldest));
+        tr->stats.evictions++;
     }
 }
 
-/* ---- read-through ------------------------------------------------------ */
+/* ---- read-through: fills, queued and written in batches ----------------- */
 
-/* Put key = value into cache tier tr in a transaction of its own, evicting
- * first if it is bounded.  Failures are counted and otherwise dropped: the
- * value was only a copy. */
-static void fill_tier(tier *tr, kivis_slice key, kivis_slice value)
+/* Whether fill f goes into tier i: found in a slower tier, and not larger
+ * than a bounded tier's whole bound (it could never fit). */
+static bool fills_tier(const tier *tr, size_t i, const pending_fill *f)
 {
-    size_t size = entry_size(key, value), old = 0, evicted = 0;
-    if (tr->lru && size > tr->max_bytes)
-        return; /* could never fit */
+    return f->from > i &&
+           !(tr->lru && entry_size(f->key, f->value) > tr->max_bytes);
+}
+
+/* Track the batch's keys in bounded tier i before the tier can hold them
+ * (see the top of the file), each with the larger of its old and new size
+ * in case the write fails and an old value stays. */
+static int track_fills(tier *tr, size_t i, const fill_batch *b)
+{
+    for (size_t k = 0; k < b->count; k++) {
+        const pending_fill *f = &b->items[k];
+        size_t size = entry_size(f->key, f->value), old = 0;
+        if (!fills_tier(tr, i, f))
+            continue;
+        if (kivis__lru_has(tr->lru, f->key, &old) && old > size)
+            size = old;
+        int rc = kivis__lru_add(tr->lru, f->key, size);
+        if (rc != KIVIS_OK)
+            return rc;
+    }
+    return KIVIS_OK;
+}
+
+/* After the batch committed: the keys it left in the tier cost their new
+ * sizes (an update of a tracked key, which cannot fail). */
+static void settle_fills(tier *tr, size_t i, const fill_batch *b)
+{
+    for (size_t k = 0; k < b->count; k++) {
+        const pending_fill *f = &b->items[k];
+        if (fills_tier(tr, i, f) && kivis__lru_has(tr->lru, f->key, NULL))
+            kivis__lru_add(tr->lru, f->key, entry_size(f->key, f->value));
+    }
+}
+
+/* Write the batch's fills for cache tier i in one transaction of its own:
+ * the puts, then (bounded) the deletions of the least recently used keys
+ * that no longer fit, which may be some of the batch's own when the batch
+ * is larger than the bound.  Failures are counted and otherwise dropped:
+ * the values were only copies. */
+static void write_fills(tier *tr, size_t i, const fill_batch *b)
+{
+    size_t evicted = 0, written = 0;
     kivis_storage_txn *w;
     int rc = kivis_storage_begin(tr->st, 0, &w);
     if (rc != KIVIS_OK) {
         tr->stats.errors++;
         return;
     }
-    if (tr->lru) {
-        rc = evict_for(tr, w, key, size, &evicted);
-        bool tracked = kivis__lru_has(tr->lru, key, &old);
-        /* Track it before the tier can hold it (see the top of the file):
-         * with the larger size, in case the write fails and the old one
-         * stays. */
-        if (rc == KIVIS_OK)
-            rc = kivis__lru_add(tr->lru, key, tracked && old > size ? old : size);
+    if (tr->lru)
+        rc = track_fills(tr, i, b);
+    for (size_t k = 0; rc == KIVIS_OK && k < b->count; k++) {
+        const pending_fill *f = &b->items[k];
+        if (!fills_tier(tr, i, f))
+            continue;
+        rc = kivis_txn_put(w, f->key, f->value);
+        written++;
     }
-    if (rc == KIVIS_OK)
-        rc = kivis_txn_put(w, key, value);
+    if (rc == KIVIS_OK && tr->lru)
+        rc = evict_over_bound(tr, w, &evicted);
     rc = finish_write(w, rc);
     if (rc != KIVIS_OK) {
         tr->stats.errors++;
         return;
     }
-    tr->stats.fills++;
+    tr->stats.fills += written;
     if (tr->lru) {
-        forget_evicted(tr, key, evicted);
-        kivis__lru_add(tr->lru, key, size); /* tracked: cannot fail */
+        forget_evicted(tr, evicted);
+        settle_fills(tr, i, b);
     }
 }
 
-/* A value found in tier `from` goes into every faster usable cache tier,
- * unless a commit or invalidate since the transaction began may have put
- * something newer there (rule 2).  Mirrors already hold everything. */
-static void fill_faster(layered_txn *t, size_t from, kivis_slice key,
-                        kivis_slice value)
+/* Whether some cache tier faster than `from` takes fills (mirrors already
+ * hold everything). */
+static bool has_fill_target(const layered_storage *ls, size_t from)
 {
-    layered_storage *ls = owner(t);
-    if (t->generation != ls->generation)
-        return;
     for (size_t i = 0; i < from; i++)
         if (ls->tiers[i].usable && !is_mirror(&ls->tiers[i]))
-            fill_tier(&ls->tiers[i], key, value);
+            return true;
+    return false;
+}
+
+/* Write the queued fills into every usable cache tier, unless a commit or
+ * invalidate since the transaction began may have put something newer
+ * there (rule 2), then empty the queue. */
+static void flush_fills(layered_txn *t)
+{
+    layered_storage *ls = owner(t);
+    fill_batch *b = &t->fills;
+    if (b->count && t->generation == ls->generation)
+        for (size_t i = 0; i + 1 < ls->n; i++)
+            if (ls->tiers[i].usable && !is_mirror(&ls->tiers[i]))
+                write_fills(&ls->tiers[i], i, b);
+    b->count = 0;
+    arena_reset(ls, &b->bytes);
+}
+
+/* A fill that could not be queued (out of memory) is dropped, and counted
+ * as an error of each tier it would have gone to. */
+static void drop_fill(layered_storage *ls, size_t from)
+{
+    for (size_t i = 0; i < from; i++)
+        if (ls->tiers[i].usable && !is_mirror(&ls->tiers[i]))
+            ls->tiers[i].stats.errors++;
+}
+
+static pending_fill *fill_slots(layered_storage *ls)
+{
+    pending_fill *items = ls->spare_fills;
+    ls->spare_fills = NULL;
+    return items ? items : ls_malloc(ls, FILL_BATCH * sizeof *items);
+}
+
+/* A value found in tier `from` will go into every faster usable cache
+ * tier: queued here, written by flush_fills when the queue is full or the
+ * transaction ends. */
+static void queue_fill(layered_txn *t, size_t from, kivis_slice key,
+                       kivis_slice value)
+{
+    layered_storage *ls = owner(t);
+    fill_batch *b = &t->fills;
+    if (t->generation != ls->generation || !has_fill_target(ls, from))
+        return;
+    if (!b->items && !(b->items = fill_slots(ls))) {
+        drop_fill(ls, from);
+        return;
+    }
+    pending_fill f = {from, key, value};
+    if (arena_copy(ls, &b->bytes, &f.key) != KIVIS_OK ||
+        arena_copy(ls, &b->bytes, &f.value) != KIVIS_OK) {
+        drop_fill(ls, from);
+        return;
+    }
+    b->items[b->count++] = f;
+    if (b->count == FILL_BATCH)
+        flush_fills(t);
+}
+
+static void free_fills(layered_txn *t)
+{
+    layered_storage *ls = owner(t);
+    arena_reset(ls, &t->fills.bytes);
+    if (!ls->spare_fills)
+        ls->spare_fills = t->fills.items;
+    else
+        ls_free(ls, t->fills.items);
+    t->fills.items = NULL;
 }
 
 /* ---- the negative cache ------------------------------------------------ */
@@ -307,20 +465,42 @@ static void count_answer(tier *tr, int rc)
         tr->stats.errors++;
 }
 
-/* Ask cache tier i in a read-only transaction of its own, copying a value
- * found (the transaction ends here).  KIVIS_OK, KIVIS_NOTFOUND, or an
- * error, which the caller treats as "ask the next tier". */
-static int cache_get(layered_txn *t, tier *tr, kivis_slice key,
+/* Tier i's read-only transaction for t: begun by the first get that
+ * reaches the tier, kept until t ends. */
+static int tier_reader(layered_txn *t, size_t i, kivis_storage_txn **r)
+{
+    if (!t->reads[i]) {
+        int rc = kivis_storage_begin(owner(t)->tiers[i].st, KIVIS_TXN_RDONLY,
+                                     &t->reads[i]);
+        if (rc != KIVIS_OK)
+            return rc;
+    }
+    *r = t->reads[i];
+    return KIVIS_OK;
+}
+
+static void end_tier_readers(layered_txn *t)
+{
+    for (size_t i = 0; i + 1 < owner(t)->n; i++)
+        if (t->reads[i]) {
+            kivis_txn_abort(t->reads[i]);
+            t->reads[i] = NULL;
+        }
+}
+
+/* Ask cache tier i, copying a value found (a commit or a fill may delete it
+ * from the tier while the caller holds it).  KIVIS_OK, KIVIS_NOTFOUND, or
+ * an error, which the caller treats as "ask the next tier". */
+static int cache_get(layered_txn *t, size_t i, kivis_slice key,
                      kivis_slice *value)
 {
+    tier *tr = &owner(t)->tiers[i];
     kivis_storage_txn *r;
-    int rc = kivis_storage_begin(tr->st, KIVIS_TXN_RDONLY, &r);
-    if (rc == KIVIS_OK) {
+    int rc = tier_reader(t, i, &r);
+    if (rc == KIVIS_OK)
         rc = kivis_txn_get(r, key, value);
-        if (rc == KIVIS_OK)
-            rc = keep_copy(t, value);
-        kivis_txn_abort(r);
-    }
+    if (rc == KIVIS_OK)
+        rc = keep_copy(t, value);
     count_answer(tr, rc);
     if (rc == KIVIS_OK && tr->lru)
         kivis__lru_touch(tr->lru, key);
@@ -365,9 +545,9 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
         tier *tr = &ls->tiers[i];
         if (!tr->usable)
             continue;
-        rc = cache_get(t, tr, key, value);
+        rc = cache_get(t, i, key, value);
         if (rc == KIVIS_OK) {
-            fill_faster(t, i, key, *value);
+            queue_fill(t, i, key, *value);
             return KIVIS_OK;
         }
         if (rc == KIVIS_NOTFOUND && is_mirror(tr)) {
@@ -377,7 +557,7 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
     }
     rc = authority_get(t, key, value);
     if (rc == KIVIS_OK)
-        fill_faster(t, ls->n - 1, key, *value);
+        queue_fill(t, ls->n - 1, key, *value);
     else if (rc == KIVIS_NOTFOUND)
         remember_missing(t, key);
     return rc;
@@ -627,6 +807,8 @@ static void txn_free(layered_txn *t)
     layered_storage *ls = owner(t);
     if (t->mirror)
         kivis_txn_abort(t->mirror);
+    end_tier_readers(t);
+    free_fills(t);
     drop_copies(t);
     kivis__btree_free(t->puts);
     kivis__btree_free(t->dels);
@@ -637,6 +819,8 @@ static void txn_free(layered_txn *t)
 static int lt_commit(kivis_storage_txn *txn, int durability)
 {
     layered_txn *t = (layered_txn *)txn;
+    flush_fills(t); /* before this commit makes them stale (rule 2) */
+    end_tier_readers(t);
     int rc = kivis_txn_commit(t->auth, durability);
     if (rc == KIVIS_OK && has_writes(t))
         write_through(owner(t), t);
@@ -647,6 +831,7 @@ static int lt_commit(kivis_storage_txn *txn, int durability)
 static void lt_abort(kivis_storage_txn *txn)
 {
     layered_txn *t = (layered_txn *)txn;
+    flush_fills(t);
     kivis_txn_abort(t->auth);
     txn_free(t);
 }
@@ -670,10 +855,11 @@ static int ls_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
     *out = NULL;
     if (flags & ~KIVIS_TXN_RDONLY)
         return KIVIS_EINVAL;
-    layered_txn *t = ls_malloc(ls, sizeof *t);
+    size_t size = sizeof(layered_txn) + (ls->n - 1) * sizeof(kivis_storage_txn *);
+    layered_txn *t = ls_malloc(ls, size);
     if (!t)
         return KIVIS_ENOMEM;
-    memset(t, 0, sizeof *t);
+    memset(t, 0, size);
     t->base.methods = &layered_txn_methods;
     t->base.storage = st;
     t->base.flags = flags;
@@ -802,6 +988,8 @@ static void layered_free(layered_storage *ls, bool close_tiers)
             kivis_storage_close(ls->tiers[i].st);
     }
     kivis__lru_free(ls->negative);
+    ls_free(ls, ls->spare);
+    ls_free(ls, ls->spare_fills);
     ls_free(ls, ls->tiers);
     ls_free(ls, ls);
 }
@@ -863,9 +1051,9 @@ static int load_bounded(tier *tr)
     rc = kivis_storage_begin(tr->st, 0, &w);
     if (rc != KIVIS_OK)
         return rc;
-    rc = finish_write(w, evict_for(tr, w, no_slice, 0, &evicted));
+    rc = finish_write(w, evict_over_bound(tr, w, &evicted));
     if (rc == KIVIS_OK)
-        forget_evicted(tr, no_slice, evicted);
+        forget_evicted(tr, evicted);
     return rc;
 }
 

@@ -1,44 +1,67 @@
 /*
  * src/storage/lru.c - recency bookkeeping for bounded caches (lru.h).
  *
- * The B+tree maps each key to the address of its node; the nodes form a
+ * A point hash (pointhash.h) maps each key to its node; the nodes form a
  * doubly linked list from the oldest (head) to the newest (tail) and carry
- * their own copy of the key, so that an eviction walk can name the keys to
- * delete without a tree lookup.
+ * their own copy of the key and its hash, so that an eviction walk can name
+ * the keys to delete, and a removal find its slot, without hashing again.
+ * Why a hash and not an ordered index: a cache hit touches its key on every
+ * get, and a probe costs one or two cache misses where a tree descent
+ * costs one or more per level; nothing here needs the keys' order.
+ *
+ * The nodes of removed keys go to a free list (up to SPARE_MAX) and are
+ * reused by later adds whose key fits, so that a cache at its bound, which
+ * forgets a key for each one it tracks, does not allocate per fill.
  */
 #include "lru.h"
 
-#include "btree.h"
+#include "pointhash.h"
 
 #include <string.h>
 
+#define LRU_SEED 0x6c72755f63616368u /* any constant: hashes stay in memory */
+#define SPARE_MAX 1024               /* free nodes kept for reuse */
+#define KEY_ROUND 16                 /* key room rounded up, for reuse */
+
 struct kivis_lru_node {
-    kivis_lru_node *older, *newer;
+    kivis_lru_node *older, *newer; /* the recency list; spares: newer only */
+    uint64_t hash;
     size_t size;
-    size_t key_len;
-    unsigned char key[]; /* key_len bytes */
+    size_t key_len, key_cap;
+    unsigned char key[]; /* key_cap bytes, key_len used */
 };
 
 struct kivis_lru {
     kivis_allocator alloc;
-    kivis_btree *index; /* key -> kivis_lru_node * (the pointer's bytes) */
+    kivis_pointhash index; /* key -> node */
     kivis_lru_node *oldest, *newest;
     size_t count, bytes;
+    kivis_lru_node *spare; /* removed nodes kept for reuse, via newer */
+    size_t spares;
 };
 
-static kivis_lru_node *node_of(kivis_slice stored)
+static bool node_is(const kivis_lru_node *n, uint64_t hash, kivis_slice key)
 {
-    kivis_lru_node *n;
-    memcpy(&n, stored.data, sizeof n);
-    return n;
+    return n->hash == hash && n->key_len == key.len &&
+           memcmp(n->key, key.data, key.len) == 0;
+}
+
+static kivis_lru_node *find_hashed(const kivis_lru *l, uint64_t hash,
+                                   kivis_slice key)
+{
+    const kivis_pointhash *h = &l->index;
+    if (!h->cap)
+        return NULL;
+    for (size_t i = kivis__ph_first(h, hash); h->slot[i].item;
+         i = kivis__ph_next(h, i))
+        if (h->slot[i].hash == hash && node_is(h->slot[i].item, hash, key))
+            return h->slot[i].item;
+    return NULL;
 }
 
 static kivis_lru_node *find(const kivis_lru *l, kivis_slice key)
 {
-    kivis_slice stored;
-    if (kivis__btree_get(l->index, key, &stored) != KIVIS_OK)
-        return NULL;
-    return node_of(stored);
+    return find_hashed(l, kivis__ph_hash(&l->index, key), key);
 }
 
 static void unlink_node(kivis_lru *l, kivis_lru_node *n)
@@ -73,22 +96,23 @@ int kivis__lru_new(const kivis_allocator *alloc, kivis_lru **out)
         return KIVIS_ENOMEM;
     memset(l, 0, sizeof *l);
     l->alloc = *alloc;
-    if (kivis__btree_new(alloc, &l->index) != KIVIS_OK) {
-        alloc->free(alloc->ctx, l);
-        return KIVIS_ENOMEM;
-    }
+    kivis__ph_init(&l->index, LRU_SEED);
     *out = l;
     return KIVIS_OK;
 }
 
-static void free_nodes(kivis_lru *l)
+static void free_list(kivis_lru *l, kivis_lru_node *n)
 {
-    kivis_lru_node *n = l->oldest;
     while (n) {
         kivis_lru_node *next = n->newer;
         l->alloc.free(l->alloc.ctx, n);
         n = next;
     }
+}
+
+static void free_nodes(kivis_lru *l)
+{
+    free_list(l, l->oldest);
     l->oldest = l->newest = NULL;
     l->count = l->bytes = 0;
 }
@@ -98,14 +122,15 @@ void kivis__lru_free(kivis_lru *l)
     if (!l)
         return;
     free_nodes(l);
-    kivis__btree_free(l->index);
+    free_list(l, l->spare);
+    kivis__ph_free(&l->index, &l->alloc);
     l->alloc.free(l->alloc.ctx, l);
 }
 
 void kivis__lru_clear(kivis_lru *l)
 {
     free_nodes(l);
-    kivis__btree_clear(l->index);
+    kivis__ph_clear(&l->index);
 }
 
 static void resize(kivis_lru *l, kivis_lru_node *n, size_t size)
@@ -114,27 +139,59 @@ static void resize(kivis_lru *l, kivis_lru_node *n, size_t size)
     n->size = size;
 }
 
+/* A node with room for key: a spare if the first one fits (keys of one
+ * cache are mostly of a few lengths), else a new one.  NULL: out of
+ * memory. */
+static kivis_lru_node *node_for(kivis_lru *l, size_t key_len)
+{
+    kivis_lru_node *n = l->spare;
+    if (n && n->key_cap >= key_len) {
+        l->spare = n->newer;
+        l->spares--;
+        return n;
+    }
+    size_t cap = key_len <= SIZE_MAX - KEY_ROUND ? (key_len + KEY_ROUND - 1) / KEY_ROUND * KEY_ROUND
+                                                 : key_len;
+    if (cap > SIZE_MAX - sizeof *n)
+        return NULL;
+    n = l->alloc.malloc(l->alloc.ctx, sizeof *n + cap);
+    if (n)
+        n->key_cap = cap;
+    return n;
+}
+
+static void drop_node(kivis_lru *l, kivis_lru_node *n)
+{
+    if (l->spares >= SPARE_MAX) {
+        l->alloc.free(l->alloc.ctx, n);
+        return;
+    }
+    n->older = NULL;
+    n->newer = l->spare;
+    l->spare = n;
+    l->spares++;
+}
+
 int kivis__lru_add(kivis_lru *l, kivis_slice key, size_t size)
 {
-    kivis_lru_node *n = find(l, key);
+    uint64_t hash = kivis__ph_hash(&l->index, key);
+    kivis_lru_node *n = find_hashed(l, hash, key);
     if (n) {
         resize(l, n, size);
         unlink_node(l, n);
         append_newest(l, n);
         return KIVIS_OK;
     }
-    if (key.len > SIZE_MAX - sizeof *n)
+    if (kivis__ph_reserve(&l->index, &l->alloc, l->count + 1) != KIVIS_OK)
         return KIVIS_ENOMEM;
-    n = l->alloc.malloc(l->alloc.ctx, sizeof *n + key.len);
+    n = node_for(l, key.len);
     if (!n)
         return KIVIS_ENOMEM;
+    n->hash = hash;
     n->size = 0;
     n->key_len = key.len;
     memcpy(n->key, key.data, key.len);
-    if (kivis__btree_put(l->index, key, kivis_slice_make(&n, sizeof n)) != KIVIS_OK) {
-        l->alloc.free(l->alloc.ctx, n);
-        return KIVIS_ENOMEM;
-    }
+    kivis__ph_insert(&l->index, hash, n);
     append_newest(l, n);
     l->count++;
     resize(l, n, size);
@@ -146,8 +203,10 @@ bool kivis__lru_touch(kivis_lru *l, kivis_slice key)
     kivis_lru_node *n = find(l, key);
     if (!n)
         return false;
-    unlink_node(l, n);
-    append_newest(l, n);
+    if (n != l->newest) {
+        unlink_node(l, n);
+        append_newest(l, n);
+    }
     return true;
 }
 
@@ -164,11 +223,11 @@ void kivis__lru_remove(kivis_lru *l, kivis_slice key)
     kivis_lru_node *n = find(l, key);
     if (!n)
         return;
-    kivis__btree_del(l->index, key);
+    kivis__ph_remove(&l->index, n->hash, n);
     unlink_node(l, n);
     l->count--;
     l->bytes -= n->size;
-    l->alloc.free(l->alloc.ctx, n);
+    drop_node(l, n);
 }
 
 size_t kivis__lru_count(const kivis_lru *l)

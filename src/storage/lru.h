@@ -4,10 +4,12 @@
  * Internal to the layered storage, which keeps one per bounded tier and one
  * for its negative cache.
  *
- * Keys map (through a B+tree) to nodes of an intrusive doubly linked list,
- * oldest first, so that using a key again is a relink that cannot fail;
- * only tracking a new key allocates.  All memory comes from the allocator
- * given at creation.  Not thread-safe.
+ * Keys map (through a point hash, pointhash.h) to nodes of an intrusive
+ * doubly linked list, oldest first, so that using a key again is one probe
+ * and a relink that cannot fail.  Only tracking a new key may allocate, and
+ * in a steady state it does not: the nodes of forgotten keys are kept for
+ * reuse (a cache at its bound forgets one key for each it tracks).  All
+ * memory comes from the allocator given at creation.  Not thread-safe.
  */
 #ifndef KIVIS_LRU_H
 #define KIVIS_LRU_H
