@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # make bench: the B+tree benchmark, then bench_engines: the phase table at
 # N=1,000,000 (kivis against raw LMDB, SQLite, Berkeley DB), the same for
-# kivis over its other backends, and the scaling curve up to MAX_N (10^6).
+# kivis over its other backends, kivis over PostgreSQL against raw libpq at
+# N=100,000 (BENCH_PG_N), and the scaling curve up to MAX_N (10^6).
 #   scripts/bench.sh BUILD_DIR [MAX_N]
 # Results go to BUILD_DIR/../bench/ (build/bench/): results.csv, backends.csv,
-# scaling.csv, scaling.png.
+# postgres.csv, scaling.csv, scaling.png.
 # `make bench-scaling` runs only the scaling curve, up to 10^7.
 set -euo pipefail
 dir=$1/bench
@@ -23,6 +24,17 @@ if [ "${BENCH_SCALING_ONLY:-0}" != 1 ]; then
   echo "== bench_engines: kivis over its other backends (raw LMDB the reference)"
   "$dir/bench_engines" --n "${BENCH_N:-1000000}" --csv "$out/backends.csv" \
     --engines kivis-layered,kivis-sqlite,kivis-rocksdb,lmdb
+  echo
+  # PostgreSQL, on a private server bench_engines starts and stops itself;
+  # N = 10^5: every read is a round trip, 10^6 would take half an hour
+  if "$dir/bench_engines" --help | grep ' kivis-postgres' >/dev/null; then
+    echo "== bench_engines: kivis over PostgreSQL against raw libpq"
+    "$dir/bench_engines" --n "${BENCH_PG_N:-100000}" --csv "$out/postgres.csv" \
+      --engines kivis-postgres,kivis-layered-postgres,postgres \
+      --reference postgres
+  else
+    echo "== bench_engines: no PostgreSQL table (built without libkivis-postgres)"
+  fi
   echo
 fi
 echo "== bench_engines --scaling"

@@ -153,12 +153,27 @@ typedef struct bench_engine {
     /* Remove records keys[i] (and their index entries). */
     void (*remove)(void *h, const uint64_t *keys, size_t n, size_t txn_size,
                    bench_result *r);
+    /* Round trips to a database server so far (the driver takes the
+     * difference around each phase); NULL for an engine without a server. */
+    unsigned long long (*round_trips)(void *h);
 } bench_engine;
 
 /* The engines, in eng_*.c. */
 extern const bench_engine bench_kivis_memory, bench_kivis_lmdb, bench_kivis_sqlite,
     bench_kivis_rocksdb, bench_kivis_layered, bench_kivis_layered_full;
 extern const bench_engine bench_lmdb, bench_sqlite, bench_bdb;
+
+#ifdef KIVIS_WITH_POSTGRES
+#include <kivis/storage.h>
+
+/* PostgreSQL (eng_postgres.c): raw libpq, and for kivis a storage over a
+ * fresh database on the benchmark's private server (named after dir), and
+ * the backend's round trips (kivis_postgres_round_trips). */
+extern const bench_engine bench_postgres, bench_kivis_postgres,
+    bench_kivis_layered_postgres;
+int bench_postgres_storage(const char *dir, kivis_storage **out);
+unsigned long long bench_postgres_backend_trips(void *h);
+#endif
 
 /* Print "bench_engines: <engine>: <what>: <detail>" and exit(1). */
 _Noreturn void bench_die(const char *engine, const char *what,

@@ -234,4 +234,5 @@ static const char *bdb_version(void)
 
 const bench_engine bench_bdb = {"bdb", NULL, true, false, bdb_version,
                                 bdb_open, bdb_close, bdb_load, bdb_get,
-                                bdb_by_name, bdb_scan, bdb_rename, bdb_remove};
+                                bdb_by_name, bdb_scan, bdb_rename, bdb_remove,
+                                NULL};

@@ -247,36 +247,51 @@ static int open_rocksdb(const char *dir, size_t n, kivis_storage **out)
     return kivis_rocksdb_open(dir, NULL, out);
 }
 
-/* Memory over LMDB, the memory tier bounded to about a tenth of the data
- * (16 bytes of cache per record; a record and an index entry take ~110). */
-/* The memory backend over LMDB, the cache bounded to max_bytes (0: none). */
-static int open_memory_over_lmdb(const char *dir, size_t n, size_t max_bytes,
-                                 kivis_storage **out)
+/* The memory backend as a cache over `authority` (opened by the opener,
+ * closed here on failure), bounded to max_bytes (0: none). */
+static int open_layered_over(kivis_storage_opener authority, const char *dir,
+                             size_t n, size_t max_bytes, kivis_storage **out)
 {
-    kivis_storage *mem = NULL, *lmdb = NULL;
+    kivis_storage *mem = NULL, *auth = NULL;
     int rc = kivis_memory_open(NULL, &mem);
     if (!rc)
-        rc = open_lmdb(dir, n, &lmdb);
-    kivis_layered_tier tiers[] = {{mem, max_bytes, 0}, {lmdb, 0, 0}};
+        rc = authority(dir, n, &auth);
+    kivis_layered_tier tiers[] = {{mem, max_bytes, 0}, {auth, 0, 0}};
     if (!rc)
         rc = kivis_layered_open(tiers, 2, NULL, out);
     if (rc) {
         kivis_storage_close(mem);
-        kivis_storage_close(lmdb);
+        kivis_storage_close(auth);
     }
     return rc;
 }
 
 static int open_layered(const char *dir, size_t n, kivis_storage **out)
 {
-    return open_memory_over_lmdb(dir, n, n * 16 + (1u << 20), out);
+    return open_layered_over(open_lmdb, dir, n, n * 16 + (1u << 20), out);
 }
 
 /* A cache that holds everything: what the layering costs over memory. */
 static int open_layered_full(const char *dir, size_t n, kivis_storage **out)
 {
-    return open_memory_over_lmdb(dir, n, 0, out);
+    return open_layered_over(open_lmdb, dir, n, 0, out);
 }
+
+#ifdef KIVIS_WITH_POSTGRES
+/* A fresh database on the benchmark's server (eng_postgres.c). */
+static int open_postgres(const char *dir, size_t n, kivis_storage **out)
+{
+    (void)n;
+    return bench_postgres_storage(dir, out);
+}
+
+/* Memory over PostgreSQL, the cache bounded to about a tenth of the data
+ * (16 bytes of cache per record; a record and an index entry take ~110). */
+static int open_layered_postgres(const char *dir, size_t n, kivis_storage **out)
+{
+    return open_layered_over(open_postgres, dir, n, n * 16 + (1u << 20), out);
+}
+#endif
 
 #define KV_STR_(x) #x
 #define KV_STR(x) KV_STR_(x)
@@ -288,11 +303,13 @@ static const char *kv_version(void)
 }
 
 /* One engine per backend: its name, opener, whether it is on disk, whether
- * --scaling runs it. */
-#define KIVIS_ENGINE(name, opener, on_disk, scaling)                           \
+ * --scaling runs it, and its round trips to a server (NULL: none). */
+#define KIVIS_SERVER_ENGINE(name, opener, on_disk, scaling, trips)             \
     {name, &(const kivis_backend){name, opener}, on_disk, scaling, kv_version, \
      kv_open, kv_close, kv_load, kv_get, kv_by_name, kv_scan, kv_rename,      \
-     kv_remove}
+     kv_remove, trips}
+#define KIVIS_ENGINE(name, opener, on_disk, scaling)                           \
+    KIVIS_SERVER_ENGINE(name, opener, on_disk, scaling, NULL)
 
 const bench_engine bench_kivis_memory =
     KIVIS_ENGINE("kivis-memory", open_memory, false, true);
@@ -306,3 +323,10 @@ const bench_engine bench_kivis_sqlite =
     KIVIS_ENGINE("kivis-sqlite", open_sqlite, true, false);
 const bench_engine bench_kivis_rocksdb =
     KIVIS_ENGINE("kivis-rocksdb", open_rocksdb, true, false);
+#ifdef KIVIS_WITH_POSTGRES
+const bench_engine bench_kivis_postgres = KIVIS_SERVER_ENGINE(
+    "kivis-postgres", open_postgres, true, false, bench_postgres_backend_trips);
+const bench_engine bench_kivis_layered_postgres =
+    KIVIS_SERVER_ENGINE("kivis-layered-postgres", open_layered_postgres, true,
+                        false, bench_postgres_backend_trips);
+#endif

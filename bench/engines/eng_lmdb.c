@@ -252,4 +252,5 @@ static const char *lm_version(void)
 
 const bench_engine bench_lmdb = {"lmdb", NULL, true, true, lm_version,
                                  lm_open, lm_close, lm_load, lm_get,
-                                 lm_by_name, lm_scan, lm_rename, lm_remove};
+                                 lm_by_name, lm_scan, lm_rename, lm_remove,
+                                 NULL};

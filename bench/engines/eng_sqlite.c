@@ -228,4 +228,5 @@ static const char *sq_version(void)
 
 const bench_engine bench_sqlite = {"sqlite", NULL, true, false, sq_version,
                                    sq_open, sq_close, sq_load, sq_get,
-                                   sq_by_name, sq_scan, sq_rename, sq_remove};
+                                   sq_by_name, sq_scan, sq_rename, sq_remove,
+                                   NULL};

@@ -1,12 +1,15 @@
 /*
  * bench/engines/main.c - bench_engines: the same workload on kivis (memory,
- * LMDB), raw LMDB, SQLite and Berkeley DB, side by side (docs/bench.md).
+ * LMDB), raw LMDB, SQLite and Berkeley DB, side by side (docs/bench.md);
+ * PostgreSQL (kivis over it, raw libpq) when the backend is built.
  *
  *   bench_engines [--n N] [--csv PATH] [--engines a,b,...|all]
+ *                 [--reference ENGINE]
  *       the phase table at N records (default 1,000,000): ops/s per engine
- *       and the ratio to raw LMDB on stdout, the figures as CSV in PATH
- *       (default build/bench/results.csv); by default on kivis-memory,
- *       kivis-lmdb, lmdb, sqlite and bdb
+ *       and the ratio to the reference engine (default raw LMDB, "lmdb") on
+ *       stdout, the figures as CSV in PATH (default build/bench/results.csv);
+ *       by default on kivis-memory, kivis-lmdb, lmdb, sqlite and bdb.
+ *       Engines that talk to a server also get their round trips per op.
  *   bench_engines --scaling [--min-n N] [--max-n N] [--csv PATH] [--png PATH]
  *       load and get at N = --min-n (default 10^4), ten times that, ... up
  *       to --max-n (default 10^7) on the engines marked for scaling, or on
@@ -29,15 +32,18 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The engines, in table order; "lmdb" is the reference for ratios. */
+/* The engines, in table order; "lmdb" is the reference for ratios unless
+ * --reference names another. */
 static const bench_engine *const engines[] = {
     &bench_kivis_memory, &bench_kivis_lmdb, &bench_kivis_layered,
     &bench_kivis_layered_full,
     &bench_kivis_sqlite, &bench_kivis_rocksdb, &bench_lmdb, &bench_sqlite,
     &bench_bdb,
+#ifdef KIVIS_WITH_POSTGRES
+    &bench_kivis_postgres, &bench_kivis_layered_postgres, &bench_postgres,
+#endif
 };
 #define N_ENGINES (sizeof engines / sizeof engines[0])
-#define REFERENCE "lmdb"
 /* The table's engines unless --engines names others: kivis against the
  * stores it is chosen instead of. The other kivis backends run in a table of
  * their own (scripts/bench.sh): with every store open at once, three more
@@ -63,12 +69,14 @@ typedef struct cell {
     size_t ops;
     double secs;
     bench_result res;
+    unsigned long long trips; /* round trips to a server (round_trips) */
 } cell;
 
 typedef struct options {
     size_t n, min_n, max_n;
     bool scaling;
     const char *csv, *png, *only;
+    const char *reference; /* the engine ratios are to */
     char *tmp; /* the run's temporary directory */
 } options;
 
@@ -293,6 +301,11 @@ static void run_slice(const bench_engine *e, void *h, const bench_data *d,
     }
 }
 
+static unsigned long long trips(const bench_engine *e, void *h)
+{
+    return e->round_trips ? e->round_trips(h) : 0;
+}
+
 static int by_rate(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -319,9 +332,11 @@ static void run_interleaved(engine_run *runs, size_t nruns,
         size_t to = slice_edge(ops, s + 1, slices, unit);
         for (size_t k = 0; k < nruns; k++) {
             size_t i = (k + s) % nruns;
+            unsigned long long trips0 = trips(runs[i].e, runs[i].h);
             double t0 = now();
             run_slice(runs[i].e, runs[i].h, d, p, from, to, &runs[i].cells[p].res);
             double t = now() - t0;
+            runs[i].cells[p].trips += trips(runs[i].e, runs[i].h) - trips0;
             rate[i][s] = (double)(to - from) / (t > 0 ? t : 1e-9);
             total[i] += t;
         }
@@ -354,9 +369,11 @@ static void run_durable(const options *o, const bench_engine *e,
     size_t n = d->n / 100 ? d->n / 100 : 1;
     run_dir(o, e->name, "durable", dir, sizeof dir);
     void *h = e->open(e->arg, dir, n, true);
+    unsigned long long trips0 = trips(e, h);
     double t0 = now();
     e->load(h, d->users, 0, n, DURABLE_TXN, &c->res);
     c->secs = now() - t0;
+    c->trips = trips(e, h) - trips0;
     c->ops = n;
     c->ran = true;
     e->close(h);
@@ -373,17 +390,47 @@ static double ratio(const cell *c, const cell *ref)
 static int reference_index(const options *o)
 {
     for (size_t i = 0; i < N_ENGINES; i++)
-        if (!strcmp(engines[i]->name, REFERENCE) && selected(o, engines[i]))
+        if (!strcmp(engines[i]->name, o->reference) && selected(o, engines[i]))
             return (int)i;
     return -1;
+}
+
+/* Round trips per op of the engines that talk to a server. */
+static void print_trips(const options *o, cell (*cells)[P_COUNT])
+{
+    bool any = false;
+    for (size_t i = 0; i < N_ENGINES; i++)
+        any |= selected(o, engines[i]) && engines[i]->round_trips;
+    if (!any)
+        return;
+    printf("\nround trips to the server per op (writes: %d ops a "
+           "transaction, %d in durable_load)\n%-13s", WRITE_TXN, DURABLE_TXN,
+           "phase");
+    for (size_t i = 0; i < N_ENGINES; i++)
+        if (selected(o, engines[i]) && engines[i]->round_trips)
+            printf(" %22s", engines[i]->name);
+    printf("\n");
+    for (int p = 0; p < P_COUNT; p++) {
+        printf("%-13s", phase_names[p]);
+        for (size_t i = 0; i < N_ENGINES; i++) {
+            const cell *c = &cells[i][p];
+            if (!selected(o, engines[i]) || !engines[i]->round_trips)
+                continue;
+            if (c->ran && c->ops)
+                printf(" %22.3f", (double)c->trips / (double)c->ops);
+            else
+                printf(" %22s", "n/a");
+        }
+        printf("\n");
+    }
 }
 
 static void print_table(const options *o, const bench_data *d,
                         cell (*cells)[P_COUNT])
 {
     int ref = reference_index(o);
-    printf("N = %zu records; ops/s and ratio to raw LMDB (higher is faster)\n",
-           d->n);
+    printf("N = %zu records; ops/s and ratio to %s (higher is faster)\n",
+           d->n, o->reference);
     printf("%-13s %9s", "phase", "ops");
     for (size_t i = 0; i < N_ENGINES; i++)
         if (selected(o, engines[i]))
@@ -423,6 +470,7 @@ static void print_table(const options *o, const bench_data *d,
     printf("\nscan: ops are scans of %zu records; durable_load: %zu "
            "records, %d per fsync'd commit\n",
            d->scan_len, d->n / 100 ? d->n / 100 : 1, DURABLE_TXN);
+    print_trips(o, cells);
 }
 
 static void write_csv(const options *o, cell (*cells)[P_COUNT])
@@ -432,7 +480,8 @@ static void write_csv(const options *o, cell (*cells)[P_COUNT])
     FILE *f = fopen(o->csv, "w");
     if (!f)
         bench_die("main", o->csv, strerror(errno));
-    fprintf(f, "engine,phase,n,ops,seconds,ops_per_sec,ratio_to_lmdb\n");
+    fprintf(f, "engine,phase,n,ops,seconds,ops_per_sec,ratio_to_%s\n",
+            o->reference);
     for (size_t i = 0; i < N_ENGINES; i++)
         for (int p = 0; p < P_COUNT; p++) {
             const cell *c = &cells[i][p];
@@ -637,7 +686,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: bench_engines [--n N] [--csv PATH] "
-            "[--engines a,b,...|all]\n"
+            "[--engines a,b,...|all] [--reference ENGINE]\n"
             "       bench_engines --scaling [--min-n N] [--max-n N] "
             "[--csv PATH] [--png PATH] [--engines ...]\n"
             "engines:");
@@ -663,7 +712,7 @@ static size_t parse_size(const char *s)
 int main(int argc, char **argv)
 {
     options o = {1000000, 10000, 10000000, false, NULL,
-                 "build/bench/scaling.png", NULL, NULL};
+                 "build/bench/scaling.png", NULL, "lmdb", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -687,6 +736,8 @@ int main(int argc, char **argv)
             o.png = v;
         } else if (!strcmp(a, "--engines")) {
             o.only = v;
+        } else if (!strcmp(a, "--reference")) {
+            o.reference = v;
         } else {
             usage(stderr);
             return 2;

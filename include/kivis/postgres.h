@@ -30,9 +30,10 @@
  * return binary bytea.  A get is one round trip (BEGIN rides along with
  * the first statement of a transaction) and its result is kept for the
  * transaction: a second get of the same key is answered locally.  A cursor
- * reads pages of rows (16, then doubling up to 1024) and steps through a
- * page without a round trip.  The end of a read-only transaction is sent
- * without waiting for its reply.
+ * reads pages of rows (16, then 128, then 1024 while it keeps going the
+ * same way) and steps through a page without a round trip.  The end of a
+ * read-only transaction is sent without waiting for its reply.
+ * kivis_postgres_round_trips counts them.
  *
  * Durability: a KIVIS_SYNC commit returns once the server has flushed it
  * (synchronous_commit as configured on the server, `on` by default); a
@@ -113,6 +114,15 @@ int kivis_postgres_open(const char *conninfo, const kivis_postgres_options *opts
  *         backend.
  */
 const char *kivis_postgres_errmsg(void);
+
+/**
+ * How many requests this process's PostgreSQL storages have sent and
+ * waited for the replies of, each one round trip to a server, since the
+ * process started (every storage and thread counted together).  For
+ * measuring: take the difference around the work.  The end of a read-only
+ * transaction, sent without waiting, is not one.
+ */
+unsigned long long kivis_postgres_round_trips(void);
 
 #ifdef __cplusplus
 }

@@ -27,7 +27,8 @@ static struct {
     char data[300];
     char log[300];  /* the server's log */
     char setup_log[300]; /* initdb's and pg_ctl's output */
-    char opts[400]; /* postgres options for pg_ctl -o */
+    char opts[700]; /* postgres options for pg_ctl -o */
+    char extra[256]; /* kt_pg_configure's, after the defaults */
     int port;
     bool as_nobody; /* run the server as nobody (the test runs as root) */
     pid_t owner;    /* the process that started it */
@@ -179,6 +180,13 @@ static void start_server(void)
         die("the server did not start");
 }
 
+void kt_pg_configure(const char *server_options)
+{
+    if (strlen(server_options) >= sizeof pg.extra)
+        die("kt_pg_configure: options too long");
+    snprintf(pg.extra, sizeof pg.extra, "%s", server_options);
+}
+
 const char *kt_pg_start(void)
 {
     if (pg.conninfo[0])
@@ -195,8 +203,8 @@ const char *kt_pg_start(void)
     pg.port = free_port();
     snprintf(pg.opts, sizeof pg.opts,
              "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
-             "-c max_connections=60",
-             pg.port, pg.dir);
+             "-c max_connections=60 %s",
+             pg.port, pg.dir, pg.extra);
     start_server();
     snprintf(pg.conninfo, sizeof pg.conninfo, "%s",
              kt_pg_conninfo("postgres", SUPERUSER));

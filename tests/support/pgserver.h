@@ -20,6 +20,12 @@
 
 #include <stdbool.h>
 
+/** Extra options of the `postgres` command for the server kt_pg_start
+ *  starts (e.g. "-c fsync=on"), after the defaults, so they override them;
+ *  call before kt_pg_start.  The benchmark uses it: the tests crash the
+ *  server process, not the machine, and run with fsync off. */
+void kt_pg_configure(const char *server_options);
+
 /** Start the server once per process (later calls return the same one).
  *  @return its libpq connection string (superuser "kivis", database
  *  "postgres"); exits the program when the server cannot start. */
