@@ -102,8 +102,9 @@ static kivis_storage *open_tier(fixture *fx, size_t i, enum kind kind)
 
 /* Open the stack; `seed` (a NULL-terminated key, value, ... list) is
  * committed to the authority before, so that nothing is cached yet. */
-static void open_stack(fixture *fx, const spec *sp, size_t n,
-                       size_t negative_max, const char *const *seed)
+static void open_stack_admitting(fixture *fx, const spec *sp, size_t n,
+                                 size_t negative_max, size_t admit_window,
+                                 const char *const *seed)
 {
     kivis_layered_tier tiers[MAX_TIERS];
     assert_true(n <= MAX_TIERS);
@@ -121,8 +122,14 @@ static void open_stack(fixture *fx, const spec *sp, size_t n,
                              KIVIS_OK);
         assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
     }
-    kivis_layered_options opts = {&fx->alloc.iface, negative_max};
+    kivis_layered_options opts = {&fx->alloc.iface, negative_max, admit_window};
     assert_int_equal(kivis_layered_open(tiers, n, &opts, &fx->st), KIVIS_OK);
+}
+
+static void open_stack(fixture *fx, const spec *sp, size_t n,
+                       size_t negative_max, const char *const *seed)
+{
+    open_stack_admitting(fx, sp, n, negative_max, 0, seed);
 }
 
 /* ---- reading and writing by string ------------------------------------- */
@@ -233,7 +240,7 @@ static void test_open_rejects_bad_stacks(void **state)
 
     /* Out of memory at every step of open: the tiers stay the caller's. */
     kivis_layered_tier good[2] = {{a, 64, 0}, {b, 0, 0}};
-    kivis_layered_options opts = {&fx->alloc.iface, 8};
+    kivis_layered_options opts = {&fx->alloc.iface, 8, 0};
     int rc = KIVIS_ENOMEM;
     for (unsigned long n = 1; rc == KIVIS_ENOMEM; n++) {
         kt_alloc_fail_at(&fx->alloc, n);
@@ -295,6 +302,49 @@ static void test_read_through_counts_and_fills(void **state)
     EXPECT_READS(fx, 0, 4, 1, 3, 2);
     EXPECT_READS(fx, 1, 3, 1, 2, 1);
     EXPECT_READS(fx, 2, 2, 1, 1, 0);
+}
+
+/* With admit_window, a key fills the caches on its second miss only: a
+ * sweep of keys read once leaves the cache as it was. */
+static void test_admission_on_the_second_miss(void **state)
+{
+    fixture *fx = *state;
+    static const spec sp[] = {{MEM, 0, 0}, {MEM, 0, 0}, {MEM, 0, 0}};
+    open_stack_admitting(fx, sp, 3, 0, 64, abc);
+
+    assert_string_equal(get(fx->st, "a"), "va"); /* first miss: not admitted */
+    EXPECT_READS(fx, 0, 1, 0, 1, 0);
+    EXPECT_READS(fx, 1, 1, 0, 1, 0);
+    assert_true(stats(fx, 0).unadmitted == 1 && stats(fx, 1).unadmitted == 1);
+    expect_dump(fx->tier[0], "");
+    assert_string_equal(get(fx->st, "a"), "va"); /* second miss: filled */
+    EXPECT_READS(fx, 0, 2, 0, 2, 1);
+    EXPECT_READS(fx, 1, 2, 0, 2, 1);
+    expect_dump(fx->tier[0], "61=7661\n");
+    assert_string_equal(get(fx->st, "a"), "va"); /* now a hit */
+    EXPECT_READS(fx, 0, 3, 1, 2, 1);
+
+    /* A window of 64 misses forgets: "b", then 80 other keys read once
+     * from the authority, then "b" again is a first miss again. */
+    kivis_storage_txn *t = begin(fx->tier[2], 0);
+    char k[16];
+    for (int i = 0; i < 80; i++) {
+        snprintf(k, sizeof k, "other%d", i);
+        put_in(t, k, "v");
+    }
+    commit(t);
+    assert_string_equal(get(fx->st, "b"), "vb");
+    for (int i = 0; i < 80; i++) {
+        snprintf(k, sizeof k, "other%d", i);
+        assert_string_equal(get(fx->st, k), "v");
+    }
+    uint64_t before = stats(fx, 0).unadmitted;
+    assert_string_equal(get(fx->st, "b"), "vb");
+    assert_true(stats(fx, 0).unadmitted == before + 1);
+    assert_string_equal(get(fx->tier[0], "b"), "");
+    /* Most of the keys read once stayed out (the filter's two bits can
+     * collide, rarely). */
+    assert_true(stats(fx, 0).fills <= 1 + 8);
 }
 
 /* Values served from a cache tier outlive the tier's own transaction. */
@@ -837,6 +887,7 @@ int main(void)
         T(test_open_rejects_bad_stacks),
         T(test_max_key_is_the_smallest),
         T(test_read_through_counts_and_fills),
+        T(test_admission_on_the_second_miss),
         T(test_cached_values_stay_valid),
         T(test_lru_eviction_under_a_byte_bound),
         T(test_gets_cost_per_transaction_not_per_get),

@@ -160,7 +160,8 @@ typedef struct bench_engine {
 
 /* The engines, in eng_*.c. */
 extern const bench_engine bench_kivis_memory, bench_kivis_lmdb, bench_kivis_sqlite,
-    bench_kivis_rocksdb, bench_kivis_layered, bench_kivis_layered_full;
+    bench_kivis_rocksdb, bench_kivis_layered, bench_kivis_layered_full,
+    bench_kivis_layered_admit;
 extern const bench_engine bench_lmdb, bench_sqlite, bench_bdb;
 
 #ifdef KIVIS_WITH_POSTGRES

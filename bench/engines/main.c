@@ -37,6 +37,7 @@
 static const bench_engine *const engines[] = {
     &bench_kivis_memory, &bench_kivis_lmdb, &bench_kivis_layered,
     &bench_kivis_layered_full,
+    &bench_kivis_layered_admit,
     &bench_kivis_sqlite, &bench_kivis_rocksdb, &bench_lmdb, &bench_sqlite,
     &bench_bdb,
 #ifdef KIVIS_WITH_POSTGRES

@@ -100,6 +100,14 @@ typedef struct kivis_layered_options {
     /** Most keys remembered as missing (least recently used forgotten
      *  first); 0: no negative cache. */
     size_t negative_max;
+    /** Admission to the cache tiers.  0 (the default): a value read from a
+     *  slower tier fills every faster cache tier at once.  N > 0: only on
+     *  its second miss among the last N misses (a doorkeeper, as TinyLFU
+     *  has: a bit filter of N bytes, cleared every N misses), so a scan or a
+     *  uniform sweep of keys read once does not push out the hot keys or
+     *  pay a fill per read.  Fills the doorkeeper turns away count in
+     *  each cache tier's stats (unadmitted). */
+    size_t admit_window;
 } kivis_layered_options;
 
 /**
@@ -125,6 +133,7 @@ typedef struct kivis_layered_tier_stats {
     uint64_t invalidations; /* entries deleted for writes or invalidate */
     uint64_t scans;         /* cursors opened on this tier */
     uint64_t errors;        /* failed reads, fills and updates */
+    uint64_t unadmitted;    /* fills turned away by admit_window */
     size_t entries;         /* bounded tiers: entries held (else 0) */
     size_t bytes;           /* bounded tiers: key + value bytes held */
     int usable;             /* 0 once a failure made the tier unusable */

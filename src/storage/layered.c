@@ -44,6 +44,7 @@
 
 #include "btree.h"
 #include "lru.h"
+#include "pointhash.h" /* kivis__hash_bytes */
 
 #include <string.h>
 
@@ -80,6 +81,10 @@ typedef struct layered_storage {
     kivis_lru *negative; /* keys known missing; NULL: no negative cache */
     size_t negative_max;
     kivis_layered_negative_stats neg;
+    /* The doorkeeper (admit_window): 8 * window bits; NULL when off. */
+    unsigned char *door;
+    size_t door_mask;   /* bits - 1, bits a power of two */
+    size_t door_window, door_seen;
 } layered_storage;
 
 /* A read-through fill waiting for its batch: key = value goes into every
@@ -529,6 +534,30 @@ static bool wrote(const layered_txn *t, kivis_slice key)
            kivis__btree_get(t->dels, key, &v) == KIVIS_OK;
 }
 
+/* Whether a value read from tier `from` may fill the faster tiers: always
+ * without a doorkeeper; else on the key's second miss in the window (two
+ * bits of the filter, both set).  The filter is cleared every window
+ * misses, so it forgets keys read once long ago. */
+static bool admitted(layered_storage *ls, size_t from, kivis_slice key)
+{
+    if (!ls->door || from == 0)
+        return true;
+    uint64_t h = kivis__hash_bytes(0x6b697669u, key);
+    size_t a = (size_t)h & ls->door_mask, b = (size_t)(h >> 32) & ls->door_mask;
+    bool seen = (ls->door[a >> 3] >> (a & 7) & 1) && (ls->door[b >> 3] >> (b & 7) & 1);
+    if (seen)
+        return true;
+    ls->door[a >> 3] |= (unsigned char)(1u << (a & 7));
+    ls->door[b >> 3] |= (unsigned char)(1u << (b & 7));
+    if (++ls->door_seen >= ls->door_window) {
+        memset(ls->door, 0, (ls->door_mask + 1) / 8);
+        ls->door_seen = 0;
+    }
+    for (size_t i = 0; i < from; i++)
+        ls->tiers[i].stats.unadmitted++;
+    return false;
+}
+
 static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
 {
     layered_txn *t = (layered_txn *)txn;
@@ -547,7 +576,8 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
             continue;
         rc = cache_get(t, i, key, value);
         if (rc == KIVIS_OK) {
-            queue_fill(t, i, key, *value);
+            if (admitted(ls, i, key))
+                queue_fill(t, i, key, *value);
             return KIVIS_OK;
         }
         if (rc == KIVIS_NOTFOUND && is_mirror(tr)) {
@@ -556,7 +586,7 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
         }
     }
     rc = authority_get(t, key, value);
-    if (rc == KIVIS_OK)
+    if (rc == KIVIS_OK && admitted(ls, ls->n - 1, key))
         queue_fill(t, ls->n - 1, key, *value);
     else if (rc == KIVIS_NOTFOUND)
         remember_missing(t, key);
@@ -988,6 +1018,8 @@ static void layered_free(layered_storage *ls, bool close_tiers)
             kivis_storage_close(ls->tiers[i].st);
     }
     kivis__lru_free(ls->negative);
+    if (ls->door)
+        ls_free(ls, ls->door);
     ls_free(ls, ls->spare);
     ls_free(ls, ls->spare_fills);
     ls_free(ls, ls->tiers);
@@ -1080,6 +1112,27 @@ static int init_tiers(layered_storage *ls, const kivis_layered_tier *tiers)
     return KIVIS_OK;
 }
 
+/* A doorkeeper of admit_window bytes (8 bits a remembered miss), rounded
+ * up to a power of two. */
+static int init_door(layered_storage *ls, const kivis_layered_options *opts)
+{
+    size_t window = opts ? opts->admit_window : 0;
+    if (!window)
+        return KIVIS_OK;
+    if (window > ((size_t)1 << 40))
+        return KIVIS_EINVAL;
+    size_t bytes = 8;
+    while (bytes < window)
+        bytes *= 2;
+    ls->door = ls_malloc(ls, bytes);
+    if (!ls->door)
+        return KIVIS_ENOMEM;
+    memset(ls->door, 0, bytes);
+    ls->door_mask = bytes * 8 - 1;
+    ls->door_window = window;
+    return KIVIS_OK;
+}
+
 static int init_negative(layered_storage *ls, const kivis_layered_options *opts)
 {
     ls->negative_max = opts ? opts->negative_max : 0;
@@ -1114,6 +1167,8 @@ int kivis_layered_open(const kivis_layered_tier *tiers, size_t n,
     }
     if (rc == KIVIS_OK)
         rc = init_negative(ls, opts);
+    if (rc == KIVIS_OK)
+        rc = init_door(ls, opts);
     if (rc != KIVIS_OK) {
         layered_free(ls, false); /* the tiers stay the caller's */
         return rc;
