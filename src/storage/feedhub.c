@@ -102,6 +102,16 @@ static void hub_free(kivis__feedhub *h)
     h_free(h, h);
 }
 
+size_t kivis__feedhub_bytes(kivis__feedhub *h)
+{
+    pthread_mutex_lock(&h->lock);
+    size_t n = sizeof *h + h->bytes + (h->ring ? RING_CAP * sizeof *h->ring : 0);
+    for (const hub_feed *f = h->feeds; f; f = f->next)
+        n += sizeof *f + f->cap;
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
 /* Drop a reference under the lock; free the hub with the last one. */
 static void unref_locked(kivis__feedhub *h)
 {

@@ -35,6 +35,8 @@ typedef struct kivis__change {
 int kivis__feedhub_new(const kivis_allocator *alloc, kivis__feedhub **out);
 /* The storage's reference; the hub goes with the last feed.  NULL: no-op. */
 void kivis__feedhub_release(kivis__feedhub *h);
+/* Bytes the hub holds through its allocator, its open feeds' included. */
+size_t kivis__feedhub_bytes(kivis__feedhub *h);
 /* A feed has been opened: commits must be published. */
 bool kivis__feedhub_recording(kivis__feedhub *h);
 /* Append one commit's changes (n may be 0).  Cannot fail: when a copy runs

@@ -315,5 +315,5 @@ int kivis_memory_open(const kivis_memory_options *opts, kivis_storage **out)
 size_t kivis_memory_bytes(kivis_storage *st)
 {
     memory_storage *ms = storage_of(st);
-    return sizeof *ms + kivis__btree_bytes(ms->tree);
+    return sizeof *ms + kivis__btree_bytes(ms->tree) + kivis__feedhub_bytes(ms->hub);
 }
