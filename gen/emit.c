@@ -600,6 +600,38 @@ static const char fn_common[] =
     "    cur->scan = NULL;\n"
     "}\n\n";
 
+static const char fn_watch[] =
+    "typedef struct $R_watch {\n"
+    "    kivis_watch *watch;\n"
+    "} $R_watch;\n\n"
+    "/* Watch the committed inserts, updates and removes of $R records after\n"
+    " * position `after` (KIVIS_FEED_NOW: from now on).  KIVIS_ENOTSUP when the\n"
+    " * storage has no change feed.  Close it before the db. */\n"
+    "static inline int $R_watch_open($S_db *db, uint64_t after, $R_watch *w)\n"
+    "{\n"
+    "    int rc = $S_check_(db);\n"
+    "    w->watch = NULL;\n"
+    "    return rc ? rc : kivis_watch_open((kivis_db *)db, $T, after, &w->watch);\n"
+    "}\n\n"
+    "/* The next change (ev->kind, ev->pos) and its key, waiting up to\n"
+    " * timeout_ms (-1: forever); KIVIS_NOTFOUND when none came.  Clear the\n"
+    " * key with $R_key_clear.  KIVIS_CHANGE_RESYNC: changes were lost, re-read. */\n"
+    "static inline int $R_watch_next($R_watch *w, int timeout_ms,\n"
+    "    kivis_watch_event *ev, $R_key *key)\n"
+    "{\n"
+    "    return kivis_watch_next(w->watch, timeout_ms, ev, key);\n"
+    "}\n\n"
+    "/* A descriptor to poll(2) for readability before $R_watch_next. */\n"
+    "static inline int $R_watch_fd(const $R_watch *w)\n"
+    "{\n"
+    "    return kivis_watch_fd(w->watch);\n"
+    "}\n\n"
+    "static inline void $R_watch_close($R_watch *w)\n"
+    "{\n"
+    "    kivis_watch_close(w->watch);\n"
+    "    w->watch = NULL;\n"
+    "}\n\n";
+
 static const char fn_scan_prefix[] =
     "/* Scan $R whose first key field starts with prefix[0..len). */\n"
     "static inline int $R_scan_prefix($S_db *db, $P,\n"
@@ -640,6 +672,7 @@ static void header_functions(emitter *e, const kg_record *r)
     out(e, "/* ---- %s ---- */\n\n", r->name);
     tpl(e, r, NULL, r->key_kind == KG_KEY_AUTO ? fn_auto : fn_insert);
     tpl(e, r, NULL, fn_common);
+    tpl(e, r, NULL, fn_watch);
     if (is_prefixable(&key_field(r, 0, &pos)->type))
         tpl(e, r, key_field(r, 0, &pos), fn_scan_prefix);
     for (size_t i = 0; i < r->nfields; i++) {

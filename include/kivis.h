@@ -349,6 +349,52 @@ int kivis_scan_next_into(kivis_scan *scan, void *key_out, void *record_out,
 /** Close a scan.  NULL is a no-op. */
 void kivis_scan_close(kivis_scan *scan);
 
+/* ---- watches: committed changes of one table -------------------------- */
+
+typedef struct kivis_watch kivis_watch;
+
+/** What kivis_watch_next reports besides the key. */
+typedef struct kivis_watch_event {
+    int kind;     /* KIVIS_CHANGE_INSERT, _UPDATE, _DELETE (a remove), or
+                     _RESYNC: changes were lost, re-read the table */
+    uint64_t pos; /* the storage feed's position: resume after it */
+} kivis_watch_event;
+
+/**
+ * Watch the records of `table`: the key and kind of each record a commit
+ * inserts, updates or removes, after the commit, in commit order, never
+ * for an aborted transaction.  It rides on the storage's change feed
+ * (kivis_feed_open), so it sees every commit through the same storage
+ * object (any handle, any thread) and, on PostgreSQL, every client's.
+ * Index entries and other tables are filtered out.  after: KIVIS_FEED_NOW
+ * or a kivis_watch_event.pos seen before (resume).  The watch may be read
+ * by another thread than the db's; close it before the db.
+ * @return KIVIS_OK; KIVIS_EINVAL (bad table, NULL argument); KIVIS_ENOTSUP
+ *         (the storage has no feed); KIVIS_ENOMEM; feed errors.
+ */
+int kivis_watch_open(kivis_db *db, uint32_t table, uint64_t after,
+                     kivis_watch **out);
+
+/**
+ * The next change of the table, waiting up to timeout_ms (0: not at all,
+ * -1: forever).  key_out (a key struct of the table; may be NULL) receives
+ * the record's key, zeroed for a resync; clear it with kivis_key_clear.
+ * On PostgreSQL a client transaction that writes a record twice reports it
+ * twice; local backends report each record once per commit, with the
+ * commit's net kind.
+ * @return KIVIS_OK; KIVIS_NOTFOUND (nothing in time); KIVIS_ECORRUPT (an
+ *         undecodable key); KIVIS_ENOMEM; feed errors.
+ */
+int kivis_watch_next(kivis_watch *w, int timeout_ms, kivis_watch_event *ev,
+                     void *key_out);
+
+/** The feed's descriptor to poll(2) on (kivis_feed_fd): drain
+ *  kivis_watch_next(w, 0, ...) until KIVIS_NOTFOUND, then poll.  -1 if none. */
+int kivis_watch_fd(const kivis_watch *w);
+
+/** Close a watch.  NULL is a no-op. */
+void kivis_watch_close(kivis_watch *w);
+
 #ifdef __cplusplus
 }
 #endif

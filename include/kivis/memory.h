@@ -46,7 +46,8 @@ typedef struct kivis_memory_options {
  */
 int kivis_memory_open(const kivis_memory_options *opts, kivis_storage **out);
 
-/** Bytes the backend holds through its allocator (nodes, keys, values). */
+/** Bytes the backend holds through its allocator (nodes, keys, values,
+ *  and the change feed's ring and open feeds). */
 size_t kivis_memory_bytes(kivis_storage *st);
 
 #ifdef __cplusplus

@@ -64,6 +64,10 @@
  * corrupted) KIVIS_ECORRUPT; anything else KIVIS_EIO.  The server's last
  * message is kept in kivis_postgres_errmsg.
  *
+ * Change feed (kivis_feed_open): a trigger-kept change log beside the
+ * table (<table>_changes, <table>_feed, created at open when the user may;
+ * otherwise the store opens without a feed), woken by LISTEN/NOTIFY, fed
+ * in commit order and carrying every client's writes; see docs/storage.md.
  * Threads: one storage may be shared by any number of threads; a
  * transaction and its cursors are used by one thread at a time.
  */

@@ -44,11 +44,15 @@ extern "C" {
 
 /** The interface version this header describes.  Method tables only grow:
  *  a version-N table has every member of versions 1..N. */
-#define KIVIS_STORAGE_VERSION 1
+#define KIVIS_STORAGE_VERSION 2
+
+/* Version history: 1 the storage, transaction and cursor tables; 2 adds
+ * kivis_storage_methods.feed_open (NULL: the backend has no change feed). */
 
 typedef struct kivis_storage kivis_storage;
 typedef struct kivis_storage_txn kivis_storage_txn;
 typedef struct kivis_storage_cursor kivis_storage_cursor;
+typedef struct kivis_feed kivis_feed;
 
 /** kivis_storage_begin flags */
 #define KIVIS_TXN_RDONLY 0x1u
@@ -84,6 +88,15 @@ typedef struct kivis_storage_methods {
      * *out is NULL on failure.
      */
     int (*begin)(kivis_storage *st, unsigned flags, kivis_storage_txn **out);
+    /* ---- version 2 ---- */
+    /**
+     * Optional (NULL: no change feed).  Open a feed of the changes committed
+     * after position `after` (KIVIS_FEED_NOW: after the open), see
+     * kivis_feed_open.  @return KIVIS_OK, KIVIS_ENOMEM, KIVIS_EUNAVAILABLE,
+     * KIVIS_EIO, KIVIS_ENOTSUP (this store cannot feed, e.g. PostgreSQL
+     * without the right to create the change log).  *out NULL on failure.
+     */
+    int (*feed_open)(kivis_storage *st, uint64_t after, kivis_feed **out);
 } kivis_storage_methods;
 
 typedef struct kivis_txn_methods {
@@ -146,6 +159,113 @@ struct kivis_storage_txn {
 struct kivis_storage_cursor {
     const kivis_cursor_methods *methods;
 };
+
+/* ---- change feeds (interface version 2) ---------------------------------
+ *
+ * A feed is a pull-based subscription to the keys that commits of a store
+ * write or delete: kivis_feed_next returns them one at a time, in commit
+ * order, and kivis_feed_fd gives a descriptor to poll(2) on, so a consumer
+ * may block in kivis_feed_next, poll many feeds in an event loop, or drain
+ * one at the start of each of its own operations.  Nothing runs inside a
+ * committing thread on the consumer's behalf.  Only committed changes are
+ * fed: an aborted or failed transaction never appears.  Values are not
+ * carried: a consumer reads the key if it needs the value. */
+
+/** kivis_change.kind */
+enum kivis_change_kind {
+    KIVIS_CHANGE_INSERT = 1, /* the key was absent before the write */
+    KIVIS_CHANGE_UPDATE = 2, /* the key was there and was written again */
+    KIVIS_CHANGE_DELETE = 3, /* the key was there and was deleted */
+    /* Changes up to `pos` were lost to this feed (trimmed from the log,
+     * from an earlier life of an in-process feed, or the feed ran out of
+     * memory): re-read what you keep, then carry on with the changes after
+     * it.  key is empty. */
+    KIVIS_CHANGE_RESYNC = 4
+};
+
+/** kivis_feed_open's `after` for "only commits made after the open". */
+#define KIVIS_FEED_NOW 0u
+
+/** One committed change. */
+typedef struct kivis_change {
+    uint64_t pos;    /* position: strictly increasing in commit order, never
+                        0; positions may skip values */
+    int kind;        /* enum kivis_change_kind */
+    kivis_slice key; /* borrowed until the next kivis_feed_next or close */
+} kivis_change;
+
+typedef struct kivis_feed_methods {
+    /** See kivis_feed_next. */
+    int (*next)(kivis_feed *f, int timeout_ms, kivis_change *out);
+    /** See kivis_feed_fd. */
+    int (*fd)(kivis_feed *f);
+    /** Free the feed. */
+    void (*close)(kivis_feed *f);
+} kivis_feed_methods;
+
+struct kivis_feed {
+    const kivis_feed_methods *methods;
+};
+
+/**
+ * Open a change feed on `st`.  after = KIVIS_FEED_NOW feeds the commits
+ * made after this call; after = a position a feed of this store returned
+ * feeds every change after it (resume), or, when the store no longer has
+ * all of them, starts with a KIVIS_CHANGE_RESYNC change.  A feed is used by
+ * one thread at a time, which need not be the writers'; close it before
+ * the storage (a feed left open past kivis_storage_close only ever returns
+ * KIVIS_NOTFOUND).
+ * @return KIVIS_OK; KIVIS_ENOTSUP (no feed: a version-1 table, feed_open
+ *         NULL, or the backend's refusal); KIVIS_EINVAL (NULL argument);
+ *         backend errors.  *out = NULL on failure.
+ */
+static inline int kivis_feed_open(kivis_storage *st, uint64_t after,
+                                  kivis_feed **out)
+{
+    if (out)
+        *out = NULL;
+    if (!st || !out)
+        return KIVIS_EINVAL;
+    if (st->methods->version < 2 || !st->methods->feed_open)
+        return KIVIS_ENOTSUP;
+    return st->methods->feed_open(st, after, out);
+}
+
+/**
+ * The next change, waiting up to timeout_ms for one (0: do not wait; -1:
+ * wait as long as it takes).  Every change of a commit is fed before any
+ * of a later commit.  Local backends feed each key once per commit with
+ * the commit's net effect (a key both inserted and deleted there is not
+ * fed); PostgreSQL feeds every row write of a commit, so a client's
+ * transaction that writes a key twice feeds it twice.
+ * @return KIVIS_OK (*out set); KIVIS_NOTFOUND (nothing new in time);
+ *         KIVIS_EUNAVAILABLE, KIVIS_EIO, KIVIS_ENOMEM (the feed stays
+ *         usable: a later call goes on from the last change returned).
+ */
+static inline int kivis_feed_next(kivis_feed *f, int timeout_ms,
+                                  kivis_change *out)
+{
+    return f->methods->next(f, timeout_ms, out);
+}
+
+/**
+ * A descriptor that polls readable when kivis_feed_next may have a change
+ * for you: call kivis_feed_next(f, 0, ...) until KIVIS_NOTFOUND, then poll.
+ * Owned by the feed: never read, write or close it.  Changes when a lost
+ * connection is replaced, so ask again after each kivis_feed_next.
+ * @return the descriptor, or -1 if the feed has none.
+ */
+static inline int kivis_feed_fd(kivis_feed *f)
+{
+    return f->methods->fd(f);
+}
+
+/** Close a feed.  NULL is a no-op. */
+static inline void kivis_feed_close(kivis_feed *f)
+{
+    if (f)
+        f->methods->close(f);
+}
 
 /* Thin dispatchers, so callers read as plain function calls. */
 

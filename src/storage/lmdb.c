@@ -19,6 +19,7 @@
 #include <kivis/lmdb.h>
 
 #include "btree.h" /* kivis_bt_range, kivis__key_cmp */
+#include "feedhub.h"
 
 #include <lmdb.h>
 
@@ -53,6 +54,7 @@ typedef struct lmdb_storage {
     MDB_dbi dbi;
     size_t max_key;
     size_t map_max;
+    kivis__feedhub *hub; /* the change feed of commits through this storage */
     pthread_mutex_t write_lock; /* held by this process's write transaction */
     int writer_fd;              /* WRITER_LOCK_FILE, flock()ed along */
     pthread_mutex_t lock; /* guards the fields below */
@@ -78,6 +80,7 @@ typedef struct lmdb_txn {
     uint64_t writes; /* bumps on every write, so cursors re-seek */
     unsigned char *log; /* redo log: op, klen, vlen, key, value ... */
     size_t log_len, log_cap;
+    kivis__feedset fs; /* what a writer changed, for the feed */
 } lmdb_txn;
 
 enum cursor_state { UNPLACED, PLACED, ENDED };
@@ -396,6 +399,8 @@ static int write_op(kivis_storage_txn *txn, unsigned char op, kivis_slice key,
         if (rc)
             return status_of(rc);
     }
+    if ((rc = kivis__feedset_touch(&lt->fs, txn, key)) != KIVIS_OK)
+        return rc;
     rc = log_append(lt, op, key, value);
     if (rc)
         return rc;
@@ -423,6 +428,7 @@ static void txn_end(lmdb_txn *lt)
 {
     lmdb_storage *ls = lt->ls;
     bool writer = !(lt->txn.flags & KIVIS_TXN_RDONLY);
+    kivis__feedset_free(&lt->fs);
     ls_free(ls, lt->log);
     ls_free(ls, lt);
     txn_leave(ls, writer);
@@ -483,6 +489,7 @@ static int lm_commit(kivis_storage_txn *txn, int durability)
         return KIVIS_OK;
     }
     set_sync(lt->ls, durability); /* we hold the write lock */
+    kivis__feedset_settle(&lt->fs, txn);
     int status;
     for (;;) {
         int rc = mdb_txn_commit(lt->t); /* frees the MDB txn, whatever it says */
@@ -495,6 +502,8 @@ static int lm_commit(kivis_storage_txn *txn, int durability)
         if (status != KIVIS_OK)
             break;
     }
+    if (status == KIVIS_OK) /* before lm_abort lets the next writer in */
+        kivis__feedset_publish(&lt->fs, lt->ls->hub);
     lm_abort(txn); /* frees; lt->t is NULL unless recovery failed midway */
     return status;
 }
@@ -770,6 +779,7 @@ static int lm_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
         return rc;
     }
     txn_enter(ls, true);
+    kivis__feedset_begin(&lt->fs, ls->hub, &ls->alloc);
     rc = begin_mdb(ls, false, &lt->t);
     if (rc) {
         txn_end(lt); /* leaves, and lets the next writer in */
@@ -784,9 +794,15 @@ static size_t lm_max_key(kivis_storage *st)
     return storage_of(st)->max_key;
 }
 
+static int lm_feed_open(kivis_storage *st, uint64_t after, kivis_feed **out)
+{
+    return kivis__feedhub_open(storage_of(st)->hub, after, out);
+}
+
 static void lm_close(kivis_storage *st)
 {
     lmdb_storage *ls = storage_of(st);
+    kivis__feedhub_release(ls->hub);
     drop_spares(ls);
     mdb_env_close(ls->env);
     close(ls->writer_fd);
@@ -798,6 +814,7 @@ static void lm_close(kivis_storage *st)
 
 static const kivis_storage_methods lmdb_storage_methods = {
     KIVIS_STORAGE_VERSION, "lmdb", lm_close, lm_max_key, lm_begin,
+    lm_feed_open,
 };
 
 size_t kivis_lmdb_map_size(kivis_storage *st)
@@ -913,8 +930,11 @@ int kivis_lmdb_open(const char *path, const kivis_lmdb_options *opts,
     pthread_mutex_init(&ls->lock, NULL);
     pthread_mutex_init(&ls->write_lock, NULL);
     pthread_cond_init(&ls->idle, NULL);
-    int rc = open_env(ls, path, opts);
+    int rc = kivis__feedhub_new(a, &ls->hub);
+    if (rc == KIVIS_OK)
+        rc = open_env(ls, path, opts);
     if (rc) {
+        kivis__feedhub_release(ls->hub);
         pthread_cond_destroy(&ls->idle);
         pthread_mutex_destroy(&ls->lock);
         pthread_mutex_destroy(&ls->write_lock);

@@ -14,6 +14,7 @@
 #include <kivis/overlay.h>
 
 #include "btree.h"
+#include "feedhub.h"
 
 #include <string.h>
 
@@ -22,6 +23,7 @@ typedef struct memory_storage {
     kivis_allocator alloc;
     size_t max_key;
     kivis_btree *tree;
+    kivis__feedhub *hub; /* the change feed */
     bool writing; /* a write transaction is open */
 } memory_storage;
 
@@ -214,12 +216,30 @@ static int read_txn_new(memory_storage *ms, memory_txn **out)
 
 /* ---- the storage ------------------------------------------------------ */
 
+static int committed(void *ctx, kivis_slice key)
+{
+    kivis_slice v;
+    return kivis__btree_get(((memory_storage *)ctx)->tree, key, &v);
+}
+
+/* Apply the batch, and feed its changes once it is in. */
 static int memory_apply(void *ctx, const kivis_batch_op *ops, size_t n,
                         int durability)
 {
     (void)durability; /* nothing is persisted */
     memory_storage *ms = ctx;
-    return kivis__btree_apply(ms->tree, ops, n);
+    kivis__change *changes;
+    size_t nchanges;
+    int known = kivis__feed_classify(ms->hub, &ms->alloc, ops, n, committed, ms,
+                                     &changes, &nchanges);
+    int rc = kivis__btree_apply(ms->tree, ops, n);
+    if (rc == KIVIS_OK && known == KIVIS_OK)
+        kivis__feedhub_publish(ms->hub, changes, nchanges);
+    else if (rc == KIVIS_OK)
+        kivis__feedhub_lost(ms->hub);
+    if (changes)
+        ms_free(ms, changes);
+    return rc;
 }
 
 static int ms_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
@@ -248,15 +268,22 @@ static size_t ms_max_key_size(kivis_storage *st)
     return storage_of(st)->max_key;
 }
 
+static int ms_feed_open(kivis_storage *st, uint64_t after, kivis_feed **out)
+{
+    return kivis__feedhub_open(storage_of(st)->hub, after, out);
+}
+
 static void ms_close(kivis_storage *st)
 {
     memory_storage *ms = storage_of(st);
+    kivis__feedhub_release(ms->hub);
     kivis__btree_free(ms->tree);
     ms_free(ms, ms);
 }
 
 static const kivis_storage_methods memory_methods = {
     KIVIS_STORAGE_VERSION, "memory", ms_close, ms_max_key_size, ms_begin,
+    ms_feed_open,
 };
 
 int kivis_memory_open(const kivis_memory_options *opts, kivis_storage **out)
@@ -274,7 +301,9 @@ int kivis_memory_open(const kivis_memory_options *opts, kivis_storage **out)
                                              : KIVIS_MEMORY_MAX_KEY;
     bool hashed = !(opts && opts->no_point_hash);
     if (kivis__btree_new(alloc, &ms->tree) != KIVIS_OK ||
-        (hashed && kivis__btree_hash_points(ms->tree) != KIVIS_OK)) {
+        (hashed && kivis__btree_hash_points(ms->tree) != KIVIS_OK) ||
+        kivis__feedhub_new(alloc, &ms->hub) != KIVIS_OK) {
+        kivis__feedhub_release(ms->hub);
         kivis__btree_free(ms->tree);
         ms_free(ms, ms);
         return KIVIS_ENOMEM;
@@ -286,5 +315,5 @@ int kivis_memory_open(const kivis_memory_options *opts, kivis_storage **out)
 size_t kivis_memory_bytes(kivis_storage *st)
 {
     memory_storage *ms = storage_of(st);
-    return sizeof *ms + kivis__btree_bytes(ms->tree);
+    return sizeof *ms + kivis__btree_bytes(ms->tree) + kivis__feedhub_bytes(ms->hub);
 }

@@ -26,6 +26,7 @@
 #include <kivis/overlay.h>
 
 #include "btree.h" /* the get cache, kivis_bt_range, kivis__key_cmp */
+#include "feedhub.h" /* kivis__feed_wait */
 
 #include <libpq-fe.h>
 
@@ -33,7 +34,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BYTEA_OID 17
 #define INT8_OID 20
@@ -41,6 +44,9 @@
 #define PAGE_GROWTH 8    /* each next page going the same way: 8 times */
 #define PAGE_MAX 1024    /* rows in a page at most */
 #define MAX_QUEUE 6      /* statements in one request at most */
+#define FEED_BATCH "512" /* change-log rows a feed reads at once */
+#define TRIM_EVERY 1024  /* a storage trims the change log after so many commits */
+#define FEED_TRIM_SECONDS 10 /* and an open feed every so often */
 
 /* ---- statements --------------------------------------------------------- */
 
@@ -66,6 +72,9 @@ static const char *const stmt_fmt[S_COUNT] = {
     "SELECT k, v FROM %s WHERE k < $1 AND k >= $3 ORDER BY k DESC LIMIT $2",
     "SELECT k, v FROM %s WHERE k >= $3 ORDER BY k DESC LIMIT $2",
 };
+
+/* The change feed's statements, text built at open (see ensure_feed). */
+enum { F_FETCH, F_NOW, F_LISTEN, F_TRIM, F_COUNT };
 
 static const char *const stmt_name[S_COUNT] = {
     "kv_get", "kv_upsert", "kv_delete", "kv_ge", "kv_gt", "kv_ge_hi",
@@ -106,6 +115,8 @@ typedef struct pg_storage {
     size_t max_key;
     pthread_mutex_t lock; /* guards idle */
     pg_conn *idle;        /* the pool */
+    char *feed_sql[F_COUNT]; /* the change feed's statements; NULL: no feed */
+    unsigned long commits; /* write commits, atomic: every TRIM_EVERY trims */
 } pg_storage;
 
 /* A reading transaction: read-only, or the base of a write one. */
@@ -928,6 +939,18 @@ static int wr_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
     return kivis_txn_cursor(writer_of(txn)->ov, lo, hi, out);
 }
 
+/* Every TRIM_EVERY commits, trim the change log on the connection just
+ * used, without waiting: its reply is dropped before the connection's next
+ * request (drain), as a read-only transaction's ROLLBACK is. */
+static void trim_sometimes(pg_storage *s, pg_conn *c)
+{
+    if (!s->feed_sql[0] || __atomic_add_fetch(&s->commits, 1, __ATOMIC_RELAXED) % TRIM_EVERY)
+        return;
+    query trim = {.sql = s->feed_sql[F_TRIM]};
+    if (queue(c->pc, &trim) == KIVIS_OK && PQpipelineSync(c->pc))
+        c->owed++;
+}
+
 static void writer_end(pg_writer *w)
 {
     conn_give(w->s, w->c);
@@ -944,6 +967,8 @@ static int wr_commit(kivis_storage_txn *txn, int durability)
         rc = request(w->s, w->c, &commit_query, 1, NULL);
     if (rc == KIVIS_OK)
         w->c->open = false;
+    if (rc == KIVIS_OK && w->applied)
+        trim_sometimes(w->s, w->c);
     writer_end(w);
     return rc;
 }
@@ -1022,6 +1047,8 @@ static void storage_free(pg_storage *s)
     }
     for (int i = 0; i < S_COUNT; i++)
         s_free(s, s->sql[i]);
+    for (int i = 0; i < F_COUNT; i++)
+        s_free(s, s->feed_sql[i]);
     s_free(s, s->conninfo);
     pthread_mutex_destroy(&s->lock);
     s_free(s, s);
@@ -1032,8 +1059,193 @@ static void pg_close(kivis_storage *st)
     storage_free(storage_of(st));
 }
 
+typedef struct pg_feed {
+    kivis_feed feed; /* first: what the caller holds */
+    pg_storage *s;
+    PGconn *pc;      /* a connection of its own, LISTENing, not pipelined */
+    uint64_t at;     /* the last position returned */
+    PGresult *rows;  /* the last batch read, rows [row, nrows) not returned */
+    int row, nrows;
+    time_t trimmed;  /* when this feed last trimmed the log */
+} pg_feed;
+
+static uint64_t int8_at(const PGresult *r, int row, int col)
+{
+    const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* A statement on the feed's connection; the reply or NULL (status in *rc). */
+static PGresult *feed_exec(pg_feed *f, int which, const char *param, int *rc)
+{
+    const char *vals[1] = {param};
+    PGresult *r = PQexecParams(f->pc, f->s->feed_sql[which], param ? 1 : 0, NULL,
+                               vals, NULL, NULL, which == F_FETCH);
+    *rc = result_ok(r) ? KIVIS_OK : status_of(f->pc, r);
+    if (*rc != KIVIS_OK) {
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Connect (again) and LISTEN before anything is read, so that no commit
+ * falls between the read and the wait. */
+static int feed_connect(pg_feed *f)
+{
+    if (f->pc)
+        PQfinish(f->pc);
+    f->pc = NULL;
+    int rc = connect_raw(f->s, &f->pc);
+    if (rc == KIVIS_OK)
+        PQclear(feed_exec(f, F_LISTEN, NULL, &rc));
+    return rc;
+}
+
+static void feed_trim_sometimes(pg_feed *f)
+{
+    time_t now = time(NULL);
+    if (now - f->trimmed < FEED_TRIM_SECONDS)
+        return;
+    int rc;
+    PQclear(feed_exec(f, F_TRIM, NULL, &rc));
+    f->trimmed = now;
+}
+
+/* Read the next batch.  KIVIS_OK with a resync in *out when the log was
+ * trimmed past f->at, KIVIS_NOTFOUND when the batch holds changes (or
+ * nothing), or an error. */
+static int feed_fetch(pg_feed *f, kivis_change *out)
+{
+    char at[24];
+    snprintf(at, sizeof at, "%llu", (unsigned long long)f->at);
+    int rc;
+    PQclear(f->rows);
+    f->rows = feed_exec(f, F_FETCH, at, &rc);
+    f->row = 0;
+    f->nrows = 0;
+    if (!f->rows)
+        return rc;
+    int n = PQntuples(f->rows);
+    if (n == 0 || PQgetisnull(f->rows, 0, 0))
+        return KIVIS_EIO; /* the one-row table is missing its row */
+    f->nrows = PQgetisnull(f->rows, 0, 1) ? 0 : n;
+    uint64_t horizon = int8_at(f->rows, 0, 0);
+    if (horizon <= f->at)
+        return KIVIS_NOTFOUND;
+    f->at = horizon;
+    *out = (kivis_change){horizon, KIVIS_CHANGE_RESYNC, {NULL, 0}};
+    return KIVIS_OK;
+}
+
+static int kind_of_op(char op)
+{
+    return op == 'I' ? KIVIS_CHANGE_INSERT
+         : op == 'U' ? KIVIS_CHANGE_UPDATE : KIVIS_CHANGE_DELETE;
+}
+
+/* Drop what NOTIFY brought in.  @return whether anything came. */
+static bool feed_notified(pg_feed *f)
+{
+    bool any = false;
+    PGnotify *n;
+    PQconsumeInput(f->pc);
+    while ((n = PQnotifies(f->pc)) != NULL) {
+        PQfreemem(n);
+        any = true;
+    }
+    return any;
+}
+
+static int pf_next(kivis_feed *feed, int timeout_ms, kivis_change *out)
+{
+    pg_feed *f = (pg_feed *)feed;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (f->row < f->nrows) {
+            int i = f->row++;
+            f->at = int8_at(f->rows, i, 1);
+            *out = (kivis_change){f->at, kind_of_op(PQgetvalue(f->rows, i, 2)[0]),
+                                  {PQgetvalue(f->rows, i, 3),
+                                   (size_t)PQgetlength(f->rows, i, 3)}};
+            return KIVIS_OK;
+        }
+        if (PQstatus(f->pc) != CONNECTION_OK) {
+            int rc = feed_connect(f);
+            if (rc != KIVIS_OK)
+                return rc;
+        }
+        feed_notified(f); /* this read covers them */
+        int rc = feed_fetch(f, out);
+        if (rc != KIVIS_NOTFOUND)
+            return rc;
+        if (f->nrows)
+            continue;
+        feed_trim_sometimes(f);
+        if (feed_notified(f)) /* came in with the reply: read again */
+            continue;
+        if (timeout_ms == 0)
+            return KIVIS_NOTFOUND;
+        int ready = kivis__feed_wait(PQsocket(f->pc), &start, timeout_ms);
+        if (ready <= 0)
+            return ready == 0 ? KIVIS_NOTFOUND : KIVIS_EIO;
+    }
+}
+
+static int pf_fd(kivis_feed *feed)
+{
+    return PQsocket(((pg_feed *)feed)->pc);
+}
+
+static void pf_close(kivis_feed *feed)
+{
+    pg_feed *f = (pg_feed *)feed;
+    PQclear(f->rows);
+    PQfinish(f->pc);
+    s_free(f->s, f);
+}
+
+static const kivis_feed_methods pg_feed_methods = {pf_next, pf_fd, pf_close};
+
+/* KIVIS_FEED_NOW starts after every position committed when the feed
+ * LISTENs: a commit still drawing positions holds the log's lock, so it
+ * is not visible yet and its positions are above the ones read. */
+static int pg_feed_open(kivis_storage *st, uint64_t after, kivis_feed **out)
+{
+    pg_storage *s = storage_of(st);
+    *out = NULL;
+    if (!s->feed_sql[0])
+        return KIVIS_ENOTSUP;
+    pg_feed *f = s_malloc(s, sizeof *f);
+    if (!f)
+        return KIVIS_ENOMEM;
+    memset(f, 0, sizeof *f);
+    f->feed.methods = &pg_feed_methods;
+    f->s = s;
+    f->at = after;
+    f->trimmed = time(NULL);
+    int rc = feed_connect(f);
+    if (rc == KIVIS_OK && after == KIVIS_FEED_NOW) {
+        PGresult *r = feed_exec(f, F_NOW, NULL, &rc);
+        if (r && !PQgetisnull(r, 0, 0))
+            f->at = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+    }
+    if (rc != KIVIS_OK) {
+        pf_close(&f->feed);
+        return rc;
+    }
+    *out = &f->feed;
+    return KIVIS_OK;
+}
+
 static const kivis_storage_methods pg_storage_methods = {
     KIVIS_STORAGE_VERSION, "postgres", pg_close, pg_max_key, pg_begin,
+    pg_feed_open,
 };
 
 /* The statements' text over "schema"."table", quoted by the server's
@@ -1097,6 +1309,158 @@ static int ensure_table(PGconn *pc, const char *schema, const char *table)
     return rc;
 }
 
+/* ---- the change feed ----------------------------------------------------
+ *
+ * A deferred constraint trigger on the table logs every row write into
+ * <table>_changes at commit time: pos (bigserial), op ('I', 'U', 'D'), k.
+ * It first takes a transaction-level advisory lock that only these
+ * triggers take, so positions are handed out in commit order: the lock is
+ * held from the commit's first logged row until the commit is visible, and
+ * the next committer draws its positions after that.  Concurrent writers
+ * still run at once; only their commits queue, for the time of the log
+ * inserts.  The trigger also NOTIFYs kivis_feed_<table oid>, which wakes
+ * the feeds (each LISTENs on a connection of its own) at commit.
+ * <table>_feed holds one row: horizon (every position up to it is
+ * trimmed), keep_rows and keep_age (how much the trim keeps). */
+
+static const char feed_setup_fmt[] =
+    "BEGIN;"
+    "SELECT pg_advisory_xact_lock(1801812339, 0);"
+    "CREATE TABLE IF NOT EXISTS @1 (pos bigserial PRIMARY KEY, op \"char\" NOT NULL,"
+    " k bytea NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());"
+    "CREATE TABLE IF NOT EXISTS @2 (one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+    " horizon bigint NOT NULL DEFAULT 0, keep_rows bigint NOT NULL DEFAULT 1000000,"
+    " keep_age interval NOT NULL DEFAULT '1 day');"
+    "INSERT INTO @2 DEFAULT VALUES ON CONFLICT DO NOTHING;"
+    "CREATE OR REPLACE FUNCTION @3() RETURNS trigger LANGUAGE plpgsql AS $kivis$"
+    " BEGIN"
+    "  PERFORM pg_advisory_xact_lock(1801812339, (TG_RELID::bigint % 2147483647)::int);"
+    "  INSERT INTO @1(op, k) VALUES (left(TG_OP, 1)::\"char\","
+    "   CASE WHEN TG_OP = 'DELETE' THEN OLD.k ELSE NEW.k END);"
+    "  PERFORM pg_notify('kivis_feed_' || TG_RELID::bigint, '');"
+    "  RETURN NULL;"
+    " END $kivis$;"
+    "CREATE OR REPLACE FUNCTION @4() RETURNS bigint LANGUAGE plpgsql AS $kivis$"
+    " DECLARE m record; newest bigint; cut bigint;"
+    " BEGIN"
+    "  SELECT horizon, keep_rows, keep_age INTO m FROM @2 FOR UPDATE;"
+    "  SELECT max(pos) INTO newest FROM @1;"
+    "  SELECT max(pos) INTO cut FROM (SELECT pos, at FROM @1 ORDER BY pos LIMIT 100000) o"
+    "   WHERE at < clock_timestamp() - m.keep_age;"
+    "  cut := greatest(cut, newest - m.keep_rows);"
+    "  IF cut > m.horizon THEN"
+    "   DELETE FROM @1 WHERE pos <= cut;"
+    "   UPDATE @2 SET horizon = cut;"
+    "   RETURN cut;"
+    "  END IF;"
+    "  RETURN m.horizon;"
+    " END $kivis$;"
+    "CREATE CONSTRAINT TRIGGER kivis_feed AFTER INSERT OR UPDATE OR DELETE ON @5"
+    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION @3();"
+    "COMMIT";
+
+static const char *const feed_fmt[F_COUNT] = {
+    /* the horizon, then up to FEED_BATCH changes after $1, in one snapshot */
+    "SELECT m.horizon, c.pos, c.op, c.k FROM @2 m LEFT JOIN LATERAL"
+    " (SELECT pos, op, k FROM @1 WHERE pos > $1::bigint ORDER BY pos"
+    " LIMIT " FEED_BATCH ") c ON true ORDER BY c.pos",
+    /* every position committed so far (see pg_feed_open) */
+    "SELECT greatest((SELECT horizon FROM @2), (SELECT max(pos) FROM @1))",
+    "LISTEN kivis_feed_@6",
+    "SELECT @4()",
+};
+
+/* "schema"."table<suffix>", quoted. */
+static char *qualified(pg_storage *s, PGconn *pc, const char *schema,
+                       const char *table, const char *suffix)
+{
+    char name[200];
+    if ((size_t)snprintf(name, sizeof name, "%s%s", table, suffix) >= sizeof name)
+        return NULL;
+    char *qs = PQescapeIdentifier(pc, schema, strlen(schema));
+    char *qt = PQescapeIdentifier(pc, name, strlen(name));
+    char *out = NULL;
+    if (qs && qt && (out = s_malloc(s, strlen(qs) + strlen(qt) + 2)))
+        sprintf(out, "%s.%s", qs, qt);
+    PQfreemem(qs);
+    PQfreemem(qt);
+    return out;
+}
+
+/* fmt with each @1..@6 replaced by names[0..5]. */
+static char *feed_text(pg_storage *s, const char *fmt, char *const names[6])
+{
+    size_t n = 1;
+    for (const char *p = fmt; *p; p++)
+        n += p[0] == '@' && p[1] >= '1' && p[1] <= '6' ? strlen(names[*++p - '1']) : 1;
+    char *out = s_malloc(s, n), *o = out;
+    for (const char *p = fmt; out && *p; p++) {
+        if (p[0] == '@' && p[1] >= '1' && p[1] <= '6') {
+            const char *name = names[*++p - '1'];
+            memcpy(o, name, strlen(name));
+            o += strlen(name);
+        } else {
+            *o++ = *p;
+        }
+    }
+    if (out)
+        *o = '\0';
+    return out;
+}
+
+static bool trigger_exists(PGconn *pc, const char *kv, char oid[24])
+{
+    const char *vals[1] = {kv};
+    PGresult *r = PQexecParams(pc,
+                               "SELECT c.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t"
+                               " WHERE t.tgrelid = c.oid AND t.tgname = 'kivis_feed')"
+                               " FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)",
+                               1, NULL, vals, NULL, NULL, 0);
+    bool ok = result_ok(r) && PQntuples(r) == 1;
+    bool exists = ok && PQgetvalue(r, 0, 1)[0] == 't';
+    if (ok)
+        snprintf(oid, 24, "%s", PQgetvalue(r, 0, 0));
+    else
+        oid[0] = '\0';
+    PQclear(r);
+    return exists;
+}
+
+/* Create the change log and its trigger unless they are there.  A store
+ * whose user may not create them opens without a feed (feed_open is then
+ * KIVIS_ENOTSUP); only running out of memory fails the open. */
+static int ensure_feed(pg_storage *s, PGconn *pc, const char *schema, const char *table)
+{
+    char oid[24];
+    char *names[6] = {qualified(s, pc, schema, table, "_changes"),
+                      qualified(s, pc, schema, table, "_feed"),
+                      qualified(s, pc, schema, table, "_feed_log"),
+                      qualified(s, pc, schema, table, "_feed_trim"),
+                      qualified(s, pc, schema, table, ""), oid};
+    int rc = names[0] && names[1] && names[2] && names[3] && names[4]
+                 ? KIVIS_OK : KIVIS_ENOMEM;
+    bool ready = rc == KIVIS_OK && trigger_exists(pc, names[4], oid);
+    if (rc == KIVIS_OK && !ready && oid[0]) {
+        char *setup = feed_text(s, feed_setup_fmt, names);
+        PGresult *r = setup ? PQexec(pc, setup) : NULL;
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        ready = result_ok(r) || sqlstate_is(state, "42710"); /* a racing opener made it */
+        if (!ready)
+            keep_message(PQresultErrorMessage(r));
+        PQclear(r);
+        if (PQtransactionStatus(pc) != PQTRANS_IDLE)
+            PQclear(PQexec(pc, "ROLLBACK"));
+        s_free(s, setup);
+        rc = setup ? KIVIS_OK : KIVIS_ENOMEM;
+    }
+    for (int i = 0; ready && rc == KIVIS_OK && i < F_COUNT; i++)
+        if (!(s->feed_sql[i] = feed_text(s, feed_fmt[i], names)))
+            rc = KIVIS_ENOMEM;
+    for (int i = 0; i < 5; i++)
+        s_free(s, names[i]);
+    return rc;
+}
+
 /* The first connection: the table, the statements, the pool's first. */
 static int first_connection(pg_storage *s, const kivis_postgres_options *o)
 {
@@ -1109,6 +1473,8 @@ static int first_connection(pg_storage *s, const kivis_postgres_options *o)
     rc = ensure_table(pc, schema, table);
     if (rc == KIVIS_OK)
         rc = build_sql(s, pc, schema, table);
+    if (rc == KIVIS_OK)
+        rc = ensure_feed(s, pc, schema, table);
     if (rc == KIVIS_OK)
         rc = enter_pipeline(s, pc);
     pg_conn *c = rc == KIVIS_OK ? s_malloc(s, sizeof *c) : NULL;

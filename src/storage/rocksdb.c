@@ -17,6 +17,8 @@
 #include <kivis/rocksdb.h>
 #include <kivis/overlay.h>
 
+#include "feedhub.h"
+
 #include "btree.h" /* kivis_bt_range, kivis__key_cmp, kivis__cursor_args */
 
 #include <rocksdb/c.h>
@@ -43,6 +45,8 @@ typedef struct rocks_storage {
     kivis_allocator alloc;
     rocksdb_t *db;
     rocksdb_writeoptions_t *sync, *nosync;
+    rocksdb_readoptions_t *latest; /* reads of the newest committed state */
+    kivis__feedhub *hub;           /* the change feed */
     pthread_mutex_t lock; /* guards writing and writer */
     pthread_cond_t idle;  /* signalled when the writer slot frees up */
     bool writing;
@@ -412,10 +416,10 @@ static int read_txn_new(rocks_storage *rs, rocks_txn **out)
 
 /* ---- write transactions ----------------------------------------------- */
 
-static int rocks_apply(void *ctx, const kivis_batch_op *ops, size_t n,
+/* The writes as one RocksDB write batch. */
+static int write_batch(rocks_storage *rs, const kivis_batch_op *ops, size_t n,
                        int durability)
 {
-    rocks_storage *rs = ctx;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < n; i++) {
         if (ops[i].del)
@@ -428,6 +432,39 @@ static int rocks_apply(void *ctx, const kivis_batch_op *ops, size_t n,
     rocksdb_write(rs->db, durability == KIVIS_NOSYNC ? rs->nosync : rs->sync, wb, &err);
     rocksdb_writebatch_destroy(wb);
     return err ? status_of(err) : KIVIS_OK;
+}
+
+/* Whether key is in the store: the writer slot is held, so nothing
+ * commits between this read and the batch. */
+static int committed(void *ctx, kivis_slice key)
+{
+    rocks_storage *rs = ctx;
+    char *err = NULL;
+    rocksdb_pinnableslice_t *p = rocksdb_get_pinned(rs->db, rs->latest, key.data,
+                                                    key.len, &err);
+    if (err)
+        return status_of(err);
+    rocksdb_pinnableslice_destroy(p);
+    return p ? KIVIS_OK : KIVIS_NOTFOUND;
+}
+
+/* Write the batch, and feed its changes once it is in. */
+static int rocks_apply(void *ctx, const kivis_batch_op *ops, size_t n,
+                       int durability)
+{
+    rocks_storage *rs = ctx;
+    kivis__change *changes;
+    size_t nchanges;
+    int known = kivis__feed_classify(rs->hub, &rs->alloc, ops, n, committed, rs,
+                                     &changes, &nchanges);
+    int rc = write_batch(rs, ops, n, durability);
+    if (rc == KIVIS_OK && known == KIVIS_OK)
+        kivis__feedhub_publish(rs->hub, changes, nchanges);
+    else if (rc == KIVIS_OK)
+        kivis__feedhub_lost(rs->hub);
+    if (changes)
+        rs_free(rs, changes);
+    return rc;
 }
 
 static rocks_writer *writer_of(kivis_storage_txn *txn)
@@ -553,8 +590,16 @@ static void storage_destroy(rocks_storage *rs)
         rocksdb_writeoptions_destroy(rs->sync);
     if (rs->nosync)
         rocksdb_writeoptions_destroy(rs->nosync);
+    if (rs->latest)
+        rocksdb_readoptions_destroy(rs->latest);
+    kivis__feedhub_release(rs->hub);
     pthread_cond_destroy(&rs->idle);
     pthread_mutex_destroy(&rs->lock);
+}
+
+static int rk_feed_open(kivis_storage *st, uint64_t after, kivis_feed **out)
+{
+    return kivis__feedhub_open(storage_of(st)->hub, after, out);
 }
 
 static void rk_close(kivis_storage *st)
@@ -566,6 +611,7 @@ static void rk_close(kivis_storage *st)
 
 static const kivis_storage_methods rocks_methods = {
     KIVIS_STORAGE_VERSION, "rocksdb", rk_close, rk_max_key_size, rk_begin,
+    rk_feed_open,
 };
 
 static rocksdb_options_t *db_options(const kivis_rocksdb_options *o)
@@ -603,7 +649,8 @@ static int open_db(rocks_storage *rs, const char *path, const kivis_rocksdb_opti
     rocksdb_writeoptions_set_sync(rs->sync, 1);
     rs->nosync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(rs->nosync, 0);
-    return KIVIS_OK;
+    rs->latest = rocksdb_readoptions_create();
+    return kivis__feedhub_new(&rs->alloc, &rs->hub);
 }
 
 int kivis_rocksdb_open(const char *path, const kivis_rocksdb_options *opts,

@@ -28,6 +28,7 @@
 #include <kivis/sqlite.h>
 
 #include "btree.h" /* kivis_bt_range, kivis__cursor_args, kivis__key_cmp */
+#include "feedhub.h"
 
 #include <sqlite3.h>
 
@@ -111,6 +112,7 @@ typedef struct sq_storage {
     bool writing;     /* a write transaction of this storage is open */
     pthread_t writer; /* its thread */
     bool last_nosync; /* durability of the last commit */
+    kivis__feedhub *hub; /* the change feed of commits through this storage */
 } sq_storage;
 
 /* Chunked memory for get results, see sq_get. */
@@ -127,6 +129,7 @@ typedef struct sq_txn {
     chunk *arena;
     bool wrote; /* a put or del reached SQLite */
     int dead;   /* SQLite rolled the transaction back: this status */
+    kivis__feedset fs; /* what a writer changed, for the feed */
 } sq_txn;
 
 enum cursor_state { UNPLACED, PLACED, ENDED };
@@ -530,6 +533,8 @@ static int sq_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
     int rc = write_check(t, key);
     if (!rc)
         rc = check_value(t, key, value);
+    if (!rc)
+        rc = kivis__feedset_touch(&t->fs, txn, key);
     if (!rc) {
         sqlite3_stmt *st = t->c->stmt[S_PUT];
         bind_blob(st, 1, key);
@@ -544,6 +549,8 @@ static int sq_del(kivis_storage_txn *txn, kivis_slice key)
 {
     sq_txn *t = txn_of(txn);
     int rc = write_check(t, key);
+    if (!rc)
+        rc = kivis__feedset_touch(&t->fs, txn, key);
     if (!rc) {
         bind_blob(t->c->stmt[S_DEL], 1, key);
         rc = write_stmt(t, S_DEL);
@@ -559,6 +566,7 @@ static void txn_end(sq_txn *t, bool committed, int durability)
 {
     sq_storage *s = t->s;
     arena_release(t, true);
+    kivis__feedset_free(&t->fs);
     conn_give(s, t->c);
     if (!(t->txn.flags & KIVIS_TXN_RDONLY))
         writer_leave(s, committed, durability == KIVIS_NOSYNC);
@@ -578,6 +586,7 @@ static int sq_commit(kivis_storage_txn *txn, int durability)
     sq_txn *t = txn_of(txn);
     int rc = t->dead;
     if (!rc && !(txn->flags & KIVIS_TXN_RDONLY)) {
+        kivis__feedset_settle(&t->fs, txn);
         rc = run(t->c, S_COMMIT);
         rc = rc == SQLITE_OK ? KIVIS_OK : failed(t, rc);
     }
@@ -585,6 +594,7 @@ static int sq_commit(kivis_storage_txn *txn, int durability)
         sq_abort(txn); /* a read-only one has nothing to commit */
         return rc;
     }
+    kivis__feedset_publish(&t->fs, t->s->hub); /* still the only writer */
     if (durability != KIVIS_NOSYNC && !t->c->sync_full && t->wrote)
         rc = sync_wal(t->c);
     txn_end(t, true, durability);
@@ -794,6 +804,8 @@ static int sq_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
     t->txn.storage = st;
     t->txn.flags = flags;
     t->s = s;
+    if (!rdonly)
+        kivis__feedset_begin(&t->fs, s->hub, &s->alloc);
     *out = &t->txn;
     return KIVIS_OK;
 }
@@ -810,10 +822,16 @@ static void storage_free(sq_storage *s)
         s->idle = c->next;
         conn_close(s, c);
     }
+    kivis__feedhub_release(s->hub);
     pthread_cond_destroy(&s->writer_done);
     pthread_mutex_destroy(&s->lock);
     s_free(s, s->path);
     s_free(s, s);
+}
+
+static int sq_feed_open(kivis_storage *st, uint64_t after, kivis_feed **out)
+{
+    return kivis__feedhub_open(storage_of(st)->hub, after, out);
 }
 
 static void sq_close(kivis_storage *st)
@@ -823,6 +841,7 @@ static void sq_close(kivis_storage *st)
 
 static const kivis_storage_methods sq_storage_methods = {
     KIVIS_STORAGE_VERSION, "sqlite", sq_close, sq_max_key, sq_begin,
+    sq_feed_open,
 };
 
 /* "" and ":memory:" open a private database per connection. */
@@ -843,9 +862,12 @@ static int init_storage(sq_storage *s, const char *path, const kivis_sqlite_opti
     if (!s->path)
         return KIVIS_ENOMEM;
     memcpy(s->path, path, n);
+    int rc = kivis__feedhub_new(&s->alloc, &s->hub);
+    if (rc)
+        return rc;
     /* The first connection creates the table and proves the file. */
     sq_conn *c;
-    int rc = conn_open(s, &c);
+    rc = conn_open(s, &c);
     if (rc)
         return rc;
     s->idle = c;

@@ -335,6 +335,42 @@ static void composite_keys(void **state)
     assert_int_equal(cell_get(db, key, &got), KIVIS_NOTFOUND);
 }
 
+/* The generated watch reports cell inserts, updates and removes with
+ * their decoded composite keys, after commit, not an aborted insert. */
+static void watched_cells(void **state)
+{
+    fixture *f = *state;
+    alltypes_db *db = f->db;
+    cell_watch w;
+    assert_int_equal(cell_watch_open(db, KIVIS_FEED_NOW, &w), KIVIS_OK);
+    assert_true(cell_watch_fd(&w) >= 0);
+    cell c = {(char *)"watched", 7, "Z", 1.0};
+    assert_int_equal(cell_insert(db, &c, NULL), KIVIS_OK);
+    c.value = 2.0;
+    assert_int_equal(cell_insert(db, &c, NULL), KIVIS_OK);
+    assert_int_equal(alltypes_begin(db), KIVIS_OK);
+    cell lost = {(char *)"aborted", 1, "A", 0};
+    assert_int_equal(cell_insert(db, &lost, NULL), KIVIS_OK);
+    alltypes_abort(db);
+    cell_key key = {(char *)"watched", 7, "Z"};
+    assert_int_equal(cell_remove(db, key), KIVIS_OK);
+    static const int kinds[] = {KIVIS_CHANGE_INSERT, KIVIS_CHANGE_UPDATE,
+                                KIVIS_CHANGE_DELETE};
+    for (int i = 0; i < 3; i++) {
+        kivis_watch_event ev;
+        cell_key k;
+        assert_int_equal(cell_watch_next(&w, 1000, &ev, &k), KIVIS_OK);
+        assert_int_equal(ev.kind, kinds[i]);
+        assert_string_equal(k.sheet, "watched");
+        assert_int_equal(k.row, 7);
+        assert_string_equal(k.col, "Z");
+        cell_key_clear(db, &k);
+    }
+    kivis_watch_event ev;
+    assert_int_equal(cell_watch_next(&w, 0, &ev, NULL), KIVIS_NOTFOUND);
+    cell_watch_close(&w);
+}
+
 static void derived_keys(void **state)
 {
     fixture *f = *state;
@@ -556,6 +592,7 @@ int main(void)
         cmocka_unit_test(sample_indexes),
         cmocka_unit_test(unique_violations),
         cmocka_unit_test(composite_keys),
+        cmocka_unit_test(watched_cells),
         cmocka_unit_test(derived_keys),
         cmocka_unit_test(generic_helpers_and_remove),
         cmocka_unit_test(cached_round_trip),

@@ -274,6 +274,41 @@ static inline void user_close(user_cursor *cur)
     cur->scan = NULL;
 }
 
+typedef struct user_watch {
+    kivis_watch *watch;
+} user_watch;
+
+/* Watch the committed inserts, updates and removes of user records after
+ * position `after` (KIVIS_FEED_NOW: from now on).  KIVIS_ENOTSUP when the
+ * storage has no change feed.  Close it before the db. */
+static inline int user_watch_open(pets_db *db, uint64_t after, user_watch *w)
+{
+    int rc = pets_check_(db);
+    w->watch = NULL;
+    return rc ? rc : kivis_watch_open((kivis_db *)db, PETS_USER, after, &w->watch);
+}
+
+/* The next change (ev->kind, ev->pos) and its key, waiting up to
+ * timeout_ms (-1: forever); KIVIS_NOTFOUND when none came.  Clear the
+ * key with user_key_clear.  KIVIS_CHANGE_RESYNC: changes were lost, re-read. */
+static inline int user_watch_next(user_watch *w, int timeout_ms,
+    kivis_watch_event *ev, user_key *key)
+{
+    return kivis_watch_next(w->watch, timeout_ms, ev, key);
+}
+
+/* A descriptor to poll(2) for readability before user_watch_next. */
+static inline int user_watch_fd(const user_watch *w)
+{
+    return kivis_watch_fd(w->watch);
+}
+
+static inline void user_watch_close(user_watch *w)
+{
+    kivis_watch_close(w->watch);
+    w->watch = NULL;
+}
+
 /* user whose name equals value, in primary key order. */
 static inline int user_by_name(pets_db *db, const char *value, unsigned flags,
     user_cursor *cur)
@@ -393,6 +428,41 @@ static inline void toy_close(toy_cursor *cur)
     cur->scan = NULL;
 }
 
+typedef struct toy_watch {
+    kivis_watch *watch;
+} toy_watch;
+
+/* Watch the committed inserts, updates and removes of toy records after
+ * position `after` (KIVIS_FEED_NOW: from now on).  KIVIS_ENOTSUP when the
+ * storage has no change feed.  Close it before the db. */
+static inline int toy_watch_open(pets_db *db, uint64_t after, toy_watch *w)
+{
+    int rc = pets_check_(db);
+    w->watch = NULL;
+    return rc ? rc : kivis_watch_open((kivis_db *)db, PETS_TOY, after, &w->watch);
+}
+
+/* The next change (ev->kind, ev->pos) and its key, waiting up to
+ * timeout_ms (-1: forever); KIVIS_NOTFOUND when none came.  Clear the
+ * key with toy_key_clear.  KIVIS_CHANGE_RESYNC: changes were lost, re-read. */
+static inline int toy_watch_next(toy_watch *w, int timeout_ms,
+    kivis_watch_event *ev, toy_key *key)
+{
+    return kivis_watch_next(w->watch, timeout_ms, ev, key);
+}
+
+/* A descriptor to poll(2) for readability before toy_watch_next. */
+static inline int toy_watch_fd(const toy_watch *w)
+{
+    return kivis_watch_fd(w->watch);
+}
+
+static inline void toy_watch_close(toy_watch *w)
+{
+    kivis_watch_close(w->watch);
+    w->watch = NULL;
+}
+
 /* ---- pet ---- */
 
 /* Store a new pet under the next id; key_out (may be NULL) gets it. */
@@ -493,6 +563,41 @@ static inline void pet_close(pet_cursor *cur)
 {
     kivis_scan_close(cur->scan);
     cur->scan = NULL;
+}
+
+typedef struct pet_watch {
+    kivis_watch *watch;
+} pet_watch;
+
+/* Watch the committed inserts, updates and removes of pet records after
+ * position `after` (KIVIS_FEED_NOW: from now on).  KIVIS_ENOTSUP when the
+ * storage has no change feed.  Close it before the db. */
+static inline int pet_watch_open(pets_db *db, uint64_t after, pet_watch *w)
+{
+    int rc = pets_check_(db);
+    w->watch = NULL;
+    return rc ? rc : kivis_watch_open((kivis_db *)db, PETS_PET, after, &w->watch);
+}
+
+/* The next change (ev->kind, ev->pos) and its key, waiting up to
+ * timeout_ms (-1: forever); KIVIS_NOTFOUND when none came.  Clear the
+ * key with pet_key_clear.  KIVIS_CHANGE_RESYNC: changes were lost, re-read. */
+static inline int pet_watch_next(pet_watch *w, int timeout_ms,
+    kivis_watch_event *ev, pet_key *key)
+{
+    return kivis_watch_next(w->watch, timeout_ms, ev, key);
+}
+
+/* A descriptor to poll(2) for readability before pet_watch_next. */
+static inline int pet_watch_fd(const pet_watch *w)
+{
+    return kivis_watch_fd(w->watch);
+}
+
+static inline void pet_watch_close(pet_watch *w)
+{
+    kivis_watch_close(w->watch);
+    w->watch = NULL;
 }
 
 /* pet whose favourite_toy equals value, in primary key order. */
@@ -604,6 +709,41 @@ static inline void blob_close(blob_cursor *cur)
 {
     kivis_scan_close(cur->scan);
     cur->scan = NULL;
+}
+
+typedef struct blob_watch {
+    kivis_watch *watch;
+} blob_watch;
+
+/* Watch the committed inserts, updates and removes of blob records after
+ * position `after` (KIVIS_FEED_NOW: from now on).  KIVIS_ENOTSUP when the
+ * storage has no change feed.  Close it before the db. */
+static inline int blob_watch_open(pets_db *db, uint64_t after, blob_watch *w)
+{
+    int rc = pets_check_(db);
+    w->watch = NULL;
+    return rc ? rc : kivis_watch_open((kivis_db *)db, PETS_BLOB, after, &w->watch);
+}
+
+/* The next change (ev->kind, ev->pos) and its key, waiting up to
+ * timeout_ms (-1: forever); KIVIS_NOTFOUND when none came.  Clear the
+ * key with blob_key_clear.  KIVIS_CHANGE_RESYNC: changes were lost, re-read. */
+static inline int blob_watch_next(blob_watch *w, int timeout_ms,
+    kivis_watch_event *ev, blob_key *key)
+{
+    return kivis_watch_next(w->watch, timeout_ms, ev, key);
+}
+
+/* A descriptor to poll(2) for readability before blob_watch_next. */
+static inline int blob_watch_fd(const blob_watch *w)
+{
+    return kivis_watch_fd(w->watch);
+}
+
+static inline void blob_watch_close(blob_watch *w)
+{
+    kivis_watch_close(w->watch);
+    w->watch = NULL;
 }
 
 #ifndef __cplusplus
