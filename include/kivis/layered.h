@@ -32,14 +32,28 @@
  * empties it (or, for a mirror, copies the authority into it again).
  *
  * Consistency with writers that bypass this handle (another process, or
- * another handle on the authority): a cache tier keeps serving the values
- * it held, and the negative cache keeps reporting keys missing, until the
- * entry is evicted or kivis_layered_invalidate is called; keys not cached
- * are read from the authority and so are current; cursors always show the
- * authority (or a mirror, which is as stale as a cache tier).  Through
- * this handle alone, a get returns the transaction's own write or a value
- * at least as new as the one committed when the transaction began:
- * transactions are read-committed, not snapshots.
+ * another client of the authority):
+ *  - When the authority's change feed carries other clients' commits
+ *    (KIVIS_FEED_SHARED: PostgreSQL's does), the layered storage follows
+ *    it: every transaction begins by draining it (without waiting), and
+ *    the keys it names leave every cache tier and the negative cache (a
+ *    mirror takes their new values instead).  So a transaction sees every
+ *    change the feed had delivered when it began; the delay from another
+ *    client's commit is the feed's (test_coherence measures it: p99 a few
+ *    milliseconds on loopback).  A feed gap (KIVIS_CHANGE_RESYNC: a
+ *    trimmed log) or a failing feed (the server gone) empties every cache
+ *    tier, once per outage; kivis_layered_feed_stats_get counts both.  Our
+ *    own commits come back through the feed too and drop the keys we just
+ *    wrote: the next read of each refills it.
+ *  - Otherwise (local authorities, whose feeds carry only this storage
+ *    object's commits, or none): a cache tier keeps serving the values it
+ *    held, and the negative cache keeps reporting keys missing, until the
+ *    entry is evicted or kivis_layered_invalidate is called.
+ * Keys not cached are read from the authority and so are current; cursors
+ * always show the authority (or a mirror).  Through this handle alone, a
+ * get returns the transaction's own write or a value at least as new as
+ * the one committed when the transaction began: transactions are
+ * read-committed, not snapshots.
  *
  * Ownership: kivis_layered_open takes ownership of every tier storage and
  * closes them when the layered storage is closed; on failure they stay the
@@ -154,6 +168,17 @@ typedef struct kivis_layered_negative_stats {
     uint64_t invalidations; /* forgotten because they were written */
     size_t entries;         /* keys remembered now */
 } kivis_layered_negative_stats;
+
+/** How the caches follow the authority's change feed (storage.h). */
+typedef struct kivis_layered_feed_stats {
+    int following;     /* 1: the authority feeds, and the caches follow it */
+    uint64_t changes;  /* changes by other clients applied to the caches */
+    uint64_t resyncs;  /* feed gaps (a trimmed log): caches emptied */
+    uint64_t outages;  /* feed failures (a lost connection): caches emptied */
+} kivis_layered_feed_stats;
+
+/** Counters of the feed the caches follow.  KIVIS_OK or KIVIS_EINVAL. */
+int kivis_layered_feed_stats_get(kivis_storage *st, kivis_layered_feed_stats *out);
 
 /** Counters of the negative cache.  KIVIS_OK or KIVIS_EINVAL. */
 int kivis_layered_negative_stats_get(kivis_storage *st,

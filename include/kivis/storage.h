@@ -203,8 +203,14 @@ typedef struct kivis_feed_methods {
     void (*close)(kivis_feed *f);
 } kivis_feed_methods;
 
+/** kivis_feed.flags: the feed carries the commits of other clients (other
+ *  processes or connections), not only those made through this storage
+ *  object.  A cache over the store learns from it what it cannot see. */
+#define KIVIS_FEED_SHARED 0x1u
+
 struct kivis_feed {
     const kivis_feed_methods *methods;
+    unsigned flags; /* KIVIS_FEED_SHARED, or 0 */
 };
 
 /**

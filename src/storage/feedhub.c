@@ -302,6 +302,7 @@ int kivis__feedhub_open(kivis__feedhub *h, uint64_t after, kivis_feed **out)
         return KIVIS_ENOMEM;
     memset(f, 0, sizeof *f);
     f->feed.methods = &hub_feed_methods;
+    f->feed.flags = 0; /* commits through this storage object only */
     f->h = h;
     f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (f->efd < 0) {

@@ -81,6 +81,11 @@ typedef struct layered_storage {
     kivis_lru *negative; /* keys known missing; NULL: no negative cache */
     size_t negative_max;
     kivis_layered_negative_stats neg;
+    /* The authority's change feed, followed at every begin; NULL when the
+     * authority has none. */
+    kivis_feed *feed;
+    bool feed_down; /* its last read failed: the caches were emptied */
+    kivis_layered_feed_stats fst;
     /* The doorkeeper (admit_window): 8 * window bits; NULL when off. */
     unsigned char *door;
     size_t door_mask;   /* bits - 1, bits a power of two */
@@ -793,12 +798,13 @@ static void update_tier(tier *tr, const layered_txn *t)
     tr->usable = false;
 }
 
-static void forget_negatives(layered_storage *ls, const layered_txn *t)
+/* The keys of `set` are not missing any more (or may not be). */
+static void forget_negatives_in(layered_storage *ls, kivis_btree *set)
 {
     kivis_bt_iter it;
     if (!ls->negative)
         return;
-    for (int rc = kivis__btree_first(t->puts, &it); rc == KIVIS_OK;
+    for (int rc = kivis__btree_first(set, &it); rc == KIVIS_OK;
          rc = kivis__btree_next(&it)) {
         kivis_slice key = kivis__bt_iter_key(&it);
         if (kivis__lru_has(ls->negative, key, NULL)) {
@@ -806,6 +812,11 @@ static void forget_negatives(layered_storage *ls, const layered_txn *t)
             ls->neg.invalidations++;
         }
     }
+}
+
+static void forget_negatives(layered_storage *ls, const layered_txn *t)
+{
+    forget_negatives_in(ls, t->puts);
 }
 
 static int invalidate_all(layered_storage *ls);
@@ -879,12 +890,95 @@ static int new_write_sets(layered_txn *t)
     return KIVIS_OK;
 }
 
+/* ---- following the authority's feed ------------------------------------ */
+
+static bool has_mirror(layered_storage *ls)
+{
+    for (size_t i = 0; i + 1 < ls->n; i++)
+        if (ls->tiers[i].usable && is_mirror(&ls->tiers[i]))
+            return true;
+    return false;
+}
+
+/* The fed keys leave every cache tier and the negative cache, as the keys
+ * of a commit of our own do (write_through).  A mirror must stay complete,
+ * so when there is one the keys' values are read from the authority and
+ * written instead; if the authority cannot be read, the caches are
+ * emptied. */
+static void apply_fed(layered_storage *ls, layered_txn *fed)
+{
+    kivis_storage_txn *r = NULL;
+    kivis_bt_iter it;
+    if (fed->lost_track || !has_mirror(ls)) {
+        if (!fed->lost_track) /* another client may have added them */
+            forget_negatives_in(ls, fed->dels);
+        write_through(ls, fed);
+        return;
+    }
+    int rc = kivis_storage_begin(authority(ls)->st, KIVIS_TXN_RDONLY, &r);
+    for (int more = rc == KIVIS_OK ? kivis__btree_first(fed->dels, &it) : KIVIS_NOTFOUND;
+         more == KIVIS_OK && rc == KIVIS_OK; more = kivis__btree_next(&it)) {
+        kivis_slice key = kivis__bt_iter_key(&it), v;
+        rc = kivis_txn_get(r, key, &v);
+        if (rc == KIVIS_OK)
+            rc = kivis__btree_put(fed->puts, key, v);
+        else if (rc == KIVIS_NOTFOUND)
+            rc = KIVIS_OK;
+    }
+    if (r)
+        kivis_txn_abort(r);
+    if (rc != KIVIS_OK)
+        fed->lost_track = true;
+    /* a key now in puts is no deletion */
+    for (int more = kivis__btree_first(fed->puts, &it); more == KIVIS_OK;
+         more = kivis__btree_next(&it))
+        kivis__btree_del(fed->dels, kivis__bt_iter_key(&it));
+    write_through(ls, fed);
+}
+
+/* Drain the feed without waiting: what other clients committed reaches the
+ * caches before this transaction reads them.  A resync, or a feed that
+ * fails, empties every cache (once per outage). */
+static void follow_feed(layered_storage *ls)
+{
+    layered_txn fed;
+    memset(&fed, 0, sizeof fed);
+    fed.base.storage = &ls->base;
+    if (new_write_sets(&fed) != KIVIS_OK)
+        fed.lost_track = true;
+    kivis_change c;
+    int rc;
+    while ((rc = kivis_feed_next(ls->feed, 0, &c)) == KIVIS_OK) {
+        ls->feed_down = false;
+        if (c.kind == KIVIS_CHANGE_RESYNC) {
+            ls->fst.resyncs++;
+            fed.lost_track = true;
+        } else {
+            ls->fst.changes++;
+            if (!fed.lost_track &&
+                kivis__btree_put(fed.dels, c.key, kivis_slice_make(NULL, 0)) != KIVIS_OK)
+                fed.lost_track = true;
+        }
+    }
+    if (rc != KIVIS_NOTFOUND && !ls->feed_down) {
+        ls->feed_down = true;
+        ls->fst.outages++;
+        fed.lost_track = true;
+    }
+    if (fed.lost_track || (fed.dels && kivis__btree_count(fed.dels)))
+        apply_fed(ls, &fed);
+    kivis__btree_free(fed.puts);
+    kivis__btree_free(fed.dels);
+}
+
 static int ls_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
 {
     layered_storage *ls = (layered_storage *)st;
     *out = NULL;
     if (flags & ~KIVIS_TXN_RDONLY)
         return KIVIS_EINVAL;
+    if (ls->feed)
+        follow_feed(ls);
     size_t size = sizeof(layered_txn) + (ls->n - 1) * sizeof(kivis_storage_txn *);
     layered_txn *t = ls_malloc(ls, size);
     if (!t)
@@ -1012,6 +1106,7 @@ static size_t ls_max_key_size(kivis_storage *st)
 /* Free the layered storage; close_tiers: also the tier storages it owns. */
 static void layered_free(layered_storage *ls, bool close_tiers)
 {
+    kivis_feed_close(ls->feed); /* before the authority it reads */
     for (size_t i = 0; ls->tiers && i < ls->n; i++) {
         kivis__lru_free(ls->tiers[i].lru);
         if (close_tiers)
@@ -1133,6 +1228,29 @@ static int init_door(layered_storage *ls, const kivis_layered_options *opts)
     return KIVIS_OK;
 }
 
+/* Follow the authority's feed when it carries other clients' commits
+ * (PostgreSQL's); without one the caches follow this storage's own writes
+ * only, as before. */
+static int init_feed(layered_storage *ls)
+{
+    int rc = kivis_feed_open(authority(ls)->st, KIVIS_FEED_NOW, &ls->feed);
+    if (rc == KIVIS_ENOTSUP) {
+        ls->feed = NULL;
+        return KIVIS_OK;
+    }
+    if (rc != KIVIS_OK)
+        return rc;
+    /* A feed of this storage object's commits alone says nothing the
+     * write-through has not (the layered storage owns the authority). */
+    if (!(ls->feed->flags & KIVIS_FEED_SHARED)) {
+        kivis_feed_close(ls->feed);
+        ls->feed = NULL;
+        return KIVIS_OK;
+    }
+    ls->fst.following = 1;
+    return KIVIS_OK;
+}
+
 static int init_negative(layered_storage *ls, const kivis_layered_options *opts)
 {
     ls->negative_max = opts ? opts->negative_max : 0;
@@ -1169,6 +1287,8 @@ int kivis_layered_open(const kivis_layered_tier *tiers, size_t n,
         rc = init_negative(ls, opts);
     if (rc == KIVIS_OK)
         rc = init_door(ls, opts);
+    if (rc == KIVIS_OK)
+        rc = init_feed(ls);
     if (rc != KIVIS_OK) {
         layered_free(ls, false); /* the tiers stay the caller's */
         return rc;
@@ -1191,6 +1311,18 @@ int kivis_layered_stats(kivis_storage *st, size_t tier_index,
     out->entries = tr->lru ? kivis__lru_count(tr->lru) : 0;
     out->bytes = tr->lru ? kivis__lru_bytes(tr->lru) : 0;
     out->usable = tr->usable;
+    return KIVIS_OK;
+}
+
+int kivis_layered_feed_stats_get(kivis_storage *st, kivis_layered_feed_stats *out)
+{
+    layered_storage *ls = as_layered(st);
+    if (!out)
+        return KIVIS_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!ls)
+        return KIVIS_EINVAL;
+    *out = ls->fst;
     return KIVIS_OK;
 }
 

@@ -1225,6 +1225,7 @@ static int pg_feed_open(kivis_storage *st, uint64_t after, kivis_feed **out)
         return KIVIS_ENOMEM;
     memset(f, 0, sizeof *f);
     f->feed.methods = &pg_feed_methods;
+    f->feed.flags = KIVIS_FEED_SHARED; /* the change log has every client's */
     f->s = s;
     f->at = after;
     f->trimmed = time(NULL);
