@@ -1314,12 +1314,19 @@ int kivis_layered_stats(kivis_storage *st, size_t tier_index,
     return KIVIS_OK;
 }
 
+/* The layered storage behind st for a stats getter, *out (size bytes)
+ * zeroed first; NULL when out is NULL or st is not a layered storage. */
+static layered_storage *stats_source(kivis_storage *st, void *out, size_t size)
+{
+    if (!out)
+        return NULL;
+    memset(out, 0, size);
+    return as_layered(st);
+}
+
 int kivis_layered_feed_stats_get(kivis_storage *st, kivis_layered_feed_stats *out)
 {
-    layered_storage *ls = as_layered(st);
-    if (!out)
-        return KIVIS_EINVAL;
-    memset(out, 0, sizeof *out);
+    layered_storage *ls = stats_source(st, out, sizeof *out);
     if (!ls)
         return KIVIS_EINVAL;
     *out = ls->fst;
@@ -1329,10 +1336,7 @@ int kivis_layered_feed_stats_get(kivis_storage *st, kivis_layered_feed_stats *ou
 int kivis_layered_negative_stats_get(kivis_storage *st,
                                      kivis_layered_negative_stats *out)
 {
-    layered_storage *ls = as_layered(st);
-    if (!out)
-        return KIVIS_EINVAL;
-    memset(out, 0, sizeof *out);
+    layered_storage *ls = stats_source(st, out, sizeof *out);
     if (!ls)
         return KIVIS_EINVAL;
     *out = ls->neg;
