@@ -16,6 +16,7 @@
 #include "../include/kivis.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@ static const char usage[] =
     "Compile a Kivis schema into DIR/<schema>.kivis.h and DIR/<schema>.kivis.c\n"
     "(DIR defaults to the current directory).\n"
     "\n"
-    "  -o DIR      write the generated files into DIR (created, with its\n"
+    "  -o, --output DIR  write the generated files into DIR (created, with its\n"
     "              parents, when missing)\n"
     "  --prefix P  put P before every generated name (types, functions,\n"
     "              constants upper-cased, file names), so that two schemas\n"
@@ -115,40 +116,58 @@ typedef struct args {
 /* @return -1 to run, else the exit status (help, version, bad usage). */
 static int parse_args(int argc, char **argv, args *a)
 {
+    enum { OPT_PREFIX = 256, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"output", required_argument, NULL, 'o'},
+        {"prefix", required_argument, NULL, OPT_PREFIX},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0}};
     a->dir = ".";
     a->prefix = NULL;
     a->schema = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+    opterr = 0; /* our own messages, with the usage */
+    int c;
+    while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
             fputs(usage, stdout);
             return 0;
-        }
-        if (strcmp(arg, "--version") == 0) {
+        case OPT_VERSION:
             puts("kivis-gen " KG_VERSION);
             return 0;
-        }
-        if (strcmp(arg, "-o") == 0 && i + 1 < argc) {
-            a->dir = argv[++i];
-        } else if (strcmp(arg, "--prefix") == 0 && i + 1 < argc) {
-            a->prefix = argv[++i];
+        case 'o':
+            a->dir = optarg;
+            break;
+        case OPT_PREFIX:
+            a->prefix = optarg;
             if (!kg_prefix_valid(a->prefix)) {
                 fprintf(stderr, "kivis-gen: the prefix '%s' cannot start a C "
                                 "identifier\n", a->prefix);
                 return EXIT_USAGE;
             }
-        } else if (arg[0] == '-' && arg[1] != '\0') {
-            fprintf(stderr, "kivis-gen: unknown option '%s'\n%s", arg, usage);
+            break;
+        case ':':
+            fprintf(stderr, "kivis-gen: option '%s' needs a value\n%s",
+                    argv[optind - 1], usage);
             return EXIT_USAGE;
-        } else if (a->schema) {
-            fprintf(stderr, "kivis-gen: one schema at a time\n%s", usage);
+        default:
+            fprintf(stderr, "kivis-gen: unknown option '%s'\n%s",
+                    argv[optind - 1], usage);
             return EXIT_USAGE;
-        } else {
-            a->schema = arg;
         }
     }
-    if (!a->schema) {
-        fputs(usage, stderr);
+    if (optind < argc)
+        a->schema = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "kivis-gen: one schema at a time\n%s", usage);
+        return EXIT_USAGE;
+    }
+    if (!a->schema || !a->schema[0]) {
+        fprintf(stderr, "kivis-gen: %s\n%s",
+                a->schema ? "the schema is an empty argument: give a .kvs file"
+                          : "no schema given",
+                usage);
         return EXIT_USAGE;
     }
     return -1;
