@@ -1492,6 +1492,43 @@ static void test_read_your_writes(void **state)
     assert_int_equal(kt_count(fx->st), 5);
 }
 
+/* discard deletes like del, reporting a missing key only as NOTFOUND or
+ * OK (a blind delete); prefetch changes no answer, before or after writes,
+ * in read-only and write transactions. */
+static void test_discard_and_prefetch(void **state)
+{
+    fixture *fx = *state;
+    load_every(fx->st, &sparse_set, 0, 1); /* a c e g i */
+    kivis_slice ask[5] = {S("a"), S("b"), S("c"), S("a"), S("zz")};
+    kivis_storage_txn *t = begin(fx->st, KIVIS_TXN_RDONLY);
+    assert_int_equal(kivis_txn_prefetch(t, ask, 5), KIVIS_OK);
+    EXPECT_HAS(t, S("a"));
+    EXPECT_MISSING(t, S("b"));
+    EXPECT_HAS(t, S("c"));
+    EXPECT_MISSING(t, S("zz"));
+    assert_int_equal(kivis_txn_discard(t, S("a")), KIVIS_EINVAL);
+    kivis_txn_abort(t);
+
+    t = begin(fx->st, 0);
+    put(t, S("b"), S("new b"));
+    assert_int_equal(kivis_txn_discard(t, S("c")), KIVIS_OK);
+    int rc = kivis_txn_discard(t, S("d"));
+    assert_true(rc == KIVIS_OK || rc == KIVIS_NOTFOUND);
+    assert_int_equal(kivis_txn_discard(t, S("")), KIVIS_EINVAL);
+    assert_int_equal(kivis_txn_prefetch(t, ask, 5), KIVIS_OK);
+    EXPECT_GET_V(t, S("b"), KP("new b"));
+    EXPECT_MISSING(t, S("c"));
+    EXPECT_MISSING(t, S("d"));
+    EXPECT_HAS(t, S("a"));
+    commit(t);
+    t = begin(fx->st, KIVIS_TXN_RDONLY);
+    EXPECT_GET_V(t, S("b"), KP("new b"));
+    EXPECT_MISSING(t, S("c"));
+    EXPECT_MISSING(t, S("d"));
+    kivis_txn_abort(t);
+    assert_int_equal(kt_count(fx->st), 5); /* a b e g i */
+}
+
 /* A reader must not see a writer's uncommitted writes (where the backend
  * allows a reader beside a writer at all). */
 static void expect_reader_sees(kivis_storage *st, const char *want_dump)
@@ -2140,6 +2177,7 @@ static const struct CMUnitTest tests[] = {
     T(test_cursor_end_stays_after_writes),
     T(test_cursor_opened_before_writes),
     T(test_read_your_writes),
+    T(test_discard_and_prefetch),
     T(test_abort_discards_everything),
     T(test_commit_many_writes_atomically),
     T(test_commit_without_writes),

@@ -4,6 +4,7 @@
  * what kivis/postgres.h promises a get, a commit and a cursor cost, the
  * figures the benchmark's PostgreSQL table rests on (docs/bench.md).
  */
+#include "petsutil.h"
 #include "pgserver.h"
 #include "testutil.h"
 
@@ -34,12 +35,11 @@ static kivis_slice key_of(unsigned i, unsigned char buf[3])
 
 /* A fresh table holding keys 0..KEYS-1 ("k" and two bytes big-endian),
  * written by one transaction: its commit is one round trip. */
+static const char *table_fresh(const char *table);
+
 static kivis_storage *filled(const char *table)
 {
-    char sql[120];
-    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", table);
-    kt_pg_exec(sql);
-    kivis_postgres_options o = {NULL, NULL, table, 0};
+    kivis_postgres_options o = {NULL, NULL, table_fresh(table), 0};
     kivis_storage *st = NULL;
     assert_int_equal(kivis_postgres_open(kt_pg_start(), &o, &st), KIVIS_OK);
     kivis_storage_txn *t;
@@ -123,12 +123,206 @@ static void test_cursor_round_trips(void **state)
     kivis_storage_close(st);
 }
 
+/* A prefetch reads every key the transaction has not read yet in one
+ * round trip, found or not; the gets after it ask nothing. */
+static void test_prefetch_round_trips(void **state)
+{
+    (void)state;
+    kivis_storage *st = filled("trips_prefetch");
+    kivis_storage_txn *t;
+    unsigned char b[5][3];
+    kivis_slice keys[6] = {key_of(1, b[0]), key_of(2, b[1]), key_of(1, b[0]),
+                           key_of(900, b[2]), kivis_slice_make("zz", 2),
+                           key_of(3, b[3])};
+    kivis_slice v;
+    for (int write = 0; write < 2; write++) {
+        assert_int_equal(kivis_storage_begin(st, write ? 0 : KIVIS_TXN_RDONLY, &t),
+                         KIVIS_OK);
+        assert_int_equal(kivis_txn_get(t, keys[5], &v), KIVIS_OK);
+        assert_int_equal(trips(), 1);
+        assert_int_equal(kivis_txn_prefetch(t, keys, 6), KIVIS_OK);
+        assert_int_equal(trips(), 1);
+        assert_int_equal(kivis_txn_prefetch(t, keys, 6), KIVIS_OK);
+        for (int i = 0; i < 6; i++) {
+            int rc = kivis_txn_get(t, keys[i], &v);
+            assert_int_equal(rc, i == 4 ? KIVIS_NOTFOUND : KIVIS_OK);
+            if (rc == KIVIS_OK)
+                assert_memory_equal(v.data, "value", 5);
+        }
+        assert_int_equal(trips(), 0);
+        kivis_txn_abort(t);
+    }
+    kivis_storage_close(st);
+}
+
+/* A discard queues the delete without asking whether the key is there;
+ * the commit deletes it (and a missing key stays missing). */
+static void test_discard_round_trips(void **state)
+{
+    (void)state;
+    kivis_storage *st = filled("trips_discard");
+    kivis_storage_txn *t;
+    unsigned char k[3];
+    kivis_slice v;
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_discard(t, key_of(5, k)), KIVIS_OK);
+    assert_int_equal(kivis_txn_discard(t, kivis_slice_make("nothere", 7)), KIVIS_OK);
+    assert_int_equal(trips(), 0);
+    assert_int_equal(kivis_txn_get(t, key_of(5, k), &v), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_NOSYNC), KIVIS_OK);
+    assert_int_equal(trips(), 1);
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, key_of(5, k), &v), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_txn_get(t, key_of(6, k), &v), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, kivis_slice_make("nothere", 7), &v), KIVIS_NOTFOUND);
+    kivis_txn_abort(t);
+    trips();
+    kivis_storage_close(st);
+}
+
+/* `table` dropped, ready to be created again. */
+static const char *table_fresh(const char *table)
+{
+    char sql[120];
+    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", table);
+    kt_pg_exec(sql);
+    return table;
+}
+
+/* The pets schema over a store on `table`. */
+static kivis_db *pets_on(const char *table, kivis_storage **st)
+{
+    kivis_postgres_options o = {NULL, NULL, table, 0};
+    kivis_db *db = NULL;
+    assert_int_equal(kivis_postgres_open(kt_pg_start(), &o, st), KIVIS_OK);
+    assert_int_equal(kivis_open(*st, &pets_schema, NULL, &db), KIVIS_OK);
+    return db;
+}
+
+/* The record engine over PostgreSQL: an index lookup of `per` records is
+ * two round trips (the entries, then every record in one prefetch), not
+ * one per record; an update that changes the indexed field, and a remove,
+ * are one round trip each (the old record's read: its old index entry
+ * goes blind). */
+static void test_record_round_trips(void **state)
+{
+    (void)state;
+    enum { PER = 20 }; /* 10 a name: one batch of entries (16 at most) */
+    kivis_storage *st;
+    kivis_db *db = pets_on(table_fresh("trips_records"), &st);
+    user_key keys[PER];
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    for (int i = 0; i < PER; i++)
+        keys[i] = kt_put_user(db, i % 2 ? "odd" : "even", (uint32_t)i);
+    kt_put_user(db, "other", 99);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+
+    assert_int_equal(kivis_begin_read(db), KIVIS_OK);
+    trips();
+    assert_int_equal(kt_users_named(db, "odd"), PER / 2);
+    assert_int_equal(trips(), 2);
+    assert_int_equal(kt_users_named(db, "even"), PER / 2);
+    assert_int_equal(trips(), 2);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    trips();
+    user u = {"renamed", "x@example.org", 1};
+    assert_int_equal(kivis_insert(db, PETS_USER, &keys[1], &u), KIVIS_OK);
+    assert_int_equal(trips(), 1);
+    assert_int_equal(kivis_remove(db, PETS_USER, &keys[3]), KIVIS_OK);
+    assert_int_equal(trips(), 1);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    trips();
+    assert_int_equal(kt_users_named(db, "odd"), PER / 2 - 2);
+    assert_int_equal(kt_users_named(db, "renamed"), 1);
+    kivis_close(db);
+    assert_int_equal(kivis_storage_close(st), KIVIS_OK);
+}
+
+/* A scan reading ahead returns what a plain scan does, in both directions,
+ * across batches (16, 128, then 1,024 entries), and gives an entry again
+ * after a buffer too small for it. */
+static void test_read_ahead_scans(void **state)
+{
+    (void)state;
+    enum { MANY = 300 };
+    kivis_storage *st;
+    kivis_db *db = pets_on(table_fresh("trips_ahead"), &st);
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    for (int i = 0; i < MANY; i++)
+        kt_put_user(db, "same", (uint32_t)i);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    const char *name = "same";
+    for (int rev = 0; rev < 2; rev++) {
+        kivis_query q = {PETS_USER, USER_BY_NAME, KIVIS_Q_EQ, &name, NULL, NULL,
+                         0, rev ? KIVIS_REVERSE : 0};
+        kivis_scan *s;
+        assert_int_equal(kivis_scan_open(db, &q, &s), KIVIS_OK);
+        user_key k;
+        user u;
+        char buf[64];
+        for (int i = 0; i < MANY; i++) {
+            uint64_t want = rev ? (uint64_t)(MANY - i) : (uint64_t)i + 1;
+            if (i % 50 == 7) /* too small: the same entry comes again */
+                assert_int_equal(kivis_scan_next_into(s, &k, &u, buf, 4),
+                                 KIVIS_ETOOSMALL);
+            assert_int_equal(kivis_scan_next_into(s, &k, &u, buf, sizeof buf),
+                             KIVIS_OK);
+            assert_int_equal(k.id, want);
+            assert_int_equal(u.age, want - 1);
+            assert_string_equal(u.name, "same");
+        }
+        assert_int_equal(kivis_scan_next(s, &k, &u), KIVIS_NOTFOUND);
+        kivis_scan_close(s);
+    }
+    trips();
+    kivis_close(db);
+    kivis_storage_close(st);
+}
+
+/* A feed asked for changes when none came costs no round trip (a cache
+ * drains it at every begin); a commit's NOTIFY makes it read the log. */
+static void test_idle_feed_costs_nothing(void **state)
+{
+    (void)state;
+    kivis_storage *st = filled("trips_feed");
+    kivis_feed *f;
+    kivis_change ch;
+    assert_int_equal(kivis_feed_open(st, KIVIS_FEED_NOW, &f), KIVIS_OK);
+    assert_int_equal(kivis_feed_next(f, 0, &ch), KIVIS_NOTFOUND);
+    trips();
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(kivis_feed_next(f, 0, &ch), KIVIS_NOTFOUND);
+    assert_int_equal(trips(), 0);
+    kivis_storage_txn *t;
+    unsigned char k[3];
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, key_of(9, k), kivis_slice_make("new", 3)), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_NOSYNC), KIVIS_OK);
+    assert_int_equal(kivis_feed_next(f, 5000, &ch), KIVIS_OK);
+    assert_int_equal(ch.kind, KIVIS_CHANGE_UPDATE);
+    assert_memory_equal(ch.key.data, k, 3);
+    assert_int_equal(kivis_feed_next(f, 0, &ch), KIVIS_NOTFOUND);
+    trips();
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(kivis_feed_next(f, 0, &ch), KIVIS_NOTFOUND);
+    assert_int_equal(trips(), 0);
+    kivis_feed_close(f);
+    kivis_storage_close(st);
+}
+
 int main(void)
 {
     kt_pg_start();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_round_trips),
         cmocka_unit_test(test_cursor_round_trips),
+        cmocka_unit_test(test_prefetch_round_trips),
+        cmocka_unit_test(test_discard_round_trips),
+        cmocka_unit_test(test_record_round_trips),
+        cmocka_unit_test(test_read_ahead_scans),
+        cmocka_unit_test(test_idle_feed_costs_nothing),
     };
     return cmocka_run_group_tests_name("postgres_trips", tests, NULL, NULL);
 }

@@ -48,6 +48,18 @@ int kivis_overlay_begin(kivis_storage *st, kivis_storage_txn *base,
                         kivis_apply_fn apply, void *ctx,
                         const kivis_allocator *alloc, kivis_storage_txn **out);
 
+/**
+ * Delete `key` in overlay transaction `txn` without reading the base: the
+ * blind delete a backend may offer as its discard method (storage.h) when
+ * a read of the base is a round trip.  Reads in the transaction then see
+ * the key absent, and commit hands the backend a delete for it whether or
+ * not it existed.  (The overlay's own del reads the base to report
+ * KIVIS_NOTFOUND.)
+ * @return KIVIS_OK; KIVIS_EINVAL (txn is not an overlay transaction, an
+ *         empty key); KIVIS_EKEYSIZE; KIVIS_ENOMEM.
+ */
+int kivis_overlay_discard(kivis_storage_txn *txn, kivis_slice key);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,7 +29,9 @@
  * Round trips.  Statements are prepared once per connection and take and
  * return binary bytea.  A get is one round trip (BEGIN rides along with
  * the first statement of a transaction) and its result is kept for the
- * transaction: a second get of the same key is answered locally.  A cursor
+ * transaction: a second get of the same key is answered locally;
+ * kivis_txn_prefetch reads many keys in one round trip, and
+ * kivis_txn_discard queues a delete without one (storage.h).  A cursor
  * reads pages of rows (16, then 128, then 1024 while it keeps going the
  * same way) and steps through a page without a round trip.  The end of a
  * read-only transaction is sent without waiting for its reply.

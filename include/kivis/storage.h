@@ -44,10 +44,13 @@ extern "C" {
 
 /** The interface version this header describes.  Method tables only grow:
  *  a version-N table has every member of versions 1..N. */
-#define KIVIS_STORAGE_VERSION 2
+#define KIVIS_STORAGE_VERSION 3
 
 /* Version history: 1 the storage, transaction and cursor tables; 2 adds
- * kivis_storage_methods.feed_open (NULL: the backend has no change feed). */
+ * kivis_storage_methods.feed_open (NULL: the backend has no change feed);
+ * 3 adds kivis_txn_methods.discard and .prefetch (NULL: not offered), for
+ * backends where a read is a network round trip.  The storage table's
+ * version speaks for the transaction tables of its transactions. */
 
 typedef struct kivis_storage kivis_storage;
 typedef struct kivis_storage_txn kivis_storage_txn;
@@ -127,6 +130,13 @@ typedef struct kivis_txn_methods {
     int (*commit)(kivis_storage_txn *txn, int durability);
     /** Discard the writes and end the transaction.  Always frees txn. */
     void (*abort)(kivis_storage_txn *txn);
+    /* ---- version 3 ---- */
+    /** Optional (NULL: kivis_txn_discard falls back to del).  See
+     *  kivis_txn_discard. */
+    int (*discard)(kivis_storage_txn *txn, kivis_slice key);
+    /** Optional (NULL: kivis_txn_prefetch does nothing).  See
+     *  kivis_txn_prefetch. */
+    int (*prefetch)(kivis_storage_txn *txn, const kivis_slice *keys, size_t n);
 } kivis_txn_methods;
 
 typedef struct kivis_cursor_methods {
@@ -306,6 +316,46 @@ static inline int kivis_txn_del(kivis_storage_txn *t, kivis_slice k)
 {
     return t->methods->del(t, k);
 }
+
+/**
+ * Delete `key` if it is there, without having to find out whether it was:
+ * where that costs a read (a server round trip), a backend may queue the
+ * delete blind.  Same arguments and errors as del, except the answer for a
+ * key that was absent: KIVIS_NOTFOUND when the backend knows it at no cost
+ * (every local backend, whose discard is its del), KIVIS_OK when it did not
+ * look (PostgreSQL).  So a caller that treats KIVIS_NOTFOUND as damage
+ * still catches it where checking is free.
+ */
+static inline int kivis_txn_discard(kivis_storage_txn *t, kivis_slice k)
+{
+    if (t->storage->methods->version >= 3 && t->methods->discard)
+        return t->methods->discard(t, k);
+    return t->methods->del(t, k);
+}
+
+/**
+ * A hint: the transaction is about to get `keys` (n of them, borrowed for
+ * the call).  A backend whose gets are round trips reads them all in one
+ * and answers the gets from what it read; the others ignore it.  It never
+ * changes what a get returns.  @return KIVIS_OK, or an error of the reads
+ * (the hint is then lost and the gets read for themselves; callers may
+ * ignore it).
+ */
+static inline int kivis_txn_prefetch(kivis_storage_txn *t,
+                                     const kivis_slice *keys, size_t n)
+{
+    if (t->storage->methods->version >= 3 && t->methods->prefetch && n)
+        return t->methods->prefetch(t, keys, n);
+    return KIVIS_OK;
+}
+
+/** Whether kivis_txn_prefetch can do anything on t (so that a caller
+ *  collects keys only for a backend that reads them ahead). */
+static inline int kivis_txn_prefetches(const kivis_storage_txn *t)
+{
+    return t->storage->methods->version >= 3 && t->methods->prefetch;
+}
+
 static inline int kivis_txn_cursor(kivis_storage_txn *t, kivis_slice lo,
                                    kivis_slice hi, kivis_storage_cursor **out)
 {

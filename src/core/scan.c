@@ -9,7 +9,14 @@
  * Before the transaction writes a key in an open scan's range, the scan
  * notes whether that key existed (kivis__scans_before_write); keys noted as
  * new are stepped over.  Values are read as they are now, and keys removed
- * before the scan reaches them are not visited. */
+ * before the scan reaches them are not visited.
+ *
+ * An index scan over a backend whose gets are round trips (one that
+ * prefetches: PostgreSQL) reads ahead: it takes a batch of index entries
+ * from the cursor (16, then 8 times more each time, up to 1,024: the
+ * backend's own page sizes) and asks for all their records in one
+ * prefetch, instead of one round trip a record.  Only where no write can
+ * change the range under it: a read-only transaction. */
 #include "engine.h"
 #include "keyset.h"
 #include "storage/btree.h" /* kivis__key_cmp: the storage order */
@@ -38,7 +45,17 @@ struct kivis_scan {
     kivis_buf lo, hi;
     bool unbounded;
     kivis_keyset written;
+    /* Read-ahead (index scans over a prefetching backend, read-only). */
+    bool ahead;
+    kivis_buf ra_keys;  /* the batch's entry keys, back to back */
+    kivis_buf ra_ends;  /* the size_t end offset of each in ra_keys */
+    size_t ra_n, ra_at; /* entries in the batch, the next one to return */
+    size_t ra_batch;    /* entries the next batch takes */
 };
+
+#define AHEAD_FIRST 16
+#define AHEAD_GROWTH 8
+#define AHEAD_MAX 1024
 
 /* Close the scan's cursor (and its own transaction): what a detached scan
  * no longer holds. */
@@ -52,6 +69,7 @@ static void release_storage(kivis_scan *s)
     s->detached = true;
     s->guards = false;
     kivis__keyset_free(&s->written);
+    s->ra_n = s->ra_at = 0;
 }
 
 static bool in_range(const kivis_scan *s, kivis_slice key)
@@ -279,9 +297,13 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
     kivis__buf_init(&s->lo, &s->alloc);
     kivis__buf_init(&s->hi, &s->alloc);
     kivis__keyset_init(&s->written, &s->alloc);
+    kivis__buf_init(&s->ra_keys, &s->alloc);
+    kivis__buf_init(&s->ra_ends, &s->alloc);
+    s->ra_batch = AHEAD_FIRST;
     rc = scan_txn(db, s);
     if (!rc)
         rc = open_cursor(db, q, s);
+    s->ahead = !rc && s->index >= 0 && !s->guards && kivis_txn_prefetches(s->txn);
     if (rc) {
         s->cur = NULL; /* open_cursor sets it only on success */
         if (s->own_txn && s->txn)
@@ -352,11 +374,109 @@ static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
     return rc;
 }
 
+/* Entry i of the read-ahead batch. */
+static kivis_slice ahead_entry(const kivis_scan *s, size_t i)
+{
+    size_t start = 0, end;
+    if (i)
+        memcpy(&start, s->ra_ends.data + (i - 1) * sizeof start, sizeof start);
+    memcpy(&end, s->ra_ends.data + i * sizeof end, sizeof end);
+    return kivis_slice_make(s->ra_keys.data + start, end - start);
+}
+
+/* The record key an index entry points at, appended to b (with its end
+ * offset to ends); an entry that does not decode is left out, for
+ * decode_entry to report when the scan reaches it. */
+static int append_record_key(kivis_scan *s, kivis_slice entry,
+                             kivis_buf *b, kivis_buf *ends)
+{
+    const kivis_table_desc *td = s->ts->desc;
+    kivis_reader r = kivis__reader(entry);
+    r.p += s->prefix_len;
+    if (kivis__key_skip_field(&r, &td->record->fields[td->indexes[s->index].field]))
+        return KIVIS_OK;
+    int rc = kivis__table_prefix(&s->rk, s->ts, KIVIS_SLOT_RECORDS); /* resets rk */
+    if (!rc)
+        rc = kivis__buf_append(b, s->rk.data, s->rk.len);
+    if (!rc)
+        rc = kivis__buf_append(b, r.p, (size_t)(r.end - r.p));
+    if (!rc)
+        rc = kivis__buf_append(ends, &b->len, sizeof b->len);
+    return rc;
+}
+
+/* Ask the backend for the records of the whole batch at once.  A hint:
+ * whatever fails here, each get still reads for itself. */
+static void prefetch_records(kivis_scan *s)
+{
+    kivis_buf keys, ends;
+    kivis__buf_init(&keys, &s->alloc);
+    kivis__buf_init(&ends, &s->alloc);
+    int rc = KIVIS_OK;
+    for (size_t i = 0; !rc && i < s->ra_n; i++)
+        rc = append_record_key(s, ahead_entry(s, i), &keys, &ends);
+    size_t n = ends.len / sizeof(size_t);
+    kivis_slice *list = !rc && n ? s->alloc.malloc(s->alloc.ctx, n * sizeof *list)
+                                 : NULL;
+    for (size_t i = 0, start = 0; list && i < n; i++) {
+        size_t end;
+        memcpy(&end, ends.data + i * sizeof end, sizeof end);
+        list[i] = kivis_slice_make(keys.data + start, end - start);
+        start = end;
+    }
+    if (list)
+        (void)kivis_txn_prefetch(s->txn, list, n);
+    s->alloc.free(s->alloc.ctx, list);
+    kivis__buf_free(&keys);
+    kivis__buf_free(&ends);
+}
+
+/* Take the next batch of entries from the cursor.  KIVIS_NOTFOUND: none
+ * left.  A cursor error after some entries ends the batch early (the next
+ * batch meets it again); before any, it is returned. */
+static int fill_ahead(kivis_scan *s, bool records)
+{
+    s->ra_keys.len = s->ra_ends.len = 0;
+    s->ra_n = s->ra_at = 0;
+    int rc = KIVIS_OK;
+    while (s->ra_n < s->ra_batch) {
+        /* room first: an entry taken from the cursor must not be lost */
+        rc = kivis__buf_reserve(&s->ra_keys, s->db->max_key);
+        if (!rc)
+            rc = kivis__buf_reserve(&s->ra_ends, sizeof s->ra_keys.len);
+        kivis_slice k, v;
+        if (!rc)
+            rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, &k, &v);
+        if (!rc && k.len > s->db->max_key)
+            rc = KIVIS_ECORRUPT; /* longer than the backend accepts */
+        if (rc)
+            break;
+        kivis__buf_append(&s->ra_keys, k.data, k.len);
+        kivis__buf_append(&s->ra_ends, &s->ra_keys.len, sizeof s->ra_keys.len);
+        s->ra_n++;
+    }
+    if (s->ra_batch < AHEAD_MAX)
+        s->ra_batch *= AHEAD_GROWTH;
+    if (!s->ra_n)
+        return rc ? rc : KIVIS_NOTFOUND;
+    if (records)
+        prefetch_records(s);
+    return KIVIS_OK;
+}
+
 /* The storage step: on to the next entry, or back onto the one whose key
  * was kept for a redo (or past it, if it went away meanwhile). */
-static int step(kivis_scan *s, kivis_slice *k, kivis_slice *v)
+static int step(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
 {
     int rc;
+    if (s->ahead) {
+        rc = s->ra_at < s->ra_n ? KIVIS_OK : fill_ahead(s, records);
+        if (rc)
+            return rc;
+        *k = ahead_entry(s, s->ra_at++);
+        *v = kivis_slice_make("", 0);
+        return KIVIS_OK;
+    }
     if (!s->has_redo) {
         rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, k, v);
     } else {
@@ -385,7 +505,7 @@ static int next_with(kivis_scan *s, void *key_out, void *record_out,
     if (!s->own_txn && s->db->poisoned)
         return KIVIS_EBADTXN;
     kivis_slice v;
-    int rc = step(s, k, &v);
+    int rc = step(s, record_out != NULL, k, &v);
     if (rc == KIVIS_NOTFOUND)
         return rc;
     if (rc)
@@ -426,7 +546,9 @@ int kivis_scan_next_into(kivis_scan *s, void *key_out, void *record_out,
     int rc = kivis__bump_status(s->db, &b, size,
                                 next_with(s, key_out, record_out, &b.iface, &k));
     /* keep the entry's key, so that the next call returns it again */
-    if (rc == KIVIS_ETOOSMALL) {
+    if (rc == KIVIS_ETOOSMALL && s->ahead) {
+        s->ra_at--; /* the batch still holds it */
+    } else if (rc == KIVIS_ETOOSMALL) {
         s->redo.len = 0;
         s->has_redo = kivis__buf_append(&s->redo, k.data, k.len) == KIVIS_OK;
     }
@@ -444,6 +566,8 @@ void kivis_scan_close(kivis_scan *s)
     kivis__buf_free(&s->redo);
     kivis__buf_free(&s->lo);
     kivis__buf_free(&s->hi);
+    kivis__buf_free(&s->ra_keys);
+    kivis__buf_free(&s->ra_ends);
     kivis_allocator a = s->alloc;
     a.free(a.ctx, s);
 }

@@ -42,7 +42,7 @@ typedef struct faulty_cursor {
 } faulty_cursor;
 
 static const kivis_storage_methods faulty_storage_methods;
-static const kivis_txn_methods faulty_txn_methods;
+static const kivis_txn_methods faulty_txn_methods, faulty_txn_methods_ahead;
 static const kivis_cursor_methods faulty_cursor_methods;
 
 static const kivis_slice empty_slice = {NULL, 0};
@@ -157,6 +157,23 @@ static int faulty_del(kivis_storage_txn *txn, kivis_slice key)
     return rc == KIVIS_OK ? kivis_txn_del(t->inner, key) : rc;
 }
 
+/* A write like del, failing where del would. */
+static int faulty_discard(kivis_storage_txn *txn, kivis_slice key)
+{
+    faulty_txn *t = (faulty_txn *)txn;
+    int rc = fault_tick(txn_owner(t), KIVIS_FAULT_WRITE);
+    return rc == KIVIS_OK ? kivis_txn_discard(t->inner, key) : rc;
+}
+
+/* A read: a fault loses the hint, and the gets then read for themselves. */
+static int faulty_prefetch(kivis_storage_txn *txn, const kivis_slice *keys,
+                           size_t n)
+{
+    faulty_txn *t = (faulty_txn *)txn;
+    int rc = fault_tick(txn_owner(t), KIVIS_FAULT_READ);
+    return rc == KIVIS_OK ? kivis_txn_prefetch(t->inner, keys, n) : rc;
+}
+
 static int faulty_commit(kivis_storage_txn *txn, int durability)
 {
     faulty_txn *t = (faulty_txn *)txn;
@@ -192,7 +209,10 @@ static int faulty_begin(kivis_storage *st, unsigned flags,
         faulty_free(f, t);
         return rc;
     }
-    t->base.methods = &faulty_txn_methods;
+    /* prefetch only over a backend that reads ahead, so that callers do
+     * not collect keys for nothing */
+    t->base.methods = kivis_txn_prefetches(t->inner) ? &faulty_txn_methods_ahead
+                                                     : &faulty_txn_methods;
     t->base.storage = st;
     t->base.flags = flags;
     *out = &t->base;
@@ -219,7 +239,13 @@ static const kivis_storage_methods faulty_storage_methods = {
 
 static const kivis_txn_methods faulty_txn_methods = {
     faulty_get, faulty_put,    faulty_del,
-    faulty_cursor_open, faulty_commit, faulty_abort};
+    faulty_cursor_open, faulty_commit, faulty_abort,
+    faulty_discard, NULL};
+
+static const kivis_txn_methods faulty_txn_methods_ahead = {
+    faulty_get, faulty_put,    faulty_del,
+    faulty_cursor_open, faulty_commit, faulty_abort,
+    faulty_discard, faulty_prefetch};
 
 static const kivis_cursor_methods faulty_cursor_methods = {
     faulty_cursor_get, faulty_cursor_close};

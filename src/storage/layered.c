@@ -124,7 +124,7 @@ typedef struct layered_txn {
 #define CHUNK_BYTES (16u << 10)  /* an arena chunk, unless a value is larger */
 
 static const kivis_storage_methods layered_methods;
-static const kivis_txn_methods layered_txn_methods;
+static const kivis_txn_methods layered_txn_methods, layered_txn_methods_ahead;
 
 static const kivis_slice no_slice = {NULL, 0};
 
@@ -641,14 +641,64 @@ static int lt_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
     return rc;
 }
 
-static int lt_del(kivis_storage_txn *txn, kivis_slice key)
+/* del, or discard (a blind delete where the authority offers one): either
+ * way the key leaves the caches at commit. */
+static int delete_key(kivis_storage_txn *txn, kivis_slice key, bool blind)
 {
     layered_txn *t = (layered_txn *)txn;
     int rc = check_write(t, key);
     if (rc == KIVIS_OK)
-        rc = kivis_txn_del(t->auth, key);
+        rc = blind ? kivis_txn_discard(t->auth, key) : kivis_txn_del(t->auth, key);
     if (rc == KIVIS_OK)
         track_del(t, key);
+    return rc;
+}
+
+static int lt_del(kivis_storage_txn *txn, kivis_slice key)
+{
+    return delete_key(txn, key, false);
+}
+
+static int lt_discard(kivis_storage_txn *txn, kivis_slice key)
+{
+    return delete_key(txn, key, true);
+}
+
+/* Whether a get of `key` will be answered without the authority, as far
+ * as the bookkeeping knows at no cost: a usable mirror answers every key,
+ * a bounded tier tracks what it holds, the negative cache what is
+ * missing.  An unbounded plain cache is not known: the authority is asked
+ * ahead anyway. */
+static bool answered_above(const layered_txn *t, kivis_slice key)
+{
+    const layered_storage *ls = owner(t);
+    if (wrote(t, key))
+        return false;
+    if (ls->negative && kivis__lru_has(ls->negative, key, NULL))
+        return true;
+    for (size_t i = 0; i + 1 < ls->n; i++) {
+        const tier *tr = &ls->tiers[i];
+        if (tr->usable && (is_mirror(tr) ||
+                           (tr->lru && kivis__lru_has(tr->lru, key, NULL))))
+            return true;
+    }
+    return false;
+}
+
+/* Read ahead, from the authority, the keys no cache tier will answer. */
+static int lt_prefetch(kivis_storage_txn *txn, const kivis_slice *keys, size_t n)
+{
+    layered_txn *t = (layered_txn *)txn;
+    kivis_slice *ask = n <= SIZE_MAX / sizeof *ask
+                           ? ls_malloc(owner(t), n * sizeof *ask) : NULL;
+    if (!ask)
+        return KIVIS_ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!answered_above(t, keys[i]))
+            ask[m++] = keys[i];
+    int rc = kivis_txn_prefetch(t->auth, ask, m);
+    ls_free(owner(t), ask);
     return rc;
 }
 
@@ -879,6 +929,13 @@ static void lt_abort(kivis_storage_txn *txn)
 
 static const kivis_txn_methods layered_txn_methods = {
     lt_get, lt_put, lt_del, lt_cursor_open, lt_commit, lt_abort,
+    lt_discard, NULL,
+};
+
+/* For an authority that reads ahead (kivis_txn_prefetches). */
+static const kivis_txn_methods layered_txn_methods_ahead = {
+    lt_get, lt_put, lt_del, lt_cursor_open, lt_commit, lt_abort,
+    lt_discard, lt_prefetch,
 };
 
 static int new_write_sets(layered_txn *t)
@@ -995,6 +1052,8 @@ static int ls_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
         txn_free(t);
         return rc;
     }
+    if (t->auth && kivis_txn_prefetches(t->auth))
+        t->base.methods = &layered_txn_methods_ahead;
     *out = &t->base;
     return KIVIS_OK;
 }

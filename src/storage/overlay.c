@@ -380,9 +380,27 @@ static int ov_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
     return KIVIS_OK;
 }
 
+/* Reads not in the write set come from the base: it may read ahead. */
+static int ov_prefetch(kivis_storage_txn *txn, const kivis_slice *keys, size_t n)
+{
+    return kivis_txn_prefetch(txn_of(txn)->base, keys, n);
+}
+
+/* discard stays NULL here (del, which reports): a backend offers the blind
+ * delete through kivis_overlay_discard only where a read costs. */
 static const kivis_txn_methods overlay_txn_methods = {
     ov_get, ov_put, ov_del, ov_cursor_open, ov_commit, ov_abort,
+    NULL, ov_prefetch,
 };
+
+int kivis_overlay_discard(kivis_storage_txn *txn, kivis_slice key)
+{
+    if (!txn || txn->methods != &overlay_txn_methods)
+        return KIVIS_EINVAL;
+    overlay_txn *o = txn_of(txn);
+    int rc = check_key(o, key);
+    return rc == KIVIS_OK ? write_tagged(o, key, TAG_DEL, no_slice) : rc;
+}
 
 int kivis_overlay_begin(kivis_storage *st, kivis_storage_txn *base,
                         kivis_apply_fn apply, void *ctx,

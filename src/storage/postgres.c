@@ -45,6 +45,7 @@
 #define PAGE_MAX 1024    /* rows in a page at most */
 #define MAX_QUEUE 6      /* statements in one request at most */
 #define FEED_BATCH "512" /* change-log rows a feed reads at once */
+#define FEED_BATCH_ROWS 512 /* the same, as a number */
 #define TRIM_EVERY 1024  /* a storage trims the change log after so many commits */
 #define FEED_TRIM_SECONDS 10 /* and an open feed every so often */
 
@@ -54,7 +55,7 @@
  * the row limit, $3 the far bound of the cursor's range (hi going forward,
  * lo going back; unused by the unbounded forward pages). */
 enum stmt {
-    S_GET, S_UPSERT, S_DELETE,
+    S_GET, S_UPSERT, S_DELETE, S_GET_MANY,
     S_GE, S_GT, S_GE_HI, S_GT_HI, S_LE, S_LT, S_LAST,
     S_COUNT
 };
@@ -64,6 +65,7 @@ static const char *const stmt_fmt[S_COUNT] = {
     ("INSERT INTO %s(k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) "
      "ON CONFLICT (k) DO UPDATE SET v = excluded.v"),
     "DELETE FROM %s WHERE k = ANY($1::bytea[])",
+    "SELECT k, v FROM %s WHERE k = ANY($1::bytea[])",
     "SELECT k, v FROM %s WHERE k >= $1 ORDER BY k LIMIT $2",
     "SELECT k, v FROM %s WHERE k > $1 ORDER BY k LIMIT $2",
     "SELECT k, v FROM %s WHERE k >= $1 AND k < $3 ORDER BY k LIMIT $2",
@@ -77,19 +79,19 @@ static const char *const stmt_fmt[S_COUNT] = {
 enum { F_FETCH, F_NOW, F_LISTEN, F_TRIM, F_COUNT };
 
 static const char *const stmt_name[S_COUNT] = {
-    "kv_get", "kv_upsert", "kv_delete", "kv_ge", "kv_gt", "kv_ge_hi",
+    "kv_get", "kv_upsert", "kv_delete", "kv_get_many", "kv_ge", "kv_gt", "kv_ge_hi",
     "kv_gt_hi", "kv_le", "kv_lt", "kv_last",
 };
 
 static const Oid stmt_types[S_COUNT][3] = {
-    {BYTEA_OID}, {0, 0}, {0},
+    {BYTEA_OID}, {0, 0}, {0}, {0},
     {BYTEA_OID, INT8_OID, BYTEA_OID}, {BYTEA_OID, INT8_OID, BYTEA_OID},
     {BYTEA_OID, INT8_OID, BYTEA_OID}, {BYTEA_OID, INT8_OID, BYTEA_OID},
     {BYTEA_OID, INT8_OID, BYTEA_OID}, {BYTEA_OID, INT8_OID, BYTEA_OID},
     {BYTEA_OID, INT8_OID, BYTEA_OID},
 };
 
-static const int stmt_nparams[S_COUNT] = {1, 2, 1, 3, 3, 3, 3, 3, 3, 3};
+static const int stmt_nparams[S_COUNT] = {1, 2, 1, 1, 3, 3, 3, 3, 3, 3, 3};
 
 static const int binary[3] = {1, 1, 1};
 
@@ -494,6 +496,76 @@ static int request(pg_storage *s, pg_conn *c, const query *q, int n, PGresult **
     return rc;
 }
 
+/* ---- bytea[] parameters ------------------------------------------------ */
+
+/* A bytea[] in binary array format: ndim, has-null, element type, length,
+ * lower bound, then each element as its length and bytes. */
+typedef struct array_buf {
+    unsigned char *p;
+    size_t len;
+} array_buf;
+
+static unsigned char *put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+    return p + 4;
+}
+
+/* Allocate an array of `count` elements of `payload` bytes in all and write
+ * its header; returns where the first element goes (NULL: out->p is NULL
+ * too, nothing to send for count 0, else KIVIS_ENOMEM or too big in *rc). */
+static unsigned char *array_start(pg_storage *s, size_t count, size_t payload,
+                                  array_buf *out, int *rc)
+{
+    size_t bytes = 20 + 4 * count + payload;
+    out->p = NULL;
+    out->len = 0;
+    *rc = KIVIS_OK;
+    if (!count)
+        return NULL;
+    if (payload > 0x3fffffffu || bytes > 0x3fffffffu || count > 0x7fffffffu) {
+        *rc = KIVIS_EINVAL; /* over a protocol message's 1 GB */
+        return NULL;
+    }
+    unsigned char *p = out->p = s_malloc(s, bytes);
+    if (!p) {
+        *rc = KIVIS_ENOMEM;
+        return NULL;
+    }
+    out->len = bytes;
+    p = put_u32(put_u32(put_u32(p, 1), 0), BYTEA_OID);
+    return put_u32(put_u32(p, (uint32_t)count), 1);
+}
+
+static unsigned char *array_elem(unsigned char *p, kivis_slice e)
+{
+    p = put_u32(p, (uint32_t)e.len);
+    if (e.len)
+        memcpy(p, e.data, e.len);
+    return p + e.len;
+}
+
+/* The keys (values: want_values) of the ops with del == want_del. */
+static int make_array(pg_storage *s, const kivis_batch_op *ops, size_t n,
+                      int want_del, bool want_values, array_buf *out)
+{
+    size_t count = 0, payload = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].del == want_del) {
+            count++;
+            payload += want_values ? ops[i].value.len : ops[i].key.len;
+        }
+    int rc;
+    unsigned char *p = array_start(s, count, payload, out, &rc);
+    for (size_t i = 0; p && i < n; i++)
+        if (ops[i].del == want_del)
+            p = array_elem(p, want_values ? ops[i].value : ops[i].key);
+    return rc;
+}
+
 /* ---- the get cache ------------------------------------------------------ */
 
 static void cache_free(pg_txn *t)
@@ -582,6 +654,56 @@ static int pg_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
     return rc;
 }
 
+/* The keys of `keys` the cache cannot answer, as a bytea[] (none: a->p
+ * NULL). */
+static int uncached_keys(const pg_txn *t, const kivis_slice *keys, size_t n,
+                         array_buf *a)
+{
+    size_t count = 0, payload = 0;
+    kivis_slice v;
+    for (size_t i = 0; i < n; i++)
+        if (keys[i].len && keys[i].len <= t->s->max_key &&
+            cache_get(t, keys[i], &v) < 0) {
+            count++;
+            payload += keys[i].len;
+        }
+    int rc;
+    unsigned char *p = array_start(t->s, count, payload, a, &rc);
+    for (size_t i = 0; p && i < n; i++)
+        if (keys[i].len && keys[i].len <= t->s->max_key &&
+            cache_get(t, keys[i], &v) < 0)
+            p = array_elem(p, keys[i]);
+    return rc;
+}
+
+/* Read every key the cache cannot answer in one statement, and cache what
+ * it found and what it did not: the gets that follow cost no round trip. */
+static int pg_prefetch(kivis_storage_txn *txn, const kivis_slice *keys, size_t n)
+{
+    pg_txn *t = txn_of(txn);
+    array_buf a;
+    int rc = uncached_keys(t, keys, n, &a);
+    if (rc != KIVIS_OK || !a.p)
+        return rc;
+    query q = {.id = S_GET_MANY, .n = 1};
+    q.val[0] = (const char *)a.p;
+    q.len[0] = (int)a.len;
+    PGresult *r = NULL;
+    rc = request(t->s, t->c, &q, 1, &r);
+    s_free(t->s, a.p);
+    for (int row = 0; rc == KIVIS_OK && row < PQntuples(r); row++) {
+        kivis_slice v = column(r, row, 1);
+        rc = cache_put(t, column(r, row, 0), &v);
+    }
+    PQclear(r);
+    kivis_slice v;
+    for (size_t i = 0; rc == KIVIS_OK && i < n; i++)
+        if (keys[i].len && keys[i].len <= t->s->max_key &&
+            cache_get(t, keys[i], &v) < 0)
+            rc = cache_put(t, keys[i], NULL);
+    return rc;
+}
+
 /* A reading transaction never writes: the write transaction's overlay
  * takes every put and del before they could reach one. */
 static int pg_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
@@ -629,6 +751,7 @@ static int pg_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
 
 static const kivis_txn_methods pg_txn_methods = {
     pg_get, pg_put, pg_del, pg_cursor_open, pg_commit, pg_abort,
+    NULL, pg_prefetch,
 };
 
 static int read_txn_new(pg_storage *s, const char *begin, pg_conn *c, pg_txn **out)
@@ -814,56 +937,6 @@ static pg_writer *writer_of(kivis_storage_txn *txn)
     return (pg_writer *)txn;
 }
 
-/* A bytea[] in binary array format: ndim, has-null, element type, length,
- * lower bound, then each element as its length and bytes. */
-typedef struct array_buf {
-    unsigned char *p;
-    size_t len;
-} array_buf;
-
-static unsigned char *put_u32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-    return p + 4;
-}
-
-/* The keys (values: want_values) of the ops with del == want_del. */
-static int make_array(pg_storage *s, const kivis_batch_op *ops, size_t n,
-                      int want_del, bool want_values, array_buf *out)
-{
-    size_t count = 0, bytes = 20;
-    for (size_t i = 0; i < n; i++)
-        if (ops[i].del == want_del) {
-            count++;
-            bytes += 4 + (want_values ? ops[i].value.len : ops[i].key.len);
-        }
-    out->p = NULL;
-    out->len = 0;
-    if (!count)
-        return KIVIS_OK;
-    if (bytes > 0x3fffffffu || count > 0x7fffffffu)
-        return KIVIS_EINVAL; /* over a protocol message's 1 GB */
-    unsigned char *p = out->p = s_malloc(s, bytes);
-    if (!p)
-        return KIVIS_ENOMEM;
-    p = put_u32(put_u32(put_u32(p, 1), 0), BYTEA_OID);
-    p = put_u32(put_u32(p, (uint32_t)count), 1);
-    for (size_t i = 0; i < n; i++) {
-        if (ops[i].del != want_del)
-            continue;
-        kivis_slice e = want_values ? ops[i].value : ops[i].key;
-        p = put_u32(p, (uint32_t)e.len);
-        if (e.len)
-            memcpy(p, e.data, e.len);
-        p += e.len;
-    }
-    out->len = bytes;
-    return KIVIS_OK;
-}
-
 static void array_param(query *q, int i, const array_buf *a)
 {
     q->val[i] = (const char *)a->p;
@@ -933,6 +1006,17 @@ static int wr_del(kivis_storage_txn *txn, kivis_slice key)
     return kivis_txn_del(writer_of(txn)->ov, key);
 }
 
+/* A delete of an index entry need not cost a read: queue it blind. */
+static int wr_discard(kivis_storage_txn *txn, kivis_slice key)
+{
+    return kivis_overlay_discard(writer_of(txn)->ov, key);
+}
+
+static int wr_prefetch(kivis_storage_txn *txn, const kivis_slice *keys, size_t n)
+{
+    return kivis_txn_prefetch(writer_of(txn)->ov, keys, n);
+}
+
 static int wr_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
                           kivis_storage_cursor **out)
 {
@@ -982,6 +1066,7 @@ static void wr_abort(kivis_storage_txn *txn)
 
 static const kivis_txn_methods write_txn_methods = {
     wr_get, wr_put, wr_del, wr_cursor_open, wr_commit, wr_abort,
+    wr_discard, wr_prefetch,
 };
 
 static int write_txn_new(pg_storage *s, kivis_storage_txn **out)
@@ -1067,6 +1152,12 @@ typedef struct pg_feed {
     PGresult *rows;  /* the last batch read, rows [row, nrows) not returned */
     int row, nrows;
     time_t trimmed;  /* when this feed last trimmed the log */
+    /* The log may hold changes after `at` that were not read: since the
+     * connection was made, a NOTIFY came, or the last batch was full.
+     * Otherwise asking for changes needs no query, only a look at what
+     * the socket brought (a feed drained at every begin of a cache must
+     * not cost a round trip each time). */
+    bool behind;
 } pg_feed;
 
 static uint64_t int8_at(const PGresult *r, int row, int col)
@@ -1082,6 +1173,7 @@ static uint64_t int8_at(const PGresult *r, int row, int col)
 static PGresult *feed_exec(pg_feed *f, int which, const char *param, int *rc)
 {
     const char *vals[1] = {param};
+    atomic_fetch_add_explicit(&round_trips, 1, memory_order_relaxed);
     PGresult *r = PQexecParams(f->pc, f->s->feed_sql[which], param ? 1 : 0, NULL,
                                vals, NULL, NULL, which == F_FETCH);
     *rc = result_ok(r) ? KIVIS_OK : status_of(f->pc, r);
@@ -1102,6 +1194,7 @@ static int feed_connect(pg_feed *f)
     int rc = connect_raw(f->s, &f->pc);
     if (rc == KIVIS_OK)
         PQclear(feed_exec(f, F_LISTEN, NULL, &rc));
+    f->behind = true; /* commits may have come while nobody listened */
     return rc;
 }
 
@@ -1179,15 +1272,17 @@ static int pf_next(kivis_feed *feed, int timeout_ms, kivis_change *out)
             if (rc != KIVIS_OK)
                 return rc;
         }
-        feed_notified(f); /* this read covers them */
-        int rc = feed_fetch(f, out);
-        if (rc != KIVIS_NOTFOUND)
-            return rc;
-        if (f->nrows)
-            continue;
-        feed_trim_sometimes(f);
-        if (feed_notified(f)) /* came in with the reply: read again */
-            continue;
+        if (feed_notified(f))
+            f->behind = true;
+        if (f->behind) {
+            int rc = feed_fetch(f, out);
+            if (rc != KIVIS_NOTFOUND)
+                return rc;
+            f->behind = f->nrows >= FEED_BATCH_ROWS; /* full: more may wait */
+            if (!f->nrows)
+                feed_trim_sometimes(f);
+            continue; /* NOTIFYs may have come in with the reply */
+        }
         if (timeout_ms == 0)
             return KIVIS_NOTFOUND;
         int ready = kivis__feed_wait(PQsocket(f->pc), &start, timeout_ms);
