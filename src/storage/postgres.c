@@ -1164,6 +1164,7 @@ static int pf_next(kivis_feed *feed, int timeout_ms, kivis_change *out)
 {
     pg_feed *f = (pg_feed *)feed;
     struct timespec start;
+    bool connected = false; /* by this call: a failure is then the server's */
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
         if (f->row < f->nrows) {
@@ -1178,9 +1179,14 @@ static int pf_next(kivis_feed *feed, int timeout_ms, kivis_change *out)
             int rc = feed_connect(f);
             if (rc != KIVIS_OK)
                 return rc;
+            connected = true;
         }
         feed_notified(f); /* this read covers them */
         int rc = feed_fetch(f, out);
+        /* A connection that broke while idle (the server restarted since
+         * the last call) is replaced once, as a transaction's is. */
+        if (rc == KIVIS_EUNAVAILABLE && !connected && PQstatus(f->pc) != CONNECTION_OK)
+            continue;
         if (rc != KIVIS_NOTFOUND)
             return rc;
         if (f->nrows)
