@@ -33,6 +33,13 @@
  * began in, so a reader whose authority snapshot predates a commit never
  * writes that snapshot's values over the commit's.
  *
+ * Offline (layered.h): each begin first catches up with the authority's
+ * feed (catch_up).  What the feed delivered is kept as owed until the
+ * caches took it (settle), so nothing is lost when the authority goes
+ * away between the feed and a mirror's read of the values.  A transaction
+ * reads through the caches (online) only when nothing is owed; offline,
+ * a read-only one has no authority transaction and the tiers answer.
+ *
  * Bounded tiers keep LRU bookkeeping (lru.h) that covers at least every key
  * the tier holds: a key is tracked before it is written to the tier and
  * forgotten only after its deletion committed, so a failed tier write can
@@ -1072,8 +1079,10 @@ static int catch_up(layered_storage *ls)
     if (!ls->feed)
         return KIVIS_OK;
     int rc = drain_feed(ls);
-    int owed = settle(ls); /* what was drained before a failure, too */
-    return rc != KIVIS_OK ? rc : owed;
+    /* After a failure what was drained stays owed: applying it may need
+     * the authority (a mirror's values), and offline reads take the tiers
+     * as they were anyway. */
+    return rc != KIVIS_OK ? rc : settle(ls);
 }
 
 static void now_unreachable(layered_storage *ls)
