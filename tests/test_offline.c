@@ -340,13 +340,22 @@ static void test_offline_then_the_feed_resumes(void **state)
 }
 
 /* The change log trimmed while the stack was away: the feed resumes with
- * a gap, so the caches are emptied and the mirror copied again. */
+ * a gap, so the caches are emptied and the mirror copied again.  Before
+ * that, an invalidate while the server is down empties the cache but
+ * leaves the mirror, which it cannot copy, answering. */
 static void test_offline_then_a_resync(void **state)
 {
     fx *f = *state;
     populate(f);
     kt_pg_stop(true);
     read_stack_offline(f);
+    assert_int_equal(kivis_layered_invalidate(f->stack), KIVIS_EUNAVAILABLE);
+    kivis_layered_tier_stats ts;
+    assert_int_equal(kivis_layered_stats(f->stack, 0, &ts), KIVIS_OK);
+    assert_int_equal(ts.entries, 0);
+    assert_int_equal(kivis_layered_stats(f->stack, 1, &ts), KIVIS_OK);
+    assert_int_equal(ts.usable, 1);
+    read_stack_offline(f); /* k1 from the mirror now */
     kt_pg_resume();
     other_writes(f);
     kt_pg_exec("UPDATE offline_kv_feed SET keep_rows = 0");
