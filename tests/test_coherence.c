@@ -33,7 +33,7 @@ static int setup(void **state)
     assert_int_equal(kivis_memory_open(NULL, &mem), KIVIS_OK);
     assert_int_equal(kivis_postgres_open(kt_pg_start(), &po, &pg), KIVIS_OK);
     kivis_layered_tier tiers[2] = {{mem, 1u << 20, 0}, {pg, 0, 0}};
-    kivis_layered_options lo = {NULL, 1024, 0};
+    kivis_layered_options lo = {NULL, 1024, 0, 0};
     assert_int_equal(kivis_layered_open(tiers, 2, &lo, &f->cache), KIVIS_OK);
     assert_int_equal(kivis_postgres_open(kt_pg_start(), &po, &f->other), KIVIS_OK);
     *state = f;

@@ -273,7 +273,7 @@ static int open_stack(const tier_spec *spec, size_t n, bool fresh,
                       const kivis_allocator *alloc, kivis_storage **out)
 {
     kivis_layered_tier tiers[MAX_TIERS];
-    kivis_layered_options opts = {alloc, STACK_NEGATIVE_MAX, 0};
+    kivis_layered_options opts = {alloc, STACK_NEGATIVE_MAX, 0, 0};
     bool mirrored = false;
     size_t opened = 0;
     int rc = KIVIS_OK;

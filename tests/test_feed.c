@@ -298,6 +298,31 @@ static void test_pg_psql_writes(void **state)
     kivis_feed_close(f);
 }
 
+/* A feed whose connection broke while idle (the server restarted between
+ * two calls) goes on at the next call: it connects again, once, and
+ * delivers the commits made since, with no failed call in between. */
+static void test_pg_feed_across_restart(void **state)
+{
+    fixture *fx = *state;
+    kivis_feed *f;
+    assert_int_equal(kivis_feed_open(fx->st, KIVIS_FEED_NOW, &f), KIVIS_OK);
+    kivis_storage_txn *t = begin(fx->st);
+    put(t, S("a"));
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    uint64_t p = expect(f, KIVIS_CHANGE_INSERT, "a", 0);
+    kt_pg_restart(false);
+    t = begin(fx->st);
+    put(t, S("b"));
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    kivis_change c;
+    assert_int_equal(kivis_feed_next(f, 0, &c), KIVIS_OK);
+    assert_int_equal(c.kind, KIVIS_CHANGE_INSERT);
+    assert_true(c.pos > p);
+    assert_memory_equal(c.key.data, "b", 1);
+    expect_nothing(f);
+    kivis_feed_close(f);
+}
+
 /* A watch through one storage sees the records another client (a storage
  * of its own: its own connections) commits; the delay from each commit's
  * return to its delivery, over 1,000 changes, has p99 under 100 ms. */
@@ -350,6 +375,7 @@ int main(void)
         ALL(test_watch),
         ON(test_pg_psql_writes, "postgres"),
         ON(test_pg_cross_client_watch, "postgres"),
+        ON(test_pg_feed_across_restart, "postgres"),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,7 +122,7 @@ static void open_stack_admitting(fixture *fx, const spec *sp, size_t n,
                              KIVIS_OK);
         assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
     }
-    kivis_layered_options opts = {&fx->alloc.iface, negative_max, admit_window};
+    kivis_layered_options opts = {&fx->alloc.iface, negative_max, admit_window, 0};
     assert_int_equal(kivis_layered_open(tiers, n, &opts, &fx->st), KIVIS_OK);
 }
 
@@ -240,7 +240,7 @@ static void test_open_rejects_bad_stacks(void **state)
 
     /* Out of memory at every step of open: the tiers stay the caller's. */
     kivis_layered_tier good[2] = {{a, 64, 0}, {b, 0, 0}};
-    kivis_layered_options opts = {&fx->alloc.iface, 8, 0};
+    kivis_layered_options opts = {&fx->alloc.iface, 8, 0, 0};
     int rc = KIVIS_ENOMEM;
     for (unsigned long n = 1; rc == KIVIS_ENOMEM; n++) {
         kt_alloc_fail_at(&fx->alloc, n);

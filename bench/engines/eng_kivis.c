@@ -259,7 +259,7 @@ static int open_layered_over(kivis_storage_opener authority, const char *dir,
     if (!rc)
         rc = authority(dir, n, &auth);
     kivis_layered_tier tiers[] = {{mem, max_bytes, 0}, {auth, 0, 0}};
-    kivis_layered_options o = {NULL, 0, admit_window};
+    kivis_layered_options o = {NULL, 0, admit_window, 0};
     if (!rc)
         rc = kivis_layered_open(tiers, 2, &o, out);
     if (rc) {

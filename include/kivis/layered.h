@@ -29,7 +29,10 @@
  * commit's writes, the written keys are deleted from it instead; if that
  * fails too, or the tier is a mirror, the tier is marked unusable: it is
  * never read, filled or scanned again until kivis_layered_invalidate
- * empties it (or, for a mirror, copies the authority into it again).
+ * empties it (or, for a mirror, copies the authority into it again).  A
+ * mirror whose copy fails because the authority is unreachable keeps its
+ * contents and stays usable (offline) when a feed is followed: the copy
+ * is retried when the authority is back (see "Offline").
  *
  * Consistency with writers that bypass this handle (another process, or
  * another client of the authority):
@@ -41,8 +44,11 @@
  *    change the feed had delivered when it began; the delay from another
  *    client's commit is the feed's (test_coherence measures it: p99 a few
  *    milliseconds on loopback).  A feed gap (KIVIS_CHANGE_RESYNC: a
- *    trimmed log) or a failing feed (the server gone) empties every cache
- *    tier, once per outage; kivis_layered_feed_stats_get counts both.  Our
+ *    trimmed log) empties every cache tier and copies the authority into
+ *    each mirror again.  A failing feed (the server gone) empties nothing:
+ *    the feed resumes from its last change when the server is back, and
+ *    the changes it missed reach the caches then, key by key (see
+ *    "Offline" below); kivis_layered_feed_stats_get counts both.  Our
  *    own commits come back through the feed too and drop the keys we just
  *    wrote: the next read of each refills it.
  *  - Otherwise (local authorities, whose feeds carry only this storage
@@ -53,7 +59,52 @@
  * always show the authority (or a mirror).  Through this handle alone, a
  * get returns the transaction's own write or a value at least as new as
  * the one committed when the transaction began: transactions are
- * read-committed, not snapshots.
+ * read-committed, not snapshots.  All of this holds while the authority
+ * is reachable; offline answers are flagged, as follows.
+ *
+ * Offline.  Each begin first brings the caches up to date (drains the feed
+ * and applies it).  When that, or the authority's own begin, fails with
+ * KIVIS_EUNAVAILABLE, the authority is unreachable and the storage is
+ * offline:
+ *  - A read-only transaction still begins, offline
+ *    (kivis_layered_txn_offline says so): gets are answered by the cache
+ *    tiers, the negative cache and the mirrors alone, with what they held
+ *    when the authority was last reached (fills between cache tiers go on).
+ *    A key no tier has is "not found" if a usable mirror exists (it was
+ *    complete then), else KIVIS_EUNAVAILABLE: nothing can tell.  Cursors
+ *    are the fastest usable mirror's; without one, KIVIS_EUNAVAILABLE.
+ *    Every answer so given may be stale, and is counted: `answers` in
+ *    kivis_layered_offline_stats_get (a found value, a "not found", an
+ *    opened cursor), `unavailable` for the refusals; `offline` says the
+ *    state.  A caller that holds only the storage (kivis_db over it) reads
+ *    those counters around its reads.
+ *  - A read-write begin fails with KIVIS_EUNAVAILABLE and changes no tier.
+ *    (A write transaction whose authority fails after it began fails at
+ *    commit, or before, with no tier touched: the caches only hear of a
+ *    commit the authority made.)
+ *  - The authority is tried again at a begin at most every
+ *    offline_retry_ms (default 1 s), so readers answered offline do not
+ *    hammer a server that is down; begins in between are offline, or
+ *    refused, without contacting it.
+ *  - When a try succeeds the storage is back online, and before that
+ *    transaction reads anything the caches take what the feed missed: it
+ *    resumes from the last change it delivered (PostgreSQL's change log
+ *    keeps them), so the keys changed meanwhile leave every cache tier and
+ *    the negative cache, and mirrors take their new values; if the log no
+ *    longer holds them (trimmed: a resync), every cache tier is emptied and
+ *    each mirror copied again.  `recoveries` and `resumed` count the two
+ *    ways back.  Keys fed while a mirror could not read their values (the
+ *    authority gone between the feed and the read), or a mirror copy that
+ *    failed the same way, stay owed and are applied at the next begin that
+ *    reaches the authority; until then transactions are offline, or, if
+ *    the authority answers but the feed fails in another way, read the
+ *    authority only (no cache, no mirror) so they never see a value the
+ *    caches missed a change of.
+ *  - Without a shared feed (a local authority, or PostgreSQL without the
+ *    right to create its change log) the storage is offline only when the
+ *    authority's begin fails; PostgreSQL's begin reuses a pooled
+ *    connection without a round trip, so then the first get that reaches
+ *    the server fails with KIVIS_EUNAVAILABLE instead.
  *
  * Ownership: kivis_layered_open takes ownership of every tier storage and
  * closes them when the layered storage is closed; on failure they stay the
@@ -122,6 +173,11 @@ typedef struct kivis_layered_options {
      *  pay a fill per read.  Fills the doorkeeper turns away count in
      *  each cache tier's stats (unadmitted). */
     size_t admit_window;
+    /** While the authority is unreachable, the least time between two
+     *  begins that try it again, in milliseconds.  0: the default, 1000;
+     *  negative: every begin tries.  (0 is the default, as for the other
+     *  members, so that a zeroed struct is the usual setting.) */
+    int offline_retry_ms;
 } kivis_layered_options;
 
 /**
@@ -174,11 +230,38 @@ typedef struct kivis_layered_feed_stats {
     int following;     /* 1: the authority feeds, and the caches follow it */
     uint64_t changes;  /* changes by other clients applied to the caches */
     uint64_t resyncs;  /* feed gaps (a trimmed log): caches emptied */
-    uint64_t outages;  /* feed failures (a lost connection): caches emptied */
+    uint64_t outages;  /* feed failures (a lost connection): caches kept,
+                          the feed resumes when it can */
 } kivis_layered_feed_stats;
 
 /** Counters of the feed the caches follow.  KIVIS_OK or KIVIS_EINVAL. */
 int kivis_layered_feed_stats_get(kivis_storage *st, kivis_layered_feed_stats *out);
+
+/** Reads while the authority is unreachable (see "Offline" above). */
+typedef struct kivis_layered_offline_stats {
+    int offline;             /* 1: the last try found the authority
+                                unreachable; read-only begins are offline */
+    uint64_t outages;        /* times it was found unreachable after not */
+    uint64_t retries;        /* begins that tried it again while offline */
+    uint64_t recoveries;     /* times it was reached again */
+    uint64_t resumed;        /* ... of which the feed resumed with no gap:
+                                the caches took each missed change */
+    uint64_t transactions;   /* read-only transactions begun offline */
+    uint64_t answers;        /* offline answers (may be stale): gets found
+                                or not found, cursors opened */
+    uint64_t unavailable;    /* offline reads refused: KIVIS_EUNAVAILABLE */
+    uint64_t refused_writes; /* read-write begins refused offline */
+} kivis_layered_offline_stats;
+
+/** Counters of reads while the authority is unreachable, and the state.
+ *  Compare `answers` before and after a read to tell whether it was
+ *  answered offline.  KIVIS_OK or KIVIS_EINVAL (not a layered storage). */
+int kivis_layered_offline_stats_get(kivis_storage *st,
+                                    kivis_layered_offline_stats *out);
+
+/** 1 if `txn` is a layered transaction begun offline (its answers come
+ *  from the tiers alone and may be stale), else 0. */
+int kivis_layered_txn_offline(const kivis_storage_txn *txn);
 
 /** Counters of the negative cache.  KIVIS_OK or KIVIS_EINVAL. */
 int kivis_layered_negative_stats_get(kivis_storage *st,

@@ -33,6 +33,13 @@
  * began in, so a reader whose authority snapshot predates a commit never
  * writes that snapshot's values over the commit's.
  *
+ * Offline (layered.h): each begin first catches up with the authority's
+ * feed (catch_up).  What the feed delivered is kept as owed until the
+ * caches took it (settle), so nothing is lost when the authority goes
+ * away between the feed and a mirror's read of the values.  A transaction
+ * reads through the caches (online) only when nothing is owed; offline,
+ * a read-only one has no authority transaction and the tiers answer.
+ *
  * Bounded tiers keep LRU bookkeeping (lru.h) that covers at least every key
  * the tier holds: a key is tracked before it is written to the tier and
  * forgotten only after its deletion committed, so a failed tier write can
@@ -47,6 +54,7 @@
 #include "pointhash.h" /* kivis__hash_bytes */
 
 #include <string.h>
+#include <time.h>
 
 typedef struct tier {
     kivis_storage *st;
@@ -84,8 +92,19 @@ typedef struct layered_storage {
     /* The authority's change feed, followed at every begin; NULL when the
      * authority has none. */
     kivis_feed *feed;
-    bool feed_down; /* its last read failed: the caches were emptied */
+    bool feed_down; /* its last read failed */
     kivis_layered_feed_stats fst;
+    /* What the feed delivered that the caches have not taken yet (see
+     * settle): these keys, or everything (owed_all: a resync, a key set
+     * out of memory, a mirror that could not be copied). */
+    kivis_btree *owed;
+    bool owed_all;
+    /* Reaching the authority (see catch_up). */
+    bool offline;        /* the last attempt found it unreachable */
+    uint64_t retry_ms;   /* between attempts while offline */
+    uint64_t retry_at;   /* when the next attempt is due (now_ms) */
+    uint64_t resyncs_at_outage; /* fst.resyncs when the outage began */
+    kivis_layered_offline_stats ost;
     /* The doorkeeper (admit_window): 8 * window bits; NULL when off. */
     unsigned char *door;
     size_t door_mask;   /* bits - 1, bits a power of two */
@@ -105,9 +124,17 @@ typedef struct fill_batch {
     arena bytes;
 } fill_batch;
 
+/* How a transaction reads, chosen at its begin (see set_mode). */
+enum txn_mode {
+    TXN_ONLINE,  /* the caches are current: read through them */
+    TXN_OFFLINE, /* the authority is unreachable: the tiers answer alone */
+    TXN_DIRECT   /* the caches may be behind the feed: read the authority */
+};
+
 typedef struct layered_txn {
     kivis_storage_txn base; /* first: what the caller holds */
-    kivis_storage_txn *auth;
+    kivis_storage_txn *auth;   /* NULL in an offline transaction */
+    enum txn_mode mode;
     kivis_storage_txn *mirror; /* read-only, on tiers[mirror_tier], for scans */
     size_t mirror_tier;
     uint64_t generation;       /* the storage's at begin */
@@ -563,6 +590,22 @@ static bool admitted(layered_storage *ls, size_t from, kivis_slice key)
     return false;
 }
 
+/* An answer from the tiers: counted when the transaction is offline, as
+ * one the authority may since have changed. */
+static int tier_answer(layered_txn *t, int rc)
+{
+    if (t->mode == TXN_OFFLINE)
+        owner(t)->ost.answers++;
+    return rc;
+}
+
+/* What a read no tier can answer gets offline. */
+static int unavailable(layered_txn *t)
+{
+    owner(t)->ost.unavailable++;
+    return KIVIS_EUNAVAILABLE;
+}
+
 static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
 {
     layered_txn *t = (layered_txn *)txn;
@@ -571,10 +614,10 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
     int rc = check_key(ls, key);
     if (rc != KIVIS_OK)
         return rc == KIVIS_EKEYSIZE ? KIVIS_NOTFOUND : rc;
-    if (wrote(t, key))
+    if (wrote(t, key) || t->mode == TXN_DIRECT)
         return authority_get(t, key, value);
     if (negative_hit(ls, key))
-        return KIVIS_NOTFOUND;
+        return tier_answer(t, KIVIS_NOTFOUND);
     for (size_t i = 0; i + 1 < ls->n; i++) {
         tier *tr = &ls->tiers[i];
         if (!tr->usable)
@@ -583,13 +626,15 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
         if (rc == KIVIS_OK) {
             if (admitted(ls, i, key))
                 queue_fill(t, i, key, *value);
-            return KIVIS_OK;
+            return tier_answer(t, KIVIS_OK);
         }
         if (rc == KIVIS_NOTFOUND && is_mirror(tr)) {
             remember_missing(t, key);
-            return KIVIS_NOTFOUND;
+            return tier_answer(t, KIVIS_NOTFOUND);
         }
     }
+    if (t->mode == TXN_OFFLINE)
+        return unavailable(t);
     rc = authority_get(t, key, value);
     if (rc == KIVIS_OK && admitted(ls, ls->n - 1, key))
         queue_fill(t, ls->n - 1, key, *value);
@@ -715,12 +760,14 @@ static size_t scan_tier(const layered_storage *ls)
 
 /* The transaction a read-only layered transaction scans in: a read-only
  * transaction of the fastest usable mirror, begun by the first cursor and
- * kept to the end, or else the authority's. */
+ * kept to the end, or else the authority's (NULL offline: none). */
 static kivis_storage_txn *scan_txn(layered_txn *t)
 {
     layered_storage *ls = owner(t);
     if (!(t->base.flags & KIVIS_TXN_RDONLY))
         return t->auth; /* only it sees this transaction's writes */
+    if (t->mode == TXN_DIRECT)
+        return t->auth; /* a mirror may be behind the feed */
     if (t->mirror) /* kept to the end: its cursors may still be open */
         return ls->tiers[t->mirror_tier].usable ? t->mirror : t->auth;
     size_t i = scan_tier(ls);
@@ -738,10 +785,15 @@ static int lt_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
     layered_txn *t = (layered_txn *)txn;
     layered_storage *ls = owner(t);
     kivis_storage_txn *s = scan_txn(t);
+    if (!s) {
+        *out = NULL;
+        return unavailable(t);
+    }
     int rc = kivis_txn_cursor(s, lo, hi, out);
-    if (rc == KIVIS_OK)
-        ls->tiers[s == t->auth ? ls->n - 1 : t->mirror_tier].stats.scans++;
-    return rc;
+    if (rc != KIVIS_OK)
+        return rc;
+    ls->tiers[s == t->auth ? ls->n - 1 : t->mirror_tier].stats.scans++;
+    return s == t->auth ? KIVIS_OK : tier_answer(t, KIVIS_OK);
 }
 
 /* ---- write-through ----------------------------------------------------- */
@@ -912,7 +964,7 @@ static int lt_commit(kivis_storage_txn *txn, int durability)
     layered_txn *t = (layered_txn *)txn;
     flush_fills(t); /* before this commit makes them stale (rule 2) */
     end_tier_readers(t);
-    int rc = kivis_txn_commit(t->auth, durability);
+    int rc = t->auth ? kivis_txn_commit(t->auth, durability) : KIVIS_OK;
     if (rc == KIVIS_OK && has_writes(t))
         write_through(owner(t), t);
     txn_free(t);
@@ -923,7 +975,8 @@ static void lt_abort(kivis_storage_txn *txn)
 {
     layered_txn *t = (layered_txn *)txn;
     flush_fills(t);
-    kivis_txn_abort(t->auth);
+    if (t->auth)
+        kivis_txn_abort(t->auth);
     txn_free(t);
 }
 
@@ -957,21 +1010,55 @@ static bool has_mirror(layered_storage *ls)
     return false;
 }
 
-/* The fed keys leave every cache tier and the negative cache, as the keys
- * of a commit of our own do (write_through).  A mirror must stay complete,
- * so when there is one the keys' values are read from the authority and
- * written instead; if the authority cannot be read, the caches are
- * emptied. */
-static void apply_fed(layered_storage *ls, layered_txn *fed)
+/* A key the caches must take from the feed (settle does it). */
+static void owe(layered_storage *ls, kivis_slice key)
+{
+    if (!ls->owed_all && kivis__btree_put(ls->owed, key, no_slice) != KIVIS_OK)
+        ls->owed_all = true; /* cannot say which: everything */
+}
+
+/* Everything is read again from the authority (invalidate_all). */
+static void forget_owed(layered_storage *ls)
+{
+    ls->owed_all = false;
+    if (ls->owed)
+        kivis__btree_clear(ls->owed);
+}
+
+/* Read every change the feed has, without waiting, into what is owed.
+ * @return KIVIS_OK (drained to its end) or the feed's error; the feed
+ * goes on from its last change at the next call (storage.h), so an outage
+ * loses nothing unless the log was trimmed meanwhile (a resync). */
+static int drain_feed(layered_storage *ls)
+{
+    kivis_change c;
+    int rc;
+    while ((rc = kivis_feed_next(ls->feed, 0, &c)) == KIVIS_OK) {
+        if (c.kind == KIVIS_CHANGE_RESYNC) {
+            ls->fst.resyncs++;
+            ls->owed_all = true;
+        } else {
+            ls->fst.changes++;
+            owe(ls, c.key);
+        }
+    }
+    if (rc == KIVIS_NOTFOUND) {
+        ls->feed_down = false;
+        return KIVIS_OK;
+    }
+    if (!ls->feed_down) {
+        ls->feed_down = true;
+        ls->fst.outages++;
+    }
+    return rc;
+}
+
+/* A mirror must stay complete: the fed keys' values are read from the
+ * authority into fed->puts, and a key found there is no deletion. */
+static int read_fed_values(layered_storage *ls, layered_txn *fed)
 {
     kivis_storage_txn *r = NULL;
     kivis_bt_iter it;
-    if (fed->lost_track || !has_mirror(ls)) {
-        if (!fed->lost_track) /* another client may have added them */
-            forget_negatives_in(ls, fed->dels);
-        write_through(ls, fed);
-        return;
-    }
     int rc = kivis_storage_begin(authority(ls)->st, KIVIS_TXN_RDONLY, &r);
     for (int more = rc == KIVIS_OK ? kivis__btree_first(fed->dels, &it) : KIVIS_NOTFOUND;
          more == KIVIS_OK && rc == KIVIS_OK; more = kivis__btree_next(&it)) {
@@ -984,48 +1071,120 @@ static void apply_fed(layered_storage *ls, layered_txn *fed)
     }
     if (r)
         kivis_txn_abort(r);
-    if (rc != KIVIS_OK)
-        fed->lost_track = true;
-    /* a key now in puts is no deletion */
-    for (int more = kivis__btree_first(fed->puts, &it); more == KIVIS_OK;
-         more = kivis__btree_next(&it))
+    for (int more = rc == KIVIS_OK ? kivis__btree_first(fed->puts, &it) : KIVIS_NOTFOUND;
+         more == KIVIS_OK; more = kivis__btree_next(&it))
         kivis__btree_del(fed->dels, kivis__bt_iter_key(&it));
-    write_through(ls, fed);
+    return rc;
 }
 
-/* Drain the feed without waiting: what other clients committed reaches the
- * caches before this transaction reads them.  A resync, or a feed that
- * fails, empties every cache (once per outage). */
-static void follow_feed(layered_storage *ls)
+/*
+ * Give the caches what is owed, as a commit of our own would (write_through):
+ * the fed keys leave every cache tier and the negative cache, and a mirror
+ * takes their values instead; a resync empties the caches and copies the
+ * authority into each mirror again.  When the authority cannot be read for
+ * a mirror's values, nothing is applied and it stays owed.
+ * @return KIVIS_OK (nothing owed any more), else what kept it owed.
+ */
+static int settle(layered_storage *ls)
 {
+    if (ls->owed_all) {
+        invalidate_all(ls); /* a mirror it cannot copy stays owed */
+        return ls->owed_all ? KIVIS_EUNAVAILABLE : KIVIS_OK;
+    }
+    if (!kivis__btree_count(ls->owed))
+        return KIVIS_OK;
     layered_txn fed;
     memset(&fed, 0, sizeof fed);
     fed.base.storage = &ls->base;
-    if (new_write_sets(&fed) != KIVIS_OK)
-        fed.lost_track = true;
-    kivis_change c;
-    int rc;
-    while ((rc = kivis_feed_next(ls->feed, 0, &c)) == KIVIS_OK) {
-        ls->feed_down = false;
-        if (c.kind == KIVIS_CHANGE_RESYNC) {
-            ls->fst.resyncs++;
-            fed.lost_track = true;
-        } else {
-            ls->fst.changes++;
-            if (!fed.lost_track &&
-                kivis__btree_put(fed.dels, c.key, kivis_slice_make(NULL, 0)) != KIVIS_OK)
-                fed.lost_track = true;
-        }
+    fed.dels = ls->owed;
+    int rc = kivis__btree_new(&ls->alloc, &fed.puts);
+    if (rc == KIVIS_OK && has_mirror(ls))
+        rc = read_fed_values(ls, &fed);
+    else if (rc == KIVIS_OK) /* another client may have added them */
+        forget_negatives_in(ls, fed.dels);
+    if (rc == KIVIS_OK) {
+        write_through(ls, &fed);
+        kivis__btree_clear(ls->owed);
+    } else if (rc != KIVIS_EUNAVAILABLE) {
+        ls->owed_all = true; /* no way to say which values: copy them all */
+        rc = settle(ls);
     }
-    if (rc != KIVIS_NOTFOUND && !ls->feed_down) {
-        ls->feed_down = true;
-        ls->fst.outages++;
-        fed.lost_track = true;
-    }
-    if (fed.lost_track || (fed.dels && kivis__btree_count(fed.dels)))
-        apply_fed(ls, &fed);
     kivis__btree_free(fed.puts);
-    kivis__btree_free(fed.dels);
+    return rc;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Bring the caches up to date with the authority before a transaction
+ * reads them: drain the feed and settle what it owes.  While offline this
+ * is tried at most every retry_ms.  @return KIVIS_OK (current: the feed,
+ * if any, is drained and nothing is owed); KIVIS_EUNAVAILABLE (the
+ * authority is unreachable, or was at the last try less than retry_ms
+ * ago); another error of the feed (the caches may be behind it). */
+static int catch_up(layered_storage *ls)
+{
+    if (ls->offline) {
+        if (now_ms() < ls->retry_at)
+            return KIVIS_EUNAVAILABLE;
+        ls->ost.retries++;
+    }
+    if (!ls->feed)
+        return KIVIS_OK;
+    int rc = drain_feed(ls);
+    /* After a failure what was drained stays owed: applying it may need
+     * the authority (a mirror's values), and offline reads take the tiers
+     * as they were anyway. */
+    return rc != KIVIS_OK ? rc : settle(ls);
+}
+
+static void now_unreachable(layered_storage *ls)
+{
+    uint64_t now = now_ms();
+    if (!ls->offline) {
+        ls->offline = true;
+        ls->ost.outages++;
+        ls->resyncs_at_outage = ls->fst.resyncs;
+    }
+    if (now >= ls->retry_at) /* a try failed, not one skipped */
+        ls->retry_at = now + ls->retry_ms;
+}
+
+static void now_reachable(layered_storage *ls)
+{
+    if (!ls->offline)
+        return;
+    ls->offline = false;
+    ls->retry_at = 0;
+    ls->ost.recoveries++;
+    if (ls->feed && ls->fst.resyncs == ls->resyncs_at_outage)
+        ls->ost.resumed++;
+}
+
+/* The transaction's mode, from `reach` (catch_up's answer, or the
+ * authority's begin failing with KIVIS_EUNAVAILABLE).  Offline, a
+ * read-only transaction is answered by the tiers and a read-write one is
+ * refused: it could only fail at commit. */
+static int set_mode(layered_txn *t, int reach)
+{
+    layered_storage *ls = owner(t);
+    if (reach != KIVIS_EUNAVAILABLE) {
+        now_reachable(ls);
+        t->mode = reach == KIVIS_OK ? TXN_ONLINE : TXN_DIRECT;
+        return KIVIS_OK;
+    }
+    now_unreachable(ls);
+    if (!(t->base.flags & KIVIS_TXN_RDONLY)) {
+        ls->ost.refused_writes++;
+        return KIVIS_EUNAVAILABLE;
+    }
+    t->mode = TXN_OFFLINE;
+    ls->ost.transactions++;
+    return KIVIS_OK;
 }
 
 static int ls_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
@@ -1034,8 +1193,7 @@ static int ls_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
     *out = NULL;
     if (flags & ~KIVIS_TXN_RDONLY)
         return KIVIS_EINVAL;
-    if (ls->feed)
-        follow_feed(ls);
+    int reach = catch_up(ls);
     size_t size = sizeof(layered_txn) + (ls->n - 1) * sizeof(kivis_storage_txn *);
     layered_txn *t = ls_malloc(ls, size);
     if (!t)
@@ -1046,8 +1204,13 @@ static int ls_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
     t->base.flags = flags;
     t->generation = ls->generation;
     int rc = flags & KIVIS_TXN_RDONLY ? KIVIS_OK : new_write_sets(t);
-    if (rc == KIVIS_OK)
+    if (rc == KIVIS_OK && reach != KIVIS_EUNAVAILABLE) {
         rc = kivis_storage_begin(authority(ls)->st, flags, &t->auth);
+        if (rc == KIVIS_EUNAVAILABLE)
+            reach = rc;
+    }
+    if (rc == KIVIS_OK || rc == KIVIS_EUNAVAILABLE)
+        rc = set_mode(t, reach);
     if (rc != KIVIS_OK) {
         txn_free(t);
         return rc;
@@ -1109,7 +1272,10 @@ static int copy_authority(layered_storage *ls, kivis_storage_txn *w,
 }
 
 /* Empty cache tier tr, or make mirror tr a copy of the authority again, in
- * one transaction; usable again only if that committed. */
+ * one transaction; usable again only if that committed.  A mirror that
+ * could not be copied because the authority is unreachable keeps what it
+ * held (its transaction was aborted) for offline reads, when a feed will
+ * tell us the authority is back: the copy is then owed (settle). */
 static int refill_tier(layered_storage *ls, tier *tr)
 {
     uint64_t removed = 0, copied = 0;
@@ -1123,7 +1289,10 @@ static int refill_tier(layered_storage *ls, tier *tr)
     }
     if (rc != KIVIS_OK) {
         tr->stats.errors++;
-        tr->usable = false;
+        if (rc == KIVIS_EUNAVAILABLE && is_mirror(tr) && ls->feed)
+            ls->owed_all = true;
+        else
+            tr->usable = false;
         return rc;
     }
     tr->stats.invalidations += removed;
@@ -1147,6 +1316,7 @@ static int invalidate_all(layered_storage *ls)
     int first = KIVIS_OK;
     ls->generation++; /* open transactions may read older snapshots */
     clear_negatives(ls);
+    forget_owed(ls); /* everything is read again */
     for (size_t i = 0; i + 1 < ls->n; i++) {
         int rc = refill_tier(ls, &ls->tiers[i]);
         if (first == KIVIS_OK)
@@ -1166,6 +1336,7 @@ static size_t ls_max_key_size(kivis_storage *st)
 static void layered_free(layered_storage *ls, bool close_tiers)
 {
     kivis_feed_close(ls->feed); /* before the authority it reads */
+    kivis__btree_free(ls->owed);
     for (size_t i = 0; ls->tiers && i < ls->n; i++) {
         kivis__lru_free(ls->tiers[i].lru);
         if (close_tiers)
@@ -1307,7 +1478,15 @@ static int init_feed(layered_storage *ls)
         return KIVIS_OK;
     }
     ls->fst.following = 1;
-    return KIVIS_OK;
+    return kivis__btree_new(&ls->alloc, &ls->owed);
+}
+
+#define OFFLINE_RETRY_MS 1000 /* offline_retry_ms's default */
+
+static void init_retry(layered_storage *ls, const kivis_layered_options *opts)
+{
+    int ms = opts ? opts->offline_retry_ms : 0;
+    ls->retry_ms = ms == 0 ? OFFLINE_RETRY_MS : ms < 0 ? 0 : (uint64_t)ms;
 }
 
 static int init_negative(layered_storage *ls, const kivis_layered_options *opts)
@@ -1336,6 +1515,7 @@ int kivis_layered_open(const kivis_layered_tier *tiers, size_t n,
     ls->base.methods = &layered_methods;
     ls->alloc = *a;
     ls->n = n;
+    init_retry(ls, opts);
     ls->tiers = n <= SIZE_MAX / sizeof(tier) ? ls_malloc(ls, n * sizeof(tier)) : NULL;
     rc = ls->tiers ? KIVIS_OK : KIVIS_ENOMEM;
     if (rc == KIVIS_OK) {
@@ -1390,6 +1570,24 @@ int kivis_layered_feed_stats_get(kivis_storage *st, kivis_layered_feed_stats *ou
         return KIVIS_EINVAL;
     *out = ls->fst;
     return KIVIS_OK;
+}
+
+int kivis_layered_offline_stats_get(kivis_storage *st,
+                                    kivis_layered_offline_stats *out)
+{
+    layered_storage *ls = stats_source(st, out, sizeof *out);
+    if (!ls)
+        return KIVIS_EINVAL;
+    *out = ls->ost;
+    out->offline = ls->offline;
+    return KIVIS_OK;
+}
+
+int kivis_layered_txn_offline(const kivis_storage_txn *txn)
+{
+    if (!txn || txn->methods != &layered_txn_methods)
+        return 0;
+    return ((const layered_txn *)txn)->mode == TXN_OFFLINE;
 }
 
 int kivis_layered_negative_stats_get(kivis_storage *st,

@@ -1257,6 +1257,7 @@ static int pf_next(kivis_feed *feed, int timeout_ms, kivis_change *out)
 {
     pg_feed *f = (pg_feed *)feed;
     struct timespec start;
+    bool connected = false; /* by this call: a failure is then the server's */
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
         if (f->row < f->nrows) {
@@ -1271,11 +1272,18 @@ static int pf_next(kivis_feed *feed, int timeout_ms, kivis_change *out)
             int rc = feed_connect(f);
             if (rc != KIVIS_OK)
                 return rc;
+            connected = true;
         }
         if (feed_notified(f))
             f->behind = true;
+        /* A connection that broke while idle (the server restarted since
+         * the last call) is replaced once, as a transaction's is. */
+        if (!connected && PQstatus(f->pc) != CONNECTION_OK)
+            continue;
         if (f->behind) {
             int rc = feed_fetch(f, out);
+            if (rc == KIVIS_EUNAVAILABLE && !connected && PQstatus(f->pc) != CONNECTION_OK)
+                continue;
             if (rc != KIVIS_NOTFOUND)
                 return rc;
             f->behind = f->nrows >= FEED_BATCH_ROWS; /* full: more may wait */

@@ -258,12 +258,23 @@ const char *kt_pg_fresh_db(const char *name)
     return kt_pg_conninfo(name, NULL);
 }
 
-void kt_pg_restart(bool crash)
+void kt_pg_stop(bool crash)
 {
     const char *stop[] = {"-D", pg.data, "-w", "-m", crash ? "immediate" : "fast",
                           "stop", NULL};
     kt_pg_start();
     if (run("pg_ctl", stop) != 0)
         die("the server did not stop");
+}
+
+void kt_pg_resume(void)
+{
+    kt_pg_start();
     start_server();
+}
+
+void kt_pg_restart(bool crash)
+{
+    kt_pg_stop(crash);
+    kt_pg_resume();
 }

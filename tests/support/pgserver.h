@@ -42,8 +42,15 @@ void kt_pg_exec(const char *sql);
 const char *kt_pg_fresh_db(const char *name);
 
 /** Stop the server (crash: immediate mode, as a power cut would for the
- *  server process; else a fast shutdown) and start it again on the same
- *  port.  Exits the program on failure. */
+ *  server process; else a fast shutdown) and leave it stopped: clients get
+ *  KIVIS_EUNAVAILABLE until kt_pg_resume.  Exits the program on failure. */
+void kt_pg_stop(bool crash);
+
+/** Start the server kt_pg_stop stopped again, on the same port and data
+ *  directory.  Exits the program on failure. */
+void kt_pg_resume(void);
+
+/** kt_pg_stop(crash), then kt_pg_resume. */
 void kt_pg_restart(bool crash);
 
 #endif /* KT_PGSERVER_H */
