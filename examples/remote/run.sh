@@ -11,8 +11,8 @@
 # directory are removed on any exit, a failed one or ^C included.
 #
 # --check: exit 1 unless the reader saw the last update of every hot price
-# and at least 90% of the N updates, the p99 invalidation delay is under
-# MAX_P99_MS (default 250), and the memory and LMDB tiers answered reads.
+# and at least 80% of the N updates, the p99 invalidation delay is under
+# MAX_P99_MS (default 500), and the memory and LMDB tiers answered reads.
 set -euo pipefail
 
 usage() { echo "usage: $0 PROGRAM [N] [--check]" >&2; exit 2; }
@@ -21,7 +21,7 @@ prog=$(realpath "$1")
 n=${2:-1000}
 check=${3:-}
 [ -x "$prog" ] || { echo "run.sh: $1 is not a program" >&2; exit 2; }
-max_p99_ms=${MAX_P99_MS:-250}
+max_p99_ms=${MAX_P99_MS:-500}
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$bin/initdb" ] || {
@@ -53,12 +53,15 @@ trap 'exit 130' INT TERM
 
 die() {
   echo "run.sh: $*" >&2
-  tail -n 20 "$work"/*.log >&2 2>/dev/null || true
   exit 1
+}
+server_died() {
+  tail -n 20 "$work"/*.log >&2 2>/dev/null || true
+  die "$@"
 }
 
 "${as_server[@]}" "$bin/initdb" -D "$work/pg" -U kivis --auth=trust -E UTF8 \
-  --no-sync >"$work/initdb.log" 2>&1 || die "initdb failed"
+  --no-sync >"$work/initdb.log" 2>&1 || server_died "initdb failed"
 
 # A free port: try a few random ones (a busy port makes the start fail).
 started=0
@@ -71,7 +74,7 @@ for _ in 1 2 3 4 5 6 7 8; do
     break
   fi
 done
-[ "$started" -eq 1 ] || die "the server did not start"
+[ "$started" -eq 1 ] || server_died "the server did not start"
 conninfo="host=127.0.0.1 port=$port user=kivis dbname=postgres"
 echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
 
@@ -103,7 +106,7 @@ lmdb_hits=$(awk '$1 == "lmdb" {print $3}' "$out")
 fails=0
 fail() { echo "check: $*" >&2; fails=1; }
 grep -q ', converged$' "$out" || fail "the reader did not converge"
-[ -n "$seen" ] && [ "$seen" -ge $((n * 9 / 10)) ] || fail "the reader saw ${seen:-no} updates of $n"
+[ -n "$seen" ] && [ "$seen" -ge $((n * 8 / 10)) ] || fail "the reader saw ${seen:-no} updates of $n"
 [ -n "$p99" ] && awk -v p="$p99" -v m="$max_p99_ms" 'BEGIN {exit !(p < m)}' ||
   fail "p99 delay ${p99:-?} ms, not under $max_p99_ms ms"
 [ "${mem_hits:-0}" -gt 0 ] || fail "no read hit the memory tier"
