@@ -90,7 +90,10 @@ for _ in $(seq 600); do # up to 60 s
 done
 grep -q '^reader: ready' "$work/reader.out" || die "the reader was not ready in 60 s"
 
-"$prog" writer "$conninfo" "$work/shop-writer" "$n" || die "the writer failed"
+# In the background, so that a signal to this script ends it at once.
+"$prog" writer "$conninfo" "$work/shop-writer" "$n" &
+pids+=("$!")
+wait "$!" || die "the writer failed"
 reader_status=0
 wait "$reader" || reader_status=$?
 pids=()
