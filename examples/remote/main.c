@@ -28,7 +28,7 @@
  * well under the delay measured), or the delay measured as a round trip:
  * the reader answering each version it sees and the writer timing it.
  */
-#define _XOPEN_SOURCE 700 /* clock_nanosleep, strdup */
+#define _XOPEN_SOURCE 700 /* clock_gettime, clock_nanosleep, nanosleep */
 
 #include "remote.kivis.h"
 
