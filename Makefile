@@ -3,6 +3,10 @@
 #   make demo     the pets example end to end (generated API, LMDB store kept
 #                 in build/demo/pets.db); builds only kivis-gen, the libraries,
 #                 the kivis tool and the example (build/demo)
+#   make remote-demo  the caches across machines (examples/remote): a private
+#                 PostgreSQL server, a writer and a reader process, each with
+#                 memory and LMDB tiers; prints the reader's hit rates and
+#                 invalidation delays (build/remote; REMOTE_N updates, 1000)
 #   make test     every test: ctest under ASan+UBSan, TSan, valgrind, fuzzers (FUZZ_SECONDS each)
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 20)
 #   make bench    run the benchmarks: the B+tree alone, then kivis against raw
@@ -25,13 +29,15 @@ PREFIX      ?= /usr/local
 
 DEMO        := $(BUILD)/demo
 DEMO_STORE  := $(DEMO)/pets.db
+REMOTE      := $(BUILD)/remote
+REMOTE_N    ?= 1000
 
-.PHONY: all deps deps-demo deps-test deps-bench release asan tsan fuzz-build demo test unit fuzz bench bench-scaling bench-profile valgrind install clean
+.PHONY: all deps deps-demo deps-remote deps-test deps-bench release asan tsan fuzz-build demo remote-demo test unit fuzz bench bench-scaling bench-profile valgrind install clean
 
 all: release
 
 deps: deps-test
-deps-demo deps-test deps-bench:
+deps-demo deps-remote deps-test deps-bench:
 	@bash scripts/deps.sh $(@:deps-%=%)
 
 release: deps
@@ -65,6 +71,14 @@ demo: deps-demo
 	@echo
 	@echo "The store is kept in $(DEMO_STORE); look at it with"
 	@echo "  $(DEMO)/tools/kivis dump $(DEMO_STORE)"
+
+# Two processes, one PostgreSQL: LMDB and PostgreSQL backends alone.
+remote-demo: deps-remote
+	@cmake -S . -B $(REMOTE) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DKIVIS_TESTS=OFF -DKIVIS_BENCH=OFF -DKIVIS_WITH_LMDB=ON -DKIVIS_WITH_POSTGRES=ON \
+	  -DKIVIS_WITH_SQLITE=OFF -DKIVIS_WITH_ROCKSDB=OFF >/dev/null
+	@cmake --build $(REMOTE) -j $(JOBS) --target example_remote
+	@bash examples/remote/run.sh $(REMOTE)/examples/example_remote $(REMOTE_N)
 
 unit: asan
 	@cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

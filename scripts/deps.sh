@@ -2,6 +2,7 @@
 # Install the Debian packages a group of make targets needs, when missing.
 #   deps.sh demo    make demo: build kivis-gen, libkivis, libkivis-lmdb and
 #                   the pets example (compiler, cmake, pkg-config, LMDB)
+#   deps.sh remote  make remote-demo: the demo's and PostgreSQL (server, libpq)
 #   deps.sh test    (the default) the build with every backend, the tests,
 #                   sanitizers, valgrind and fuzzers, and the PostgreSQL
 #                   server the tests start: make, make test, CI
@@ -9,14 +10,16 @@
 #                   gnuplot)
 set -euo pipefail
 demo=(cmake make gcc pkg-config liblmdb-dev)
+remote=("${demo[@]}" postgresql libpq-dev)
 test=("${demo[@]}" g++ clang libclang-rt-14-dev libcmocka-dev valgrind
       libsqlite3-dev librocksdb-dev postgresql libpq-dev)
 bench=("${test[@]}" libdb5.3-dev gnuplot-nox)
 case "${1:-test}" in
   demo) need=("${demo[@]}") ;;
+  remote) need=("${remote[@]}") ;;
   test) need=("${test[@]}") ;;
   bench) need=("${bench[@]}") ;;
-  *) echo "usage: $0 [demo|test|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [demo|remote|test|bench]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${need[@]}"; do
