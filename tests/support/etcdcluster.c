@@ -297,6 +297,7 @@ static void b64(const char *in, char *out)
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     unsigned long acc = 0;
     int bits = 0;
+    char *start = out;
     for (; *in; in++) {
         acc = (acc << 8) | (unsigned char)*in;
         for (bits += 8; bits >= 6; bits -= 6)
@@ -304,6 +305,8 @@ static void b64(const char *in, char *out)
     }
     if (bits)
         *out++ = c[(acc << (6 - bits)) & 63];
+    while ((out - start) % 4)
+        *out++ = '=';
     *out = '\0';
 }
 
