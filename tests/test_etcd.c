@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define S(s) kivis_slice_make((s), sizeof(s) - 1)
@@ -351,6 +352,123 @@ static void test_lost_commit_reply(void **state)
     kivis_storage_close(st);
 }
 
+/* ---- the change feed ---------------------------------------------------- */
+
+static kivis_change next_change(kivis_feed *f)
+{
+    kivis_change c;
+    int rc = kivis_feed_next(f, 5000, &c);
+    if (rc != KIVIS_OK)
+        fail_msg("feed: %s: %s", kivis_errname(rc), kivis_etcd_errmsg());
+    return c;
+}
+
+static void expect_change(kivis_feed *f, int kind, const char *key, uint64_t *pos)
+{
+    kivis_change c = next_change(f);
+    assert_int_equal(c.kind, kind);
+    assert_int_equal(c.key.len, strlen(key));
+    assert_memory_equal(c.key.data, key, c.key.len);
+    assert_true(c.pos > *pos);
+    *pos = c.pos;
+}
+
+/* Another client's commits reach a feed in commit order, each kind right,
+ * the two keys of one commit one after the other; a feed opened after a
+ * position resumes there. */
+static void test_feed_follows_other_client(void **state)
+{
+    (void)state;
+    kivis_storage *a = fresh("t-feed/"), *b = open_at(kt_etcd_start(), "t-feed/", 0);
+    kivis_feed *f;
+    assert_int_equal(kivis_feed_open(a, KIVIS_FEED_NOW, &f), KIVIS_OK);
+    assert_int_equal(f->flags & KIVIS_FEED_SHARED, KIVIS_FEED_SHARED);
+    assert_true(kivis_feed_fd(f) >= 0);
+    kivis_change c;
+    assert_int_equal(kivis_feed_next(f, 0, &c), KIVIS_NOTFOUND);
+    put_one(b, S("x"), S("1"));
+    put_one(b, S("x"), S("2"));
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(b, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_del(t, S("x")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, S("y"), S("1")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    uint64_t pos = 0, first;
+    expect_change(f, KIVIS_CHANGE_INSERT, "x", &pos);
+    first = pos;
+    expect_change(f, KIVIS_CHANGE_UPDATE, "x", &pos);
+    expect_change(f, KIVIS_CHANGE_DELETE, "x", &pos);
+    expect_change(f, KIVIS_CHANGE_INSERT, "y", &pos);
+    assert_int_equal(kivis_feed_next(f, 100, &c), KIVIS_NOTFOUND);
+    kivis_feed_close(f);
+
+    assert_int_equal(kivis_feed_open(a, first, &f), KIVIS_OK);
+    pos = first;
+    expect_change(f, KIVIS_CHANGE_UPDATE, "x", &pos);
+    expect_change(f, KIVIS_CHANGE_DELETE, "x", &pos);
+    kivis_feed_close(f);
+    kivis_storage_close(a);
+    kivis_storage_close(b);
+}
+
+/* Resuming from a position the cluster has compacted away starts with a
+ * KIVIS_CHANGE_RESYNC, then the changes kept (the compaction keeps the
+ * revision it is made at: a's update). */
+static void test_feed_resync_after_compaction(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh("t-compact/");
+    kivis_feed *f;
+    assert_int_equal(kivis_feed_open(st, KIVIS_FEED_NOW, &f), KIVIS_OK);
+    put_one(st, S("a"), S("1"));
+    uint64_t pos = 0;
+    expect_change(f, KIVIS_CHANGE_INSERT, "a", &pos);
+    kivis_feed_close(f);
+    put_one(st, S("a"), S("2"));
+    kt_etcd_compact(kt_etcd_revision());
+    put_one(st, S("b"), S("1"));
+    assert_int_equal(kivis_feed_open(st, pos, &f), KIVIS_OK);
+    kivis_change c = next_change(f);
+    assert_int_equal(c.kind, KIVIS_CHANGE_RESYNC);
+    assert_int_equal(c.key.len, 0);
+    assert_true(c.pos > pos);
+    pos = c.pos;
+    expect_change(f, KIVIS_CHANGE_UPDATE, "a", &pos);
+    expect_change(f, KIVIS_CHANGE_INSERT, "b", &pos);
+    kivis_feed_close(f);
+    kivis_storage_close(st);
+}
+
+/* A memory cache over etcd (kivis/layered.h) learns of another client's
+ * write through the feed. */
+static void test_layered_cache_sees_other_client(void **state)
+{
+    (void)state;
+    kivis_storage *mem, *authority = fresh("t-layered/"), *cache;
+    assert_int_equal(kivis_memory_open(NULL, &mem), KIVIS_OK);
+    kivis_layered_tier tiers[2] = {{mem, 1u << 20, 0}, {authority, 0, 0}};
+    kivis_layered_options lo = {NULL, 1024, 0};
+    assert_int_equal(kivis_layered_open(tiers, 2, &lo, &cache), KIVIS_OK);
+    kivis_storage *other = open_at(kt_etcd_start(), "t-layered/", 0);
+    kivis_layered_feed_stats fs;
+    assert_int_equal(kivis_layered_feed_stats_get(cache, &fs), KIVIS_OK);
+    assert_int_equal(fs.following, 1);
+    put_one(cache, S("k"), S("v1"));
+    char buf[16];
+    assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_string_equal(buf, "v1");
+    put_one(other, S("k"), S("v2"));
+    for (int i = 0; i < 2000 && strcmp(buf, "v2") != 0; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+        assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    }
+    assert_string_equal(buf, "v2");
+    assert_int_equal(kivis_storage_close(cache), KIVIS_OK);
+    kivis_storage_close(other);
+}
+
 int main(void)
 {
     kt_etcd_start();
@@ -362,6 +480,9 @@ int main(void)
         cmocka_unit_test(test_members_killed_mid_run),
         cmocka_unit_test(test_unreachable_then_back),
         cmocka_unit_test(test_lost_commit_reply),
+        cmocka_unit_test(test_feed_follows_other_client),
+        cmocka_unit_test(test_feed_resync_after_compaction),
+        cmocka_unit_test(test_layered_cache_sees_other_client),
     };
     return cmocka_run_group_tests_name("etcd", tests, NULL, NULL);
 }

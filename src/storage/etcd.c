@@ -356,6 +356,18 @@ static void set_tls(const etcd_storage *s, CURL *c)
         curl_easy_setopt(c, CURLOPT_SSLKEY, s->key_file);
 }
 
+/* A handle with what every request of the storage shares. */
+static CURL *new_handle(const etcd_storage *s)
+{
+    CURL *c = curl_easy_init();
+    if (!c)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    set_tls(s, c);
+    return c;
+}
+
 /* Outcome of one attempt at one member. */
 enum attempt { SENT, TRY_NEXT, REAUTH };
 
@@ -1298,8 +1310,378 @@ static void es_close(kivis_storage *st)
 
 
 
+/* ---- the change feed ------------------------------------------------------
+ * A thread of the feed holds a watch (POST /v3/watch, a stream of JSON
+ * lines) on the store's keys and queues each event as a change; a pipe
+ * wakes the consumer.  The feed copies what it needs of the storage, so it
+ * does not depend on it.  When the stream breaks the thread watches again
+ * on the next member from the revision of the last change queued,
+ * skipping what it queued already.  A position is the event's revision
+ * << FEED_SHIFT | its index among the events of that revision. */
+
+typedef struct feed_node {
+    struct feed_node *next;
+    kivis_change change; /* key points into key_bytes */
+    unsigned char key_bytes[];
+} feed_node;
+
+typedef struct etcd_feed {
+    kivis_feed feed; /* first: what the caller holds */
+    etcd_storage *copy; /* endpoints, prefix, TLS, allocator; no handle */
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards the queue, sock, stop, down */
+    feed_node *head, *tail, *current;
+    int pipe[2];
+    curl_socket_t sock; /* the stream's socket, CURL_SOCKET_BAD when none */
+    bool stop;
+    bool down;          /* the last watch attempt failed */
+    uint64_t last;      /* the position queued last */
+    long long start;    /* the revision the next watch starts from */
+    long long index_rev; /* the revision whose events idx counts */
+    uint64_t idx;
+    char *line;         /* the stream's unfinished line */
+    size_t line_len, line_cap;
+} etcd_feed;
+
+static void feed_push(etcd_feed *f, uint64_t pos, int kind, kivis_slice key)
+{
+    if (pos <= f->last)
+        return; /* queued before the stream broke */
+    feed_node *n = s_malloc(f->copy, sizeof *n + key.len + 1);
+    if (!n)
+        return; /* the next one is fed after a RESYNC, see below */
+    n->next = NULL;
+    if (key.len)
+        memcpy(n->key_bytes, key.data, key.len);
+    n->change.pos = pos;
+    n->change.kind = kind;
+    n->change.key = kivis_slice_make(n->key_bytes, key.len);
+    pthread_mutex_lock(&f->lock);
+    if (f->tail)
+        f->tail->next = n;
+    else
+        f->head = n;
+    f->tail = n;
+    pthread_mutex_unlock(&f->lock);
+    f->last = pos;
+    f->start = (long long)(pos >> FEED_SHIFT);
+    ssize_t w = write(f->pipe[1], "", 1); /* full pipe: already readable */
+    (void)w;
+}
+
+static void feed_event(etcd_feed *f, const json_t *ev)
+{
+    const json_t *kv = json_object_get(ev, "kv");
+    long long rev = j_get_int(kv, "mod_revision");
+    if (rev != f->index_rev) {
+        f->index_rev = rev;
+        f->idx = 0;
+    }
+    uint64_t pos = (uint64_t)rev << FEED_SHIFT | ++f->idx;
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    int kind = type && strcmp(type, "DELETE") == 0 ? KIVIS_CHANGE_DELETE
+               : j_get_int(kv, "version") == 1     ? KIVIS_CHANGE_INSERT
+                                                   : KIVIS_CHANGE_UPDATE;
+    const json_t *k = json_object_get(kv, "key");
+    size_t len = json_string_length(k);
+    unsigned char small[512], *buf = len < sizeof small ? small : malloc(len);
+    long kl = buf ? b64_decode(json_string_value(k), len, buf) : -1;
+    const etcd_storage *s = f->copy;
+    if (kl >= (long)s->data_len && memcmp(buf, s->data, s->data_len) == 0)
+        feed_push(f, pos, kind,
+                  kivis_slice_make(buf + s->data_len, (size_t)kl - s->data_len));
+    if (buf != small)
+        free(buf);
+}
+
+/* One line of the stream: {"result": {...}}.  @return false when it
+ * cancels the watch (the stream must end: a new watch follows). */
+static bool feed_line(etcd_feed *f, const char *text, size_t len)
+{
+    json_t *msg = json_loadb(text, len, 0, NULL);
+    const json_t *r = json_object_get(msg, "result");
+    long long compacted = j_get_int(r, "compact_revision");
+    if (json_is_true(json_object_get(r, "created"))) {
+        pthread_mutex_lock(&f->lock);
+        f->down = false;
+        pthread_mutex_unlock(&f->lock);
+    }
+    if (compacted && f->start < compacted) {
+        /* the changes from start to compacted - 1 are gone */
+        feed_push(f, ((uint64_t)compacted << FEED_SHIFT) - 1, KIVIS_CHANGE_RESYNC, no_slice);
+        f->start = compacted;
+    }
+    const json_t *events = json_object_get(r, "events");
+    for (size_t i = 0; i < json_array_size(events); i++)
+        feed_event(f, json_array_get(events, i));
+    bool canceled = json_is_true(json_object_get(r, "canceled"));
+    json_decref(msg);
+    return !canceled;
+}
+
+static size_t feed_collect(char *data, size_t size, size_t n, void *ud)
+{
+    etcd_feed *f = ud;
+    size_t add = size * n;
+    if (f->line_len + add > f->line_cap) {
+        size_t cap = f->line_cap ? f->line_cap : 4096;
+        while (cap < f->line_len + add)
+            cap *= 2;
+        char *p = f->copy->alloc.realloc(f->copy->alloc.ctx, f->line, cap);
+        if (!p)
+            return 0;
+        f->line = p;
+        f->line_cap = cap;
+    }
+    memcpy(f->line + f->line_len, data, add);
+    f->line_len += add;
+    char *nl;
+    while ((nl = memchr(f->line, '\n', f->line_len))) {
+        size_t used = (size_t)(nl - f->line) + 1;
+        bool go_on = feed_line(f, f->line, used - 1);
+        memmove(f->line, f->line + used, f->line_len - used);
+        f->line_len -= used;
+        if (!go_on)
+            return 0; /* ends the transfer */
+    }
+    return add;
+}
+
+static int feed_sockopt(void *ud, curl_socket_t sock, curlsocktype purpose)
+{
+    (void)purpose;
+    etcd_feed *f = ud;
+    pthread_mutex_lock(&f->lock);
+    bool stop = f->stop;
+    if (!stop)
+        f->sock = sock;
+    pthread_mutex_unlock(&f->lock);
+    return stop ? CURL_SOCKOPT_ERROR : CURL_SOCKOPT_OK;
+}
+
+static int feed_closesocket(void *ud, curl_socket_t sock)
+{
+    etcd_feed *f = ud;
+    pthread_mutex_lock(&f->lock);
+    if (f->sock == sock)
+        f->sock = CURL_SOCKET_BAD;
+    pthread_mutex_unlock(&f->lock);
+    return close(sock);
+}
+
+static int feed_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    (void)a, (void)b, (void)c, (void)d;
+    etcd_feed *f = ud;
+    pthread_mutex_lock(&f->lock);
+    bool stop = f->stop;
+    pthread_mutex_unlock(&f->lock);
+    return stop;
+}
+
+/* Watch from f->start on the current member until the stream ends. */
+static void feed_watch(etcd_feed *f, CURL *c)
+{
+    etcd_storage *s = f->copy;
+    json_t *body = json_pack("{s:{s:o,s:o,s:o}}", "create_request", "key",
+                             j_key(s, no_slice, false), "range_end", j_data_end(s),
+                             "start_revision", j_int(f->start));
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text)
+        return;
+    char url[512];
+    snprintf(url, sizeof url, "%s/v3/watch", s->endpoints[s->current]);
+    f->line_len = 0;
+    f->index_rev = 0;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
+    curl_easy_perform(c);
+    free(text);
+}
+
+static void *feed_thread(void *arg)
+{
+    etcd_feed *f = arg;
+    CURL *c = new_handle(f->copy);
+    if (!c)
+        return NULL;
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, feed_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, feed_sockopt);
+    curl_easy_setopt(c, CURLOPT_SOCKOPTDATA, f);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, feed_closesocket);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, f);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, feed_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, f);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+    for (;;) {
+        pthread_mutex_lock(&f->lock);
+        bool stop = f->stop;
+        pthread_mutex_unlock(&f->lock);
+        if (stop)
+            break;
+        feed_watch(f, c);
+        pthread_mutex_lock(&f->lock);
+        f->down = true;
+        stop = f->stop;
+        pthread_mutex_unlock(&f->lock);
+        if (stop)
+            break;
+        f->copy->current = (f->copy->current + 1) % f->copy->n_endpoints;
+        sleep_ms(100);
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static int ef_next(kivis_feed *feed, int timeout_ms, kivis_change *out)
+{
+    etcd_feed *f = (etcd_feed *)feed;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    s_free(f->copy, f->current);
+    f->current = NULL;
+    for (;;) {
+        char drain[64];
+        while (read(f->pipe[0], drain, sizeof drain) > 0)
+            ;
+        pthread_mutex_lock(&f->lock);
+        feed_node *n = f->head;
+        if (n && !(f->head = n->next))
+            f->tail = NULL;
+        bool down = f->down;
+        pthread_mutex_unlock(&f->lock);
+        if (n) {
+            f->current = n;
+            *out = n->change;
+            return KIVIS_OK;
+        }
+        if (timeout_ms == 0)
+            return down ? KIVIS_EUNAVAILABLE : KIVIS_NOTFOUND;
+        int ready = kivis__feed_wait(f->pipe[0], &start, timeout_ms);
+        if (ready <= 0)
+            return ready < 0 ? KIVIS_EIO : down ? KIVIS_EUNAVAILABLE : KIVIS_NOTFOUND;
+    }
+}
+
+static int ef_fd(kivis_feed *feed)
+{
+    return ((etcd_feed *)feed)->pipe[0];
+}
+
+static void ef_close(kivis_feed *feed)
+{
+    etcd_feed *f = (etcd_feed *)feed;
+    pthread_mutex_lock(&f->lock);
+    f->stop = true;
+    if (f->sock != CURL_SOCKET_BAD)
+        shutdown(f->sock, SHUT_RDWR); /* wakes the thread out of its read */
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(f->thread, NULL);
+    etcd_storage *s = f->copy;
+    s_free(s, f->current);
+    for (feed_node *n = f->head, *next; n; n = next) {
+        next = n->next;
+        s_free(s, n);
+    }
+    s_free(s, f->line);
+    close(f->pipe[0]);
+    close(f->pipe[1]);
+    pthread_mutex_destroy(&f->lock);
+    s_free(s, f);
+    storage_free(s);
+}
+
+static const kivis_feed_methods ef_feed_methods = {ef_next, ef_fd, ef_close};
+
+/* What the feed's thread needs of the storage: a storage of its own with
+ * no connection (storage_free frees it). */
+static int copy_storage(const etcd_storage *s, etcd_storage **out)
+{
+    etcd_storage *c = s_malloc(s, sizeof *c);
+    if (!c)
+        return KIVIS_ENOMEM;
+    memset(c, 0, sizeof *c);
+    c->alloc = s->alloc;
+    pthread_mutex_init(&c->lock, NULL);
+    c->endpoints = s_malloc(s, s->n_endpoints * sizeof *c->endpoints);
+    int rc = c->endpoints ? KIVIS_OK : KIVIS_ENOMEM;
+    for (size_t i = 0; i < s->n_endpoints && rc == KIVIS_OK; i++, c->n_endpoints++)
+        if (!(c->endpoints[i] = s_strdup(s, s->endpoints[i])))
+            rc = KIVIS_ENOMEM;
+    c->current = s->current;
+    c->data_len = s->data_len;
+    const char *const from[] = {s->data, s->ca_file, s->cert_file, s->key_file};
+    char **to[] = {&c->data, &c->ca_file, &c->cert_file, &c->key_file};
+    for (size_t i = 0; i < sizeof to / sizeof to[0] && rc == KIVIS_OK; i++)
+        if (from[i] && !(*to[i] = s_strdup(s, from[i])))
+            rc = KIVIS_ENOMEM;
+    if (rc != KIVIS_OK) {
+        storage_free(c);
+        return rc;
+    }
+    *out = c;
+    return KIVIS_OK;
+}
+
+/* KIVIS_FEED_NOW watches from the revision after the cluster's current
+ * one, asked here, so that every commit after the open is fed. */
+static int es_feed_open(kivis_storage *st, uint64_t after, kivis_feed **out)
+{
+    etcd_storage *s = storage_of(st);
+    long long start = (long long)(after >> FEED_SHIFT);
+    if (after == KIVIS_FEED_NOW) {
+        readset rs = {0};
+        page p;
+        int rc = range(s, &rs, j_key(s, no_slice, false), NULL, 1, 1, &p);
+        if (rc != KIVIS_OK)
+            return rc;
+        page_free(s, &p);
+        start = rs.rev + 1;
+    }
+    etcd_feed *f = s_malloc(s, sizeof *f);
+    if (!f)
+        return KIVIS_ENOMEM;
+    memset(f, 0, sizeof *f);
+    f->feed.methods = &ef_feed_methods;
+    f->feed.flags = KIVIS_FEED_SHARED;
+    f->sock = CURL_SOCKET_BAD;
+    f->start = start ? start : 1;
+    f->last = after;
+    int rc = copy_storage(s, &f->copy);
+    if (rc != KIVIS_OK) {
+        s_free(s, f);
+        return rc;
+    }
+    pthread_mutex_init(&f->lock, NULL);
+    if (pipe(f->pipe) != 0) {
+        rc = KIVIS_EIO;
+    } else {
+        for (int i = 0; i < 2; i++)
+            fcntl(f->pipe[i], F_SETFL, O_NONBLOCK), fcntl(f->pipe[i], F_SETFD, FD_CLOEXEC);
+        if (pthread_create(&f->thread, NULL, feed_thread, f) != 0) {
+            close(f->pipe[0]);
+            close(f->pipe[1]);
+            rc = KIVIS_ENOMEM;
+        }
+    }
+    if (rc != KIVIS_OK) {
+        pthread_mutex_destroy(&f->lock);
+        storage_free(f->copy);
+        s_free(s, f);
+        return rc;
+    }
+    *out = &f->feed;
+    return KIVIS_OK;
+}
+
 static const kivis_storage_methods es_storage_methods = {
-    KIVIS_STORAGE_VERSION, "etcd", es_close, es_max_key, es_begin, NULL,
+    KIVIS_STORAGE_VERSION, "etcd", es_close, es_max_key, es_begin, es_feed_open,
 };
 
 /* Split the comma-separated list into s->endpoints, without trailing
@@ -1388,18 +1770,6 @@ static int copy_options(etcd_storage *s, const kivis_etcd_options *o)
             return KIVIS_ENOMEM;
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     return KIVIS_OK;
-}
-
-/* A handle with what every request of the storage shares. */
-static CURL *new_handle(const etcd_storage *s)
-{
-    CURL *c = curl_easy_init();
-    if (!c)
-        return NULL;
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-    set_tls(s, c);
-    return c;
 }
 
 /* Connect: a token when auth is on, then a range read of one key, which
