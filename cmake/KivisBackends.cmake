@@ -35,12 +35,13 @@ set(KIVIS_BACKEND_HELPERS
     ${CMAKE_SOURCE_DIR}/src/storage/feedhub.c
     ${CMAKE_SOURCE_DIR}/src/storage/pointhash.c)
 
-# kivis_add_backend(<name> <pkg-config module> <title> [STATIC_LIBS <lib>...])
+# kivis_add_backend(<name> <pkg-config module(s)> <title> [STATIC_LIBS <lib>...])
+# A backend over several libraries names their modules as a list ("a;b").
 # STATIC_LIBS: what a static link of the module needs beyond its own -l,
 # used when its .pc file does not say (no Libs.private).
 macro(kivis_add_backend name module title)
   list(APPEND KIVIS_BACKEND_SOURCES ${CMAKE_SOURCE_DIR}/src/storage/${name}.c)
-  kivis__add_backend(${name} ${module} "${title}" ${ARGN})
+  kivis__add_backend(${name} "${module}" "${title}" ${ARGN})
   if(TARGET kivis_${name})
     list(APPEND KIVIS_BACKENDS ${name})
   endif()
@@ -111,7 +112,7 @@ function(kivis__add_backend name module title)
   # .pc gives no Libs.private (Debian's rocksdb.pc), kivis-<name>.pc names
   # the module's libraries itself, followed by STATIC_LIBS: they must come
   # after them, and pkg-config would put a required module's libraries last.
-  set(requires_private ${module})
+  string(JOIN " " requires_private ${module})
   set(libs_private -pthread)
   if(arg_STATIC_LIBS AND ${NAME}_STATIC_LIBRARIES STREQUAL ${NAME}_LIBRARIES)
     set(requires_private "")
@@ -173,3 +174,6 @@ kivis_add_backend(sqlite sqlite3 SQLite)
 kivis_add_backend(rocksdb rocksdb RocksDB
   STATIC_LIBS gflags snappy z bz2 lz4 zstd stdc++ m)
 kivis_add_backend(postgres libpq PostgreSQL)
+# etcd's v3 JSON gateway over HTTP: libcurl for the requests, jansson for
+# the JSON.
+kivis_add_backend(etcd "libcurl;jansson" etcd)

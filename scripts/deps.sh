@@ -5,14 +5,16 @@
 #   deps.sh remote  make remote-demo: the demo's and PostgreSQL (server, libpq)
 #   deps.sh test    (the default) the build with every backend, the tests,
 #                   sanitizers, valgrind and fuzzers, and the PostgreSQL
-#                   server the tests start: make, make test, CI
+#                   server and etcd cluster the tests start: make, make
+#                   test, CI
 #   deps.sh bench   the tests' packages and the benchmarks' (Berkeley DB,
 #                   gnuplot)
 set -euo pipefail
 demo=(cmake make gcc pkg-config liblmdb-dev)
 remote=("${demo[@]}" postgresql libpq-dev)
 test=("${demo[@]}" g++ clang libclang-rt-14-dev libcmocka-dev valgrind
-      libsqlite3-dev librocksdb-dev postgresql libpq-dev)
+      libsqlite3-dev librocksdb-dev postgresql libpq-dev
+      etcd-server libcurl4-openssl-dev libjansson-dev)
 bench=("${test[@]}" libdb5.3-dev gnuplot-nox)
 case "${1:-test}" in
   demo) need=("${demo[@]}") ;;

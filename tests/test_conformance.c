@@ -17,9 +17,11 @@
  * their pending writes over the committed state, and that merge is where
  * cursor bugs hide.
  */
+#include "etcdcluster.h"
 #include "pgserver.h"
 #include "testutil.h"
 
+#include <kivis/etcd.h>
 #include <kivis/faulty.h>
 #include <kivis/layered.h>
 #include <kivis/lmdb.h>
@@ -45,6 +47,12 @@ typedef struct backend {
     int (*reopen)(const kivis_allocator *alloc, kivis_storage **st);
     /** After the store is closed for good: remove what it left on disk. */
     void (*cleanup)(void);
+    /** The most writes one commit may hold, 0 for no limit (etcd: its
+     *  --max-txn-ops, one op spent on the commit's marker). */
+    unsigned max_commit_writes;
+    /** The largest value it stores, 0 for no limit below 4 MiB (etcd: a
+     *  request, base64 and all, is at most --max-request-bytes). */
+    size_t max_value;
 } backend;
 
 static int open_memory(const kivis_allocator *alloc, kivis_storage **out)
@@ -188,6 +196,35 @@ static int reopen_postgres(const kivis_allocator *alloc, kivis_storage **st)
 static void cleanup_postgres(void)
 {
     drop_table("conformance_kv");
+}
+
+/* etcd: a prefix of its own on the test's private three-member cluster
+ * (tests/support/etcdcluster.h), wiped before each test and after. */
+#define ETCD_PREFIX "conformance/"
+
+static int open_etcd_prefix(const kivis_allocator *alloc, kivis_storage **out)
+{
+    kivis_etcd_options opts = {.allocator = alloc, .prefix = ETCD_PREFIX};
+    return kivis_etcd_open(kt_etcd_start(), &opts, out);
+}
+
+static int open_etcd(const kivis_allocator *alloc, kivis_storage **out)
+{
+    kt_etcd_start();
+    kt_etcd_wipe(ETCD_PREFIX);
+    return open_etcd_prefix(alloc, out);
+}
+
+static int reopen_etcd(const kivis_allocator *alloc, kivis_storage **st)
+{
+    kivis_storage_close(*st);
+    *st = NULL;
+    return open_etcd_prefix(alloc, st);
+}
+
+static void cleanup_etcd(void)
+{
+    kt_etcd_wipe(ETCD_PREFIX);
 }
 
 /*
@@ -335,16 +372,17 @@ LAYERED_BACKEND(layered_sqlite, stack_mem_sqlite_lmdb)
 LAYERED_BACKEND(layered_postgres, stack_mem_postgres)
 LAYERED_BACKEND(layered_mirror_postgres, stack_mem_lmdb_mirror_postgres)
 
-#define LAYERED_ENTRY(name) {#name, open_##name, reopen_##name, cleanup_##name}
+#define LAYERED_ENTRY(name) {#name, open_##name, reopen_##name, cleanup_##name, 0, 0}
 
 static const backend backends[] = {
-    {"memory", open_memory, NULL, NULL},
-    {"memory_tree", open_memory_tree, NULL, NULL},
-    {"faulty", open_faulty, NULL, NULL},
-    {"lmdb", open_lmdb, reopen_lmdb, cleanup_lmdb},
-    {"sqlite", open_sqlite, reopen_sqlite, cleanup_sqlite},
-    {"rocksdb", open_rocksdb, reopen_rocksdb, cleanup_rocksdb},
-    {"postgres", open_postgres, reopen_postgres, cleanup_postgres},
+    {"memory", open_memory, NULL, NULL, 0, 0},
+    {"memory_tree", open_memory_tree, NULL, NULL, 0, 0},
+    {"faulty", open_faulty, NULL, NULL, 0, 0},
+    {"lmdb", open_lmdb, reopen_lmdb, cleanup_lmdb, 0, 0},
+    {"sqlite", open_sqlite, reopen_sqlite, cleanup_sqlite, 0, 0},
+    {"rocksdb", open_rocksdb, reopen_rocksdb, cleanup_rocksdb, 0, 0},
+    {"postgres", open_postgres, reopen_postgres, cleanup_postgres, 0, 0},
+    {"etcd", open_etcd, reopen_etcd, cleanup_etcd, 1023, 1u << 20},
     LAYERED_ENTRY(layered),         /* memory (64 KiB) over LMDB */
     LAYERED_ENTRY(layered3),        /* memory (64 KiB) over LMDB over LMDB */
     LAYERED_ENTRY(layered_mirror),  /* memory (16 KiB) over a memory mirror
@@ -951,12 +989,13 @@ static void test_empty_value(void **state)
 static void test_huge_value(void **state)
 {
     fixture *fx = *state;
-    uint8_t *big = malloc(HUGE_VALUE);
+    size_t huge = g_backend->max_value ? g_backend->max_value : HUGE_VALUE;
+    uint8_t *big = malloc(huge);
     assert_non_null(big);
     uint64_t seed = 7;
-    for (size_t i = 0; i < HUGE_VALUE; i++)
+    for (size_t i = 0; i < huge; i++)
         big[i] = (uint8_t)kt_rand(&seed);
-    kivis_slice bv = kivis_slice_make(big, HUGE_VALUE);
+    kivis_slice bv = kivis_slice_make(big, huge);
 
     kivis_storage_txn *t = begin(fx->st, 0);
     put(t, S("big"), bv);
@@ -1584,6 +1623,9 @@ static void test_commit_many_writes_atomically(void **state)
 {
     fixture *fx = *state;
     char k[16];
+    /* 1000 puts, then many more puts and 500 deletes, in one commit each */
+    unsigned limit = g_backend->max_commit_writes;
+    unsigned many = limit ? limit - 500 : MANY_WRITES;
     kivis_storage_txn *t = begin(fx->st, 0);
     for (unsigned i = 0; i < 1000; i++)
         put_keyed(t, numbered_key(k, i));
@@ -1591,16 +1633,16 @@ static void test_commit_many_writes_atomically(void **state)
     char *before = kt_dump(fx->st);
 
     t = begin(fx->st, 0);
-    for (unsigned i = 0; i < MANY_WRITES; i++)
+    for (unsigned i = 0; i < many; i++)
         put_keyed(t, numbered_key(k, 1000 + i));
     for (unsigned i = 0; i < 1000; i += 2)
         assert_int_equal(kivis_txn_del(t, numbered_key(k, i)), KIVIS_OK);
     expect_reader_sees(fx->st, before);
     commit(t);
 
-    assert_int_equal(kt_count(fx->st), MANY_WRITES + 500);
+    assert_int_equal(kt_count(fx->st), many + 500);
     t = begin(fx->st, KIVIS_TXN_RDONLY);
-    for (unsigned i = 0; i < 1000 + MANY_WRITES; i++) {
+    for (unsigned i = 0; i < 1000 + many; i++) {
         kivis_slice key = numbered_key(k, i);
         expect_get_keyed(__FILE__, __LINE__, t, key, i >= 1000 || i % 2);
     }

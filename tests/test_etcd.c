@@ -1,0 +1,488 @@
+/*
+ * test_etcd.c - the etcd backend on a real three-member cluster (a private
+ * one, tests/support/etcdcluster.h): what the conformance suite cannot
+ * see.  Concurrent writers (ECONFLICT, two processes incrementing one
+ * counter through the record engine), a scanned range that another client
+ * writes into, a commit over the cluster's op limit, members dying (the
+ * client moves on), an unreachable cluster and its return, a commit whose
+ * reply is lost, and the change feed.
+ */
+#include "etcdcluster.h"
+#include "petsutil.h"
+#include "testutil.h"
+
+#include "storage/etcdhook.h"
+
+#include <kivis/etcd.h>
+#include <kivis/layered.h>
+#include <kivis/memory.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S(s) kivis_slice_make((s), sizeof(s) - 1)
+
+static kivis_storage *open_at(const char *endpoints, const char *prefix, int timeout_ms)
+{
+    kivis_etcd_options o = {.prefix = prefix, .timeout_ms = timeout_ms};
+    kivis_storage *st = NULL;
+    int rc = kivis_etcd_open(endpoints, &o, &st);
+    if (rc != KIVIS_OK)
+        fail_msg("open %s: %s: %s", prefix, kivis_errname(rc), kivis_etcd_errmsg());
+    return st;
+}
+
+/* A store under `prefix` on the test cluster, emptied first. */
+static kivis_storage *fresh(const char *prefix)
+{
+    kt_etcd_wipe(prefix);
+    return open_at(kt_etcd_start(), prefix, 0);
+}
+
+static void put_one(kivis_storage *st, kivis_slice k, kivis_slice v)
+{
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, k, v), KIVIS_OK);
+    int rc = kivis_txn_commit(t, KIVIS_SYNC);
+    if (rc != KIVIS_OK)
+        fail_msg("commit: %s: %s", kivis_errname(rc), kivis_etcd_errmsg());
+}
+
+/* The value of k in a new read-only transaction, as a C string in buf. */
+static int get_once(kivis_storage *st, kivis_slice k, char *buf, size_t cap)
+{
+    kivis_storage_txn *t;
+    int rc = kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t);
+    if (rc != KIVIS_OK)
+        return rc;
+    kivis_slice v;
+    rc = kivis_txn_get(t, k, &v);
+    if (rc == KIVIS_OK)
+        snprintf(buf, cap, "%.*s", (int)v.len, (const char *)v.data);
+    kivis_txn_abort(t);
+    return rc;
+}
+
+/* Two writers read the same key and write it: the second commit conflicts
+ * and leaves nothing of itself. */
+static void test_conflict_is_econflict(void **state)
+{
+    (void)state;
+    kivis_storage *a = fresh("t-conflict/"), *b = open_at(kt_etcd_start(), "t-conflict/", 0);
+    put_one(a, S("c"), S("0"));
+    kivis_storage_txn *ta, *tb;
+    kivis_slice v;
+    assert_int_equal(kivis_storage_begin(a, 0, &ta), KIVIS_OK);
+    assert_int_equal(kivis_storage_begin(b, 0, &tb), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(ta, S("c"), &v), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(tb, S("c"), &v), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(ta, S("c"), S("a")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(tb, S("c"), S("b")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(tb, S("other"), S("b")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(ta, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(tb, KIVIS_SYNC), KIVIS_ECONFLICT);
+    char buf[8];
+    assert_int_equal(get_once(a, S("c"), buf, sizeof buf), KIVIS_OK);
+    assert_string_equal(buf, "a");
+    assert_int_equal(get_once(a, S("other"), buf, sizeof buf), KIVIS_NOTFOUND);
+    kivis_storage_close(a);
+    kivis_storage_close(b);
+}
+
+/* A writer scans a range; another client inserts into it, or deletes a
+ * key of it, before the writer commits: both are conflicts (a phantom and
+ * a vanished row), while a write outside the range is not. */
+static void scan_then(kivis_storage *a, kivis_storage *b, kivis_slice other_key,
+                      bool del, int want)
+{
+    kivis_storage_txn *t, *tb;
+    kivis_storage_cursor *c;
+    kivis_slice k, v;
+    assert_int_equal(kivis_storage_begin(a, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_cursor(t, S("r"), S("s"), &c), KIVIS_OK);
+    int n = 0;
+    for (int rc = kivis_cursor_get(c, KIVIS_FIRST, &k, &v); rc == KIVIS_OK;
+         rc = kivis_cursor_get(c, KIVIS_NEXT, &k, &v))
+        n++;
+    kivis_cursor_close(c);
+    char count[16];
+    snprintf(count, sizeof count, "%d", n);
+    assert_int_equal(kivis_txn_put(t, S("count"), kivis_slice_make(count, strlen(count))),
+                     KIVIS_OK);
+    assert_int_equal(kivis_storage_begin(b, 0, &tb), KIVIS_OK);
+    if (del)
+        assert_int_equal(kivis_txn_del(tb, other_key), KIVIS_OK);
+    else
+        assert_int_equal(kivis_txn_put(tb, other_key, S("x")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(tb, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), want);
+}
+
+static void test_scanned_range_conflicts(void **state)
+{
+    (void)state;
+    kivis_storage *a = fresh("t-range/"), *b = open_at(kt_etcd_start(), "t-range/", 0);
+    put_one(a, S("r1"), S("1"));
+    put_one(a, S("r3"), S("3"));
+    scan_then(a, b, S("r2"), false, KIVIS_ECONFLICT); /* a phantom */
+    scan_then(a, b, S("r1"), true, KIVIS_ECONFLICT);  /* a key gone */
+    scan_then(a, b, S("z"), false, KIVIS_OK);         /* elsewhere */
+    char buf[8];
+    assert_int_equal(get_once(a, S("count"), buf, sizeof buf), KIVIS_OK);
+    assert_string_equal(buf, "2"); /* r2 and r3 */
+    kivis_storage_close(a);
+    kivis_storage_close(b);
+}
+
+/* One commit with more writes than the cluster's --max-txn-ops (1024):
+ * KIVIS_EINVAL naming the limit, and not one of its writes applied. */
+static void test_commit_over_op_limit(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh("t-limit/");
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    char k[16];
+    for (int i = 0; i < 1100; i++) {
+        snprintf(k, sizeof k, "k%04d", i);
+        assert_int_equal(kivis_txn_put(t, kivis_slice_make(k, 5), S("v")), KIVIS_OK);
+    }
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_EINVAL);
+    assert_non_null(strstr(kivis_etcd_errmsg(), "--max-txn-ops"));
+    assert_int_equal(kt_count(st), 0);
+    /* A value over --max-request-bytes (1.5 MiB): the same, naming it. */
+    size_t big = 2u << 20;
+    char *v = calloc(1, big);
+    assert_non_null(v);
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, S("big"), kivis_slice_make(v, big)), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, S("small"), S("v")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_EINVAL);
+    assert_non_null(strstr(kivis_etcd_errmsg(), "--max-request-bytes"));
+    free(v);
+    assert_int_equal(kt_count(st), 0);
+    kivis_storage_close(st);
+}
+
+/* ---- counters through the record engine --------------------------------- */
+
+#define INCREMENTS 40
+
+/* One read-modify-write of the counter; ECONFLICT from any step. */
+static int increment(kivis_db *db, user_key k)
+{
+    user u;
+    int rc = kivis_begin(db);
+    if (rc == KIVIS_OK)
+        rc = kivis_get(db, PETS_USER, &k, &u);
+    if (rc == KIVIS_OK) {
+        u.age++;
+        rc = kivis_insert(db, PETS_USER, &k, &u);
+        kivis_record_clear(db, PETS_USER, &u);
+    }
+    if (rc == KIVIS_OK)
+        return kivis_commit(db);
+    kivis_abort(db);
+    return rc;
+}
+
+/* n increments, each retried on ECONFLICT.  KIVIS_OK or the first other
+ * error (printed). */
+static int increments(kivis_db *db, user_key k, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int rc;
+        while ((rc = increment(db, k)) == KIVIS_ECONFLICT)
+            ;
+        if (rc != KIVIS_OK) {
+            fprintf(stderr, "increment: %s: %s\n", kivis_errname(rc), kivis_errmsg(db));
+            return rc;
+        }
+    }
+    return KIVIS_OK;
+}
+
+static void counter_child(user_key k, const char *prefix)
+{
+    kivis_storage *st;
+    kivis_db *db;
+    kivis_etcd_options o = {.prefix = prefix};
+    if (kivis_etcd_open(kt_etcd_start(), &o, &st) != KIVIS_OK ||
+        kivis_open(st, &pets_schema, NULL, &db) != KIVIS_OK)
+        _exit(1);
+    int rc = increments(db, k, INCREMENTS);
+    kivis_close(db);
+    kivis_storage_close(st);
+    _exit(rc == KIVIS_OK ? 0 : 1);
+}
+
+static user_key new_counter(kivis_storage *st)
+{
+    kivis_db *db;
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    user_key k = kt_put_user(db, "counter", 0);
+    kivis_close(db);
+    return k;
+}
+
+static uint32_t counter_value(kivis_storage *st, user_key k)
+{
+    kivis_db *db;
+    user u;
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    assert_int_equal(kivis_get(db, PETS_USER, &k, &u), KIVIS_OK);
+    uint32_t v = u.age;
+    kivis_record_clear(db, PETS_USER, &u);
+    assert_int_equal(kt_users_named(db, "counter"), 1);
+    kivis_close(db);
+    return v;
+}
+
+/* Two processes increment one counter: not one increment is lost. */
+static void test_two_process_counter(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh("t-counter/");
+    user_key k = new_counter(st);
+    kivis_storage_close(st);
+    pid_t kids[2];
+    for (int i = 0; i < 2; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0)
+            counter_child(k, "t-counter/");
+    }
+    for (int i = 0; i < 2; i++) {
+        int status;
+        assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    st = open_at(kt_etcd_start(), "t-counter/", 0);
+    assert_int_equal(counter_value(st, k), 2 * INCREMENTS);
+    kivis_storage_close(st);
+}
+
+/* ---- the network -------------------------------------------------------- */
+
+/* The leader dies in the middle of a run of increments, then a follower:
+ * the client moves on to the members left (a majority each time it
+ * writes) and loses nothing.  Both come back for the next tests. */
+static void test_members_killed_mid_run(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh("t-kill/");
+    user_key k = new_counter(st);
+    kivis_db *db;
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    assert_int_equal(increments(db, k, 5), KIVIS_OK);
+    int leader = kt_etcd_leader();
+    kt_etcd_kill(leader);
+    assert_int_equal(increments(db, k, 5), KIVIS_OK);
+    kt_etcd_revive(leader);
+    int follower = (kt_etcd_leader() + 1) % KT_ETCD_MEMBERS;
+    kt_etcd_kill(follower);
+    assert_int_equal(increments(db, k, 5), KIVIS_OK);
+    kt_etcd_revive(follower);
+    kivis_close(db);
+    assert_int_equal(counter_value(st, k), 15);
+    kivis_storage_close(st);
+}
+
+/* A store whose only endpoint is down: KIVIS_EUNAVAILABLE (at open too),
+ * and the same storage works again once the member is back. */
+static void test_unreachable_then_back(void **state)
+{
+    (void)state;
+    kt_etcd_wipe("t-down/");
+    char one[64];
+    snprintf(one, sizeof one, "%s", kt_etcd_endpoint(1));
+    kivis_storage *st = open_at(one, "t-down/", 500);
+    put_one(st, S("k"), S("before"));
+    kt_etcd_kill(1);
+    char buf[16];
+    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_EUNAVAILABLE);
+    assert_true(strlen(kivis_etcd_errmsg()) > 0);
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, S("k"), S("lost")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_EUNAVAILABLE);
+    kivis_storage *none = NULL;
+    kivis_etcd_options o = {.prefix = "t-down/", .timeout_ms = 300};
+    assert_int_equal(kivis_etcd_open(one, &o, &none), KIVIS_EUNAVAILABLE);
+    assert_null(none);
+    kt_etcd_revive(1);
+    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_string_equal(buf, "before");
+    put_one(st, S("k"), S("after"));
+    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_string_equal(buf, "after");
+    kivis_storage_close(st);
+}
+
+/* The reply to a commit is lost after the cluster applied it: the backend
+ * sends it again to the next member, whose answer (the commit's marker is
+ * there) says it was applied: KIVIS_OK, and applied once.  A read-modify-
+ * write shows it: applying it twice would be two increments, and without
+ * the marker the resend's compares would fail (KIVIS_ECONFLICT). */
+static void test_lost_commit_reply(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh("t-lost/");
+    user_key k = new_counter(st);
+    kivis_db *db;
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    for (int i = 0; i < 3; i++) {
+        atomic_store(&kivis__etcd_lose_replies, 1);
+        assert_int_equal(increment(db, k), KIVIS_OK);
+        assert_int_equal(atomic_load(&kivis__etcd_lose_replies), 0);
+    }
+    /* A blind write (no compares but the marker's) too. */
+    atomic_store(&kivis__etcd_lose_replies, 2);
+    put_one(st, S("blind"), S("1"));
+    assert_int_equal(atomic_load(&kivis__etcd_lose_replies), 0);
+    kivis_close(db);
+    assert_int_equal(counter_value(st, k), 3);
+    char buf[8];
+    assert_int_equal(get_once(st, S("blind"), buf, sizeof buf), KIVIS_OK);
+    kivis_storage_close(st);
+}
+
+/* ---- the change feed ---------------------------------------------------- */
+
+static kivis_change next_change(kivis_feed *f)
+{
+    kivis_change c;
+    int rc = kivis_feed_next(f, 5000, &c);
+    if (rc != KIVIS_OK)
+        fail_msg("feed: %s: %s", kivis_errname(rc), kivis_etcd_errmsg());
+    return c;
+}
+
+static void expect_change(kivis_feed *f, int kind, const char *key, uint64_t *pos)
+{
+    kivis_change c = next_change(f);
+    assert_int_equal(c.kind, kind);
+    assert_int_equal(c.key.len, strlen(key));
+    assert_memory_equal(c.key.data, key, c.key.len);
+    assert_true(c.pos > *pos);
+    *pos = c.pos;
+}
+
+/* Another client's commits reach a feed in commit order, each kind right,
+ * the two keys of one commit one after the other; a feed opened after a
+ * position resumes there. */
+static void test_feed_follows_other_client(void **state)
+{
+    (void)state;
+    kivis_storage *a = fresh("t-feed/"), *b = open_at(kt_etcd_start(), "t-feed/", 0);
+    kivis_feed *f;
+    assert_int_equal(kivis_feed_open(a, KIVIS_FEED_NOW, &f), KIVIS_OK);
+    assert_int_equal(f->flags & KIVIS_FEED_SHARED, KIVIS_FEED_SHARED);
+    assert_true(kivis_feed_fd(f) >= 0);
+    kivis_change c;
+    assert_int_equal(kivis_feed_next(f, 0, &c), KIVIS_NOTFOUND);
+    put_one(b, S("x"), S("1"));
+    put_one(b, S("x"), S("2"));
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(b, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_del(t, S("x")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, S("y"), S("1")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    uint64_t pos = 0, first;
+    expect_change(f, KIVIS_CHANGE_INSERT, "x", &pos);
+    first = pos;
+    expect_change(f, KIVIS_CHANGE_UPDATE, "x", &pos);
+    expect_change(f, KIVIS_CHANGE_DELETE, "x", &pos);
+    expect_change(f, KIVIS_CHANGE_INSERT, "y", &pos);
+    assert_int_equal(kivis_feed_next(f, 100, &c), KIVIS_NOTFOUND);
+    kivis_feed_close(f);
+
+    assert_int_equal(kivis_feed_open(a, first, &f), KIVIS_OK);
+    pos = first;
+    expect_change(f, KIVIS_CHANGE_UPDATE, "x", &pos);
+    expect_change(f, KIVIS_CHANGE_DELETE, "x", &pos);
+    kivis_feed_close(f);
+    kivis_storage_close(a);
+    kivis_storage_close(b);
+}
+
+/* Resuming from a position the cluster has compacted away starts with a
+ * KIVIS_CHANGE_RESYNC, then the changes kept (the compaction keeps the
+ * revision it is made at: a's update). */
+static void test_feed_resync_after_compaction(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh("t-compact/");
+    kivis_feed *f;
+    assert_int_equal(kivis_feed_open(st, KIVIS_FEED_NOW, &f), KIVIS_OK);
+    put_one(st, S("a"), S("1"));
+    uint64_t pos = 0;
+    expect_change(f, KIVIS_CHANGE_INSERT, "a", &pos);
+    kivis_feed_close(f);
+    put_one(st, S("a"), S("2"));
+    kt_etcd_compact(kt_etcd_revision());
+    put_one(st, S("b"), S("1"));
+    assert_int_equal(kivis_feed_open(st, pos, &f), KIVIS_OK);
+    kivis_change c = next_change(f);
+    assert_int_equal(c.kind, KIVIS_CHANGE_RESYNC);
+    assert_int_equal(c.key.len, 0);
+    assert_true(c.pos > pos);
+    pos = c.pos;
+    expect_change(f, KIVIS_CHANGE_UPDATE, "a", &pos);
+    expect_change(f, KIVIS_CHANGE_INSERT, "b", &pos);
+    kivis_feed_close(f);
+    kivis_storage_close(st);
+}
+
+/* A memory cache over etcd (kivis/layered.h) learns of another client's
+ * write through the feed. */
+static void test_layered_cache_sees_other_client(void **state)
+{
+    (void)state;
+    kivis_storage *mem, *authority = fresh("t-layered/"), *cache;
+    assert_int_equal(kivis_memory_open(NULL, &mem), KIVIS_OK);
+    kivis_layered_tier tiers[2] = {{mem, 1u << 20, 0}, {authority, 0, 0}};
+    kivis_layered_options lo = {NULL, 1024, 0};
+    assert_int_equal(kivis_layered_open(tiers, 2, &lo, &cache), KIVIS_OK);
+    kivis_storage *other = open_at(kt_etcd_start(), "t-layered/", 0);
+    kivis_layered_feed_stats fs;
+    assert_int_equal(kivis_layered_feed_stats_get(cache, &fs), KIVIS_OK);
+    assert_int_equal(fs.following, 1);
+    put_one(cache, S("k"), S("v1"));
+    char buf[16];
+    assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_string_equal(buf, "v1");
+    put_one(other, S("k"), S("v2"));
+    for (int i = 0; i < 2000 && strcmp(buf, "v2") != 0; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+        assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    }
+    assert_string_equal(buf, "v2");
+    assert_int_equal(kivis_storage_close(cache), KIVIS_OK);
+    kivis_storage_close(other);
+}
+
+int main(void)
+{
+    kt_etcd_start();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conflict_is_econflict),
+        cmocka_unit_test(test_scanned_range_conflicts),
+        cmocka_unit_test(test_commit_over_op_limit),
+        cmocka_unit_test(test_two_process_counter),
+        cmocka_unit_test(test_members_killed_mid_run),
+        cmocka_unit_test(test_unreachable_then_back),
+        cmocka_unit_test(test_lost_commit_reply),
+        cmocka_unit_test(test_feed_follows_other_client),
+        cmocka_unit_test(test_feed_resync_after_compaction),
+        cmocka_unit_test(test_layered_cache_sees_other_client),
+    };
+    return cmocka_run_group_tests_name("etcd", tests, NULL, NULL);
+}
