@@ -447,7 +447,7 @@ static void test_layered_cache_sees_other_client(void **state)
     kivis_storage *mem, *authority = fresh("t-layered/"), *cache;
     assert_int_equal(kivis_memory_open(NULL, &mem), KIVIS_OK);
     kivis_layered_tier tiers[2] = {{mem, 1u << 20, 0}, {authority, 0, 0}};
-    kivis_layered_options lo = {NULL, 1024, 0};
+    kivis_layered_options lo = {.negative_max = 1024};
     assert_int_equal(kivis_layered_open(tiers, 2, &lo, &cache), KIVIS_OK);
     kivis_storage *other = open_at(kt_etcd_start(), "t-layered/", 0);
     kivis_layered_feed_stats fs;

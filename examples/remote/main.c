@@ -130,7 +130,7 @@ static kivis_storage *open_stack(const char *conninfo, const char *dir)
     if (rc == KIVIS_OK)
         rc = kivis_lmdb_open(dir, NULL, &disk);
     kivis_layered_tier tiers[] = {{mem, MEMORY_BYTES, 0}, {disk, LMDB_BYTES, 0}, {pg, 0, 0}};
-    kivis_layered_options lo = {NULL, 1024, 0};
+    kivis_layered_options lo = {.negative_max = 1024};
     if (rc == KIVIS_OK)
         rc = kivis_layered_open(tiers, 3, &lo, &stack);
     if (rc != KIVIS_OK) {

@@ -75,7 +75,7 @@ static kivis_storage *open_stack(const char *dir)
         rc = kivis_rocksdb_open(path, NULL, &auth);
     kivis_layered_tier tiers[] = {
         {mem, 256 << 10, 0}, {sql, 2 << 20, 0}, {arc, 0, 0}, {auth, 0, 0}};
-    kivis_layered_options opts = {NULL, 1024, 0, 0};
+    kivis_layered_options opts = {.negative_max = 1024};
     if (!rc)
         rc = kivis_layered_open(tiers, 4, &opts, &st);
     if (rc) {

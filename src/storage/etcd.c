@@ -826,6 +826,7 @@ static int et_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
 
 static const kivis_txn_methods et_txn_methods = {
     et_get, et_put, et_del, et_cursor_open, et_commit, et_abort,
+    NULL, NULL, /* discard is del; gets are not batched yet */
 };
 
 static int read_txn_new(etcd_storage *s, readset *rs, etcd_txn **out)
@@ -1237,6 +1238,7 @@ static void ew_abort(kivis_storage_txn *txn)
 
 static const kivis_txn_methods ew_txn_methods = {
     ew_get, ew_put, ew_del, ew_cursor_open, ew_commit, ew_abort,
+    NULL, NULL, /* discard is del; gets are not batched yet */
 };
 
 static int writer_new(etcd_storage *s, kivis_storage_txn **out)

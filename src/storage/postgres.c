@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <time.h>
 
@@ -1240,10 +1241,14 @@ static int kind_of_op(char op)
          : op == 'U' ? KIVIS_CHANGE_UPDATE : KIVIS_CHANGE_DELETE;
 }
 
-/* Drop what NOTIFY brought in.  @return whether anything came. */
+/* Drop what NOTIFY brought in.  @return whether anything came: a NOTIFY,
+ * or any bytes at all, since the server talks unasked only to notify or
+ * to say it is going (an error message, then the end of the stream), and
+ * a read of the log then finds out which. */
 static bool feed_notified(pg_feed *f)
 {
-    bool any = false;
+    struct pollfd p = {PQsocket(f->pc), POLLIN, 0};
+    bool any = p.fd >= 0 && poll(&p, 1, 0) > 0;
     PGnotify *n;
     PQconsumeInput(f->pc);
     while ((n = PQnotifies(f->pc)) != NULL) {
