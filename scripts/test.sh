@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every test: the ctest suite under ASan+UBSan, the threaded LMDB test
+# Every test: the ctest suite under ASan+UBSan, the threaded LMDB and etcd tests
 # under TSan, the test programs under valgrind, each fuzzer for
 # FUZZ_SECONDS, and the headers of fuzzed schemas kivis-gen accepts
 # compiled (scripts/fuzz-headers.sh, about a minute).  Ends with one tally
@@ -22,13 +22,16 @@ passed=$((passed + n_ok)) failed=$((failed + n_bad))
 rm -f /tmp/kivis-ctest.$$
 
 cd "$root"
-TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_lmdb >/tmp/kivis-tsan.$$ 2>&1
-status=$?
-[ $status -eq 0 ] && echo "tsan: test_lmdb clean" || tail -n 60 /tmp/kivis-tsan.$$ >&2
-tally "tsan test_lmdb" $status
+# The threaded tests: LMDB's readers and writers, etcd's watch thread.
+for p in test_lmdb test_etcd; do
+  TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/$p >/tmp/kivis-tsan.$$ 2>&1
+  status=$?
+  [ $status -eq 0 ] && echo "tsan: $p clean" || tail -n 60 /tmp/kivis-tsan.$$ >&2
+  tally "tsan $p" $status
+done
 rm -f /tmp/kivis-tsan.$$
 
-for p in test_engine test_handles test_schema_open test_postgres test_offline test_cache test_faulty test_lmdb test_multiproc "test_conformance memory" "test_conformance lmdb" "test_conformance sqlite" test_btree test_codec test_cli; do
+for p in test_engine test_handles test_schema_open test_postgres test_postgres_trips test_etcd test_offline test_cache test_faulty test_lmdb test_multiproc "test_conformance memory" "test_conformance lmdb" "test_conformance sqlite" test_btree test_codec test_cli; do
   bash scripts/valgrind.sh build/release/tests "$p"; tally "valgrind $p" $?
 done
 
