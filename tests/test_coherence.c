@@ -10,6 +10,7 @@
 #include "pgserver.h"
 
 #include <kivis/layered.h>
+#include <kivis/lmdb.h>
 #include <kivis/memory.h>
 #include <kivis/postgres.h>
 
@@ -114,6 +115,64 @@ static void test_another_clients_write_reaches_the_cache(void **state)
     assert_true(fs.changes >= 2);
 }
 
+/* A write transaction reads the authority, not a cache: another client's
+ * commit the feed has not brought yet is seen (no lost update), and one
+ * made after the read is a conflict. */
+static void test_write_transactions_read_the_authority(void **state)
+{
+    fx *f = *state;
+    char buf[64];
+    put(f->cache, "n", "0");
+    assert_string_equal(get(f->cache, "n", buf), "0"); /* now cached */
+    kivis_storage_txn *w;
+    kivis_slice v;
+    assert_int_equal(kivis_storage_begin(f->cache, 0, &w), KIVIS_OK);
+    put(f->other, "n", "1");
+    assert_int_equal(kivis_txn_get(w, str("n"), &v), KIVIS_OK);
+    assert_int_equal(v.len, 1);
+    assert_memory_equal(v.data, "1", 1);
+    assert_int_equal(kivis_txn_put(w, str("n"), str("2")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(w, KIVIS_SYNC), KIVIS_OK);
+    assert_string_equal(get(f->other, "n", buf), "2");
+
+    assert_int_equal(kivis_storage_begin(f->cache, 0, &w), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(w, str("n"), &v), KIVIS_OK);
+    put(f->other, "n", "3");
+    assert_int_equal(kivis_txn_put(w, str("n"), str("3")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(w, KIVIS_SYNC), KIVIS_ECONFLICT);
+    assert_string_equal(get(f->other, "n", buf), "3");
+}
+
+/* A persistent cache tier kept from an earlier run does not answer with
+ * what another client changed while the stack was closed. */
+static void test_persistent_cache_across_a_restart(void **state)
+{
+    fx *f = *state;
+    char dir[256], buf[64];
+    kt_tempdir(dir, sizeof dir);
+    for (int run = 0; run < 2; run++) {
+        kivis_storage *disk, *pg, *stack;
+        kivis_postgres_options po = {NULL, NULL, "coherence_kv", 0};
+        assert_int_equal(kivis_lmdb_open(dir, NULL, &disk), KIVIS_OK);
+        assert_int_equal(kivis_postgres_open(kt_pg_start(), &po, &pg), KIVIS_OK);
+        kivis_layered_tier tiers[2] = {{disk, 1u << 20, 0}, {pg, 0, 0}};
+        assert_int_equal(kivis_layered_open(tiers, 2, NULL, &stack), KIVIS_OK);
+        if (run == 0) {
+            put(stack, "p", "old");
+            assert_string_equal(get(stack, "p", buf), "old"); /* on disk now */
+            kivis_layered_tier_stats ts;
+            assert_int_equal(kivis_layered_stats(stack, 0, &ts), KIVIS_OK);
+            assert_int_equal(ts.entries, 1);
+        } else {
+            assert_string_equal(get(stack, "p", buf), "new");
+        }
+        assert_int_equal(kivis_storage_close(stack), KIVIS_OK);
+        if (run == 0)
+            put(f->other, "p", "new");
+    }
+    kt_rmdir(dir);
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -157,6 +216,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_another_clients_write_reaches_the_cache,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_transactions_read_the_authority,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persistent_cache_across_a_restart,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay_over_a_thousand_changes, setup,
                                         teardown),

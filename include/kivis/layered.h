@@ -50,16 +50,23 @@
  *    the changes it missed reach the caches then, key by key (see
  *    "Offline" below); kivis_layered_feed_stats_get counts both.  Our
  *    own commits come back through the feed too and drop the keys we just
- *    wrote: the next read of each refills it.
+ *    wrote: the next read of each refills it.  What tiers held before the
+ *    open (a persistent cache or mirror of an earlier run) missed what
+ *    changed while nobody followed the feed, so the first transaction
+ *    after the open empties every cache tier and copies each mirror again.
  *  - Otherwise (local authorities, whose feeds carry only this storage
  *    object's commits, or none): a cache tier keeps serving the values it
  *    held, and the negative cache keeps reporting keys missing, until the
  *    entry is evicted or kivis_layered_invalidate is called.
  * Keys not cached are read from the authority and so are current; cursors
  * always show the authority (or a mirror).  Through this handle alone, a
- * get returns the transaction's own write or a value at least as new as
- * the one committed when the transaction began: transactions are
- * read-committed, not snapshots.  All of this holds while the authority
+ * get in a read-only transaction returns a value at least as new as the
+ * one committed when the transaction began: read-only transactions are
+ * read-committed, not snapshots.  A read-write transaction reads the
+ * authority alone (never a cache tier), so that the authority's own
+ * isolation covers its reads: with PostgreSQL or etcd, a read-modify-write
+ * that raced another client's commit fails with KIVIS_ECONFLICT instead of
+ * losing that update.  All of this holds while the authority
  * is reachable; offline answers are flagged, as follows.
  *
  * Offline.  Each begin first brings the caches up to date (drains the feed

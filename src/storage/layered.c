@@ -614,7 +614,11 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
     int rc = check_key(ls, key);
     if (rc != KIVIS_OK)
         return rc == KIVIS_EKEYSIZE ? KIVIS_NOTFOUND : rc;
-    if (wrote(t, key) || t->mode == TXN_DIRECT)
+    /* A write transaction reads the authority: its conflict checks
+     * (PostgreSQL's SERIALIZABLE, etcd's compares) must see every read, or
+     * a read-modify-write over a cached value would lose another client's
+     * update (the feed delivers it only at the next begin). */
+    if (!(t->base.flags & KIVIS_TXN_RDONLY) || wrote(t, key) || t->mode == TXN_DIRECT)
         return authority_get(t, key, value);
     if (negative_hit(ls, key))
         return tier_answer(t, KIVIS_NOTFOUND);
@@ -1478,6 +1482,10 @@ static int init_feed(layered_storage *ls)
         return KIVIS_OK;
     }
     ls->fst.following = 1;
+    /* What persistent tiers kept from an earlier run missed the changes
+     * made while nobody followed the feed: the first begin empties the
+     * caches and copies the mirrors again (settle), as after a resync. */
+    ls->owed_all = true;
     return kivis__btree_new(&ls->alloc, &ls->owed);
 }
 
