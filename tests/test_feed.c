@@ -298,6 +298,30 @@ static void test_pg_psql_writes(void **state)
     kivis_feed_close(f);
 }
 
+/* A store whose change-log trigger predates the backend logging its own
+ * commits (no WHEN clause) gets the new trigger at the next open, so that
+ * a commit is logged once, not by the trigger as well. */
+static void test_pg_older_trigger_is_replaced(void **state)
+{
+    fixture *fx = *state;
+    kt_pg_exec("DROP TRIGGER kivis_feed ON feed_kv");
+    kt_pg_exec("CREATE CONSTRAINT TRIGGER kivis_feed AFTER INSERT OR UPDATE OR DELETE"
+               " ON feed_kv DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+               " EXECUTE FUNCTION feed_kv_feed_log()");
+    kivis_storage *st;
+    assert_int_equal(open_pg(&st), KIVIS_OK);
+    kivis_feed *f;
+    assert_int_equal(kivis_feed_open(fx->st, KIVIS_FEED_NOW, &f), KIVIS_OK);
+    kivis_storage_txn *t = begin(st);
+    put(t, S("once"));
+    assert_int_equal(kivis_txn_del(t, S("never")), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    expect(f, KIVIS_CHANGE_INSERT, "once", 0);
+    expect_nothing(f);
+    kivis_feed_close(f);
+    assert_int_equal(kivis_storage_close(st), KIVIS_OK);
+}
+
 /* A feed whose connection broke while idle (the server restarted between
  * two calls) goes on at the next call: it connects again, once, and
  * delivers the commits made since, with no failed call in between. */
@@ -374,6 +398,7 @@ int main(void)
         ALL(test_feed_fd),
         ALL(test_watch),
         ON(test_pg_psql_writes, "postgres"),
+        ON(test_pg_older_trigger_is_replaced, "postgres"),
         ON(test_pg_cross_client_watch, "postgres"),
         ON(test_pg_feed_across_restart, "postgres"),
     };

@@ -44,7 +44,7 @@
 #define PAGE_FIRST 16    /* rows in a cursor's first page */
 #define PAGE_GROWTH 8    /* each next page going the same way: 8 times */
 #define PAGE_MAX 1024    /* rows in a page at most */
-#define MAX_QUEUE 6      /* statements in one request at most */
+#define MAX_QUEUE 8      /* statements in one request at most */
 #define FEED_BATCH "512" /* change-log rows a feed reads at once */
 #define FEED_BATCH_ROWS 512 /* the same, as a number */
 #define TRIM_EVERY 1024  /* a storage trims the change log after so many commits */
@@ -77,7 +77,12 @@ static const char *const stmt_fmt[S_COUNT] = {
 };
 
 /* The change feed's statements, text built at open (see ensure_feed). */
-enum { F_FETCH, F_NOW, F_LISTEN, F_TRIM, F_COUNT };
+enum {
+    F_FETCH, F_NOW, F_LISTEN, F_TRIM,
+    /* a commit's own logging (see send_commit): */
+    F_STAGE_TABLE, F_QUIET, F_UPSERT, F_DELETE, F_LOCK, F_LOG,
+    F_COUNT
+};
 
 static const char *const stmt_name[S_COUNT] = {
     "kv_get", "kv_upsert", "kv_delete", "kv_get_many", "kv_ge", "kv_gt", "kv_ge_hi",
@@ -268,7 +273,7 @@ static void param(query *q, int i, kivis_slice s)
 
 static int queue(PGconn *pc, const query *q)
 {
-    int ok = q->sql ? PQsendQueryParams(pc, q->sql, 0, NULL, NULL, NULL, NULL, 1)
+    int ok = q->sql ? PQsendQueryParams(pc, q->sql, q->n, NULL, q->val, q->len, binary, 1)
                     : PQsendQueryPrepared(pc, stmt_name[q->id], q->n, q->val,
                                           q->len, binary, 1);
     return ok ? KIVIS_OK : status_of(pc, NULL);
@@ -365,14 +370,21 @@ static void ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
-/* Prepare every statement, in one round trip. */
+/* Prepare every statement (and, where the store has a change log, create
+ * the session's staging table for it), in one round trip. */
 static int prepare_all(pg_storage *s, PGconn *pc)
 {
     for (int i = 0; i < S_COUNT; i++)
         if (!PQsendPrepare(pc, stmt_name[i], s->sql[i], stmt_nparams[i], stmt_types[i]))
             return status_of(pc, NULL);
+    int n = S_COUNT;
+    if (s->feed_sql[F_STAGE_TABLE]) {
+        if (!PQsendQueryParams(pc, s->feed_sql[F_STAGE_TABLE], 0, NULL, NULL, NULL, NULL, 1))
+            return status_of(pc, NULL);
+        n++;
+    }
     int rc = sync_for_reply(pc);
-    return rc == KIVIS_OK ? read_replies(pc, S_COUNT, NULL) : rc;
+    return rc == KIVIS_OK ? read_replies(pc, n, NULL) : rc;
 }
 
 /* A new libpq connection, not yet in pipeline mode. */
@@ -947,22 +959,41 @@ static void array_param(query *q, int i, const array_buf *a)
 static const query commit_query = {.sql = "COMMIT"};
 static const query nosync_query = {.sql = "SET LOCAL synchronous_commit = off"};
 
-/* Send the writes and COMMIT in one round trip. */
-static int send_commit(pg_writer *w, const array_buf arr[3], int durability)
+/* The statements that write arr (keys and values to upsert, keys to
+ * delete) into q, and log them where the store has a change log (the
+ * F_QUIET ... F_LOG sequence, see feed_fmt); their number. */
+static int write_queries(const pg_storage *s, const array_buf arr[3], query *q)
 {
-    query q[4];
+    const bool log = s->feed_sql[F_LOG] != NULL;
     int n = 0;
-    if (durability == KIVIS_NOSYNC)
-        q[n++] = nosync_query;
+    if (log)
+        q[n++] = (query){.sql = s->feed_sql[F_QUIET]};
     if (arr[0].len) {
-        q[n] = (query){.id = S_UPSERT, .n = 2};
+        q[n] = log ? (query){.sql = s->feed_sql[F_UPSERT], .n = 2}
+                   : (query){.id = S_UPSERT, .n = 2};
         array_param(&q[n], 0, &arr[0]);
         array_param(&q[n++], 1, &arr[1]);
     }
     if (arr[2].len) {
-        q[n] = (query){.id = S_DELETE, .n = 1};
+        q[n] = log ? (query){.sql = s->feed_sql[F_DELETE], .n = 1}
+                   : (query){.id = S_DELETE, .n = 1};
         array_param(&q[n++], 0, &arr[2]);
     }
+    if (log) {
+        q[n++] = (query){.sql = s->feed_sql[F_LOCK]};
+        q[n++] = (query){.sql = s->feed_sql[F_LOG]};
+    }
+    return n;
+}
+
+/* Send the writes and COMMIT in one round trip. */
+static int send_commit(pg_writer *w, const array_buf arr[3], int durability)
+{
+    query q[MAX_QUEUE];
+    int n = 0;
+    if (durability == KIVIS_NOSYNC)
+        q[n++] = nosync_query;
+    n += write_queries(w->s, arr, q + n);
     q[n++] = commit_query;
     PGresult *r = NULL;
     int rc = request(w->s, w->c, q, n, &r);
@@ -1464,8 +1495,11 @@ static const char feed_setup_fmt[] =
     "  END IF;"
     "  RETURN m.horizon;"
     " END $kivis$;"
+    "DROP TRIGGER IF EXISTS kivis_feed ON @5;"
     "CREATE CONSTRAINT TRIGGER kivis_feed AFTER INSERT OR UPDATE OR DELETE ON @5"
-    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION @3();"
+    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+    " WHEN (current_setting('kivis.logged', true) IS DISTINCT FROM 'on')"
+    " EXECUTE FUNCTION @3();"
     "COMMIT";
 
 static const char *const feed_fmt[F_COUNT] = {
@@ -1477,6 +1511,23 @@ static const char *const feed_fmt[F_COUNT] = {
     "SELECT greatest((SELECT horizon FROM @2), (SELECT max(pos) FROM @1))",
     "LISTEN kivis_feed_@6",
     "SELECT @4()",
+    /* A commit through this backend logs its own writes in a few set-based
+     * statements instead of a trigger call per row (three times faster on
+     * a load): the writes are staged with their kinds, the trigger is told
+     * to stand aside (kivis.logged, for this transaction only), and the
+     * staged rows enter the log under the same lock, taken last, that
+     * makes positions follow commit order. */
+    "CREATE TEMP TABLE IF NOT EXISTS kivis_staged (op \"char\" NOT NULL, k bytea NOT NULL)"
+    " ON COMMIT DELETE ROWS",
+    "SELECT set_config('kivis.logged', 'on', true)",
+    "WITH w AS (INSERT INTO @5(k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[])"
+    " ON CONFLICT (k) DO UPDATE SET v = excluded.v RETURNING k, xmax = 0 AS fresh)"
+    " INSERT INTO pg_temp.kivis_staged SELECT CASE WHEN fresh THEN 'I' ELSE 'U' END, k FROM w",
+    "WITH d AS (DELETE FROM @5 WHERE k = ANY($1::bytea[]) RETURNING k)"
+    " INSERT INTO pg_temp.kivis_staged SELECT 'D', k FROM d",
+    "SELECT pg_advisory_xact_lock(1801812339, (@6::bigint % 2147483647)::int),"
+    " pg_notify('kivis_feed_@6', '')",
+    "INSERT INTO @1(op, k) SELECT op, k FROM pg_temp.kivis_staged",
 };
 
 /* "schema"."table<suffix>", quoted. */
@@ -1522,7 +1573,9 @@ static bool trigger_exists(PGconn *pc, const char *kv, char oid[24])
     const char *vals[1] = {kv};
     PGresult *r = PQexecParams(pc,
                                "SELECT c.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t"
-                               " WHERE t.tgrelid = c.oid AND t.tgname = 'kivis_feed')"
+                               " WHERE t.tgrelid = c.oid AND t.tgname = 'kivis_feed'"
+                               /* an older trigger, without the WHEN, is made again */
+                               " AND pg_catalog.pg_get_triggerdef(t.oid) LIKE '%kivis.logged%')"
                                " FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)",
                                1, NULL, vals, NULL, NULL, 0);
     bool ok = result_ok(r) && PQntuples(r) == 1;
