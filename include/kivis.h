@@ -9,7 +9,8 @@
  * Layout in the storage (docs/design.md, "On-disk layout"):
  *   record       tableid | 0x00           | key(primary key)
  *   index entry  tableid | index + 2      | key(field value) | key(primary key)
- *   metadata     table id 0 holds the stored schema
+ *   metadata     table id 0 holds the stored schema and the
+ *                auto-increment counters
  * Ids are order-preserving varints; key() is the order-preserving encoding.
  *
  * Atomicity: every put, insert or remove writes the record and all of its
@@ -181,8 +182,9 @@ void kivis_abort(kivis_db *db);
 
 /**
  * Store `record` under the key its table's strategy gives: the next
- * auto-increment id (one past the highest stored), its [[key]] fields, or
- * derive_key.  An existing record under that key is replaced together with
+ * auto-increment id (one past the highest the table ever issued, so an id
+ * is never reused after its record is removed; the table's counter is
+ * written in the same transaction), its [[key]] fields, or derive_key.  An existing record under that key is replaced together with
  * its index entries.  key_out (may be NULL) receives the key; it owns no
  * memory of the db's (string key fields point into `record`).
  * @return KIVIS_OK; KIVIS_EINVAL; KIVIS_ECONSTRAINT (a [[unique]] index
@@ -198,7 +200,9 @@ int kivis_put(kivis_db *db, uint32_t table, const void *record,
  * Store `record` under the explicit `key` (insert or overwrite; an
  * overwrite removes the old record's index entries in the same write).
  * For KEY_FIELDS and KEY_DERIVED tables the key must equal the one the
- * record's fields give, else KIVIS_EINVAL.  Codes as kivis_put.
+ * record's fields give, else KIVIS_EINVAL.  For an auto-increment table a
+ * key above every id issued raises the table's counter to it.  Codes as
+ * kivis_put.
  */
 int kivis_insert(kivis_db *db, uint32_t table, const void *key,
                  const void *record);
