@@ -355,13 +355,35 @@ static int encode_value(kivis_db *db, const kivis_table_state *ts,
     return rc;
 }
 
+/* What a write does with a record already under its key, or with none. */
+typedef enum write_mode {
+    WRITE_UPSERT, /* store either way (put, insert) */
+    WRITE_ADD,    /* KIVIS_EEXIST when one is there (add) */
+    WRITE_UPDATE  /* KIVIS_NOTFOUND when none is (update) */
+} write_mode;
+
+static int check_mode(kivis_db *db, const kivis_table_state *ts,
+                      write_mode mode, bool had_old)
+{
+    if (mode == WRITE_ADD && had_old)
+        return kivis__fail(db, KIVIS_EEXIST,
+                           "%s: a record with this %s already exists",
+                           ts->desc->name,
+                           ts->desc->key_kind == KIVIS_KEY_DERIVED ? "derived key"
+                                                                  : "key");
+    if (mode == WRITE_UPDATE && !had_old)
+        return kivis__fail(db, KIVIS_NOTFOUND, "%s: no record with this key to update",
+                           ts->desc->name);
+    return KIVIS_OK;
+}
+
 /* Store `rec`, already encoded in db->val, under `key`: everything is
  * encoded and checked before the first write, so only storage failures can
  * happen after it.  `fresh`: the key is known to be unused (a new
  * auto-increment id), so there is no old record to look up. */
 static int write_record(kivis_db *db, const kivis_table_state *ts,
                         kivis_op *op, const void *key, const void *rec,
-                        bool fresh)
+                        bool fresh, write_mode mode)
 {
     size_t prefix_len;
     int rc = kivis__record_key(db, ts, key, &db->pk, &prefix_len);
@@ -376,12 +398,12 @@ static int write_record(kivis_db *db, const kivis_table_state *ts,
         return rc;
     bool had_old = false;
     kivis_slice old;
-    if (!fresh && ts->desc->nindexes) {
+    if (!fresh && (ts->desc->nindexes || mode != WRITE_UPSERT)) {
         rc = read_stored(db, ts, op->txn, &old);
         if (rc < 0)
             return rc;
         had_old = rc == KIVIS_OK;
-        rc = KIVIS_OK;
+        rc = check_mode(db, ts, mode, had_old);
     }
     if (!rc && had_old && ts->desc->nindexes)
         rc = old_index_entries(db, ts, old, pk);
@@ -400,7 +422,9 @@ static int check_write_args(kivis_db *db, uint32_t table, const void *rec,
     return table_state(db, table, ts);
 }
 
-int kivis_put(kivis_db *db, uint32_t table, const void *record, void *key_out)
+/* kivis_put and kivis_add: the key from the table's strategy. */
+static int put_mode(kivis_db *db, uint32_t table, const void *record,
+                    void *key_out, write_mode mode)
 {
     kivis_table_state *ts = NULL;
     int rc = check_write_args(db, table, record, &ts);
@@ -425,7 +449,7 @@ int kivis_put(kivis_db *db, uint32_t table, const void *record, void *key_out)
         rc = key_from_record(db, ts, record, db->keytmp);
     }
     if (!rc)
-        rc = write_record(db, ts, &op, db->keytmp, record, autokey);
+        rc = write_record(db, ts, &op, db->keytmp, record, autokey, mode);
     if (!rc && autokey)
         rc = store_auto_id(db, ts, &op, id, klen);
     rc = kivis__op_end(db, &op, rc);
@@ -438,6 +462,16 @@ out:
             memcpy(key_out, db->keytmp, n);
     }
     return rc;
+}
+
+int kivis_put(kivis_db *db, uint32_t table, const void *record, void *key_out)
+{
+    return put_mode(db, table, record, key_out, WRITE_UPSERT);
+}
+
+int kivis_add(kivis_db *db, uint32_t table, const void *record, void *key_out)
+{
+    return put_mode(db, table, record, key_out, WRITE_ADD);
 }
 
 /* The key must be the one the record's own fields give. */
@@ -473,38 +507,55 @@ static int explicit_auto_id(kivis_db *db, kivis_table_state *ts, kivis_op *op,
     return *raise ? prepare_auto_id(db, ts, *id, klen) : rc;
 }
 
-int kivis_insert(kivis_db *db, uint32_t table, const void *key,
-                 const void *record)
+/* kivis_insert and kivis_update: an explicit key, or (update of a table
+ * keyed by its fields) NULL for the record's own. */
+static int insert_mode(kivis_db *db, uint32_t table, const void *key,
+                       const void *record, write_mode mode)
 {
     kivis_table_state *ts = NULL;
     int rc = check_write_args(db, table, record, &ts);
     if (rc)
         return rc;
-    if (!key)
+    bool autokey = ts->desc->key_kind == KIVIS_KEY_AUTO;
+    if (!key && (autokey || mode != WRITE_UPDATE))
         return kivis__fail(db, KIVIS_EINVAL, "key is NULL");
     rc = encode_value(db, ts, record);
     if (rc)
         return rc;
-    bool autokey = ts->desc->key_kind == KIVIS_KEY_AUTO;
-    if (!autokey) {
+    if (!key) {
+        rc = key_from_record(db, ts, record, db->keytmp);
+        key = db->keytmp;
+    } else if (!autokey) {
         rc = check_key_matches(db, ts, key, record);
-        if (rc)
-            return rc;
     }
+    if (rc)
+        return rc;
     kivis_op op;
     rc = kivis__op_begin(db, true, &op);
     if (rc)
         return rc;
     uint64_t id = 0;
     size_t klen = 0;
-    bool raise = false;
-    if (autokey)
+    bool raise = false; /* an update finds its id stored: never above */
+    if (autokey && mode != WRITE_UPDATE)
         rc = explicit_auto_id(db, ts, &op, key, &id, &klen, &raise);
     if (!rc)
-        rc = write_record(db, ts, &op, key, record, false);
+        rc = write_record(db, ts, &op, key, record, false, mode);
     if (!rc && raise)
         rc = store_auto_id(db, ts, &op, id, klen);
     return kivis__op_end(db, &op, rc);
+}
+
+int kivis_insert(kivis_db *db, uint32_t table, const void *key,
+                 const void *record)
+{
+    return insert_mode(db, table, key, record, WRITE_UPSERT);
+}
+
+int kivis_update(kivis_db *db, uint32_t table, const void *key,
+                 const void *record)
+{
+    return insert_mode(db, table, key, record, WRITE_UPDATE);
 }
 
 /* ---- index builds (on open, for indexes new to the store) ----------- */

@@ -1,8 +1,11 @@
 /*
- * Auto-increment ids are never issued twice: not after the highest record
- * is removed, not across reopening, on the memory backend, LMDB and
- * SQLite; and stores written before the counter existed (tests/data, by
- * kivis at b878dd0) open and continue from their highest id.
+ * The writes, on the memory backend, LMDB and SQLite:
+ * - kivis_add never replaces, kivis_put replaces or creates, kivis_update
+ *   never creates, alike for auto, field and derived keys;
+ * - auto-increment ids are never issued twice: not after the highest
+ *   record is removed, not across reopening; and stores written before the
+ *   counter existed (tests/data, by kivis at b878dd0) open and continue
+ *   from their highest id.
  */
 #include "testutil.h"
 #include "pets_schema.h"
@@ -137,6 +140,123 @@ static void test_sqlite_never_reuses_ids(void **state)
     removed_ids_stay_used(open_sqlite, true);
 }
 
+/* ---- add, put, update ---------------------------------------------------- */
+
+static void assert_errmsg_has(kivis_db *db, const char *part)
+{
+    if (!strstr(kivis_errmsg(db), part))
+        fail_msg("errmsg \"%s\" lacks \"%s\"", kivis_errmsg(db), part);
+}
+
+/* An auto-increment table: add and put take a new id; update of an absent
+ * id creates nothing (and so moves no id). */
+static void auto_key_writes(kivis_db *db)
+{
+    user u = {"ann", "a@x", 1};
+    user_key k1, k2;
+    assert_int_equal(kivis_add(db, PETS_USER, &u, &k1), KIVIS_OK);
+    user_key absent = {999};
+    assert_int_equal(kivis_update(db, PETS_USER, &absent, &u), KIVIS_NOTFOUND);
+    assert_errmsg_has(db, "user: no record with this key to update");
+    user got;
+    assert_int_equal(kivis_get(db, PETS_USER, &absent, &got), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_put(db, PETS_USER, &u, &k2), KIVIS_OK);
+    assert_int_equal(k2.id, k1.id + 1);
+    u.age = 2;
+    assert_int_equal(kivis_update(db, PETS_USER, &k1, &u), KIVIS_OK);
+    assert_int_equal(kivis_get(db, PETS_USER, &k1, &got), KIVIS_OK);
+    assert_int_equal(got.age, 2);
+    kivis_record_clear(db, PETS_USER, &got);
+    assert_int_equal(kivis_update(db, PETS_USER, NULL, &u), KIVIS_EINVAL);
+}
+
+/* A table keyed by its fields: add refuses a taken key, put replaces,
+ * update needs the record there (the key from the record, or given). */
+static void field_key_writes(kivis_db *db)
+{
+    toy t = {TOY_BALL, 3};
+    toy_key k = {TOY_BALL, 3}, other = {TOY_MOUSE, 3};
+    assert_int_equal(kivis_update(db, PETS_TOY, NULL, &t), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_get(db, PETS_TOY, &k, &t), KIVIS_NOTFOUND);
+    t = (toy){TOY_BALL, 3};
+    assert_int_equal(kivis_add(db, PETS_TOY, &t, NULL), KIVIS_OK);
+    toy_key zeroed = {TOY_MOUSE, 9};
+    assert_int_equal(kivis_add(db, PETS_TOY, &t, &zeroed), KIVIS_EEXIST);
+    assert_errmsg_has(db, "toy: a record with this key already exists");
+    assert_int_equal(zeroed.color, 0);
+    assert_int_equal(kivis_put(db, PETS_TOY, &t, NULL), KIVIS_OK);
+    assert_int_equal(kivis_update(db, PETS_TOY, NULL, &t), KIVIS_OK);
+    assert_int_equal(kivis_update(db, PETS_TOY, &k, &t), KIVIS_OK);
+    assert_int_equal(kivis_update(db, PETS_TOY, &other, &t), KIVIS_EINVAL);
+}
+
+/* A derived key: a second record deriving the same key is a collision
+ * that add reports instead of overwriting the first. */
+static void derived_key_writes(kivis_db *db)
+{
+    uint8_t bytes[] = {1, 2, 3};
+    blob b = {{bytes, sizeof bytes}};
+    blob_key k;
+    assert_int_equal(kivis_update(db, PETS_BLOB, NULL, &b), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_add(db, PETS_BLOB, &b, &k), KIVIS_OK);
+    assert_int_equal(kivis_add(db, PETS_BLOB, &b, NULL), KIVIS_EEXIST);
+    assert_errmsg_has(db, "blob: a record with this derived key already exists");
+    assert_int_equal(kivis_update(db, PETS_BLOB, NULL, &b), KIVIS_OK);
+    assert_int_equal(kivis_put(db, PETS_BLOB, &b, NULL), KIVIS_OK);
+}
+
+/* EEXIST and NOTFOUND are found before any write: a user transaction
+ * goes on, and nothing of the refused writes lands. */
+static void refusals_keep_the_transaction(kivis_storage *st, kivis_db *db)
+{
+    char *before = kt_dump(st);
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    toy t = {TOY_BALL, 3};
+    assert_int_equal(kivis_add(db, PETS_TOY, &t, NULL), KIVIS_EEXIST);
+    toy absent = {TOY_MOUSE, 200};
+    assert_int_equal(kivis_update(db, PETS_TOY, NULL, &absent), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    char *after = kt_dump(st);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
+static void write_meanings(open_fn open)
+{
+    char dir[256];
+    kt_tempdir(dir, sizeof dir);
+    kivis_storage *st;
+    assert_int_equal(open(dir, &st), KIVIS_OK);
+    kivis_db *db = open_db(st);
+    auto_key_writes(db);
+    field_key_writes(db);
+    derived_key_writes(db);
+    refusals_keep_the_transaction(st, db);
+    check_clean(db);
+    kivis_close(db);
+    kivis_storage_close(st);
+    kt_rmdir(dir);
+}
+
+static void test_memory_write_meanings(void **state)
+{
+    (void)state;
+    write_meanings(open_memory);
+}
+
+static void test_lmdb_write_meanings(void **state)
+{
+    (void)state;
+    write_meanings(open_lmdb);
+}
+
+static void test_sqlite_write_meanings(void **state)
+{
+    (void)state;
+    write_meanings(open_sqlite);
+}
+
 /* ---- stores written by kivis at b878dd0, before the counter ------------- */
 
 static void copy_file(const char *from, const char *to)
@@ -206,6 +326,9 @@ static void test_old_sqlite_store_continues(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_memory_write_meanings),
+        cmocka_unit_test(test_lmdb_write_meanings),
+        cmocka_unit_test(test_sqlite_write_meanings),
         cmocka_unit_test(test_memory_never_reuses_ids),
         cmocka_unit_test(test_lmdb_never_reuses_ids),
         cmocka_unit_test(test_sqlite_never_reuses_ids),
