@@ -123,7 +123,10 @@ uint32_t kivis_kept_tables(const kivis_db *db, const char *const **names);
 void kivis_close(kivis_db *db);
 
 /**
- * Detail of the last failure on this handle ("user.name: ..."); "" if none.
+ * Detail of the last failure on this handle; "" if none.  An error about
+ * a field names the record and the field path, with the element of an
+ * array: "user.tags[2]: string is not valid UTF-8", "note.labels[0].on:
+ * value out of range for its field".
  * Valid until the next call on the handle.  db may be NULL (gives "").
  */
 const char *kivis_errmsg(const kivis_db *db);

@@ -349,9 +349,15 @@ static int encode_value(kivis_db *db, const kivis_table_state *ts,
                         const void *rec)
 {
     db->val.len = 0;
-    int rc = kivis__value_encode(&db->val, ts->desc->record, ts->version, rec);
-    if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE || rc == KIVIS_EINVAL)
-        return kivis__fail(db, rc, "%s: %s", ts->desc->name, kivis_strerror(rc));
+    kivis_value_path where;
+    int rc = kivis__value_encode_at(&db->val, ts->desc->record, ts->version,
+                                    rec, &where);
+    if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE || rc == KIVIS_EINVAL) {
+        char path[128];
+        kivis__value_path_format(&where, path, sizeof path);
+        return kivis__fail(db, rc, "%s%s: %s", ts->desc->name, path,
+                           kivis_strerror(rc));
+    }
     return rc;
 }
 
