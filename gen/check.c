@@ -366,7 +366,7 @@ static const char *const schema_suffixes[] = {
     "_commit", "_abort", "_errmsg", "_open_scan_", "_get", "_remove",
     "_clear", "_schema", "_tables", "_indexes", "_tables_"};
 static const char *const record_suffixes[] = {
-    "_put", "_update", "_insert", "_get", "_get_into", "_remove", "_clear",
+    "_put", "_add", "_update", "_get", "_get_into", "_remove", "_clear",
     "_key_clear", "_cache", "_cache_stats", "_cache_clear", "_cursor",
     "_scan", "_scan_prefix", "_next", "_next_into", "_close", "_derive_key",
     "_fields_", "_desc_", "_key_fields_", "_key_desc_", "_indexes_",

@@ -503,26 +503,49 @@ static const char scan_helper[] =
     "    return kivis_scan_open((kivis_db *)db, &q, out);\n"
     "}\n\n";
 
+/* The three writes, the same meaning for every key strategy: add never
+ * replaces, put replaces or creates, update never creates. */
 static const char fn_auto[] =
-    "/* Store a new $R under the next id; key_out (may be NULL) gets it. */\n"
+    "/* Add a new $R under the next id; key_out (may be NULL) gets it. */\n"
+    "static inline int $R_add($S_db *db, const $R *rec, $R_key *key_out)\n"
+    "{\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_add((kivis_db *)db, $T, rec, key_out);\n"
+    "}\n\n"
+    "/* Store a new $R under the next id (ids are never reused); key_out\n"
+    " * (may be NULL) gets it. */\n"
     "static inline int $R_put($S_db *db, const $R *rec, $R_key *key_out)\n"
     "{\n"
     "    int rc = $S_check_(db);\n"
     "    return rc ? rc : kivis_put((kivis_db *)db, $T, rec, key_out);\n"
     "}\n\n"
-    "/* Store $A $R under an explicit key, replacing any record there. */\n"
+    "/* Replace the $R under key; KIVIS_NOTFOUND (nothing written) if none. */\n"
     "static inline int $R_update($S_db *db, $R_key key, const $R *rec)\n"
     "{\n"
     "    int rc = $S_check_(db);\n"
-    "    return rc ? rc : kivis_insert((kivis_db *)db, $T, &key, rec);\n"
+    "    return rc ? rc : kivis_update((kivis_db *)db, $T, &key, rec);\n"
     "}\n\n";
 
-static const char fn_insert[] =
+static const char fn_keyed[] =
+    "/* Add $A $R under the key it gives; KIVIS_EEXIST (nothing written) if\n"
+    " * a record is there.  key_out (may be NULL) gets the key. */\n"
+    "static inline int $R_add($S_db *db, const $R *rec, $R_key *key_out)\n"
+    "{\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_add((kivis_db *)db, $T, rec, key_out);\n"
+    "}\n\n"
     "/* Store $A $R under the key it gives, replacing any record there. */\n"
-    "static inline int $R_insert($S_db *db, const $R *rec, $R_key *key_out)\n"
+    "static inline int $R_put($S_db *db, const $R *rec, $R_key *key_out)\n"
     "{\n"
     "    int rc = $S_check_(db);\n"
     "    return rc ? rc : kivis_put((kivis_db *)db, $T, rec, key_out);\n"
+    "}\n\n"
+    "/* Replace the $R under the key it gives; KIVIS_NOTFOUND (nothing\n"
+    " * written) if none is there. */\n"
+    "static inline int $R_update($S_db *db, const $R *rec)\n"
+    "{\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_update((kivis_db *)db, $T, NULL, rec);\n"
     "}\n\n";
 
 static const char fn_common[] =
@@ -670,7 +693,7 @@ static void header_functions(emitter *e, const kg_record *r)
 {
     size_t pos;
     out(e, "/* ---- %s ---- */\n\n", r->name);
-    tpl(e, r, NULL, r->key_kind == KG_KEY_AUTO ? fn_auto : fn_insert);
+    tpl(e, r, NULL, r->key_kind == KG_KEY_AUTO ? fn_auto : fn_keyed);
     tpl(e, r, NULL, fn_common);
     tpl(e, r, NULL, fn_watch);
     if (is_prefixable(&key_field(r, 0, &pos)->type))

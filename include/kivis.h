@@ -9,11 +9,12 @@
  * Layout in the storage (docs/design.md, "On-disk layout"):
  *   record       tableid | 0x00           | key(primary key)
  *   index entry  tableid | index + 2      | key(field value) | key(primary key)
- *   metadata     table id 0 holds the stored schema
+ *   metadata     table id 0 holds the stored schema and the
+ *                auto-increment counters
  * Ids are order-preserving varints; key() is the order-preserving encoding.
  *
- * Atomicity: every put, insert or remove writes the record and all of its
- * index entries in one storage transaction.  Between kivis_begin and
+ * Atomicity: every put, add, insert, update or remove writes the record
+ * and all of its index entries in one storage transaction.  Between kivis_begin and
  * kivis_commit all operations on the handle share one transaction, see its
  * writes (index lookups included), and land together or not at all.
  *
@@ -22,7 +23,8 @@
  * error raised after an operation has started writing poisons the current
  * transaction: everything but kivis_abort then returns KIVIS_EBADTXN.
  * Errors found before any write (bad argument, unique violation, key too
- * long, wrong enum value, bad UTF-8) leave the transaction usable.
+ * long, wrong enum value, bad UTF-8, KIVIS_EEXIST from kivis_add,
+ * KIVIS_NOTFOUND from kivis_update) leave the transaction usable.
  *
  * Memory: every allocation goes through the allocator given in
  * kivis_options.  A get or scan into a record or key with char * or
@@ -121,7 +123,10 @@ uint32_t kivis_kept_tables(const kivis_db *db, const char *const **names);
 void kivis_close(kivis_db *db);
 
 /**
- * Detail of the last failure on this handle ("user.name: ..."); "" if none.
+ * Detail of the last failure on this handle; "" if none.  An error about
+ * a field names the record and the field path, with the element of an
+ * array: "user.tags[2]: string is not valid UTF-8", "note.labels[0].on:
+ * value out of range for its field".
  * Valid until the next call on the handle.  db may be NULL (gives "").
  */
 const char *kivis_errmsg(const kivis_db *db);
@@ -181,10 +186,13 @@ void kivis_abort(kivis_db *db);
 
 /**
  * Store `record` under the key its table's strategy gives: the next
- * auto-increment id (one past the highest stored), its [[key]] fields, or
- * derive_key.  An existing record under that key is replaced together with
- * its index entries.  key_out (may be NULL) receives the key; it owns no
- * memory of the db's (string key fields point into `record`).
+ * auto-increment id (one past the highest the table ever issued, so an id
+ * is never reused after its record is removed; the table's counter is
+ * written in the same transaction), its [[key]] fields, or derive_key.
+ * An existing record under that key is replaced together with its index
+ * entries (an upsert: kivis_add refuses to replace, kivis_update refuses
+ * to create).  key_out (may be NULL) receives the key; it owns no memory
+ * of the db's (string key fields point into `record`).
  * @return KIVIS_OK; KIVIS_EINVAL; KIVIS_ECONSTRAINT (a [[unique]] index
  *         already holds the value; nothing written); KIVIS_EKEYSIZE;
  *         KIVIS_EOVERFLOW (auto-increment ids exhausted); KIVIS_EUTF8;
@@ -195,12 +203,39 @@ int kivis_put(kivis_db *db, uint32_t table, const void *record,
               void *key_out);
 
 /**
- * Store `record` under the explicit `key` (insert or overwrite; an
- * overwrite removes the old record's index entries in the same write).
+ * Store `record` under the explicit `key` (insert or overwrite: an
+ * upsert, as kivis_put; an overwrite removes the old record's index
+ * entries in the same write).
  * For KEY_FIELDS and KEY_DERIVED tables the key must equal the one the
- * record's fields give, else KIVIS_EINVAL.  Codes as kivis_put.
+ * record's fields give, else KIVIS_EINVAL.  For an auto-increment table a
+ * key above every id issued raises the table's counter to it.  Codes as
+ * kivis_put.
  */
 int kivis_insert(kivis_db *db, uint32_t table, const void *key,
+                 const void *record);
+
+/**
+ * Add `record` under the key its table's strategy gives, only when no
+ * record is there: kivis_put that never replaces.  For an auto-increment
+ * table the key is a new id, as with kivis_put; for a table keyed by its
+ * fields or by derive_key, a record already under that key (for a derived
+ * key: another record deriving the same key) fails with KIVIS_EEXIST and
+ * nothing is written.  key_out as in kivis_put (zeroed on failure).
+ * @return KIVIS_OK; KIVIS_EEXIST; codes as kivis_put.
+ */
+int kivis_add(kivis_db *db, uint32_t table, const void *record,
+              void *key_out);
+
+/**
+ * Replace the record under `key` with `record`, only when one is there:
+ * KIVIS_NOTFOUND (nothing written) when the key holds none.  Index entries
+ * are moved as by an overwrite.  `key` may be NULL for KEY_FIELDS and
+ * KEY_DERIVED tables: the key the record's own fields give; a key given
+ * must equal that one (KIVIS_EINVAL otherwise).  An auto-increment table
+ * needs the key (the record does not hold its id).
+ * @return KIVIS_OK; KIVIS_NOTFOUND; codes as kivis_put.
+ */
+int kivis_update(kivis_db *db, uint32_t table, const void *key,
                  const void *record);
 
 /**

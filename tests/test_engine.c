@@ -58,6 +58,31 @@ static const kivis_table_desc bank_tables[] = {
 static const kivis_schema_desc bank_schema = {"bank", 1, bank_tables};
 enum { ACCOUNT_BY_EMAIL = 0, ACCOUNT_BY_BALANCE = 1 };
 
+/* ---- a third schema: arrays of strings and of nested structs ------------ */
+
+typedef struct label { char *text; bool on; } label;
+typedef struct note_key { uint64_t id; } note_key;
+typedef struct note {
+    char *tags[3];
+    label labels[2];
+} note;
+
+static const kivis_field label_fields[] = {
+    F(label, text, KIVIS_STRING, 0, sizeof(char *), NULL, 0),
+    F(label, on, KIVIS_BOOL, 0, sizeof(bool), NULL, 0)};
+static const kivis_struct_desc label_desc = {"label", sizeof(label), 2, label_fields};
+static const kivis_field note_key_fields[] = {
+    F(note_key, id, KIVIS_U64, 0, 8, NULL, 0)};
+static const kivis_struct_desc note_key_desc = {"note_key", sizeof(note_key), 1,
+                                                note_key_fields};
+static const kivis_field note_fields[] = {
+    F(note, tags, KIVIS_STRING, 3, sizeof(char *), NULL, 0),
+    F(note, labels, KIVIS_STRUCT, 2, sizeof(label), &label_desc, 0)};
+static const kivis_struct_desc note_desc = {"note", sizeof(note), 2, note_fields};
+static const kivis_table_desc notes_tables[] = {
+    {"note", &note_desc, &note_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL}};
+static const kivis_schema_desc notes_schema = {"notes", 1, notes_tables};
+
 /* ---- fixture ------------------------------------------------------------- */
 
 typedef struct fx {
@@ -936,14 +961,18 @@ static void test_auto_increment_overflow(void **state)
     assert_string_equal(before, after);
     free(after);
     free(before);
-    /* Inside a transaction too, after an explicit insert at the top. */
-    user_key below = {UINT64_MAX - 1};
+    /* UINT64_MAX was issued: removing its record does not free it. */
     assert_int_equal(kivis_remove(f->db, PETS_USER, &last), KIVIS_OK);
-    assert_int_equal(kivis_insert(f->db, PETS_USER, &below, &u), KIVIS_OK);
-    assert_int_equal(kivis_begin(f->db), KIVIS_OK);
-    assert_int_equal(kivis_put(f->db, PETS_USER, &u, &k), KIVIS_OK);
-    assert_int_equal(k.id, UINT64_MAX);
     assert_int_equal(kivis_put(f->db, PETS_USER, &u, &k), KIVIS_EOVERFLOW);
+    /* Inside a transaction too, after an explicit insert just below. */
+    pet p;
+    memset(&p, 0, sizeof p);
+    pet_key below = {UINT64_MAX - 1}, pk;
+    assert_int_equal(kivis_insert(f->db, PETS_PET, &below, &p), KIVIS_OK);
+    assert_int_equal(kivis_begin(f->db), KIVIS_OK);
+    assert_int_equal(kivis_put(f->db, PETS_PET, &p, &pk), KIVIS_OK);
+    assert_int_equal(pk.id, UINT64_MAX);
+    assert_int_equal(kivis_put(f->db, PETS_PET, &p, &pk), KIVIS_EOVERFLOW);
     assert_int_equal(kivis_commit(f->db), KIVIS_OK);
 }
 
@@ -965,6 +994,53 @@ static void test_bad_field_values(void **state)
     assert_string_equal(before, after);
     free(after);
     free(before);
+}
+
+static void assert_errmsg(kivis_db *db, const char *want)
+{
+    if (strcmp(kivis_errmsg(db), want))
+        fail_msg("errmsg \"%s\", want \"%s\"", kivis_errmsg(db), want);
+}
+
+/* Each field error names the record and the field. */
+static void test_field_errors_name_the_field(void **state)
+{
+    fx *f = *state;
+    user bad_utf8 = {"ann", "\xC3\x28", 1};
+    assert_int_equal(kivis_put(f->db, PETS_USER, &bad_utf8, NULL), KIVIS_EUTF8);
+    assert_errmsg(f->db, "user.email: string is not valid UTF-8");
+    toy bad_enum = {(enum toy_kind)7, 1};
+    assert_int_equal(kivis_put(f->db, PETS_TOY, &bad_enum, NULL), KIVIS_ERANGE);
+    assert_errmsg(f->db, "toy.kind: value out of range for its field");
+    pet unterminated;
+    memset(&unterminated, 0, sizeof unterminated);
+    memset(unterminated.name, 'x', sizeof unterminated.name);
+    assert_int_equal(kivis_put(f->db, PETS_PET, &unterminated, NULL), KIVIS_ERANGE);
+    assert_errmsg(f->db, "pet.name: value out of range for its field");
+    blob nulldata = {{NULL, 3}};
+    assert_int_equal(kivis_put(f->db, PETS_BLOB, &nulldata, NULL), KIVIS_EINVAL);
+    assert_errmsg(f->db, "blob.data: invalid argument");
+}
+
+/* Array elements and nested struct fields, on put and update. */
+static void test_field_errors_name_element_and_nested_field(void **state)
+{
+    (void)state;
+    fx *f = fx_new(&notes_schema, 0);
+    note n = {{"a", "b", "\xFF"}, {{"x", true}, {"y", false}}};
+    assert_int_equal(kivis_put(f->db, 0, &n, NULL), KIVIS_EUTF8);
+    assert_errmsg(f->db, "note.tags[2]: string is not valid UTF-8");
+    n.tags[2] = "c";
+    n.labels[1].text = "\xC0\xAF";
+    assert_int_equal(kivis_put(f->db, 0, &n, NULL), KIVIS_EUTF8);
+    assert_errmsg(f->db, "note.labels[1].text: string is not valid UTF-8");
+    n.labels[1].text = "y";
+    note_key k;
+    assert_int_equal(kivis_put(f->db, 0, &n, &k), KIVIS_OK);
+    memset(&n.labels[0].on, 2, 1);
+    assert_int_equal(kivis_update(f->db, 0, &k, &n), KIVIS_ERANGE);
+    assert_errmsg(f->db, "note.labels[0].on: value out of range for its field");
+    fx_free(f);
 }
 
 static void test_status_names(void **state)
@@ -1072,6 +1148,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auto_increment_overflow, setup_pets,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_field_values, setup_pets, teardown),
+        cmocka_unit_test_setup_teardown(test_field_errors_name_the_field, setup_pets,
+                                        teardown),
+        cmocka_unit_test(test_field_errors_name_element_and_nested_field),
         cmocka_unit_test(test_status_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

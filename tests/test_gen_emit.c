@@ -146,7 +146,16 @@ static void emits_pets(void **state)
     assert_contains(h, "PETS_PET_BY_FAVOURITE_TOY = 0");
     assert_contains(h, "static inline int user_put(pets_db *db, const user *rec, "
                        "user_key *key_out)");
-    assert_contains(h, "static inline int toy_insert(");
+    assert_contains(h, "static inline int toy_add(pets_db *db, const toy *rec, "
+                       "toy_key *key_out)");
+    assert_contains(h, "static inline int toy_put(pets_db *db, const toy *rec, "
+                       "toy_key *key_out)");
+    assert_contains(h, "static inline int toy_update(pets_db *db, const toy *rec)");
+    assert_contains(h, "static inline int user_update(pets_db *db, user_key key, "
+                       "const user *rec)");
+    assert_contains(h, "kivis_update((kivis_db *)db, PETS_USER, &key, rec);");
+    if (strstr(h, "_insert("))
+        fail_msg("R_insert is gone: R_put is the upsert");
     assert_contains(h, "static inline int user_by_name(pets_db *db, "
                        "const char *value, unsigned flags,");
     assert_contains(h, "static inline int user_by_name_prefix(");

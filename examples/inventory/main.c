@@ -57,7 +57,7 @@ static void set_stock(inventory_db *db, warehouse_key w, item_key i, int32_t qty
     s.warehouse = w;
     s.item = i;
     s.quantity = qty;
-    check(db, stock_insert(db, &s, NULL), "stock_insert");
+    check(db, stock_put(db, &s, NULL), "stock_put");
 }
 
 /* Print the items a cursor yields. */
@@ -93,7 +93,7 @@ static int place_order(inventory_db *db, warehouse_key w, item_key i,
         o.from = w;
         o.quantity = qty;
         o.placed_at = when;
-        rc = stock_insert(db, &s, NULL);
+        rc = stock_update(db, &s);
         if (rc == KIVIS_OK)
             rc = order_put(db, &o, NULL);
     }

@@ -91,7 +91,7 @@ static void add_books(library_db *db)
          ESSAY},
     };
     for (size_t i = 0; i < sizeof books / sizeof books[0]; i++)
-        check(db, book_insert(db, &books[i], NULL), "book_insert");
+        check(db, book_put(db, &books[i], NULL), "book_put");
 }
 
 static void show_book(library_db *db, book_key key)
@@ -164,7 +164,7 @@ static void add_author_with_book(library_db *db)
     check(db, library_begin(db), "begin");
     author_key borges = add_author(db, "Jorge Luis Borges", 1899);
     book b = {"9780811200127", "Labyrinths", borges, 1962, ESSAY};
-    check(db, book_insert(db, &b, NULL), "book_insert");
+    check(db, book_put(db, &b, NULL), "book_put");
     check(db, library_commit(db), "commit");
 }
 

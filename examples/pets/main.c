@@ -154,8 +154,8 @@ static void add_toys(pets_db *db)
     toy toys[] = {{TOY_BALL, 1}, {TOY_BALL, 2}, {TOY_MOUSE, 1}};
     for (int i = 0; i < 3; i++) {
         toy_key k;
-        check(db, toy_insert(db, &toys[i], &k), "toy_insert");
-        printf("  toy_insert %-5s %u -> toy_key{%s, %u}\n",
+        check(db, toy_put(db, &toys[i], &k), "toy_put");
+        printf("  toy_put %-5s %u -> toy_key{%s, %u}\n",
                toy_name(toys[i].kind), toys[i].color, toy_name(k.kind),
                k.color);
     }
@@ -183,8 +183,8 @@ static void add_blob(pets_db *db)
     blob_key k;
     b.data.data = photo;
     b.data.len = sizeof photo;
-    check(db, blob_insert(db, &b, &k), "blob_insert");
-    printf("  blob_insert %zu bytes -> blob_key{%016llx}\n", sizeof photo,
+    check(db, blob_put(db, &b, &k), "blob_put");
+    printf("  blob_put %zu bytes -> blob_key{%016llx}\n", sizeof photo,
            (unsigned long long)k.hash);
     blob again;
     check(db, pets_get(db, k, &again), "pets_get blob");

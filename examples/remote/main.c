@@ -167,7 +167,7 @@ static int run_load(const char *conninfo)
     for (unsigned i = 0; i < ITEMS; i++) {
         price p = price_of(i, 0, title, sizeof title);
         p.stamped_ns = wall_ns();
-        check(db, price_insert(db, &p, NULL), "price_insert");
+        check(db, price_put(db, &p, NULL), "price_put");
     }
     check(db, remote_commit(db), "commit");
     printf("load: %d prices, %d of them hot\n", ITEMS, HOT);
@@ -231,7 +231,7 @@ static int run_writer(const char *conninfo, const char *dir, uint64_t n)
         check(db, remote_begin(db), "begin");
         double c0 = mono_ms();
         p.stamped_ns = wall_ns(); /* the insert waits for the commit to be sent */
-        check(db, price_insert(db, &p, NULL), "price_insert");
+        check(db, price_put(db, &p, NULL), "price_put");
         check(db, remote_commit(db), "commit");
         commit_ms[v - 1] = mono_ms() - c0;
         next_tick(&tick);

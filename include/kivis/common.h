@@ -43,7 +43,8 @@ extern "C" {
     X(ENOTSUP, -15, "operation not supported by this backend or table")     \
     X(ETOOSMALL, -16, "buffer too small for the record's strings and blobs") \
     X(ECONFLICT, -17, "conflict with a concurrent transaction: retry it")     \
-    X(EUNAVAILABLE, -18, "the storage server is unreachable")
+    X(EUNAVAILABLE, -18, "the storage server is unreachable")                \
+    X(EEXIST, -19, "a record with this key already exists")
 
 enum kivis_status {
 #define KIVIS__STATUS_ENUM(name, value, msg) KIVIS_##name = (value),

@@ -120,6 +120,29 @@ int kivis__key_skip_struct(kivis_reader *r, const kivis_struct_desc *sd);
 #define KIVIS_VALUE_FORMAT 0x01
 int kivis__value_encode(kivis_buf *b, const kivis_struct_desc *sd,
                         uint32_t schema_version, const void *rec);
+
+/* Where an encode failed: the fields from the failing one outwards
+ * (step[0] is the innermost), each with its array element index.  Paths
+ * deeper than KIVIS_PATH_MAX keep their innermost steps and note the cut. */
+#define KIVIS_PATH_MAX 8
+typedef struct kivis_value_path {
+    uint32_t depth;
+    bool cut;
+    struct {
+        const kivis_field *field;
+        uint32_t index; /* the element, when field->count (an array) */
+    } step[KIVIS_PATH_MAX];
+} kivis_value_path;
+
+/* kivis__value_encode that, on a failure other than KIVIS_ENOMEM, says in
+ * *where which field (and element) could not be encoded. */
+int kivis__value_encode_at(kivis_buf *b, const kivis_struct_desc *sd,
+                           uint32_t schema_version, const void *rec,
+                           kivis_value_path *where);
+
+/* The path as ".pos.tags[2]" (outermost first) into out, cut to n. */
+void kivis__value_path_format(const kivis_value_path *where, char *out,
+                              size_t n);
 /* Decode into `rec` (zeroed first).  *schema_version may be NULL. */
 int kivis__value_decode(kivis_slice in, const kivis_struct_desc *sd,
                         void *rec, const kivis_allocator *alloc,

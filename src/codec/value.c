@@ -1,6 +1,8 @@
 /* Compact value encoding (docs/encoding.md, "Values"). */
 #include "codec_int.h"
 
+#include <stdio.h>
+
 static uint64_t zigzag(int64_t v)
 {
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
@@ -14,7 +16,7 @@ static int64_t unzigzag(uint64_t u)
 /* ---- encoding ------------------------------------------------------------ */
 
 static int value_put_fields(kivis_buf *b, const kivis_struct_desc *sd,
-                            const void *obj);
+                            const void *obj, kivis_value_path *where);
 
 static int put_le(kivis_buf *b, uint64_t v, unsigned w)
 {
@@ -34,7 +36,8 @@ static int put_run(kivis_buf *b, const void *p, size_t n)
     return rc ? rc : kivis__buf_append(b, p, n);
 }
 
-static int put_elem(kivis_buf *b, const kivis_field *f, const uint8_t *p)
+static int put_elem(kivis_buf *b, const kivis_field *f, const uint8_t *p,
+                    kivis_value_path *where)
 {
     unsigned w = kivis__kind_width(f->kind);
     int64_t e;
@@ -59,20 +62,35 @@ static int put_elem(kivis_buf *b, const kivis_field *f, const uint8_t *p)
         rc = kivis__run_of(f, p, &run, &n);
         return rc ? rc : put_run(b, run, n);
     case KIVIS_STRUCT:
-        return f->type ? value_put_fields(b, f->type, p) : KIVIS_EINVAL;
+        return f->type ? value_put_fields(b, f->type, p, where) : KIVIS_EINVAL;
     default:
         return KIVIS_EINVAL;
     }
 }
 
+/* Note one more field on the way out of a failed encode. */
+static void path_step(kivis_value_path *where, const kivis_field *f,
+                      uint32_t index)
+{
+    if (where->depth == KIVIS_PATH_MAX) {
+        where->cut = true;
+        return;
+    }
+    where->step[where->depth].field = f;
+    where->step[where->depth].index = index;
+    where->depth++;
+}
+
 static int value_put_fields(kivis_buf *b, const kivis_struct_desc *sd,
-                            const void *obj)
+                            const void *obj, kivis_value_path *where)
 {
     for (uint32_t i = 0; i < sd->nfields; i++) {
         const kivis_field *f = &sd->fields[i];
         const uint8_t *p = kivis__field_cptr(f, obj);
         for (uint32_t j = 0, n = kivis__field_elems(f); j < n; j++, p += f->size) {
-            int rc = put_elem(b, f, p);
+            int rc = put_elem(b, f, p, where);
+            if (rc && rc != KIVIS_ENOMEM)
+                path_step(where, f, j);
             if (rc)
                 return rc;
         }
@@ -91,16 +109,41 @@ static int put_header(kivis_buf *b, const kivis_struct_desc *sd,
     return rc;
 }
 
-int kivis__value_encode(kivis_buf *b, const kivis_struct_desc *sd,
-                        uint32_t schema_version, const void *rec)
+int kivis__value_encode_at(kivis_buf *b, const kivis_struct_desc *sd,
+                           uint32_t schema_version, const void *rec,
+                           kivis_value_path *where)
 {
     size_t mark = b->len;
+    where->depth = 0;
+    where->cut = false;
     int rc = put_header(b, sd, schema_version);
     if (!rc)
-        rc = value_put_fields(b, sd, rec);
+        rc = value_put_fields(b, sd, rec, where);
     if (rc)
         b->len = mark;
     return rc;
+}
+
+int kivis__value_encode(kivis_buf *b, const kivis_struct_desc *sd,
+                        uint32_t schema_version, const void *rec)
+{
+    kivis_value_path where;
+    return kivis__value_encode_at(b, sd, schema_version, rec, &where);
+}
+
+void kivis__value_path_format(const kivis_value_path *where, char *out,
+                              size_t n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    if (where->cut)
+        len += (size_t)snprintf(out, n, "(...)");
+    for (uint32_t i = where->depth; i-- > 0 && len < n;) {
+        const kivis_field *f = where->step[i].field;
+        len += (size_t)(f->count ? snprintf(out + len, n - len, ".%s[%u]", f->name,
+                                            (unsigned)where->step[i].index)
+                                 : snprintf(out + len, n - len, ".%s", f->name));
+    }
 }
 
 /* ---- decoding into zeroed storage ---------------------------------------- */

@@ -191,6 +191,7 @@ static void free_scratch(kivis_db *db)
     kivis__buf_free(&db->val);
     kivis__buf_free(&db->newidx);
     kivis__buf_free(&db->oldidx);
+    kivis__buf_free(&db->autoid);
 }
 
 int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
@@ -221,6 +222,7 @@ int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
     kivis__buf_init(&db->val, &db->alloc);
     kivis__buf_init(&db->newidx, &db->alloc);
     kivis__buf_init(&db->oldidx, &db->alloc);
+    kivis__buf_init(&db->autoid, &db->alloc);
     rc = check_schema(db, schema);
     if (!rc)
         rc = alloc_scratch(db);

@@ -23,8 +23,8 @@ typedef struct kivis_table_state {
     uint32_t id;          /* stored table id (never 0: table 0 is metadata) */
     uint32_t version;     /* stored layout version, written in value headers */
     uint32_t *index_ids;  /* stored id of each compiled index */
-    uint64_t next_id;     /* AUTO: next id in the open user txn; 0 unknown */
-    bool next_overflow;   /* AUTO: ids exhausted (known within user txn) */
+    uint64_t next_id;     /* AUTO: next id in the open txn; 0 unknown */
+    bool next_overflow;   /* AUTO: ids exhausted (known within the txn) */
     kivis_rcache *cache;  /* record cache (cache.c), NULL when off */
 } kivis_table_state;
 
@@ -54,6 +54,7 @@ struct kivis_db {
     size_t *oldlen;     /* length of each entry in oldidx */
     void *oldrec;       /* room for the largest record, to decode an old one */
     void *keytmp;       /* room for the largest key struct */
+    kivis_buf autoid;   /* an auto-increment counter's key, then its value */
 
     char errmsg[256];
 };
@@ -114,6 +115,14 @@ int kivis__scans_before_write(kivis_db *db, kivis_slice key);
 
 /* Stored schema (meta.c) */
 int kivis__meta_load(kivis_db *db);
+/* The key of table `table_id`'s auto-increment counter in table 0, into b
+ * (overwritten). */
+int kivis__autoid_key(kivis_buf *b, uint32_t table_id);
+/* The highest id the table's counter says was ever issued, 0 when it has
+ * none (no put yet, or a store written before counters existed); `key` is
+ * scratch.  KIVIS_OK; KIVIS_ECORRUPT; KIVIS_ENOMEM; storage errors. */
+int kivis__autoid_get(kivis_storage_txn *txn, kivis_buf *key, uint32_t table_id,
+                      uint64_t *highest);
 /* Write the entries of every index of `table` whose stored id is >=
  * first_new, for every record already stored (record.c). */
 int kivis__build_indexes(kivis_db *db, kivis_storage_txn *txn, uint32_t table,

@@ -14,6 +14,10 @@
  *           nkey (name sig)*  nfields (name sig)*  nindexes (id name field flags)*
  *   sig:    kind count chars_size flags [enum: name n (name zigzag)*]
  *           [struct: name n (name sig)*]
+ *
+ * Beside it, each auto-increment table that has issued an id holds its
+ * counter under 00 00 "autoid" id(table): a varint, the highest id the
+ * table ever issued (record.c writes it in the put's own transaction).
  */
 #include "metafmt.h"
 
@@ -24,6 +28,32 @@
 #include <string.h>
 
 const uint8_t kivis__schema_key[8] = {0x00, 0x00, 's', 'c', 'h', 'e', 'm', 'a'};
+
+static const uint8_t autoid_prefix[8] = {0x00, 0x00, 'a', 'u', 't', 'o', 'i', 'd'};
+
+int kivis__autoid_key(kivis_buf *b, uint32_t table_id)
+{
+    b->len = 0;
+    int rc = kivis__buf_append(b, autoid_prefix, sizeof autoid_prefix);
+    return rc ? rc : kivis__id_put(b, table_id);
+}
+
+int kivis__autoid_get(kivis_storage_txn *txn, kivis_buf *key, uint32_t table_id,
+                      uint64_t *highest)
+{
+    *highest = 0;
+    int rc = kivis__autoid_key(key, table_id);
+    kivis_slice v;
+    if (!rc)
+        rc = kivis_txn_get(txn, kivis_slice_make(key->data, key->len), &v);
+    if (rc == KIVIS_NOTFOUND)
+        return KIVIS_OK; /* never issued, or written before the counter */
+    if (rc)
+        return rc;
+    kivis_reader r = kivis__reader(v);
+    rc = kivis__varint_get(&r, highest);
+    return rc || r.p != r.end ? KIVIS_ECORRUPT : KIVIS_OK;
+}
 
 /* ---- small readers and writers ---------------------------------------- */
 

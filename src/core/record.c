@@ -59,21 +59,16 @@ static int set_auto_key(const kivis_table_state *ts, void *key, uint64_t id)
     return KIVIS_OK;
 }
 
-/* One past the highest stored id, found by a reverse seek. */
-static int next_auto_id(kivis_db *db, kivis_table_state *ts,
-                        kivis_storage_txn *txn, uint64_t *id)
+/* The highest id stored in the table now, by a reverse seek (0: empty). */
+static int highest_stored_id(kivis_db *db, const kivis_table_state *ts,
+                             kivis_storage_txn *txn, uint64_t *last)
 {
-    if (ts->next_overflow)
-        goto overflow;
-    if (ts->next_id) {
-        *id = ts->next_id;
-        return KIVIS_OK;
-    }
     kivis_buf lo, hi;
     kivis__buf_init(&lo, &db->alloc);
     kivis__buf_init(&hi, &db->alloc);
     kivis_storage_cursor *cur = NULL;
     kivis_slice k, v;
+    *last = 0;
     int rc = kivis__table_prefix(&lo, ts, KIVIS_SLOT_RECORDS);
     if (!rc)
         rc = kivis__table_prefix(&hi, ts, KIVIS_SLOT_RECORDS + 1);
@@ -82,11 +77,10 @@ static int next_auto_id(kivis_db *db, kivis_table_state *ts,
                               kivis_slice_make(hi.data, hi.len), &cur);
     if (!rc)
         rc = kivis_cursor_get(cur, KIVIS_LAST, &k, &v);
-    uint64_t last = 0;
     if (rc == KIVIS_OK) {
         kivis_reader r = kivis__reader(k);
         r.p += lo.len;
-        if (kivis__key_get_uint(&r, 8, &last) || r.p != r.end)
+        if (kivis__key_get_uint(&r, 8, last) || r.p != r.end)
             rc = kivis__fail(db, KIVIS_ECORRUPT, "%s: undecodable stored key",
                              ts->desc->name);
     } else if (rc == KIVIS_NOTFOUND) {
@@ -97,21 +91,55 @@ static int next_auto_id(kivis_db *db, kivis_table_state *ts,
     kivis_cursor_close(cur);
     kivis__buf_free(&lo);
     kivis__buf_free(&hi);
-    if (rc)
-        return rc;
-    if (last == UINT64_MAX) {
-        ts->next_overflow = true;
-        goto overflow;
-    }
-    *id = last + 1;
-    return KIVIS_OK;
-overflow:
-    return kivis__fail(db, KIVIS_EOVERFLOW,
-                       "%s: auto-increment ids exhausted (highest is %llu)",
-                       ts->desc->name, (unsigned long long)UINT64_MAX);
+    return rc;
 }
 
-/* Remember the id after `id` for the rest of the user's transaction. */
+/* The highest id the table ever issued: its counter in table 0, or the
+ * highest stored id when that is higher (a store written before counters
+ * existed, or by such code since).  Cached for the rest of the txn. */
+static int highest_issued_id(kivis_db *db, kivis_table_state *ts,
+                             kivis_storage_txn *txn, uint64_t *id)
+{
+    if (ts->next_overflow || ts->next_id) {
+        *id = ts->next_overflow ? UINT64_MAX : ts->next_id - 1;
+        return KIVIS_OK;
+    }
+    uint64_t counter, stored;
+    int rc = kivis__autoid_get(txn, &db->autoid, ts->id, &counter);
+    if (rc == KIVIS_ECORRUPT)
+        return kivis__fail(db, rc, "%s: the stored auto-increment counter is corrupt",
+                           ts->desc->name);
+    if (rc)
+        return storage_error(db, ts, rc, "reading the auto-increment counter");
+    rc = highest_stored_id(db, ts, txn, &stored);
+    if (rc)
+        return rc;
+    *id = counter > stored ? counter : stored;
+    if (*id == UINT64_MAX)
+        ts->next_overflow = true;
+    else
+        ts->next_id = *id + 1;
+    return KIVIS_OK;
+}
+
+/* The id a new record gets: one past the highest ever issued, so that no
+ * id comes back after its record was removed. */
+static int next_auto_id(kivis_db *db, kivis_table_state *ts,
+                        kivis_storage_txn *txn, uint64_t *id)
+{
+    uint64_t highest;
+    int rc = highest_issued_id(db, ts, txn, &highest);
+    if (rc)
+        return rc;
+    if (highest == UINT64_MAX)
+        return kivis__fail(db, KIVIS_EOVERFLOW,
+                           "%s: auto-increment ids exhausted (highest is %llu)",
+                           ts->desc->name, (unsigned long long)UINT64_MAX);
+    *id = highest + 1;
+    return KIVIS_OK;
+}
+
+/* Remember the id after `id` for the rest of the transaction. */
 static void advance_auto_id(kivis_table_state *ts, uint64_t id)
 {
     if (id == UINT64_MAX)
@@ -266,6 +294,33 @@ static int del_bytes(kivis_db *db, const kivis_table_state *ts, kivis_op *op,
     return rc ? storage_error(db, ts, rc, "delete") : KIVIS_OK;
 }
 
+/* Encode table `ts`'s counter saying `id` is the highest issued into
+ * db->autoid (key, then value), before the write's first byte goes. */
+static int prepare_auto_id(kivis_db *db, const kivis_table_state *ts,
+                           uint64_t id, size_t *klen)
+{
+    int rc = kivis__autoid_key(&db->autoid, ts->id);
+    *klen = db->autoid.len;
+    if (!rc)
+        rc = kivis__varint_put(&db->autoid, id);
+    return rc ? kivis__fail(db, rc, "%s: auto-increment counter: %s",
+                            ts->desc->name, kivis_strerror(rc))
+              : KIVIS_OK;
+}
+
+/* Write the counter prepared in db->autoid, in the record's transaction:
+ * the id is never issued again, even once its record is removed. */
+static int store_auto_id(kivis_db *db, kivis_table_state *ts, kivis_op *op,
+                         uint64_t id, size_t klen)
+{
+    const uint8_t *b = db->autoid.data;
+    int rc = put_bytes(db, ts, op, b, klen,
+                       kivis_slice_make(b + klen, db->autoid.len - klen));
+    if (!rc)
+        advance_auto_id(ts, id);
+    return rc;
+}
+
 /* Replace the old record's index entries by the new ones (skipping those
  * that are unchanged), then the record itself. */
 static int apply_record_write(kivis_db *db, const kivis_table_state *ts,
@@ -294,10 +349,38 @@ static int encode_value(kivis_db *db, const kivis_table_state *ts,
                         const void *rec)
 {
     db->val.len = 0;
-    int rc = kivis__value_encode(&db->val, ts->desc->record, ts->version, rec);
-    if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE || rc == KIVIS_EINVAL)
-        return kivis__fail(db, rc, "%s: %s", ts->desc->name, kivis_strerror(rc));
+    kivis_value_path where;
+    int rc = kivis__value_encode_at(&db->val, ts->desc->record, ts->version,
+                                    rec, &where);
+    if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE || rc == KIVIS_EINVAL) {
+        char path[128];
+        kivis__value_path_format(&where, path, sizeof path);
+        return kivis__fail(db, rc, "%s%s: %s", ts->desc->name, path,
+                           kivis_strerror(rc));
+    }
     return rc;
+}
+
+/* What a write does with a record already under its key, or with none. */
+typedef enum write_mode {
+    WRITE_UPSERT, /* store either way (put, insert) */
+    WRITE_ADD,    /* KIVIS_EEXIST when one is there (add) */
+    WRITE_UPDATE  /* KIVIS_NOTFOUND when none is (update) */
+} write_mode;
+
+static int check_mode(kivis_db *db, const kivis_table_state *ts,
+                      write_mode mode, bool had_old)
+{
+    if (mode == WRITE_ADD && had_old)
+        return kivis__fail(db, KIVIS_EEXIST,
+                           "%s: a record with this %s already exists",
+                           ts->desc->name,
+                           ts->desc->key_kind == KIVIS_KEY_DERIVED ? "derived key"
+                                                                  : "key");
+    if (mode == WRITE_UPDATE && !had_old)
+        return kivis__fail(db, KIVIS_NOTFOUND, "%s: no record with this key to update",
+                           ts->desc->name);
+    return KIVIS_OK;
 }
 
 /* Store `rec`, already encoded in db->val, under `key`: everything is
@@ -306,7 +389,7 @@ static int encode_value(kivis_db *db, const kivis_table_state *ts,
  * auto-increment id), so there is no old record to look up. */
 static int write_record(kivis_db *db, const kivis_table_state *ts,
                         kivis_op *op, const void *key, const void *rec,
-                        bool fresh)
+                        bool fresh, write_mode mode)
 {
     size_t prefix_len;
     int rc = kivis__record_key(db, ts, key, &db->pk, &prefix_len);
@@ -320,21 +403,19 @@ static int write_record(kivis_db *db, const kivis_table_state *ts,
     if (rc)
         return rc;
     bool had_old = false;
-    if (ts->desc->nindexes) {
-        kivis_slice old;
-        rc = fresh ? KIVIS_NOTFOUND : read_stored(db, ts, op->txn, &old);
-        if (rc == KIVIS_OK) {
-            had_old = true;
-            rc = old_index_entries(db, ts, old, pk);
-        } else if (rc == KIVIS_NOTFOUND) {
-            rc = KIVIS_OK;
-        }
-        if (!rc)
-            rc = check_unique(db, ts, op->txn, pk.len);
-        if (rc)
+    kivis_slice old;
+    if (!fresh && (ts->desc->nindexes || mode != WRITE_UPSERT)) {
+        rc = read_stored(db, ts, op->txn, &old);
+        if (rc < 0)
             return rc;
+        had_old = rc == KIVIS_OK;
+        rc = check_mode(db, ts, mode, had_old);
     }
-    return apply_record_write(db, ts, op, had_old);
+    if (!rc && had_old && ts->desc->nindexes)
+        rc = old_index_entries(db, ts, old, pk);
+    if (!rc && ts->desc->nindexes)
+        rc = check_unique(db, ts, op->txn, pk.len);
+    return rc ? rc : apply_record_write(db, ts, op, had_old);
 }
 
 static int check_write_args(kivis_db *db, uint32_t table, const void *rec,
@@ -347,7 +428,9 @@ static int check_write_args(kivis_db *db, uint32_t table, const void *rec,
     return table_state(db, table, ts);
 }
 
-int kivis_put(kivis_db *db, uint32_t table, const void *record, void *key_out)
+/* kivis_put and kivis_add: the key from the table's strategy. */
+static int put_mode(kivis_db *db, uint32_t table, const void *record,
+                    void *key_out, write_mode mode)
 {
     kivis_table_state *ts = NULL;
     int rc = check_write_args(db, table, record, &ts);
@@ -359,19 +442,22 @@ int kivis_put(kivis_db *db, uint32_t table, const void *record, void *key_out)
     rc = kivis__op_begin(db, true, &op);
     if (rc)
         goto out;
+    bool autokey = ts->desc->key_kind == KIVIS_KEY_AUTO;
     uint64_t id = 0;
-    if (ts->desc->key_kind == KIVIS_KEY_AUTO) {
+    size_t klen = 0;
+    if (autokey) {
         rc = next_auto_id(db, ts, op.txn, &id);
         if (!rc)
             rc = set_auto_key(ts, db->keytmp, id);
+        if (!rc)
+            rc = prepare_auto_id(db, ts, id, &klen);
     } else {
         rc = key_from_record(db, ts, record, db->keytmp);
     }
     if (!rc)
-        rc = write_record(db, ts, &op, db->keytmp, record,
-                          ts->desc->key_kind == KIVIS_KEY_AUTO);
-    if (!rc && ts->desc->key_kind == KIVIS_KEY_AUTO && !op.own)
-        advance_auto_id(ts, id);
+        rc = write_record(db, ts, &op, db->keytmp, record, autokey, mode);
+    if (!rc && autokey)
+        rc = store_auto_id(db, ts, &op, id, klen);
     rc = kivis__op_end(db, &op, rc);
 out:
     if (key_out && db && table < db->schema->ntables) {
@@ -382,6 +468,16 @@ out:
             memcpy(key_out, db->keytmp, n);
     }
     return rc;
+}
+
+int kivis_put(kivis_db *db, uint32_t table, const void *record, void *key_out)
+{
+    return put_mode(db, table, record, key_out, WRITE_UPSERT);
+}
+
+int kivis_add(kivis_db *db, uint32_t table, const void *record, void *key_out)
+{
+    return put_mode(db, table, record, key_out, WRITE_ADD);
 }
 
 /* The key must be the one the record's own fields give. */
@@ -404,34 +500,68 @@ static int check_key_matches(kivis_db *db, const kivis_table_state *ts,
     return rc;
 }
 
-int kivis_insert(kivis_db *db, uint32_t table, const void *key,
-                 const void *record)
+/* For an explicit key of an auto-increment table above every id issued:
+ * prepare the counter to say so (*raise), since that id is now used. */
+static int explicit_auto_id(kivis_db *db, kivis_table_state *ts, kivis_op *op,
+                            const void *key, uint64_t *id, size_t *klen,
+                            bool *raise)
+{
+    uint64_t highest;
+    memcpy(id, (const char *)key + ts->desc->key->fields[0].offset, sizeof *id);
+    int rc = highest_issued_id(db, ts, op->txn, &highest);
+    *raise = !rc && *id > highest;
+    return *raise ? prepare_auto_id(db, ts, *id, klen) : rc;
+}
+
+/* kivis_insert and kivis_update: an explicit key, or (update of a table
+ * keyed by its fields) NULL for the record's own. */
+static int insert_mode(kivis_db *db, uint32_t table, const void *key,
+                       const void *record, write_mode mode)
 {
     kivis_table_state *ts = NULL;
     int rc = check_write_args(db, table, record, &ts);
     if (rc)
         return rc;
-    if (!key)
+    bool autokey = ts->desc->key_kind == KIVIS_KEY_AUTO;
+    if (!key && (autokey || mode != WRITE_UPDATE))
         return kivis__fail(db, KIVIS_EINVAL, "key is NULL");
     rc = encode_value(db, ts, record);
     if (rc)
         return rc;
-    if (ts->desc->key_kind != KIVIS_KEY_AUTO) {
+    if (!key) {
+        rc = key_from_record(db, ts, record, db->keytmp);
+        key = db->keytmp;
+    } else if (!autokey) {
         rc = check_key_matches(db, ts, key, record);
-        if (rc)
-            return rc;
     }
+    if (rc)
+        return rc;
     kivis_op op;
     rc = kivis__op_begin(db, true, &op);
     if (rc)
         return rc;
-    rc = write_record(db, ts, &op, key, record, false);
-    if (!rc && ts->desc->key_kind == KIVIS_KEY_AUTO && !op.own && ts->next_id) {
-        uint64_t id;
-        memcpy(&id, (const char *)key + ts->desc->key->fields[0].offset, sizeof id);
-        advance_auto_id(ts, id);
-    }
+    uint64_t id = 0;
+    size_t klen = 0;
+    bool raise = false; /* an update finds its id stored: never above */
+    if (autokey && mode != WRITE_UPDATE)
+        rc = explicit_auto_id(db, ts, &op, key, &id, &klen, &raise);
+    if (!rc)
+        rc = write_record(db, ts, &op, key, record, false, mode);
+    if (!rc && raise)
+        rc = store_auto_id(db, ts, &op, id, klen);
     return kivis__op_end(db, &op, rc);
+}
+
+int kivis_insert(kivis_db *db, uint32_t table, const void *key,
+                 const void *record)
+{
+    return insert_mode(db, table, key, record, WRITE_UPSERT);
+}
+
+int kivis_update(kivis_db *db, uint32_t table, const void *key,
+                 const void *record)
+{
+    return insert_mode(db, table, key, record, WRITE_UPDATE);
 }
 
 /* ---- index builds (on open, for indexes new to the store) ----------- */

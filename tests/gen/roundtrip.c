@@ -1,6 +1,6 @@
 /*
  * roundtrip.c - tests/gen/alltypes.kvs through every function kivis-gen
- * emits, on the memory backend: put/insert/update, get and a field-by-field
+ * emits, on the memory backend: add/put/update, get and a field-by-field
  * comparison, key scans both ways, every index lookup (exact, range,
  * prefix), unique violations, removal, and the _Generic helpers.
  */
@@ -297,6 +297,16 @@ static void unique_violations(void **state)
     owner_close(&c);
 }
 
+/* The value of the cell stored under k, which must exist. */
+static double cell_value(alltypes_db *db, cell_key k)
+{
+    cell got;
+    assert_int_equal(cell_get(db, k, &got), KIVIS_OK);
+    double v = got.value;
+    cell_clear(db, &got);
+    return v;
+}
+
 static void composite_keys(void **state)
 {
     fixture *f = *state;
@@ -305,19 +315,16 @@ static void composite_keys(void **state)
     for (int i = 0; i < 3; i++) {
         cell c = {(char *)sheets[i], i, "B", 0.5 * i};
         cell_key k;
-        assert_int_equal(cell_insert(db, &c, &k), KIVIS_OK);
+        assert_int_equal(cell_put(db, &c, &k), KIVIS_OK);
         assert_string_equal(k.sheet, sheets[i]);
         assert_int_equal(k.row, i);
         assert_string_equal(k.col, "B");
     }
     /* overwrite under the same key */
     cell again = {(char *)"beta", 2, "B", 42.0};
-    assert_int_equal(cell_insert(db, &again, NULL), KIVIS_OK);
+    assert_int_equal(cell_put(db, &again, NULL), KIVIS_OK);
     cell_key key = {(char *)"beta", 2, "B"};
-    cell got;
-    assert_int_equal(cell_get(db, key, &got), KIVIS_OK);
-    assert_true(got.value == 42.0);
-    cell_clear(db, &got);
+    assert_true(cell_value(db, key) == 42.0);
 
     cell_cursor cur;
     cell_key k;
@@ -332,6 +339,7 @@ static void composite_keys(void **state)
     cell_close(&cur);
     assert_int_equal(n, 2);
     assert_int_equal(cell_remove(db, key), KIVIS_OK);
+    cell got;
     assert_int_equal(cell_get(db, key, &got), KIVIS_NOTFOUND);
 }
 
@@ -345,12 +353,12 @@ static void watched_cells(void **state)
     assert_int_equal(cell_watch_open(db, KIVIS_FEED_NOW, &w), KIVIS_OK);
     assert_true(cell_watch_fd(&w) >= 0);
     cell c = {(char *)"watched", 7, "Z", 1.0};
-    assert_int_equal(cell_insert(db, &c, NULL), KIVIS_OK);
+    assert_int_equal(cell_put(db, &c, NULL), KIVIS_OK);
     c.value = 2.0;
-    assert_int_equal(cell_insert(db, &c, NULL), KIVIS_OK);
+    assert_int_equal(cell_put(db, &c, NULL), KIVIS_OK);
     assert_int_equal(alltypes_begin(db), KIVIS_OK);
     cell lost = {(char *)"aborted", 1, "A", 0};
-    assert_int_equal(cell_insert(db, &lost, NULL), KIVIS_OK);
+    assert_int_equal(cell_put(db, &lost, NULL), KIVIS_OK);
     alltypes_abort(db);
     cell_key key = {(char *)"watched", 7, "Z"};
     assert_int_equal(cell_remove(db, key), KIVIS_OK);
@@ -371,13 +379,61 @@ static void watched_cells(void **state)
     cell_watch_close(&w);
 }
 
+/* add never replaces, put replaces or creates, update never creates: the
+ * same for an auto-increment, a composite and a derived key. */
+static void write_meanings(void **state)
+{
+    fixture *f = *state;
+    alltypes_db *db = f->db;
+    owner o = {(char *)"writes@example.org", 5};
+    owner_key k1, k2, absent = {999};
+    assert_int_equal(owner_add(db, &o, &k1), KIVIS_OK);
+    assert_int_equal(owner_update(db, absent, &o), KIVIS_NOTFOUND);
+    owner og;
+    assert_int_equal(owner_get(db, absent, &og), KIVIS_NOTFOUND);
+    o.email = (char *)"writes2@example.org";
+    assert_int_equal(owner_put(db, &o, &k2), KIVIS_OK);
+    assert_true(k2.id == k1.id + 1); /* not 1000: the update created nothing */
+    o.level = 6;
+    assert_int_equal(owner_update(db, k2, &o), KIVIS_OK);
+    assert_int_equal(owner_get(db, k2, &og), KIVIS_OK);
+    assert_int_equal(og.level, 6);
+    owner_clear(db, &og);
+
+    cell c = {(char *)"writes", 1, "A", 1.0};
+    assert_int_equal(cell_update(db, &c), KIVIS_NOTFOUND);
+    assert_int_equal(cell_add(db, &c, NULL), KIVIS_OK);
+    c.value = 2.0;
+    assert_int_equal(cell_add(db, &c, NULL), KIVIS_EEXIST);
+    cell_key ck = {(char *)"writes", 1, "A"};
+    assert_true(cell_value(db, ck) == 1.0);
+    assert_int_equal(cell_update(db, &c), KIVIS_OK);
+    c.value = 3.0;
+    assert_int_equal(cell_put(db, &c, NULL), KIVIS_OK);
+    assert_int_equal(cell_remove(db, ck), KIVIS_OK);
+
+    static uint8_t bytes[] = {9, 8, 7};
+    chunk a = {{bytes, sizeof bytes}, "first"}, b = {{bytes, sizeof bytes}, "second"};
+    chunk_key kk;
+    assert_int_equal(chunk_update(db, &a), KIVIS_NOTFOUND);
+    assert_int_equal(chunk_add(db, &a, &kk), KIVIS_OK);
+    assert_int_equal(chunk_add(db, &b, NULL), KIVIS_EEXIST); /* same derived key */
+    assert_non_null(strstr(alltypes_errmsg(db), "chunk: a record with this derived key"));
+    chunk cg2;
+    assert_int_equal(chunk_get(db, kk, &cg2), KIVIS_OK);
+    assert_string_equal(cg2.tag, "first");
+    chunk_clear(db, &cg2);
+    assert_int_equal(chunk_update(db, &b), KIVIS_OK);
+    assert_int_equal(chunk_remove(db, kk), KIVIS_OK);
+}
+
 static void derived_keys(void **state)
 {
     fixture *f = *state;
     alltypes_db *db = f->db;
     chunk c = {{blob_bytes, sizeof blob_bytes}, "tagged"};
     chunk_key k;
-    assert_int_equal(chunk_insert(db, &c, &k), KIVIS_OK);
+    assert_int_equal(chunk_put(db, &c, &k), KIVIS_OK);
     chunk_key want = chunk_derive_key(&c);
     assert_true(k.hash == want.hash && k.len == 4);
     chunk got;
@@ -593,6 +649,7 @@ int main(void)
         cmocka_unit_test(unique_violations),
         cmocka_unit_test(composite_keys),
         cmocka_unit_test(watched_cells),
+        cmocka_unit_test(write_meanings),
         cmocka_unit_test(derived_keys),
         cmocka_unit_test(generic_helpers_and_remove),
         cmocka_unit_test(cached_round_trip),

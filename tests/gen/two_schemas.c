@@ -50,7 +50,7 @@ static void both_in_one_program_on_one_store(void **state)
     v2_user_clear(db2, &u2);
 
     v2_toy t2 = {V2_TOY_MOUSE, 7};
-    assert_int_equal(v2_toy_insert(db2, &t2, NULL), KIVIS_OK);
+    assert_int_equal(v2_toy_put(db2, &t2, NULL), KIVIS_OK);
     toy t;
     toy_key tk = {TOY_MOUSE, 7};
     assert_int_equal(toy_get(db, tk, &t), KIVIS_OK);

@@ -1,6 +1,6 @@
-/* toy_insert takes a toy record, not a key. */
+/* toy_put takes a toy record, not a key. */
 /* expect: incompatible pointer type */
-/* expect: toy_insert */
+/* expect: toy_put */
 #include "pets.kivis.h"
 
 int f(pets_db *db, user_key uk, pet_key pk, toy_key tk);
@@ -9,8 +9,8 @@ int f(pets_db *db, user_key uk, pet_key pk, toy_key tk)
     toy t = {TOY_BALL, 1};
     (void)pk; (void)tk;
 #ifdef KIVIS_CF_FIXED
-    (void)uk; return toy_insert(db, &t, NULL);
+    (void)uk; return toy_put(db, &t, NULL);
 #else
-    return toy_insert(db, &uk, NULL);
+    return toy_put(db, &uk, NULL);
 #endif
 }

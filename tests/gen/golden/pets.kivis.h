@@ -174,18 +174,26 @@ static inline int pets_open_scan_(pets_db *db, uint32_t table,
 
 /* ---- user ---- */
 
-/* Store a new user under the next id; key_out (may be NULL) gets it. */
+/* Add a new user under the next id; key_out (may be NULL) gets it. */
+static inline int user_add(pets_db *db, const user *rec, user_key *key_out)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_add((kivis_db *)db, PETS_USER, rec, key_out);
+}
+
+/* Store a new user under the next id (ids are never reused); key_out
+ * (may be NULL) gets it. */
 static inline int user_put(pets_db *db, const user *rec, user_key *key_out)
 {
     int rc = pets_check_(db);
     return rc ? rc : kivis_put((kivis_db *)db, PETS_USER, rec, key_out);
 }
 
-/* Store a user under an explicit key, replacing any record there. */
+/* Replace the user under key; KIVIS_NOTFOUND (nothing written) if none. */
 static inline int user_update(pets_db *db, user_key key, const user *rec)
 {
     int rc = pets_check_(db);
-    return rc ? rc : kivis_insert((kivis_db *)db, PETS_USER, &key, rec);
+    return rc ? rc : kivis_update((kivis_db *)db, PETS_USER, &key, rec);
 }
 
 static inline int user_get(pets_db *db, user_key key, user *out)
@@ -335,11 +343,27 @@ static inline int user_by_name_prefix(pets_db *db, const char *prefix,
 
 /* ---- toy ---- */
 
+/* Add a toy under the key it gives; KIVIS_EEXIST (nothing written) if
+ * a record is there.  key_out (may be NULL) gets the key. */
+static inline int toy_add(pets_db *db, const toy *rec, toy_key *key_out)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_add((kivis_db *)db, PETS_TOY, rec, key_out);
+}
+
 /* Store a toy under the key it gives, replacing any record there. */
-static inline int toy_insert(pets_db *db, const toy *rec, toy_key *key_out)
+static inline int toy_put(pets_db *db, const toy *rec, toy_key *key_out)
 {
     int rc = pets_check_(db);
     return rc ? rc : kivis_put((kivis_db *)db, PETS_TOY, rec, key_out);
+}
+
+/* Replace the toy under the key it gives; KIVIS_NOTFOUND (nothing
+ * written) if none is there. */
+static inline int toy_update(pets_db *db, const toy *rec)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_update((kivis_db *)db, PETS_TOY, NULL, rec);
 }
 
 static inline int toy_get(pets_db *db, toy_key key, toy *out)
@@ -465,18 +489,26 @@ static inline void toy_watch_close(toy_watch *w)
 
 /* ---- pet ---- */
 
-/* Store a new pet under the next id; key_out (may be NULL) gets it. */
+/* Add a new pet under the next id; key_out (may be NULL) gets it. */
+static inline int pet_add(pets_db *db, const pet *rec, pet_key *key_out)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_add((kivis_db *)db, PETS_PET, rec, key_out);
+}
+
+/* Store a new pet under the next id (ids are never reused); key_out
+ * (may be NULL) gets it. */
 static inline int pet_put(pets_db *db, const pet *rec, pet_key *key_out)
 {
     int rc = pets_check_(db);
     return rc ? rc : kivis_put((kivis_db *)db, PETS_PET, rec, key_out);
 }
 
-/* Store a pet under an explicit key, replacing any record there. */
+/* Replace the pet under key; KIVIS_NOTFOUND (nothing written) if none. */
 static inline int pet_update(pets_db *db, pet_key key, const pet *rec)
 {
     int rc = pets_check_(db);
-    return rc ? rc : kivis_insert((kivis_db *)db, PETS_PET, &key, rec);
+    return rc ? rc : kivis_update((kivis_db *)db, PETS_PET, &key, rec);
 }
 
 static inline int pet_get(pets_db *db, pet_key key, pet *out)
@@ -618,11 +650,27 @@ static inline int pet_by_favourite_toy_range(pets_db *db, const toy_key *lo, con
 
 /* ---- blob ---- */
 
+/* Add a blob under the key it gives; KIVIS_EEXIST (nothing written) if
+ * a record is there.  key_out (may be NULL) gets the key. */
+static inline int blob_add(pets_db *db, const blob *rec, blob_key *key_out)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_add((kivis_db *)db, PETS_BLOB, rec, key_out);
+}
+
 /* Store a blob under the key it gives, replacing any record there. */
-static inline int blob_insert(pets_db *db, const blob *rec, blob_key *key_out)
+static inline int blob_put(pets_db *db, const blob *rec, blob_key *key_out)
 {
     int rc = pets_check_(db);
     return rc ? rc : kivis_put((kivis_db *)db, PETS_BLOB, rec, key_out);
+}
+
+/* Replace the blob under the key it gives; KIVIS_NOTFOUND (nothing
+ * written) if none is there. */
+static inline int blob_update(pets_db *db, const blob *rec)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_update((kivis_db *)db, PETS_BLOB, NULL, rec);
 }
 
 static inline int blob_get(pets_db *db, blob_key key, blob *out)
