@@ -201,9 +201,9 @@ static kivis_db *pets_on(const char *table, kivis_storage **st)
 
 /* The record engine over PostgreSQL: an index lookup of `per` records is
  * two round trips (the entries, then every record in one prefetch), not
- * one per record; an update that changes the indexed field, and a remove,
- * are one round trip each (the old record's read: its old index entry
- * goes blind). */
+ * one per record; an update (kivis_update) that changes the indexed
+ * field, and a remove, are one round trip each (the old record's read:
+ * its old index entry goes blind). */
 static void test_record_round_trips(void **state)
 {
     (void)state;
@@ -228,7 +228,7 @@ static void test_record_round_trips(void **state)
     assert_int_equal(kivis_begin(db), KIVIS_OK);
     trips();
     user u = {"renamed", "x@example.org", 1};
-    assert_int_equal(kivis_insert(db, PETS_USER, &keys[1], &u), KIVIS_OK);
+    assert_int_equal(kivis_update(db, PETS_USER, &keys[1], &u), KIVIS_OK);
     assert_int_equal(trips(), 1);
     assert_int_equal(kivis_remove(db, PETS_USER, &keys[3]), KIVIS_OK);
     assert_int_equal(trips(), 1);
