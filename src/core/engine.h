@@ -112,6 +112,15 @@ void kivis__orphan_scans(kivis_db *db);
  * @return KIVIS_OK; KIVIS_ENOMEM; storage errors (nothing written). */
 int kivis__scans_before_write(kivis_db *db, kivis_slice key);
 
+/* Step an open scan to its next entry without reading its value or
+ * decoding anything: what counts and distinct values walk with.  *k
+ * borrows the entry's whole storage key until the next step.
+ * @return KIVIS_OK; KIVIS_NOTFOUND at the end; errors as kivis_scan_next
+ * (scan.c). */
+int kivis__scan_step(kivis_scan *s, kivis_slice *k);
+/* Bytes of tableid | slot at the start of every key the scan visits. */
+size_t kivis__scan_prefix_len(const kivis_scan *s);
+
 /* Stored schema (meta.c) */
 int kivis__meta_load(kivis_db *db);
 /* Write the entries of every index of `table` whose stored id is >=

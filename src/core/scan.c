@@ -490,6 +490,22 @@ static int step(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
     return rc;
 }
 
+/* Step to the next entry, its value unread: what every read of a scan
+ * begins with. */
+static int advance(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
+{
+    if (s->detached)
+        return kivis__fail(s->db, KIVIS_EINVAL,
+                           "scan used after its transaction ended");
+    if (!s->own_txn && s->db->poisoned)
+        return KIVIS_EBADTXN;
+    int rc = step(s, records, k, v);
+    if (rc && rc != KIVIS_NOTFOUND)
+        return kivis__fail(s->db, rc, "%s: scan: %s", s->ts->desc->name,
+                           kivis_strerror(rc));
+    return rc;
+}
+
 /* kivis_scan_next, decoding with a. */
 static int next_with(kivis_scan *s, void *key_out, void *record_out,
                      const kivis_allocator *a, kivis_slice *k)
@@ -498,19 +514,20 @@ static int next_with(kivis_scan *s, void *key_out, void *record_out,
         memset(key_out, 0, s->key_size);
     if (record_out)
         memset(record_out, 0, s->record_size);
-    if (s->detached)
-        return kivis__fail(s->db, KIVIS_EINVAL,
-                           "scan used after its transaction ended");
-    const kivis_table_desc *td = s->ts->desc;
-    if (!s->own_txn && s->db->poisoned)
-        return KIVIS_EBADTXN;
     kivis_slice v;
-    int rc = step(s, record_out != NULL, k, &v);
-    if (rc == KIVIS_NOTFOUND)
-        return rc;
-    if (rc)
-        return kivis__fail(s->db, rc, "%s: scan: %s", td->name, kivis_strerror(rc));
-    return decode_entry(s, *k, v, key_out, record_out, a);
+    int rc = advance(s, record_out != NULL, k, &v);
+    return rc ? rc : decode_entry(s, *k, v, key_out, record_out, a);
+}
+
+int kivis__scan_step(kivis_scan *s, kivis_slice *k)
+{
+    kivis_slice v;
+    return s->db ? advance(s, false, k, &v) : KIVIS_EINVAL;
+}
+
+size_t kivis__scan_prefix_len(const kivis_scan *s)
+{
+    return s->prefix_len;
 }
 
 /* A scan that outlived its db can only be closed. */
