@@ -814,39 +814,43 @@ static void header_generic(emitter *e, const char *macro, const char *args,
 /* The kivis/exact.h check of an exact lookup's value, with the message a
  * refused call shows; NULL where C's own typing suffices (strings, structs
  * and keys by value). */
-static void out_exact_check(emitter *e, const kg_record *r, const kg_field *f)
+/* The checking macro of the lookup R_<family>_F (R_by_F, R_count_by_F),
+ * whose arguments after the value are `rest`. */
+static void out_exact_check(emitter *e, const kg_record *r, const kg_field *f,
+                            const char *family, const char *rest)
 {
     const kg_type *t = &f->type;
     const char *ct = elem_ctype(t);
     char msg[256];
-    snprintf(msg, sizeof msg, "\"%s_by_%s: the value must be ", r->name, f->name);
-    out(e, "#define %s_by_%s(db, value, flags, cur) \\\n    %s_by_%s(db, ",
-        r->name, f->name, r->name, f->name);
+    snprintf(msg, sizeof msg, "\"%s_%s_%s: the value must be ", r->name, family,
+             f->name);
+    out(e, "#define %s_%s_%s(db, value, %s) \\\n    %s_%s_%s(db, ", r->name,
+        family, f->name, rest, r->name, family, f->name);
     if (t->array) {
         /* T and const T: for strings, char * and const char * */
-        out(e, "KIVIS_EXACT_ARRAY_(value, %s, %u, %sa %s[%u]\"), flags, cur)\n",
+        out(e, "KIVIS_EXACT_ARRAY_(value, %s, %u, %sa %s[%u]\"), %s)\n",
             t->kind == KG_STRING ? "char *" : ct, (unsigned)t->array, msg, ct,
-            (unsigned)t->array);
+            (unsigned)t->array, rest);
         return;
     }
     switch (t->kind) {
     case KG_U8: case KG_U16: case KG_U32: case KG_U64:
         out(e, "KIVIS_EXACT_UINT_(value, sizeof(%s), %sa %s, a narrower unsigned "
-               "integer or an int\"), flags, cur)\n", ct, msg, ct);
+               "integer or an int\"), %s)\n", ct, msg, ct, rest);
         break;
     case KG_I8: case KG_I16: case KG_I32: case KG_I64:
         out(e, "KIVIS_EXACT_SINT_(value, sizeof(%s), %san %s, a narrower integer "
-               "or an int\"), flags, cur)\n", ct, msg, ct);
+               "or an int\"), %s)\n", ct, msg, ct, rest);
         break;
     case KG_BOOL:
-        out(e, "KIVIS_EXACT_BOOL_(value, %sa bool\"), flags, cur)\n", msg);
+        out(e, "KIVIS_EXACT_BOOL_(value, %sa bool\"), %s)\n", msg, rest);
         break;
     case KG_F32: case KG_F64:
         out(e, "KIVIS_EXACT_FLOAT_(value, sizeof(%s), %sa %s%s or an int\"), "
-               "flags, cur)\n", ct, msg, ct, t->kind == KG_F64 ? ", a float" : "");
+               "%s)\n", ct, msg, ct, t->kind == KG_F64 ? ", a float" : "", rest);
         break;
     case KG_ENUM:
-        out(e, "KIVIS_EXACT_ENUM_(value, %sa %s\"), flags, cur)\n", msg, ct);
+        out(e, "KIVIS_EXACT_ENUM_(value, %sa %s\"), %s)\n", msg, ct, rest);
         break;
     default:
         break;
@@ -877,7 +881,8 @@ static void header_exact_checks(emitter *e)
                 out(e, "#ifndef __cplusplus\n"
                        "/* Lookup values of exactly the field's type (kivis/exact.h): "
                        "what C\n * would convert with a loss does not compile. */\n");
-            out_exact_check(e, r, f);
+            out_exact_check(e, r, f, "by", "flags, cur");
+            out_exact_check(e, r, f, "count_by", "n");
         }
     }
     if (any)
