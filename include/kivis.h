@@ -402,7 +402,10 @@ int kivis_distinct_open(kivis_db *db, const kivis_query *q,
  * value_out (may be NULL) points at a value of the indexed field's C type,
  * as a query bound does (for a char * field, at a char *).  Its strings
  * and blobs belong to the iteration: valid until the next call or
- * kivis_distinct_close, never freed by the caller.  count may be NULL.
+ * kivis_distinct_close, never freed by the caller.  Counting steps over
+ * every entry of the group; with count NULL the group is passed over by
+ * one seek of the storage cursor instead, so listing the values alone
+ * costs about one lookup per value, whatever the records per value.
  * @return KIVIS_OK; KIVIS_NOTFOUND at the end; KIVIS_ECORRUPT (an entry
  *         that does not decode); errors as kivis_scan_next.  value_out is
  *         zeroed and *count 0 on anything but KIVIS_OK.

@@ -63,8 +63,8 @@ struct kivis_distinct {
     kivis_field field;     /* the indexed field, at offset 0 */
     kivis_struct_desc one; /* a struct of that field alone, to free it */
     void *value;           /* the last value handed out (owns its strings) */
-    kivis_buf group;       /* encoded value of the group met last */
-    kivis_buf current;     /* encoded value of the group being returned */
+    kivis_buf group;       /* tableid | slot | value of the group met last */
+    kivis_buf current;     /* the same of the group being returned */
     bool pending;          /* group holds a value met but not yet returned */
     bool done;             /* the scan reached its end */
 };
@@ -116,55 +116,53 @@ int kivis_distinct_open(kivis_db *db, const kivis_query *q, kivis_distinct **out
     return KIVIS_OK;
 }
 
-/* The encoded value of index entry `k` (after tableid | slot), its length
- * found by skipping it. */
-static int entry_value(kivis_distinct *d, kivis_slice k, kivis_slice *value)
+/* The bytes of index entry `k` up to the end of its value (tableid | slot
+ * | value), the value's length found by skipping it. */
+static int entry_group(kivis_distinct *d, kivis_slice k, kivis_slice *group)
 {
     kivis_reader r = kivis__reader(k);
     r.p += kivis__scan_prefix_len(d->scan);
-    const uint8_t *start = r.p;
-    if (kivis__key_skip_field(&r, &d->field))
+    if (r.p > r.end || kivis__key_skip_field(&r, &d->field))
         return KIVIS_ECORRUPT;
-    *value = kivis_slice_make(start, (size_t)(r.p - start));
+    *group = kivis_slice_make(k.data, (size_t)(r.p - (const uint8_t *)k.data));
     return KIVIS_OK;
 }
 
 /* Entry k holds the group's value: the encoding is prefix-free, so an
  * entry starts with the group's bytes only when its value is the same. */
-static bool in_group(const kivis_distinct *d, kivis_slice k, size_t prefix)
+static bool in_group(const kivis_distinct *d, kivis_slice k)
 {
-    return k.len >= prefix + d->group.len &&
-           memcmp((const uint8_t *)k.data + prefix, d->group.data, d->group.len) == 0;
+    return k.len >= d->group.len &&
+           memcmp(k.data, d->group.data, d->group.len) == 0;
 }
 
 /* Make the group the value of entry k. */
 static int start_group(kivis_distinct *d, kivis_slice k)
 {
-    kivis_slice v;
-    int rc = entry_value(d, k, &v);
+    kivis_slice g;
+    int rc = entry_group(d, k, &g);
     d->group.len = 0;
     if (!rc)
-        rc = kivis__buf_append(&d->group, v.data, v.len);
+        rc = kivis__buf_append(&d->group, g.data, g.len);
     d->pending = rc == KIVIS_OK;
     return rc;
 }
 
-/* Count the entries of the pending group, stopping at the first entry of
- * the next one (which becomes pending) or at the end.  The group's bytes
- * move to d->current first: the next group overwrites them. */
-static int count_group(kivis_distinct *d, uint64_t *n)
+/* Take the pending group to return it: its bytes move to d->current, as
+ * the next group overwrites them. */
+static int take_group(kivis_distinct *d)
 {
-    size_t prefix = kivis__scan_prefix_len(d->scan);
     d->current.len = 0;
-    int rc = kivis__buf_append(&d->current, d->group.data, d->group.len);
     d->pending = false;
-    *n = 1;
-    kivis_slice k;
-    while (!rc && (rc = kivis__scan_step(d->scan, &k)) == KIVIS_OK) {
-        if (!in_group(d, k, prefix))
-            return start_group(d, k);
-        (*n)++;
-    }
+    return kivis__buf_append(&d->current, d->group.data, d->group.len);
+}
+
+/* After a step or skip: the entry k met starts the next group, or the
+ * scan has ended. */
+static int met(kivis_distinct *d, int rc, kivis_slice k)
+{
+    if (rc == KIVIS_OK)
+        return start_group(d, k);
     if (rc == KIVIS_NOTFOUND) {
         d->done = true;
         rc = KIVIS_OK;
@@ -172,11 +170,33 @@ static int count_group(kivis_distinct *d, uint64_t *n)
     return rc;
 }
 
-/* Decode the returned group's value into d->value, dropping the previous. */
+/* Count the entries of the taken group, stopping at the first entry of
+ * the next one (which becomes pending) or at the end. */
+static int count_group(kivis_distinct *d, uint64_t *n)
+{
+    *n = 1;
+    kivis_slice k;
+    int rc;
+    while ((rc = kivis__scan_step(d->scan, &k)) == KIVIS_OK && in_group(d, k))
+        (*n)++;
+    return met(d, rc, k);
+}
+
+/* Pass over the taken group without counting it: one seek. */
+static int skip_group(kivis_distinct *d)
+{
+    kivis_slice k;
+    int rc = kivis__scan_skip(
+        d->scan, kivis_slice_make(d->current.data, d->current.len), &k);
+    return met(d, rc, k);
+}
+
+/* Decode the taken group's value into d->value, dropping the previous. */
 static int decode_value(kivis_distinct *d)
 {
     kivis__struct_free(&d->one, d->value, &d->alloc);
     kivis_reader r = kivis__reader(kivis_slice_make(d->current.data, d->current.len));
+    r.p += kivis__scan_prefix_len(d->scan);
     int rc = kivis__key_get_field(&r, &d->field, d->value, &d->alloc);
     if (!rc && r.p != r.end) {
         kivis__struct_free(&d->one, d->value, &d->alloc);
@@ -190,10 +210,8 @@ static int next_group(kivis_distinct *d)
 {
     kivis_slice k;
     int rc = KIVIS_OK;
-    if (!d->pending && !d->done && (rc = kivis__scan_step(d->scan, &k)) == KIVIS_OK)
-        rc = start_group(d, k);
-    if (rc == KIVIS_NOTFOUND)
-        d->done = true;
+    if (!d->pending && !d->done)
+        rc = met(d, kivis__scan_step(d->scan, &k), k);
     return !rc && !d->pending ? KIVIS_NOTFOUND : rc;
 }
 
@@ -208,7 +226,9 @@ int kivis_distinct_next(kivis_distinct *d, void *value_out, uint64_t *count)
     uint64_t n = 0;
     int rc = next_group(d);
     if (!rc)
-        rc = count_group(d, &n);
+        rc = take_group(d);
+    if (!rc)
+        rc = count ? count_group(d, &n) : skip_group(d);
     if (!rc)
         rc = decode_value(d);
     if (rc == KIVIS_ECORRUPT)

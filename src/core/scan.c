@@ -469,7 +469,7 @@ static int fill_ahead(kivis_scan *s, bool records)
 static int step(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
 {
     int rc;
-    if (s->ahead) {
+    if (s->ahead && !s->has_redo) {
         rc = s->ra_at < s->ra_n ? KIVIS_OK : fill_ahead(s, records);
         if (rc)
             return rc;
@@ -523,6 +523,29 @@ int kivis__scan_step(kivis_scan *s, kivis_slice *k)
 {
     kivis_slice v;
     return s->db ? advance(s, false, k, &v) : KIVIS_EINVAL;
+}
+
+int kivis__scan_skip(kivis_scan *s, kivis_slice start, kivis_slice *k)
+{
+    if (!s->db)
+        return KIVIS_EINVAL;
+    /* the redo seek, aimed past `start`: at the first key above every key
+     * starting with it, or (reverse) at the last key below it */
+    s->rk.len = s->redo.len = 0;
+    bool unbounded = false;
+    int rc = kivis__buf_append(s->reverse ? &s->redo : &s->rk, start.data,
+                               start.len);
+    if (!rc && !s->reverse)
+        rc = kivis__prefix_end(&s->rk, &s->redo, &unbounded);
+    if (rc)
+        return kivis__fail(s->db, rc, "%s: scan: %s", s->ts->desc->name,
+                           kivis_strerror(rc));
+    if (unbounded)
+        return KIVIS_NOTFOUND;
+    s->ra_n = s->ra_at = 0; /* a read-ahead batch would step, not seek */
+    s->has_redo = true;
+    kivis_slice v;
+    return advance(s, false, k, &v);
 }
 
 size_t kivis__scan_prefix_len(const kivis_scan *s)
