@@ -364,14 +364,19 @@ static void declare_all(checker *c)
 static const char *const schema_suffixes[] = {
     "_db", "_kivis_db", "_check_", "_open", "_close", "_begin", "_begin_read",
     "_commit", "_abort", "_errmsg", "_open_scan_", "_get", "_remove",
-    "_clear", "_schema", "_tables", "_indexes", "_tables_"};
+    "_clear", "_schema", "_tables", "_indexes", "_tables_", "_query_",
+    "_count_"};
 static const char *const record_suffixes[] = {
     "_put", "_add", "_update", "_get", "_get_into", "_remove", "_clear",
     "_key_clear", "_cache", "_cache_stats", "_cache_clear", "_cursor",
     "_scan", "_scan_prefix", "_next", "_next_into", "_close", "_derive_key",
     "_fields_", "_desc_", "_key_fields_", "_key_desc_", "_indexes_",
-    "_key_map_", "_derive_"};
+    "_key_map_", "_derive_", "_count", "_exists", "_next_key"};
+/* after R_by_F and R_count_by_F */
 static const char *const index_suffixes[] = {"", "_range", "_prefix"};
+/* after R_distinct_F */
+static const char *const distinct_suffixes[] = {"", "_cursor", "_next",
+                                                "_close"};
 static const char *const enum_suffixes[] = {"_names_", "_values_", "_desc_"};
 static const char *const struct_suffixes[] = {"_fields_", "_desc_"};
 
@@ -494,6 +499,20 @@ static void generate_decl(checker *c, names *gen, entry o,
         generate_all(c, gen, o.owner, suffixes, n, o);
 }
 
+/* The names of an indexed field `of`: record + family + field + each of
+ * `suffixes` (user_by_name_range, user_count_by_name, user_distinct_name_next). */
+static void generate_family(checker *c, names *gen, const char *record,
+                            const char *family, const char *const *suffixes,
+                            size_t n, entry of)
+{
+    char *base = join(record, family, of.owner, "", 0);
+    if (base)
+        generate_all(c, gen, base, suffixes, n, of);
+    else
+        kg_oom(c->d);
+    free(base);
+}
+
 static void generate_record(checker *c, names *gen, kg_record *r)
 {
     const char *schema = c->s->name;
@@ -506,12 +525,13 @@ static void generate_record(checker *c, names *gen, kg_record *r)
         if (!(fd->attrs & KG_ATTR_INDEX) || reserved_reason(fd->name, N_FIELD))
             continue;
         entry of = {NULL, N_FIELD, r, fd->loc, fd->name};
-        char *base = join(r->name, "_by_", fd->name, "", 0);
-        if (base)
-            generate_all(c, gen, base, index_suffixes, COUNT(index_suffixes),
-                         of);
-        free(base);
-        base = join(schema, "_", r->name, "_by_", 0);
+        generate_family(c, gen, r->name, "_by_", index_suffixes,
+                        COUNT(index_suffixes), of);
+        generate_family(c, gen, r->name, "_count_by_", index_suffixes,
+                        COUNT(index_suffixes), of);
+        generate_family(c, gen, r->name, "_distinct_", distinct_suffixes,
+                        COUNT(distinct_suffixes), of);
+        char *base = join(schema, "_", r->name, "_by_", 0);
         if (base)
             generate(c, gen, join(base, fd->name, "", "", 1), of);
         free(base);

@@ -258,6 +258,19 @@ static void out_value_arg(emitter *e, const kg_type *t, const char *name,
         out(e, "&%s", name);
 }
 
+/* Where a distinct value goes: a pointer to the field's C type (a
+ * string's `const char *`, a char[N]'s first char, an array's first
+ * element). */
+static void out_value_out(emitter *e, const kg_type *t)
+{
+    if (t->kind == KG_CHARS && t->array)
+        out(e, "char (*value)[%u]", (unsigned)t->chars);
+    else if (t->kind == KG_CHARS)
+        out(e, "char *value");
+    else
+        out(e, "%s%s*value", elem_ctype(t), t->kind == KG_STRING ? "" : " ");
+}
+
 /* "an airport", "an order", but "a user" (a "you" sound) and "a toy". */
 static const char *article(const char *noun)
 {
@@ -269,7 +282,8 @@ static const char *article(const char *noun)
  * $T table constant, $F field,
  * $I index constant, $V the exact-lookup parameter and $v its argument,
  * $L the range bound parameters and $l/$h their arguments, $P the prefix
- * parameter (text is looked up by `const char *`, bytes by any pointer).
+ * parameter (text is looked up by `const char *`, bytes by any pointer),
+ * $O the distinct value's out parameter.
  */
 static void tpl(emitter *e, const kg_record *r, const kg_field *f,
                 const char *text)
@@ -296,6 +310,7 @@ static void tpl(emitter *e, const kg_record *r, const kg_field *f,
         case 'P':
             out(e, "%s", is_text(&f->type) ? "const char *prefix" : "const void *prefix");
             break;
+        case 'O': out_value_out(e, &f->type); break;
         case 'l': out_value_arg(e, &f->type, "lo", 1); break;
         case 'h': out_value_arg(e, &f->type, "hi", 1); break;
         default: fputc(*p, e->out); break;
@@ -481,17 +496,12 @@ static const char handle_fns[] =
     "}\n\n";
 
 static const char scan_helper[] =
-    "/* Open a scan; every cursor function below goes through here. */\n"
-    "static inline int $S_open_scan_($S_db *db, uint32_t table,\n"
-    "    int32_t index, uint32_t mode, const void *lo, const void *hi,\n"
-    "    const void *prefix, size_t prefix_len, unsigned flags,\n"
-    "    kivis_scan **out)\n"
+    "/* The query of every scan, count and distinct function below. */\n"
+    "static inline kivis_query $S_query_(uint32_t table, int32_t index,\n"
+    "    uint32_t mode, const void *lo, const void *hi, const void *prefix,\n"
+    "    size_t prefix_len, unsigned flags)\n"
     "{\n"
     "    kivis_query q;\n"
-    "    int rc = $S_check_(db);\n"
-    "    *out = NULL;\n"
-    "    if (rc)\n"
-    "        return rc;\n"
     "    q.table = table;\n"
     "    q.index = index;\n"
     "    q.mode = mode;\n"
@@ -500,7 +510,32 @@ static const char scan_helper[] =
     "    q.prefix = prefix;\n"
     "    q.prefix_len = prefix_len;\n"
     "    q.flags = flags;\n"
-    "    return kivis_scan_open((kivis_db *)db, &q, out);\n"
+    "    return q;\n"
+    "}\n\n"
+    "/* Open a scan; every cursor function below goes through here. */\n"
+    "static inline int $S_open_scan_($S_db *db, uint32_t table,\n"
+    "    int32_t index, uint32_t mode, const void *lo, const void *hi,\n"
+    "    const void *prefix, size_t prefix_len, unsigned flags,\n"
+    "    kivis_scan **out)\n"
+    "{\n"
+    "    kivis_query q = $S_query_(table, index, mode, lo, hi, prefix,\n"
+    "        prefix_len, flags);\n"
+    "    int rc = $S_check_(db);\n"
+    "    *out = NULL;\n"
+    "    return rc ? rc : kivis_scan_open((kivis_db *)db, &q, out);\n"
+    "}\n\n"
+    "/* Count a query's entries, decoding nothing (kivis_count); every count\n"
+    " * function below goes through here. */\n"
+    "static inline int $S_count_($S_db *db, uint32_t table, int32_t index,\n"
+    "    uint32_t mode, const void *lo, const void *hi, const void *prefix,\n"
+    "    size_t prefix_len, uint64_t *n)\n"
+    "{\n"
+    "    kivis_query q = $S_query_(table, index, mode, lo, hi, prefix,\n"
+    "        prefix_len, 0);\n"
+    "    int rc = $S_check_(db);\n"
+    "    if (n)\n"
+    "        *n = 0;\n"
+    "    return rc ? rc : kivis_count((kivis_db *)db, &q, n);\n"
     "}\n\n";
 
 /* The three writes, the same meaning for every key strategy: add never
@@ -623,6 +658,27 @@ static const char fn_common[] =
     "    cur->scan = NULL;\n"
     "}\n\n";
 
+static const char fn_count[] =
+    "/* How many $R records are stored: the keys are counted, no record is\n"
+    " * decoded (kivis_count). */\n"
+    "static inline int $R_count($S_db *db, uint64_t *n)\n"
+    "{\n"
+    "    return $S_count_(db, $T, -1, KIVIS_Q_ALL, NULL, NULL, NULL, 0, n);\n"
+    "}\n\n"
+    "/* KIVIS_OK when $A $R is stored under key, KIVIS_NOTFOUND if not;\n"
+    " * nothing decoded (kivis_exists). */\n"
+    "static inline int $R_exists($S_db *db, $R_key key)\n"
+    "{\n"
+    "    int rc = $S_check_(db);\n"
+    "    return rc ? rc : kivis_exists((kivis_db *)db, $T, &key);\n"
+    "}\n\n"
+    "/* $R_next for the key alone: an index cursor reads only its index\n"
+    " * entries and fetches no record.  Clear the key with $R_key_clear. */\n"
+    "static inline int $R_next_key($R_cursor *cur, $R_key *key)\n"
+    "{\n"
+    "    return kivis_scan_next(cur->scan, key, NULL);\n"
+    "}\n\n";
+
 static const char fn_watch[] =
     "typedef struct $R_watch {\n"
     "    kivis_watch *watch;\n"
@@ -680,6 +736,58 @@ static const char fn_index[] =
     "        flags, &cur->scan);\n"
     "}\n\n";
 
+static const char fn_index_count[] =
+    "/* How many $R records have $F equal to value: index entries are\n"
+    " * counted, no record is fetched. */\n"
+    "static inline int $R_count_by_$F($S_db *db, $V, uint64_t *n)\n"
+    "{\n"
+    "    return $S_count_(db, $T, $I, KIVIS_Q_EQ, $v, NULL, NULL, 0, n);\n"
+    "}\n\n"
+    "/* How many $R records have $F in [lo, hi); NULL bounds are open. */\n"
+    "static inline int $R_count_by_$F_range($S_db *db, $L, uint64_t *n)\n"
+    "{\n"
+    "    return $S_count_(db, $T, $I, KIVIS_Q_RANGE, $l, $h, NULL, 0, n);\n"
+    "}\n\n";
+
+static const char fn_index_distinct[] =
+    "typedef struct $R_distinct_$F_cursor {\n"
+    "    kivis_distinct *distinct;\n"
+    "} $R_distinct_$F_cursor;\n\n"
+    "/* The distinct values of $F among $R records, each once in index order\n"
+    " * (flags: KIVIS_REVERSE) with how many records hold it: only index\n"
+    " * entries are read, one value decoded a group (kivis_distinct_open). */\n"
+    "static inline int $R_distinct_$F($S_db *db, unsigned flags,\n"
+    "    $R_distinct_$F_cursor *cur)\n"
+    "{\n"
+    "    kivis_query q = $S_query_($T, $I, KIVIS_Q_ALL, NULL, NULL, NULL, 0,\n"
+    "        flags);\n"
+    "    int rc = $S_check_(db);\n"
+    "    cur->distinct = NULL;\n"
+    "    return rc ? rc : kivis_distinct_open((kivis_db *)db, &q, &cur->distinct);\n"
+    "}\n\n"
+    "/* KIVIS_OK with the next value of $F and its count (either may be\n"
+    " * NULL), KIVIS_NOTFOUND at the end.  The value's strings and blobs\n"
+    " * belong to the cursor: valid until the next call or the close. */\n"
+    "static inline int $R_distinct_$F_next($R_distinct_$F_cursor *cur,\n"
+    "    $O, uint64_t *count)\n"
+    "{\n"
+    "    return kivis_distinct_next(cur->distinct, value, count);\n"
+    "}\n\n"
+    "static inline void $R_distinct_$F_close($R_distinct_$F_cursor *cur)\n"
+    "{\n"
+    "    kivis_distinct_close(cur->distinct);\n"
+    "    cur->distinct = NULL;\n"
+    "}\n\n";
+
+static const char fn_index_count_prefix[] =
+    "/* How many $R records have $F starting with prefix[0..len). */\n"
+    "static inline int $R_count_by_$F_prefix($S_db *db, $P,\n"
+    "    size_t len, uint64_t *n)\n"
+    "{\n"
+    "    return $S_count_(db, $T, $I, KIVIS_Q_PREFIX, NULL, NULL, prefix, len,\n"
+    "        n);\n"
+    "}\n\n";
+
 static const char fn_index_prefix[] =
     "/* $R whose $F starts with prefix[0..len). */\n"
     "static inline int $R_by_$F_prefix($S_db *db, $P,\n"
@@ -695,6 +803,7 @@ static void header_functions(emitter *e, const kg_record *r)
     out(e, "/* ---- %s ---- */\n\n", r->name);
     tpl(e, r, NULL, r->key_kind == KG_KEY_AUTO ? fn_auto : fn_keyed);
     tpl(e, r, NULL, fn_common);
+    tpl(e, r, NULL, fn_count);
     tpl(e, r, NULL, fn_watch);
     if (is_prefixable(&key_field(r, 0, &pos)->type))
         tpl(e, r, key_field(r, 0, &pos), fn_scan_prefix);
@@ -705,6 +814,10 @@ static void header_functions(emitter *e, const kg_record *r)
         tpl(e, r, f, fn_index);
         if (is_prefixable(&f->type))
             tpl(e, r, f, fn_index_prefix);
+        tpl(e, r, f, fn_index_count);
+        if (is_prefixable(&f->type))
+            tpl(e, r, f, fn_index_count_prefix);
+        tpl(e, r, f, fn_index_distinct);
     }
 }
 
@@ -724,39 +837,43 @@ static void header_generic(emitter *e, const char *macro, const char *args,
 /* The kivis/exact.h check of an exact lookup's value, with the message a
  * refused call shows; NULL where C's own typing suffices (strings, structs
  * and keys by value). */
-static void out_exact_check(emitter *e, const kg_record *r, const kg_field *f)
+/* The checking macro of the lookup R_<family>_F (R_by_F, R_count_by_F),
+ * whose arguments after the value are `rest`. */
+static void out_exact_check(emitter *e, const kg_record *r, const kg_field *f,
+                            const char *family, const char *rest)
 {
     const kg_type *t = &f->type;
     const char *ct = elem_ctype(t);
     char msg[256];
-    snprintf(msg, sizeof msg, "\"%s_by_%s: the value must be ", r->name, f->name);
-    out(e, "#define %s_by_%s(db, value, flags, cur) \\\n    %s_by_%s(db, ",
-        r->name, f->name, r->name, f->name);
+    snprintf(msg, sizeof msg, "\"%s_%s_%s: the value must be ", r->name, family,
+             f->name);
+    out(e, "#define %s_%s_%s(db, value, %s) \\\n    %s_%s_%s(db, ", r->name,
+        family, f->name, rest, r->name, family, f->name);
     if (t->array) {
         /* T and const T: for strings, char * and const char * */
-        out(e, "KIVIS_EXACT_ARRAY_(value, %s, %u, %sa %s[%u]\"), flags, cur)\n",
+        out(e, "KIVIS_EXACT_ARRAY_(value, %s, %u, %sa %s[%u]\"), %s)\n",
             t->kind == KG_STRING ? "char *" : ct, (unsigned)t->array, msg, ct,
-            (unsigned)t->array);
+            (unsigned)t->array, rest);
         return;
     }
     switch (t->kind) {
     case KG_U8: case KG_U16: case KG_U32: case KG_U64:
         out(e, "KIVIS_EXACT_UINT_(value, sizeof(%s), %sa %s, a narrower unsigned "
-               "integer or an int\"), flags, cur)\n", ct, msg, ct);
+               "integer or an int\"), %s)\n", ct, msg, ct, rest);
         break;
     case KG_I8: case KG_I16: case KG_I32: case KG_I64:
         out(e, "KIVIS_EXACT_SINT_(value, sizeof(%s), %san %s, a narrower integer "
-               "or an int\"), flags, cur)\n", ct, msg, ct);
+               "or an int\"), %s)\n", ct, msg, ct, rest);
         break;
     case KG_BOOL:
-        out(e, "KIVIS_EXACT_BOOL_(value, %sa bool\"), flags, cur)\n", msg);
+        out(e, "KIVIS_EXACT_BOOL_(value, %sa bool\"), %s)\n", msg, rest);
         break;
     case KG_F32: case KG_F64:
         out(e, "KIVIS_EXACT_FLOAT_(value, sizeof(%s), %sa %s%s or an int\"), "
-               "flags, cur)\n", ct, msg, ct, t->kind == KG_F64 ? ", a float" : "");
+               "%s)\n", ct, msg, ct, t->kind == KG_F64 ? ", a float" : "", rest);
         break;
     case KG_ENUM:
-        out(e, "KIVIS_EXACT_ENUM_(value, %sa %s\"), flags, cur)\n", msg, ct);
+        out(e, "KIVIS_EXACT_ENUM_(value, %sa %s\"), %s)\n", msg, ct, rest);
         break;
     default:
         break;
@@ -787,7 +904,8 @@ static void header_exact_checks(emitter *e)
                 out(e, "#ifndef __cplusplus\n"
                        "/* Lookup values of exactly the field's type (kivis/exact.h): "
                        "what C\n * would convert with a loss does not compile. */\n");
-            out_exact_check(e, r, f);
+            out_exact_check(e, r, f, "by", "flags, cur");
+            out_exact_check(e, r, f, "count_by", "n");
         }
     }
     if (any)

@@ -362,8 +362,10 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out);
 /**
  * Step to the next entry.  key_out (a key struct) and record_out may each
  * be NULL; what they receive is owned by the caller (kivis_key_clear,
- * kivis_record_clear).  An index scan fetches the record only when
- * record_out is given.
+ * kivis_record_clear).  With record_out NULL nothing but the key is
+ * decoded: a record scan leaves the value undecoded, and an index scan
+ * reads only its index entries (the primary key is their tail) and never
+ * fetches a record, which makes a key-only index scan as cheap as a count.
  * @return KIVIS_OK; KIVIS_NOTFOUND at the end; KIVIS_ECORRUPT (an index
  *         entry whose record is missing, or undecodable bytes); errors.
  */
@@ -383,6 +385,71 @@ int kivis_scan_next_into(kivis_scan *scan, void *key_out, void *record_out,
 
 /** Close a scan.  NULL is a no-op. */
 void kivis_scan_close(kivis_scan *scan);
+
+/* ---- counts, existence and distinct values ---------------------------- */
+
+/**
+ * Count the entries of q's range, exactly: records for a primary-key query
+ * (index < 0), index entries for an index query (one per record whose
+ * indexed value is in range; EQ, RANGE and PREFIX as for kivis_scan_open).
+ * It steps the storage cursor over the range a scan would visit and
+ * decodes nothing: no value is decoded and no record fetched, so it costs
+ * a fraction of a decoding scan (docs/bench.md) but still one step per
+ * entry, not a stored total.  Inside a transaction it counts what the
+ * transaction sees, its own writes included; outside one, a snapshot.
+ * KIVIS_REVERSE is accepted and changes nothing.
+ * @return KIVIS_OK with *out set; KIVIS_EINVAL (NULL argument, or a query
+ *         kivis_scan_open refuses); KIVIS_EBADTXN; KIVIS_ENOMEM; storage
+ *         errors.  *out is 0 on any error.
+ */
+int kivis_count(kivis_db *db, const kivis_query *q, uint64_t *out);
+
+/**
+ * Whether a record is stored under `key` (a key struct of the table): one
+ * storage get of the record key; the value is not decoded and the record
+ * cache is not consulted.  Sees the open transaction's writes.
+ * @return KIVIS_OK (stored); KIVIS_NOTFOUND; KIVIS_EINVAL (NULL argument,
+ *         no such table); KIVIS_EUTF8, KIVIS_ERANGE (a key field no record
+ *         could hold); KIVIS_EKEYSIZE; KIVIS_EBADTXN; storage errors.
+ */
+int kivis_exists(kivis_db *db, uint32_t table, const void *key);
+
+typedef struct kivis_distinct kivis_distinct;
+
+/**
+ * Open an iteration over the distinct values of an index inside q's range
+ * (q->index >= 0, any mode; KIVIS_REVERSE walks them highest first): each
+ * value once, in index order, with the number of records holding it.  It
+ * walks the index entries only, never a record: an entry whose encoded
+ * value has the bytes of the current group's (the key encoding is
+ * prefix-free) is counted without decoding, and each group's value is
+ * decoded once.  It runs on a scan and follows its rules (kivis_scan_open):
+ * outside a transaction a snapshot of its own, inside one it sees the
+ * transaction's writes and ends with it; kivis_close ends it too.
+ * @return KIVIS_OK; KIVIS_EINVAL (NULL argument, a record query, or a
+ *         query kivis_scan_open refuses); KIVIS_ENOMEM; storage errors.
+ */
+int kivis_distinct_open(kivis_db *db, const kivis_query *q,
+                        kivis_distinct **out);
+
+/**
+ * The next distinct value and how many index entries (records) hold it.
+ * value_out (may be NULL) points at a value of the indexed field's C type,
+ * as a query bound does (for a char * field, at a char *).  Its strings
+ * and blobs belong to the iteration: valid until the next call or
+ * kivis_distinct_close, never freed by the caller.  Counting steps over
+ * every entry of the group; with count NULL the group is passed over by
+ * one seek of the storage cursor instead, so listing the values alone
+ * costs about one lookup per value, whatever the records per value.
+ * @return KIVIS_OK; KIVIS_NOTFOUND at the end; KIVIS_ECORRUPT (an entry
+ *         that does not decode); errors as kivis_scan_next.  value_out is
+ *         zeroed and *count 0 on anything but KIVIS_OK.
+ */
+int kivis_distinct_next(kivis_distinct *d, void *value_out, uint64_t *count);
+
+/** Close a distinct-value iteration, freeing its last value.  NULL is a
+ *  no-op; allowed after kivis_close of its db. */
+void kivis_distinct_close(kivis_distinct *d);
 
 /* ---- watches: committed changes of one table -------------------------- */
 

@@ -17,6 +17,9 @@ if [ "${BENCH_SCALING_ONLY:-0}" != 1 ]; then
   echo "== bench_btree"
   "$dir/bench_btree"
   echo
+  echo "== bench_count: counts and distinct values against decoding scans"
+  "$dir/bench_count"
+  echo
   echo "== bench_engines: kivis against raw LMDB, SQLite and Berkeley DB"
   "$dir/bench_engines" --n "${BENCH_N:-1000000}" --csv "$out/results.csv"
   echo

@@ -665,6 +665,45 @@ static void test_name_generated_twice(void **state)
                  "       ^\n");
 }
 
+/* The count, exists and distinct functions are generated names: a
+ * declaration or another field that spells one is refused (R_next_key
+ * ends in _key, which only key types may). */
+static void test_count_and_distinct_names(void **state)
+{
+    (void)state;
+    expect_errors("schema s;\n"
+                  "struct user { [[index]] char *name; };\n"
+                  "struct user_count { int32_t x; };\n"
+                  "enum user_distinct_name_cursor { A };\n"
+                  "enum s_count_ { B };\n",
+                  3,
+                  "t.kvs:3:8: error: 'user_count' is a name kivis-gen "
+                  "generates for record 'user'; choose another\n"
+                  "struct user_count { int32_t x; };\n"
+                  "       ^\n"
+                  "t.kvs:4:6: error: 'user_distinct_name_cursor' is a name "
+                  "kivis-gen generates for field 'name' of record 'user'; "
+                  "choose another\n"
+                  "enum user_distinct_name_cursor { A };\n"
+                  "     ^\n"
+                  "t.kvs:5:6: error: 's_count_' is a name kivis-gen generates "
+                  "for schema 's'; choose another\n"
+                  "enum s_count_ { B };\n"
+                  "     ^\n");
+    /* x's distinct cursor reads its values with a_distinct_x_next, which
+     * is also what the distinct values of a field x_next are opened with */
+    expect_error("schema s;\n"
+                 "struct a {\n"
+                 "    [[index]] int32_t x;\n"
+                 "    [[index]] int32_t x_next;\n"
+                 "};\n",
+                 "t.kvs:4:23: error: 'a_distinct_x_next' would be generated "
+                 "twice: for field 'x' of record 'a' (line 3) and for field "
+                 "'x_next' of record 'a'; rename one\n"
+                 "    [[index]] int32_t x_next;\n"
+                 "                      ^\n");
+}
+
 /* The handle type and functions of the schema, and the descriptors of
  * <schema>.kivis.c, are generated names too. */
 static void test_schema_and_source_names(void **state)
@@ -973,6 +1012,7 @@ int main(void)
         cmocka_unit_test(test_stdint_name),
         cmocka_unit_test(test_name_generated_twice),
         cmocka_unit_test(test_schema_and_source_names),
+        cmocka_unit_test(test_count_and_distinct_names),
         cmocka_unit_test(test_global_only_names),
         cmocka_unit_test(test_edge_schemas_valid),
         cmocka_unit_test(test_every_error_reported),

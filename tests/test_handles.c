@@ -8,9 +8,7 @@
  *   test_handles BACKEND    one of memory, lmdb, sqlite, rocksdb, layered,
  *                           postgres (on a private server, pgserver.h)
  */
-#include "testutil.h"
-#include "petsutil.h"
-#include "pgserver.h"
+#include "backends.h"
 
 #include <kivis.h>
 #include <kivis/layered.h>
@@ -23,100 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- backends ----------------------------------------------------------- */
-
-typedef int (*open_fn)(const char *dir, kivis_storage **st);
-
-static int open_memory(const char *dir, kivis_storage **st)
-{
-    (void)dir;
-    return kivis_memory_open(NULL, st);
-}
-
-static int open_lmdb(const char *dir, kivis_storage **st)
-{
-    return kivis_lmdb_open(dir, NULL, st);
-}
-
-static int open_sqlite(const char *dir, kivis_storage **st)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/kv.sqlite", dir);
-    return kivis_sqlite_open(path, NULL, st);
-}
-
-static int open_rocksdb(const char *dir, kivis_storage **st)
-{
-    return kivis_rocksdb_open(dir, NULL, st);
-}
-
-/* A table of its own on the private server, emptied at every open. */
-static int open_postgres(const char *dir, kivis_storage **st)
-{
-    (void)dir;
-    kt_pg_exec("DROP TABLE IF EXISTS handles_kv");
-    kivis_postgres_options opts = {NULL, NULL, "handles_kv", 0};
-    return kivis_postgres_open(kt_pg_start(), &opts, st);
-}
-
-/* A 4 KiB memory cache over LMDB: reads and writes cross both tiers. */
-static int open_layered(const char *dir, kivis_storage **st)
-{
-    kivis_storage *mem, *disk;
-    int rc = kivis_memory_open(NULL, &mem);
-    if (rc)
-        return rc;
-    if ((rc = kivis_lmdb_open(dir, NULL, &disk))) {
-        kivis_storage_close(mem);
-        return rc;
-    }
-    kivis_layered_tier tiers[2] = {{mem, 4096, 0}, {disk, 0, 0}};
-    rc = kivis_layered_open(tiers, 2, NULL, st);
-    if (rc) {
-        kivis_storage_close(mem);
-        kivis_storage_close(disk);
-    }
-    return rc;
-}
-
-static const struct {
-    const char *name;
-    open_fn open;
-} backends[] = {
-    {"memory", open_memory}, {"lmdb", open_lmdb},       {"sqlite", open_sqlite},
-    {"rocksdb", open_rocksdb}, {"layered", open_layered},
-    {"postgres", open_postgres},
-};
-
-static open_fn g_open;
-
-typedef struct fx {
-    char dir[256];
-    kivis_storage *st;
-    kivis_db *db;
-} fx;
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    kt_tempdir(f->dir, sizeof f->dir);
-    assert_int_equal(g_open(f->dir, &f->st), KIVIS_OK);
-    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &f->db), KIVIS_OK);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    kivis_close(f->db);
-    assert_int_equal(kivis_storage_close(f->st), KIVIS_OK);
-    kt_rmdir(f->dir);
-    free(f);
-    return 0;
-}
 
 /* ---- misuse: closing in the wrong order ---------------------------------- */
 
@@ -188,7 +92,7 @@ static void test_storage_close_refused_while_dbs_are_open(void **state)
     kivis_close(f->db);
     f->db = NULL;
     assert_int_equal(kivis_storage_close(f->st), KIVIS_OK);
-    assert_int_equal(g_open(f->dir, &f->st), KIVIS_OK); /* for teardown */
+    assert_int_equal(kt_backend_open(f->dir, &f->st), KIVIS_OK); /* for teardown */
 }
 
 /* ---- scans that write into their own range ------------------------------- */
@@ -311,11 +215,10 @@ static void test_key_scan_inserts_and_removes(void **state)
     assert_int_equal(kt_users_named(f->db, "new"), 9);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) KT_BACKEND_TEST(fn)
 
-static int run(const char *backend, open_fn open)
+int main(int argc, char **argv)
 {
-    g_open = open;
     const struct CMUnitTest tests[] = {
         T(test_close_db_under_own_scan),
         T(test_close_db_under_txn_scan),
@@ -326,21 +229,5 @@ static int run(const char *backend, open_fn open)
         T(test_rename_behind),
         T(test_key_scan_inserts_and_removes),
     };
-    return _cmocka_run_group_tests(backend, tests, sizeof tests / sizeof tests[0],
-                                   NULL, NULL);
-}
-
-int main(int argc, char **argv)
-{
-    int failed = 0, ran = 0;
-    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
-        if (argc < 2 || !strcmp(argv[1], backends[i].name)) {
-            failed += run(backends[i].name, backends[i].open);
-            ran++;
-        }
-    if (!ran) {
-        fprintf(stderr, "%s: unknown backend '%s'\n", argv[0], argv[1]);
-        return 2;
-    }
-    return failed ? 1 : 0;
+    return kt_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -2,7 +2,8 @@
  * The pets schema end to end on the API kivis-gen generates from
  * pets.kvs: auto-increment, composite and derived keys, index lookups
  * (exact, prefix, range), following a foreign key, a transaction, removal
- * with its index entries, reverse scans.
+ * with its index entries, reverse scans, counts and the distinct values
+ * of an index.
  *
  *   example_pets                 LMDB in a fresh temporary directory,
  *                                removed at the end
@@ -192,6 +193,35 @@ static void add_blob(pets_db *db)
     blob_clear(db, &again);
 }
 
+/* Counts read keys and index entries only: no record is decoded. */
+static void count_users(pets_db *db, user_key alice)
+{
+    uint64_t all, ali;
+    check(db, user_count(db, &all), "user_count");
+    check(db, user_count_by_name_prefix(db, "ali", 3, &ali),
+          "user_count_by_name_prefix");
+    printf("user_count -> %llu, user_count_by_name_prefix \"ali\" -> %llu, "
+           "user_exists(alice) -> %s\n",
+           (unsigned long long)all, (unsigned long long)ali,
+           kivis_errname(user_exists(db, alice)));
+}
+
+/* Pets per favourite toy: each toy once, with its count, from the index. */
+static void pets_per_toy(pets_db *db)
+{
+    pet_distinct_favourite_toy_cursor c;
+    toy_key t;
+    uint64_t n;
+    int rc;
+    printf("pets per favourite toy:");
+    check(db, pet_distinct_favourite_toy(db, 0, &c), "pet_distinct_favourite_toy");
+    while ((rc = pet_distinct_favourite_toy_next(&c, &t, &n)) == KIVIS_OK)
+        printf(" %s %u: %llu;", toy_name(t.kind), t.color, (unsigned long long)n);
+    printf("\n");
+    pet_distinct_favourite_toy_close(&c);
+    check_end(db, rc, "pet_distinct_favourite_toy_next");
+}
+
 /* The temporary LMDB directory, removed at exit (check() exits too). */
 static char temp_dir[4096];
 
@@ -292,6 +322,8 @@ int main(int argc, char **argv)
     toy_key ball2 = {TOY_BALL, 2};
     pets_with_toy(db, ball2);
     list_toys_reverse(db);
+    count_users(db, alice);
+    pets_per_toy(db);
 
     printf("\nbob is renamed to robert (his index entry moves with him)\n");
     user robert = {(char *)"robert", (char *)"bob@example.org", 28};
@@ -305,6 +337,7 @@ int main(int argc, char **argv)
     user gone;
     printf("user_get(alice) -> %s\n",
            kivis_errname(user_get(db, alice, &gone)));
+    count_users(db, alice);
     list_users(db, KIVIS_REVERSE, "all users, reverse:");
 
     pets_close(db);

@@ -113,6 +113,21 @@ void kivis__orphan_scans(kivis_db *db);
  * @return KIVIS_OK; KIVIS_ENOMEM; storage errors (nothing written). */
 int kivis__scans_before_write(kivis_db *db, kivis_slice key);
 
+/* Step an open scan to its next entry without reading its value or
+ * decoding anything: what counts and distinct values walk with.  *k
+ * borrows the entry's whole storage key until the next step.
+ * @return KIVIS_OK; KIVIS_NOTFOUND at the end; errors as kivis_scan_next
+ * (scan.c). */
+int kivis__scan_step(kivis_scan *s, kivis_slice *k);
+/* Step an open scan past every key that starts with `start` (in a reverse
+ * scan: to the last key below it) by one seek of the storage cursor, not
+ * a step an entry; *k as kivis__scan_step.  What the scan has left to
+ * visit is unchanged otherwise (keys written since it opened stay out).
+ * @return as kivis__scan_step (scan.c). */
+int kivis__scan_skip(kivis_scan *s, kivis_slice start, kivis_slice *k);
+/* Bytes of tableid | slot at the start of every key the scan visits. */
+size_t kivis__scan_prefix_len(const kivis_scan *s);
+
 /* Stored schema (meta.c) */
 int kivis__meta_load(kivis_db *db);
 /* The key of table `table_id`'s auto-increment counter in table 0, into b

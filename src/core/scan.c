@@ -469,7 +469,7 @@ static int fill_ahead(kivis_scan *s, bool records)
 static int step(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
 {
     int rc;
-    if (s->ahead) {
+    if (s->ahead && !s->has_redo) {
         rc = s->ra_at < s->ra_n ? KIVIS_OK : fill_ahead(s, records);
         if (rc)
             return rc;
@@ -490,6 +490,22 @@ static int step(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
     return rc;
 }
 
+/* Step to the next entry, its value unread: what every read of a scan
+ * begins with. */
+static int advance(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
+{
+    if (s->detached)
+        return kivis__fail(s->db, KIVIS_EINVAL,
+                           "scan used after its transaction ended");
+    if (!s->own_txn && s->db->poisoned)
+        return KIVIS_EBADTXN;
+    int rc = step(s, records, k, v);
+    if (rc && rc != KIVIS_NOTFOUND)
+        return kivis__fail(s->db, rc, "%s: scan: %s", s->ts->desc->name,
+                           kivis_strerror(rc));
+    return rc;
+}
+
 /* kivis_scan_next, decoding with a. */
 static int next_with(kivis_scan *s, void *key_out, void *record_out,
                      const kivis_allocator *a, kivis_slice *k)
@@ -498,19 +514,43 @@ static int next_with(kivis_scan *s, void *key_out, void *record_out,
         memset(key_out, 0, s->key_size);
     if (record_out)
         memset(record_out, 0, s->record_size);
-    if (s->detached)
-        return kivis__fail(s->db, KIVIS_EINVAL,
-                           "scan used after its transaction ended");
-    const kivis_table_desc *td = s->ts->desc;
-    if (!s->own_txn && s->db->poisoned)
-        return KIVIS_EBADTXN;
     kivis_slice v;
-    int rc = step(s, record_out != NULL, k, &v);
-    if (rc == KIVIS_NOTFOUND)
-        return rc;
+    int rc = advance(s, record_out != NULL, k, &v);
+    return rc ? rc : decode_entry(s, *k, v, key_out, record_out, a);
+}
+
+int kivis__scan_step(kivis_scan *s, kivis_slice *k)
+{
+    kivis_slice v;
+    return s->db ? advance(s, false, k, &v) : KIVIS_EINVAL;
+}
+
+int kivis__scan_skip(kivis_scan *s, kivis_slice start, kivis_slice *k)
+{
+    if (!s->db)
+        return KIVIS_EINVAL;
+    /* the redo seek, aimed past `start`: at the first key above every key
+     * starting with it, or (reverse) at the last key below it */
+    s->rk.len = s->redo.len = 0;
+    bool unbounded = false;
+    int rc = kivis__buf_append(s->reverse ? &s->redo : &s->rk, start.data,
+                               start.len);
+    if (!rc && !s->reverse)
+        rc = kivis__prefix_end(&s->rk, &s->redo, &unbounded);
     if (rc)
-        return kivis__fail(s->db, rc, "%s: scan: %s", td->name, kivis_strerror(rc));
-    return decode_entry(s, *k, v, key_out, record_out, a);
+        return kivis__fail(s->db, rc, "%s: scan: %s", s->ts->desc->name,
+                           kivis_strerror(rc));
+    if (unbounded)
+        return KIVIS_NOTFOUND;
+    s->ra_n = s->ra_at = 0; /* a read-ahead batch would step, not seek */
+    s->has_redo = true;
+    kivis_slice v;
+    return advance(s, false, k, &v);
+}
+
+size_t kivis__scan_prefix_len(const kivis_scan *s)
+{
+    return s->prefix_len;
 }
 
 /* A scan that outlived its db can only be closed. */

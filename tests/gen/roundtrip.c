@@ -2,7 +2,8 @@
  * roundtrip.c - tests/gen/alltypes.kvs through every function kivis-gen
  * emits, on the memory backend: add/put/update, get and a field-by-field
  * comparison, key scans both ways, every index lookup (exact, range,
- * prefix), unique violations, removal, and the _Generic helpers.
+ * prefix), unique violations, removal, the _Generic helpers, and the
+ * counts, existence, key-only scans and distinct values.
  */
 #include "alltypes.kivis.h"
 #include "pets.kivis.h" /* a second schema, for handles of the wrong one */
@@ -617,6 +618,15 @@ static void cast_handle_of_another_schema(void **state)
     assert_int_equal(sample_by_label(wrong, "x", 0, &c), KIVIS_ESCHEMA);
     assert_null(c.scan);
     sample_close(&c);
+    uint64_t n = 7;
+    assert_int_equal(sample_count(wrong, &n), KIVIS_ESCHEMA);
+    assert_int_equal(n, 0);
+    assert_int_equal(sample_count_by_label(wrong, "x", &n), KIVIS_ESCHEMA);
+    assert_int_equal(owner_exists(wrong, k), KIVIS_ESCHEMA);
+    sample_distinct_label_cursor dc;
+    assert_int_equal(sample_distinct_label(wrong, 0, &dc), KIVIS_ESCHEMA);
+    assert_null(dc.distinct);
+    sample_distinct_label_close(&dc);
     owner_clear(wrong, &o); /* refused: frees nothing of the caller's */
     assert_string_equal(o.email, "cast@example.org");
     /* The right handle works, and the pets tables stay empty. */
@@ -627,6 +637,158 @@ static void cast_handle_of_another_schema(void **state)
     assert_int_equal(owner_put(wrong, NULL, NULL), KIVIS_ESCHEMA);
     assert_int_equal(alltypes_check_(NULL), KIVIS_EINVAL);
     pets_close(pdb);
+    assert_int_equal(kivis_storage_close(st), KIVIS_OK);
+}
+
+/* The count, exists, key-only and distinct functions, on a store of
+ * their own (the group's accumulates records): every figure exact, on
+ * an empty table, in ranges, and in a transaction that sees its writes. */
+static void counts_and_distinct(void **state)
+{
+    (void)state;
+    kivis_storage *st;
+    alltypes_db *db;
+    assert_int_equal(kivis_memory_open(NULL, &st), KIVIS_OK);
+    assert_int_equal(alltypes_open(st, NULL, &db), KIVIS_OK);
+    uint64_t n = 99;
+    assert_int_equal(owner_count(db, &n), KIVIS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(owner_count_by_level(db, 3, &n), KIVIS_OK);
+    assert_int_equal(n, 0);
+    owner_distinct_level_cursor lc;
+    uint32_t level;
+    assert_int_equal(owner_distinct_level(db, 0, &lc), KIVIS_OK);
+    assert_int_equal(owner_distinct_level_next(&lc, &level, &n), KIVIS_NOTFOUND);
+    owner_distinct_level_close(&lc);
+
+    static const char *const emails[] = {"a@x", "b@x", "c@x", "d@x"};
+    static const uint32_t levels[] = {1, 3, 3, 5};
+    owner_key ok[4];
+    for (int i = 0; i < 4; i++)
+        ok[i] = add_owner(db, emails[i], levels[i]);
+    assert_int_equal(owner_count(db, &n), KIVIS_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(owner_count_by_level(db, 3, &n), KIVIS_OK);
+    assert_int_equal(n, 2);
+    uint32_t lo = 2, hi = 5;
+    assert_int_equal(owner_count_by_level_range(db, &lo, &hi, &n), KIVIS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(owner_count_by_level_range(db, &lo, NULL, &n), KIVIS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(owner_count_by_email(db, "b@x", &n), KIVIS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(owner_count_by_email_range(db, "b", "d", &n), KIVIS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(owner_count_by_email_prefix(db, "c", 1, &n), KIVIS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(owner_exists(db, ok[2]), KIVIS_OK);
+    owner_key none = {ok[3].id + 1};
+    assert_int_equal(owner_exists(db, none), KIVIS_NOTFOUND);
+
+    /* distinct levels both ways, and strings owned by the cursor */
+    static const uint32_t want_level[] = {1, 3, 5}, want_n[] = {1, 2, 1};
+    for (int rev = 0; rev < 2; rev++) {
+        assert_int_equal(owner_distinct_level(db, rev ? KIVIS_REVERSE : 0, &lc), KIVIS_OK);
+        for (int i = 0; i < 3; i++) {
+            int j = rev ? 2 - i : i;
+            assert_int_equal(owner_distinct_level_next(&lc, &level, &n), KIVIS_OK);
+            assert_int_equal(level, want_level[j]);
+            assert_int_equal(n, want_n[j]);
+        }
+        assert_int_equal(owner_distinct_level_next(&lc, &level, &n), KIVIS_NOTFOUND);
+        owner_distinct_level_close(&lc);
+    }
+    owner_distinct_email_cursor ec;
+    const char *email;
+    assert_int_equal(owner_distinct_email(db, 0, &ec), KIVIS_OK);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(owner_distinct_email_next(&ec, &email, &n), KIVIS_OK);
+        assert_string_equal(email, emails[i]);
+        assert_int_equal(n, 1);
+    }
+    assert_int_equal(owner_distinct_email_next(&ec, &email, NULL), KIVIS_NOTFOUND);
+    owner_distinct_email_close(&ec);
+
+    /* samples: labels apple, apricot, banana, apple, apricot */
+    for (int i = 0; i < 5; i++) {
+        sample s = make_sample(i, ok[0]);
+        s.payload.len = 1; /* blob_bytes has room for make_sample(3) */
+        assert_int_equal(sample_put(db, &s, NULL), KIVIS_OK);
+    }
+    sample_distinct_label_cursor sc;
+    const char *label;
+    assert_int_equal(sample_distinct_label(db, 0, &sc), KIVIS_OK);
+    static const char *const labels[] = {"apple", "apricot", "banana"};
+    static const uint64_t per_label[] = {2, 2, 1};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sample_distinct_label_next(&sc, &label, &n), KIVIS_OK);
+        assert_string_equal(label, labels[i]);
+        assert_int_equal(n, per_label[i]);
+    }
+    assert_int_equal(sample_distinct_label_next(&sc, &label, &n), KIVIS_NOTFOUND);
+    sample_distinct_label_close(&sc);
+    sample_distinct_colour_cursor cc;
+    shade colour;
+    assert_int_equal(sample_distinct_colour(db, 0, &cc), KIVIS_OK);
+    assert_int_equal(sample_distinct_colour_next(&cc, &colour, &n), KIVIS_OK);
+    assert_true(colour == RED && n == 1);
+    assert_int_equal(sample_distinct_colour_next(&cc, &colour, &n), KIVIS_OK);
+    assert_true(colour == GREEN && n == 1);
+    assert_int_equal(sample_distinct_colour_next(&cc, &colour, &n), KIVIS_OK);
+    assert_true(colour == BLUE && n == 3);
+    sample_distinct_colour_close(&cc);
+    /* fixed strings, arrays and structs come whole */
+    sample_distinct_code_cursor kc;
+    char code[16];
+    assert_int_equal(sample_distinct_code(db, KIVIS_REVERSE, &kc), KIVIS_OK);
+    assert_int_equal(sample_distinct_code_next(&kc, code, &n), KIVIS_OK);
+    assert_string_equal(code, "CODE-4");
+    sample_distinct_code_close(&kc);
+    sample_distinct_samples_cursor ac;
+    uint16_t samples[4];
+    assert_int_equal(sample_distinct_samples(db, 0, &ac), KIVIS_OK);
+    assert_int_equal(sample_distinct_samples_next(&ac, samples, &n), KIVIS_OK);
+    assert_int_equal(sample_distinct_samples_next(&ac, samples, &n), KIVIS_OK);
+    assert_true(samples[0] == 10 && samples[3] == 13 && n == 1);
+    sample_distinct_samples_close(&ac);
+    sample_distinct_where_cursor wc;
+    point where;
+    assert_int_equal(sample_distinct_where(db, KIVIS_REVERSE, &wc), KIVIS_OK);
+    assert_int_equal(sample_distinct_where_next(&wc, &where, &n), KIVIS_OK);
+    assert_true(where.x == 4 && where.y == -4 && n == 1);
+    sample_distinct_where_close(&wc);
+    assert_int_equal(sample_count_by_flag(db, true, &n), KIVIS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(sample_count_by_code_prefix(db, "CODE-", 5, &n), KIVIS_OK);
+    assert_int_equal(n, 5);
+
+    /* keys alone, in primary key order within the value */
+    sample_cursor c;
+    sample_key k;
+    assert_int_equal(sample_by_label(db, "apple", 0, &c), KIVIS_OK);
+    assert_int_equal(sample_next_key(&c, &k), KIVIS_OK);
+    assert_true(k.id == 1);
+    assert_int_equal(sample_next_key(&c, &k), KIVIS_OK);
+    assert_true(k.id == 4);
+    assert_int_equal(sample_next_key(&c, &k), KIVIS_NOTFOUND);
+    sample_close(&c);
+
+    /* a transaction counts its own writes */
+    assert_int_equal(alltypes_begin(db), KIVIS_OK);
+    sample extra = make_sample(2, ok[0]); /* banana */
+    extra.code[0] = 'X';
+    sample_key ek;
+    assert_int_equal(sample_put(db, &extra, &ek), KIVIS_OK);
+    assert_int_equal(sample_count(db, &n), KIVIS_OK);
+    assert_int_equal(n, 6);
+    assert_int_equal(sample_count_by_label(db, "banana", &n), KIVIS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(sample_exists(db, ek), KIVIS_OK);
+    alltypes_abort(db);
+    assert_int_equal(sample_count(db, &n), KIVIS_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(sample_exists(db, ek), KIVIS_NOTFOUND);
+    alltypes_close(db);
     assert_int_equal(kivis_storage_close(st), KIVIS_OK);
 }
 
@@ -656,6 +818,7 @@ int main(void)
         cmocka_unit_test(into_round_trip),
         cmocka_unit_test(cast_handle_of_another_schema),
         cmocka_unit_test(unknown_scan_flags),
+        cmocka_unit_test(counts_and_distinct),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

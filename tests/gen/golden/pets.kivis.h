@@ -150,17 +150,12 @@ static inline const char *pets_errmsg(const pets_db *db)
     return kivis_errmsg((const kivis_db *)db);
 }
 
-/* Open a scan; every cursor function below goes through here. */
-static inline int pets_open_scan_(pets_db *db, uint32_t table,
-    int32_t index, uint32_t mode, const void *lo, const void *hi,
-    const void *prefix, size_t prefix_len, unsigned flags,
-    kivis_scan **out)
+/* The query of every scan, count and distinct function below. */
+static inline kivis_query pets_query_(uint32_t table, int32_t index,
+    uint32_t mode, const void *lo, const void *hi, const void *prefix,
+    size_t prefix_len, unsigned flags)
 {
     kivis_query q;
-    int rc = pets_check_(db);
-    *out = NULL;
-    if (rc)
-        return rc;
     q.table = table;
     q.index = index;
     q.mode = mode;
@@ -169,7 +164,34 @@ static inline int pets_open_scan_(pets_db *db, uint32_t table,
     q.prefix = prefix;
     q.prefix_len = prefix_len;
     q.flags = flags;
-    return kivis_scan_open((kivis_db *)db, &q, out);
+    return q;
+}
+
+/* Open a scan; every cursor function below goes through here. */
+static inline int pets_open_scan_(pets_db *db, uint32_t table,
+    int32_t index, uint32_t mode, const void *lo, const void *hi,
+    const void *prefix, size_t prefix_len, unsigned flags,
+    kivis_scan **out)
+{
+    kivis_query q = pets_query_(table, index, mode, lo, hi, prefix,
+        prefix_len, flags);
+    int rc = pets_check_(db);
+    *out = NULL;
+    return rc ? rc : kivis_scan_open((kivis_db *)db, &q, out);
+}
+
+/* Count a query's entries, decoding nothing (kivis_count); every count
+ * function below goes through here. */
+static inline int pets_count_(pets_db *db, uint32_t table, int32_t index,
+    uint32_t mode, const void *lo, const void *hi, const void *prefix,
+    size_t prefix_len, uint64_t *n)
+{
+    kivis_query q = pets_query_(table, index, mode, lo, hi, prefix,
+        prefix_len, 0);
+    int rc = pets_check_(db);
+    if (n)
+        *n = 0;
+    return rc ? rc : kivis_count((kivis_db *)db, &q, n);
 }
 
 /* ---- user ---- */
@@ -282,6 +304,28 @@ static inline void user_close(user_cursor *cur)
     cur->scan = NULL;
 }
 
+/* How many user records are stored: the keys are counted, no record is
+ * decoded (kivis_count). */
+static inline int user_count(pets_db *db, uint64_t *n)
+{
+    return pets_count_(db, PETS_USER, -1, KIVIS_Q_ALL, NULL, NULL, NULL, 0, n);
+}
+
+/* KIVIS_OK when a user is stored under key, KIVIS_NOTFOUND if not;
+ * nothing decoded (kivis_exists). */
+static inline int user_exists(pets_db *db, user_key key)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_exists((kivis_db *)db, PETS_USER, &key);
+}
+
+/* user_next for the key alone: an index cursor reads only its index
+ * entries and fetches no record.  Clear the key with user_key_clear. */
+static inline int user_next_key(user_cursor *cur, user_key *key)
+{
+    return kivis_scan_next(cur->scan, key, NULL);
+}
+
 typedef struct user_watch {
     kivis_watch *watch;
 } user_watch;
@@ -339,6 +383,59 @@ static inline int user_by_name_prefix(pets_db *db, const char *prefix,
 {
     return pets_open_scan_(db, PETS_USER, PETS_USER_BY_NAME, KIVIS_Q_PREFIX, NULL, NULL, prefix,
         len, flags, &cur->scan);
+}
+
+/* How many user records have name equal to value: index entries are
+ * counted, no record is fetched. */
+static inline int user_count_by_name(pets_db *db, const char *value, uint64_t *n)
+{
+    return pets_count_(db, PETS_USER, PETS_USER_BY_NAME, KIVIS_Q_EQ, &value, NULL, NULL, 0, n);
+}
+
+/* How many user records have name in [lo, hi); NULL bounds are open. */
+static inline int user_count_by_name_range(pets_db *db, const char *lo, const char *hi, uint64_t *n)
+{
+    return pets_count_(db, PETS_USER, PETS_USER_BY_NAME, KIVIS_Q_RANGE, lo ? (const void *)&lo : NULL, hi ? (const void *)&hi : NULL, NULL, 0, n);
+}
+
+/* How many user records have name starting with prefix[0..len). */
+static inline int user_count_by_name_prefix(pets_db *db, const char *prefix,
+    size_t len, uint64_t *n)
+{
+    return pets_count_(db, PETS_USER, PETS_USER_BY_NAME, KIVIS_Q_PREFIX, NULL, NULL, prefix, len,
+        n);
+}
+
+typedef struct user_distinct_name_cursor {
+    kivis_distinct *distinct;
+} user_distinct_name_cursor;
+
+/* The distinct values of name among user records, each once in index order
+ * (flags: KIVIS_REVERSE) with how many records hold it: only index
+ * entries are read, one value decoded a group (kivis_distinct_open). */
+static inline int user_distinct_name(pets_db *db, unsigned flags,
+    user_distinct_name_cursor *cur)
+{
+    kivis_query q = pets_query_(PETS_USER, PETS_USER_BY_NAME, KIVIS_Q_ALL, NULL, NULL, NULL, 0,
+        flags);
+    int rc = pets_check_(db);
+    cur->distinct = NULL;
+    return rc ? rc : kivis_distinct_open((kivis_db *)db, &q, &cur->distinct);
+}
+
+/* KIVIS_OK with the next value of name and its count (either may be
+ * NULL), KIVIS_NOTFOUND at the end.  The value's strings and blobs
+ * belong to the cursor: valid until the next call or the close. */
+static inline int user_distinct_name_next(user_distinct_name_cursor *cur,
+    const char **value, uint64_t *count)
+{
+    return kivis_distinct_next(cur->distinct, value, count);
+}
+
+static inline void user_distinct_name_close(user_distinct_name_cursor *cur)
+{
+    kivis_distinct_close(cur->distinct);
+    cur->distinct = NULL;
 }
 
 /* ---- toy ---- */
@@ -450,6 +547,28 @@ static inline void toy_close(toy_cursor *cur)
 {
     kivis_scan_close(cur->scan);
     cur->scan = NULL;
+}
+
+/* How many toy records are stored: the keys are counted, no record is
+ * decoded (kivis_count). */
+static inline int toy_count(pets_db *db, uint64_t *n)
+{
+    return pets_count_(db, PETS_TOY, -1, KIVIS_Q_ALL, NULL, NULL, NULL, 0, n);
+}
+
+/* KIVIS_OK when a toy is stored under key, KIVIS_NOTFOUND if not;
+ * nothing decoded (kivis_exists). */
+static inline int toy_exists(pets_db *db, toy_key key)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_exists((kivis_db *)db, PETS_TOY, &key);
+}
+
+/* toy_next for the key alone: an index cursor reads only its index
+ * entries and fetches no record.  Clear the key with toy_key_clear. */
+static inline int toy_next_key(toy_cursor *cur, toy_key *key)
+{
+    return kivis_scan_next(cur->scan, key, NULL);
 }
 
 typedef struct toy_watch {
@@ -597,6 +716,28 @@ static inline void pet_close(pet_cursor *cur)
     cur->scan = NULL;
 }
 
+/* How many pet records are stored: the keys are counted, no record is
+ * decoded (kivis_count). */
+static inline int pet_count(pets_db *db, uint64_t *n)
+{
+    return pets_count_(db, PETS_PET, -1, KIVIS_Q_ALL, NULL, NULL, NULL, 0, n);
+}
+
+/* KIVIS_OK when a pet is stored under key, KIVIS_NOTFOUND if not;
+ * nothing decoded (kivis_exists). */
+static inline int pet_exists(pets_db *db, pet_key key)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_exists((kivis_db *)db, PETS_PET, &key);
+}
+
+/* pet_next for the key alone: an index cursor reads only its index
+ * entries and fetches no record.  Clear the key with pet_key_clear. */
+static inline int pet_next_key(pet_cursor *cur, pet_key *key)
+{
+    return kivis_scan_next(cur->scan, key, NULL);
+}
+
 typedef struct pet_watch {
     kivis_watch *watch;
 } pet_watch;
@@ -646,6 +787,51 @@ static inline int pet_by_favourite_toy_range(pets_db *db, const toy_key *lo, con
 {
     return pets_open_scan_(db, PETS_PET, PETS_PET_BY_FAVOURITE_TOY, KIVIS_Q_RANGE, lo, hi, NULL, 0,
         flags, &cur->scan);
+}
+
+/* How many pet records have favourite_toy equal to value: index entries are
+ * counted, no record is fetched. */
+static inline int pet_count_by_favourite_toy(pets_db *db, toy_key value, uint64_t *n)
+{
+    return pets_count_(db, PETS_PET, PETS_PET_BY_FAVOURITE_TOY, KIVIS_Q_EQ, &value, NULL, NULL, 0, n);
+}
+
+/* How many pet records have favourite_toy in [lo, hi); NULL bounds are open. */
+static inline int pet_count_by_favourite_toy_range(pets_db *db, const toy_key *lo, const toy_key *hi, uint64_t *n)
+{
+    return pets_count_(db, PETS_PET, PETS_PET_BY_FAVOURITE_TOY, KIVIS_Q_RANGE, lo, hi, NULL, 0, n);
+}
+
+typedef struct pet_distinct_favourite_toy_cursor {
+    kivis_distinct *distinct;
+} pet_distinct_favourite_toy_cursor;
+
+/* The distinct values of favourite_toy among pet records, each once in index order
+ * (flags: KIVIS_REVERSE) with how many records hold it: only index
+ * entries are read, one value decoded a group (kivis_distinct_open). */
+static inline int pet_distinct_favourite_toy(pets_db *db, unsigned flags,
+    pet_distinct_favourite_toy_cursor *cur)
+{
+    kivis_query q = pets_query_(PETS_PET, PETS_PET_BY_FAVOURITE_TOY, KIVIS_Q_ALL, NULL, NULL, NULL, 0,
+        flags);
+    int rc = pets_check_(db);
+    cur->distinct = NULL;
+    return rc ? rc : kivis_distinct_open((kivis_db *)db, &q, &cur->distinct);
+}
+
+/* KIVIS_OK with the next value of favourite_toy and its count (either may be
+ * NULL), KIVIS_NOTFOUND at the end.  The value's strings and blobs
+ * belong to the cursor: valid until the next call or the close. */
+static inline int pet_distinct_favourite_toy_next(pet_distinct_favourite_toy_cursor *cur,
+    toy_key *value, uint64_t *count)
+{
+    return kivis_distinct_next(cur->distinct, value, count);
+}
+
+static inline void pet_distinct_favourite_toy_close(pet_distinct_favourite_toy_cursor *cur)
+{
+    kivis_distinct_close(cur->distinct);
+    cur->distinct = NULL;
 }
 
 /* ---- blob ---- */
@@ -757,6 +943,28 @@ static inline void blob_close(blob_cursor *cur)
 {
     kivis_scan_close(cur->scan);
     cur->scan = NULL;
+}
+
+/* How many blob records are stored: the keys are counted, no record is
+ * decoded (kivis_count). */
+static inline int blob_count(pets_db *db, uint64_t *n)
+{
+    return pets_count_(db, PETS_BLOB, -1, KIVIS_Q_ALL, NULL, NULL, NULL, 0, n);
+}
+
+/* KIVIS_OK when a blob is stored under key, KIVIS_NOTFOUND if not;
+ * nothing decoded (kivis_exists). */
+static inline int blob_exists(pets_db *db, blob_key key)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_exists((kivis_db *)db, PETS_BLOB, &key);
+}
+
+/* blob_next for the key alone: an index cursor reads only its index
+ * entries and fetches no record.  Clear the key with blob_key_clear. */
+static inline int blob_next_key(blob_cursor *cur, blob_key *key)
+{
+    return kivis_scan_next(cur->scan, key, NULL);
 }
 
 typedef struct blob_watch {
