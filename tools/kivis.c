@@ -10,6 +10,8 @@
  *   kivis find    STORE TABLE INDEX VAL  records by an index value
  *   kivis backup  STORE DEST             a consistent, compacted copy
  *   kivis compact STORE                  give free space back
+ *   kivis export  STORE [TABLE...]       records as JSON Lines
+ *   kivis import  STORE FILE             JSON Lines into the store
  *
  * STORE is a URI (lmdb:DIR, sqlite:FILE, rocksdb:DIR) or a plain path whose
  * backend is recognised by its files (store.c).  Everything is read with
@@ -27,10 +29,14 @@
 #include "cli.h"
 
 #include <kivis/inspect.h>
+#ifdef KIVIS_WITH_JSON
+#include <kivis/jsonl.h>
+#endif
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +60,10 @@ static const char usage_main[] =
     "                                  the records with that index value\n"
     "  backup <store> <dest>           a consistent, compacted copy at dest\n"
     "  compact <store>                 give the store's free space back\n"
+    "  export [-o FILE] <store> [table...]\n"
+    "                                  records as JSON Lines\n"
+    "  import [--batch N] [--skip-bad] <store> <file>\n"
+    "                                  JSON Lines into the store\n"
     "\n"
     "<store> is lmdb:DIR, sqlite:FILE, rocksdb:DIR, or a path: a directory\n"
     "with data.mdb is LMDB, one with CURRENT and MANIFEST-* RocksDB, a file\n"
@@ -62,11 +72,13 @@ static const char usage_main[] =
     "options:\n"
     "  -h, --help       this help (kivis <command> --help: the command's)\n"
     "  --version        print the version\n"
-    "  --no-progress    (check, dump, backup, compact) no progress bar; one is\n"
+    "  --no-progress    (check, dump, backup, compact, export, import) no\n"
+    "                   progress bar; one is\n"
     "                   drawn on stderr only when it is a terminal\n"
     "\n"
-    "exit status: 0 ok, 1 check found problems or get/find found nothing,\n"
-    "2 usage or I/O error or a damaged store\n";
+    "exit status: 0 ok, 1 check found problems, get/find found nothing or\n"
+    "import --skip-bad left lines out, 2 usage or I/O error, a damaged store\n"
+    "or a bad line\n";
 
 static const char usage_check[] =
     "usage: kivis check [--no-progress] <store>\n"
@@ -146,13 +158,53 @@ static const char usage_compact[] =
     "level.  LMDB cannot shrink a file other processes may map: write a\n"
     "compacted copy with kivis backup instead.\n";
 
+static const char usage_export[] =
+    "usage: kivis export [-o FILE] [--no-progress] <store> [table...]\n"
+    "\n"
+    "Write the records of every table (or of the tables named, in that order)\n"
+    "as JSON Lines, tables in schema order, records in key order, one line\n"
+    "each, read in one transaction:\n"
+    "  {\"table\":\"user\",\"key\":{\"id\":1},\"record\":{\"name\":\"Ann\",...}}\n"
+    "Every value reads back exactly: a uint64 above INT64_MAX is a decimal\n"
+    "string, floats the shortest decimal of their bits, NaN and infinities\n"
+    "strings, bytes base64, enums their names, nested structs and foreign keys\n"
+    "objects (docs/cli.md).  kivis import reads it into any store.\n"
+    "\n"
+    "  -o, --output FILE  write to FILE (created or truncated), with a progress\n"
+    "                     bar on stderr when it is a terminal\n"
+    "\n"
+    "Built without JSON support (no jansson), the tool lacks this command.\n";
+
+static const char usage_import[] =
+    "usage: kivis import [--batch N] [--skip-bad] [--no-progress] <store> <file>\n"
+    "\n"
+    "Read JSON Lines as kivis export writes them (file '-' is stdin) and\n"
+    "store each record under its key, replacing one already there.  Each line\n"
+    "is checked against the stored schema first: known table, every field\n"
+    "given once and no other, types, ranges, char[N] lengths, enum names,\n"
+    "base64, UTF-8; then unique indexes and keys.  A bad line is reported as\n"
+    "  kivis: <file>:<line>: <table>.<field>: <what is wrong>\n"
+    "\n"
+    "  --batch N     lines per write transaction (default 1000)\n"
+    "  --skip-bad    report bad lines and leave them out; without it the\n"
+    "                import stops at the first, and nothing of its batch is\n"
+    "                written (earlier batches stay)\n"
+    "\n"
+    "The store must exist (kivis creates nothing): a new one is made by the\n"
+    "application, or by backup of an empty one.\n"
+    "\n"
+    "exit status: 0 all imported, 1 --skip-bad left lines out, 2 error or a\n"
+    "bad line\n";
+
 /* ---- options ------------------------------------------------------------ */
 
-enum { OPT_NO_PROGRESS = 0x100, OPT_VERSION };
+enum { OPT_NO_PROGRESS = 0x100, OPT_VERSION, OPT_BATCH, OPT_SKIP_BAD };
 
 typedef struct options {
     bool quiet;         /* --no-progress */
-    const char *output; /* dump -o */
+    const char *output; /* dump -o, export -o */
+    size_t batch;       /* import --batch */
+    bool skip_bad;      /* import --skip-bad */
 } options;
 
 /* ---- check ---------------------------------------------------------------- */
@@ -466,9 +518,128 @@ static int cmd_compact(cli_store *s, char **args, const options *o)
     return 0;
 }
 
+/* ---- export, import ----------------------------------------------------- */
+
+#ifdef KIVIS_WITH_JSON
+/* A bar drawn from the library's progress callback. */
+typedef struct transfer_bar {
+    const char *file; /* import: the input, for messages */
+    cli_progress bar;
+    uint64_t total;
+} transfer_bar;
+
+static void draw_records(void *ctx, uint64_t records, uint64_t bytes)
+{
+    (void)bytes;
+    transfer_bar *tb = ctx;
+    cli_progress_draw(&tb->bar, records, tb->total);
+}
+
+static int export_to(cli_store *s, char **tables, int ntables, FILE *out,
+                     const options *o)
+{
+    transfer_bar tb = {NULL, {false, false, ""}, 0};
+    cli_progress_init(&tb.bar, "records", o->quiet || isatty(fileno(out)));
+    tb.total = tb.bar.on && !ntables ? count_records(s, NULL, 0) : 0;
+    kivis_jsonl_options jo;
+    memset(&jo, 0, sizeof jo);
+    jo.progress = draw_records;
+    jo.ctx = &tb;
+    kivis_jsonl_report r;
+    int rc = kivis_export_jsonl(s->db, (const char *const *)tables, (size_t)ntables,
+                                out, &jo, &r);
+    cli_progress_clear(&tb.bar);
+    if (rc == KIVIS_NOTFOUND)
+        return cli_fail("%s: %s (kivis stats lists the tables)", s->name, r.message);
+    if (rc)
+        return cli_fail("%s: export%s%s: %s", s->name, r.table[0] ? " of " : "",
+                        r.table, r.message);
+    return 0;
+}
+
+static int cmd_export(cli_store *s, char **args, const options *o)
+{
+    int ntables = 0;
+    while (args[1 + ntables])
+        ntables++;
+    if (!o->output)
+        return export_to(s, args + 1, ntables, stdout, o);
+    FILE *out = fopen(o->output, "w");
+    if (!out)
+        return cli_fail("%s: cannot write: %s", o->output, strerror(errno));
+    int status = export_to(s, args + 1, ntables, out, o);
+    if ((fclose(out) != 0) && !status)
+        status = cli_fail("%s: writing: %s", o->output, strerror(errno));
+    return status;
+}
+
+static void report_bad_line(void *ctx, const kivis_jsonl_error *e)
+{
+    transfer_bar *ic = ctx;
+    cli_progress_clear(&ic->bar);
+    if (e->line)
+        fprintf(stderr, "kivis: %s:%" PRIu64 ": %s%s%s%s%s\n", ic->file, e->line,
+                e->table, e->table[0] && e->field[0] ? "." : "", e->field,
+                e->table[0] || e->field[0] ? ": " : "", e->message);
+}
+
+static void draw_bytes(void *ctx, uint64_t records, uint64_t bytes)
+{
+    (void)records;
+    transfer_bar *ic = ctx;
+    cli_progress_draw(&ic->bar, bytes / 1024, ic->total);
+}
+
+static int cmd_import(cli_store *s, char **args, const options *o)
+{
+    bool std_in = !strcmp(args[1], "-");
+    FILE *in = std_in ? stdin : fopen(args[1], "r");
+    if (!in)
+        return cli_fail("%s: cannot read: %s", args[1], strerror(errno));
+    transfer_bar ic = {std_in ? "stdin" : args[1], {false, false, ""}, 0};
+    cli_progress_init(&ic.bar, "KiB", o->quiet);
+    ic.total = std_in ? 0 : cli_path_bytes(args[1]) / 1024;
+    kivis_db *db = NULL;
+    char err[256] = "";
+    kivis_options ko;
+    memset(&ko, 0, sizeof ko);
+    ko.errbuf = err;
+    ko.errbuf_size = sizeof err;
+    int rc = kivis_jsonl_open(s->st, &ko, &db);
+    if (rc) {
+        if (!std_in)
+            fclose(in);
+        return cli_fail("%s: cannot open the database: %s%s%s", s->name,
+                        kivis_strerror(rc), err[0] ? ": " : "", err);
+    }
+    kivis_jsonl_options jo;
+    memset(&jo, 0, sizeof jo);
+    jo.batch = o->batch;
+    jo.skip_bad = o->skip_bad;
+    jo.error = report_bad_line;
+    jo.progress = draw_bytes;
+    jo.ctx = &ic;
+    kivis_jsonl_report r;
+    rc = kivis_import_jsonl(db, in, &jo, &r);
+    cli_progress_clear(&ic.bar);
+    kivis_jsonl_close(db);
+    if (!std_in)
+        fclose(in);
+    if (rc && !r.line) /* not a line's fault: the store or the file */
+        return cli_fail("%s: import from %s: %s", s->name, ic.file, r.message);
+    fprintf(stderr, "kivis: imported %" PRIu64 " records from %" PRIu64 " lines of %s"
+                    "%s", r.records, r.lines, ic.file, rc ? ", then stopped" : "");
+    if (r.rejected)
+        fprintf(stderr, "; %" PRIu64 " bad line%s%s", r.rejected,
+                r.rejected == 1 ? "" : "s", rc ? "" : " left out");
+    fputc('\n', stderr);
+    return rc ? EXIT_ERROR : r.rejected ? EXIT_PROBLEMS : 0;
+}
+#endif
+
 /* ---- commands ----------------------------------------------------------- */
 
-enum { ALLOW_PROGRESS = 1, ALLOW_OUTPUT = 2 };
+enum { ALLOW_PROGRESS = 1, ALLOW_OUTPUT = 2, ALLOW_IMPORT = 4 };
 
 typedef struct command {
     const char *name;
@@ -489,6 +660,12 @@ static const command commands[] = {
     {"backup", usage_backup, cmd_backup, 2, 2, "a store and a destination",
      ALLOW_PROGRESS},
     {"compact", usage_compact, cmd_compact, 1, 1, "a store", ALLOW_PROGRESS},
+#ifdef KIVIS_WITH_JSON
+    {"export", usage_export, cmd_export, 1, INT_MAX, "a store",
+     ALLOW_PROGRESS | ALLOW_OUTPUT},
+    {"import", usage_import, cmd_import, 2, 2, "a store and a file",
+     ALLOW_PROGRESS | ALLOW_IMPORT},
+#endif
 };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
@@ -567,6 +744,8 @@ static const struct option long_options[] = {
     {"version", no_argument, NULL, OPT_VERSION},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"output", required_argument, NULL, 'o'},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"skip-bad", no_argument, NULL, OPT_SKIP_BAD},
     {NULL, 0, NULL, 0},
 };
 
@@ -596,6 +775,16 @@ static int parse_command(const command *c, int argc, char **argv, options *o,
         }
         if (opt == OPT_NO_PROGRESS && (c->allow & ALLOW_PROGRESS))
             o->quiet = true;
+        else if (opt == OPT_SKIP_BAD && (c->allow & ALLOW_IMPORT))
+            o->skip_bad = true;
+        else if (opt == OPT_BATCH && (c->allow & ALLOW_IMPORT)) {
+            char *end;
+            unsigned long long n = strtoull(optarg, &end, 10);
+            if (!optarg[0] || *end || !n || n > SIZE_MAX || optarg[0] == '-')
+                return usage_error(c->usage, "--batch takes a positive number, not "
+                                             "'%s'", optarg);
+            o->batch = (size_t)n;
+        }
         else if (opt == 'o' && (c->allow & ALLOW_OUTPUT) && optarg[0])
             o->output = optarg;
         else if (opt == 'o' && (c->allow & ALLOW_OUTPUT))
