@@ -17,6 +17,7 @@
 #include <kivis/layered.h>
 #include <kivis/memory.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,6 +353,193 @@ static void test_lost_commit_reply(void **state)
     kivis_storage_close(st);
 }
 
+/* ---- node kills: every outcome accounted for ---------------------------- */
+
+#define NK_TXNS 300     /* write transactions in the run */
+#define NK_LOSE_EVERY 10 /* one commit in so many has its reply dropped */
+#define NK_RETRIES 20   /* ECONFLICT retries of one transaction at most */
+
+/* How a transaction ended, as the caller learns it.  The backend reports
+ * KIVIS_ECONFLICT only when the cluster answered that a compare failed and
+ * the commit's marker is absent (nothing applied), and KIVIS_EUNAVAILABLE
+ * when no member answered in time (outcome unknown); any other error is a
+ * refusal before or by the server (nothing applied). */
+enum nk_outcome { NK_COMMITTED, NK_UNKNOWN, NK_FAILED };
+
+typedef struct nk_run {
+    kivis_storage *st;
+    atomic_int done;           /* transactions finished, for the killer */
+    enum nk_outcome out[NK_TXNS];
+    int retries, unknown, failed, lost_replies;
+    int killed[2];             /* the members killed, in order */
+    bool second_was_leader;
+} nk_run;
+
+/* Transaction i: read the counter, insert key "nk<i>" (value i) and write
+ * the counter plus one, in one commit. */
+static int nk_txn(kivis_storage *st, int i)
+{
+    kivis_storage_txn *t;
+    kivis_slice v;
+    char key[16], val[16], count[24] = "0";
+    int rc = kivis_storage_begin(st, 0, &t);
+    if (rc != KIVIS_OK)
+        return rc;
+    rc = kivis_txn_get(t, S("counter"), &v);
+    if (rc == KIVIS_OK)
+        snprintf(count, sizeof count, "%.*s", (int)v.len, (const char *)v.data);
+    if (rc == KIVIS_OK || rc == KIVIS_NOTFOUND) {
+        snprintf(key, sizeof key, "nk%03d", i);
+        snprintf(val, sizeof val, "%d", i);
+        rc = kivis_txn_put(t, kivis_slice_make(key, strlen(key)),
+                           kivis_slice_make(val, strlen(val)));
+    }
+    if (rc == KIVIS_OK) {
+        snprintf(count, sizeof count, "%ld", strtol(count, NULL, 10) + 1);
+        rc = kivis_txn_put(t, S("counter"), kivis_slice_make(count, strlen(count)));
+    }
+    if (rc != KIVIS_OK) {
+        kivis_txn_abort(t);
+        return rc;
+    }
+    return kivis_txn_commit(t, KIVIS_SYNC);
+}
+
+/* Run transaction i to an outcome: ECONFLICT is retried (nothing was
+ * applied), EUNAVAILABLE is not (it may have been: an application would
+ * look before trying again). */
+static void nk_one(nk_run *r, int i)
+{
+    if (i % NK_LOSE_EVERY == NK_LOSE_EVERY / 2) {
+        atomic_store(&kivis__etcd_lose_replies, 1);
+        r->lost_replies++;
+    }
+    int rc, tries = 0;
+    while ((rc = nk_txn(r->st, i)) == KIVIS_ECONFLICT && ++tries < NK_RETRIES)
+        r->retries++;
+    atomic_store(&kivis__etcd_lose_replies, 0);
+    if (rc == KIVIS_OK) {
+        r->out[i] = NK_COMMITTED;
+    } else if (rc == KIVIS_EUNAVAILABLE) {
+        fprintf(stderr, "nk%03d: outcome unknown: %s\n", i, kivis_etcd_errmsg());
+        r->out[i] = NK_UNKNOWN;
+        r->unknown++;
+    } else {
+        fprintf(stderr, "nk%03d: %s: %s\n", i, kivis_errname(rc), kivis_etcd_errmsg());
+        r->out[i] = NK_FAILED;
+        r->failed++;
+    }
+}
+
+static void nk_wait(nk_run *r, int done)
+{
+    while (atomic_load(&r->done) < done) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
+/* The killer, beside the workload, so that members die with commits in
+ * flight: the leader at a fifth of the run, back at half, then the leader
+ * again (another member when the same one leads) at two thirds. */
+static void *nk_killer(void *arg)
+{
+    nk_run *r = arg;
+    nk_wait(r, NK_TXNS / 5);
+    r->killed[0] = kt_etcd_leader();
+    kt_etcd_kill(r->killed[0]);
+    nk_wait(r, NK_TXNS / 2);
+    kt_etcd_revive(r->killed[0]);
+    nk_wait(r, NK_TXNS * 2 / 3);
+    r->killed[1] = kt_etcd_leader();
+    r->second_was_leader = r->killed[1] != r->killed[0];
+    if (!r->second_was_leader)
+        r->killed[1] = (r->killed[0] + 1) % KT_ETCD_MEMBERS;
+    kt_etcd_kill(r->killed[1]);
+    return NULL;
+}
+
+/* What the store holds after the run: found[i] for each key nk<i> with
+ * the right value, and the counter. */
+static long nk_read_back(kivis_storage *st, bool found[NK_TXNS])
+{
+    kivis_storage_txn *t;
+    kivis_storage_cursor *c;
+    kivis_slice k, v;
+    char buf[16];
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_cursor(t, S("nk"), S("nl"), &c), KIVIS_OK);
+    for (int rc = kivis_cursor_get(c, KIVIS_FIRST, &k, &v); rc == KIVIS_OK;
+         rc = kivis_cursor_get(c, KIVIS_NEXT, &k, &v)) {
+        snprintf(buf, sizeof buf, "%.*s", (int)(k.len - 2), (const char *)k.data + 2);
+        int i = atoi(buf);
+        assert_true(i >= 0 && i < NK_TXNS);
+        snprintf(buf, sizeof buf, "%d", i);
+        assert_memory_equal(v.data, buf, v.len);
+        found[i] = true;
+    }
+    kivis_cursor_close(c);
+    long counter = 0;
+    if (kivis_txn_get(t, S("counter"), &v) == KIVIS_OK) {
+        snprintf(buf, sizeof buf, "%.*s", (int)v.len, (const char *)v.data);
+        counter = strtol(buf, NULL, 10);
+    }
+    kivis_txn_abort(t);
+    return counter;
+}
+
+/* NK_TXNS write transactions, each inserting its own key and incrementing
+ * a counter, while the leader is killed, revived, then another member
+ * killed, with one commit reply in NK_LOSE_EVERY dropped after the cluster
+ * applied it.  Then everything is read back: nothing reported committed
+ * is missing (lost), nothing is applied twice (the counter would exceed
+ * the keys found), and no key is there whose transaction was reported
+ * failed for sure.  The figures go to stdout in one line. */
+static void test_node_kill_figures(void **state)
+{
+    (void)state;
+    static nk_run r;
+    memset(&r, 0, sizeof r);
+    r.st = fresh("t-nodekill/");
+    pthread_t killer;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(pthread_create(&killer, NULL, nk_killer, &r), 0);
+    for (int i = 0; i < NK_TXNS; i++) {
+        nk_one(&r, i);
+        atomic_fetch_add(&r.done, 1);
+    }
+    assert_int_equal(pthread_join(killer, NULL), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    bool found[NK_TXNS] = {false};
+    long counter = nk_read_back(r.st, found);
+    kt_etcd_revive(r.killed[1]);
+    kivis_storage_close(r.st);
+
+    int committed = 0, present = 0, lost = 0, found_unknown = 0, found_failed = 0;
+    for (int i = 0; i < NK_TXNS; i++) {
+        committed += r.out[i] == NK_COMMITTED;
+        present += found[i];
+        lost += r.out[i] == NK_COMMITTED && !found[i];
+        found_unknown += r.out[i] == NK_UNKNOWN && found[i];
+        found_failed += r.out[i] == NK_FAILED && found[i];
+    }
+    long duplicated = counter > present ? counter - present : 0;
+    printf("etcd node-kill: attempted %d, reported committed %d, found %d, lost %d, "
+           "duplicated %ld (counter %ld); ECONFLICT retried %d, EUNAVAILABLE %d "
+           "(found %d), other errors %d (found %d); replies dropped %d; killed n%d "
+           "(leader), revived, killed n%d (%s); %.1f s\n",
+           NK_TXNS, committed, present, lost, duplicated, counter, r.retries, r.unknown,
+           found_unknown, r.failed, found_failed, r.lost_replies, r.killed[0],
+           r.killed[1], r.second_was_leader ? "leader" : "follower",
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    assert_int_equal(lost, 0);
+    assert_int_equal(duplicated, 0);
+    assert_int_equal(counter, present); /* no increment lost either */
+    assert_int_equal(found_failed, 0);
+    assert_int_equal(committed + r.unknown + r.failed, NK_TXNS);
+}
+
 /* ---- the change feed ---------------------------------------------------- */
 
 static kivis_change next_change(kivis_feed *f)
@@ -480,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_members_killed_mid_run),
         cmocka_unit_test(test_unreachable_then_back),
         cmocka_unit_test(test_lost_commit_reply),
+        cmocka_unit_test(test_node_kill_figures),
         cmocka_unit_test(test_feed_follows_other_client),
         cmocka_unit_test(test_feed_resync_after_compaction),
         cmocka_unit_test(test_layered_cache_sees_other_client),
