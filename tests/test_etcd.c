@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,43 +53,13 @@ static void put_one(kivis_storage *st, kivis_slice k, kivis_slice v)
         fail_msg("commit: %s: %s", kivis_errname(rc), kivis_etcd_errmsg());
 }
 
-/* The value of k in a new read-only transaction, as a C string in buf. */
-static int get_once(kivis_storage *st, kivis_slice k, char *buf, size_t cap)
-{
-    kivis_storage_txn *t;
-    int rc = kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t);
-    if (rc != KIVIS_OK)
-        return rc;
-    kivis_slice v;
-    rc = kivis_txn_get(t, k, &v);
-    if (rc == KIVIS_OK)
-        snprintf(buf, cap, "%.*s", (int)v.len, (const char *)v.data);
-    kivis_txn_abort(t);
-    return rc;
-}
-
 /* Two writers read the same key and write it: the second commit conflicts
  * and leaves nothing of itself. */
 static void test_conflict_is_econflict(void **state)
 {
     (void)state;
     kivis_storage *a = fresh("t-conflict/"), *b = open_at(kt_etcd_start(), "t-conflict/", 0);
-    put_one(a, S("c"), S("0"));
-    kivis_storage_txn *ta, *tb;
-    kivis_slice v;
-    assert_int_equal(kivis_storage_begin(a, 0, &ta), KIVIS_OK);
-    assert_int_equal(kivis_storage_begin(b, 0, &tb), KIVIS_OK);
-    assert_int_equal(kivis_txn_get(ta, S("c"), &v), KIVIS_OK);
-    assert_int_equal(kivis_txn_get(tb, S("c"), &v), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(ta, S("c"), S("a")), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(tb, S("c"), S("b")), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(tb, S("other"), S("b")), KIVIS_OK);
-    assert_int_equal(kivis_txn_commit(ta, KIVIS_SYNC), KIVIS_OK);
-    assert_int_equal(kivis_txn_commit(tb, KIVIS_SYNC), KIVIS_ECONFLICT);
-    char buf[8];
-    assert_int_equal(get_once(a, S("c"), buf, sizeof buf), KIVIS_OK);
-    assert_string_equal(buf, "a");
-    assert_int_equal(get_once(a, S("other"), buf, sizeof buf), KIVIS_NOTFOUND);
+    kt_conflicting_writers(a, b);
     kivis_storage_close(a);
     kivis_storage_close(b);
 }
@@ -134,7 +103,7 @@ static void test_scanned_range_conflicts(void **state)
     scan_then(a, b, S("r1"), true, KIVIS_ECONFLICT);  /* a key gone */
     scan_then(a, b, S("z"), false, KIVIS_OK);         /* elsewhere */
     char buf[8];
-    assert_int_equal(get_once(a, S("count"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(a, S("count"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "2"); /* r2 and r3 */
     kivis_storage_close(a);
     kivis_storage_close(b);
@@ -174,52 +143,12 @@ static void test_commit_over_op_limit(void **state)
 
 #define INCREMENTS 40
 
-/* One read-modify-write of the counter; ECONFLICT from any step. */
-static int increment(kivis_db *db, user_key k)
+/* A child's storage: the store under prefix arg, NULL when it fails. */
+static kivis_storage *open_prefix(void *arg)
 {
-    user u;
-    int rc = kivis_begin(db);
-    if (rc == KIVIS_OK)
-        rc = kivis_get(db, PETS_USER, &k, &u);
-    if (rc == KIVIS_OK) {
-        u.age++;
-        rc = kivis_insert(db, PETS_USER, &k, &u);
-        kivis_record_clear(db, PETS_USER, &u);
-    }
-    if (rc == KIVIS_OK)
-        return kivis_commit(db);
-    kivis_abort(db);
-    return rc;
-}
-
-/* n increments, each retried on ECONFLICT.  KIVIS_OK or the first other
- * error (printed). */
-static int increments(kivis_db *db, user_key k, int n)
-{
-    for (int i = 0; i < n; i++) {
-        int rc;
-        while ((rc = increment(db, k)) == KIVIS_ECONFLICT)
-            ;
-        if (rc != KIVIS_OK) {
-            fprintf(stderr, "increment: %s: %s\n", kivis_errname(rc), kivis_errmsg(db));
-            return rc;
-        }
-    }
-    return KIVIS_OK;
-}
-
-static void counter_child(user_key k, const char *prefix)
-{
-    kivis_storage *st;
-    kivis_db *db;
-    kivis_etcd_options o = {.prefix = prefix};
-    if (kivis_etcd_open(kt_etcd_start(), &o, &st) != KIVIS_OK ||
-        kivis_open(st, &pets_schema, NULL, &db) != KIVIS_OK)
-        _exit(1);
-    int rc = increments(db, k, INCREMENTS);
-    kivis_close(db);
-    kivis_storage_close(st);
-    _exit(rc == KIVIS_OK ? 0 : 1);
+    kivis_etcd_options o = {.prefix = arg};
+    kivis_storage *st = NULL;
+    return kivis_etcd_open(kt_etcd_start(), &o, &st) == KIVIS_OK ? st : NULL;
 }
 
 static user_key new_counter(kivis_storage *st)
@@ -251,18 +180,7 @@ static void test_two_process_counter(void **state)
     kivis_storage *st = fresh("t-counter/");
     user_key k = new_counter(st);
     kivis_storage_close(st);
-    pid_t kids[2];
-    for (int i = 0; i < 2; i++) {
-        kids[i] = fork();
-        assert_true(kids[i] >= 0);
-        if (kids[i] == 0)
-            counter_child(k, "t-counter/");
-    }
-    for (int i = 0; i < 2; i++) {
-        int status;
-        assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
-        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    }
+    kt_increments_in_processes(open_prefix, "t-counter/", k, 2, INCREMENTS);
     st = open_at(kt_etcd_start(), "t-counter/", 0);
     assert_int_equal(counter_value(st, k), 2 * INCREMENTS);
     kivis_storage_close(st);
@@ -280,14 +198,14 @@ static void test_members_killed_mid_run(void **state)
     user_key k = new_counter(st);
     kivis_db *db;
     assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
-    assert_int_equal(increments(db, k, 5), KIVIS_OK);
+    assert_int_equal(kt_increments(db, k, 5), KIVIS_OK);
     int leader = kt_etcd_leader();
     kt_etcd_kill(leader);
-    assert_int_equal(increments(db, k, 5), KIVIS_OK);
+    assert_int_equal(kt_increments(db, k, 5), KIVIS_OK);
     kt_etcd_revive(leader);
     int follower = (kt_etcd_leader() + 1) % KT_ETCD_MEMBERS;
     kt_etcd_kill(follower);
-    assert_int_equal(increments(db, k, 5), KIVIS_OK);
+    assert_int_equal(kt_increments(db, k, 5), KIVIS_OK);
     kt_etcd_revive(follower);
     kivis_close(db);
     assert_int_equal(counter_value(st, k), 15);
@@ -306,7 +224,7 @@ static void test_unreachable_then_back(void **state)
     put_one(st, S("k"), S("before"));
     kt_etcd_kill(1);
     char buf[16];
-    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_EUNAVAILABLE);
+    assert_int_equal(kt_get_once(st, S("k"), buf, sizeof buf), KIVIS_EUNAVAILABLE);
     assert_true(strlen(kivis_etcd_errmsg()) > 0);
     kivis_storage_txn *t;
     assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
@@ -317,10 +235,10 @@ static void test_unreachable_then_back(void **state)
     assert_int_equal(kivis_etcd_open(one, &o, &none), KIVIS_EUNAVAILABLE);
     assert_null(none);
     kt_etcd_revive(1);
-    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "before");
     put_one(st, S("k"), S("after"));
-    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "after");
     kivis_storage_close(st);
 }
@@ -339,7 +257,7 @@ static void test_lost_commit_reply(void **state)
     assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
     for (int i = 0; i < 3; i++) {
         atomic_store(&kivis__etcd_lose_replies, 1);
-        assert_int_equal(increment(db, k), KIVIS_OK);
+        assert_int_equal(kt_increment(db, k), KIVIS_OK);
         assert_int_equal(atomic_load(&kivis__etcd_lose_replies), 0);
     }
     /* A blind write (no compares but the marker's) too. */
@@ -349,7 +267,7 @@ static void test_lost_commit_reply(void **state)
     kivis_close(db);
     assert_int_equal(counter_value(st, k), 3);
     char buf[8];
-    assert_int_equal(get_once(st, S("blind"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(st, S("blind"), buf, sizeof buf), KIVIS_OK);
     kivis_storage_close(st);
 }
 
@@ -643,14 +561,14 @@ static void test_layered_cache_sees_other_client(void **state)
     assert_int_equal(fs.following, 1);
     put_one(cache, S("k"), S("v1"));
     char buf[16];
-    assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
-    assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "v1");
     put_one(other, S("k"), S("v2"));
     for (int i = 0; i < 2000 && strcmp(buf, "v2") != 0; i++) {
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
-        assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+        assert_int_equal(kt_get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
     }
     assert_string_equal(buf, "v2");
     assert_int_equal(kivis_storage_close(cache), KIVIS_OK);
