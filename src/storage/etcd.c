@@ -135,6 +135,7 @@ typedef struct etcd_cursor {
 static const kivis_slice no_slice = {NULL, 0};
 
 atomic_int kivis__etcd_lose_replies;
+atomic_ullong kivis__etcd_requests;
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -433,6 +434,7 @@ static int attempt_once(etcd_storage *s, const char *path, const char *body,
     reply_buf b = {.s = s};
     long http = 0;
     *attempt = SENT;
+    atomic_fetch_add(&kivis__etcd_requests, 1);
     CURLcode cc = perform(s, path, body, timeout_ms, &b, &http);
     int rc = KIVIS_OK;
     if (b.failed) {

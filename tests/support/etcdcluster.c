@@ -27,6 +27,7 @@ static struct {
     pid_t pid[KT_ETCD_MEMBERS];
     char cluster[512]; /* --initial-cluster */
     char endpoints[256];
+    char max_txn_ops[16]; /* "" for 1024 */
     kt_watchdog watchdog; /* kills the members named by the pid files */
 } ec = {.watchdog = {.guard = -1}};
 
@@ -104,7 +105,8 @@ static void spawn(int i)
         "--listen-client-urls", client, "--advertise-client-urls", client,
         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
         "--initial-cluster", ec.cluster, "--initial-cluster-state", "new",
-        "--initial-cluster-token", "kivis-test", "--max-txn-ops", "1024",
+        "--initial-cluster-token", "kivis-test",
+        "--max-txn-ops", ec.max_txn_ops[0] ? ec.max_txn_ops : "1024",
         "--heartbeat-interval", "50", "--election-timeout", "500",
         "--logger", "zap", "--log-level", "warn", NULL};
     pid_t pid = fork();
@@ -189,6 +191,11 @@ static void wait_until_answers(int i)
         nap(50);
     }
     die("an etcd member did not answer in time");
+}
+
+void kt_etcd_set_max_txn_ops(int n)
+{
+    snprintf(ec.max_txn_ops, sizeof ec.max_txn_ops, "%d", n);
 }
 
 const char *kt_etcd_start(void)

@@ -25,6 +25,12 @@
 
 #define KT_ETCD_MEMBERS 3
 
+/** The members' --max-txn-ops (1024 unless this is called): call before
+ *  kt_etcd_start.  The benchmark raises it for its transactions of 1,000
+ *  records (a put of the record and one of its index entry each, and as
+ *  many compares). */
+void kt_etcd_set_max_txn_ops(int n);
+
 /** Start the cluster once per process (later calls return the same one)
  *  and wait until it has a leader.  @return the members' client URLs,
  *  comma-separated, for kivis_etcd_open; exits the program when the
