@@ -243,6 +243,40 @@ static void test_unreachable_then_back(void **state)
     kivis_storage_close(st);
 }
 
+/* A member that answers nothing (frozen: connections accepted, no reply)
+ * costs a request a quarter of its time, not all of it: the request then
+ * goes to the next member.  The storage starts on a follower, so that the
+ * others keep their leader. */
+static void test_frozen_member_passed_over(void **state)
+{
+    (void)state;
+    kt_etcd_wipe("t-frozen/");
+    int f = (kt_etcd_leader() + 1) % KT_ETCD_MEMBERS;
+    char endpoints[256];
+    snprintf(endpoints, sizeof endpoints, "%s", kt_etcd_endpoint(f));
+    for (int i = 1; i < KT_ETCD_MEMBERS; i++) {
+        size_t at = strlen(endpoints);
+        snprintf(endpoints + at, sizeof endpoints - at, ",%s",
+                 kt_etcd_endpoint((f + i) % KT_ETCD_MEMBERS));
+    }
+    kivis_storage *st = open_at(endpoints, "t-frozen/", 4000);
+    put_one(st, S("k"), S("1"));
+    kt_etcd_freeze(f);
+    kivis_storage_txn *t;
+    char buf[8];
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, S("k"), S("2")), KIVIS_OK);
+    int rc = kivis_txn_commit(t, KIVIS_SYNC);
+    int rc_get = kt_get_once(st, S("k"), buf, sizeof buf);
+    kt_etcd_thaw(f);
+    if (rc != KIVIS_OK)
+        fail_msg("commit with a frozen member: %s: %s", kivis_errname(rc),
+                 kivis_etcd_errmsg());
+    assert_int_equal(rc_get, KIVIS_OK);
+    assert_string_equal(buf, "2");
+    kivis_storage_close(st);
+}
+
 /* The reply to a commit is lost after the cluster applied it: the backend
  * sends it again to the next member, whose answer (the commit's marker is
  * there) says it was applied: KIVIS_OK, and applied once.  A read-modify-
@@ -585,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_two_process_counter),
         cmocka_unit_test(test_members_killed_mid_run),
         cmocka_unit_test(test_unreachable_then_back),
+        cmocka_unit_test(test_frozen_member_passed_over),
         cmocka_unit_test(test_lost_commit_reply),
         cmocka_unit_test(test_node_kill_figures),
         cmocka_unit_test(test_feed_follows_other_client),

@@ -43,6 +43,8 @@
 #define DEFAULT_PREFIX "kivis/"
 #define DEFAULT_TIMEOUT_MS 5000
 #define CONNECT_TIMEOUT_MS 1000 /* one member's connect, at most */
+#define ATTEMPT_MIN_MS 1000 /* one member's request: a quarter of the
+                               timeout, but at least this */
 #define LEASE_TTL 30     /* seconds a commit marker lives at least... */
 #define LEASE_RENEW 10   /* ...minus this: a new lease after so long */
 #define FEED_SHIFT 24    /* a feed position: revision << 24 | event index */
@@ -469,6 +471,18 @@ static int attempt_once(etcd_storage *s, const char *path, const char *body,
     return rc;
 }
 
+/* How long one member may take to answer one request: a quarter of the
+ * request's time (at least ATTEMPT_MIN_MS), so that a member that accepts
+ * the request and never answers (frozen, or a follower whose proposal went
+ * to a leader that just died: it gives up only after its own request
+ * timeout, about 5 s) leaves time to try the others.  A resend is safe: a
+ * commit's marker makes a second application impossible. */
+static long long attempt_cap(const etcd_storage *s)
+{
+    long long quarter = s->timeout_ms / 4;
+    return quarter < ATTEMPT_MIN_MS ? ATTEMPT_MIN_MS : quarter;
+}
+
 /* POST body to path, moving from member to member until one answers or the
  * storage's timeout runs out.  Caller holds s->lock.  @return KIVIS_OK with
  * *reply (json_decref it), or an error. */
@@ -479,6 +493,7 @@ static int post_locked(etcd_storage *s, const char *path, json_t *body, json_t *
     if (!text)
         return KIVIS_ENOMEM;
     long long deadline = now_ms() + s->timeout_ms;
+    long long cap = attempt_cap(s);
     int rc = KIVIS_EUNAVAILABLE;
     bool reauthed = false;
     for (size_t tries = 0;; tries++) {
@@ -486,7 +501,7 @@ static int post_locked(etcd_storage *s, const char *path, json_t *body, json_t *
         if (left <= 0)
             break;
         enum attempt next;
-        rc = attempt_once(s, path, text, (long)left, reply, &next);
+        rc = attempt_once(s, path, text, (long)(left < cap ? left : cap), reply, &next);
         if (next == REAUTH && !reauthed) {
             reauthed = true;
             if ((rc = authenticate(s)) == KIVIS_OK)

@@ -240,6 +240,18 @@ void kt_etcd_kill(int i)
     ec.pid[i] = 0;
 }
 
+void kt_etcd_freeze(int i)
+{
+    if (ec.pid[i] <= 0 || kill(ec.pid[i], SIGSTOP) != 0)
+        die("kt_etcd_freeze: the member is not running");
+}
+
+void kt_etcd_thaw(int i)
+{
+    if (ec.pid[i] <= 0 || kill(ec.pid[i], SIGCONT) != 0)
+        die("kt_etcd_thaw: the member is not running");
+}
+
 void kt_etcd_revive(int i)
 {
     if (ec.pid[i] > 0)

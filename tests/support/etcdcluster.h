@@ -43,6 +43,12 @@ const char *kt_etcd_endpoint(int i);
 /** Kill member i (SIGKILL, as a crash would) and wait for it to die. */
 void kt_etcd_kill(int i);
 
+/** Freeze member i (SIGSTOP): its sockets still accept connections, but
+ *  it answers nothing, as a member in a long pause or behind a network
+ *  that drops its packets.  kt_etcd_thaw(i) (SIGCONT) ends it. */
+void kt_etcd_freeze(int i);
+void kt_etcd_thaw(int i);
+
 /** Start member i again on its data and ports; waits until it answers. */
 void kt_etcd_revive(int i);
 
