@@ -10,7 +10,8 @@
 #   make test     every test: ctest under ASan+UBSan, TSan, valgrind, fuzzers (FUZZ_SECONDS each)
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 20)
 #   make bench    run the benchmarks: the B+tree alone, then kivis against raw
-#                 LMDB, SQLite and Berkeley DB (docs/bench.md; BENCH_N=...)
+#                 LMDB, SQLite and Berkeley DB (docs/bench.md; BENCH_N=...),
+#                 PostgreSQL (BENCH_PG_N) and etcd (BENCH_ETCD_N)
 #   make bench-scaling  cost per operation against N up to 10^7 (PNG)
 #   make bench-profile  instructions and cache misses per get, each engine
 #                 (callgrind; PROFILE_N="10000 100000")

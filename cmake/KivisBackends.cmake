@@ -25,7 +25,8 @@ set(KIVIS_BACKEND_SOURCES "")
 set(KIVIS_BACKENDS "")
 
 # What a backend's libkivis-<name>.so.0 takes from libkivis's internals
-# (kivis__key_cmp, kivis__range_*, kivis__cursor_args, the in-process
+# (kivis__key_cmp, kivis__range_*, kivis__cursor_args, the paged cursor
+# kivis__paged_* of the server backends, the in-process
 # change feed kivis__feedhub_*): libkivis.so keeps
 # kivis__* local, so each backend's shared library carries its own copy,
 # local too, of these sources, trimmed to the functions used (--gc-sections).
@@ -33,6 +34,7 @@ set(KIVIS_BACKEND_HELPERS
     ${CMAKE_SOURCE_DIR}/src/storage/btrange.c
     ${CMAKE_SOURCE_DIR}/src/storage/btree.c
     ${CMAKE_SOURCE_DIR}/src/storage/feedhub.c
+    ${CMAKE_SOURCE_DIR}/src/storage/paged.c
     ${CMAKE_SOURCE_DIR}/src/storage/pointhash.c)
 
 # kivis_add_backend(<name> <pkg-config module(s)> <title> [STATIC_LIBS <lib>...])

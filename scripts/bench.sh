@@ -2,10 +2,11 @@
 # make bench: the B+tree benchmark, then bench_engines: the phase table at
 # N=1,000,000 (kivis against raw LMDB, SQLite, Berkeley DB), the same for
 # kivis over its other backends, kivis over PostgreSQL against raw libpq at
-# N=100,000 (BENCH_PG_N), and the scaling curve up to MAX_N (10^6).
+# N=100,000 (BENCH_PG_N), kivis over etcd against raw gateway requests at
+# N=10,000 (BENCH_ETCD_N), and the scaling curve up to MAX_N (10^6).
 #   scripts/bench.sh BUILD_DIR [MAX_N]
 # Results go to BUILD_DIR/../bench/ (build/bench/): results.csv, backends.csv,
-# postgres.csv, scaling.csv, scaling.png.
+# postgres.csv, etcd.csv, scaling.csv, scaling.png.
 # `make bench-scaling` runs only the scaling curve, up to 10^7.
 set -euo pipefail
 dir=$1/bench
@@ -37,6 +38,16 @@ if [ "${BENCH_SCALING_ONLY:-0}" != 1 ]; then
       --reference postgres
   else
     echo "== bench_engines: no PostgreSQL table (built without libkivis-postgres)"
+  fi
+  echo
+  # etcd, on a private three-member cluster bench_engines starts and stops
+  # itself; N = 10^4: every read is a round trip through the JSON gateway
+  if "$dir/bench_engines" --help | grep ' kivis-etcd' >/dev/null; then
+    echo "== bench_engines: kivis over etcd against raw gateway requests"
+    "$dir/bench_engines" --n "${BENCH_ETCD_N:-10000}" --csv "$out/etcd.csv" \
+      --engines kivis-etcd,kivis-layered-etcd,etcd --reference etcd
+  else
+    echo "== bench_engines: no etcd table (built without libkivis-etcd)"
   fi
   echo
 fi

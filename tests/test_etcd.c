@@ -17,10 +17,10 @@
 #include <kivis/layered.h>
 #include <kivis/memory.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,43 +53,13 @@ static void put_one(kivis_storage *st, kivis_slice k, kivis_slice v)
         fail_msg("commit: %s: %s", kivis_errname(rc), kivis_etcd_errmsg());
 }
 
-/* The value of k in a new read-only transaction, as a C string in buf. */
-static int get_once(kivis_storage *st, kivis_slice k, char *buf, size_t cap)
-{
-    kivis_storage_txn *t;
-    int rc = kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t);
-    if (rc != KIVIS_OK)
-        return rc;
-    kivis_slice v;
-    rc = kivis_txn_get(t, k, &v);
-    if (rc == KIVIS_OK)
-        snprintf(buf, cap, "%.*s", (int)v.len, (const char *)v.data);
-    kivis_txn_abort(t);
-    return rc;
-}
-
 /* Two writers read the same key and write it: the second commit conflicts
  * and leaves nothing of itself. */
 static void test_conflict_is_econflict(void **state)
 {
     (void)state;
     kivis_storage *a = fresh("t-conflict/"), *b = open_at(kt_etcd_start(), "t-conflict/", 0);
-    put_one(a, S("c"), S("0"));
-    kivis_storage_txn *ta, *tb;
-    kivis_slice v;
-    assert_int_equal(kivis_storage_begin(a, 0, &ta), KIVIS_OK);
-    assert_int_equal(kivis_storage_begin(b, 0, &tb), KIVIS_OK);
-    assert_int_equal(kivis_txn_get(ta, S("c"), &v), KIVIS_OK);
-    assert_int_equal(kivis_txn_get(tb, S("c"), &v), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(ta, S("c"), S("a")), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(tb, S("c"), S("b")), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(tb, S("other"), S("b")), KIVIS_OK);
-    assert_int_equal(kivis_txn_commit(ta, KIVIS_SYNC), KIVIS_OK);
-    assert_int_equal(kivis_txn_commit(tb, KIVIS_SYNC), KIVIS_ECONFLICT);
-    char buf[8];
-    assert_int_equal(get_once(a, S("c"), buf, sizeof buf), KIVIS_OK);
-    assert_string_equal(buf, "a");
-    assert_int_equal(get_once(a, S("other"), buf, sizeof buf), KIVIS_NOTFOUND);
+    kt_conflicting_writers(a, b);
     kivis_storage_close(a);
     kivis_storage_close(b);
 }
@@ -133,7 +103,7 @@ static void test_scanned_range_conflicts(void **state)
     scan_then(a, b, S("r1"), true, KIVIS_ECONFLICT);  /* a key gone */
     scan_then(a, b, S("z"), false, KIVIS_OK);         /* elsewhere */
     char buf[8];
-    assert_int_equal(get_once(a, S("count"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(a, S("count"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "2"); /* r2 and r3 */
     kivis_storage_close(a);
     kivis_storage_close(b);
@@ -173,52 +143,12 @@ static void test_commit_over_op_limit(void **state)
 
 #define INCREMENTS 40
 
-/* One read-modify-write of the counter; ECONFLICT from any step. */
-static int increment(kivis_db *db, user_key k)
+/* A child's storage: the store under prefix arg, NULL when it fails. */
+static kivis_storage *open_prefix(void *arg)
 {
-    user u;
-    int rc = kivis_begin(db);
-    if (rc == KIVIS_OK)
-        rc = kivis_get(db, PETS_USER, &k, &u);
-    if (rc == KIVIS_OK) {
-        u.age++;
-        rc = kivis_insert(db, PETS_USER, &k, &u);
-        kivis_record_clear(db, PETS_USER, &u);
-    }
-    if (rc == KIVIS_OK)
-        return kivis_commit(db);
-    kivis_abort(db);
-    return rc;
-}
-
-/* n increments, each retried on ECONFLICT.  KIVIS_OK or the first other
- * error (printed). */
-static int increments(kivis_db *db, user_key k, int n)
-{
-    for (int i = 0; i < n; i++) {
-        int rc;
-        while ((rc = increment(db, k)) == KIVIS_ECONFLICT)
-            ;
-        if (rc != KIVIS_OK) {
-            fprintf(stderr, "increment: %s: %s\n", kivis_errname(rc), kivis_errmsg(db));
-            return rc;
-        }
-    }
-    return KIVIS_OK;
-}
-
-static void counter_child(user_key k, const char *prefix)
-{
-    kivis_storage *st;
-    kivis_db *db;
-    kivis_etcd_options o = {.prefix = prefix};
-    if (kivis_etcd_open(kt_etcd_start(), &o, &st) != KIVIS_OK ||
-        kivis_open(st, &pets_schema, NULL, &db) != KIVIS_OK)
-        _exit(1);
-    int rc = increments(db, k, INCREMENTS);
-    kivis_close(db);
-    kivis_storage_close(st);
-    _exit(rc == KIVIS_OK ? 0 : 1);
+    kivis_etcd_options o = {.prefix = arg};
+    kivis_storage *st = NULL;
+    return kivis_etcd_open(kt_etcd_start(), &o, &st) == KIVIS_OK ? st : NULL;
 }
 
 static user_key new_counter(kivis_storage *st)
@@ -250,18 +180,7 @@ static void test_two_process_counter(void **state)
     kivis_storage *st = fresh("t-counter/");
     user_key k = new_counter(st);
     kivis_storage_close(st);
-    pid_t kids[2];
-    for (int i = 0; i < 2; i++) {
-        kids[i] = fork();
-        assert_true(kids[i] >= 0);
-        if (kids[i] == 0)
-            counter_child(k, "t-counter/");
-    }
-    for (int i = 0; i < 2; i++) {
-        int status;
-        assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
-        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    }
+    kt_increments_in_processes(open_prefix, "t-counter/", k, 2, INCREMENTS);
     st = open_at(kt_etcd_start(), "t-counter/", 0);
     assert_int_equal(counter_value(st, k), 2 * INCREMENTS);
     kivis_storage_close(st);
@@ -279,14 +198,14 @@ static void test_members_killed_mid_run(void **state)
     user_key k = new_counter(st);
     kivis_db *db;
     assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
-    assert_int_equal(increments(db, k, 5), KIVIS_OK);
+    assert_int_equal(kt_increments(db, k, 5), KIVIS_OK);
     int leader = kt_etcd_leader();
     kt_etcd_kill(leader);
-    assert_int_equal(increments(db, k, 5), KIVIS_OK);
+    assert_int_equal(kt_increments(db, k, 5), KIVIS_OK);
     kt_etcd_revive(leader);
     int follower = (kt_etcd_leader() + 1) % KT_ETCD_MEMBERS;
     kt_etcd_kill(follower);
-    assert_int_equal(increments(db, k, 5), KIVIS_OK);
+    assert_int_equal(kt_increments(db, k, 5), KIVIS_OK);
     kt_etcd_revive(follower);
     kivis_close(db);
     assert_int_equal(counter_value(st, k), 15);
@@ -305,7 +224,7 @@ static void test_unreachable_then_back(void **state)
     put_one(st, S("k"), S("before"));
     kt_etcd_kill(1);
     char buf[16];
-    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_EUNAVAILABLE);
+    assert_int_equal(kt_get_once(st, S("k"), buf, sizeof buf), KIVIS_EUNAVAILABLE);
     assert_true(strlen(kivis_etcd_errmsg()) > 0);
     kivis_storage_txn *t;
     assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
@@ -316,11 +235,45 @@ static void test_unreachable_then_back(void **state)
     assert_int_equal(kivis_etcd_open(one, &o, &none), KIVIS_EUNAVAILABLE);
     assert_null(none);
     kt_etcd_revive(1);
-    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "before");
     put_one(st, S("k"), S("after"));
-    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "after");
+    kivis_storage_close(st);
+}
+
+/* A member that answers nothing (frozen: connections accepted, no reply)
+ * costs a request a quarter of its time, not all of it: the request then
+ * goes to the next member.  The storage starts on a follower, so that the
+ * others keep their leader. */
+static void test_frozen_member_passed_over(void **state)
+{
+    (void)state;
+    kt_etcd_wipe("t-frozen/");
+    int f = (kt_etcd_leader() + 1) % KT_ETCD_MEMBERS;
+    char endpoints[256];
+    snprintf(endpoints, sizeof endpoints, "%s", kt_etcd_endpoint(f));
+    for (int i = 1; i < KT_ETCD_MEMBERS; i++) {
+        size_t at = strlen(endpoints);
+        snprintf(endpoints + at, sizeof endpoints - at, ",%s",
+                 kt_etcd_endpoint((f + i) % KT_ETCD_MEMBERS));
+    }
+    kivis_storage *st = open_at(endpoints, "t-frozen/", 4000);
+    put_one(st, S("k"), S("1"));
+    kt_etcd_freeze(f);
+    kivis_storage_txn *t;
+    char buf[8];
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, S("k"), S("2")), KIVIS_OK);
+    int rc = kivis_txn_commit(t, KIVIS_SYNC);
+    int rc_get = kt_get_once(st, S("k"), buf, sizeof buf);
+    kt_etcd_thaw(f);
+    if (rc != KIVIS_OK)
+        fail_msg("commit with a frozen member: %s: %s", kivis_errname(rc),
+                 kivis_etcd_errmsg());
+    assert_int_equal(rc_get, KIVIS_OK);
+    assert_string_equal(buf, "2");
     kivis_storage_close(st);
 }
 
@@ -338,7 +291,7 @@ static void test_lost_commit_reply(void **state)
     assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
     for (int i = 0; i < 3; i++) {
         atomic_store(&kivis__etcd_lose_replies, 1);
-        assert_int_equal(increment(db, k), KIVIS_OK);
+        assert_int_equal(kt_increment(db, k), KIVIS_OK);
         assert_int_equal(atomic_load(&kivis__etcd_lose_replies), 0);
     }
     /* A blind write (no compares but the marker's) too. */
@@ -348,8 +301,195 @@ static void test_lost_commit_reply(void **state)
     kivis_close(db);
     assert_int_equal(counter_value(st, k), 3);
     char buf[8];
-    assert_int_equal(get_once(st, S("blind"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(st, S("blind"), buf, sizeof buf), KIVIS_OK);
     kivis_storage_close(st);
+}
+
+/* ---- node kills: every outcome accounted for ---------------------------- */
+
+#define NK_TXNS 300     /* write transactions in the run */
+#define NK_LOSE_EVERY 10 /* one commit in so many has its reply dropped */
+#define NK_RETRIES 20   /* ECONFLICT retries of one transaction at most */
+
+/* How a transaction ended, as the caller learns it.  The backend reports
+ * KIVIS_ECONFLICT only when the cluster answered that a compare failed and
+ * the commit's marker is absent (nothing applied), and KIVIS_EUNAVAILABLE
+ * when no member answered in time (outcome unknown); any other error is a
+ * refusal before or by the server (nothing applied). */
+enum nk_outcome { NK_COMMITTED, NK_UNKNOWN, NK_FAILED };
+
+typedef struct nk_run {
+    kivis_storage *st;
+    atomic_int done;           /* transactions finished, for the killer */
+    enum nk_outcome out[NK_TXNS];
+    int retries, unknown, failed, lost_replies;
+    int killed[2];             /* the members killed, in order */
+    bool second_was_leader;
+} nk_run;
+
+/* Transaction i: read the counter, insert key "nk<i>" (value i) and write
+ * the counter plus one, in one commit. */
+static int nk_txn(kivis_storage *st, int i)
+{
+    kivis_storage_txn *t;
+    kivis_slice v;
+    char key[16], val[16], count[24] = "0";
+    int rc = kivis_storage_begin(st, 0, &t);
+    if (rc != KIVIS_OK)
+        return rc;
+    rc = kivis_txn_get(t, S("counter"), &v);
+    if (rc == KIVIS_OK)
+        snprintf(count, sizeof count, "%.*s", (int)v.len, (const char *)v.data);
+    if (rc == KIVIS_OK || rc == KIVIS_NOTFOUND) {
+        snprintf(key, sizeof key, "nk%03d", i);
+        snprintf(val, sizeof val, "%d", i);
+        rc = kivis_txn_put(t, kivis_slice_make(key, strlen(key)),
+                           kivis_slice_make(val, strlen(val)));
+    }
+    if (rc == KIVIS_OK) {
+        snprintf(count, sizeof count, "%ld", strtol(count, NULL, 10) + 1);
+        rc = kivis_txn_put(t, S("counter"), kivis_slice_make(count, strlen(count)));
+    }
+    if (rc != KIVIS_OK) {
+        kivis_txn_abort(t);
+        return rc;
+    }
+    return kivis_txn_commit(t, KIVIS_SYNC);
+}
+
+/* Run transaction i to an outcome: ECONFLICT is retried (nothing was
+ * applied), EUNAVAILABLE is not (it may have been: an application would
+ * look before trying again). */
+static void nk_one(nk_run *r, int i)
+{
+    if (i % NK_LOSE_EVERY == NK_LOSE_EVERY / 2) {
+        atomic_store(&kivis__etcd_lose_replies, 1);
+        r->lost_replies++;
+    }
+    int rc, tries = 0;
+    while ((rc = nk_txn(r->st, i)) == KIVIS_ECONFLICT && ++tries < NK_RETRIES)
+        r->retries++;
+    atomic_store(&kivis__etcd_lose_replies, 0);
+    if (rc == KIVIS_OK) {
+        r->out[i] = NK_COMMITTED;
+    } else if (rc == KIVIS_EUNAVAILABLE) {
+        fprintf(stderr, "nk%03d: outcome unknown: %s\n", i, kivis_etcd_errmsg());
+        r->out[i] = NK_UNKNOWN;
+        r->unknown++;
+    } else {
+        fprintf(stderr, "nk%03d: %s: %s\n", i, kivis_errname(rc), kivis_etcd_errmsg());
+        r->out[i] = NK_FAILED;
+        r->failed++;
+    }
+}
+
+static void nk_wait(nk_run *r, int done)
+{
+    while (atomic_load(&r->done) < done) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
+/* The killer, beside the workload, so that members die with commits in
+ * flight: the leader at a fifth of the run, back at half, then the leader
+ * again (another member when the same one leads) at two thirds. */
+static void *nk_killer(void *arg)
+{
+    nk_run *r = arg;
+    nk_wait(r, NK_TXNS / 5);
+    r->killed[0] = kt_etcd_leader();
+    kt_etcd_kill(r->killed[0]);
+    nk_wait(r, NK_TXNS / 2);
+    kt_etcd_revive(r->killed[0]);
+    nk_wait(r, NK_TXNS * 2 / 3);
+    r->killed[1] = kt_etcd_leader();
+    r->second_was_leader = r->killed[1] != r->killed[0];
+    if (!r->second_was_leader)
+        r->killed[1] = (r->killed[0] + 1) % KT_ETCD_MEMBERS;
+    kt_etcd_kill(r->killed[1]);
+    return NULL;
+}
+
+/* What the store holds after the run: found[i] for each key nk<i> with
+ * the right value, and the counter. */
+static long nk_read_back(kivis_storage *st, bool found[NK_TXNS])
+{
+    kivis_storage_txn *t;
+    kivis_storage_cursor *c;
+    kivis_slice k, v;
+    char buf[16];
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_cursor(t, S("nk"), S("nl"), &c), KIVIS_OK);
+    for (int rc = kivis_cursor_get(c, KIVIS_FIRST, &k, &v); rc == KIVIS_OK;
+         rc = kivis_cursor_get(c, KIVIS_NEXT, &k, &v)) {
+        snprintf(buf, sizeof buf, "%.*s", (int)(k.len - 2), (const char *)k.data + 2);
+        int i = atoi(buf);
+        assert_true(i >= 0 && i < NK_TXNS);
+        snprintf(buf, sizeof buf, "%d", i);
+        assert_memory_equal(v.data, buf, v.len);
+        found[i] = true;
+    }
+    kivis_cursor_close(c);
+    long counter = 0;
+    if (kivis_txn_get(t, S("counter"), &v) == KIVIS_OK) {
+        snprintf(buf, sizeof buf, "%.*s", (int)v.len, (const char *)v.data);
+        counter = strtol(buf, NULL, 10);
+    }
+    kivis_txn_abort(t);
+    return counter;
+}
+
+/* NK_TXNS write transactions, each inserting its own key and incrementing
+ * a counter, while the leader is killed, revived, then another member
+ * killed, with one commit reply in NK_LOSE_EVERY dropped after the cluster
+ * applied it.  Then everything is read back: nothing reported committed
+ * is missing (lost), nothing is applied twice (the counter would exceed
+ * the keys found), and no key is there whose transaction was reported
+ * failed for sure.  The figures go to stdout in one line. */
+static void test_node_kill_figures(void **state)
+{
+    (void)state;
+    static nk_run r;
+    memset(&r, 0, sizeof r);
+    r.st = fresh("t-nodekill/");
+    pthread_t killer;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(pthread_create(&killer, NULL, nk_killer, &r), 0);
+    for (int i = 0; i < NK_TXNS; i++) {
+        nk_one(&r, i);
+        atomic_fetch_add(&r.done, 1);
+    }
+    assert_int_equal(pthread_join(killer, NULL), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    bool found[NK_TXNS] = {false};
+    long counter = nk_read_back(r.st, found);
+    kt_etcd_revive(r.killed[1]);
+    kivis_storage_close(r.st);
+
+    int committed = 0, present = 0, lost = 0, found_unknown = 0, found_failed = 0;
+    for (int i = 0; i < NK_TXNS; i++) {
+        committed += r.out[i] == NK_COMMITTED;
+        present += found[i];
+        lost += r.out[i] == NK_COMMITTED && !found[i];
+        found_unknown += r.out[i] == NK_UNKNOWN && found[i];
+        found_failed += r.out[i] == NK_FAILED && found[i];
+    }
+    long duplicated = counter > present ? counter - present : 0;
+    printf("etcd node-kill: attempted %d, reported committed %d, found %d, lost %d, "
+           "duplicated %ld (counter %ld); ECONFLICT retried %d, EUNAVAILABLE %d "
+           "(found %d), other errors %d (found %d); replies dropped %d; killed n%d "
+           "(leader), revived, killed n%d (%s); %.1f s\n",
+           NK_TXNS, committed, present, lost, duplicated, counter, r.retries, r.unknown,
+           found_unknown, r.failed, found_failed, r.lost_replies, r.killed[0],
+           r.killed[1], r.second_was_leader ? "leader" : "follower",
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    assert_int_equal(lost, 0);
+    assert_int_equal(duplicated, 0);
+    assert_int_equal(counter, present); /* no increment lost either */
+    assert_int_equal(found_failed, 0);
+    assert_int_equal(committed + r.unknown + r.failed, NK_TXNS);
 }
 
 /* ---- the change feed ---------------------------------------------------- */
@@ -455,14 +595,14 @@ static void test_layered_cache_sees_other_client(void **state)
     assert_int_equal(fs.following, 1);
     put_one(cache, S("k"), S("v1"));
     char buf[16];
-    assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
-    assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "v1");
     put_one(other, S("k"), S("v2"));
     for (int i = 0; i < 2000 && strcmp(buf, "v2") != 0; i++) {
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
-        assert_int_equal(get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
+        assert_int_equal(kt_get_once(cache, S("k"), buf, sizeof buf), KIVIS_OK);
     }
     assert_string_equal(buf, "v2");
     assert_int_equal(kivis_storage_close(cache), KIVIS_OK);
@@ -479,7 +619,9 @@ int main(void)
         cmocka_unit_test(test_two_process_counter),
         cmocka_unit_test(test_members_killed_mid_run),
         cmocka_unit_test(test_unreachable_then_back),
+        cmocka_unit_test(test_frozen_member_passed_over),
         cmocka_unit_test(test_lost_commit_reply),
+        cmocka_unit_test(test_node_kill_figures),
         cmocka_unit_test(test_feed_follows_other_client),
         cmocka_unit_test(test_feed_resync_after_compaction),
         cmocka_unit_test(test_layered_cache_sees_other_client),

@@ -52,21 +52,6 @@ static void put_commit(kivis_storage *st, kivis_slice k, kivis_slice v)
     assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
 }
 
-static int get_once(kivis_storage *st, kivis_slice k, char *buf, size_t n)
-{
-    kivis_storage_txn *t;
-    kivis_slice v;
-    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
-    int rc = kivis_txn_get(t, k, &v);
-    if (rc == KIVIS_OK) {
-        assert_true(v.len < n);
-        memcpy(buf, v.data, v.len);
-        buf[v.len] = '\0';
-    }
-    kivis_txn_abort(t);
-    return rc;
-}
-
 /* ---- order and the table ------------------------------------------------ */
 
 /* bytea's order is the kivis order: the same keys come out of a cursor in
@@ -124,7 +109,7 @@ static void test_table_creation_and_rights(void **state)
     kt_pg_exec("GRANT SELECT, INSERT, UPDATE, DELETE ON rights_kv TO weak");
     st = open_table(weak, "rights_kv");
     char buf[8];
-    assert_int_equal(get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(st, S("k"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "v");
     kivis_storage_close(st);
     kt_pg_exec("DROP TABLE rights_kv");
@@ -139,22 +124,7 @@ static void test_conflict_is_econflict(void **state)
 {
     (void)state;
     kivis_storage *a = fresh("conflict_kv"), *b = open_table(kt_pg_start(), "conflict_kv");
-    put_commit(a, S("c"), S("0"));
-    kivis_storage_txn *ta, *tb;
-    kivis_slice v;
-    assert_int_equal(kivis_storage_begin(a, 0, &ta), KIVIS_OK);
-    assert_int_equal(kivis_storage_begin(b, 0, &tb), KIVIS_OK);
-    assert_int_equal(kivis_txn_get(ta, S("c"), &v), KIVIS_OK);
-    assert_int_equal(kivis_txn_get(tb, S("c"), &v), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(ta, S("c"), S("a")), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(tb, S("c"), S("b")), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(tb, S("other"), S("b")), KIVIS_OK);
-    assert_int_equal(kivis_txn_commit(ta, KIVIS_SYNC), KIVIS_OK);
-    assert_int_equal(kivis_txn_commit(tb, KIVIS_SYNC), KIVIS_ECONFLICT);
-    char buf[8];
-    assert_int_equal(get_once(a, S("c"), buf, sizeof buf), KIVIS_OK);
-    assert_string_equal(buf, "a");
-    assert_int_equal(get_once(a, S("other"), buf, sizeof buf), KIVIS_NOTFOUND);
+    kt_conflicting_writers(a, b);
     kivis_storage_close(a);
     kivis_storage_close(b);
 }
@@ -192,46 +162,12 @@ static void test_conflict_through_record_engine(void **state)
 
 #define INCREMENTS 100
 
-/* One read-modify-write of the counter; ECONFLICT from any step. */
-static int increment(kivis_db *db, user_key k)
+/* A child's storage: table arg on the test server, NULL when it fails. */
+static kivis_storage *open_child_table(void *arg)
 {
-    user u;
-    int rc = kivis_begin(db);
-    if (rc == KIVIS_OK)
-        rc = kivis_get(db, PETS_USER, &k, &u);
-    if (rc == KIVIS_OK) {
-        u.age++;
-        rc = kivis_insert(db, PETS_USER, &k, &u);
-        kivis_record_clear(db, PETS_USER, &u);
-    }
-    if (rc == KIVIS_OK)
-        return kivis_commit(db);
-    kivis_abort(db);
-    return rc;
-}
-
-/* A child: INCREMENTS increments, each retried on ECONFLICT.  Exit status
- * 0, or 1 on any other error. */
-static void counter_child(user_key k, const char *table)
-{
-    kivis_storage *st;
-    kivis_db *db;
-    kivis_postgres_options o = {NULL, NULL, table, 0};
-    if (kivis_postgres_open(kt_pg_start(), &o, &st) != KIVIS_OK ||
-        kivis_open(st, &pets_schema, NULL, &db) != KIVIS_OK)
-        _exit(1);
-    for (int i = 0; i < INCREMENTS; i++) {
-        int rc;
-        while ((rc = increment(db, k)) == KIVIS_ECONFLICT)
-            ;
-        if (rc != KIVIS_OK) {
-            fprintf(stderr, "child: %s: %s\n", kivis_errname(rc), kivis_errmsg(db));
-            _exit(1);
-        }
-    }
-    kivis_close(db);
-    kivis_storage_close(st);
-    _exit(0);
+    kivis_postgres_options o = {NULL, NULL, arg, 0};
+    kivis_storage *st = NULL;
+    return kivis_postgres_open(kt_pg_start(), &o, &st) == KIVIS_OK ? st : NULL;
 }
 
 /* Two processes increment one counter: not one increment is lost.  The
@@ -246,18 +182,7 @@ static void test_two_process_counter(void **state)
     user_key k = kt_put_user(db, "counter", 0);
     kivis_close(db);
     kivis_storage_close(st);
-    pid_t kids[2];
-    for (int i = 0; i < 2; i++) {
-        kids[i] = fork();
-        assert_true(kids[i] >= 0);
-        if (kids[i] == 0)
-            counter_child(k, "counter_kv");
-    }
-    for (int i = 0; i < 2; i++) {
-        int status;
-        assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
-        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    }
+    kt_increments_in_processes(open_child_table, "counter_kv", k, 2, INCREMENTS);
     st = open_table(kt_pg_start(), "counter_kv");
     assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
     user u;
@@ -290,7 +215,7 @@ static void test_restart_mid_transaction(void **state)
     (void)state;
     kivis_storage *st = fresh("restart_kv");
     char buf[8];
-    assert_int_equal(get_once(st, S("x"), buf, sizeof buf), KIVIS_NOTFOUND);
+    assert_int_equal(kt_get_once(st, S("x"), buf, sizeof buf), KIVIS_NOTFOUND);
     kivis_storage_txn *t, *idle_holder;
     kivis_slice v;
     /* Two connections in use, so that the pool keeps two after. */
@@ -302,9 +227,9 @@ static void test_restart_mid_transaction(void **state)
     assert_int_equal(kivis_txn_put(t, S("x"), S("lost")), KIVIS_OK);
     kt_pg_restart(false);
     assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_EUNAVAILABLE);
-    assert_int_equal(get_once(st, S("x"), buf, sizeof buf), KIVIS_NOTFOUND);
+    assert_int_equal(kt_get_once(st, S("x"), buf, sizeof buf), KIVIS_NOTFOUND);
     put_commit(st, S("x"), S("kept"));
-    assert_int_equal(get_once(st, S("x"), buf, sizeof buf), KIVIS_OK);
+    assert_int_equal(kt_get_once(st, S("x"), buf, sizeof buf), KIVIS_OK);
     assert_string_equal(buf, "kept");
     kivis_storage_close(st);
 }
@@ -328,8 +253,8 @@ static void test_connection_dropped_at_commit(void **state)
                "WHERE application_name = 'victim'");
     assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_EUNAVAILABLE);
     char buf[8];
-    assert_int_equal(get_once(st, S("y"), buf, sizeof buf), KIVIS_NOTFOUND);
-    assert_int_equal(get_once(st, S("z"), buf, sizeof buf), KIVIS_NOTFOUND);
+    assert_int_equal(kt_get_once(st, S("y"), buf, sizeof buf), KIVIS_NOTFOUND);
+    assert_int_equal(kt_get_once(st, S("z"), buf, sizeof buf), KIVIS_NOTFOUND);
     put_commit(st, S("y"), S("kept"));
     kivis_storage_close(st);
 }
@@ -416,8 +341,8 @@ static void test_crash_in_workload(void **state)
         char a[16], b[16], va[16], vb[16];
         snprintf(a, sizeof a, "a%05u", i);
         snprintf(b, sizeof b, "b%05u", i);
-        int ra = get_once(st, kivis_slice_make(a, 6), va, sizeof va);
-        int rb = get_once(st, kivis_slice_make(b, 6), vb, sizeof vb);
+        int ra = kt_get_once(st, kivis_slice_make(a, 6), va, sizeof va);
+        int rb = kt_get_once(st, kivis_slice_make(b, 6), vb, sizeof vb);
         assert_int_equal(ra, rb);
         if (seen[i])
             assert_int_equal(ra, KIVIS_OK);

@@ -176,6 +176,17 @@ int bench_postgres_storage(const char *dir, kivis_storage **out);
 unsigned long long bench_postgres_backend_trips(void *h);
 #endif
 
+#ifdef KIVIS_WITH_ETCD
+#include <kivis/storage.h>
+
+/* etcd (eng_etcd.c): raw requests to the JSON gateway, and for kivis a
+ * storage under a fresh prefix on the benchmark's private three-member
+ * cluster (named after dir), and the backend's requests. */
+extern const bench_engine bench_etcd, bench_kivis_etcd, bench_kivis_layered_etcd;
+int bench_etcd_storage(const char *dir, kivis_storage **out);
+unsigned long long bench_etcd_backend_trips(void *h);
+#endif
+
 /* Print "bench_engines: <engine>: <what>: <detail>" and exit(1). */
 _Noreturn void bench_die(const char *engine, const char *what,
                          const char *detail);

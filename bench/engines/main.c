@@ -1,7 +1,8 @@
 /*
  * bench/engines/main.c - bench_engines: the same workload on kivis (memory,
  * LMDB), raw LMDB, SQLite and Berkeley DB, side by side (docs/bench.md);
- * PostgreSQL (kivis over it, raw libpq) when the backend is built.
+ * PostgreSQL (kivis over it, raw libpq) and etcd (kivis over it, raw
+ * gateway requests) when those backends are built.
  *
  *   bench_engines [--n N] [--csv PATH] [--engines a,b,...|all]
  *                 [--reference ENGINE]
@@ -42,6 +43,9 @@ static const bench_engine *const engines[] = {
     &bench_bdb,
 #ifdef KIVIS_WITH_POSTGRES
     &bench_kivis_postgres, &bench_kivis_layered_postgres, &bench_postgres,
+#endif
+#ifdef KIVIS_WITH_ETCD
+    &bench_kivis_etcd, &bench_kivis_layered_etcd, &bench_etcd,
 #endif
 };
 #define N_ENGINES (sizeof engines / sizeof engines[0])

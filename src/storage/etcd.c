@@ -21,6 +21,7 @@
 #include "btree.h" /* the read set, kivis_bt_range, kivis__key_cmp */
 #include "etcdhook.h"
 #include "feedhub.h" /* kivis__feed_wait */
+#include "paged.h"   /* the cursors */
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -42,9 +43,8 @@
 #define DEFAULT_PREFIX "kivis/"
 #define DEFAULT_TIMEOUT_MS 5000
 #define CONNECT_TIMEOUT_MS 1000 /* one member's connect, at most */
-#define PAGE_FIRST 16    /* a cursor's first page: keys */
-#define PAGE_GROWTH 8    /* each next page going the same way: 8 times */
-#define PAGE_MAX 1024    /* keys in a page at most */
+#define ATTEMPT_MIN_MS 1000 /* one member's request: a quarter of the
+                               timeout, but at least this */
 #define LEASE_TTL 30     /* seconds a commit marker lives at least... */
 #define LEASE_RENEW 10   /* ...minus this: a new lease after so long */
 #define FEED_SHIFT 24    /* a feed position: revision << 24 | event index */
@@ -128,22 +128,16 @@ typedef struct page {
     long long rev;        /* the reply's header revision */
 } page;
 
-enum cursor_state { UNPLACED, PLACED, ENDED };
-
 typedef struct etcd_cursor {
-    kivis_storage_cursor cur; /* first: what the caller holds */
+    kivis_paged pc; /* first: its first is what the caller holds */
     etcd_txn *t;
-    kivis_bt_range range; /* the bounds (range.last unused) */
-    enum cursor_state state;
-    page pg;         /* entries in key order going `dir` */
-    int dir;         /* +1 ascending, -1 descending */
-    size_t at;       /* the current entry */
-    long limit;      /* keys asked for in the next page */
+    page pg;        /* entries in key order going pc.dir */
 } etcd_cursor;
 
 static const kivis_slice no_slice = {NULL, 0};
 
 atomic_int kivis__etcd_lose_replies;
+atomic_ullong kivis__etcd_requests;
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -442,6 +436,7 @@ static int attempt_once(etcd_storage *s, const char *path, const char *body,
     reply_buf b = {.s = s};
     long http = 0;
     *attempt = SENT;
+    atomic_fetch_add(&kivis__etcd_requests, 1);
     CURLcode cc = perform(s, path, body, timeout_ms, &b, &http);
     int rc = KIVIS_OK;
     if (b.failed) {
@@ -476,6 +471,18 @@ static int attempt_once(etcd_storage *s, const char *path, const char *body,
     return rc;
 }
 
+/* How long one member may take to answer one request: a quarter of the
+ * request's time (at least ATTEMPT_MIN_MS), so that a member that accepts
+ * the request and never answers (frozen, or a follower whose proposal went
+ * to a leader that just died: it gives up only after its own request
+ * timeout, about 5 s) leaves time to try the others.  A resend is safe: a
+ * commit's marker makes a second application impossible. */
+static long long attempt_cap(const etcd_storage *s)
+{
+    long long quarter = s->timeout_ms / 4;
+    return quarter < ATTEMPT_MIN_MS ? ATTEMPT_MIN_MS : quarter;
+}
+
 /* POST body to path, moving from member to member until one answers or the
  * storage's timeout runs out.  Caller holds s->lock.  @return KIVIS_OK with
  * *reply (json_decref it), or an error. */
@@ -486,6 +493,7 @@ static int post_locked(etcd_storage *s, const char *path, json_t *body, json_t *
     if (!text)
         return KIVIS_ENOMEM;
     long long deadline = now_ms() + s->timeout_ms;
+    long long cap = attempt_cap(s);
     int rc = KIVIS_EUNAVAILABLE;
     bool reauthed = false;
     for (size_t tries = 0;; tries++) {
@@ -493,7 +501,7 @@ static int post_locked(etcd_storage *s, const char *path, json_t *body, json_t *
         if (left <= 0)
             break;
         enum attempt next;
-        rc = attempt_once(s, path, text, (long)left, reply, &next);
+        rc = attempt_once(s, path, text, (long)(left < cap ? left : cap), reply, &next);
         if (next == REAUTH && !reauthed) {
             reauthed = true;
             if ((rc = authenticate(s)) == KIVIS_OK)
@@ -853,12 +861,14 @@ static etcd_cursor *cursor_of(kivis_storage_cursor *cur)
 
 /* What a write transaction's page covered, for its commit's compares:
  * every key in it (their mod_revision), and the interval from where it
- * started to its last key, or to the range's end when it reached that. */
+ * started to its last key, or to the range's end when it reached that.
+ * `after` as for the fetch below. */
 static int track_page(etcd_cursor *c, int dir, const kivis_slice *from, bool after,
                       const page *p)
 {
     etcd_storage *s = c->t->s;
     readset *rs = c->t->rs;
+    const kivis_bt_range *r = &c->pc.range;
     for (size_t i = 0; i < p->n; i++) {
         int rc = readset_add(s, rs, p->kvs[i].key, &p->kvs[i].value, p->kvs[i].mod);
         if (rc != KIVIS_OK)
@@ -866,33 +876,30 @@ static int track_page(etcd_cursor *c, int dir, const kivis_slice *from, bool aft
     }
     const kivis_slice *last = p->n ? &p->kvs[p->n - 1].key : NULL;
     if (dir > 0) {
-        const kivis_slice *hi = c->range.hi.data ? &c->range.hi : NULL;
+        const kivis_slice *hi = r->hi.data ? &r->hi : NULL;
         return p->more ? readset_cover(s, rs, *from, after, last, true)
                        : readset_cover(s, rs, *from, after, hi, false);
     }
-    kivis_slice lo = p->more ? *last : c->range.lo;
+    kivis_slice lo = p->more ? *last : r->lo;
     return readset_cover(s, rs, lo, false, from, after);
 }
 
-/* Fetch a page going dir.  Forward: the keys from *from (past it when
- * after) up to hi.  Back: the keys below *from (up to and with it when
- * after; from NULL: below the store's end) down to lo.  The old page
- * stays when the fetch fails.  KIVIS_NOTFOUND for an empty page.  Pages
- * grow as in the PostgreSQL backend: 16, 128, then 1024 keys while the
- * cursor keeps going the same way. */
-static int fetch(etcd_cursor *c, int dir, const kivis_slice *from, bool after,
-                 bool more)
+/* The page going dir (paged.h).  As a range request: forward, the keys
+ * from *from (past it when after) up to hi; back, the keys below *from
+ * (up to and with it when after; from NULL: below the store's end) down
+ * to lo. */
+static int ec_fetch(kivis_paged *pc, int dir, const kivis_slice *from, bool inclusive,
+                    long limit, size_t *n, bool *complete)
 {
+    etcd_cursor *c = (etcd_cursor *)pc;
     etcd_storage *s = c->t->s;
-    long limit = !more ? PAGE_FIRST
-                 : c->limit < PAGE_MAX / PAGE_GROWTH ? c->limit * PAGE_GROWTH
-                 : PAGE_MAX;
+    bool after = dir > 0 ? !inclusive : inclusive;
     json_t *key, *end;
     if (dir > 0) {
         key = j_key(s, *from, after);
-        end = c->range.hi.data ? j_key(s, c->range.hi, false) : j_data_end(s);
+        end = pc->range.hi.data ? j_key(s, pc->range.hi, false) : j_data_end(s);
     } else {
-        key = j_key(s, c->range.lo, false);
+        key = j_key(s, pc->range.lo, false);
         end = from ? j_key(s, *from, after) : j_data_end(s);
     }
     page p;
@@ -905,98 +912,32 @@ static int fetch(etcd_cursor *c, int dir, const kivis_slice *from, bool after,
     }
     page_free(s, &c->pg);
     c->pg = p;
-    c->limit = limit;
-    c->dir = dir;
-    c->at = 0;
-    return p.n ? KIVIS_OK : KIVIS_NOTFOUND;
+    *n = p.n;
+    *complete = !p.more;
+    return KIVIS_OK;
 }
 
-static kivis_slice current_key(const etcd_cursor *c)
+static void ec_entry(const kivis_paged *pc, size_t i, kivis_slice *key, kivis_slice *value)
 {
-    return c->pg.kvs[c->at].key;
+    const etcd_cursor *c = (const etcd_cursor *)pc;
+    *key = c->pg.kvs[i].key;
+    if (value)
+        *value = c->pg.kvs[i].value;
 }
 
-/* First entry >= target (NULL: the range's start), below hi. */
-static int seek_ge(etcd_cursor *c, const kivis_slice *target)
-{
-    kivis_slice from = target && kivis__key_cmp(*target, c->range.lo) > 0
-                           ? *target : c->range.lo;
-    if (c->range.hi.data && kivis__key_cmp(from, c->range.hi) >= 0)
-        return KIVIS_NOTFOUND;
-    return fetch(c, 1, &from, false, false);
-}
-
-/* Last entry <= target (NULL: the range's end), at or above lo. */
-static int seek_le(etcd_cursor *c, const kivis_slice *target)
-{
-    const kivis_slice *hi = c->range.hi.data ? &c->range.hi : NULL;
-    if (hi && kivis__key_cmp(*hi, c->range.lo) <= 0)
-        return KIVIS_NOTFOUND;
-    if (target && (!hi || kivis__key_cmp(*target, *hi) < 0)) {
-        if (kivis__key_cmp(*target, c->range.lo) < 0)
-            return KIVIS_NOTFOUND;
-        return fetch(c, -1, target, true, false);
-    }
-    return fetch(c, -1, hi, false, false); /* hi is exclusive */
-}
-
-/* The neighbour of the current entry going dir: in the page when it has
- * one, else from the server, past the current key. */
-static int step(etcd_cursor *c, int dir)
-{
-    if (dir == c->dir && c->at + 1 < c->pg.n) {
-        c->at++;
-        return KIVIS_OK;
-    }
-    if (dir != c->dir && c->at > 0) {
-        c->at--;
-        return KIVIS_OK;
-    }
-    if (dir == c->dir && !c->pg.more)
-        return KIVIS_NOTFOUND;
-    kivis_slice from = current_key(c);
-    return fetch(c, dir, &from, dir > 0, dir == c->dir);
-}
-
-static int move(etcd_cursor *c, int op, const kivis_slice *target)
-{
-    int dir = kivis__op_dir(op);
-    if (op == KIVIS_NEXT || op == KIVIS_PREV) {
-        if (c->state == ENDED)
-            return KIVIS_NOTFOUND;
-        if (c->state == PLACED)
-            return step(c, dir);
-        target = NULL; /* never placed: FIRST or LAST */
-    }
-    return dir > 0 ? seek_ge(c, target) : seek_le(c, target);
-}
+static const kivis_paged_source etcd_pages = {ec_fetch, ec_entry};
 
 static int ec_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
                   kivis_slice *value)
 {
-    etcd_cursor *c = cursor_of(cur);
-    kivis_slice buf;
-    const kivis_slice *target;
-    int rc = kivis__cursor_args(op, key, value, &buf, &target);
-    if (rc == KIVIS_OK)
-        rc = move(c, op, target);
-    if (rc == KIVIS_NOTFOUND)
-        c->state = ENDED;
-    if (rc != KIVIS_OK)
-        return rc;
-    c->state = PLACED;
-    *key = current_key(c);
-    if (value)
-        *value = c->pg.kvs[c->at].value;
-    return KIVIS_OK;
+    return kivis__paged_get(&cursor_of(cur)->pc, op, key, value);
 }
 
 static void ec_close(kivis_storage_cursor *cur)
 {
     etcd_cursor *c = cursor_of(cur);
     page_free(c->t->s, &c->pg);
-    kivis__range_free(&c->range, &c->t->s->alloc);
-    s_free(c->t->s, c);
+    kivis__paged_free(&c->pc, &c->t->s->alloc);
 }
 
 static const kivis_cursor_methods et_cursor_methods = {ec_get, ec_close};
@@ -1005,22 +946,12 @@ static int et_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
                           kivis_storage_cursor **out)
 {
     etcd_txn *t = txn_of(txn);
-    *out = NULL;
-    if (!lo.data && lo.len)
-        return KIVIS_EINVAL;
-    etcd_cursor *c = s_malloc(t->s, sizeof *c);
-    if (!c)
-        return KIVIS_ENOMEM;
-    memset(c, 0, sizeof *c);
-    c->cur.methods = &et_cursor_methods;
-    c->t = t;
-    c->state = UNPLACED;
-    if (kivis__range_init(&c->range, &t->s->alloc, lo, hi) != KIVIS_OK) {
-        s_free(t->s, c);
-        return KIVIS_ENOMEM;
-    }
-    *out = &c->cur;
-    return KIVIS_OK;
+    kivis_paged *p;
+    int rc = kivis__paged_new(sizeof(etcd_cursor), &et_cursor_methods, &etcd_pages, &t->s->alloc, lo, hi, &p);
+    if (rc == KIVIS_OK)
+        ((etcd_cursor *)p)->t = t;
+    *out = rc == KIVIS_OK ? &p->cur : NULL;
+    return rc;
 }
 
 /* ---- write transactions ------------------------------------------------- */

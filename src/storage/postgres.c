@@ -27,6 +27,7 @@
 
 #include "btree.h" /* the get cache, kivis_bt_range, kivis__key_cmp */
 #include "feedhub.h" /* kivis__feed_wait */
+#include "paged.h"   /* the cursors */
 
 #include <libpq-fe.h>
 
@@ -41,9 +42,6 @@
 
 #define BYTEA_OID 17
 #define INT8_OID 20
-#define PAGE_FIRST 16    /* rows in a cursor's first page */
-#define PAGE_GROWTH 8    /* each next page going the same way: 8 times */
-#define PAGE_MAX 1024    /* rows in a page at most */
 #define MAX_QUEUE 8      /* statements in one request at most */
 #define FEED_BATCH "512" /* change-log rows a feed reads at once */
 #define FEED_BATCH_ROWS 512 /* the same, as a number */
@@ -149,18 +147,10 @@ typedef struct pg_writer {
     bool applied; /* the overlay's commit reached apply */
 } pg_writer;
 
-enum cursor_state { UNPLACED, PLACED, ENDED };
-
 typedef struct pg_cursor {
-    kivis_storage_cursor cur; /* first: what the caller holds */
+    kivis_paged pc; /* first: its first is what the caller holds */
     pg_txn *t;
-    kivis_bt_range range; /* the bounds (range.last unused) */
-    enum cursor_state state;
-    PGresult *page; /* rows in key order going `dir` */
-    int dir;        /* +1 ascending, -1 descending */
-    int rows, at;   /* rows in the page, the current one */
-    bool complete;  /* the page reaches the range's end going `dir` */
-    int limit;      /* rows asked for in the next page */
+    PGresult *page; /* rows in key order going pc.dir */
 } pg_cursor;
 
 static const kivis_slice no_slice = {NULL, 0};
@@ -803,120 +793,60 @@ static void int8_param(query *q, int i, char buf[8], int64_t v)
     q->len[i] = 8;
 }
 
-/* Fetch the page of rows from `from` going dir, by statement id; the old
- * page stays when the fetch fails.  KIVIS_NOTFOUND for an empty page.
- * The first page is small: most cursors read a key or a few (the highest
- * id, a unique check, a short index range).  One that keeps going gets
- * pages 8 times larger, 16, 128, then 1024 rows: a round trip costs as much
- * as sending some hundred rows, so a walk over 1,000 rows takes 3 round
- * trips instead of the 6 that doubling takes, and over-reads 8 times at
- * worst what a cursor stopping early uses. */
-static int fetch(pg_cursor *c, enum stmt id, int dir, kivis_slice from, bool more)
+/* The page of rows from *from going dir (paged.h), by the statement that
+ * matches the direction, the bound and whether from is included. */
+static int pc_fetch(kivis_paged *p, int dir, const kivis_slice *from, bool inclusive,
+                    long limit, size_t *n, bool *complete)
 {
-    c->limit = !more ? PAGE_FIRST
-               : c->limit < PAGE_MAX / PAGE_GROWTH ? c->limit * PAGE_GROWTH
-               : PAGE_MAX;
-    char limit[8];
+    pg_cursor *c = (pg_cursor *)p;
+    bool hi = p->range.hi.data != NULL;
+    enum stmt id = dir > 0 ? (inclusive ? (hi ? S_GE_HI : S_GE) : (hi ? S_GT_HI : S_GT))
+                   : !from ? S_LAST
+                   : inclusive ? S_LE : S_LT;
+    char lim[8];
     query q = {.id = id, .n = 3};
-    param(&q, 0, from);
-    int8_param(&q, 1, limit, c->limit);
-    param(&q, 2, dir > 0 ? c->range.hi : c->range.lo);
+    param(&q, 0, from ? *from : no_slice);
+    int8_param(&q, 1, lim, limit);
+    param(&q, 2, dir > 0 ? p->range.hi : p->range.lo);
     PGresult *r = NULL;
     int rc = request(c->t->s, c->t->c, &q, 1, &r);
     if (rc != KIVIS_OK)
         return rc;
     PQclear(c->page);
     c->page = r;
-    c->dir = dir;
-    c->rows = PQntuples(r);
-    c->at = 0;
-    c->complete = c->rows < c->limit;
-    return c->rows ? KIVIS_OK : KIVIS_NOTFOUND;
+    *n = (size_t)PQntuples(r);
+    *complete = (long)*n < limit;
+    return KIVIS_OK;
 }
 
-static kivis_slice current_key(const pg_cursor *c)
+static void pc_entry(const kivis_paged *p, size_t i, kivis_slice *key, kivis_slice *value)
 {
-    return column(c->page, c->at, 0);
+    const pg_cursor *c = (const pg_cursor *)p;
+    *key = column(c->page, (int)i, 0);
+    if (value)
+        *value = column(c->page, (int)i, 1);
 }
 
-/* First entry >= target (NULL: the range's start), below hi. */
-static int seek_ge(pg_cursor *c, const kivis_slice *target)
-{
-    kivis_slice from = target && kivis__key_cmp(*target, c->range.lo) > 0
-                           ? *target : c->range.lo;
-    return fetch(c, c->range.hi.data ? S_GE_HI : S_GE, 1, from, false);
-}
-
-/* Last entry <= target (NULL: the range's end), at or above lo. */
-static int seek_le(pg_cursor *c, const kivis_slice *target)
-{
-    const kivis_slice hi = c->range.hi;
-    if (target && (!hi.data || kivis__key_cmp(*target, hi) < 0))
-        return fetch(c, S_LE, -1, *target, false);
-    if (!hi.data)
-        return fetch(c, S_LAST, -1, no_slice, false);
-    return fetch(c, S_LT, -1, hi, false); /* hi is exclusive */
-}
-
-/* The neighbour of the current entry going dir: in the page when it has
- * one, else from the server, past the current key. */
-static int step(pg_cursor *c, int dir)
-{
-    if (dir == c->dir && c->at + 1 < c->rows) {
-        c->at++;
-        return KIVIS_OK;
-    }
-    if (dir != c->dir && c->at > 0) {
-        c->at--;
-        return KIVIS_OK;
-    }
-    if (dir == c->dir && c->complete)
-        return KIVIS_NOTFOUND;
-    enum stmt id = dir < 0 ? S_LT : c->range.hi.data ? S_GT_HI : S_GT;
-    return fetch(c, id, dir, current_key(c), dir == c->dir);
-}
-
-static int move(pg_cursor *c, int op, const kivis_slice *target)
-{
-    int dir = kivis__op_dir(op);
-    if (op == KIVIS_NEXT || op == KIVIS_PREV) {
-        if (c->state == ENDED)
-            return KIVIS_NOTFOUND;
-        if (c->state == PLACED)
-            return step(c, dir);
-        target = NULL; /* never placed: FIRST or LAST */
-    }
-    return dir > 0 ? seek_ge(c, target) : seek_le(c, target);
-}
+static const kivis_paged_source pg_pages = {pc_fetch, pc_entry};
 
 static int pc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
                   kivis_slice *value)
 {
     pg_cursor *c = cursor_of(cur);
-    kivis_slice buf;
-    const kivis_slice *target;
-    int rc = kivis__cursor_args(op, key, value, &buf, &target);
-    if (rc == KIVIS_OK)
-        rc = c->t->c->dead;
-    if (rc == KIVIS_OK)
-        rc = move(c, op, target);
-    if (rc == KIVIS_NOTFOUND)
-        c->state = ENDED;
-    if (rc != KIVIS_OK)
-        return rc;
-    c->state = PLACED;
-    *key = current_key(c);
-    if (value)
-        *value = column(c->page, c->at, 1);
-    return KIVIS_OK;
+    if (c->t->c->dead) { /* the arguments checked and cleared all the same */
+        kivis_slice buf;
+        const kivis_slice *target;
+        int rc = kivis__cursor_args(op, key, value, &buf, &target);
+        return rc != KIVIS_OK ? rc : c->t->c->dead;
+    }
+    return kivis__paged_get(&c->pc, op, key, value);
 }
 
 static void pc_close(kivis_storage_cursor *cur)
 {
     pg_cursor *c = cursor_of(cur);
     PQclear(c->page);
-    kivis__range_free(&c->range, &c->t->s->alloc);
-    s_free(c->t->s, c);
+    kivis__paged_free(&c->pc, &c->t->s->alloc);
 }
 
 static const kivis_cursor_methods pg_cursor_methods = {pc_get, pc_close};
@@ -925,22 +855,12 @@ static int pg_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
                           kivis_storage_cursor **out)
 {
     pg_txn *t = txn_of(txn);
-    *out = NULL;
-    if (!lo.data && lo.len)
-        return KIVIS_EINVAL;
-    pg_cursor *c = s_malloc(t->s, sizeof *c);
-    if (!c)
-        return KIVIS_ENOMEM;
-    memset(c, 0, sizeof *c);
-    c->cur.methods = &pg_cursor_methods;
-    c->t = t;
-    c->state = UNPLACED;
-    if (kivis__range_init(&c->range, &t->s->alloc, lo, hi) != KIVIS_OK) {
-        s_free(t->s, c);
-        return KIVIS_ENOMEM;
-    }
-    *out = &c->cur;
-    return KIVIS_OK;
+    kivis_paged *p;
+    int rc = kivis__paged_new(sizeof(pg_cursor), &pg_cursor_methods, &pg_pages, &t->s->alloc, lo, hi, &p);
+    if (rc == KIVIS_OK)
+        ((pg_cursor *)p)->t = t;
+    *out = rc == KIVIS_OK ? &p->cur : NULL;
+    return rc;
 }
 
 /* ---- write transactions ------------------------------------------------- */

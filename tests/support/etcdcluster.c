@@ -3,18 +3,16 @@
  * (see etcdcluster.h).
  */
 #include "etcdcluster.h"
+#include "watchdog.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -29,10 +27,9 @@ static struct {
     pid_t pid[KT_ETCD_MEMBERS];
     char cluster[512]; /* --initial-cluster */
     char endpoints[256];
-    pid_t owner;
-    pid_t watchdog;
-    int guard; /* the watchdog's pipe: closing it stops the members */
-} ec = {.guard = -1};
+    char max_txn_ops[16]; /* "" for 1024 */
+    kt_watchdog watchdog; /* kills the members named by the pid files */
+} ec = {.watchdog = {.guard = -1}};
 
 static void die(const char *what)
 {
@@ -46,15 +43,10 @@ static void die(const char *what)
 
 static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    socklen_t len = sizeof a;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+    int port = kt_free_port();
+    if (port < 0)
         die("no free port on 127.0.0.1");
-    close(fd);
-    return ntohs(a.sin_port);
+    return port;
 }
 
 static void make_dir(void)
@@ -68,44 +60,25 @@ static void make_dir(void)
         die("cannot create a temporary directory");
 }
 
-/* The watchdog: a shell that waits for EOF on a pipe only this process
- * holds, then kills the members named by the pid files and removes the
- * directory. */
+/* The watchdog (watchdog.h) kills the members named by the pid files and
+ * removes the directory. */
 static void start_watchdog(void)
 {
     static const char script[] =
         "cat >/dev/null; for f in \"$1\"/*.pid; do [ -f \"$f\" ] && "
         "kill -9 \"$(cat \"$f\")\" 2>/dev/null; done; sleep 0.2; rm -rf \"$1\"";
-    int fds[2];
-    if (pipe(fds) != 0)
-        die("pipe failed");
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork failed");
-    if (pid == 0) {
-        setsid(); /* a ^C of the test must not stop the cleanup */
-        dup2(fds[0], 0);
-        close(fds[0]);
-        close(fds[1]);
-        execl("/bin/sh", "sh", "-c", script, "sh", ec.dir, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[0]);
-    fcntl(fds[1], F_SETFD, FD_CLOEXEC); /* not into the members */
-    ec.guard = fds[1];
-    ec.watchdog = pid;
+    const char *args[] = {ec.dir, NULL};
+    if (kt_watchdog_start(&ec.watchdog, script, args) != 0)
+        die("cannot start the watchdog");
 }
 
 static void stop_at_exit(void)
 {
-    if (getpid() != ec.owner || ec.guard < 0)
-        return;
-    close(ec.guard);
-    ec.guard = -1;
-    for (int i = 0; i < KT_ETCD_MEMBERS; i++)
-        if (ec.pid[i] > 0)
-            waitpid(ec.pid[i], NULL, WNOHANG);
-    waitpid(ec.watchdog, NULL, 0);
+    if (getpid() == ec.watchdog.owner)
+        for (int i = 0; i < KT_ETCD_MEMBERS; i++)
+            if (ec.pid[i] > 0)
+                waitpid(ec.pid[i], NULL, WNOHANG);
+    kt_watchdog_stop(&ec.watchdog);
 }
 
 static void write_pid_file(int i)
@@ -132,7 +105,8 @@ static void spawn(int i)
         "--listen-client-urls", client, "--advertise-client-urls", client,
         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
         "--initial-cluster", ec.cluster, "--initial-cluster-state", "new",
-        "--initial-cluster-token", "kivis-test", "--max-txn-ops", "1024",
+        "--initial-cluster-token", "kivis-test",
+        "--max-txn-ops", ec.max_txn_ops[0] ? ec.max_txn_ops : "1024",
         "--heartbeat-interval", "50", "--election-timeout", "500",
         "--logger", "zap", "--log-level", "warn", NULL};
     pid_t pid = fork();
@@ -219,6 +193,11 @@ static void wait_until_answers(int i)
     die("an etcd member did not answer in time");
 }
 
+void kt_etcd_set_max_txn_ops(int n)
+{
+    snprintf(ec.max_txn_ops, sizeof ec.max_txn_ops, "%d", n);
+}
+
 const char *kt_etcd_start(void)
 {
     if (ec.endpoints[0])
@@ -227,7 +206,6 @@ const char *kt_etcd_start(void)
         die("no " ETCD_BIN " (scripts/deps.sh installs the etcd-server package)");
     curl_global_init(CURL_GLOBAL_DEFAULT);
     make_dir();
-    ec.owner = getpid();
     start_watchdog();
     atexit(stop_at_exit);
     size_t at = 0, eat = 0;
@@ -260,6 +238,18 @@ void kt_etcd_kill(int i)
     kill(ec.pid[i], SIGKILL);
     waitpid(ec.pid[i], NULL, 0);
     ec.pid[i] = 0;
+}
+
+void kt_etcd_freeze(int i)
+{
+    if (ec.pid[i] <= 0 || kill(ec.pid[i], SIGSTOP) != 0)
+        die("kt_etcd_freeze: the member is not running");
+}
+
+void kt_etcd_thaw(int i)
+{
+    if (ec.pid[i] <= 0 || kill(ec.pid[i], SIGCONT) != 0)
+        die("kt_etcd_thaw: the member is not running");
 }
 
 void kt_etcd_revive(int i)

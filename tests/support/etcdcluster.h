@@ -25,6 +25,12 @@
 
 #define KT_ETCD_MEMBERS 3
 
+/** The members' --max-txn-ops (1024 unless this is called): call before
+ *  kt_etcd_start.  The benchmark raises it for its transactions of 1,000
+ *  records (a put of the record and one of its index entry each, and as
+ *  many compares). */
+void kt_etcd_set_max_txn_ops(int n);
+
 /** Start the cluster once per process (later calls return the same one)
  *  and wait until it has a leader.  @return the members' client URLs,
  *  comma-separated, for kivis_etcd_open; exits the program when the
@@ -36,6 +42,12 @@ const char *kt_etcd_endpoint(int i);
 
 /** Kill member i (SIGKILL, as a crash would) and wait for it to die. */
 void kt_etcd_kill(int i);
+
+/** Freeze member i (SIGSTOP): its sockets still accept connections, but
+ *  it answers nothing, as a member in a long pause or behind a network
+ *  that drops its packets.  kt_etcd_thaw(i) (SIGCONT) ends it. */
+void kt_etcd_freeze(int i);
+void kt_etcd_thaw(int i);
 
 /** Start member i again on its data and ports; waits until it answers. */
 void kt_etcd_revive(int i);

@@ -3,7 +3,10 @@
 #include "testutil.h"
 
 #include <sched.h>
+#include <stdio.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 user_key kt_put_user(kivis_db *db, const char *name, uint32_t age)
 {
@@ -27,6 +30,69 @@ size_t kt_users_named(kivis_db *db, const char *name)
     }
     kivis_scan_close(s);
     return n;
+}
+
+int kt_increment(kivis_db *db, user_key k)
+{
+    user u;
+    int rc = kivis_begin(db);
+    if (rc == KIVIS_OK)
+        rc = kivis_get(db, PETS_USER, &k, &u);
+    if (rc == KIVIS_OK) {
+        u.age++;
+        rc = kivis_insert(db, PETS_USER, &k, &u);
+        kivis_record_clear(db, PETS_USER, &u);
+    }
+    if (rc == KIVIS_OK)
+        return kivis_commit(db);
+    kivis_abort(db);
+    return rc;
+}
+
+int kt_increments(kivis_db *db, user_key k, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int rc;
+        while ((rc = kt_increment(db, k)) == KIVIS_ECONFLICT)
+            ;
+        if (rc != KIVIS_OK) {
+            fprintf(stderr, "increment: %s: %s\n", kivis_errname(rc), kivis_errmsg(db));
+            return rc;
+        }
+    }
+    return KIVIS_OK;
+}
+
+/* A child of kt_increments_in_processes: never returns. */
+static void increment_child(kivis_storage *(*open_store)(void *arg), void *arg,
+                            user_key k, int n)
+{
+    kivis_storage *st = open_store(arg);
+    kivis_db *db;
+    if (!st || kivis_open(st, &pets_schema, NULL, &db) != KIVIS_OK)
+        _exit(1);
+    int rc = kt_increments(db, k, n);
+    kivis_close(db);
+    kivis_storage_close(st);
+    _exit(rc == KIVIS_OK ? 0 : 1);
+}
+
+void kt_increments_in_processes(kivis_storage *(*open_store)(void *arg), void *arg,
+                                user_key k, int procs, int n)
+{
+    pid_t kids[8];
+    assert_true(procs > 0 && procs <= 8);
+    for (int i = 0; i < procs; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0)
+            increment_child(open_store, arg, k, n);
+    }
+    for (int i = 0; i < procs; i++) {
+        int status;
+        assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
 }
 
 void *kt_hold_read_txn(void *arg)

@@ -18,6 +18,22 @@ user_key kt_put_user(kivis_db *db, const char *name, uint32_t age);
 /* How many users the name index holds under `name` (each checked). */
 size_t kt_users_named(kivis_db *db, const char *name);
 
+/* One read-modify-write of user k's age through the record engine
+ * (begin, get, age + 1, insert, commit).  KIVIS_OK, or the first failure
+ * (KIVIS_ECONFLICT from any step: run it again). */
+int kt_increment(kivis_db *db, user_key k);
+
+/* n kt_increment, each run again on KIVIS_ECONFLICT.  KIVIS_OK, or the
+ * first other failure (printed to stderr with the db's message). */
+int kt_increments(kivis_db *db, user_key k, int n);
+
+/* `procs` processes, each with a storage of its own from open_store(arg)
+ * (NULL: the child fails) and a db over it, doing kt_increments(n); waits
+ * for them and fails the test unless each one exits 0.  Call it with no
+ * storage open in the parent, so that the children inherit none. */
+void kt_increments_in_processes(kivis_storage *(*open_store)(void *arg), void *arg,
+                                user_key k, int procs, int n);
+
 /* A reader thread that keeps a read transaction open while another thread
  * does something that must wait for it (a map growth). */
 typedef struct kt_held_reader {

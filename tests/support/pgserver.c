@@ -3,18 +3,16 @@
  * pgserver.h).
  */
 #include "pgserver.h"
+#include "watchdog.h"
 
 #include <libpq-fe.h>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <glob.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,9 +29,7 @@ static struct {
     char extra[256]; /* kt_pg_configure's, after the defaults */
     int port;
     bool as_nobody; /* run the server as nobody (the test runs as root) */
-    pid_t owner;    /* the process that started it */
-    pid_t watchdog;
-    int guard;      /* the watchdog's pipe: closing it stops the server */
+    kt_watchdog watchdog; /* stops the server, removes the directory */
     char conninfo[400];
 } pg;
 
@@ -103,19 +99,6 @@ static int run(const char *prog, const char *const *args)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    socklen_t len = sizeof a;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        die("no free port on 127.0.0.1");
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void make_dir(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -133,8 +116,7 @@ static void make_dir(void)
     }
 }
 
-/* The watchdog: a shell that waits for EOF on a pipe only this process
- * holds, then stops the server and removes its directory. */
+/* The watchdog (watchdog.h) stops the server and removes its directory. */
 static void start_watchdog(void)
 {
     static const char script[] =
@@ -142,34 +124,14 @@ static void start_watchdog(void)
         "if [ \"$3\" = 1 ]; then runuser -u nobody -- \"$1/pg_ctl\" -D \"$2/data\" "
         "-m immediate stop; else \"$1/pg_ctl\" -D \"$2/data\" -m immediate stop; fi "
         ">/dev/null 2>&1; rm -rf \"$2\"";
-    int fds[2];
-    if (pipe(fds) != 0)
-        die("pipe failed");
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork failed");
-    if (pid == 0) {
-        setsid(); /* a ^C of the test must not stop the cleanup */
-        dup2(fds[0], 0);
-        close(fds[0]);
-        close(fds[1]);
-        execl("/bin/sh", "sh", "-c", script, "sh", pg.bin, pg.dir,
-              pg.as_nobody ? "1" : "0", (char *)NULL);
-        _exit(127);
-    }
-    close(fds[0]);
-    fcntl(fds[1], F_SETFD, FD_CLOEXEC); /* not into the server */
-    pg.guard = fds[1];
-    pg.watchdog = pid;
+    const char *args[] = {pg.bin, pg.dir, pg.as_nobody ? "1" : "0", NULL};
+    if (kt_watchdog_start(&pg.watchdog, script, args) != 0)
+        die("cannot start the watchdog");
 }
 
 static void stop_at_exit(void)
 {
-    if (getpid() != pg.owner || pg.guard < 0)
-        return;
-    close(pg.guard);
-    pg.guard = -1;
-    waitpid(pg.watchdog, NULL, 0);
+    kt_watchdog_stop(&pg.watchdog);
 }
 
 static void start_server(void)
@@ -193,14 +155,15 @@ const char *kt_pg_start(void)
         return pg.conninfo;
     find_binaries();
     make_dir();
-    pg.owner = getpid();
     start_watchdog();
     atexit(stop_at_exit);
     const char *initdb[] = {"-D", pg.data, "-U", SUPERUSER, "--auth=trust",
                             "-E", "UTF8", "--no-sync", "--no-instructions", NULL};
     if (run("initdb", initdb) != 0)
         die("initdb failed");
-    pg.port = free_port();
+    pg.port = kt_free_port();
+    if (pg.port < 0)
+        die("no free port on 127.0.0.1");
     snprintf(pg.opts, sizeof pg.opts,
              "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
              "-c max_connections=60 %s",

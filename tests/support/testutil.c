@@ -142,6 +142,47 @@ size_t kt_count(kivis_storage *st)
     return n;
 }
 
+int kt_get_once(kivis_storage *st, kivis_slice k, char *buf, size_t cap)
+{
+    kivis_storage_txn *t;
+    kivis_slice v;
+    int rc = kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t);
+    if (rc != KIVIS_OK)
+        return rc;
+    rc = kivis_txn_get(t, k, &v);
+    if (rc == KIVIS_OK) {
+        assert_true(v.len < cap);
+        memcpy(buf, v.data, v.len);
+        buf[v.len] = '\0';
+    }
+    kivis_txn_abort(t);
+    return rc;
+}
+
+#define KT_S(s) kivis_slice_make((s), sizeof(s) - 1)
+
+void kt_conflicting_writers(kivis_storage *a, kivis_storage *b)
+{
+    kivis_storage_txn *ta, *tb;
+    kivis_slice v;
+    assert_int_equal(kivis_storage_begin(a, 0, &ta), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(ta, KT_S("c"), KT_S("0")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(ta, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kivis_storage_begin(a, 0, &ta), KIVIS_OK);
+    assert_int_equal(kivis_storage_begin(b, 0, &tb), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(ta, KT_S("c"), &v), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(tb, KT_S("c"), &v), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(ta, KT_S("c"), KT_S("a")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(tb, KT_S("c"), KT_S("b")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(tb, KT_S("other"), KT_S("b")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(ta, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(tb, KIVIS_SYNC), KIVIS_ECONFLICT);
+    char buf[8];
+    assert_int_equal(kt_get_once(a, KT_S("c"), buf, sizeof buf), KIVIS_OK);
+    assert_string_equal(buf, "a");
+    assert_int_equal(kt_get_once(a, KT_S("other"), buf, sizeof buf), KIVIS_NOTFOUND);
+}
+
 void kt_tempdir(char *buf, size_t n)
 {
     const char *tmp = getenv("TMPDIR");

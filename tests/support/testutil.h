@@ -37,6 +37,16 @@ char *kt_dump(kivis_storage *st);
 /* Number of entries in the store. */
 size_t kt_count(kivis_storage *st);
 
+/* The value of k read in a new read-only transaction, as a C string in
+ * buf (fails the test when it does not fit).  @return the status of the
+ * begin or the get: KIVIS_OK, KIVIS_NOTFOUND, ... */
+int kt_get_once(kivis_storage *st, kivis_slice k, char *buf, size_t cap);
+
+/* Two writers on one store (a and b, two storages of it) read key "c"
+ * and write it, b a key "other" too: a commits first, b's commit is
+ * KIVIS_ECONFLICT and leaves nothing of itself.  Fails the test when not. */
+void kt_conflicting_writers(kivis_storage *a, kivis_storage *b);
+
 /* A new empty directory under $TMPDIR (or /tmp), its path in buf. */
 void kt_tempdir(char *buf, size_t n);
 /* Remove a directory and the plain files directly inside it. */
