@@ -17,31 +17,39 @@
 #define WORD(h, i) (2 * (i) + (unsigned)((h) >> (i) & 1))
 #define SHIFT(h, i) (4 * (unsigned)((h) >> (4 + 4 * (i)) & 15))
 
-static uint64_t *block_of(const kivis_sketch *s, uint64_t h)
+static inline uint64_t *block_of(const kivis_sketch *s, uint64_t h)
 {
     return s->counters + ((size_t)(h >> 24) & s->block_mask) * WORDS_PER_BLOCK;
 }
 
-static unsigned min2(unsigned a, unsigned b)
+static inline unsigned min2(unsigned a, unsigned b)
 {
     return a < b ? a : b;
 }
 
-/* The four counters of h in c, and the smallest (written out: a loop
- * here was neither unrolled nor inlined, and this runs on every get). */
-static unsigned read_counters(const uint64_t *block, uint64_t h, unsigned c[4])
+static inline unsigned counter(const uint64_t *block, uint64_t h, unsigned i)
 {
-    c[0] = (unsigned)(block[WORD(h, 0)] >> SHIFT(h, 0) & COUNTER_MAX);
-    c[1] = (unsigned)(block[WORD(h, 1)] >> SHIFT(h, 1) & COUNTER_MAX);
-    c[2] = (unsigned)(block[WORD(h, 2)] >> SHIFT(h, 2) & COUNTER_MAX);
-    c[3] = (unsigned)(block[WORD(h, 3)] >> SHIFT(h, 3) & COUNTER_MAX);
-    return min2(min2(c[0], c[1]), min2(c[2], c[3]));
+    return (unsigned)(block[WORD(h, i)] >> SHIFT(h, i) & COUNTER_MAX);
+}
+
+/* The smallest of h's four counters (written out: as a loop it was
+ * neither unrolled nor inlined, and this runs on every get). */
+static inline unsigned smallest(const uint64_t *block, uint64_t h)
+{
+    return min2(min2(counter(block, h, 0), counter(block, h, 1)),
+                min2(counter(block, h, 2), counter(block, h, 3)));
+}
+
+/* Counter i of h, raised if it is at m, the minimum (branch-free). */
+static inline void raise_at(uint64_t *block, uint64_t h, unsigned i, unsigned m)
+{
+    block[WORD(h, i)] += (uint64_t)(counter(block, h, i) == m) << SHIFT(h, i);
 }
 
 /* The doorkeeper's word for h and its two bits there (a blocked Bloom
  * filter: one load a lookup), from a remix of h so that they do not follow
  * the counters' choice. */
-static uint64_t *door_word(const kivis_sketch *s, uint64_t h, uint64_t *bits)
+static inline uint64_t *door_word(const kivis_sketch *s, uint64_t h, uint64_t *bits)
 {
     uint64_t g = (h ^ h >> 31) * 0xbf58476d1ce4e5b9u;
     *bits = (uint64_t)1 << (g >> 52 & 63) | (uint64_t)1 << (g >> 58);
@@ -105,15 +113,16 @@ unsigned kivis__sketch_record(kivis_sketch *s, uint64_t h)
 {
     uint64_t *block = block_of(s, h), bits;
     uint64_t *door = door_word(s, h, &bits);
-    unsigned c[4], m = read_counters(block, h, c);
+    unsigned m = smallest(block, h);
     if ((*door & bits) != bits) {
         *door |= bits;
     } else if (m < COUNTER_MAX) {
         /* Conservative update: only the counters at the minimum rise, so
          * a key's collisions inflate its estimate less. */
-        for (unsigned i = 0; i < 4; i++)
-            if (c[i] == m)
-                block[WORD(h, i)] += (uint64_t)1 << SHIFT(h, i);
+        raise_at(block, h, 0, m);
+        raise_at(block, h, 1, m);
+        raise_at(block, h, 2, m);
+        raise_at(block, h, 3, m);
         m++;
     }
     if (++s->seen >= s->sample)
@@ -124,7 +133,6 @@ unsigned kivis__sketch_record(kivis_sketch *s, uint64_t h)
 unsigned kivis__sketch_estimate(const kivis_sketch *s, uint64_t h)
 {
     uint64_t bits;
-    unsigned c[4];
     const uint64_t *door = door_word(s, h, &bits);
-    return ((*door & bits) == bits ? 1u : 0u) + read_counters(block_of(s, h), h, c);
+    return ((*door & bits) == bits ? 1u : 0u) + smallest(block_of(s, h), h);
 }
