@@ -324,7 +324,7 @@ static void test_admission_on_the_second_miss(void **state)
     assert_string_equal(get(fx->st, "a"), "va"); /* now a hit */
     EXPECT_READS(fx, 0, 3, 1, 2, 1);
 
-    /* A window of 64 misses forgets: "b", then 80 other keys read once
+    /* A window of 64 reads forgets: "b", then 80 other keys read once
      * from the authority, then "b" again is a first miss again. */
     kivis_storage_txn *t = begin(fx->tier[2], 0);
     char k[16];

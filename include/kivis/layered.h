@@ -176,7 +176,7 @@ typedef struct kivis_layered_options {
      *  slower tier fills every faster cache tier at once.  N > 0: TinyLFU.
      *  Every read through the caches is counted (a doorkeeper bit filter
      *  for a key's first read, then a count-min sketch of 4-bit counters,
-     *  about 2N bytes in all), and every N reads the counts are halved and
+     *  about 3N bytes in all), and every N reads the counts are halved and
      *  the doorkeeper emptied.  A key fills the caches only when it was
      *  read before in that window (so a scan or a uniform sweep of keys
      *  read once neither pushes out the hot keys nor pays a fill per

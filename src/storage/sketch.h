@@ -34,7 +34,7 @@ typedef struct kivis_sketch {
     size_t sample, seen;  /* records between agings, and since the last */
 } kivis_sketch;
 
-/* A sketch aging every `sample` records (> 0): a doorkeeper of at least 8
+/* A sketch aging every `sample` records (> 0): a doorkeeper of at least 16
  * bits and a table of at least 2 counters per record of the sample.
  * KIVIS_OK, KIVIS_EINVAL (sample 0 or past 2^40), or KIVIS_ENOMEM. */
 int kivis__sketch_init(kivis_sketch *s, const kivis_allocator *a,
