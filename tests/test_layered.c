@@ -324,7 +324,7 @@ static void test_admission_on_the_second_miss(void **state)
     assert_string_equal(get(fx->st, "a"), "va"); /* now a hit */
     EXPECT_READS(fx, 0, 3, 1, 2, 1);
 
-    /* A window of 64 misses forgets: "b", then 80 other keys read once
+    /* A window of 64 reads forgets: "b", then 80 other keys read once
      * from the authority, then "b" again is a first miss again. */
     kivis_storage_txn *t = begin(fx->tier[2], 0);
     char k[16];
@@ -345,6 +345,49 @@ static void test_admission_on_the_second_miss(void **state)
     /* Most of the keys read once stayed out (the filter's two bits can
      * collide, rarely). */
     assert_true(stats(fx, 0).fills <= 1 + 8);
+}
+
+/* Read key n times, each in a transaction of its own. */
+static void read_times(fixture *fx, const char *key, int n)
+{
+    while (n-- > 0)
+        assert_string_equal(get(fx->st, key), "v");
+}
+
+/*
+ * With admit_window, a full bounded tier takes a key only if it was read
+ * more often lately than the key it would evict (TinyLFU): a key read
+ * twice, enough to pass the doorkeeper, does not displace residents read
+ * three times, and one read four times does, evicting the oldest.
+ */
+static void test_admission_compares_with_the_victim(void **state)
+{
+    fixture *fx = *state;
+    static const char *const keys[] = {"k0", "v", "k1", "v", "k2", "v", "k3", "v",
+                                       "nw", "v", "ht", "v", NULL};
+    static const spec sp[] = {{MEM, 4 * 3, 0}, {MEM, 0, 0}}; /* 4 entries of 3 */
+    open_stack_admitting(fx, sp, 2, 0, 1000, keys);
+    static const char *const resident[] = {"k0", "k1", "k2", "k3"};
+    for (int i = 0; i < 4; i++)
+        read_times(fx, resident[i], 3); /* filled at the second, then a hit */
+    const char *full = "6b30=76\n6b31=76\n6b32=76\n6b33=76\n";
+    expect_dump(fx->tier[0], full);
+    assert_int_equal(stats(fx, 0).entries, 4);
+    uint64_t turned_away = stats(fx, 0).unadmitted;
+
+    read_times(fx, "nw", 2); /* the doorkeeper, then colder than k0 */
+    expect_dump(fx->tier[0], full);
+    assert_int_equal(stats(fx, 0).unadmitted, turned_away + 2);
+    assert_int_equal(stats(fx, 0).evictions, 0);
+
+    read_times(fx, "ht", 3); /* as hot as k0: a tie keeps k0 */
+    expect_dump(fx->tier[0], full);
+    read_times(fx, "ht", 1); /* hotter: k0, the oldest, goes */
+    expect_dump(fx->tier[0], "6874=76\n6b31=76\n6b32=76\n6b33=76\n");
+    assert_int_equal(stats(fx, 0).evictions, 1);
+    assert_int_equal(stats(fx, 0).unadmitted, turned_away + 2 + 3);
+    assert_string_equal(get(fx->st, "ht"), "v");
+    EXPECT_READS(fx, 0, 4 * 3 + 2 + 4 + 1, 4 + 1, 4 * 2 + 2 + 4, 5);
 }
 
 /* Values served from a cache tier outlive the tier's own transaction. */
@@ -890,6 +933,7 @@ int main(void)
         T(test_max_key_is_the_smallest),
         T(test_read_through_counts_and_fills),
         T(test_admission_on_the_second_miss),
+        T(test_admission_compares_with_the_victim),
         T(test_cached_values_stay_valid),
         T(test_lru_eviction_under_a_byte_bound),
         T(test_gets_cost_per_transaction_not_per_get),

@@ -274,8 +274,10 @@ static int open_layered(const char *dir, size_t n, kivis_storage **out)
     return open_layered_over(open_lmdb, dir, n, n * 16 + (1u << 20), 0, out);
 }
 
-/* The same cache with a doorkeeper of about the entries it holds: keys
- * read once (the uniform phase) do not fill it. */
+/* The same cache with TinyLFU admission over a window of about n / 8
+ * reads: keys read once (the uniform phase) do not fill it.  Wider windows
+ * admit more of the Zipf tail, whose fills cost more than its hits save
+ * (docs/bench.md). */
 static int open_layered_admit(const char *dir, size_t n, kivis_storage **out)
 {
     return open_layered_over(open_lmdb, dir, n, n * 16 + (1u << 20),

@@ -173,12 +173,16 @@ typedef struct kivis_layered_options {
      *  first); 0: no negative cache. */
     size_t negative_max;
     /** Admission to the cache tiers.  0 (the default): a value read from a
-     *  slower tier fills every faster cache tier at once.  N > 0: only on
-     *  its second miss among the last N misses (a doorkeeper, as TinyLFU
-     *  has: a bit filter of N bytes, cleared every N misses), so a scan or a
-     *  uniform sweep of keys read once does not push out the hot keys or
-     *  pay a fill per read.  Fills the doorkeeper turns away count in
-     *  each cache tier's stats (unadmitted). */
+     *  slower tier fills every faster cache tier at once.  N > 0: TinyLFU.
+     *  Every read through the caches is counted (a doorkeeper bit filter
+     *  for a key's first read, then a count-min sketch of 4-bit counters,
+     *  about 3N bytes in all), and every N reads the counts are halved and
+     *  the doorkeeper emptied.  A key fills the caches only when it was
+     *  read before in that window (so a scan or a uniform sweep of keys
+     *  read once neither pushes out the hot keys nor pays a fill per
+     *  read), and a bounded tier that would have to evict for it takes it
+     *  only if it was read more often than the key it would evict.  Fills
+     *  turned away count in each cache tier's stats (unadmitted). */
     size_t admit_window;
     /** While the authority is unreachable, the least time between two
      *  begins that try it again, in milliseconds.  0: the default, 1000;

@@ -51,7 +51,7 @@
 
 #include "btree.h"
 #include "lru.h"
-#include "pointhash.h" /* kivis__hash_bytes */
+#include "sketch.h"
 
 #include <string.h>
 #include <time.h>
@@ -105,10 +105,10 @@ typedef struct layered_storage {
     uint64_t retry_at;   /* when the next attempt is due (now_ms) */
     uint64_t resyncs_at_outage; /* fst.resyncs when the outage began */
     kivis_layered_offline_stats ost;
-    /* The doorkeeper (admit_window): 8 * window bits; NULL when off. */
-    unsigned char *door;
-    size_t door_mask;   /* bits - 1, bits a power of two */
-    size_t door_window, door_seen;
+    /* Admission (admit_window): how often keys were read lately; its
+     * counters are NULL when admission is off. */
+    kivis_sketch sketch;
+    bool hashed; /* some bookkeeping is keyed by kivis__lru_hash */
 } layered_storage;
 
 /* A read-through fill waiting for its batch: key = value goes into every
@@ -116,6 +116,10 @@ typedef struct layered_storage {
 typedef struct pending_fill {
     size_t from;
     kivis_slice key, value; /* in the batch's arena */
+    uint64_t hash;          /* kivis__lru_hash(key), if ls->hashed */
+    /* For the tier being written (write_fills): whether it takes the fill,
+     * and whether its bookkeeping counted an older, larger size. */
+    bool take, resize;
 } pending_fill;
 
 typedef struct fill_batch {
@@ -280,16 +284,18 @@ static void drop_copies(layered_txn *t)
 /* ---- bounded tiers: eviction ------------------------------------------- */
 
 /*
- * Delete in `w` the least recently used keys until the others fit in
- * max_bytes, counting them in *evicted.  The bookkeeping still tracks them
- * until forget_evicted, after w committed (see the top of the file).
+ * Delete in `w` the victims (kivis__lru_victim: the least recently used
+ * keys, those used since the last walk given a second chance) until the
+ * others fit in max_bytes, counting them in *evicted.  The bookkeeping
+ * still tracks them until forget_evicted, after w committed (see the top
+ * of the file); they are its oldest.
  */
 static int evict_over_bound(tier *tr, kivis_storage_txn *w, size_t *evicted)
 {
     size_t held = kivis__lru_bytes(tr->lru);
-    const kivis_lru_node *nd = kivis__lru_oldest(tr->lru);
+    const kivis_lru_node *nd = NULL;
     *evicted = 0;
-    for (; nd && held > tr->max_bytes; nd = kivis__lru_newer(nd)) {
+    while (held > tr->max_bytes && (nd = kivis__lru_victim(tr->lru, nd))) {
         int rc = kivis_txn_del(w, kivis__lru_key(nd));
         if (rc != KIVIS_OK && rc != KIVIS_NOTFOUND)
             return rc;
@@ -299,7 +305,8 @@ static int evict_over_bound(tier *tr, kivis_storage_txn *w, size_t *evicted)
     return KIVIS_OK;
 }
 
-/* After the deletions of evict_over_bound committed: forget those keys. */
+/* After the deletions of evict_over_bound committed: forget those keys,
+ * the oldest ones. */
 static void forget_evicted(tier *tr, size_t evicted)
 {
     for (; evicted > 0; evicted--) {
@@ -319,19 +326,65 @@ static bool fills_tier(const tier *tr, size_t i, const pending_fill *f)
            !(tr->lru && entry_size(f->key, f->value) > tr->max_bytes);
 }
 
-/* Track the batch's keys in bounded tier i before the tier can hold them
- * (see the top of the file), each with the larger of its old and new size
- * in case the write fails and an old value stays. */
-static int track_fills(tier *tr, size_t i, const fill_batch *b)
+/* Whether the key hashed to h was read more often lately than the one
+ * bounded tier tr would evict next (TinyLFU's comparison; ties keep what
+ * is cached).  *next: that victim, found after `claimed`. */
+static bool hotter_than_victim(layered_storage *ls, tier *tr, uint64_t h,
+                               const kivis_lru_node *claimed,
+                               const kivis_lru_node **next)
+{
+    *next = kivis__lru_victim(tr->lru, claimed);
+    return !*next || kivis__sketch_estimate(&ls->sketch, h) >
+                         kivis__sketch_estimate(&ls->sketch, kivis__lru_node_hash(*next));
+}
+
+/*
+ * Decide which of the batch's fills tier i takes (each fill's take): those
+ * found in a slower tier that could fit its bound at all and, with
+ * admission on, where the fill would make a bounded tier evict, only those
+ * hotter than the key they would displace.  The victims claimed so are
+ * the ones evict_over_bound deletes after the puts: the oldest, in order.
+ */
+static void choose_fills(layered_storage *ls, tier *tr, size_t i, fill_batch *b)
+{
+    size_t held = tr->lru ? kivis__lru_bytes(tr->lru) : 0;
+    const kivis_lru_node *claimed = NULL, *next;
+    for (size_t k = 0; k < b->count; k++) {
+        pending_fill *f = &b->items[k];
+        f->take = fills_tier(tr, i, f);
+        if (!f->take || !tr->lru)
+            continue;
+        size_t size = entry_size(f->key, f->value);
+        if (ls->sketch.counters && held + size > tr->max_bytes) {
+            if (!hotter_than_victim(ls, tr, f->hash, claimed, &next)) {
+                f->take = false;
+                tr->stats.unadmitted++;
+                continue;
+            }
+            /* Claim victims until it fits (only the first was compared:
+             * entries of one cache are mostly of a size). */
+            while (next && held + size > tr->max_bytes) {
+                held -= kivis__lru_size(next) < held ? kivis__lru_size(next) : held;
+                claimed = next;
+                next = held + size > tr->max_bytes ? kivis__lru_victim(tr->lru, claimed) : NULL;
+            }
+        }
+        held += size;
+    }
+}
+
+/* Track the fills tier tr takes before it can hold them (see the top of
+ * the file), each with the larger of its old and new size in case the
+ * write fails and an old value stays. */
+static int track_fills(tier *tr, fill_batch *b)
 {
     for (size_t k = 0; k < b->count; k++) {
-        const pending_fill *f = &b->items[k];
+        pending_fill *f = &b->items[k];
         size_t size = entry_size(f->key, f->value), old = 0;
-        if (!fills_tier(tr, i, f))
+        if (!f->take)
             continue;
-        if (kivis__lru_has(tr->lru, f->key, &old) && old > size)
-            size = old;
-        int rc = kivis__lru_add(tr->lru, f->key, size);
+        f->resize = kivis__lru_has(tr->lru, f->key, &old) && old > size;
+        int rc = kivis__lru_add(tr->lru, f->key, f->resize ? old : size);
         if (rc != KIVIS_OK)
             return rc;
     }
@@ -340,11 +393,11 @@ static int track_fills(tier *tr, size_t i, const fill_batch *b)
 
 /* After the batch committed: the keys it left in the tier cost their new
  * sizes (an update of a tracked key, which cannot fail). */
-static void settle_fills(tier *tr, size_t i, const fill_batch *b)
+static void settle_fills(tier *tr, const fill_batch *b)
 {
     for (size_t k = 0; k < b->count; k++) {
         const pending_fill *f = &b->items[k];
-        if (fills_tier(tr, i, f) && kivis__lru_has(tr->lru, f->key, NULL))
+        if (f->take && f->resize && kivis__lru_has(tr->lru, f->key, NULL))
             kivis__lru_add(tr->lru, f->key, entry_size(f->key, f->value));
     }
 }
@@ -354,7 +407,7 @@ static void settle_fills(tier *tr, size_t i, const fill_batch *b)
  * that no longer fit, which may be some of the batch's own when the batch
  * is larger than the bound.  Failures are counted and otherwise dropped:
  * the values were only copies. */
-static void write_fills(tier *tr, size_t i, const fill_batch *b)
+static void write_fills(layered_storage *ls, tier *tr, size_t i, fill_batch *b)
 {
     size_t evicted = 0, written = 0;
     kivis_storage_txn *w;
@@ -363,11 +416,12 @@ static void write_fills(tier *tr, size_t i, const fill_batch *b)
         tr->stats.errors++;
         return;
     }
+    choose_fills(ls, tr, i, b);
     if (tr->lru)
-        rc = track_fills(tr, i, b);
+        rc = track_fills(tr, b);
     for (size_t k = 0; rc == KIVIS_OK && k < b->count; k++) {
         const pending_fill *f = &b->items[k];
-        if (!fills_tier(tr, i, f))
+        if (!f->take)
             continue;
         rc = kivis_txn_put(w, f->key, f->value);
         written++;
@@ -382,7 +436,7 @@ static void write_fills(tier *tr, size_t i, const fill_batch *b)
     tr->stats.fills += written;
     if (tr->lru) {
         forget_evicted(tr, evicted);
-        settle_fills(tr, i, b);
+        settle_fills(tr, b);
     }
 }
 
@@ -406,7 +460,7 @@ static void flush_fills(layered_txn *t)
     if (b->count && t->generation == ls->generation)
         for (size_t i = 0; i + 1 < ls->n; i++)
             if (ls->tiers[i].usable && !is_mirror(&ls->tiers[i]))
-                write_fills(&ls->tiers[i], i, b);
+                write_fills(ls, &ls->tiers[i], i, b);
     b->count = 0;
     arena_reset(ls, &b->bytes);
 }
@@ -430,8 +484,8 @@ static pending_fill *fill_slots(layered_storage *ls)
 /* A value found in tier `from` will go into every faster usable cache
  * tier: queued here, written by flush_fills when the queue is full or the
  * transaction ends. */
-static void queue_fill(layered_txn *t, size_t from, kivis_slice key,
-                       kivis_slice value)
+static void queue_fill(layered_txn *t, size_t from, uint64_t hash,
+                       kivis_slice key, kivis_slice value)
 {
     layered_storage *ls = owner(t);
     fill_batch *b = &t->fills;
@@ -441,7 +495,7 @@ static void queue_fill(layered_txn *t, size_t from, kivis_slice key,
         drop_fill(ls, from);
         return;
     }
-    pending_fill f = {from, key, value};
+    pending_fill f = {from, key, value, hash, false, false};
     if (arena_copy(ls, &b->bytes, &f.key) != KIVIS_OK ||
         arena_copy(ls, &b->bytes, &f.value) != KIVIS_OK) {
         drop_fill(ls, from);
@@ -465,10 +519,12 @@ static void free_fills(layered_txn *t)
 
 /* ---- the negative cache ------------------------------------------------ */
 
-static bool negative_hit(layered_storage *ls, kivis_slice key)
+static bool negative_hit(layered_storage *ls, uint64_t hash, kivis_slice key)
 {
-    if (!ls->negative || !kivis__lru_touch(ls->negative, key))
+    kivis_lru_node *n = ls->negative ? kivis__lru_find(ls->negative, hash, key) : NULL;
+    if (!n)
         return false;
+    kivis__lru_mark(n);
     ls->neg.hits++;
     return true;
 }
@@ -481,8 +537,8 @@ static void remember_missing(layered_txn *t, kivis_slice key)
         kivis__lru_touch(ls->negative, key))
         return;
     if (kivis__lru_count(ls->negative) >= ls->negative_max) {
-        const kivis_lru_node *oldest = kivis__lru_oldest(ls->negative);
-        kivis__lru_remove(ls->negative, kivis__lru_key(oldest));
+        const kivis_lru_node *victim = kivis__lru_victim(ls->negative, NULL);
+        kivis__lru_remove(ls->negative, kivis__lru_key(victim));
         ls->neg.evictions++;
     }
     if (kivis__lru_add(ls->negative, key, 1) == KIVIS_OK)
@@ -525,22 +581,27 @@ static void end_tier_readers(layered_txn *t)
         }
 }
 
-/* Ask cache tier i, copying a value found (a commit or a fill may delete it
- * from the tier while the caller holds it).  KIVIS_OK, KIVIS_NOTFOUND, or
- * an error, which the caller treats as "ask the next tier". */
-static int cache_get(layered_txn *t, size_t i, kivis_slice key,
+/* Ask cache tier i, copying a value found (a memory tier's read
+ * transaction reads committed state, so a fill or another transaction's
+ * commit may free the tier's value while the caller holds it).  A bounded
+ * tier holds no key its bookkeeping lacks, so such a key is a miss without
+ * asking the tier; a hit marks the key used.  hash: kivis__lru_hash(key)
+ * when ls->hashed.  KIVIS_OK, KIVIS_NOTFOUND, or an error, which the caller
+ * treats as "ask the next tier". */
+static int cache_get(layered_txn *t, size_t i, uint64_t hash, kivis_slice key,
                      kivis_slice *value)
 {
     tier *tr = &owner(t)->tiers[i];
+    kivis_lru_node *tracked = tr->lru ? kivis__lru_find(tr->lru, hash, key) : NULL;
     kivis_storage_txn *r;
-    int rc = tier_reader(t, i, &r);
+    int rc = tr->lru && !tracked ? KIVIS_NOTFOUND : tier_reader(t, i, &r);
     if (rc == KIVIS_OK)
         rc = kivis_txn_get(r, key, value);
     if (rc == KIVIS_OK)
         rc = keep_copy(t, value);
     count_answer(tr, rc);
-    if (rc == KIVIS_OK && tr->lru)
-        kivis__lru_touch(tr->lru, key);
+    if (rc == KIVIS_OK && tracked)
+        kivis__lru_mark(tracked);
     if (rc != KIVIS_OK)
         *value = no_slice;
     return rc;
@@ -567,24 +628,13 @@ static bool wrote(const layered_txn *t, kivis_slice key)
 }
 
 /* Whether a value read from tier `from` may fill the faster tiers: always
- * without a doorkeeper; else on the key's second miss in the window (two
- * bits of the filter, both set).  The filter is cleared every window
- * misses, so it forgets keys read once long ago. */
-static bool admitted(layered_storage *ls, size_t from, kivis_slice key)
+ * without admission; else when its key was read before in the sketch's
+ * sample (`reads`, the sketch's estimate with this read, at least 2).
+ * Where a fill would make a bounded tier evict, choose_fills asks more. */
+static bool admitted(layered_storage *ls, size_t from, unsigned reads)
 {
-    if (!ls->door || from == 0)
+    if (!ls->sketch.counters || reads >= 2)
         return true;
-    uint64_t h = kivis__hash_bytes(0x6b697669u, key);
-    size_t a = (size_t)h & ls->door_mask, b = (size_t)(h >> 32) & ls->door_mask;
-    bool seen = (ls->door[a >> 3] >> (a & 7) & 1) && (ls->door[b >> 3] >> (b & 7) & 1);
-    if (seen)
-        return true;
-    ls->door[a >> 3] |= (unsigned char)(1u << (a & 7));
-    ls->door[b >> 3] |= (unsigned char)(1u << (b & 7));
-    if (++ls->door_seen >= ls->door_window) {
-        memset(ls->door, 0, (ls->door_mask + 1) / 8);
-        ls->door_seen = 0;
-    }
     for (size_t i = 0; i < from; i++)
         ls->tiers[i].stats.unadmitted++;
     return false;
@@ -617,19 +667,24 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
     /* A write transaction reads the authority: its conflict checks
      * (PostgreSQL's SERIALIZABLE, etcd's compares) must see every read, or
      * a read-modify-write over a cached value would lose another client's
-     * update (the feed delivers it only at the next begin). */
-    if (!(t->base.flags & KIVIS_TXN_RDONLY) || wrote(t, key) || t->mode == TXN_DIRECT)
+     * update (the feed delivers it only at the next begin).  A read-only
+     * one has no writes of its own to read back. */
+    if (!(t->base.flags & KIVIS_TXN_RDONLY) || t->mode == TXN_DIRECT)
         return authority_get(t, key, value);
-    if (negative_hit(ls, key))
+    uint64_t hash = ls->hashed ? kivis__lru_hash(key) : 0;
+    if (negative_hit(ls, hash, key))
         return tier_answer(t, KIVIS_NOTFOUND);
+    /* TinyLFU counts every read, hits too: a cached key's count is what a
+     * new key must beat to displace it. */
+    unsigned reads = ls->sketch.counters ? kivis__sketch_record(&ls->sketch, hash) : 0;
     for (size_t i = 0; i + 1 < ls->n; i++) {
         tier *tr = &ls->tiers[i];
         if (!tr->usable)
             continue;
-        rc = cache_get(t, i, key, value);
+        rc = cache_get(t, i, hash, key, value);
         if (rc == KIVIS_OK) {
-            if (admitted(ls, i, key))
-                queue_fill(t, i, key, *value);
+            if (i > 0 && admitted(ls, i, reads))
+                queue_fill(t, i, hash, key, *value);
             return tier_answer(t, KIVIS_OK);
         }
         if (rc == KIVIS_NOTFOUND && is_mirror(tr)) {
@@ -640,8 +695,8 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
     if (t->mode == TXN_OFFLINE)
         return unavailable(t);
     rc = authority_get(t, key, value);
-    if (rc == KIVIS_OK && admitted(ls, ls->n - 1, key))
-        queue_fill(t, ls->n - 1, key, *value);
+    if (rc == KIVIS_OK && admitted(ls, ls->n - 1, reads))
+        queue_fill(t, ls->n - 1, hash, key, *value);
     else if (rc == KIVIS_NOTFOUND)
         remember_missing(t, key);
     return rc;
@@ -1347,8 +1402,7 @@ static void layered_free(layered_storage *ls, bool close_tiers)
             kivis_storage_close(ls->tiers[i].st);
     }
     kivis__lru_free(ls->negative);
-    if (ls->door)
-        ls_free(ls, ls->door);
+    kivis__sketch_free(&ls->sketch, &ls->alloc);
     ls_free(ls, ls->spare);
     ls_free(ls, ls->spare_fills);
     ls_free(ls, ls->tiers);
@@ -1441,25 +1495,21 @@ static int init_tiers(layered_storage *ls, const kivis_layered_tier *tiers)
     return KIVIS_OK;
 }
 
-/* A doorkeeper of admit_window bytes (8 bits a remembered miss), rounded
- * up to a power of two. */
-static int init_door(layered_storage *ls, const kivis_layered_options *opts)
+/* Admission: a sketch whose sample is admit_window reads (sketch.h). */
+static int init_admission(layered_storage *ls, const kivis_layered_options *opts)
 {
     size_t window = opts ? opts->admit_window : 0;
-    if (!window)
-        return KIVIS_OK;
-    if (window > ((size_t)1 << 40))
-        return KIVIS_EINVAL;
-    size_t bytes = 8;
-    while (bytes < window)
-        bytes *= 2;
-    ls->door = ls_malloc(ls, bytes);
-    if (!ls->door)
-        return KIVIS_ENOMEM;
-    memset(ls->door, 0, bytes);
-    ls->door_mask = bytes * 8 - 1;
-    ls->door_window = window;
-    return KIVIS_OK;
+    return window ? kivis__sketch_init(&ls->sketch, &ls->alloc, window) : KIVIS_OK;
+}
+
+/* Whether a get needs its key's kivis__lru_hash: for a bounded tier's
+ * bookkeeping, the negative cache or the sketch. */
+static bool needs_hash(const layered_storage *ls)
+{
+    for (size_t i = 0; i + 1 < ls->n; i++)
+        if (ls->tiers[i].lru)
+            return true;
+    return ls->negative || ls->sketch.counters;
 }
 
 /* Follow the authority's feed when it carries other clients' commits
@@ -1533,7 +1583,9 @@ int kivis_layered_open(const kivis_layered_tier *tiers, size_t n,
     if (rc == KIVIS_OK)
         rc = init_negative(ls, opts);
     if (rc == KIVIS_OK)
-        rc = init_door(ls, opts);
+        rc = init_admission(ls, opts);
+    if (rc == KIVIS_OK)
+        ls->hashed = needs_hash(ls);
     if (rc == KIVIS_OK)
         rc = init_feed(ls);
     if (rc != KIVIS_OK) {

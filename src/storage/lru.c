@@ -27,6 +27,7 @@ struct kivis_lru_node {
     kivis_lru_node *older, *newer; /* the recency list; spares: newer only */
     uint64_t hash;
     size_t size;
+    bool used; /* marked since the eviction walk passed (CLOCK's bit) */
     size_t key_len, key_cap;
     unsigned char key[]; /* key_cap bytes, key_len used */
 };
@@ -61,7 +62,18 @@ static kivis_lru_node *find_hashed(const kivis_lru *l, uint64_t hash,
 
 static kivis_lru_node *find(const kivis_lru *l, kivis_slice key)
 {
-    return find_hashed(l, kivis__ph_hash(&l->index, key), key);
+    return find_hashed(l, kivis__lru_hash(key), key);
+}
+
+uint64_t kivis__lru_hash(kivis_slice key)
+{
+    return kivis__hash_bytes(LRU_SEED, key);
+}
+
+kivis_lru_node *kivis__lru_find(const kivis_lru *l, uint64_t hash,
+                                kivis_slice key)
+{
+    return find_hashed(l, hash, key);
 }
 
 static void unlink_node(kivis_lru *l, kivis_lru_node *n)
@@ -174,7 +186,7 @@ static void drop_node(kivis_lru *l, kivis_lru_node *n)
 
 int kivis__lru_add(kivis_lru *l, kivis_slice key, size_t size)
 {
-    uint64_t hash = kivis__ph_hash(&l->index, key);
+    uint64_t hash = kivis__lru_hash(key);
     kivis_lru_node *n = find_hashed(l, hash, key);
     if (n) {
         resize(l, n, size);
@@ -189,6 +201,7 @@ int kivis__lru_add(kivis_lru *l, kivis_slice key, size_t size)
         return KIVIS_ENOMEM;
     n->hash = hash;
     n->size = 0;
+    n->used = false;
     n->key_len = key.len;
     memcpy(n->key, key.data, key.len);
     kivis__ph_insert(&l->index, hash, n);
@@ -198,16 +211,32 @@ int kivis__lru_add(kivis_lru *l, kivis_slice key, size_t size)
     return KIVIS_OK;
 }
 
+void kivis__lru_mark(kivis_lru_node *n)
+{
+    n->used = true;
+}
+
 bool kivis__lru_touch(kivis_lru *l, kivis_slice key)
 {
     kivis_lru_node *n = find(l, key);
-    if (!n)
-        return false;
-    if (n != l->newest) {
-        unlink_node(l, n);
-        append_newest(l, n);
+    if (n)
+        kivis__lru_mark(n);
+    return n != NULL;
+}
+
+const kivis_lru_node *kivis__lru_victim(kivis_lru *l, const kivis_lru_node *after)
+{
+    kivis_lru_node *n = after ? after->newer : l->oldest;
+    while (n && n->used) { /* each pass unmarks one: the walk ends */
+        kivis_lru_node *next = n->newer;
+        n->used = false;
+        if (next) {
+            unlink_node(l, n);
+            append_newest(l, n);
+        }
+        n = next ? next : n;
     }
-    return true;
+    return n;
 }
 
 bool kivis__lru_has(const kivis_lru *l, kivis_slice key, size_t *size)
@@ -258,4 +287,9 @@ kivis_slice kivis__lru_key(const kivis_lru_node *n)
 size_t kivis__lru_size(const kivis_lru_node *n)
 {
     return n->size;
+}
+
+uint64_t kivis__lru_node_hash(const kivis_lru_node *n)
+{
+    return n->hash;
 }
