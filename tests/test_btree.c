@@ -711,6 +711,32 @@ static void test_btree_apply_large_batches(void **state)
     assert_int_equal(a.live_blocks, 0);
 }
 
+/* One batch into an empty tree that makes so many leaves (6,000 keys: 187)
+ * that the new root above them splits too, so a second new root goes above
+ * that: every inner node of both levels must have been reserved (the bound
+ * once counted the new roots but not the new root's own splits, and a
+ * memory-backend commit of 3,000 indexed records asserted). */
+static void test_btree_apply_grows_two_levels(void **state)
+{
+    (void)state;
+    enum { N = 6000 };
+    kt_alloc a;
+    kt_alloc_init(&a);
+    kivis_btree *t = tree_new(&a);
+    unsigned char(*keys)[5] = calloc(N, 5);
+    kivis_batch_op *ops = calloc(N, sizeof *ops);
+    assert_true(keys && ops);
+    for (uint32_t i = 0; i < N; i++)
+        ops[i] = (kivis_batch_op){num_key(keys[i], i), SL("v"), 0};
+    assert_int_equal(kivis__btree_apply(t, ops, N), KIVIS_OK);
+    assert_true(kivis__btree_check(t));
+    assert_int_equal(kivis__btree_count(t), N);
+    free(keys);
+    free(ops);
+    kivis__btree_free(t);
+    assert_int_equal(a.live_blocks, 0);
+}
+
 typedef struct one_put {
     kivis_slice key, value;
 } one_put;
@@ -1390,6 +1416,7 @@ int main(void)
         cmocka_unit_test(test_btree_put_and_del_oom),
         cmocka_unit_test(test_btree_apply_oom_atomic),
         cmocka_unit_test(test_btree_apply_large_batches),
+        cmocka_unit_test(test_btree_apply_grows_two_levels),
         cmocka_unit_test(test_btree_differential_a),
         cmocka_unit_test(test_btree_differential_b),
         cmocka_unit_test(test_btree_differential_lead12),

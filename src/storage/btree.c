@@ -1044,6 +1044,20 @@ static size_t group_splits(size_t count, size_t added, size_t cap)
     return 2 * (count + added) / cap - 1;
 }
 
+/* Inner nodes added above a root that split `s` times: a new root over
+ * the s + 1 nodes, which may split in turn (its own splits are new nodes
+ * too), and so on up until a new root does not split. */
+static size_t root_growth(size_t s)
+{
+    size_t made = 0;
+    while (s > 0) {
+        size_t more = group_splits(1, s, INNER_CAP); /* the new root's */
+        made += 1 + more;
+        s = more;
+    }
+    return made;
+}
+
 /* Close the groups at levels >= from, deepest first. */
 static void bound_close(bound *b, unsigned depth, unsigned from)
 {
@@ -1060,8 +1074,7 @@ static void bound_close(bound *b, unsigned depth, unsigned from)
         if (d > 0)
             b->added[d - 1] += s;
         else
-            for (size_t up = s; up > 0; up = group_splits(1, up, INNER_CAP))
-                b->inners++; /* a new root above the old one */
+            b->inners += root_growth(s);
         b->node[d] = NULL;
         b->added[d] = 0;
     }
