@@ -234,7 +234,7 @@ static void cleanup_etcd(void)
  * memory tiers are bounded well below what the suite writes, so entries
  * are evicted throughout; the negative cache is small for the same reason.
  */
-enum tier_kind { TIER_MEMORY, TIER_LMDB, TIER_SQLITE, TIER_POSTGRES };
+enum tier_kind { TIER_MEMORY, TIER_LMDB, TIER_SQLITE, TIER_POSTGRES, TIER_ETCD };
 
 typedef struct tier_spec {
     enum tier_kind kind;
@@ -270,6 +270,11 @@ static const tier_spec stack_mem_lmdb_mirror_postgres[] = {
     {TIER_LMDB, 0, KIVIS_TIER_MIRROR},
     {TIER_POSTGRES, 0, 0},
 };
+static const tier_spec stack_mem_lmdb_etcd[] = {
+    {TIER_MEMORY, 64u << 10, 0},
+    {TIER_LMDB, 0, 0}, /* an unbounded persistent cache */
+    {TIER_ETCD, 0, 0},
+};
 static const tier_spec stack_mirror[] = {
     {TIER_MEMORY, 16u << 10, 0},
     {TIER_MEMORY, 0, KIVIS_TIER_MIRROR},
@@ -302,6 +307,8 @@ static int open_tier(const tier_spec *ts, size_t i, bool fresh,
         if (fresh)
             drop_table("layered_kv");
         return open_postgres_table(alloc, "layered_kv", out);
+    case TIER_ETCD:
+        return fresh ? open_etcd(alloc, out) : open_etcd_prefix(alloc, out);
     }
     return KIVIS_EINVAL;
 }
@@ -345,6 +352,8 @@ static void cleanup_stack(const tier_spec *spec, size_t n)
     for (size_t i = 0; i < n; i++)
         if (spec[i].kind == TIER_POSTGRES)
             drop_table("layered_kv");
+        else if (spec[i].kind == TIER_ETCD)
+            cleanup_etcd();
         else if (spec[i].kind != TIER_MEMORY)
             kt_rmdir(tier_dirs[i]);
 }
@@ -371,6 +380,7 @@ LAYERED_BACKEND(layered_mirror, stack_mirror)
 LAYERED_BACKEND(layered_sqlite, stack_mem_sqlite_lmdb)
 LAYERED_BACKEND(layered_postgres, stack_mem_postgres)
 LAYERED_BACKEND(layered_mirror_postgres, stack_mem_lmdb_mirror_postgres)
+LAYERED_BACKEND(layered_etcd, stack_mem_lmdb_etcd)
 
 #define LAYERED_ENTRY(name) {#name, open_##name, reopen_##name, cleanup_##name, 0, 0}
 
@@ -392,6 +402,9 @@ static const backend backends[] = {
     LAYERED_ENTRY(layered_postgres), /* memory (64 KiB) over PostgreSQL */
     LAYERED_ENTRY(layered_mirror_postgres), /* memory (16 KiB) over an LMDB
                                                mirror over PostgreSQL */
+    /* memory (64 KiB) over LMDB over etcd, which sets the limits */
+    {"layered_etcd", open_layered_etcd, reopen_layered_etcd, cleanup_layered_etcd,
+     1023, 1u << 20},
 };
 
 static const backend *g_backend; /* the one under test */

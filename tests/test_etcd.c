@@ -18,6 +18,8 @@
 #include <kivis/memory.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +212,51 @@ static void test_members_killed_mid_run(void **state)
     kivis_close(db);
     assert_int_equal(counter_value(st, k), 15);
     kivis_storage_close(st);
+}
+
+/* Two members of three killed: no quorum, so a commit fails cleanly
+ * (KIVIS_EUNAVAILABLE, the caller told that its outcome is unknown) and
+ * no later than the storage's timeout; once the members are back every
+ * commit reported before is there, and the one that failed is there whole
+ * or not at all (a leader without its quorum may still commit what it was
+ * sent once the others return). */
+static void test_quorum_lost_and_back(void **state)
+{
+    (void)state;
+    kt_etcd_wipe("t-quorum/");
+    kivis_storage *st = open_at(kt_etcd_start(), "t-quorum/", 1500);
+    char key[8], buf[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        put_one(st, kivis_slice_make(key, strlen(key)), S("v"));
+    }
+    int first = kt_etcd_leader(), second = (first + 1) % KT_ETCD_MEMBERS;
+    kt_etcd_kill(first);
+    kt_etcd_kill(second);
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, S("q1"), S("v")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, S("q2"), S("v")), KIVIS_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_EUNAVAILABLE);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(t1.tv_sec - t0.tv_sec < 10);
+    assert_true(strlen(kivis_etcd_errmsg()) > 0);
+    kt_etcd_revive(first);
+    kt_etcd_revive(second);
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(kt_get_once(st, kivis_slice_make(key, strlen(key)), buf, sizeof buf),
+                         KIVIS_OK);
+    }
+    int q1 = kt_get_once(st, S("q1"), buf, sizeof buf);
+    int q2 = kt_get_once(st, S("q2"), buf, sizeof buf);
+    assert_true(q1 == KIVIS_OK || q1 == KIVIS_NOTFOUND);
+    assert_int_equal(q1, q2);
+    put_one(st, S("after"), S("v"));
+    kivis_storage_close(st);
+    kt_etcd_wipe("t-quorum/");
 }
 
 /* A store whose only endpoint is down: KIVIS_EUNAVAILABLE (at open too),
@@ -551,6 +598,74 @@ static void test_feed_follows_other_client(void **state)
     kivis_storage_close(b);
 }
 
+/* An allocator that fails every allocation made off the test's thread
+ * (the feed's watch thread) while armed, counting those it failed. */
+typedef struct thread_failing {
+    kivis_allocator iface;
+    pthread_t main;
+    atomic_bool armed;
+    atomic_int failed;
+} thread_failing;
+
+static void *tf_malloc(void *ctx, size_t n)
+{
+    thread_failing *a = ctx;
+    if (atomic_load(&a->armed) && !pthread_equal(pthread_self(), a->main)) {
+        atomic_fetch_add(&a->failed, 1);
+        return NULL;
+    }
+    return malloc(n);
+}
+
+static void *tf_realloc(void *ctx, void *p, size_t n)
+{
+    thread_failing *a = ctx;
+    if (atomic_load(&a->armed) && !pthread_equal(pthread_self(), a->main)) {
+        atomic_fetch_add(&a->failed, 1);
+        return NULL;
+    }
+    return realloc(p, n);
+}
+
+static void tf_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+/* A change the watch thread could not queue (its memory ran out) is not
+ * skipped: the watch starts again from that revision and the change
+ * arrives once memory is back, in order, before the next one. */
+static void test_feed_keeps_a_change_it_could_not_queue(void **state)
+{
+    (void)state;
+    thread_failing tf = {{tf_malloc, tf_realloc, tf_free, NULL}, pthread_self(), false, 0};
+    tf.iface.ctx = &tf;
+    kt_etcd_wipe("t-feedoom/");
+    kivis_etcd_options o = {.allocator = &tf.iface, .prefix = "t-feedoom/"};
+    kivis_storage *a = NULL, *b = open_at(kt_etcd_start(), "t-feedoom/", 0);
+    assert_int_equal(kivis_etcd_open(kt_etcd_start(), &o, &a), KIVIS_OK);
+    kivis_feed *f;
+    assert_int_equal(kivis_feed_open(a, KIVIS_FEED_NOW, &f), KIVIS_OK);
+    uint64_t pos = 0;
+    put_one(b, S("before"), S("1"));
+    expect_change(f, KIVIS_CHANGE_INSERT, "before", &pos);
+    atomic_store(&tf.armed, true);
+    put_one(b, S("lost"), S("1"));
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 500 && atomic_load(&tf.failed) == 0; i++)
+        nanosleep(&tick, NULL);
+    assert_true(atomic_load(&tf.failed) > 0);
+    atomic_store(&tf.armed, false);
+    put_one(b, S("after"), S("1"));
+    expect_change(f, KIVIS_CHANGE_INSERT, "lost", &pos);
+    expect_change(f, KIVIS_CHANGE_INSERT, "after", &pos);
+    kivis_feed_close(f);
+    kivis_storage_close(a);
+    kivis_storage_close(b);
+    kt_etcd_wipe("t-feedoom/");
+}
+
 /* Resuming from a position the cluster has compacted away starts with a
  * KIVIS_CHANGE_RESYNC, then the changes kept (the compaction keeps the
  * revision it is made at: a's update). */
@@ -618,11 +733,13 @@ int main(void)
         cmocka_unit_test(test_commit_over_op_limit),
         cmocka_unit_test(test_two_process_counter),
         cmocka_unit_test(test_members_killed_mid_run),
+        cmocka_unit_test(test_quorum_lost_and_back),
         cmocka_unit_test(test_unreachable_then_back),
         cmocka_unit_test(test_frozen_member_passed_over),
         cmocka_unit_test(test_lost_commit_reply),
         cmocka_unit_test(test_node_kill_figures),
         cmocka_unit_test(test_feed_follows_other_client),
+        cmocka_unit_test(test_feed_keeps_a_change_it_could_not_queue),
         cmocka_unit_test(test_feed_resync_after_compaction),
         cmocka_unit_test(test_layered_cache_sees_other_client),
     };

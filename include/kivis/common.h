@@ -95,7 +95,9 @@ typedef struct kivis_bytes {
  * goes through the allocator given when a storage or db is opened.
  * `realloc(ctx, NULL, n)` must behave as malloc; `free(ctx, NULL)` is a no-op.
  * A hook that returns NULL makes the operation fail with KIVIS_ENOMEM and
- * leave the store as it was.
+ * leave the store as it was.  The hooks must be thread-safe when a storage
+ * is used from several threads or runs a thread of its own (the etcd
+ * backend's watch thread allocates the changes of a feed with them).
  */
 typedef struct kivis_allocator {
     void *(*malloc)(void *ctx, size_t size);

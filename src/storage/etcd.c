@@ -1268,6 +1268,10 @@ typedef struct etcd_feed {
     curl_socket_t sock; /* the stream's socket, CURL_SOCKET_BAD when none */
     bool stop;
     bool down;          /* the last watch attempt failed */
+    bool broken;        /* a change could not be queued (no memory, a line
+                           that does not parse): the stream ends and the
+                           next watch starts again from `start`, which
+                           still names that change's revision */
     uint64_t last;      /* the position queued last */
     long long start;    /* the revision the next watch starts from */
     long long index_rev; /* the revision whose events idx counts */
@@ -1278,11 +1282,13 @@ typedef struct etcd_feed {
 
 static void feed_push(etcd_feed *f, uint64_t pos, int kind, kivis_slice key)
 {
-    if (pos <= f->last)
-        return; /* queued before the stream broke */
+    if (pos <= f->last || f->broken)
+        return; /* queued before the stream broke, or after a loss */
     feed_node *n = s_malloc(f->copy, sizeof *n + key.len + 1);
-    if (!n)
-        return; /* the next one is fed after a RESYNC, see below */
+    if (!n) {
+        f->broken = true; /* a later change must not pass this one */
+        return;
+    }
     n->next = NULL;
     if (key.len)
         memcpy(n->key_bytes, key.data, key.len);
@@ -1319,6 +1325,8 @@ static void feed_event(etcd_feed *f, const json_t *ev)
     size_t len = json_string_length(k);
     unsigned char small[512], *buf = len < sizeof small ? small : malloc(len);
     long kl = buf ? b64_decode(json_string_value(k), len, buf) : -1;
+    if (!buf)
+        f->broken = true;
     const etcd_storage *s = f->copy;
     if (kl >= (long)s->data_len && memcmp(buf, s->data, s->data_len) == 0)
         feed_push(f, pos, kind,
@@ -1332,6 +1340,10 @@ static void feed_event(etcd_feed *f, const json_t *ev)
 static bool feed_line(etcd_feed *f, const char *text, size_t len)
 {
     json_t *msg = json_loadb(text, len, 0, NULL);
+    if (!msg) {
+        f->broken = true; /* it may have carried changes */
+        return false;
+    }
     const json_t *r = json_object_get(msg, "result");
     long long compacted = j_get_int(r, "compact_revision");
     if (json_is_true(json_object_get(r, "created"))) {
@@ -1342,14 +1354,15 @@ static bool feed_line(etcd_feed *f, const char *text, size_t len)
     if (compacted && f->start < compacted) {
         /* the changes from start to compacted - 1 are gone */
         feed_push(f, ((uint64_t)compacted << FEED_SHIFT) - 1, KIVIS_CHANGE_RESYNC, no_slice);
-        f->start = compacted;
+        if (!f->broken)
+            f->start = compacted;
     }
     const json_t *events = json_object_get(r, "events");
     for (size_t i = 0; i < json_array_size(events); i++)
         feed_event(f, json_array_get(events, i));
     bool canceled = json_is_true(json_object_get(r, "canceled"));
     json_decref(msg);
-    return !canceled;
+    return !canceled && !f->broken;
 }
 
 static size_t feed_collect(char *data, size_t size, size_t n, void *ud)
@@ -1427,6 +1440,7 @@ static void feed_watch(etcd_feed *f, CURL *c)
     snprintf(url, sizeof url, "%s/v3/watch", s->endpoints[s->current]);
     f->line_len = 0;
     f->index_rev = 0;
+    f->broken = false;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
     curl_easy_perform(c);

@@ -1,12 +1,17 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Each block carries its size in front, so frees can be counted. */
+/* Each block carries its size in front, so frees can be counted.  The
+ * counts take a lock: a backend's own thread (etcd's watch) allocates
+ * through the same hooks as the thread that runs the test. */
+static pthread_mutex_t kt_alloc_lock = PTHREAD_MUTEX_INITIALIZER;
+
 typedef union kt_hdr {
     size_t size;
     max_align_t align;
@@ -14,20 +19,22 @@ typedef union kt_hdr {
 
 static int kt_should_fail(kt_alloc *a)
 {
+    pthread_mutex_lock(&kt_alloc_lock);
     a->calls++;
-    if (a->fail_at && a->calls == a->fail_at) {
-        a->failures++;
-        return 1;
-    }
-    return 0;
+    int fail = a->fail_at && a->calls == a->fail_at;
+    a->failures += fail;
+    pthread_mutex_unlock(&kt_alloc_lock);
+    return fail;
 }
 
 static void kt_account(kt_alloc *a, long blocks, long long bytes)
 {
+    pthread_mutex_lock(&kt_alloc_lock);
     a->live_blocks += blocks;
     a->live_bytes += bytes;
     if (a->live_bytes > a->peak_bytes)
         a->peak_bytes = a->live_bytes;
+    pthread_mutex_unlock(&kt_alloc_lock);
 }
 
 static void *kt_malloc(void *ctx, size_t n)
