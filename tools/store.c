@@ -6,14 +6,19 @@
  * of `backends`: its scheme, how to recognise it, how to open it without
  * creating anything, and its backup and compaction.  A new backend (a
  * PostgreSQL conninfo, etcd endpoints) is one more row; a network one has
- * no shape and is reached by its URI only.
+ * no shape and is reached by its URI only.  LMDB is always there; SQLite
+ * and RocksDB where the build has them (`make demo` builds LMDB alone).
  */
 #include "cli.h"
 
 #include <kivis/inspect.h>
 #include <kivis/lmdb.h>
-#include <kivis/rocksdb.h>
-#include <kivis/sqlite.h>
+#ifdef KIVIS_WITH_ROCKSDB
+#include <kivis/rocksdb.h> /* optional backend */
+#endif
+#ifdef KIVIS_WITH_SQLITE
+#include <kivis/sqlite.h> /* optional backend */
+#endif
 
 #include <dirent.h>
 #include <errno.h>
@@ -50,16 +55,6 @@ static bool has_file(const char *dir, const char *name)
            stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static bool has_prefixed_file(const char *dir, const char *prefix)
-{
-    DIR *d = opendir(dir);
-    bool found = false;
-    for (struct dirent *e; d && !found && (e = readdir(d));)
-        found = !strncmp(e->d_name, prefix, strlen(prefix));
-    if (d)
-        closedir(d);
-    return found;
-}
 
 static const char *lmdb_shape(const char *path)
 {
@@ -68,6 +63,7 @@ static const char *lmdb_shape(const char *path)
     return has_file(path, "data.mdb") ? NULL : "the directory has no data.mdb";
 }
 
+#ifdef KIVIS_WITH_SQLITE
 /* The 16 bytes every SQLite database file starts with. */
 static const char sqlite_magic[16] = "SQLite format 3";
 
@@ -85,6 +81,24 @@ static const char *sqlite_shape(const char *path)
                : "the file does not start with \"SQLite format 3\"";
 }
 
+static int sqlite_open_existing(const char *path, kivis_storage **out)
+{
+    return kivis_sqlite_open_existing(path, NULL, out);
+}
+#endif
+
+#ifdef KIVIS_WITH_ROCKSDB
+static bool has_prefixed_file(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d));)
+        found = !strncmp(e->d_name, prefix, strlen(prefix));
+    if (d)
+        closedir(d);
+    return found;
+}
+
 static const char *rocksdb_shape(const char *path)
 {
     if (!is_dir(path))
@@ -94,24 +108,20 @@ static const char *rocksdb_shape(const char *path)
                : "the directory has no CURRENT and MANIFEST-* files";
 }
 
-/* ---- opening without creating ------------------------------------------ */
-
-static int lmdb_open_existing(const char *path, kivis_storage **out)
-{
-    return kivis_lmdb_open(path, NULL, out); /* the shape proved data.mdb */
-}
-
-static int sqlite_open_existing(const char *path, kivis_storage **out)
-{
-    return kivis_sqlite_open_existing(path, NULL, out);
-}
-
 static int rocksdb_open_existing(const char *path, kivis_storage **out)
 {
     kivis_rocksdb_options o;
     memset(&o, 0, sizeof o);
     o.no_create = 1;
     return kivis_rocksdb_open(path, &o, out);
+}
+#endif
+
+/* ---- opening without creating ------------------------------------------ */
+
+static int lmdb_open_existing(const char *path, kivis_storage **out)
+{
+    return kivis_lmdb_open(path, NULL, out); /* the shape proved data.mdb */
 }
 
 static void lmdb_stats(kivis_storage *st, FILE *out)
@@ -127,10 +137,14 @@ static const cli_backend backends[] = {
      "`kivis backup` writes a compacted copy: stop the writers, then move "
      "DEST/data.mdb over the store's data.mdb",
      lmdb_stats},
+#ifdef KIVIS_WITH_SQLITE
     {"sqlite", "an SQLite database file", sqlite_shape, sqlite_open_existing,
      kivis_sqlite_backup, kivis_sqlite_vacuum, NULL, NULL},
+#endif
+#ifdef KIVIS_WITH_ROCKSDB
     {"rocksdb", "a RocksDB directory", rocksdb_shape, rocksdb_open_existing,
      kivis_rocksdb_checkpoint, kivis_rocksdb_compact, NULL, NULL},
+#endif
 };
 
 enum { NBACKENDS = sizeof backends / sizeof backends[0] };

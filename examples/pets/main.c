@@ -9,6 +9,12 @@
  *                                removed at the end
  *   example_pets --lmdb DIR      LMDB in DIR, kept (kivis dump DIR reads it)
  *   example_pets --memory        the in-memory B+tree
+ *   example_pets --postgres CONNINFO   a PostgreSQL server (table kivis_kv),
+ *                                when built with the PostgreSQL backend
+ *   example_pets --etcd ENDPOINTS     an etcd cluster (prefix "kivis/"),
+ *                                when built with the etcd backend
+ *
+ * The session expects a new store: an empty directory, table or prefix.
  */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 
@@ -16,6 +22,12 @@
 
 #include <kivis/lmdb.h>
 #include <kivis/memory.h>
+#ifdef KIVIS_WITH_POSTGRES
+#include <kivis/postgres.h> /* optional backend */
+#endif
+#ifdef KIVIS_WITH_ETCD
+#include <kivis/etcd.h> /* optional backend */
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,7 +261,39 @@ static void make_temp_dir(void)
     atexit(remove_temp_dir);
 }
 
-/* Open the store the command line asks for: [--memory | --lmdb DIR]. */
+/* A server's store (--postgres CONNINFO, --etcd ENDPOINTS) when this
+ * build has its backend; NULL when the option is not one of them. */
+static kivis_storage *open_server_store(const char *option, const char *where)
+{
+    kivis_storage *st = NULL;
+#ifdef KIVIS_WITH_POSTGRES
+    if (!strcmp(option, "--postgres")) {
+        int rc = kivis_postgres_open(where, NULL, &st);
+        if (rc != KIVIS_OK) {
+            fprintf(stderr, "pets: postgres_open: %s (%s)\n", kivis_strerror(rc),
+                    kivis_postgres_errmsg());
+            exit(1);
+        }
+        printf("store: PostgreSQL, table kivis_kv\n");
+    }
+#endif
+#ifdef KIVIS_WITH_ETCD
+    if (!strcmp(option, "--etcd")) {
+        int rc = kivis_etcd_open(where, NULL, &st);
+        if (rc != KIVIS_OK) {
+            fprintf(stderr, "pets: etcd_open: %s (%s)\n", kivis_strerror(rc),
+                    kivis_etcd_errmsg());
+            exit(1);
+        }
+        printf("store: etcd, prefix kivis/\n");
+    }
+#endif
+    (void)option, (void)where;
+    return st;
+}
+
+/* Open the store the command line asks for:
+ * [--memory | --lmdb DIR | --postgres CONNINFO | --etcd ENDPOINTS]. */
 static kivis_storage *open_store(int argc, char **argv)
 {
     kivis_storage *st;
@@ -258,6 +302,8 @@ static kivis_storage *open_store(int argc, char **argv)
         printf("store: in memory\n");
         return st;
     }
+    if (argc == 3 && (st = open_server_store(argv[1], argv[2])))
+        return st;
     const char *dir;
     if (argc == 3 && !strcmp(argv[1], "--lmdb")) {
         dir = argv[2];
@@ -267,7 +313,8 @@ static kivis_storage *open_store(int argc, char **argv)
         dir = temp_dir;
         printf("store: LMDB in %s (temporary, removed at the end)\n", dir);
     } else {
-        fprintf(stderr, "usage: %s [--memory | --lmdb DIR]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--memory | --lmdb DIR | --postgres CONNINFO"
+                        " | --etcd ENDPOINTS]\n", argv[0]);
         exit(2);
     }
     check(NULL, kivis_lmdb_open(dir, NULL, &st), "lmdb_open");
@@ -293,8 +340,8 @@ int main(int argc, char **argv)
     kivis_storage *st = open_store(argc, argv);
     check(NULL, pets_open(st, NULL, &db), "open");
     if (holds_users(db)) {
-        fprintf(stderr, "pets: the store already holds users; give --lmdb "
-                        "a new or empty directory\n");
+        fprintf(stderr, "pets: the store already holds users; give a new or "
+                        "empty one (directory, table or prefix)\n");
         pets_close(db);
         kivis_storage_close(st);
         return 1;
