@@ -371,7 +371,7 @@ static const char *const record_suffixes[] = {
     "_key_clear", "_cache", "_cache_stats", "_cache_clear", "_cursor",
     "_scan", "_scan_prefix", "_next", "_next_into", "_close", "_derive_key",
     "_fields_", "_desc_", "_key_fields_", "_key_desc_", "_indexes_",
-    "_key_map_", "_derive_", "_count", "_exists", "_next_key"};
+    "_key_map_", "_derive_", "_count", "_exists", "_next_key", "_prefetch"};
 /* after R_by_F and R_count_by_F */
 static const char *const index_suffixes[] = {"", "_range", "_prefix"};
 /* after R_distinct_F */

@@ -260,6 +260,22 @@ int kivis_get_into(kivis_db *db, uint32_t table, const void *key,
                    void *record_out, void *buf, size_t size);
 
 /**
+ * A hint, inside a transaction: its next gets, updates and removes will
+ * touch the records of `keys` (an array of n key structs of the table,
+ * borrowed for the call).  A backend whose reads are round trips
+ * (PostgreSQL) reads them all in one request and answers those reads from
+ * it; the others do nothing.  Results never change.  Use it before a loop
+ * that reads or rewrites many known records in one transaction.  Outside a
+ * transaction it does nothing (there is nothing to keep the reads in).
+ * @return KIVIS_OK; KIVIS_EINVAL (NULL db, keys with n > 0, no such
+ *         table); KIVIS_EUTF8, KIVIS_ERANGE, KIVIS_EKEYSIZE (a key no
+ *         record could have); KIVIS_EBADTXN; KIVIS_ENOMEM; the read's
+ *         storage error (the transaction is still usable: each read then
+ *         asks for itself).
+ */
+int kivis_prefetch(kivis_db *db, uint32_t table, const void *keys, size_t n);
+
+/**
  * Remove the record under `key` and its index entries.
  * @return KIVIS_OK; KIVIS_NOTFOUND (nothing there); errors as kivis_put.
  */

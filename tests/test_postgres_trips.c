@@ -240,6 +240,57 @@ static void test_record_round_trips(void **state)
     assert_int_equal(kivis_storage_close(st), KIVIS_OK);
 }
 
+/* kivis_prefetch: a write transaction that reads, renames and removes
+ * records it named beforehand costs one round trip for all their reads
+ * (and its commit), not one a record; results are those of plain reads
+ * (a key not stored is still KIVIS_NOTFOUND); outside a transaction it
+ * does nothing; bad arguments are refused. */
+static void test_record_prefetch(void **state)
+{
+    (void)state;
+    enum { N = 30 };
+    kivis_storage *st;
+    kivis_db *db = pets_on(table_fresh("trips_prefetch"), &st);
+    user_key keys[N + 1];
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    for (int i = 0; i < N; i++)
+        keys[i] = kt_put_user(db, "before", (uint32_t)i);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    keys[N] = (user_key){keys[N - 1].id + 1000}; /* not stored */
+
+    trips();
+    assert_int_equal(kivis_prefetch(db, PETS_USER, keys, N + 1), KIVIS_OK);
+    assert_int_equal(trips(), 0); /* outside a transaction: nothing */
+    assert_int_equal(kivis_prefetch(db, PETS_USER, NULL, 1), KIVIS_EINVAL);
+    assert_int_equal(kivis_prefetch(db, 99, keys, 1), KIVIS_EINVAL);
+
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    trips();
+    assert_int_equal(kivis_prefetch(db, PETS_USER, keys, N + 1), KIVIS_OK);
+    assert_int_equal(trips(), 1);
+    for (int i = 0; i < N; i++) {
+        user u;
+        assert_int_equal(kivis_get(db, PETS_USER, &keys[i], &u), KIVIS_OK);
+        assert_int_equal(u.age, (uint32_t)i);
+        kivis_record_clear(db, PETS_USER, &u);
+        if (i % 2) {
+            user renamed = {"after", "x@example.org", (uint32_t)i};
+            assert_int_equal(kivis_update(db, PETS_USER, &keys[i], &renamed), KIVIS_OK);
+        } else {
+            assert_int_equal(kivis_remove(db, PETS_USER, &keys[i]), KIVIS_OK);
+        }
+    }
+    user none;
+    assert_int_equal(kivis_get(db, PETS_USER, &keys[N], &none), KIVIS_NOTFOUND);
+    assert_int_equal(trips(), 0);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    assert_int_equal(trips(), 1);
+    assert_int_equal(kt_users_named(db, "after"), N / 2);
+    assert_int_equal(kt_users_named(db, "before"), 0);
+    kivis_close(db);
+    assert_int_equal(kivis_storage_close(st), KIVIS_OK);
+}
+
 /* A scan reading ahead returns what a plain scan does, in both directions,
  * across batches (16, 128, then 1,024 entries), and gives an entry again
  * after a buffer too small for it. */
@@ -321,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_prefetch_round_trips),
         cmocka_unit_test(test_discard_round_trips),
         cmocka_unit_test(test_record_round_trips),
+        cmocka_unit_test(test_record_prefetch),
         cmocka_unit_test(test_read_ahead_scans),
         cmocka_unit_test(test_idle_feed_costs_nothing),
     };

@@ -319,6 +319,15 @@ static inline int user_exists(pets_db *db, user_key key)
     return rc ? rc : kivis_exists((kivis_db *)db, PETS_USER, &key);
 }
 
+/* Inside a transaction: the next reads and writes will touch the user
+ * records of keys[0..n-1]; a backend whose reads are round trips
+ * (PostgreSQL) reads them all in one (kivis_prefetch). */
+static inline int user_prefetch(pets_db *db, const user_key *keys, size_t n)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_prefetch((kivis_db *)db, PETS_USER, keys, n);
+}
+
 /* user_next for the key alone: an index cursor reads only its index
  * entries and fetches no record.  Clear the key with user_key_clear. */
 static inline int user_next_key(user_cursor *cur, user_key *key)
@@ -564,6 +573,15 @@ static inline int toy_exists(pets_db *db, toy_key key)
     return rc ? rc : kivis_exists((kivis_db *)db, PETS_TOY, &key);
 }
 
+/* Inside a transaction: the next reads and writes will touch the toy
+ * records of keys[0..n-1]; a backend whose reads are round trips
+ * (PostgreSQL) reads them all in one (kivis_prefetch). */
+static inline int toy_prefetch(pets_db *db, const toy_key *keys, size_t n)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_prefetch((kivis_db *)db, PETS_TOY, keys, n);
+}
+
 /* toy_next for the key alone: an index cursor reads only its index
  * entries and fetches no record.  Clear the key with toy_key_clear. */
 static inline int toy_next_key(toy_cursor *cur, toy_key *key)
@@ -729,6 +747,15 @@ static inline int pet_exists(pets_db *db, pet_key key)
 {
     int rc = pets_check_(db);
     return rc ? rc : kivis_exists((kivis_db *)db, PETS_PET, &key);
+}
+
+/* Inside a transaction: the next reads and writes will touch the pet
+ * records of keys[0..n-1]; a backend whose reads are round trips
+ * (PostgreSQL) reads them all in one (kivis_prefetch). */
+static inline int pet_prefetch(pets_db *db, const pet_key *keys, size_t n)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_prefetch((kivis_db *)db, PETS_PET, keys, n);
 }
 
 /* pet_next for the key alone: an index cursor reads only its index
@@ -958,6 +985,15 @@ static inline int blob_exists(pets_db *db, blob_key key)
 {
     int rc = pets_check_(db);
     return rc ? rc : kivis_exists((kivis_db *)db, PETS_BLOB, &key);
+}
+
+/* Inside a transaction: the next reads and writes will touch the blob
+ * records of keys[0..n-1]; a backend whose reads are round trips
+ * (PostgreSQL) reads them all in one (kivis_prefetch). */
+static inline int blob_prefetch(pets_db *db, const blob_key *keys, size_t n)
+{
+    int rc = pets_check_(db);
+    return rc ? rc : kivis_prefetch((kivis_db *)db, PETS_BLOB, keys, n);
 }
 
 /* blob_next for the key alone: an index cursor reads only its index
