@@ -40,7 +40,7 @@ static const bench_engine *const engines[] = {
     &bench_kivis_layered_full,
     &bench_kivis_layered_admit,
     &bench_kivis_sqlite, &bench_kivis_rocksdb, &bench_lmdb, &bench_sqlite,
-    &bench_bdb,
+    &bench_rocksdb, &bench_bdb,
 #ifdef KIVIS_WITH_POSTGRES
     &bench_kivis_postgres, &bench_kivis_layered_postgres, &bench_postgres,
 #endif
