@@ -6,6 +6,7 @@
 # N=10,000 (BENCH_ETCD_N), and the scaling curve up to MAX_N (10^6).
 #   scripts/bench.sh BUILD_DIR [MAX_N]
 # Results go to BUILD_DIR/../bench/ (build/bench/): results.csv, backends.csv,
+# raw-pairs.csv (kivis over SQLite and RocksDB beside each by hand),
 # postgres.csv, etcd.csv, scaling.csv, scaling.png.
 # `make bench-scaling` runs only the scaling curve, up to 10^7.
 set -euo pipefail
@@ -28,6 +29,12 @@ if [ "${BENCH_SCALING_ONLY:-0}" != 1 ]; then
   echo "== bench_engines: kivis over its other backends (raw LMDB the reference)"
   "$dir/bench_engines" --n "${BENCH_N:-1000000}" --csv "$out/backends.csv" \
     --engines kivis-layered,kivis-sqlite,kivis-rocksdb,lmdb
+  echo
+  # kivis over SQLite and RocksDB beside each by hand, in one run: the
+  # ratios kivis/raw of each pair are printed under the table
+  echo "== bench_engines: kivis over SQLite and RocksDB against each by hand"
+  "$dir/bench_engines" --n "${BENCH_N:-1000000}" --csv "$out/raw-pairs.csv" \
+    --engines kivis-sqlite,kivis-rocksdb,sqlite,rocksdb --reference sqlite
   echo
   # PostgreSQL, on a private server bench_engines starts and stops itself;
   # N = 10^5: every read is a round trip, 10^6 would take half an hour

@@ -113,7 +113,7 @@ static char sqlite_dir[256], sqlite_path[300];
 
 static int open_sqlite_file(const kivis_allocator *alloc, kivis_storage **out)
 {
-    kivis_sqlite_options opts = {alloc, 0, 0};
+    kivis_sqlite_options opts = {alloc, 0, 0, 0, 0};
     return kivis_sqlite_open(sqlite_path, &opts, out);
 }
 
@@ -295,7 +295,7 @@ static int open_tier(const tier_spec *ts, size_t i, bool fresh,
         return kivis_lmdb_open(tier_dirs[i], &lmdb, out);
     case TIER_SQLITE: {
         char path[300];
-        kivis_sqlite_options so = {alloc, 0, 0};
+        kivis_sqlite_options so = {alloc, 0, 0, 0, 0};
         if (fresh)
             kt_tempdir(tier_dirs[i], sizeof tier_dirs[i]);
         if ((size_t)snprintf(path, sizeof path, "%s/cache.db", tier_dirs[i]) >=

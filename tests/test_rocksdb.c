@@ -716,6 +716,38 @@ static void test_readers_see_a_snapshot(void **state)
     assert_int_equal(kt_count(f->st), 20);
 }
 
+/* An index entry's delete (discard) does not search RocksDB for the key:
+ * it is queued blind and answers KIVIS_OK for a key that was not there.
+ * Gets of the same key in a row are answered once, and a transaction's
+ * own writes still come first. */
+static void test_discard_is_blind(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(put_n(f->st, 'k', 0, 10, 8, KIVIS_SYNC), KIVIS_OK);
+    kivis_storage_txn *t;
+    kivis_slice a, b;
+    assert_int_equal(kivis_storage_begin(f->st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, str("k00000004"), &a), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, str("k00000004"), &b), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, str("k00000005"), &b), KIVIS_OK);
+    assert_int_equal(a.len, 8); /* still alive: no write since */
+    assert_memory_equal(a.data, "eeeeeeee", 8);
+    assert_int_equal(kivis_txn_discard(t, str("k00000003")), KIVIS_OK);
+    assert_int_equal(kivis_txn_discard(t, str("absent")), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, str("k00000003"), &a), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_txn_put(t, str("k00000004"), str("new")), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, str("k00000004"), &a), KIVIS_OK);
+    assert_int_equal(a.len, 3);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kt_count(f->st), 9);
+    assert_int_equal(kivis_storage_begin(f->st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, str("absent"), &a), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_txn_get(t, str("k00000003"), &a), KIVIS_NOTFOUND);
+    assert_int_equal(kivis_txn_get(t, str("k00000004"), &a), KIVIS_OK);
+    assert_memory_equal(a.data, "new", 3);
+    kivis_txn_abort(t);
+}
+
 static void test_bad_paths(void **state)
 {
     (void)state;
@@ -814,6 +846,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_key_size_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writers_serialize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_see_a_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_discard_is_blind, setup, teardown),
         cmocka_unit_test(test_bad_paths),
         cmocka_unit_test_setup_teardown(test_engine_end_to_end, setup, teardown),
     };

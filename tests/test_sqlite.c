@@ -30,7 +30,7 @@ typedef struct fx {
 
 static int open_path(const char *path, size_t max_key, int busy_ms, kivis_storage **st)
 {
-    kivis_sqlite_options o = {NULL, max_key, busy_ms};
+    kivis_sqlite_options o = {NULL, max_key, busy_ms, 0, 0};
     return kivis_sqlite_open(path, &o, st);
 }
 
@@ -286,7 +286,7 @@ static void test_bad_paths(void **state)
     snprintf(path, sizeof path, "%s/missing/kv.db", f->dir);
     assert_int_equal(kivis_sqlite_open(path, NULL, &st), KIVIS_EIO);
     assert_null(st);
-    kivis_sqlite_options o = {NULL, (size_t)1 << 40, 0};
+    kivis_sqlite_options o = {NULL, (size_t)1 << 40, 0, 0, 0};
     snprintf(path, sizeof path, "%s/other.db", f->dir);
     assert_int_equal(kivis_sqlite_open(path, &o, &st), KIVIS_EINVAL);
     assert_null(st);
@@ -473,7 +473,7 @@ static bool workload_with_failure(const char *path, unsigned long n)
     kt_alloc a;
     kt_alloc_init(&a);
     kt_alloc_fail_at(&a, n);
-    kivis_sqlite_options o = {&a.iface, 0, 0};
+    kivis_sqlite_options o = {&a.iface, 0, 0, 0, 0};
     kivis_storage *st = NULL;
     int rc = kivis_sqlite_open(path, &o, &st);
     kivis_storage_txn *t = NULL;
@@ -511,6 +511,68 @@ static void test_allocation_failures(void **state)
 }
 
 /* ---- the record engine on SQLite ---------------------------------------- */
+
+/* Get every key k<0> .. k<n-1> in one read transaction of st; returns
+ * how many bytes SQLite's allocations grew by meanwhile (its page cache)
+ * and whether the database file at path was memory-mapped meanwhile. */
+static long long read_all(kivis_storage *st, int n, const char *path, bool *mapped)
+{
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    sqlite3_int64 before = sqlite3_memory_used();
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        kivis_slice v;
+        snprintf(key, sizeof key, "k%08d", i);
+        assert_int_equal(kivis_txn_get(t, str(key), &v), KIVIS_OK);
+    }
+    long long grew = (long long)(sqlite3_memory_used() - before);
+    /* a mapping of the file itself: its line in maps ends with the path */
+    *mapped = false;
+    FILE *maps = fopen("/proc/self/maps", "r");
+    assert_non_null(maps);
+    char line[4096];
+    size_t pl = strlen(path);
+    while (fgets(line, sizeof line, maps)) {
+        size_t ll = strcspn(line, "\n");
+        if (ll >= pl && !memcmp(line + ll - pl, path, pl) && line[ll - pl - 1] == ' ')
+            *mapped = true;
+    }
+    fclose(maps);
+    kivis_txn_abort(t);
+    return grew;
+}
+
+/* cache_size and mmap_size reach every pooled connection: 8 MB of records
+ * read through a 32 MiB page cache fill it past SQLite's default of 2 MiB,
+ * and with a memory map the file is mapped (then the page cache stays
+ * small, the pages being read in place). */
+static void test_cache_and_mmap_options(void **state)
+{
+    fx *f = *state;
+    enum { N = 8000, VLEN = 1000 };
+    assert_int_equal(put_n(f->st, 0, N, VLEN, KIVIS_NOSYNC), KIVIS_OK);
+    bool mapped;
+    long long grew = read_all(f->st, N, f->path, &mapped); /* the defaults */
+    assert_true(grew < 3LL << 20);
+    assert_false(mapped);
+
+    kivis_storage *big;
+    kivis_sqlite_options o = {NULL, 0, 0, (size_t)32 << 20, 0};
+    assert_int_equal(kivis_sqlite_open(f->path, &o, &big), KIVIS_OK);
+    grew = read_all(big, N, f->path, &mapped);
+    assert_true(grew > 6LL << 20);
+    assert_false(mapped);
+    kivis_storage_close(big);
+
+    kivis_storage *mm;
+    kivis_sqlite_options m = {NULL, 0, 0, 0, (size_t)64 << 20};
+    assert_int_equal(kivis_sqlite_open(f->path, &m, &mm), KIVIS_OK);
+    grew = read_all(mm, N, f->path, &mapped);
+    assert_true(mapped);
+    assert_true(grew < 3LL << 20);
+    kivis_storage_close(mm);
+}
 
 static void test_record_engine_end_to_end(void **state)
 {
@@ -557,6 +619,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_writer_in_another_process, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_and_mmap_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_engine_end_to_end, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -112,6 +112,11 @@ static inline size_t bench_map_size(size_t n)
     return ((size_t)1 << 30) + n * 2048;
 }
 
+/* SQLite's tuning, raw and under kivis: a 256 MiB page cache a
+ * connection, reads of the first GiB of the file through a memory map. */
+#define BENCH_SQLITE_CACHE ((size_t)256 << 20)
+#define BENCH_SQLITE_MMAP ((size_t)1 << 30)
+
 /* Reads are grouped this many to a read transaction where the engine's
  * API has read transactions. */
 #define BENCH_READ_BATCH 1000
@@ -162,7 +167,7 @@ typedef struct bench_engine {
 extern const bench_engine bench_kivis_memory, bench_kivis_lmdb, bench_kivis_sqlite,
     bench_kivis_rocksdb, bench_kivis_layered, bench_kivis_layered_full,
     bench_kivis_layered_admit;
-extern const bench_engine bench_lmdb, bench_sqlite, bench_bdb;
+extern const bench_engine bench_lmdb, bench_sqlite, bench_rocksdb, bench_bdb;
 
 #ifdef KIVIS_WITH_POSTGRES
 #include <kivis/storage.h>

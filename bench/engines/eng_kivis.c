@@ -248,13 +248,17 @@ static int open_lmdb(const char *dir, size_t n, kivis_storage **out)
     return kivis_lmdb_open(dir, &o, out);
 }
 
+/* The page cache and memory map raw SQLite gets (eng_sqlite.c). */
 static int open_sqlite(const char *dir, size_t n, kivis_storage **out)
 {
     (void)n;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/kv.sqlite", dir) >= sizeof path)
         return KIVIS_EINVAL;
-    return kivis_sqlite_open(path, NULL, out);
+    kivis_sqlite_options o = {0};
+    o.cache_size = BENCH_SQLITE_CACHE;
+    o.mmap_size = BENCH_SQLITE_MMAP;
+    return kivis_sqlite_open(path, &o, out);
 }
 
 static int open_rocksdb(const char *dir, size_t n, kivis_storage **out)

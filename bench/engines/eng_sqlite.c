@@ -67,8 +67,13 @@ static void *sq_open(const void *arg, const char *dir, size_t n, bool durable)
         bench_die("sqlite", "sqlite3_open", sqlite3_errmsg(h->db));
     exec(h, "PRAGMA journal_mode = WAL");
     exec(h, durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF");
-    exec(h, "PRAGMA cache_size = -262144");
-    exec(h, "PRAGMA mmap_size = 1073741824");
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%zu",
+             (size_t)BENCH_SQLITE_CACHE / 1024);
+    exec(h, pragma);
+    snprintf(pragma, sizeof pragma, "PRAGMA mmap_size = %zu",
+             (size_t)BENCH_SQLITE_MMAP);
+    exec(h, pragma);
     exec(h, "CREATE TABLE user (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
             "email TEXT NOT NULL, age INTEGER NOT NULL) WITHOUT ROWID");
     exec(h, "CREATE INDEX user_by_name ON user(name)");

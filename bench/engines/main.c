@@ -40,7 +40,7 @@ static const bench_engine *const engines[] = {
     &bench_kivis_layered_full,
     &bench_kivis_layered_admit,
     &bench_kivis_sqlite, &bench_kivis_rocksdb, &bench_lmdb, &bench_sqlite,
-    &bench_bdb,
+    &bench_rocksdb, &bench_bdb,
 #ifdef KIVIS_WITH_POSTGRES
     &bench_kivis_postgres, &bench_kivis_layered_postgres, &bench_postgres,
 #endif
@@ -430,6 +430,49 @@ static void print_trips(const options *o, cell (*cells)[P_COUNT])
     }
 }
 
+/* The raw engine kivis engine i runs over ("kivis-sqlite": "sqlite"),
+ * when that one ran too; -1 if none. */
+static int raw_of(const options *o, size_t i)
+{
+    const char *name = engines[i]->name;
+    if (strncmp(name, "kivis-", 6))
+        return -1;
+    for (size_t j = 0; j < N_ENGINES; j++)
+        if (!strcmp(engines[j]->name, name + 6) && selected(o, engines[j]))
+            return (int)j;
+    return -1;
+}
+
+/* kivis over a store against that store by hand, phase by phase: the
+ * ratio of each kivis engine whose raw engine ran beside it. */
+static void print_pairs(const options *o, cell (*cells)[P_COUNT])
+{
+    bool any = false;
+    for (size_t i = 0; i < N_ENGINES; i++)
+        any |= selected(o, engines[i]) && raw_of(o, i) >= 0;
+    if (!any)
+        return;
+    printf("\nkivis over a store / the store by hand (same run)\n%-13s", "phase");
+    for (size_t i = 0; i < N_ENGINES; i++)
+        if (selected(o, engines[i]) && raw_of(o, i) >= 0)
+            printf(" %18s", engines[i]->name);
+    printf("\n");
+    for (int p = 0; p < P_COUNT; p++) {
+        printf("%-13s", phase_names[p]);
+        for (size_t i = 0; i < N_ENGINES; i++) {
+            int raw = selected(o, engines[i]) ? raw_of(o, i) : -1;
+            if (raw < 0)
+                continue;
+            double r = ratio(&cells[i][p], &cells[raw][p]);
+            if (r > 0)
+                printf(" %17.2fx", r);
+            else
+                printf(" %18s", "n/a");
+        }
+        printf("\n");
+    }
+}
+
 static void print_table(const options *o, const bench_data *d,
                         cell (*cells)[P_COUNT])
 {
@@ -464,6 +507,7 @@ static void print_table(const options *o, const bench_data *d,
         }
         printf("\n");
     }
+    print_pairs(o, cells);
     printf("\nrows per phase (identical in every engine):");
     for (int p = 0; p < P_COUNT; p++)
         for (size_t i = 0; i < N_ENGINES; i++)

@@ -73,6 +73,16 @@ typedef struct kivis_sqlite_options {
     /** How long a writer waits for another writer, in milliseconds:
      *  0 for KIVIS_SQLITE_BUSY_TIMEOUT_MS, negative to fail at once. */
     int busy_timeout_ms;
+    /** Page cache of each pooled connection, in bytes (PRAGMA cache_size):
+     *  0 for SQLite's default of 2 MiB.  A store larger than its cache
+     *  reads the rest from the file at every miss. */
+    size_t cache_size;
+    /** How much of the database file each connection reads through a
+     *  memory map instead of read(2) (PRAGMA mmap_size), in bytes: 0 for
+     *  none (SQLite's default).  SQLite caps it at its build's
+     *  SQLITE_MAX_MMAP_SIZE.  An I/O error on a mapped page is a SIGBUS,
+     *  not KIVIS_EIO: SQLite's own caveat of memory-mapped I/O. */
+    size_t mmap_size;
 } kivis_sqlite_options;
 
 #define KIVIS_SQLITE_MAX_KEY 4096

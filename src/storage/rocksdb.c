@@ -59,8 +59,17 @@ typedef struct rocks_txn {
     rocks_storage *rs;
     const rocksdb_snapshot_t *snap;
     rocksdb_readoptions_t *ro;
-    rocksdb_pinnableslice_t **pins; /* values handed out by get */
+    rocksdb_pinnableslice_t **pins; /* values handed out by get, but last's */
     size_t npins, pins_cap;
+    /* The last get and its answer, given again without asking RocksDB: the
+     * record engine reads a record, then reads it again to update or
+     * remove it, and a RocksDB get is a memtable and level search.  The
+     * snapshot never changes, so the answer stays right; a write
+     * transaction's own writes are the overlay's, above this. */
+    bool has_last;
+    unsigned char *last_key;
+    size_t last_len, last_cap;
+    rocksdb_pinnableslice_t *last; /* its value; NULL: not found */
 } rocks_txn;
 
 /* A write transaction: the overlay over a rocks_txn. */
@@ -337,8 +346,54 @@ static int reserve_pin(rocks_txn *rt)
     return KIVIS_OK;
 }
 
+/* Room for a key of len bytes in last_key. */
+static int reserve_last_key(rocks_txn *rt, size_t len)
+{
+    if (len <= rt->last_cap)
+        return KIVIS_OK;
+    size_t cap = len < 64 ? 64 : len;
+    void *p = rt->rs->alloc.realloc(rt->rs->alloc.ctx, rt->last_key, cap);
+    if (!p)
+        return KIVIS_ENOMEM;
+    rt->last_key = p;
+    rt->last_cap = cap;
+    return KIVIS_OK;
+}
+
+static bool is_last(const rocks_txn *rt, kivis_slice key)
+{
+    return rt->has_last && key.len == rt->last_len &&
+           memcmp(key.data, rt->last_key, key.len) == 0;
+}
+
+/* The last get's answer, again. */
+static int last_answer(const rocks_txn *rt, kivis_slice *value)
+{
+    if (!rt->last)
+        return KIVIS_NOTFOUND;
+    size_t len;
+    const char *v = rocksdb_pinnableslice_value(rt->last, &len);
+    *value = kivis_slice_make(v, len);
+    return KIVIS_OK;
+}
+
+/* p (NULL: not found) becomes the last get's answer; the one before keeps
+ * its pin until release_pins (reserve_pin made room), since it was handed
+ * out. */
+static void remember_last(rocks_txn *rt, kivis_slice key,
+                          rocksdb_pinnableslice_t *p)
+{
+    if (rt->last)
+        rt->pins[rt->npins++] = rt->last;
+    rt->last = p;
+    memcpy(rt->last_key, key.data, key.len);
+    rt->last_len = key.len;
+    rt->has_last = true;
+}
+
 /* The value stays pinned (in the block cache, or copied by RocksDB out of
- * a memtable) until release_pins: the lifetime storage.h promises. */
+ * a memtable) until release_pins, or longer as the last get's: the
+ * lifetime storage.h promises. */
 static int rt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
 {
     rocks_txn *rt = (rocks_txn *)txn;
@@ -347,20 +402,17 @@ static int rt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
         return KIVIS_EINVAL;
     if (key.len > KIVIS_ROCKSDB_MAX_KEY)
         return KIVIS_NOTFOUND; /* cannot have been stored */
-    if (reserve_pin(rt) != KIVIS_OK)
+    if (is_last(rt, key))
+        return last_answer(rt, value);
+    if (reserve_pin(rt) != KIVIS_OK || reserve_last_key(rt, key.len) != KIVIS_OK)
         return KIVIS_ENOMEM;
     char *err = NULL;
     rocksdb_pinnableslice_t *p = rocksdb_get_pinned(rt->rs->db, rt->ro, key.data,
                                                     key.len, &err);
     if (err)
         return status_of(err);
-    if (!p)
-        return KIVIS_NOTFOUND;
-    rt->pins[rt->npins++] = p;
-    size_t len;
-    const char *v = rocksdb_pinnableslice_value(p, &len);
-    *value = kivis_slice_make(v, len);
-    return KIVIS_OK;
+    remember_last(rt, key, p);
+    return last_answer(rt, value);
 }
 
 static int rt_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
@@ -380,6 +432,9 @@ static void rt_abort(kivis_storage_txn *txn)
     rocks_txn *rt = (rocks_txn *)txn;
     const rocks_storage *rs = rt->rs;
     release_pins(rt);
+    if (rt->last)
+        rocksdb_pinnableslice_destroy(rt->last);
+    rs_free(rs, rt->last_key);
     rs_free(rs, rt->pins);
     rocksdb_readoptions_destroy(rt->ro);
     rocksdb_release_snapshot(rs->db, rt->snap);
@@ -478,24 +533,34 @@ static int wr_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
     return kivis_txn_get(writer_of(txn)->ov, key, value);
 }
 
-/* After the write (whose bytes may be an earlier get's result): the gets'
+/* After a write (whose bytes may be an earlier get's result): the gets'
  * pins are no longer promised to anyone. */
-static int wr_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
+static int written(rocks_writer *w, int rc)
 {
-    rocks_writer *w = writer_of(txn);
-    int rc = kivis_txn_put(w->ov, key, value);
     if (rc == KIVIS_OK)
         release_pins(w->base);
     return rc;
 }
 
+static int wr_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
+{
+    rocks_writer *w = writer_of(txn);
+    return written(w, kivis_txn_put(w->ov, key, value));
+}
+
 static int wr_del(kivis_storage_txn *txn, kivis_slice key)
 {
     rocks_writer *w = writer_of(txn);
-    int rc = kivis_txn_del(w->ov, key);
-    if (rc == KIVIS_OK)
-        release_pins(w->base);
-    return rc;
+    return written(w, kivis_txn_del(w->ov, key));
+}
+
+/* A delete of an index entry need not read: a RocksDB get is a search of
+ * the memtables and levels, not the free check storage.h's discard has in
+ * mind, so the delete is queued blind (a tombstone either way). */
+static int wr_discard(kivis_storage_txn *txn, kivis_slice key)
+{
+    rocks_writer *w = writer_of(txn);
+    return written(w, kivis_overlay_discard(w->ov, key));
 }
 
 static int wr_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
@@ -527,7 +592,7 @@ static void wr_abort(kivis_storage_txn *txn)
 
 static const kivis_txn_methods write_txn_methods = {
     wr_get, wr_put, wr_del, wr_cursor_open, wr_commit, wr_abort,
-    NULL, NULL, /* discard is del: local reads cost no round trip */
+    wr_discard, NULL, /* no prefetch: a get costs no round trip */
 };
 
 /* Called holding the writer slot; gives it back on failure. */

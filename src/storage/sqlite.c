@@ -3,10 +3,14 @@
  *
  * Transactions run on pooled connections, each with its statements
  * prepared once.  Cursors keep their bounds and the last key they returned
- * (kivis_bt_range) and take every step as a one-row query from that key,
- * which gives the cursor contract of storage.h (the transaction's writes
- * are seen, NEXT goes on after the last key returned) for one index probe
- * per step.
+ * (kivis_bt_range).  A seek runs a query ordered from its key in the
+ * cursor's direction, and steps in that direction read on in the same
+ * query, one row a step, as long as the transaction has written nothing
+ * since it started (SQLite leaves a query's results undefined once its
+ * connection changes the table under it).  Any other step, and every step
+ * after a write, starts a new query from the last key returned: the cursor
+ * contract of storage.h (the transaction's writes are seen, NEXT goes on
+ * after the last key returned) for one index probe per seek.
  *
  * Durability.  SQLite refuses to change `synchronous` inside a transaction,
  * while kivis names the durability only at commit.  Every connection runs
@@ -64,8 +68,10 @@ static const char *const stmt_sql[S_COUNT] = {
     "ROLLBACK",
 };
 
-/* One-row cursor probes: ?1 the key to probe from, ?2 the far bound of the
- * cursor's range (hi going forward, lo going back).  A forward probe of an
+/* Cursor probes: ?1 the key to probe from, ?2 the far bound of the
+ * cursor's range (hi going forward, lo going back); ordered in the probe's
+ * direction, without LIMIT, so that the cursor's next steps that way read
+ * on (SQLite computes rows as they are stepped to, so none is read ahead).  A forward probe of an
  * unbounded cursor has no ?2: "k < ?2 OR ?2 IS NULL" would cost the planner
  * its upper bound and scan to the end of the table past hi.  Going back, lo
  * is always there (the empty blob sorts below every key).  P_LAST is the
@@ -74,18 +80,18 @@ enum probe { P_GE, P_GT, P_LE, P_LT, P_LAST, P_COUNT };
 
 static const char *const probe_sql[2][P_COUNT] = {
     {
-        "SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k LIMIT 1",
-        "SELECT k, v FROM kv WHERE k > ?1 ORDER BY k LIMIT 1",
-        "SELECT k, v FROM kv WHERE k <= ?1 AND k >= ?2 ORDER BY k DESC LIMIT 1",
-        "SELECT k, v FROM kv WHERE k < ?1 AND k >= ?2 ORDER BY k DESC LIMIT 1",
-        "SELECT k, v FROM kv WHERE k >= ?2 ORDER BY k DESC LIMIT 1",
+        "SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k",
+        "SELECT k, v FROM kv WHERE k > ?1 ORDER BY k",
+        "SELECT k, v FROM kv WHERE k <= ?1 AND k >= ?2 ORDER BY k DESC",
+        "SELECT k, v FROM kv WHERE k < ?1 AND k >= ?2 ORDER BY k DESC",
+        "SELECT k, v FROM kv WHERE k >= ?2 ORDER BY k DESC",
     },
     {
-        "SELECT k, v FROM kv WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT 1",
-        "SELECT k, v FROM kv WHERE k > ?1 AND k < ?2 ORDER BY k LIMIT 1",
-        "SELECT k, v FROM kv WHERE k <= ?1 AND k >= ?2 ORDER BY k DESC LIMIT 1",
-        "SELECT k, v FROM kv WHERE k < ?1 AND k >= ?2 ORDER BY k DESC LIMIT 1",
-        "SELECT k, v FROM kv WHERE k >= ?2 ORDER BY k DESC LIMIT 1",
+        "SELECT k, v FROM kv WHERE k >= ?1 AND k < ?2 ORDER BY k",
+        "SELECT k, v FROM kv WHERE k > ?1 AND k < ?2 ORDER BY k",
+        "SELECT k, v FROM kv WHERE k <= ?1 AND k >= ?2 ORDER BY k DESC",
+        "SELECT k, v FROM kv WHERE k < ?1 AND k >= ?2 ORDER BY k DESC",
+        "SELECT k, v FROM kv WHERE k >= ?2 ORDER BY k DESC",
     },
 };
 
@@ -105,6 +111,7 @@ typedef struct sq_storage {
     char *path;
     size_t max_key;
     int busy_ms;
+    size_t cache_size, mmap_size; /* each connection's, in bytes; 0: SQLite's */
     bool no_create; /* open only an existing database with a kv table */
     pthread_mutex_t lock; /* guards the fields below */
     pthread_cond_t writer_done;
@@ -128,6 +135,8 @@ typedef struct sq_txn {
     sq_conn *c;
     chunk *arena;
     bool wrote; /* a put or del reached SQLite */
+    uint64_t writes; /* puts and dels so far: a cursor's query is stale
+                        once this moved on since it started */
     int dead;   /* SQLite rolled the transaction back: this status */
     kivis__feedset fs; /* what a writer changed, for the feed */
 } sq_txn;
@@ -142,6 +151,8 @@ typedef struct sq_cursor {
     bool bounded; /* range.hi.data != NULL: which probe_sql row */
     sqlite3_stmt *probe[P_COUNT]; /* prepared on first use */
     sqlite3_stmt *live; /* the probe holding the row returned last */
+    bool live_forward;    /* live's direction */
+    uint64_t live_writes; /* t->writes when live started */
 } sq_cursor;
 
 static const kivis_slice no_slice = {NULL, 0};
@@ -261,15 +272,35 @@ static int has_kv_table(sqlite3 *db)
     return rc == SQLITE_ROW ? KIVIS_OK : rc == SQLITE_DONE ? KIVIS_NOTFOUND : status_of(rc);
 }
 
-static int conn_setup(sq_conn *c, int busy_ms, bool no_create)
+/* The options' page cache and memory map for this connection (before
+ * its first read: the map is set up at the first read after the pragma). */
+static int size_caches(const sq_storage *s, sqlite3 *db)
 {
-    int rc = sqlite3_busy_timeout(c->db, busy_ms > 0 ? busy_ms : 0);
+    char sql[128];
+    int rc = SQLITE_OK;
+    if (s->cache_size) { /* a negative size is in KiB */
+        snprintf(sql, sizeof sql, "PRAGMA cache_size = -%zu",
+                 (s->cache_size + 1023) / 1024);
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK && s->mmap_size) {
+        snprintf(sql, sizeof sql, "PRAGMA mmap_size = %zu", s->mmap_size);
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    }
+    return status_of(rc);
+}
+
+static int conn_setup(const sq_storage *s, sq_conn *c)
+{
+    int rc = sqlite3_busy_timeout(c->db, s->busy_ms > 0 ? s->busy_ms : 0);
     if (rc != SQLITE_OK)
         return status_of(rc);
-    int status = no_create ? has_kv_table(c->db) : KIVIS_OK;
+    int status = s->no_create ? has_kv_table(c->db) : KIVIS_OK;
     if (status)
         return status;
     status = enable_wal(c->db);
+    if (!status)
+        status = size_caches(s, c->db);
     if (status)
         return status;
     rc = sqlite3_exec(c->db,
@@ -297,7 +328,7 @@ static int conn_open(sq_storage *s, sq_conn **out)
                              SQLITE_OPEN_READWRITE | create | SQLITE_OPEN_NOMUTEX |
                                  SQLITE_OPEN_EXRESCODE,
                              NULL);
-    int status = rc == SQLITE_OK ? conn_setup(c, s->busy_ms, s->no_create)
+    int status = rc == SQLITE_OK ? conn_setup(s, c)
                  : c->db         ? status_of(rc)
                                  : KIVIS_ENOMEM;
     if (status) {
@@ -506,6 +537,7 @@ static int sq_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
 static int write_stmt(sq_txn *t, enum stmt_id id)
 {
     t->wrote = true;
+    t->writes++;
     int rc = run(t->c, id);
     return rc == SQLITE_OK ? KIVIS_OK : failed(t, rc);
 }
@@ -644,6 +676,8 @@ static int probe(sq_cursor *c, enum probe p, kivis_slice key, kivis_slice *k,
         return rc == SQLITE_DONE ? KIVIS_NOTFOUND : failed(c->t, rc);
     }
     c->live = st;
+    c->live_forward = p == P_GE || p == P_GT;
+    c->live_writes = c->t->writes;
     *k = column(st, 0);
     *v = column(st, 1);
     return KIVIS_OK;
@@ -670,13 +704,40 @@ static int seek_le(sq_cursor *c, const kivis_slice *target, kivis_slice *k,
     return probe(c, P_LT, hi, k, v); /* hi is exclusive */
 }
 
+/* Step the live query to its next row, when it goes the way asked and
+ * nothing was written since it started: its rows come in order from the
+ * key it started at, so that row is the first past the last one returned.
+ * @return false when it cannot serve (*rc untouched), else true with the
+ * step's status in *rc. */
+static bool read_on(sq_cursor *c, bool forward, int *rc, kivis_slice *k,
+                    kivis_slice *v)
+{
+    sqlite3_stmt *st = c->live;
+    if (!st || c->live_forward != forward || c->live_writes != c->t->writes)
+        return false;
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW) {
+        sqlite3_reset(st);
+        c->live = NULL;
+        *rc = step == SQLITE_DONE ? KIVIS_NOTFOUND : failed(c->t, step);
+        return true;
+    }
+    *k = column(st, 0);
+    *v = column(st, 1);
+    *rc = KIVIS_OK;
+    return true;
+}
+
 static int move(sq_cursor *c, int op, const kivis_slice *target, kivis_slice *k,
                 kivis_slice *v)
 {
     bool forward = op == KIVIS_FIRST || op == KIVIS_NEXT || op == KIVIS_SEEK_GE;
     if (op == KIVIS_NEXT || op == KIVIS_PREV) {
+        int rc;
         if (c->state == ENDED)
             return KIVIS_NOTFOUND;
+        if (c->state == PLACED && read_on(c, forward, &rc, k, v))
+            return rc;
         if (c->state == PLACED)
             return probe(c, forward ? P_GT : P_LT, kivis__range_last(&c->range), k, v);
         target = NULL; /* never placed: FIRST or LAST */
@@ -699,6 +760,10 @@ static int sc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
         rc = KIVIS_NOTFOUND;
     if (rc == KIVIS_OK)
         rc = kivis__range_remember(&c->range, &c->t->s->alloc, k);
+    if (rc == KIVIS_ENOMEM && c->live) { /* the row is not returned: the */
+        sqlite3_reset(c->live);          /* next step probes for it again */
+        c->live = NULL;
+    }
     if (rc == KIVIS_NOTFOUND)
         c->state = ENDED;
     if (rc)
@@ -857,6 +922,8 @@ static int init_storage(sq_storage *s, const char *path, const kivis_sqlite_opti
     s->max_key = o && o->max_key_size ? o->max_key_size : KIVIS_SQLITE_MAX_KEY;
     s->busy_ms = o && o->busy_timeout_ms ? o->busy_timeout_ms
                                          : KIVIS_SQLITE_BUSY_TIMEOUT_MS;
+    s->cache_size = o ? o->cache_size : 0;
+    s->mmap_size = o ? o->mmap_size : 0;
     s->no_create = no_create;
     size_t n = strlen(path) + 1;
     s->path = s_malloc(s, n);
