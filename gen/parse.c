@@ -439,10 +439,19 @@ static int parse_action(parser *p, attrs *a)
     for (int i = KG_REF_RESTRICT; i <= KG_REF_NULLIFY; i++)
         if (is_word(p, action_names[i]))
             a->action = (kg_action)i;
-    if (!a->action)
-        return fail(p, "restrict, cascade or nullify", "in references(");
-    next(p);
-    return expect(p, KG_TOK_RPAREN, "to close references(");
+    if (a->action) {
+        next(p);
+        return expect(p, KG_TOK_RPAREN, "to close references(");
+    }
+    /* The field is still sound: report, skip the argument, go on. */
+    char found[48];
+    kg_tok_describe(&p->tok, found, sizeof found);
+    kg_error(p->d, p->tok.loc,
+             "references takes restrict, cascade or nullify, not %s", found);
+    while (!is(p, KG_TOK_RPAREN) && !is(p, KG_TOK_EOF) && !is(p, KG_TOK_RBRACKET))
+        next(p);
+    accept(p, KG_TOK_RPAREN);
+    return 0;
 }
 
 static int parse_attr_args(parser *p, attrs *a, int id, int dup)
