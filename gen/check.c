@@ -696,7 +696,9 @@ static void settle_key(checker *c, kg_record *r)
     for (size_t i = 0; i < r->nfields; i++) {
         if ((r->fields[i].attrs & KG_ATTR_KEY) && !first_key)
             first_key = &r->fields[i];
-        if (r->fields[i].attrs & KG_ATTR_INDEX && ++nindexes == KG_MAX_INDEXES + 1)
+        /* a referential action is kept in an index of its own */
+        if ((r->fields[i].attrs & KG_ATTR_INDEX || r->fields[i].action) &&
+            ++nindexes == KG_MAX_INDEXES + 1)
             kg_error(c->d, r->fields[i].loc,
                      "too many indexes in record '%s' (at most %u)", r->name,
                      KG_MAX_INDEXES);
@@ -922,6 +924,32 @@ static void check_keyable(checker *c, const kg_field *f)
                  f->name, f->type.name);
 }
 
+/* Whether the schema language can express `action` yet: the one place to
+ * relax when fields can be optional (nullify sets the field to "none"). */
+static int action_supported(kg_action action)
+{
+    return action != KG_REF_NULLIFY;
+}
+
+/* [[references(...)]] needs a single foreign key: a <record>_key field. */
+static void check_reference(checker *c, const kg_field *f)
+{
+    if (!f->action || !resolved(&f->type))
+        return;
+    if (f->type.kind != KG_KEY)
+        kg_error(c->d, f->action_loc,
+                 "[[references]] on field '%s': its type is not another "
+                 "record's key type (<record>_key)", f->name);
+    else if (f->type.array)
+        kg_error(c->d, f->action_loc,
+                 "[[references]] on field '%s': an array of keys cannot "
+                 "carry a referential action", f->name);
+    else if (!action_supported(f->action))
+        kg_error(c->d, f->action_loc,
+                 "[[references(nullify)]] on field '%s': nullify needs an "
+                 "optional field (none in this version)", f->name);
+}
+
 /* derive_key writes a plain struct: nothing in it may own memory. */
 static void check_derived_field(checker *c, const kg_field *f)
 {
@@ -944,8 +972,10 @@ static void check_contents(checker *c)
     kg_schema *s = c->s;
     for (size_t i = 0; i < s->nrecords; i++) {
         kg_record *r = &s->records[i];
-        for (size_t j = 0; j < r->nfields; j++)
+        for (size_t j = 0; j < r->nfields; j++) {
             check_keyable(c, &r->fields[j]);
+            check_reference(c, &r->fields[j]);
+        }
         for (size_t j = 0; j < r->nderived; j++)
             check_derived_field(c, &r->derived[j]);
     }

@@ -334,13 +334,19 @@ static void header_enum(emitter *e, const kg_enum *en)
     out(e, "};\ntypedef enum %s %s;\n\n", en->name, en->name);
 }
 
-static void out_attrs(emitter *e, unsigned attrs)
+static const char *const action_names[] = {"", "restrict", "cascade", "nullify"};
+
+static void out_attrs(emitter *e, const kg_field *f)
 {
-    if (!attrs)
+    unsigned attrs = f->attrs;
+    if (!attrs && !f->action)
         return;
-    out(e, " /*%s%s%s */", attrs & KG_ATTR_KEY ? " [[key]]" : "",
+    out(e, " /*%s%s%s", attrs & KG_ATTR_KEY ? " [[key]]" : "",
         attrs & KG_ATTR_INDEX ? " [[index]]" : "",
         attrs & KG_ATTR_UNIQUE ? " [[unique]]" : "");
+    if (f->action)
+        out(e, " [[references(%s)]]", action_names[f->action]);
+    out(e, " */");
 }
 
 /* "enum " or "struct " when a field of the struct (its n fields) is named
@@ -369,7 +375,7 @@ static void header_struct(emitter *e, const char *name, const char *suffix,
         out_decl(e, &f->type, f->name);
         out(e, ";");
         if (r)
-            out_attrs(e, f->attrs);
+            out_attrs(e, f);
         out(e, "\n");
     }
     out(e, "} %s%s;\n\n", name, suffix);
@@ -1027,12 +1033,30 @@ static void source_node(emitter *e, size_t node)
                       NULL);
 }
 
+static int is_indexed(const kg_field *f)
+{
+    return (f->attrs & (KG_ATTR_INDEX | KG_ATTR_UNIQUE)) != 0;
+}
+
+/* The declared indexes, then one per field with a referential action but
+ * no [[index]]: the engine's reverse lookup, which the generated API does
+ * not name. */
 static size_t index_count(const kg_record *r)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->nfields; i++)
-        n += (r->fields[i].attrs & (KG_ATTR_INDEX | KG_ATTR_UNIQUE)) != 0;
+        n += is_indexed(&r->fields[i]) || r->fields[i].action;
     return n;
+}
+
+static void source_index(emitter *e, const kg_field *f, size_t pos)
+{
+    static const char *const actions[] = {
+        "", " | KIVIS_INDEX_RESTRICT", " | KIVIS_INDEX_CASCADE",
+        " | KIVIS_INDEX_NULLIFY"};
+    out(e, "    {\"%s\", %u, %s%s},\n", f->name, (unsigned)pos,
+        f->attrs & KG_ATTR_UNIQUE ? "KIVIS_INDEX_UNIQUE" : "0",
+        actions[f->action]);
 }
 
 /* Indexes, the key map and the derive adapter a table desc points at. */
@@ -1040,12 +1064,12 @@ static void source_table_parts(emitter *e, const kg_record *r)
 {
     if (index_count(r)) {
         out(e, "static const kivis_index_desc %s_indexes_[] = {\n", r->name);
-        for (size_t i = 0; i < r->nfields; i++) {
-            unsigned a = r->fields[i].attrs;
-            if (a & (KG_ATTR_INDEX | KG_ATTR_UNIQUE))
-                out(e, "    {\"%s\", %u, %s},\n", r->fields[i].name,
-                    (unsigned)i, a & KG_ATTR_UNIQUE ? "KIVIS_INDEX_UNIQUE" : "0");
-        }
+        for (size_t i = 0; i < r->nfields; i++)
+            if (is_indexed(&r->fields[i]))
+                source_index(e, &r->fields[i], i);
+        for (size_t i = 0; i < r->nfields; i++)
+            if (!is_indexed(&r->fields[i]) && r->fields[i].action)
+                source_index(e, &r->fields[i], i);
         out(e, "};\n\n");
     }
     if (r->key_kind == KG_KEY_FIELDS) {

@@ -49,11 +49,21 @@ typedef struct kg_type {
 #define KG_ATTR_INDEX 0x2u  /* [[index]] */
 #define KG_ATTR_UNIQUE 0x4u /* [[unique]] (implies an index) */
 
+/* [[references(...)]]: what removing the record a foreign key names does */
+typedef enum kg_action {
+    KG_REF_NONE = 0,
+    KG_REF_RESTRICT,
+    KG_REF_CASCADE,
+    KG_REF_NULLIFY
+} kg_action;
+
 typedef struct kg_field {
     char *name;
     kg_loc loc;
     kg_type type;
     unsigned attrs;
+    kg_action action;  /* KG_REF_NONE without [[references(...)]] */
+    kg_loc action_loc; /* of the attribute */
 } kg_field;
 
 struct kg_enum {

@@ -14,10 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { A_KEY, A_INDEX, A_UNIQUE, A_EMBEDDED, A_DERIVED, A_COUNT };
+enum { A_KEY, A_INDEX, A_UNIQUE, A_EMBEDDED, A_DERIVED, A_REFERENCES, A_COUNT };
 
 static const char *const attr_names[A_COUNT] = {"key", "index", "unique",
-                                                "embedded", "derived_key"};
+                                                "embedded", "derived_key",
+                                                "references"};
+
+/* The actions of [[references(...)]], at their kg_action. */
+static const char *const action_names[] = {NULL, "restrict", "cascade", "nullify"};
 
 typedef struct field_vec {
     kg_field *v;
@@ -29,6 +33,7 @@ typedef struct attrs {
     int seen[A_COUNT];
     kg_loc loc[A_COUNT];
     field_vec derived;
+    kg_action action; /* of [[references(...)]] */
 } attrs;
 
 typedef struct parser {
@@ -427,8 +432,32 @@ static int parse_derived_fields(parser *p, field_vec *v)
     return expect(p, KG_TOK_RPAREN, "to close derived_key(");
 }
 
+/* "(" ACTION ")": the action of [[references(...)]]. */
+static int parse_action(parser *p, attrs *a)
+{
+    next(p); /* ( */
+    for (int i = KG_REF_RESTRICT; i <= KG_REF_NULLIFY; i++)
+        if (is_word(p, action_names[i]))
+            a->action = (kg_action)i;
+    if (a->action) {
+        next(p);
+        return expect(p, KG_TOK_RPAREN, "to close references(");
+    }
+    /* The field is still sound: report, skip the argument, go on. */
+    char found[48];
+    kg_tok_describe(&p->tok, found, sizeof found);
+    kg_error(p->d, p->tok.loc,
+             "references takes restrict, cascade or nullify, not %s", found);
+    while (!is(p, KG_TOK_RPAREN) && !is(p, KG_TOK_EOF) && !is(p, KG_TOK_RBRACKET))
+        next(p);
+    accept(p, KG_TOK_RPAREN);
+    return 0;
+}
+
 static int parse_attr_args(parser *p, attrs *a, int id, int dup)
 {
+    if (id == A_REFERENCES && !dup)
+        return parse_action(p, a);
     if (id == A_DERIVED && !dup)
         return parse_derived_fields(p, &a->derived);
     if (id == A_DERIVED) {
@@ -464,6 +493,10 @@ static int parse_attr(parser *p, attrs *a)
         kg_error(p->d, loc,
                  "derived_key needs the key's fields: "
                  "[[derived_key(T name, ...)]]");
+    } else if (id == A_REFERENCES) {
+        kg_error(p->d, loc,
+                 "references needs an action: [[references(restrict)]], "
+                 "[[references(cascade)]] or [[references(nullify)]]");
     }
     if (id >= 0 && !dup) {
         a->seen[id] = 1;
@@ -515,7 +548,9 @@ static int parse_field(parser *p, field_vec *v, int embedded)
     attrs a = {0};
     kg_type t = {0};
     int is_char, r = parse_attrs(p, &a);
-    const unsigned field_attrs = 1u << A_KEY | 1u << A_INDEX | 1u << A_UNIQUE;
+    const unsigned field_attrs =
+        1u << A_KEY | 1u << A_INDEX | 1u << A_UNIQUE | 1u << A_REFERENCES;
+    size_t first = v->n;
     if (r == 0) {
         reject_attrs(p, &a, embedded ? 0 : field_attrs,
                      embedded ? "in an [[embedded]] struct (it has no table)"
@@ -531,6 +566,10 @@ static int parse_field(parser *p, field_vec *v, int embedded)
         r = parse_declarator(p, &t, is_char, flags, v);
         if (r < 0 || !accept(p, KG_TOK_COMMA))
             break;
+    }
+    for (size_t i = first; !embedded && i < v->n; i++) {
+        v->v[i].action = a.action;
+        v->v[i].action_loc = a.loc[A_REFERENCES];
     }
     free(t.name);
     free_fields(a.derived.v, a.derived.n);

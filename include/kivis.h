@@ -194,7 +194,8 @@ void kivis_abort(kivis_db *db);
  * to create).  key_out (may be NULL) receives the key; it owns no memory
  * of the db's (string key fields point into `record`).
  * @return KIVIS_OK; KIVIS_EINVAL; KIVIS_ECONSTRAINT (a [[unique]] index
- *         already holds the value; nothing written); KIVIS_EKEYSIZE;
+ *         already holds the value, or a field with a referential action
+ *         names a record that does not exist; nothing written); KIVIS_EKEYSIZE;
  *         KIVIS_EOVERFLOW (auto-increment ids exhausted); KIVIS_EUTF8;
  *         KIVIS_ERANGE (enum value not declared, unterminated char[N]);
  *         KIVIS_EBADTXN; KIVIS_ENOMEM; storage errors.
@@ -276,8 +277,15 @@ int kivis_get_into(kivis_db *db, uint32_t table, const void *key,
 int kivis_prefetch(kivis_db *db, uint32_t table, const void *keys, size_t n);
 
 /**
- * Remove the record under `key` and its index entries.
- * @return KIVIS_OK; KIVIS_NOTFOUND (nothing there); errors as kivis_put.
+ * Remove the record under `key` and its index entries.  When fields with a
+ * referential action refer to it (kivis_index_desc, KIVIS_INDEX_RESTRICT /
+ * KIVIS_INDEX_CASCADE), the records they belong to are found first, by
+ * prefix scans of their indexes: restrict anywhere in what the remove
+ * reaches fails it; cascade removes them too (and theirs, each once), all
+ * in the one transaction.
+ * @return KIVIS_OK; KIVIS_NOTFOUND (nothing there); KIVIS_ECONSTRAINT (a
+ *         restrict; nothing removed, a user transaction stays usable);
+ *         errors as kivis_put.
  */
 int kivis_remove(kivis_db *db, uint32_t table, const void *key);
 

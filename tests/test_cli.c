@@ -574,6 +574,24 @@ static void test_tool_check_problems(void **state)
     run_free(&r);
 }
 
+/* A pet whose owner is gone: pet.owner has no referential action, so
+ * check passes and warns. */
+static void test_tool_check_warns_dangling(void **state)
+{
+    fixture *f = *state;
+    kivis_db *db;
+    assert_int_equal(kivis_open(f->st, &pets_schema, NULL, &db), KIVIS_OK);
+    pet p = {"Stray", {42}, {TOY_MOUSE, 2}};
+    assert_int_equal(kivis_put(db, PETS_PET, &p, NULL), KIVIS_OK);
+    kivis_close(db);
+    run_result r = run_on(f, "check", NULL);
+    assert_int_equal(r.status, 0);
+    ASSERT_CONTAINS(r.out, "ok: 0 problems in 6 records");
+    ASSERT_CONTAINS(r.out, "warning: 1 foreign key without a referential action "
+                           "names a missing record\n");
+    run_free(&r);
+}
+
 /* The line `kivis check` ends with, as kivis_check through the
  * application's schema (`schema`, opened on the fixture) counts: the two
  * must give the same verdict on the same store. */
@@ -1249,6 +1267,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tool[] = {
         cmocka_unit_test_setup_teardown(test_tool_check_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tool_check_problems, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_check_warns_dangling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tool_check_agrees_with_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tool_dump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tool_stats, setup, teardown),

@@ -965,10 +965,83 @@ static void test_binary_input(void **state)
     free(got);
 }
 
+/* ---- referential actions ------------------------------------------------ */
+
+static void test_references_not_a_key(void **state)
+{
+    (void)state;
+    expect_errors("schema s;\n"
+                  "struct user { char name[8]; };\n"
+                  "struct pet {\n"
+                  "    [[references(cascade)]] uint64_t owner;\n"
+                  "    [[references(restrict)]] user_key owners[2];\n"
+                  "};\n",
+                  2,
+                  "t.kvs:4:7: error: [[references]] on field 'owner': its type "
+                  "is not another record's key type (<record>_key)\n"
+                  "    [[references(cascade)]] uint64_t owner;\n"
+                  "      ^\n"
+                  "t.kvs:5:7: error: [[references]] on field 'owners': an array "
+                  "of keys cannot carry a referential action\n"
+                  "    [[references(restrict)]] user_key owners[2];\n"
+                  "      ^\n");
+}
+
+static void test_references_nullify(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct user { char name[8]; };\n"
+                 "struct pet { [[references(nullify)]] user_key owner; };\n",
+                 "t.kvs:3:16: error: [[references(nullify)]] on field 'owner': "
+                 "nullify needs an optional field (none in this version)\n"
+                 "struct pet { [[references(nullify)]] user_key owner; };\n"
+                 "               ^\n");
+}
+
+static void test_references_needs_an_action(void **state)
+{
+    (void)state;
+    expect_errors("schema s;\n"
+                  "struct user { char name[8]; };\n"
+                  "struct pet { [[references]] user_key owner; };\n"
+                  "struct toy { [[references(delete)]] user_key owner; };\n",
+                  2,
+                  "t.kvs:3:16: error: references needs an action: "
+                  "[[references(restrict)]], [[references(cascade)]] or "
+                  "[[references(nullify)]]\n"
+                  "struct pet { [[references]] user_key owner; };\n"
+                  "               ^\n"
+                  "t.kvs:4:27: error: references takes restrict, cascade or "
+                  "nullify, not 'delete'\n"
+                  "struct toy { [[references(delete)]] user_key owner; };\n"
+                  "                          ^\n");
+}
+
+static void test_references_valid(void **state)
+{
+    (void)state;
+    kg_schema *s = expect_valid("schema s;\n"
+                                "struct node {\n"
+                                "    [[references(cascade)]] node_key parent;\n"
+                                "    [[index, references(restrict)]] node_key next;\n"
+                                "    node_key plain;\n"
+                                "};\n");
+    assert_int_equal(s->records[0].fields[0].action, KG_REF_CASCADE);
+    assert_int_equal(s->records[0].fields[1].action, KG_REF_RESTRICT);
+    assert_int_equal(s->records[0].fields[1].attrs, KG_ATTR_INDEX);
+    assert_int_equal(s->records[0].fields[2].action, KG_REF_NONE);
+    kg_schema_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unknown_type),
+        cmocka_unit_test(test_references_not_a_key),
+        cmocka_unit_test(test_references_nullify),
+        cmocka_unit_test(test_references_needs_an_action),
+        cmocka_unit_test(test_references_valid),
         cmocka_unit_test(test_duplicate_record),
         cmocka_unit_test(test_name_of_a_generated_function),
         cmocka_unit_test(test_duplicate_enum_vs_record),

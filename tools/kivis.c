@@ -51,7 +51,8 @@ static const char usage_main[] =
     "the schema stored in the store itself.\n"
     "\n"
     "commands:\n"
-    "  check <store>                   verify every record and index entry\n"
+    "  check <store>                   verify every record, index entry and\n"
+    "                                  foreign key\n"
     "  dump [-o FILE] <store> [table]  print records, one line each\n"
     "  stats <store>                   tables, record and index counts, bytes\n"
     "  schema <store>                  the stored schema as .kvs source\n"
@@ -218,6 +219,7 @@ static const char *kind_name(kivis_check_kind k)
     case KIVIS_CHECK_BAD_ENTRY: return "bad index entry";
     case KIVIS_CHECK_UNKNOWN_TABLE: return "unknown table";
     case KIVIS_CHECK_UNKNOWN_SLOT: return "unknown index";
+    case KIVIS_CHECK_DANGLING_REF: return "dangling reference";
     }
     return "problem";
 }
@@ -257,6 +259,10 @@ static int cmd_check(cli_store *s, char **args, const options *o)
            " index entries of %" PRIu32 " tables\n",
            rc ? "FAILED" : "ok", st.problems, st.problems == 1 ? "" : "s",
            records, entries, s->schema->ntables);
+    if (st.warnings)
+        printf("warning: %" PRIu64 " foreign key%s without a referential action "
+               "name%s a missing record\n",
+               st.warnings, st.warnings == 1 ? "" : "s", st.warnings == 1 ? "s" : "");
     return rc ? EXIT_PROBLEMS : 0;
 }
 

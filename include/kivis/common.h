@@ -30,7 +30,7 @@ extern "C" {
     X(ENOMEM, -2, "out of memory")                                            \
     X(ECORRUPT, -3, "corrupt or malformed stored data")                       \
     X(EKEYSIZE, -4, "key too large for the storage backend")                  \
-    X(ECONSTRAINT, -5, "constraint violated (duplicate in unique index)")     \
+    X(ECONSTRAINT, -5, "constraint violated (unique index or reference)")     \
     X(ESCHEMA, -6, "schema does not match the stored schema")                 \
     X(EBADTXN, -7, "transaction failed earlier and must be aborted")          \
     X(EIO, -8, "storage I/O error")                                           \

@@ -59,8 +59,10 @@ typedef enum kivis_check_kind {
                                    holds another value */
     KIVIS_CHECK_BAD_ENTRY,      /* an index entry that does not decode */
     KIVIS_CHECK_UNKNOWN_TABLE,  /* a key under a table id the schema lacks */
-    KIVIS_CHECK_UNKNOWN_SLOT    /* a key under a known table but no record
+    KIVIS_CHECK_UNKNOWN_SLOT,   /* a key under a known table but no record
                                    range or index of it */
+    KIVIS_CHECK_DANGLING_REF    /* a record whose foreign-key field with a
+                                   referential action names a missing record */
 } kivis_check_kind;
 
 /** One problem, valid only during the report callback. */
@@ -104,13 +106,19 @@ typedef struct kivis_check_stats {
     uint64_t key_bytes;
     uint64_t value_bytes;
     uint64_t problems; /* kivis_check: how many were reported */
+    /* kivis_check: foreign-key fields without a referential action that
+     * name a missing record.  Not problems: nothing promised otherwise. */
+    uint64_t warnings;
 } kivis_check_stats;
 
 /**
  * Verify the database: every record decodes; every index entry decodes,
  * points at a live record, and holds the re-encoded value of that record's
  * field; every record has each of its index entries; no key lies under an
- * unknown table id or slot.  Tables the store holds that the db's schema
+ * unknown table id or slot; every foreign-key field with a referential
+ * action names a stored record (KIVIS_CHECK_DANGLING_REF).  A foreign-key
+ * field without one (a KIVIS_STRUCT field of a table's key type) naming a
+ * missing record is counted in stats->warnings, not reported.  Tables the store holds that the db's schema
  * does not name (kivis_kept_tables) are verified too, with the layout the
  * stored schema gives them, so the verdict does not depend on which schema
  * the db was opened with: through the application's schema it is the same

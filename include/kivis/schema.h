@@ -86,11 +86,31 @@ typedef int (*kivis_derive_fn)(const void *record, void *key_out);
 /** Index flags */
 #define KIVIS_INDEX_UNIQUE 0x1u /* [[unique]]: at most one record per value */
 
+/*
+ * Referential actions ([[references(...)]] in the schema).  An index over
+ * a foreign-key field (a single KIVIS_STRUCT field whose type is another
+ * table's key struct, or its own) may carry one in the bits of
+ * KIVIS_INDEX_ACTION.  Its entries (referenced key, referencing record key)
+ * are then also the reverse lookup the engine needs: every write of the
+ * record fails with KIVIS_ECONSTRAINT unless the record the field names
+ * exists, and removing that record does the action to the records whose
+ * entries the index holds under its key, in the same transaction.
+ * kivis-gen emits such an index for each field with the attribute: at the
+ * position of its [[index]] when the field has one, else after the
+ * table's other indexes, named after the field.
+ */
+#define KIVIS_INDEX_ACTION 0xF0u
+#define KIVIS_INDEX_RESTRICT 0x10u /* the remove fails, nothing removed */
+#define KIVIS_INDEX_CASCADE 0x20u  /* the referrers are removed too */
+#define KIVIS_INDEX_NULLIFY 0x30u  /* reserved until fields can be optional:
+                                      kivis_open refuses it (KIVIS_ENOTSUP) */
+
 /** A secondary index over one field of a record. */
 typedef struct kivis_index_desc {
     const char *name; /* the indexed field's name, or a chosen index name */
     uint32_t field;   /* position of the indexed field in record->fields */
-    uint32_t flags;   /* KIVIS_INDEX_* */
+    uint32_t flags;   /* KIVIS_INDEX_UNIQUE, and at most one of
+                         KIVIS_INDEX_RESTRICT, _CASCADE, _NULLIFY */
 } kivis_index_desc;
 
 /** One record type, stored as one table. */

@@ -128,6 +128,58 @@ static int check_record_entries(checker *c, const kivis_table_state *ts,
     return rc;
 }
 
+/* The table a foreign-key field refers to, among the db's and the kept
+ * ones; NULL when the field is none. */
+static const kivis_table_state *ref_table(const checker *c, const kivis_field *f)
+{
+    if (f->kind != KIVIS_STRUCT || f->count)
+        return NULL;
+    int t = kivis__key_table(c->db->tables, c->db->schema->ntables, f->type);
+    if (t >= 0)
+        return &c->db->tables[t];
+    t = c->nkept ? kivis__key_table(c->kept, c->nkept, f->type) : -1;
+    return t >= 0 ? &c->kept[t] : NULL;
+}
+
+static bool has_action(const kivis_table_desc *td, uint32_t field)
+{
+    for (uint32_t i = 0; i < td->nindexes; i++)
+        if (td->indexes[i].field == field && td->indexes[i].flags & KIVIS_INDEX_ACTION)
+            return true;
+    return false;
+}
+
+/* Each foreign-key field of the decoded record c->rec must name a stored
+ * record: a problem for one with a referential action, a warning else. */
+static int check_references(checker *c, const kivis_table_state *ts,
+                            kivis_slice key)
+{
+    const kivis_struct_desc *rd = ts->desc->record;
+    for (uint32_t i = 0; i < rd->nfields; i++) {
+        const kivis_table_state *target = ref_table(c, &rd->fields[i]);
+        if (!target)
+            continue;
+        kivis_slice v;
+        int rc = kivis__record_key(c->db, target,
+                                   (const char *)c->rec + rd->fields[i].offset,
+                                   &c->tmp, NULL);
+        if (!rc)
+            rc = kivis_txn_get(c->txn, kivis_slice_make(c->tmp.data, c->tmp.len), &v);
+        if (rc == KIVIS_OK)
+            continue;
+        if (rc == KIVIS_ENOMEM || (rc < 0 && rc != KIVIS_EUTF8 && rc != KIVIS_ERANGE &&
+                                   rc != KIVIS_EINVAL && rc != KIVIS_EKEYSIZE))
+            return rc;
+        if (!has_action(ts->desc, i))
+            c->stats->warnings++;
+        else if ((rc = problem(c, KIVIS_CHECK_DANGLING_REF, ts, -1, key,
+                               "its %s names no stored %s", rd->fields[i].name,
+                               target->desc->name)))
+            return rc;
+    }
+    return KIVIS_OK;
+}
+
 static int check_record(checker *c, const kivis_table_state *ts,
                         kivis_slice key, kivis_slice value, size_t prefix)
 {
@@ -145,6 +197,8 @@ static int check_record(checker *c, const kivis_table_state *ts,
     if (rc)
         return rc;
     rc = check_record_entries(c, ts, key, pk);
+    if (!rc)
+        rc = check_references(c, ts, key);
     kivis__struct_free(td->record, c->rec, &c->db->alloc);
     return rc;
 }
@@ -443,6 +497,7 @@ static int run(kivis_db *db, bool verify, kivis_check_fn report, void *ctx,
     stats->tables = NULL;
     stats->ntables = 0;
     stats->keys = stats->key_bytes = stats->value_bytes = stats->problems = 0;
+    stats->warnings = 0;
     checker c;
     memset(&c, 0, sizeof c);
     c.verify = verify;

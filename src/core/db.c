@@ -179,6 +179,7 @@ static void free_scratch(kivis_db *db)
     if (db->tables)
         for (uint32_t i = 0; i < db->schema->ntables; i++) {
             kivis__cache_free(db, &db->tables[i]);
+            kivis__refs_free(db, &db->tables[i]);
             kivis__free(db, db->tables[i].index_ids);
         }
     kivis__free(db, db->tables);
@@ -192,6 +193,7 @@ static void free_scratch(kivis_db *db)
     kivis__buf_free(&db->newidx);
     kivis__buf_free(&db->oldidx);
     kivis__buf_free(&db->autoid);
+    kivis__buf_free(&db->refkey);
 }
 
 int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
@@ -223,9 +225,12 @@ int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
     kivis__buf_init(&db->newidx, &db->alloc);
     kivis__buf_init(&db->oldidx, &db->alloc);
     kivis__buf_init(&db->autoid, &db->alloc);
+    kivis__buf_init(&db->refkey, &db->alloc);
     rc = check_schema(db, schema);
     if (!rc)
         rc = alloc_scratch(db);
+    if (!rc)
+        rc = kivis__refs_open(db);
     if (!rc)
         rc = kivis__meta_load(db);
     if (rc) {

@@ -26,7 +26,20 @@ typedef struct kivis_table_state {
     uint64_t next_id;     /* AUTO: next id in the open txn; 0 unknown */
     bool next_overflow;   /* AUTO: ids exhausted (known within the txn) */
     kivis_rcache *cache;  /* record cache (cache.c), NULL when off */
+    /* Referential actions (refs.c): for each index with an action, the
+     * position of the table its field refers to (others: UINT32_MAX);
+     * NULL when no index has one.  And the indexes of other tables (or of
+     * this one) with an action whose field refers to this table. */
+    uint32_t *ref_targets;
+    struct kivis_referrer *referrers;
+    uint32_t nreferrers;
 } kivis_table_state;
+
+/* An index with a referential action, seen from the referenced table. */
+typedef struct kivis_referrer {
+    uint32_t table; /* the referencing table's position */
+    uint32_t index; /* its index over the foreign-key field */
+} kivis_referrer;
 
 struct kivis_db {
     kivis_storage *st;
@@ -55,6 +68,7 @@ struct kivis_db {
     void *oldrec;       /* room for the largest record, to decode an old one */
     void *keytmp;       /* room for the largest key struct */
     kivis_buf autoid;   /* an auto-increment counter's key, then its value */
+    kivis_buf refkey;   /* the record key a foreign-key field names */
 
     char errmsg[256];
 };
@@ -127,6 +141,36 @@ int kivis__scan_step(kivis_scan *s, kivis_slice *k);
 int kivis__scan_skip(kivis_scan *s, kivis_slice start, kivis_slice *k);
 /* Bytes of tableid | slot at the start of every key the scan visits. */
 size_t kivis__scan_prefix_len(const kivis_scan *s);
+
+/* Referential actions (refs.c).  At open, after the descriptor checks:
+ * validate each index's action and note targets and referrers in the
+ * table states.  @return KIVIS_OK; KIVIS_EINVAL (a malformed reference);
+ * KIVIS_ENOTSUP (nullify); KIVIS_ENOMEM. */
+int kivis__refs_open(kivis_db *db);
+void kivis__refs_free(kivis_db *db, kivis_table_state *ts);
+/* The position among `n` table states of the table whose key struct is
+ * `type` (the same descriptor, or one of the same name: a stored schema's
+ * copy), or -1: which table a KIVIS_STRUCT field refers to. */
+int kivis__key_table(const kivis_table_state *tables, uint32_t n,
+                     const kivis_struct_desc *type);
+/* Before writing `rec` (db->pk its record key, db->newidx/newlen its index
+ * entries, db->oldidx/oldlen the old record's when had_old): each field
+ * with an action whose value changed must name a stored record (or the
+ * record itself).  @return KIVIS_OK; KIVIS_ECONSTRAINT naming table and
+ * field; errors of the key encoding or the storage. */
+int kivis__refs_check_put(kivis_db *db, const kivis_table_state *ts,
+                          kivis_storage_txn *txn, const void *rec,
+                          bool had_old);
+/* Remove the record under db->pk (KIVIS_NOTFOUND when there is none) and,
+ * through the referential actions, every record referring to it: all are
+ * found first (restrict anywhere: KIVIS_ECONSTRAINT, nothing written),
+ * then removed, each once, in op's transaction. */
+int kivis__refs_remove(kivis_db *db, kivis_table_state *ts, kivis_op *op);
+/* Remove the record under db->pk, of which the first plen bytes are the
+ * table prefix, with its index entries (record.c).  KIVIS_NOTFOUND when
+ * there is none. */
+int kivis__remove_stored(kivis_db *db, kivis_table_state *ts, kivis_op *op,
+                         size_t plen);
 
 /* Stored schema (meta.c) */
 int kivis__meta_load(kivis_db *db);

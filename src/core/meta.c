@@ -483,11 +483,14 @@ static int plan_indexes(kivis_db *db, kivis_table_state *ts,
         }
         const kivis_index_desc *ix = &td->indexes[c];
         if (!kivis__meta_str_is(field, td->record->fields[ix->field].name) ||
-            flags != ix->flags)
+            (flags ^ ix->flags) & KIVIS_INDEX_UNIQUE)
             return kivis__fail(db, KIVIS_ESCHEMA,
                                "table %s: index %s changed its field or "
                                "uniqueness; give the new index a new name",
                                td->name, ix->name);
+        /* A referential action may come, go or change: the entries stay
+         * the same, only the stored flags are rewritten. */
+        plan->changed |= flags != ix->flags;
         ts->index_ids[c] = id;
     }
     for (uint32_t i = 0; i < td->nindexes; i++)

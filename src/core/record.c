@@ -415,6 +415,8 @@ static int write_record(kivis_db *db, const kivis_table_state *ts,
         rc = old_index_entries(db, ts, old, pk);
     if (!rc && ts->desc->nindexes)
         rc = check_unique(db, ts, op->txn, pk.len);
+    if (!rc && ts->ref_targets)
+        rc = kivis__refs_check_put(db, ts, op->txn, rec, had_old);
     return rc ? rc : apply_record_write(db, ts, op, had_old);
 }
 
@@ -736,6 +738,31 @@ int kivis_prefetch(kivis_db *db, uint32_t table, const void *keys, size_t n)
     return rc;
 }
 
+int kivis__remove_stored(kivis_db *db, kivis_table_state *ts, kivis_op *op,
+                         size_t plen)
+{
+    if (ts->cache)
+        kivis__cache_drop(db, ts, kivis_slice_make(db->pk.data, db->pk.len));
+    kivis_slice old;
+    int rc = read_stored(db, ts, op->txn, &old);
+    if (rc == KIVIS_OK && ts->desc->nindexes) {
+        rc = old_index_entries(db, ts, old,
+                               kivis_slice_make(db->pk.data + plen, db->pk.len - plen));
+        const uint8_t *e = db->oldidx.data;
+        for (uint32_t i = 0; !rc && i < ts->desc->nindexes; e += db->oldlen[i++])
+            rc = del_bytes(db, ts, op, e, db->oldlen[i]);
+    }
+    if (rc == KIVIS_OK)
+        rc = before_write(db, ts, op, kivis_slice_make(db->pk.data, db->pk.len));
+    if (rc == KIVIS_OK) {
+        op->wrote = true;
+        rc = kivis_txn_del(op->txn, kivis_slice_make(db->pk.data, db->pk.len));
+        if (rc < 0)
+            rc = storage_error(db, ts, rc, "delete");
+    }
+    return rc;
+}
+
 int kivis_remove(kivis_db *db, uint32_t table, const void *key)
 {
     kivis_table_state *ts = NULL;
@@ -752,26 +779,10 @@ int kivis_remove(kivis_db *db, uint32_t table, const void *key)
         return rc;
     size_t plen;
     rc = kivis__record_key(db, ts, key, &db->pk, &plen);
-    if (!rc && ts->cache)
-        kivis__cache_drop(db, ts, kivis_slice_make(db->pk.data, db->pk.len));
-    kivis_slice old;
-    if (!rc)
-        rc = read_stored(db, ts, op.txn, &old);
-    if (rc == KIVIS_OK && ts->desc->nindexes) {
-        rc = old_index_entries(db, ts, old,
-                               kivis_slice_make(db->pk.data + plen, db->pk.len - plen));
-        const uint8_t *e = db->oldidx.data;
-        for (uint32_t i = 0; !rc && i < ts->desc->nindexes; e += db->oldlen[i++])
-            rc = del_bytes(db, ts, &op, e, db->oldlen[i]);
-    }
-    if (rc == KIVIS_OK)
-        rc = before_write(db, ts, &op, kivis_slice_make(db->pk.data, db->pk.len));
-    if (rc == KIVIS_OK) {
-        op.wrote = true;
-        rc = kivis_txn_del(op.txn, kivis_slice_make(db->pk.data, db->pk.len));
-        if (rc < 0)
-            rc = storage_error(db, ts, rc, "delete");
-    }
+    if (!rc && ts->nreferrers)
+        rc = kivis__refs_remove(db, ts, &op);
+    else if (!rc)
+        rc = kivis__remove_stored(db, ts, &op, plen);
     return kivis__op_end(db, &op, rc);
 }
 
