@@ -5,7 +5,8 @@
  * counter through the record engine), a scanned range that another client
  * writes into, a commit over the cluster's op limit, members dying (the
  * client moves on), an unreachable cluster and its return, a commit whose
- * reply is lost, and the change feed.
+ * reply is lost, the change feed, and what prefetch and discard cost in
+ * requests (kivis__etcd_requests) and keep of the conflict checks.
  */
 #include "etcdcluster.h"
 #include "petsutil.h"

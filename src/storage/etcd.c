@@ -9,7 +9,8 @@
  * A transaction's reads are pinned to one revision and remembered in its
  * read set: each key read with the mod_revision seen (0: absent) and each
  * key interval a cursor page covered.  A read-only transaction uses them
- * as a cache.  A write transaction is an overlay (kivis/overlay.h) over
+ * as a cache, which a prefetch fills ahead with many keys in one txn of
+ * range requests.  A write transaction is an overlay (kivis/overlay.h) over
  * such a reading transaction; the read set belongs to the writer, so that
  * the overlay's commit, which ends the reading transaction before it calls
  * apply, leaves it to apply, which turns it into the etcd txn's compares.
@@ -51,8 +52,9 @@
 #define READ_OPS_FIRST 1024 /* keys one prefetch request reads at first (the
                                scans' largest batch): fewer once the cluster
                                says --max-txn-ops is lower */
-#define READ_BYTES_MAX (1 << 20) /* base64 key bytes of one prefetch request,
-                                    under --max-request-bytes (1.5 MiB) */
+#define READ_BYTES_MAX (1 << 20) /* bytes of one prefetch request, at most
+                                    about: under --max-request-bytes (1.5 MiB
+                                    by default) */
 
 /* gRPC status codes the gateway reports in {"code": ...} */
 enum {
@@ -1176,8 +1178,8 @@ static bool was_read(const readset *rs, kivis_slice key)
     return e && e->got;
 }
 
-/* Whether the write of ops[i] needs the compare that its key is unchanged
- * since the read revision: a key written but not read, unless the
+/* Whether write op needs the compare that its key is unchanged since
+ * the read revision: a key written but not read, unless the
  * transaction read nothing (blind writes) or the write is a discard
  * (kivis_txn_discard: delete it whatever it holds). */
 static bool write_compared(const readset *rs, const kivis_btree *blind,
