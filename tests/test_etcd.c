@@ -5,7 +5,8 @@
  * counter through the record engine), a scanned range that another client
  * writes into, a commit over the cluster's op limit, members dying (the
  * client moves on), an unreachable cluster and its return, a commit whose
- * reply is lost, and the change feed.
+ * reply is lost, the change feed, and what prefetch and discard cost in
+ * requests (kivis__etcd_requests) and keep of the conflict checks.
  */
 #include "etcdcluster.h"
 #include "petsutil.h"
@@ -724,6 +725,216 @@ static void test_layered_cache_sees_other_client(void **state)
     kivis_storage_close(other);
 }
 
+/* ---- prefetch and discard (storage interface version 3) ---------------- */
+
+#define PF_KEYS 1100 /* more than one prefetch request holds (1024) */
+
+static unsigned long long requests(void)
+{
+    return atomic_load(&kivis__etcd_requests);
+}
+
+static kivis_slice pf_key(char buf[16], int i)
+{
+    return kivis_slice_make(buf, (size_t)snprintf(buf, 16, "pf%04d", i));
+}
+
+/* The value of *v and status rc, as one string ("NOTFOUND" when absent). */
+static void describe(int rc, kivis_slice v, char out[32])
+{
+    if (rc == KIVIS_OK)
+        snprintf(out, 32, "%.*s", (int)v.len, (const char *)v.data);
+    else
+        snprintf(out, 32, "%s", kivis_errname(rc));
+}
+
+/* One read-only prefetch of 1,100 keys (one in three stored) is two
+ * requests, ceil(1100 / 1024); the gets after it cost none and answer as
+ * a transaction without the prefetch does, present and absent keys. */
+static void test_prefetch_is_one_request_a_batch(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh("t-prefetch/");
+    kivis_storage_txn *t;
+    char k[16], v[16];
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    for (int i = 0; i < PF_KEYS; i += 3)
+        assert_int_equal(kivis_txn_put(t, pf_key(k, i),
+                                       kivis_slice_make(v, (size_t)snprintf(v, sizeof v, "v%d", i))),
+                         KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    static char names[PF_KEYS][16];
+    kivis_slice keys[PF_KEYS];
+    for (int i = 0; i < PF_KEYS; i++)
+        keys[i] = pf_key(names[i], i);
+
+    kivis_storage_txn *pre, *plain;
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &pre), KIVIS_OK);
+    assert_true(kivis_txn_prefetches(pre));
+    unsigned long long before = requests();
+    assert_int_equal(kivis_txn_prefetch(pre, keys, PF_KEYS), KIVIS_OK);
+    assert_int_equal(requests() - before, 2);
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &plain), KIVIS_OK);
+    before = requests();
+    for (int i = 0; i < PF_KEYS; i++) {
+        kivis_slice a, b;
+        char got[32], want[32];
+        describe(kivis_txn_get(pre, keys[i], &a), a, got);
+        assert_int_equal(requests(), before); /* answered from the prefetch */
+        describe(kivis_txn_get(plain, keys[i], &b), b, want);
+        before = requests();
+        assert_string_equal(got, want);
+    }
+    /* Keys read already are not asked for again. */
+    assert_int_equal(kivis_txn_prefetch(pre, keys, 100), KIVIS_OK);
+    assert_int_equal(requests(), before);
+    kivis_txn_abort(plain);
+    kivis_txn_abort(pre);
+    kivis_storage_close(st);
+}
+
+/* A write transaction prefetches a key, another client changes it, the
+ * transaction gets it (the value of its snapshot) and writes elsewhere:
+ * its commit conflicts, as after a plain get.  Likewise for a key the
+ * prefetch found absent that the other client creates.  A key prefetched
+ * and never got adds no conflict: the hint changes nothing. */
+static void prefetch_then(kivis_storage *a, kivis_storage *b, kivis_slice key,
+                          bool get, const char *want_value, int want)
+{
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(a, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_prefetch(t, &key, 1), KIVIS_OK);
+    put_one(b, key, S("changed"));
+    if (get) {
+        kivis_slice v;
+        char got[32];
+        unsigned long long before = requests();
+        describe(kivis_txn_get(t, key, &v), v, got);
+        assert_int_equal(requests(), before);
+        assert_string_equal(got, want_value);
+    }
+    assert_int_equal(kivis_txn_put(t, S("elsewhere"), S("w")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), want);
+}
+
+static void test_prefetched_key_changed_conflicts(void **state)
+{
+    (void)state;
+    kivis_storage *a = fresh("t-pfconflict/"), *b = open_at(kt_etcd_start(), "t-pfconflict/", 0);
+    put_one(a, S("x"), S("old"));
+    prefetch_then(a, b, S("x"), true, "old", KIVIS_ECONFLICT);
+    prefetch_then(a, b, S("absent"), true, "KIVIS_NOTFOUND", KIVIS_ECONFLICT);
+    prefetch_then(a, b, S("x"), false, NULL, KIVIS_OK);
+    char buf[16];
+    assert_int_equal(kt_get_once(a, S("elsewhere"), buf, sizeof buf), KIVIS_OK);
+    kivis_storage_close(a);
+    kivis_storage_close(b);
+}
+
+/* discard costs no request: the delete goes with the commit, and nothing
+ * of the key is compared (another client's write to it after the
+ * transaction's snapshot is no conflict: discard deletes whatever is
+ * there), while a key the transaction got still is. */
+static void test_discard_is_blind(void **state)
+{
+    (void)state;
+    kivis_storage *a = fresh("t-discard/"), *b = open_at(kt_etcd_start(), "t-discard/", 0);
+    put_one(a, S("d"), S("1"));
+    put_one(a, S("r"), S("1"));
+    kivis_storage_txn *t;
+    kivis_slice v;
+    assert_int_equal(kivis_storage_begin(a, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, S("r"), &v), KIVIS_OK); /* a snapshot */
+    unsigned long long before = requests();
+    assert_int_equal(kivis_txn_discard(t, S("d")), KIVIS_OK);
+    assert_int_equal(kivis_txn_discard(t, S("never-there")), KIVIS_OK);
+    assert_int_equal(requests(), before);
+    assert_int_equal(kivis_txn_get(t, S("d"), &v), KIVIS_NOTFOUND);
+    assert_int_equal(requests(), before);
+    put_one(b, S("d"), S("2"));
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    char buf[16];
+    assert_int_equal(kt_get_once(a, S("d"), buf, sizeof buf), KIVIS_NOTFOUND);
+    assert_int_equal(kt_get_once(a, S("r"), buf, sizeof buf), KIVIS_OK);
+    /* Got, then discarded: the get's compare stays. */
+    put_one(a, S("d"), S("3"));
+    assert_int_equal(kivis_storage_begin(a, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, S("d"), &v), KIVIS_OK);
+    assert_int_equal(kivis_txn_discard(t, S("d")), KIVIS_OK);
+    put_one(b, S("d"), S("4"));
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_ECONFLICT);
+    assert_int_equal(kt_get_once(a, S("d"), buf, sizeof buf), KIVIS_OK);
+    assert_string_equal(buf, "4");
+    kivis_storage_close(a);
+    kivis_storage_close(b);
+}
+
+#define SAME_NAME 20
+
+/* 20 users named "same" (and others around them); their keys in keys. */
+static kivis_db *same_named(kivis_storage *st, user_key keys[SAME_NAME])
+{
+    kivis_db *db;
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    kt_put_user(db, "before", 1);
+    for (int i = 0; i < SAME_NAME; i++)
+        keys[i] = kt_put_user(db, "same", (uint32_t)i);
+    kt_put_user(db, "after", 1);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    return db;
+}
+
+/* An index lookup of 20 records in a read-only transaction: the entries
+ * (two cursor pages: 16, then the rest) and a prefetch of each page's
+ * records, where it used to be one request a record. */
+static void test_index_lookup_prefetches_records(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh("t-lookup/");
+    user_key keys[SAME_NAME];
+    kivis_db *db = same_named(st, keys);
+    unsigned long long before = requests();
+    assert_int_equal(kt_users_named(db, "same"), SAME_NAME);
+    unsigned long long used = requests() - before;
+    assert_int_equal(used, 4);
+    kivis_close(db);
+    kivis_storage_close(st);
+}
+
+/* A rename of 20 records that names them first (kivis_prefetch): one
+ * request for the records, none for their gets, their old index entries'
+ * deletes or their writes (kivis_update: an insert would read the table's
+ * id counter), and the commit. */
+static void test_prefetched_rename_batch(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh("t-rename/");
+    user_key keys[SAME_NAME];
+    kivis_db *db = same_named(st, keys);
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    unsigned long long before = requests();
+    assert_int_equal(kivis_prefetch(db, PETS_USER, keys, SAME_NAME), KIVIS_OK);
+    for (int i = 0; i < SAME_NAME; i++) {
+        user u;
+        assert_int_equal(kivis_get(db, PETS_USER, &keys[i], &u), KIVIS_OK);
+        assert_int_equal(u.age, (uint32_t)i);
+        user renamed = u;
+        renamed.name = "renamed";
+        assert_int_equal(kivis_update(db, PETS_USER, &keys[i], &renamed), KIVIS_OK);
+        kivis_record_clear(db, PETS_USER, &u);
+    }
+    assert_int_equal(requests() - before, 1);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    /* the commit's txn, and a new lease for its marker if 10 s passed */
+    assert_in_range(requests() - before, 2, 3);
+    assert_int_equal(kt_users_named(db, "renamed"), SAME_NAME);
+    assert_int_equal(kt_users_named(db, "same"), 0);
+    assert_int_equal(kt_users_named(db, "before"), 1);
+    kivis_close(db);
+    kivis_storage_close(st);
+}
+
 int main(void)
 {
     kt_etcd_start();
@@ -742,6 +953,11 @@ int main(void)
         cmocka_unit_test(test_feed_keeps_a_change_it_could_not_queue),
         cmocka_unit_test(test_feed_resync_after_compaction),
         cmocka_unit_test(test_layered_cache_sees_other_client),
+        cmocka_unit_test(test_prefetch_is_one_request_a_batch),
+        cmocka_unit_test(test_prefetched_key_changed_conflicts),
+        cmocka_unit_test(test_discard_is_blind),
+        cmocka_unit_test(test_index_lookup_prefetches_records),
+        cmocka_unit_test(test_prefetched_rename_batch),
     };
     return cmocka_run_group_tests_name("etcd", tests, NULL, NULL);
 }

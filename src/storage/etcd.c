@@ -9,7 +9,8 @@
  * A transaction's reads are pinned to one revision and remembered in its
  * read set: each key read with the mod_revision seen (0: absent) and each
  * key interval a cursor page covered.  A read-only transaction uses them
- * as a cache.  A write transaction is an overlay (kivis/overlay.h) over
+ * as a cache, which a prefetch fills ahead with many keys in one txn of
+ * range requests.  A write transaction is an overlay (kivis/overlay.h) over
  * such a reading transaction; the read set belongs to the writer, so that
  * the overlay's commit, which ends the reading transaction before it calls
  * apply, leaves it to apply, which turns it into the etcd txn's compares.
@@ -48,6 +49,12 @@
 #define LEASE_TTL 30     /* seconds a commit marker lives at least... */
 #define LEASE_RENEW 10   /* ...minus this: a new lease after so long */
 #define FEED_SHIFT 24    /* a feed position: revision << 24 | event index */
+#define READ_OPS_FIRST 1024 /* keys one prefetch request reads at first (the
+                               scans' largest batch): fewer once the cluster
+                               says --max-txn-ops is lower */
+#define READ_BYTES_MAX (1 << 20) /* bytes of one prefetch request, at most
+                                    about: under --max-request-bytes (1.5 MiB
+                                    by default) */
 
 /* gRPC status codes the gateway reports in {"code": ...} */
 enum {
@@ -76,6 +83,7 @@ typedef struct etcd_storage {
     size_t max_key;
     long long lease;       /* the markers' lease, 0: none yet */
     time_t lease_granted;  /* CLOCK_MONOTONIC seconds */
+    atomic_size_t read_ops; /* range ops a prefetch request holds at most */
 } etcd_storage;
 
 /* What a transaction has read: its revision, each key with the
@@ -95,6 +103,8 @@ typedef struct readset {
 
 typedef struct read_entry {
     long long mod; /* 0: the key was absent */
+    bool got;      /* a get or a cursor returned it (not only a prefetch):
+                      a write transaction's commit compares only these */
     size_t len;
     unsigned char data[];
 } read_entry;
@@ -112,6 +122,7 @@ typedef struct etcd_writer {
     etcd_storage *s;
     kivis_storage_txn *ov;
     readset rs;
+    kivis_btree *blind; /* keys discarded (blind deletes), NULL: none */
 } etcd_writer;
 
 /* One key-value of a reply, decoded; key without the store's prefix. */
@@ -142,6 +153,9 @@ atomic_ullong kivis__etcd_requests;
 /* ---- errors ------------------------------------------------------------- */
 
 static _Thread_local char errmsg_buf[512];
+/* The last error of this thread's requests was etcd's "too many
+ * operations in txn request" (a prefetch then asks for fewer keys). */
+static _Thread_local bool over_op_limit;
 
 const char *kivis_etcd_errmsg(void)
 {
@@ -407,7 +421,8 @@ static int error_status(const etcd_storage *s, const json_t *r, long http,
     }
     if (!msg)
         return KIVIS_EIO;
-    if (strstr(msg, "too many operations")) {
+    over_op_limit = strstr(msg, "too many operations") != NULL;
+    if (over_op_limit) {
         keep_message("etcd: %s: the transaction needs more compares or writes than "
                      "the cluster's --max-txn-ops allows (128 by default)", msg);
         return KIVIS_EINVAL;
@@ -428,6 +443,14 @@ static int error_status(const etcd_storage *s, const json_t *r, long http,
 
 static int authenticate(etcd_storage *s);
 
+/* Whether the request is a commit's txn, whose replies the test hook
+ * loses (a prefetch's txn has no compares; base64 and numbers never hold
+ * the name). */
+static bool is_commit(const char *path, const char *body)
+{
+    return strcmp(path, "/v3/kv/txn") == 0 && strstr(body, "\"compare\":") != NULL;
+}
+
 /* One attempt: KIVIS_OK with *reply, or an error with *attempt saying
  * whether to go on. */
 static int attempt_once(etcd_storage *s, const char *path, const char *body,
@@ -445,8 +468,7 @@ static int attempt_once(etcd_storage *s, const char *path, const char *body,
         keep_message("etcd %s: %s", s->endpoints[s->current], curl_easy_strerror(cc));
         *attempt = TRY_NEXT;
         rc = KIVIS_EUNAVAILABLE;
-    } else if (strcmp(path, "/v3/kv/txn") == 0 &&
-               atomic_load(&kivis__etcd_lose_replies) > 0) {
+    } else if (is_commit(path, body) && atomic_load(&kivis__etcd_lose_replies) > 0) {
         atomic_fetch_sub(&kivis__etcd_lose_replies, 1);
         keep_message("etcd %s: the reply was lost (test hook)", s->endpoints[s->current]);
         *attempt = TRY_NEXT;
@@ -688,19 +710,24 @@ static read_entry *readset_find(const readset *rs, kivis_slice key)
     return e;
 }
 
-/* Remember what `key` holds at the read revision (value NULL: absent). */
+/* Remember what `key` holds at the read revision (value NULL: absent);
+ * got: a get or a cursor returns it (false: a prefetch read it ahead). */
 static int readset_add(const etcd_storage *s, readset *rs, kivis_slice key,
-                       const kivis_slice *value, long long mod)
+                       const kivis_slice *value, long long mod, bool got)
 {
-    if (readset_find(rs, key))
-        return KIVIS_OK; /* one revision: it cannot have changed */
+    read_entry *e = readset_find(rs, key);
+    if (e) { /* one revision: it cannot have changed */
+        e->got = e->got || got;
+        return KIVIS_OK;
+    }
     if (!rs->keys && kivis__btree_new(&s->alloc, &rs->keys) != KIVIS_OK)
         return KIVIS_ENOMEM;
     size_t len = value ? value->len : 0;
-    read_entry *e = s_malloc(s, sizeof *e + len);
+    e = s_malloc(s, sizeof *e + len);
     if (!e)
         return KIVIS_ENOMEM;
     e->mod = value ? mod : 0;
+    e->got = got;
     e->len = len;
     if (len)
         memcpy(e->data, value->data, len);
@@ -769,8 +796,11 @@ static etcd_txn *txn_of(kivis_storage_txn *t)
     return (etcd_txn *)t;
 }
 
-static int entry_value(const read_entry *e, kivis_slice *value)
+/* A get's answer from what the transaction read, which the get now has
+ * read too. */
+static int entry_value(read_entry *e, kivis_slice *value)
 {
+    e->got = true;
     if (!e->mod)
         return KIVIS_NOTFOUND;
     *value = kivis_slice_make(e->data, e->len);
@@ -792,10 +822,119 @@ static int et_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
     if (rc != KIVIS_OK)
         return rc;
     rc = readset_add(t->s, t->rs, key, p.n ? &p.kvs[0].value : NULL,
-                     p.n ? p.kvs[0].mod : 0);
+                     p.n ? p.kvs[0].mod : 0, true);
     page_free(t->s, &p);
     e = rc == KIVIS_OK ? readset_find(t->rs, key) : NULL;
     return e ? entry_value(e, value) : rc;
+}
+
+/* One request of a prefetch: a txn of range ops, ops[i] reading keys[i]. */
+typedef struct read_batch {
+    json_t *ops;
+    kivis_slice *keys;
+    size_t n;
+} read_batch;
+
+/* The op reading `key` alone at the transaction's revision (with none
+ * yet, at the txn's, which then becomes the transaction's). */
+static json_t *range_op(const etcd_txn *t, kivis_slice key)
+{
+    json_t *k = j_key(t->s, key, false);
+    json_t *req = k ? json_pack("{s:o}", "key", k) : NULL;
+    if (req && t->rs->rev && json_object_set_new(req, "revision", j_int(t->rs->rev))) {
+        json_decref(req);
+        return NULL;
+    }
+    return req ? json_pack("{s:o}", "request_range", req) : NULL;
+}
+
+/* Bytes an op reading key k adds to the request, at most: k after the
+ * store's prefix in base64, and the JSON around it. */
+static size_t range_op_bytes(const etcd_storage *s, kivis_slice k)
+{
+    return (s->data_len + k.len + 2) / 3 * 4 + 64;
+}
+
+/* Fill b with the keys of keys[*at..n) a get would ask the cluster for
+ * (keys the store can hold, not read yet), `limit` of them at most and
+ * READ_BYTES_MAX bytes of request; *at moves past the keys looked at. */
+static int batch_fill(const etcd_txn *t, const kivis_slice *keys, size_t n,
+                      size_t *at, size_t limit, read_batch *b)
+{
+    size_t bytes = 0;
+    for (; *at < n && b->n < limit && bytes < READ_BYTES_MAX; ++*at) {
+        kivis_slice k = keys[*at];
+        if (kivis__check_key(k, t->s->max_key) != KIVIS_OK || readset_find(t->rs, k))
+            continue;
+        int rc = j_push(b->ops, range_op(t, k));
+        if (rc != KIVIS_OK)
+            return rc;
+        b->keys[b->n++] = k;
+        bytes += range_op_bytes(t->s, k);
+    }
+    return KIVIS_OK;
+}
+
+/* Read the keys of b in one txn and remember what each holds (absent ones
+ * too), as their gets would have, but not as got: a write transaction's
+ * commit compares a prefetched key only once a get or a cursor returned
+ * it, so that a hint never adds a conflict. */
+static int batch_read(etcd_txn *t, const read_batch *b)
+{
+    json_t *body = json_pack("{s:O}", "success", b->ops), *r = NULL;
+    if (!body)
+        return KIVIS_ENOMEM;
+    over_op_limit = false;
+    int rc = post(t->s, "/v3/kv/txn", body, &r);
+    json_decref(body);
+    const json_t *resps = json_object_get(r, "responses");
+    if (rc == KIVIS_OK && json_array_size(resps) != b->n) {
+        keep_message("etcd: a txn of %zu reads answered %zu", b->n, json_array_size(resps));
+        rc = KIVIS_EIO;
+    }
+    if (rc == KIVIS_OK && !t->rs->rev) /* a read-only txn's revision is its reads' */
+        t->rs->rev = j_get_int(json_object_get(r, "header"), "revision");
+    for (size_t i = 0; rc == KIVIS_OK && i < b->n; i++) {
+        page p;
+        const json_t *rr = json_object_get(json_array_get(resps, i), "response_range");
+        rc = page_decode(t->s, rr, &p);
+        if (rc == KIVIS_OK)
+            rc = readset_add(t->s, t->rs, b->keys[i], p.n ? &p.kvs[0].value : NULL,
+                             p.n ? p.kvs[0].mod : 0, false);
+        page_free(t->s, &p);
+    }
+    json_decref(r);
+    return rc;
+}
+
+/* Read every key a get would ask the cluster for in as few requests as
+ * its --max-txn-ops allows, all at the transaction's revision (one
+ * snapshot, however many requests): the gets that follow answer from the
+ * read set.  A request holds READ_OPS_FIRST reads, halved for the storage
+ * each time the cluster answers that this is too many. */
+static int et_prefetch(kivis_storage_txn *txn, const kivis_slice *keys, size_t n)
+{
+    etcd_txn *t = txn_of(txn);
+    etcd_storage *s = t->s;
+    size_t room = n < READ_OPS_FIRST ? n : READ_OPS_FIRST;
+    read_batch b = {json_array(), s_malloc(s, room * sizeof *b.keys), 0};
+    int rc = b.ops && b.keys ? KIVIS_OK : KIVIS_ENOMEM;
+    for (size_t at = 0; rc == KIVIS_OK && at < n;) {
+        size_t from = at, limit = atomic_load(&s->read_ops);
+        json_array_clear(b.ops);
+        b.n = 0;
+        rc = batch_fill(t, keys, n, &at, limit < room ? limit : room, &b);
+        if (rc == KIVIS_OK && b.n)
+            rc = batch_read(t, &b);
+        if (rc == KIVIS_EINVAL && over_op_limit && limit > 1) {
+            atomic_compare_exchange_strong(&s->read_ops, &limit, limit / 2);
+            at = from;
+            rc = KIVIS_OK;
+        }
+    }
+    json_decref(b.ops);
+    s_free(s, b.keys);
+    return rc;
 }
 
 /* A reading transaction never writes: the write transaction's overlay
@@ -832,9 +971,10 @@ static int et_commit(kivis_storage_txn *txn, int durability)
 static int et_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
                           kivis_storage_cursor **out);
 
+/* discard stays del (KIVIS_EINVAL): a reading transaction never writes. */
 static const kivis_txn_methods et_txn_methods = {
     et_get, et_put, et_del, et_cursor_open, et_commit, et_abort,
-    NULL, NULL, /* discard is del; gets are not batched yet */
+    NULL, et_prefetch,
 };
 
 static int read_txn_new(etcd_storage *s, readset *rs, etcd_txn **out)
@@ -870,7 +1010,8 @@ static int track_page(etcd_cursor *c, int dir, const kivis_slice *from, bool aft
     readset *rs = c->t->rs;
     const kivis_bt_range *r = &c->pc.range;
     for (size_t i = 0; i < p->n; i++) {
-        int rc = readset_add(s, rs, p->kvs[i].key, &p->kvs[i].value, p->kvs[i].mod);
+        int rc = readset_add(s, rs, p->kvs[i].key, &p->kvs[i].value, p->kvs[i].mod,
+                             true);
         if (rc != KIVIS_OK)
             return rc;
     }
@@ -997,7 +1138,7 @@ static json_t *compare(json_t *key, const char *target, const char *result,
 
 /* The compares of the read set: each key read still at the mod_revision
  * seen (or still absent), nothing in a scanned interval modified after the
- * read revision. */
+ * read revision.  A key only prefetched was not read. */
 static int read_compares(const etcd_storage *s, const readset *rs, json_t *cmp)
 {
     int rc = KIVIS_OK;
@@ -1007,6 +1148,8 @@ static int read_compares(const etcd_storage *s, const readset *rs, json_t *cmp)
              more == KIVIS_OK && rc == KIVIS_OK; more = kivis__btree_next(&it)) {
             read_entry *e;
             memcpy(&e, kivis__bt_iter_value(&it).data, sizeof e);
+            if (!e->got)
+                continue;
             json_t *key = j_key(s, kivis__bt_iter_key(&it), false);
             rc = j_push(cmp, e->mod ? compare(key, "MOD", "EQUAL", "mod_revision", e->mod)
                                     : compare(key, "VERSION", "EQUAL", "version", 0));
@@ -1028,14 +1171,33 @@ static int read_compares(const etcd_storage *s, const readset *rs, json_t *cmp)
     return rc;
 }
 
-/* The writes, and for each key written that was not read, the compare
- * that it is unchanged since the read revision (none for blind writes). */
-static int write_ops(const etcd_storage *s, const readset *rs,
+/* Whether a get or a cursor of the transaction returned `key`. */
+static bool was_read(const readset *rs, kivis_slice key)
+{
+    const read_entry *e = readset_find(rs, key);
+    return e && e->got;
+}
+
+/* Whether write op needs the compare that its key is unchanged since
+ * the read revision: a key written but not read, unless the
+ * transaction read nothing (blind writes) or the write is a discard
+ * (kivis_txn_discard: delete it whatever it holds). */
+static bool write_compared(const readset *rs, const kivis_btree *blind,
+                           const kivis_batch_op *op)
+{
+    kivis_slice v;
+    if (!rs->rev || was_read(rs, op->key))
+        return false;
+    return !(op->del && blind && kivis__btree_get(blind, op->key, &v) == KIVIS_OK);
+}
+
+/* The writes, and the compares write_compared asks for. */
+static int write_ops(const etcd_storage *s, const readset *rs, const kivis_btree *blind,
                      const kivis_batch_op *ops, size_t n, json_t *cmp, json_t *ok)
 {
     int rc = KIVIS_OK;
     for (size_t i = 0; i < n && rc == KIVIS_OK; i++) {
-        if (rs->rev && !readset_find(rs, ops[i].key))
+        if (write_compared(rs, blind, &ops[i]))
             rc = j_push(cmp, compare(j_key(s, ops[i].key, false), "MOD", "LESS",
                                      "mod_revision", rs->rev + 1));
         json_t *key = j_key(s, ops[i].key, false);
@@ -1079,14 +1241,14 @@ static bool marker_found(const json_t *r)
     return json_array_size(json_object_get(rr, "kvs")) > 0;
 }
 
-static int send_commit(etcd_storage *s, const readset *rs, const kivis_batch_op *ops,
-                       size_t n)
+static int send_commit(etcd_storage *s, const readset *rs, const kivis_btree *blind,
+                       const kivis_batch_op *ops, size_t n)
 {
     json_t *cmp = json_array(), *ok = json_array(), *r = NULL;
     json_t *body = json_pack("{s:o,s:o}", "compare", cmp, "success", ok);
     int rc = body ? read_compares(s, rs, cmp) : KIVIS_ENOMEM;
     if (rc == KIVIS_OK)
-        rc = write_ops(s, rs, ops, n, cmp, ok);
+        rc = write_ops(s, rs, blind, ops, n, cmp, ok);
     pthread_mutex_lock(&s->lock);
     s->commits++;
     if (rc == KIVIS_OK)
@@ -1122,7 +1284,7 @@ static int apply(void *ctx, const kivis_batch_op *ops, size_t n, int durability)
 {
     (void)durability; /* etcd's Raft log is always flushed */
     etcd_writer *w = ctx;
-    return send_commit(w->s, &w->rs, ops, n);
+    return send_commit(w->s, &w->rs, w->blind, ops, n);
 }
 
 static int ew_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
@@ -1140,6 +1302,27 @@ static int ew_del(kivis_storage_txn *txn, kivis_slice key)
     return kivis_txn_del(writer_of(txn)->ov, key);
 }
 
+/* A delete of an index entry need not cost a read: the overlay queues it
+ * blind, and the key is remembered so that commit does not compare it
+ * either (write_compared).  Not remembered for want of memory, it is
+ * compared as any write: a check more, never one less. */
+static int ew_discard(kivis_storage_txn *txn, kivis_slice key)
+{
+    etcd_writer *w = writer_of(txn);
+    int rc = kivis_overlay_discard(w->ov, key);
+    if (rc == KIVIS_OK && (w->blind || kivis__btree_new(&w->s->alloc, &w->blind) == KIVIS_OK))
+        (void)kivis__btree_put(w->blind, key, no_slice);
+    return rc;
+}
+
+/* The overlay hands the keys on to its reading transaction (et_prefetch),
+ * whose read set is the writer's: what it fetches answers the overlay's
+ * gets and, once they returned it, is compared at commit. */
+static int ew_prefetch(kivis_storage_txn *txn, const kivis_slice *keys, size_t n)
+{
+    return kivis_txn_prefetch(writer_of(txn)->ov, keys, n);
+}
+
 static int ew_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
                           kivis_storage_cursor **out)
 {
@@ -1148,6 +1331,7 @@ static int ew_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
 
 static void writer_free(etcd_writer *w)
 {
+    kivis__btree_free(w->blind);
     readset_free(w->s, &w->rs);
     s_free(w->s, w);
 }
@@ -1169,7 +1353,7 @@ static void ew_abort(kivis_storage_txn *txn)
 
 static const kivis_txn_methods ew_txn_methods = {
     ew_get, ew_put, ew_del, ew_cursor_open, ew_commit, ew_abort,
-    NULL, NULL, /* discard is del; gets are not batched yet */
+    ew_discard, ew_prefetch,
 };
 
 static int writer_new(etcd_storage *s, kivis_storage_txn **out)
@@ -1763,6 +1947,7 @@ int kivis_etcd_open(const char *endpoints, const kivis_etcd_options *opts,
     s->st.methods = &es_storage_methods;
     s->alloc = *a;
     s->max_key = max_key;
+    atomic_init(&s->read_ops, READ_OPS_FIRST);
     pthread_mutex_init(&s->lock, NULL);
     const char *prefix = opts->prefix ? opts->prefix : DEFAULT_PREFIX;
     int rc = parse_endpoints(s, endpoints);
