@@ -656,6 +656,12 @@ static int unavailable(layered_txn *t)
     return KIVIS_EUNAVAILABLE;
 }
 
+/* Whether t's gets all go to the authority (see lt_get). */
+static bool reads_authority(const layered_txn *t)
+{
+    return !(t->base.flags & KIVIS_TXN_RDONLY) || t->mode == TXN_DIRECT;
+}
+
 static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
 {
     layered_txn *t = (layered_txn *)txn;
@@ -669,7 +675,7 @@ static int lt_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
      * a read-modify-write over a cached value would lose another client's
      * update (the feed delivers it only at the next begin).  A read-only
      * one has no writes of its own to read back. */
-    if (!(t->base.flags & KIVIS_TXN_RDONLY) || t->mode == TXN_DIRECT)
+    if (reads_authority(t))
         return authority_get(t, key, value);
     uint64_t hash = ls->hashed ? kivis__lru_hash(key) : 0;
     if (negative_hit(ls, hash, key))
@@ -789,10 +795,13 @@ static bool answered_above(const layered_txn *t, kivis_slice key)
     return false;
 }
 
-/* Read ahead, from the authority, the keys no cache tier will answer. */
+/* Read ahead, from the authority, the keys no cache tier will answer
+ * (every key, in a transaction whose gets all go to the authority). */
 static int lt_prefetch(kivis_storage_txn *txn, const kivis_slice *keys, size_t n)
 {
     layered_txn *t = (layered_txn *)txn;
+    if (reads_authority(t))
+        return kivis_txn_prefetch(t->auth, keys, n);
     kivis_slice *ask = n <= SIZE_MAX / sizeof *ask
                            ? ls_malloc(owner(t), n * sizeof *ask) : NULL;
     if (!ask)
