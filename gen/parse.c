@@ -14,10 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { A_KEY, A_INDEX, A_UNIQUE, A_EMBEDDED, A_DERIVED, A_COUNT };
+enum { A_KEY, A_INDEX, A_UNIQUE, A_EMBEDDED, A_DERIVED, A_OPTIONAL, A_COUNT };
 
 static const char *const attr_names[A_COUNT] = {"key", "index", "unique",
-                                                "embedded", "derived_key"};
+                                                "embedded", "derived_key",
+                                                "optional"};
 
 typedef struct field_vec {
     kg_field *v;
@@ -515,7 +516,8 @@ static int parse_field(parser *p, field_vec *v, int embedded)
     attrs a = {0};
     kg_type t = {0};
     int is_char, r = parse_attrs(p, &a);
-    const unsigned field_attrs = 1u << A_KEY | 1u << A_INDEX | 1u << A_UNIQUE;
+    const unsigned field_attrs =
+        1u << A_KEY | 1u << A_INDEX | 1u << A_UNIQUE | 1u << A_OPTIONAL;
     if (r == 0) {
         reject_attrs(p, &a, embedded ? 0 : field_attrs,
                      embedded ? "in an [[embedded]] struct (it has no table)"
@@ -524,7 +526,8 @@ static int parse_field(parser *p, field_vec *v, int embedded)
     }
     unsigned flags = (a.seen[A_KEY] ? KG_ATTR_KEY : 0) |
                      (a.seen[A_INDEX] ? KG_ATTR_INDEX : 0) |
-                     (a.seen[A_UNIQUE] ? KG_ATTR_UNIQUE | KG_ATTR_INDEX : 0);
+                     (a.seen[A_UNIQUE] ? KG_ATTR_UNIQUE | KG_ATTR_INDEX : 0) |
+                     (a.seen[A_OPTIONAL] ? KG_ATTR_OPTIONAL : 0);
     if (embedded)
         flags = 0;
     while (r == 0) {

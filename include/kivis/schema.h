@@ -29,7 +29,8 @@ typedef enum kivis_kind {
     KIVIS_F32,    /* float    */
     KIVIS_F64,    /* double   */
     KIVIS_ENUM,   /* an enum declared in the schema; size is sizeof the enum */
-    KIVIS_STRING, /* char *: owned, NUL-terminated UTF-8; NULL stores "" */
+    KIVIS_STRING, /* char *: owned, NUL-terminated UTF-8; NULL stores ""
+                     (absent, when the field is optional) */
     KIVIS_CHARS,  /* char name[N]: inline NUL-terminated UTF-8; size is N */
     KIVIS_BYTES,  /* kivis_bytes: owned blob */
     KIVIS_STRUCT  /* a nested plain struct or another record's key struct */
@@ -46,7 +47,25 @@ typedef struct kivis_enum_desc {
 } kivis_enum_desc;
 
 /** Field flags */
-#define KIVIS_FIELD_KEY 0x1u /* part of the record's key ([[key]]) */
+#define KIVIS_FIELD_KEY 0x1u      /* part of the record's key ([[key]]) */
+#define KIVIS_FIELD_OPTIONAL 0x2u /* [[optional]]: the field may be absent */
+
+/*
+ * An optional field (KIVIS_FIELD_OPTIONAL, top-level record fields only,
+ * never a key field) says whether it holds a value:
+ *  - a single char *: NULL is absent ("" is a present empty string);
+ *  - a single kivis_bytes: data == NULL is absent (a present empty blob
+ *    has data != NULL and len 0);
+ *  - any other field, arrays included: a `bool` presence flag declared
+ *    immediately before the field in the C struct (`bool has_age;
+ *    uint32_t age;`), so at the first byte after the previous field's
+ *    last element (offset 0 for the first field).  It has no descriptor
+ *    entry of its own: kivis-gen checks that layout when the generated
+ *    source is compiled.  false is absent, and the field's bytes are then
+ *    ignored (written as zero by every read).
+ * Absent values are stored in one byte and left out of unique indexes
+ * (docs/encoding.md, docs/schema.md).
+ */
 
 /** One member of a struct.  A fixed array T name[N] has count = N. */
 typedef struct kivis_field {
