@@ -332,6 +332,56 @@ static void updates_move_the_entries(void **state)
     expect_clean(f->db);
 }
 
+#ifdef KIVIS_TEST_JSONL
+#include <kivis/jsonl.h>
+
+/* An absent field is exported as null and imported as absent; a present
+ * "" or 0 stays present. */
+static void jsonl_keeps_absent_apart(void **state)
+{
+    ofx *f = *state;
+    person none = {0}, zero = {0};
+    zero.email = "";
+    zero.photo.data = (uint8_t *)"";
+    zero.has_age = zero.has_mentor = zero.has_dims = true;
+    person_key kn = add(f->db, &none), kz = add(f->db, &zero);
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_int_equal(kivis_export_jsonl((kivis_db *)f->db, NULL, 0, out, NULL, NULL),
+                     KIVIS_OK);
+    fclose(out);
+    assert_non_null(strstr(text, "\"email\":null,\"nick\":null,\"photo\":null,"
+                                 "\"age\":null"));
+    assert_non_null(strstr(text, "\"email\":\"\",\"nick\":null,\"photo\":\"\","
+                                 "\"age\":0"));
+
+    kivis_storage *st;
+    opt_db *copy;
+    assert_int_equal(kivis_memory_open(NULL, &st), KIVIS_OK);
+    assert_int_equal(opt_open(st, NULL, &copy), KIVIS_OK);
+    FILE *in = fmemopen(text, len, "r");
+    assert_int_equal(kivis_import_jsonl((kivis_db *)copy, in, NULL, NULL), KIVIS_OK);
+    fclose(in);
+    const kivis_struct_desc *sd = opt_schema.tables[OPT_PERSON].record;
+    person_key keys[] = {kn, kz};
+    for (int i = 0; i < 2; i++) {
+        person a, b;
+        assert_int_equal(person_get(f->db, keys[i], &a), KIVIS_OK);
+        assert_int_equal(person_get(copy, keys[i], &b), KIVIS_OK);
+        assert_true(kivis__struct_equal(sd, &a, &b));
+        assert_int_equal(a.has_age, b.has_age);
+        assert_int_equal(!a.email, !b.email);
+        person_clear(f->db, &a);
+        person_clear(copy, &b);
+    }
+    opt_close(copy);
+    kivis_storage_close(st);
+    free(text);
+}
+#endif
+
 /* ---- stores and schemas ------------------------------------------------ */
 
 /* person as a store written before the optional fields: plain and name. */
@@ -507,6 +557,9 @@ int main(int argc, char **argv)
         OPT_TEST(unique_leaves_absent_values_out),
         OPT_TEST(index_finds_absent_values),
         OPT_TEST(updates_move_the_entries),
+#ifdef KIVIS_TEST_JSONL
+        OPT_TEST(jsonl_keeps_absent_apart),
+#endif
         OPT_TEST(old_store_opens_and_reads),
         OPT_TEST(became_optional_is_refused),
         OPT_TEST(optional_key_field_is_refused),

@@ -125,6 +125,20 @@ typedef struct kivis_table_desc {
     const kivis_index_desc *indexes;
 } kivis_table_desc;
 
+/**
+ * Whether field i of the struct `sd` at `obj` holds a value: 1, or 0 when
+ * it is an optional field that is absent (always 1 for a field that is not
+ * optional).  A presence flag byte other than 0/1 counts as present.
+ */
+int kivis_field_present(const kivis_struct_desc *sd, uint32_t i, const void *obj);
+
+/**
+ * The offset of field i's `bool` presence flag in its struct, or SIZE_MAX
+ * when it has none (not optional, or a single char * / kivis_bytes, whose
+ * NULL says absent).  Setting the flag true makes the field present.
+ */
+size_t kivis_presence_offset(const kivis_struct_desc *sd, uint32_t i);
+
 /** A whole schema: the manifest of tables. */
 typedef struct kivis_schema_desc {
     const char *name;

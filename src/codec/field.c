@@ -80,6 +80,17 @@ bool kivis__field_present(const kivis_struct_desc *sd, uint32_t i,
     return kivis__field_presence(sd, i, obj) != 0;
 }
 
+int kivis_field_present(const kivis_struct_desc *sd, uint32_t i, const void *obj)
+{
+    return kivis__field_present(sd, i, obj);
+}
+
+size_t kivis_presence_offset(const kivis_struct_desc *sd, uint32_t i)
+{
+    return kivis__has_presence_flag(&sd->fields[i]) ? kivis__presence_offset(sd, i)
+                                                    : SIZE_MAX;
+}
+
 int kivis__field_set_absent(const kivis_struct_desc *sd, uint32_t i, void *obj,
                             const kivis_allocator *alloc)
 {
