@@ -552,12 +552,10 @@ static int skip_elem(kivis_reader *r, const kivis_field *f)
     }
 }
 
-int kivis__key_skip_field(kivis_reader *r, const kivis_field *f)
+/* Every element of f, as a key struct holds it (no tag). */
+static int skip_elems(kivis_reader *r, const kivis_field *f)
 {
-    bool present;
-    if (get_index_tag(r, f, &present))
-        return KIVIS_ECORRUPT;
-    for (uint32_t i = 0, n = present ? kivis__field_elems(f) : 0; i < n; i++) {
+    for (uint32_t i = 0, n = kivis__field_elems(f); i < n; i++) {
         int rc = skip_elem(r, f);
         if (rc)
             return rc;
@@ -565,10 +563,18 @@ int kivis__key_skip_field(kivis_reader *r, const kivis_field *f)
     return KIVIS_OK;
 }
 
+int kivis__key_skip_field(kivis_reader *r, const kivis_field *f)
+{
+    bool present;
+    if (get_index_tag(r, f, &present))
+        return KIVIS_ECORRUPT;
+    return present ? skip_elems(r, f) : KIVIS_OK;
+}
+
 int kivis__key_skip_struct(kivis_reader *r, const kivis_struct_desc *sd)
 {
     for (uint32_t i = 0; i < sd->nfields; i++) {
-        int rc = kivis__key_skip_field(r, &sd->fields[i]);
+        int rc = skip_elems(r, &sd->fields[i]);
         if (rc)
             return rc;
     }
