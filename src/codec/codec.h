@@ -201,11 +201,6 @@ static inline size_t kivis__presence_offset(const kivis_struct_desc *sd,
 bool kivis__field_present(const kivis_struct_desc *sd, uint32_t i,
                           const void *obj);
 
-/* Make field i of the struct at obj absent: free what it owns, zero it
- * and clear its presence flag.  KIVIS_EINVAL when it is not optional. */
-int kivis__field_set_absent(const kivis_struct_desc *sd, uint32_t i, void *obj,
-                            const kivis_allocator *alloc);
-
 /* Append the index value of field i of the record at obj: for an optional
  * field the tag, then the key encoding when present. */
 int kivis__key_put_index(kivis_buf *b, const kivis_struct_desc *sd, uint32_t i,

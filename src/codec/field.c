@@ -91,18 +91,6 @@ size_t kivis_presence_offset(const kivis_struct_desc *sd, uint32_t i)
                                                     : SIZE_MAX;
 }
 
-int kivis__field_set_absent(const kivis_struct_desc *sd, uint32_t i, void *obj,
-                            const kivis_allocator *alloc)
-{
-    const kivis_field *f = &sd->fields[i];
-    if (!(f->flags & KIVIS_FIELD_OPTIONAL))
-        return KIVIS_EINVAL;
-    kivis__field_free(f, obj, alloc);
-    if (kivis__has_presence_flag(f))
-        *((uint8_t *)obj + kivis__presence_offset(sd, i)) = 0;
-    return KIVIS_OK;
-}
-
 static bool kind_owns_memory(uint32_t kind)
 {
     return kind == KIVIS_STRING || kind == KIVIS_BYTES || kind == KIVIS_STRUCT;
