@@ -283,7 +283,8 @@ static const char *article(const char *noun)
  * $I index constant, $V the exact-lookup parameter and $v its argument,
  * $L the range bound parameters and $l/$h their arguments, $P the prefix
  * parameter (text is looked up by `const char *`, bytes by any pointer),
- * $O the distinct value's out parameter.
+ * $O the distinct value's out parameter, $M the query mode over every
+ * value (absent ones left out: a range without bounds).
  */
 static void tpl(emitter *e, const kg_record *r, const kg_field *f,
                 const char *text)
@@ -311,6 +312,9 @@ static void tpl(emitter *e, const kg_record *r, const kg_field *f,
             out(e, "%s", is_text(&f->type) ? "const char *prefix" : "const void *prefix");
             break;
         case 'O': out_value_out(e, &f->type); break;
+        case 'M':
+            out(e, "%s", f->attrs & KG_ATTR_OPTIONAL ? "KIVIS_Q_RANGE" : "KIVIS_Q_ALL");
+            break;
         case 'l': out_value_arg(e, &f->type, "lo", 1); break;
         case 'h': out_value_arg(e, &f->type, "hi", 1); break;
         default: fputc(*p, e->out); break;
@@ -763,7 +767,7 @@ static const char fn_index_distinct[] =
     "static inline int $R_distinct_$F($S_db *db, unsigned flags,\n"
     "    $R_distinct_$F_cursor *cur)\n"
     "{\n"
-    "    kivis_query q = $S_query_($T, $I, KIVIS_Q_ALL, NULL, NULL, NULL, 0,\n"
+    "    kivis_query q = $S_query_($T, $I, $M, NULL, NULL, NULL, 0,\n"
     "        flags);\n"
     "    int rc = $S_check_(db);\n"
     "    cur->distinct = NULL;\n"

@@ -336,7 +336,9 @@ enum kivis_query_mode {
  * Over an [[optional]] field, EQ, RANGE and PREFIX only meet present values
  * (a RANGE without lo starts at the lowest present one), ALL meets the
  * absent ones first, and KIVIS_Q_ABSENT meets only those; a unique index
- * holds no absent values.
+ * holds no absent values.  kivis_distinct_open over ALL gives the absent
+ * ones as a first group whose value is zeroed, which a present zero also
+ * is: a RANGE without bounds leaves them out.
  */
 typedef struct kivis_query {
     uint32_t table;

@@ -272,6 +272,19 @@ static void index_finds_absent_values(void **state)
     assert_int_equal(person_count(f->db, &n), KIVIS_OK);
     assert_int_equal(n, 4);
 
+    /* distinct values: the present ones, 0 included */
+    person_distinct_age_cursor dc;
+    uint32_t value;
+    uint64_t count;
+    assert_int_equal(person_distinct_age(f->db, 0, &dc), KIVIS_OK);
+    assert_int_equal(person_distinct_age_next(&dc, &value, &count), KIVIS_OK);
+    assert_int_equal(value, 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(person_distinct_age_next(&dc, &value, &count), KIVIS_OK);
+    assert_int_equal(value, 30);
+    assert_int_equal(person_distinct_age_next(&dc, &value, &count), KIVIS_NOTFOUND);
+    person_distinct_age_close(&dc);
+
     person_cursor cur;
     person_key k;
     person got;
