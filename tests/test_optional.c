@@ -505,6 +505,12 @@ static void became_optional_is_refused(void **state)
     kivis_struct_desc rec = {"person", sizeof(shifted), 2, fields};
     expect_refused(f, &rec, &old_key_desc, KIVIS_ESCHEMA,
                    "field 'plain' became [[optional]]");
+    /* at offset 0 its flag would have no byte before it */
+    kivis_field unshifted[2] = {fields[0], fields[1]};
+    unshifted[0].offset = 0;
+    rec.fields = unshifted;
+    expect_refused(f, &rec, &old_key_desc, KIVIS_EINVAL,
+                   "person.plain: no room for the presence flag before it");
     /* nothing was changed: opt still opens */
     assert_int_equal(opt_open(f->st, NULL, &f->db), KIVIS_OK);
 }
