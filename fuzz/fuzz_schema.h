@@ -143,16 +143,51 @@ static const kivis_field fz_blobs_fields[] = {
 static const kivis_struct_desc fz_blobs_desc = {"blobs", sizeof(fz_blobs), 3,
                                                 fz_blobs_fields};
 
+/* [[optional]] fields of each shape: absent by NULL (a string, a blob),
+ * by a presence flag (a scalar, an array, a nested struct, a char[N]). */
+typedef struct fz_optional {
+    char *name;
+    kivis_bytes blob;
+    bool has_n;
+    uint32_t n;
+    bool has_ids;
+    int16_t ids[2];
+    bool has_at;
+    fz_point at;
+    bool has_code;
+    char code[4];
+    uint8_t tail;
+} fz_optional;
+
+static const kivis_field fz_optional_fields[] = {
+    {"name", KIVIS_STRING, 0, offsetof(fz_optional, name), sizeof(char *), NULL,
+     NULL, KIVIS_FIELD_OPTIONAL},
+    {"blob", KIVIS_BYTES, 0, offsetof(fz_optional, blob), sizeof(kivis_bytes),
+     NULL, NULL, KIVIS_FIELD_OPTIONAL},
+    {"n", KIVIS_U32, 0, offsetof(fz_optional, n), 4, NULL, NULL,
+     KIVIS_FIELD_OPTIONAL},
+    {"ids", KIVIS_I16, 2, offsetof(fz_optional, ids), 2, NULL, NULL,
+     KIVIS_FIELD_OPTIONAL},
+    {"at", KIVIS_STRUCT, 0, offsetof(fz_optional, at), sizeof(fz_point),
+     &fz_point_desc, NULL, KIVIS_FIELD_OPTIONAL},
+    {"code", KIVIS_CHARS, 0, offsetof(fz_optional, code), 4, NULL, NULL,
+     KIVIS_FIELD_OPTIONAL},
+    FZ_FIELD(fz_optional, tail, KIVIS_U8, 0),
+};
+static const kivis_struct_desc fz_optional_desc = {
+    "optional", sizeof(fz_optional), 7, fz_optional_fields};
+
 /* The fuzzers' first input byte picks one of these. */
 static const kivis_struct_desc *const fz_descs[] = {
-    &fz_record_desc, &fz_named_desc, &fz_blobs_desc};
-#define FZ_NDESCS 3u
+    &fz_record_desc, &fz_named_desc, &fz_blobs_desc, &fz_optional_desc};
+#define FZ_NDESCS 4u
 
 /* Room for a decoded record of any of the descriptors. */
 typedef union fz_any {
     fz_record rec;
     fz_named named;
     fz_blobs blobs;
+    fz_optional optional;
 } fz_any;
 
 /* A decoder of the codec: value or key, into zeroed storage. */

@@ -373,7 +373,7 @@ static const char *const record_suffixes[] = {
     "_fields_", "_desc_", "_key_fields_", "_key_desc_", "_indexes_",
     "_key_map_", "_derive_", "_count", "_exists", "_next_key", "_prefetch"};
 /* after R_by_F and R_count_by_F */
-static const char *const index_suffixes[] = {"", "_range", "_prefix"};
+static const char *const index_suffixes[] = {"", "_range", "_prefix", "_absent"};
 /* after R_distinct_F */
 static const char *const distinct_suffixes[] = {"", "_cursor", "_next",
                                                 "_close"};
@@ -950,6 +950,28 @@ static void check_reference(checker *c, const kg_field *f)
                  "optional field (none in this version)", f->name);
 }
 
+/* Every record has its key, and a presence flag needs a free name. */
+static void check_optional(checker *c, const kg_record *r, const kg_field *f)
+{
+    if (!(f->attrs & KG_ATTR_OPTIONAL))
+        return;
+    if (f->attrs & KG_ATTR_KEY) {
+        kg_error(c->d, f->loc,
+                 "[[optional]] on field '%s': a [[key]] field cannot be "
+                 "optional (every record has its key)", f->name);
+        return;
+    }
+    if (!kg_has_presence_flag(f))
+        return;
+    for (size_t i = 0; i < r->nfields; i++)
+        if (!strncmp(r->fields[i].name, "has_", 4) &&
+            !strcmp(r->fields[i].name + 4, f->name))
+            kg_error(c->d, f->loc,
+                     "[[optional]] field '%s' needs the presence flag "
+                     "'has_%s', which is already a field of record '%s'",
+                     f->name, f->name, r->name);
+}
+
 /* derive_key writes a plain struct: nothing in it may own memory. */
 static void check_derived_field(checker *c, const kg_field *f)
 {
@@ -975,6 +997,7 @@ static void check_contents(checker *c)
         for (size_t j = 0; j < r->nfields; j++) {
             check_keyable(c, &r->fields[j]);
             check_reference(c, &r->fields[j]);
+            check_optional(c, r, &r->fields[j]);
         }
         for (size_t j = 0; j < r->nderived; j++)
             check_derived_field(c, &r->derived[j]);

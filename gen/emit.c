@@ -283,7 +283,8 @@ static const char *article(const char *noun)
  * $I index constant, $V the exact-lookup parameter and $v its argument,
  * $L the range bound parameters and $l/$h their arguments, $P the prefix
  * parameter (text is looked up by `const char *`, bytes by any pointer),
- * $O the distinct value's out parameter.
+ * $O the distinct value's out parameter, $M the query mode over every
+ * value (absent ones left out: a range without bounds).
  */
 static void tpl(emitter *e, const kg_record *r, const kg_field *f,
                 const char *text)
@@ -311,6 +312,9 @@ static void tpl(emitter *e, const kg_record *r, const kg_field *f,
             out(e, "%s", is_text(&f->type) ? "const char *prefix" : "const void *prefix");
             break;
         case 'O': out_value_out(e, &f->type); break;
+        case 'M':
+            out(e, "%s", f->attrs & KG_ATTR_OPTIONAL ? "KIVIS_Q_RANGE" : "KIVIS_Q_ALL");
+            break;
         case 'l': out_value_arg(e, &f->type, "lo", 1); break;
         case 'h': out_value_arg(e, &f->type, "hi", 1); break;
         default: fputc(*p, e->out); break;
@@ -341,9 +345,10 @@ static void out_attrs(emitter *e, const kg_field *f)
     unsigned attrs = f->attrs;
     if (!attrs && !f->action)
         return;
-    out(e, " /*%s%s%s", attrs & KG_ATTR_KEY ? " [[key]]" : "",
+    out(e, " /*%s%s%s%s", attrs & KG_ATTR_KEY ? " [[key]]" : "",
         attrs & KG_ATTR_INDEX ? " [[index]]" : "",
-        attrs & KG_ATTR_UNIQUE ? " [[unique]]" : "");
+        attrs & KG_ATTR_UNIQUE ? " [[unique]]" : "",
+        attrs & KG_ATTR_OPTIONAL ? " [[optional]]" : "");
     if (f->action)
         out(e, " [[references(%s)]]", action_names[f->action]);
     out(e, " */");
@@ -371,6 +376,9 @@ static void header_struct(emitter *e, const char *name, const char *suffix,
     size_t n = r ? r->nfields : node_nfields(s, node);
     for (size_t i = 0; i < n; i++) {
         const kg_field *f = r ? &r->fields[i] : node_field(s, node, i);
+        if (r && kg_has_presence_flag(f))
+            out(e, "    bool has_%s; /* false: %s is absent */\n", f->name,
+                f->name);
         out(e, "    %s", type_tag(s, node, r, n, &f->type));
         out_decl(e, &f->type, f->name);
         out(e, ";");
@@ -773,7 +781,7 @@ static const char fn_index_distinct[] =
     "static inline int $R_distinct_$F($S_db *db, unsigned flags,\n"
     "    $R_distinct_$F_cursor *cur)\n"
     "{\n"
-    "    kivis_query q = $S_query_($T, $I, KIVIS_Q_ALL, NULL, NULL, NULL, 0,\n"
+    "    kivis_query q = $S_query_($T, $I, $M, NULL, NULL, NULL, 0,\n"
     "        flags);\n"
     "    int rc = $S_check_(db);\n"
     "    cur->distinct = NULL;\n"
@@ -811,6 +819,20 @@ static const char fn_index_prefix[] =
     "        len, flags, &cur->scan);\n"
     "}\n\n";
 
+static const char fn_index_absent[] =
+    "/* $R whose $F is absent, in primary key order. */\n"
+    "static inline int $R_by_$F_absent($S_db *db, unsigned flags,\n"
+    "    $R_cursor *cur)\n"
+    "{\n"
+    "    return $S_open_scan_(db, $T, $I, KIVIS_Q_ABSENT, NULL, NULL, NULL, 0,\n"
+    "        flags, &cur->scan);\n"
+    "}\n\n"
+    "/* How many $R records have no $F. */\n"
+    "static inline int $R_count_by_$F_absent($S_db *db, uint64_t *n)\n"
+    "{\n"
+    "    return $S_count_(db, $T, $I, KIVIS_Q_ABSENT, NULL, NULL, NULL, 0, n);\n"
+    "}\n\n";
+
 static void header_functions(emitter *e, const kg_record *r)
 {
     size_t pos;
@@ -831,6 +853,8 @@ static void header_functions(emitter *e, const kg_record *r)
         tpl(e, r, f, fn_index_count);
         if (is_prefixable(&f->type))
             tpl(e, r, f, fn_index_count_prefix);
+        if ((f->attrs & KG_ATTR_OPTIONAL) && !(f->attrs & KG_ATTR_UNIQUE))
+            tpl(e, r, f, fn_index_absent); /* a unique index holds none */
         tpl(e, r, f, fn_index_distinct);
     }
 }
@@ -998,8 +1022,30 @@ static void source_field(emitter *e, const char *name, const char *suffix,
         out(e, "NULL, &%s_desc_, ", t->name);
     else
         out(e, "NULL, NULL, ");
-    out(e, "%s},\n",
-        in_record && (f->attrs & KG_ATTR_KEY) ? "KIVIS_FIELD_KEY" : "0");
+    unsigned a = in_record ? f->attrs : 0;
+    if (a & KG_ATTR_KEY)
+        out(e, "KIVIS_FIELD_KEY},\n");
+    else
+        out(e, "%s},\n", a & KG_ATTR_OPTIONAL ? "KIVIS_FIELD_OPTIONAL" : "0");
+}
+
+/* The runtime finds a presence flag right after the member before it
+ * (kivis/schema.h): the compiler that lays the record out confirms it. */
+static void source_presence_checks(emitter *e, const kg_record *r)
+{
+    for (size_t i = 0; i < r->nfields; i++) {
+        const kg_field *f = &r->fields[i];
+        if (!kg_has_presence_flag(f))
+            continue;
+        out(e, "_Static_assert(offsetof(%s, has_%s) == ", r->name, f->name);
+        if (i)
+            out(e, "offsetof(%s, %s) + sizeof(((%s *)0)->%s)", r->name,
+                r->fields[i - 1].name, r->name, r->fields[i - 1].name);
+        else
+            out(e, "0");
+        out(e, ",\n    \"%s.has_%s must follow the member before it\");\n",
+            r->name, f->name);
+    }
 }
 
 /* The field array and struct desc of a struct, key struct or record. */
@@ -1013,6 +1059,8 @@ static void source_struct(emitter *e, const char *name, const char *suffix,
             source_field(e, name, suffix,
                          r ? &r->fields[i] : node_field(e->s, node, i), r != NULL);
         out(e, "};\n");
+        if (r)
+            source_presence_checks(e, r);
     }
     out(e, "static const kivis_struct_desc %s%s_desc_ = {\"%s%s\", "
            "sizeof(%s%s), %u, ",

@@ -48,6 +48,7 @@ typedef struct kg_type {
 #define KG_ATTR_KEY 0x1u    /* [[key]] */
 #define KG_ATTR_INDEX 0x2u  /* [[index]] */
 #define KG_ATTR_UNIQUE 0x4u /* [[unique]] (implies an index) */
+#define KG_ATTR_OPTIONAL 0x8u /* [[optional]]: the field may be absent */
 
 /* [[references(...)]]: what removing the record a foreign key names does */
 typedef enum kg_action {
@@ -65,6 +66,14 @@ typedef struct kg_field {
     kg_action action;  /* KG_REF_NONE without [[references(...)]] */
     kg_loc action_loc; /* of the attribute */
 } kg_field;
+
+/* An [[optional]] field other than a single char * or kivis_bytes (whose
+ * NULL says absent) gets `bool has_<name>;` right before it. */
+static inline int kg_has_presence_flag(const kg_field *f)
+{
+    return (f->attrs & KG_ATTR_OPTIONAL) &&
+           (f->type.array || (f->type.kind != KG_STRING && f->type.kind != KG_BYTES));
+}
 
 struct kg_enum {
     char *name;

@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { A_KEY, A_INDEX, A_UNIQUE, A_EMBEDDED, A_DERIVED, A_REFERENCES, A_COUNT };
+enum {
+    A_KEY, A_INDEX, A_UNIQUE, A_EMBEDDED, A_DERIVED, A_REFERENCES, A_OPTIONAL,
+    A_COUNT
+};
 
 static const char *const attr_names[A_COUNT] = {"key", "index", "unique",
                                                 "embedded", "derived_key",
-                                                "references"};
+                                                "references", "optional"};
 
 /* The actions of [[references(...)]], at their kg_action. */
 static const char *const action_names[] = {NULL, "restrict", "cascade", "nullify"};
@@ -549,7 +552,8 @@ static int parse_field(parser *p, field_vec *v, int embedded)
     kg_type t = {0};
     int is_char, r = parse_attrs(p, &a);
     const unsigned field_attrs =
-        1u << A_KEY | 1u << A_INDEX | 1u << A_UNIQUE | 1u << A_REFERENCES;
+        1u << A_KEY | 1u << A_INDEX | 1u << A_UNIQUE | 1u << A_REFERENCES |
+        1u << A_OPTIONAL;
     size_t first = v->n;
     if (r == 0) {
         reject_attrs(p, &a, embedded ? 0 : field_attrs,
@@ -559,7 +563,8 @@ static int parse_field(parser *p, field_vec *v, int embedded)
     }
     unsigned flags = (a.seen[A_KEY] ? KG_ATTR_KEY : 0) |
                      (a.seen[A_INDEX] ? KG_ATTR_INDEX : 0) |
-                     (a.seen[A_UNIQUE] ? KG_ATTR_UNIQUE | KG_ATTR_INDEX : 0);
+                     (a.seen[A_UNIQUE] ? KG_ATTR_UNIQUE | KG_ATTR_INDEX : 0) |
+                     (a.seen[A_OPTIONAL] ? KG_ATTR_OPTIONAL : 0);
     if (embedded)
         flags = 0;
     while (r == 0) {

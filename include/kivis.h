@@ -343,8 +343,10 @@ enum kivis_query_mode {
     KIVIS_Q_ALL = 0, /* every entry */
     KIVIS_Q_EQ,      /* entries whose key (or indexed value) equals lo */
     KIVIS_Q_RANGE,   /* lo <= value < hi; a NULL bound is unbounded */
-    KIVIS_Q_PREFIX   /* first key field / indexed value (string or bytes)
+    KIVIS_Q_PREFIX,  /* first key field / indexed value (string or bytes)
                         starts with prefix[0..prefix_len) */
+    KIVIS_Q_ABSENT   /* entries of a non-unique index over an [[optional]]
+                        field whose value is absent (lo, hi unused) */
 };
 
 /** kivis_query.flags */
@@ -355,6 +357,12 @@ enum kivis_query_mode {
  * lo/hi point at key structs.  With index >= 0 it walks that index and lo/hi
  * point at a value of the indexed field's C type (for a char * field, at a
  * char *).  Entries come in key order (index order, then primary key).
+ * Over an [[optional]] field, EQ, RANGE and PREFIX only meet present values
+ * (a RANGE without lo starts at the lowest present one), ALL meets the
+ * absent ones first, and KIVIS_Q_ABSENT meets only those; a unique index
+ * holds no absent values.  kivis_distinct_open over ALL gives the absent
+ * ones as a first group whose value is zeroed, which a present zero also
+ * is: a RANGE without bounds leaves them out.
  */
 typedef struct kivis_query {
     uint32_t table;

@@ -1129,6 +1129,57 @@ static void test_tool_schema_roundtrip(void **state)
     }
 }
 
+/* [[optional]] fields: the schema says so, dump prints an absent one as
+ * null and a present "" or 0 as itself, and kivis-gen takes the schema. */
+static void test_tool_optional(void **state)
+{
+    (void)state;
+    typedef struct item { uint32_t n; bool has_age; uint32_t age; char *nick; } item;
+    static const kivis_field item_fields[] = {
+        {"n", KIVIS_U32, 0, offsetof(item, n), 4, NULL, NULL, 0},
+        {"age", KIVIS_U32, 0, offsetof(item, age), 4, NULL, NULL, KIVIS_FIELD_OPTIONAL},
+        {"nick", KIVIS_STRING, 0, offsetof(item, nick), sizeof(char *), NULL, NULL,
+         KIVIS_FIELD_OPTIONAL},
+    };
+    static const kivis_field key_fields[] = {
+        {"id", KIVIS_U64, 0, 0, 8, NULL, NULL, 0}};
+    static const kivis_struct_desc item_desc = {"item", sizeof(item), 3, item_fields};
+    static const kivis_struct_desc key_desc = {"item_key", 8, 1, key_fields};
+    static const kivis_index_desc indexes[] = {{"age", 1, 0}};
+    static const kivis_table_desc tables[] = {
+        {"item", &item_desc, &key_desc, KIVIS_KEY_AUTO, NULL, NULL, 1, indexes}};
+    static const kivis_schema_desc items = {"items", 1, tables};
+
+    char dir[256], kvs[300];
+    kt_tempdir(dir, sizeof dir);
+    kivis_storage *st;
+    kivis_db *db;
+    assert_int_equal(kivis_lmdb_open(dir, NULL, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &items, NULL, &db), KIVIS_OK);
+    item none = {1, false, 5, NULL}, zero = {2, true, 0, ""};
+    assert_int_equal(kivis_put(db, 0, &none, NULL), KIVIS_OK);
+    assert_int_equal(kivis_put(db, 0, &zero, NULL), KIVIS_OK);
+    kivis_close(db);
+    kivis_storage_close(st);
+
+    run_result r = run_tool((const char *const[]){"dump", dir, "item", NULL});
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "item {1} => {n: 1, age: null, nick: null}\n"
+                               "item {2} => {n: 2, age: 0, nick: \"\"}\n");
+    run_free(&r);
+    r = run_tool((const char *const[]){"schema", dir, NULL});
+    assert_int_equal(r.status, 0);
+    ASSERT_CONTAINS(r.out, "struct item {\n    uint32_t n;\n"
+                           "    [[index]] [[optional]] uint32_t age;\n"
+                           "    [[optional]] char *nick;\n};\n");
+    snprintf(kvs, sizeof kvs, "%s/items.kvs", dir);
+    write_file(kvs, r.out, strlen(r.out));
+    run_free(&r);
+    if (kivis_gen)
+        run_status((const char *const[]){kivis_gen, "-o", dir, kvs, NULL}, 0);
+    rm_tree(dir);
+}
+
 /* The derived key of test_tool_schema_every_kind's notes. */
 static int note_derive(const void *rec, void *key)
 {
@@ -1283,6 +1334,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_tool_rocksdb_in_use, setup_rocksdb, teardown),
         cmocka_unit_test_setup_teardown(test_tool_schema_roundtrip, setup, teardown),
         cmocka_unit_test(test_tool_schema_every_kind),
+        cmocka_unit_test(test_tool_optional),
     };
     if (argc > 1) {
         kivis_tool = argv[1];

@@ -402,6 +402,54 @@ static void test_attribute_args(void **state)
                  "                   ^\n");
 }
 
+static void test_optional_key(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { [[key, optional]] int32_t x; };\n",
+                 "t.kvs:2:38: error: [[optional]] on field 'x': a [[key]] "
+                 "field cannot be optional (every record has its key)\n"
+                 "struct a { [[key, optional]] int32_t x; };\n"
+                 "                                     ^\n");
+}
+
+static void test_optional_flag_name_taken(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "struct a { bool has_x; [[optional]] int32_t x; };\n",
+                 "t.kvs:2:45: error: [[optional]] field 'x' needs the presence "
+                 "flag 'has_x', which is already a field of record 'a'\n"
+                 "struct a { bool has_x; [[optional]] int32_t x; };\n"
+                 "                                            ^\n");
+}
+
+static void test_optional_in_embedded(void **state)
+{
+    (void)state;
+    expect_error("schema s;\n"
+                 "[[embedded]] struct p { [[optional]] int32_t x; };\n",
+                 "t.kvs:2:27: error: attribute 'optional' cannot be used in an "
+                 "[[embedded]] struct (it has no table)\n"
+                 "[[embedded]] struct p { [[optional]] int32_t x; };\n"
+                 "                          ^\n");
+}
+
+/* A string or blob needs no flag (NULL says absent): has_x stays free. */
+static void test_optional_valid(void **state)
+{
+    (void)state;
+    kg_schema *s = expect_valid("schema s;\n"
+                                "struct a { bool has_x; [[optional]] char *x;\n"
+                                "  [[index, optional]] a_key up; };\n");
+    assert_int_equal(s->records[0].fields[1].attrs, KG_ATTR_OPTIONAL);
+    assert_int_equal(s->records[0].fields[2].attrs,
+                     KG_ATTR_OPTIONAL | KG_ATTR_INDEX);
+    assert_false(kg_has_presence_flag(&s->records[0].fields[1]));
+    assert_true(kg_has_presence_flag(&s->records[0].fields[2]));
+    kg_schema_free(s);
+}
+
 static void test_index_in_embedded(void **state)
 {
     (void)state;
@@ -1070,6 +1118,10 @@ int main(void)
         cmocka_unit_test(test_attribute_on_wrong_thing),
         cmocka_unit_test(test_attribute_args),
         cmocka_unit_test(test_index_in_embedded),
+        cmocka_unit_test(test_optional_key),
+        cmocka_unit_test(test_optional_flag_name_taken),
+        cmocka_unit_test(test_optional_in_embedded),
+        cmocka_unit_test(test_optional_valid),
         cmocka_unit_test(test_enum_out_of_range),
         cmocka_unit_test(test_enum_implicit_overflow),
         cmocka_unit_test(test_derived_key_not_fixed),

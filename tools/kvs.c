@@ -131,6 +131,8 @@ static int print_record(FILE *out, const kivis_table_desc *td)
             fputs("[[key]] ", out);
         if (ix)
             fputs(ix->flags & KIVIS_INDEX_UNIQUE ? "[[unique]] " : "[[index]] ", out);
+        if (f->flags & KIVIS_FIELD_OPTIONAL)
+            fputs("[[optional]] ", out);
         print_decl(out, f);
         fputs(";\n", out);
     }

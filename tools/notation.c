@@ -134,7 +134,10 @@ void cli_print_struct(FILE *out, const kivis_schema_desc *schema,
         fputs(i ? ", " : "", out);
         if (!positional)
             fprintf(out, "%s: ", sd->fields[i].name);
-        cli_print_field(out, schema, &sd->fields[i], p);
+        if (kivis_field_present(sd, i, p))
+            cli_print_field(out, schema, &sd->fields[i], p);
+        else
+            fputs("null", out); /* an absent [[optional]] field */
     }
     fputc('}', out);
 }

@@ -29,7 +29,8 @@ typedef enum kivis_kind {
     KIVIS_F32,    /* float    */
     KIVIS_F64,    /* double   */
     KIVIS_ENUM,   /* an enum declared in the schema; size is sizeof the enum */
-    KIVIS_STRING, /* char *: owned, NUL-terminated UTF-8; NULL stores "" */
+    KIVIS_STRING, /* char *: owned, NUL-terminated UTF-8; NULL stores ""
+                     (absent, when the field is optional) */
     KIVIS_CHARS,  /* char name[N]: inline NUL-terminated UTF-8; size is N */
     KIVIS_BYTES,  /* kivis_bytes: owned blob */
     KIVIS_STRUCT  /* a nested plain struct or another record's key struct */
@@ -46,7 +47,25 @@ typedef struct kivis_enum_desc {
 } kivis_enum_desc;
 
 /** Field flags */
-#define KIVIS_FIELD_KEY 0x1u /* part of the record's key ([[key]]) */
+#define KIVIS_FIELD_KEY 0x1u      /* part of the record's key ([[key]]) */
+#define KIVIS_FIELD_OPTIONAL 0x2u /* [[optional]]: the field may be absent */
+
+/*
+ * An optional field (KIVIS_FIELD_OPTIONAL, top-level record fields only,
+ * never a key field) says whether it holds a value:
+ *  - a single char *: NULL is absent ("" is a present empty string);
+ *  - a single kivis_bytes: data == NULL is absent (a present empty blob
+ *    has data != NULL and len 0);
+ *  - any other field, arrays included: a `bool` presence flag declared
+ *    immediately before the field in the C struct (`bool has_age;
+ *    uint32_t age;`), so at the first byte after the previous field's
+ *    last element (offset 0 for the first field).  It has no descriptor
+ *    entry of its own: kivis-gen checks that layout when the generated
+ *    source is compiled.  false is absent, and the field's bytes are then
+ *    ignored (written as zero by every read).
+ * Absent values are stored in one byte and left out of unique indexes
+ * (docs/encoding.md, docs/schema.md).
+ */
 
 /** One member of a struct.  A fixed array T name[N] has count = N. */
 typedef struct kivis_field {
@@ -125,6 +144,20 @@ typedef struct kivis_table_desc {
     uint32_t nindexes;
     const kivis_index_desc *indexes;
 } kivis_table_desc;
+
+/**
+ * Whether field i of the struct `sd` at `obj` holds a value: 1, or 0 when
+ * it is an optional field that is absent (always 1 for a field that is not
+ * optional).  A presence flag byte other than 0/1 counts as present.
+ */
+int kivis_field_present(const kivis_struct_desc *sd, uint32_t i, const void *obj);
+
+/**
+ * The offset of field i's `bool` presence flag in its struct, or SIZE_MAX
+ * when it has none (not optional, or a single char * / kivis_bytes, whose
+ * NULL says absent).  Setting the flag true makes the field present.
+ */
+size_t kivis_presence_offset(const kivis_struct_desc *sd, uint32_t i);
 
 /** A whole schema: the manifest of tables. */
 typedef struct kivis_schema_desc {

@@ -113,9 +113,10 @@ int kivis__key_skip_struct(kivis_reader *r, const kivis_struct_desc *sd);
  *   u8/i8/bool raw byte; wider ints LEB128 varint (signed: zigzag);
  *   enum zigzag varint; f32/f64 little-endian IEEE bits;
  *   string/char[N]/bytes varint length + bytes; array: its elements;
- *   struct: its fields in order.
+ *   struct: its fields in order; an optional field behind its tag (below).
  * A value holding fewer fields than the descriptor decodes the missing
- * trailing fields as zero (fields appended to a schema); more fields than
+ * trailing fields as zero, and so optional ones as absent (fields appended
+ * to a schema); more fields than
  * the descriptor is KIVIS_ECORRUPT. */
 #define KIVIS_VALUE_FORMAT 0x01
 int kivis__value_encode(kivis_buf *b, const kivis_struct_desc *sd,
@@ -161,6 +162,49 @@ static inline int kivis__varint_get(kivis_reader *r, uint64_t *v)
     }
     return kivis__varint_get_any(r, v);
 }
+
+/* ---- optional fields (KIVIS_FIELD_OPTIONAL, see kivis/schema.h) -------
+ * In a value an optional field is a tag byte, 00 absent (nothing follows)
+ * or 01 present (the field's encoding follows).  In an index value the
+ * same tag precedes the key encoding, so absent values sort first;
+ * kivis__key_get_field and kivis__key_skip_field read it (an absent value
+ * decodes as zero), kivis__key_put_field never writes it. */
+#define KIVIS_TAG_ABSENT 0x00u
+#define KIVIS_TAG_PRESENT 0x01u
+
+/* A single char * or kivis_bytes says absence by its NULL pointer; every
+ * other optional field has a bool presence flag before it. */
+static inline bool kivis__absent_by_null(const kivis_field *f)
+{
+    return (f->flags & KIVIS_FIELD_OPTIONAL) && f->count == 0 &&
+           (f->kind == KIVIS_STRING || f->kind == KIVIS_BYTES);
+}
+
+static inline bool kivis__has_presence_flag(const kivis_field *f)
+{
+    return (f->flags & KIVIS_FIELD_OPTIONAL) && !kivis__absent_by_null(f);
+}
+
+/* Where field i's presence flag is: a bool has alignment 1, so C puts it
+ * at the first byte after the member before it. */
+static inline size_t kivis__presence_offset(const kivis_struct_desc *sd,
+                                            uint32_t i)
+{
+    if (i == 0)
+        return 0;
+    const kivis_field *prev = &sd->fields[i - 1];
+    return prev->offset + prev->size * (prev->count ? prev->count : 1);
+}
+
+/* Whether field i of sd holds a value in the struct at obj (always, for a
+ * field that is not optional). */
+bool kivis__field_present(const kivis_struct_desc *sd, uint32_t i,
+                          const void *obj);
+
+/* Append the index value of field i of the record at obj: for an optional
+ * field the tag, then the key encoding when present. */
+int kivis__key_put_index(kivis_buf *b, const kivis_struct_desc *sd, uint32_t i,
+                         const void *obj);
 
 /* Free every owned member (char *, kivis_bytes, recursively) of the struct
  * at `obj` and zero the whole struct. */

@@ -224,4 +224,11 @@ int kivis__run_of(const kivis_field *f, const uint8_t *p, const void **data,
 void kivis__field_free(const kivis_field *f, void *obj,
                        const kivis_allocator *alloc);
 
+/* ---- optional fields (kivis/schema.h) ----------------------------------- */
+
+/* Read field i's presence: 0 absent, 1 present, KIVIS_ERANGE for a flag
+ * byte other than 0/1 (true for a field that is not optional). */
+int kivis__field_presence(const kivis_struct_desc *sd, uint32_t i,
+                          const void *obj);
+
 #endif /* KIVIS_CODEC_INT_H */

@@ -1,5 +1,6 @@
 /* Descriptor-driven helpers shared by keys and values: enum checks,
- * freeing owned members, deep copy, deep equality. */
+ * presence of optional fields, freeing owned members, deep copy, deep
+ * equality. */
 #include "codec_int.h"
 
 /* Schema enums are nearly always 0, 1, 2 ... in order, so a value that
@@ -53,6 +54,41 @@ int kivis__run_of(const kivis_field *f, const uint8_t *p, const void **data,
         return KIVIS_OK;
     }
     return kivis__utf8_check(*data, *n);
+}
+
+/* ---- optional fields -------------------------------------------------- */
+
+int kivis__field_presence(const kivis_struct_desc *sd, uint32_t i,
+                          const void *obj)
+{
+    const kivis_field *f = &sd->fields[i];
+    const uint8_t *p = kivis__field_cptr(f, obj);
+    void *ptr;
+    if (kivis__absent_by_null(f)) {
+        memcpy(&ptr, p, sizeof ptr); /* kivis_bytes starts with its data */
+        return ptr != NULL;
+    }
+    if (!kivis__has_presence_flag(f))
+        return 1;
+    uint8_t flag = *((const uint8_t *)obj + kivis__presence_offset(sd, i));
+    return flag > 1 ? KIVIS_ERANGE : flag;
+}
+
+bool kivis__field_present(const kivis_struct_desc *sd, uint32_t i,
+                          const void *obj)
+{
+    return kivis__field_presence(sd, i, obj) != 0;
+}
+
+int kivis_field_present(const kivis_struct_desc *sd, uint32_t i, const void *obj)
+{
+    return kivis__field_present(sd, i, obj);
+}
+
+size_t kivis_presence_offset(const kivis_struct_desc *sd, uint32_t i)
+{
+    return kivis__has_presence_flag(&sd->fields[i]) ? kivis__presence_offset(sd, i)
+                                                    : SIZE_MAX;
 }
 
 static bool kind_owns_memory(uint32_t kind)
@@ -152,7 +188,9 @@ static int copy_elem(const kivis_field *f, uint8_t *p, const kivis_allocator *a)
         break;
     case KIVIS_BYTES:
         memcpy(&v, p, sizeof v);
-        rc = dup_run(v.data, v.len, 0, a, &copy);
+        /* an optional blob's pointer says it is present, even when empty */
+        rc = dup_run(v.data, v.len, kivis__absent_by_null(f) && !v.len, a,
+                     &copy);
         v.data = copy;
         if (!copy)
             v.len = 0;
@@ -228,6 +266,11 @@ bool kivis__struct_equal(const kivis_struct_desc *sd, const void *a,
     for (uint32_t i = 0; i < sd->nfields; i++) {
         const kivis_field *f = &sd->fields[i];
         const uint8_t *x = kivis__field_cptr(f, a), *y = kivis__field_cptr(f, b);
+        bool here = kivis__field_present(sd, i, a);
+        if (here != kivis__field_present(sd, i, b))
+            return false;
+        if (!here)
+            continue; /* two absent values are equal whatever the bytes */
         for (uint32_t j = 0, n = kivis__field_elems(f); j < n; j++) {
             if (!elem_equal(f, x, y))
                 return false;

@@ -315,6 +315,37 @@ int kivis__key_put_field(kivis_buf *b, const kivis_field *f, const void *obj)
     return rc;
 }
 
+int kivis__key_put_index(kivis_buf *b, const kivis_struct_desc *sd, uint32_t i,
+                         const void *obj)
+{
+    const kivis_field *f = &sd->fields[i];
+    if (!(f->flags & KIVIS_FIELD_OPTIONAL))
+        return kivis__key_put_field(b, f, obj);
+    int present = kivis__field_presence(sd, i, obj);
+    if (present < 0)
+        return present;
+    int rc = kivis__buf_byte(b, present ? KIVIS_TAG_PRESENT : KIVIS_TAG_ABSENT);
+    if (!rc && present) {
+        rc = kivis__key_put_field(b, f, obj);
+        if (rc)
+            b->len--; /* the tag */
+    }
+    return rc;
+}
+
+/* An optional field's index tag: *present false when absent. */
+static int get_index_tag(kivis_reader *r, const kivis_field *f, bool *present)
+{
+    const uint8_t *t;
+    *present = true;
+    if (!(f->flags & KIVIS_FIELD_OPTIONAL))
+        return KIVIS_OK;
+    if (kivis__take(r, 1, &t) || *t > KIVIS_TAG_PRESENT)
+        return KIVIS_ECORRUPT;
+    *present = *t == KIVIS_TAG_PRESENT;
+    return KIVIS_OK;
+}
+
 /* The commonest key is one unsigned integer (every auto-increment id):
  * its big-endian bytes go out without the walk over fields and kinds. */
 static bool single_uint(const kivis_struct_desc *sd)
@@ -468,7 +499,10 @@ int kivis__key_get_field(kivis_reader *r, const kivis_field *f, void *obj,
     const kivis_allocator *a = kivis__alloc_or_default(alloc);
     const uint8_t *start = r->p;
     memset(kivis__field_ptr(f, obj), 0, kivis__field_bytes(f));
-    int rc = key_get_field_at(r, f, obj, a);
+    bool present;
+    int rc = get_index_tag(r, f, &present);
+    if (!rc && present)
+        rc = key_get_field_at(r, f, obj, a);
     if (rc) {
         kivis__field_free(f, obj, a);
         r->p = start;
@@ -518,7 +552,8 @@ static int skip_elem(kivis_reader *r, const kivis_field *f)
     }
 }
 
-int kivis__key_skip_field(kivis_reader *r, const kivis_field *f)
+/* Every element of f, as a key struct holds it (no tag). */
+static int skip_elems(kivis_reader *r, const kivis_field *f)
 {
     for (uint32_t i = 0, n = kivis__field_elems(f); i < n; i++) {
         int rc = skip_elem(r, f);
@@ -528,10 +563,18 @@ int kivis__key_skip_field(kivis_reader *r, const kivis_field *f)
     return KIVIS_OK;
 }
 
+int kivis__key_skip_field(kivis_reader *r, const kivis_field *f)
+{
+    bool present;
+    if (get_index_tag(r, f, &present))
+        return KIVIS_ECORRUPT;
+    return present ? skip_elems(r, f) : KIVIS_OK;
+}
+
 int kivis__key_skip_struct(kivis_reader *r, const kivis_struct_desc *sd)
 {
     for (uint32_t i = 0; i < sd->nfields; i++) {
-        int rc = kivis__key_skip_field(r, &sd->fields[i]);
+        int rc = skip_elems(r, &sd->fields[i]);
         if (rc)
             return rc;
     }

@@ -81,12 +81,34 @@ static void path_step(kivis_value_path *where, const kivis_field *f,
     where->depth++;
 }
 
+/* An optional field's tag: false when it is absent (nothing follows). */
+static int put_tag(kivis_buf *b, const kivis_struct_desc *sd, uint32_t i,
+                   const void *obj, bool *present)
+{
+    *present = true;
+    if (!(sd->fields[i].flags & KIVIS_FIELD_OPTIONAL))
+        return KIVIS_OK;
+    int p = kivis__field_presence(sd, i, obj);
+    if (p < 0)
+        return p; /* a presence flag that is not a bool */
+    *present = p == 1;
+    return kivis__buf_byte(b, *present ? KIVIS_TAG_PRESENT : KIVIS_TAG_ABSENT);
+}
+
 static int value_put_fields(kivis_buf *b, const kivis_struct_desc *sd,
                             const void *obj, kivis_value_path *where)
 {
     for (uint32_t i = 0; i < sd->nfields; i++) {
         const kivis_field *f = &sd->fields[i];
         const uint8_t *p = kivis__field_cptr(f, obj);
+        bool present;
+        int trc = put_tag(b, sd, i, obj, &present);
+        if (trc && trc != KIVIS_ENOMEM)
+            path_step(where, f, 0);
+        if (trc)
+            return trc;
+        if (!present)
+            continue;
         for (uint32_t j = 0, n = kivis__field_elems(f); j < n; j++, p += f->size) {
             int rc = put_elem(b, f, p, where);
             if (rc && rc != KIVIS_ENOMEM)
@@ -234,17 +256,21 @@ static int get_chars(kivis_reader *r, const kivis_field *f, uint8_t *p)
     return KIVIS_OK;
 }
 
-static int get_bytes(kivis_reader *r, uint8_t *p, const kivis_allocator *a)
+/* A present optional blob keeps a pointer even when empty: NULL would
+ * read as absent. */
+static int get_bytes(kivis_reader *r, const kivis_field *f, uint8_t *p,
+                     const kivis_allocator *a)
 {
     kivis_bytes v = {NULL, 0};
     const uint8_t *s;
     if (get_run(r, &s, &v.len))
         return KIVIS_ECORRUPT;
-    if (v.len) {
-        v.data = a->malloc(a->ctx, v.len);
+    if (v.len || kivis__absent_by_null(f)) {
+        v.data = a->malloc(a->ctx, v.len ? v.len : 1);
         if (!v.data)
             return KIVIS_ENOMEM;
-        memcpy(v.data, s, v.len);
+        if (v.len)
+            memcpy(v.data, s, v.len);
     }
     memcpy(p, &v, sizeof v);
     return KIVIS_OK;
@@ -283,13 +309,30 @@ static int get_elem(kivis_reader *r, const kivis_field *f, uint8_t *p,
     case KIVIS_CHARS:
         return get_chars(r, f, p);
     case KIVIS_BYTES:
-        return get_bytes(r, p, a);
+        return get_bytes(r, f, p, a);
     case KIVIS_STRUCT:
         return f->type ? value_get_fields(r, f->type, f->type->nfields, p, a)
                        : KIVIS_EINVAL;
     default:
         return KIVIS_EINVAL;
     }
+}
+
+/* An optional field's tag: false when it is absent, which the zeroed
+ * storage already says; a present one with a flag gets it set. */
+static int get_tag(kivis_reader *r, const kivis_struct_desc *sd, uint32_t i,
+                   void *obj, bool *present)
+{
+    const uint8_t *t;
+    *present = true;
+    if (!(sd->fields[i].flags & KIVIS_FIELD_OPTIONAL))
+        return KIVIS_OK;
+    if (kivis__take(r, 1, &t) || *t > KIVIS_TAG_PRESENT)
+        return KIVIS_ECORRUPT;
+    *present = *t == KIVIS_TAG_PRESENT;
+    if (*present && kivis__has_presence_flag(&sd->fields[i]))
+        *((uint8_t *)obj + kivis__presence_offset(sd, i)) = 1;
+    return KIVIS_OK;
 }
 
 /* The first nfields fields of sd, into obj. */
@@ -300,6 +343,11 @@ static int value_get_fields(kivis_reader *r, const kivis_struct_desc *sd,
     for (uint32_t i = 0; i < nfields; i++) {
         const kivis_field *f = &sd->fields[i];
         uint8_t *p = kivis__field_ptr(f, obj);
+        bool present;
+        if (get_tag(r, sd, i, obj, &present))
+            return KIVIS_ECORRUPT;
+        if (!present)
+            continue;
         for (uint32_t j = 0, n = kivis__field_elems(f); j < n; j++, p += f->size) {
             int rc = get_elem(r, f, p, a);
             if (rc)

@@ -42,12 +42,34 @@ const char *kivis_errmsg(const kivis_db *db)
 
 static int check_struct(kivis_db *db, const kivis_struct_desc *sd, int depth);
 
+/* An optional field is a record's own, never part of a key, and its
+ * presence flag (when it has one) lies before it (kivis/schema.h). */
+static int check_optional(kivis_db *db, const kivis_struct_desc *sd,
+                          const kivis_field *f, int depth)
+{
+    if (!(f->flags & KIVIS_FIELD_OPTIONAL))
+        return KIVIS_OK;
+    if (depth > 0 || (f->flags & KIVIS_FIELD_KEY))
+        return kivis__fail(db, KIVIS_EINVAL,
+                           "%s.%s: only a record's non-key field can be optional",
+                           sd->name, f->name);
+    uint32_t i = (uint32_t)(f - sd->fields);
+    if (kivis__has_presence_flag(f) && kivis__presence_offset(sd, i) >= f->offset)
+        return kivis__fail(db, KIVIS_EINVAL,
+                           "%s.%s: no room for the presence flag before it",
+                           sd->name, f->name);
+    return KIVIS_OK;
+}
+
 static int check_field(kivis_db *db, const kivis_struct_desc *sd,
                        const kivis_field *f, int depth)
 {
     if (!f->name || f->kind < KIVIS_U8 || f->kind > KIVIS_STRUCT)
         return kivis__fail(db, KIVIS_EINVAL, "%s: field with bad kind",
                            sd->name);
+    int rc = check_optional(db, sd, f, depth);
+    if (rc)
+        return rc;
     if (f->kind == KIVIS_STRUCT)
         return check_struct(db, f->type, depth + 1);
     if (f->kind == KIVIS_ENUM && !f->enm)
@@ -115,6 +137,10 @@ static int check_table(kivis_db *db, const kivis_table_desc *td)
         (td->nindexes && !td->indexes))
         return kivis__fail(db, KIVIS_EINVAL, "malformed table descriptor");
     int rc = check_struct(db, td->record, 0);
+    for (uint32_t i = 0; !rc && td->key->fields && i < td->key->nfields; i++)
+        if (td->key->fields[i].flags & KIVIS_FIELD_OPTIONAL)
+            rc = kivis__fail(db, KIVIS_EINVAL, "%s: key field %s is optional",
+                             td->name, td->key->fields[i].name);
     if (!rc)
         rc = check_struct(db, td->key, 0);
     if (!rc)

@@ -101,6 +101,10 @@ int kivis__record_key(kivis_db *db, const kivis_table_state *ts,
                       const void *key, kivis_buf *out, size_t *prefix_len);
 int kivis__index_value(kivis_buf *b, const kivis_table_desc *td,
                        uint32_t index, const void *value);
+/* Whether index `index` leaves the record out: a unique index does not
+ * hold absent values (two records without one never collide). */
+bool kivis__unindexed(const kivis_table_desc *td, uint32_t index,
+                      const void *rec);
 /* Bytes of the range [p, end) holding every key that starts with p:
  * end = p with its last non-0xFF byte incremented and the rest cut;
  * all 0xFF -> unbounded (end->len = 0, *unbounded = true). */
@@ -110,7 +114,8 @@ int kivis__check_key_size(kivis_db *db, const kivis_table_state *ts,
 
 /* Every index entry key of `rec` (pk = its encoded primary key, without
  * the table prefix), back to back in `out`, the length of each in `lens`
- * (room for the table's nindexes) (record.c). */
+ * (room for the table's nindexes); length 0 for an index that leaves the
+ * record out (kivis__unindexed) (record.c). */
 int kivis__index_entries(kivis_db *db, const kivis_table_state *ts,
                          const void *rec, kivis_slice pk, kivis_buf *out,
                          size_t *lens);

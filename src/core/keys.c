@@ -28,13 +28,24 @@ int kivis__record_key(kivis_db *db, const kivis_table_state *ts,
 }
 
 /* Encode a free-standing value of an index's field type: the field
- * descriptor read at offset 0 of `value`. */
+ * descriptor read at offset 0 of `value`, a present value (behind the
+ * present tag when the field is optional). */
 int kivis__index_value(kivis_buf *b, const kivis_table_desc *td,
                        uint32_t index, const void *value)
 {
     kivis_field f = td->record->fields[td->indexes[index].field];
     f.offset = 0;
-    return kivis__key_put_field(b, &f, value);
+    int rc = KIVIS_OK;
+    if (f.flags & KIVIS_FIELD_OPTIONAL)
+        rc = kivis__buf_byte(b, KIVIS_TAG_PRESENT);
+    return rc ? rc : kivis__key_put_field(b, &f, value);
+}
+
+bool kivis__unindexed(const kivis_table_desc *td, uint32_t index,
+                      const void *rec)
+{
+    return (td->indexes[index].flags & KIVIS_INDEX_UNIQUE) &&
+           !kivis__field_present(td->record, td->indexes[index].field, rec);
 }
 
 int kivis__prefix_end(const kivis_buf *p, kivis_buf *end, bool *unbounded)

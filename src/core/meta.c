@@ -378,6 +378,15 @@ static bool field_change(const kivis_field *was, const kivis_field *now,
                                               : "is no longer a [[key]] field");
         return true;
     }
+    if ((was->flags ^ now->flags) & KIVIS_FIELD_OPTIONAL) {
+        /* Stored values of a field that is not optional have no tag: read
+         * as optional they would be misparsed, and the other way round. */
+        say(out, n, "%s '%s' %s; the stored values cannot be read that way "
+                 "(add a new [[optional]] field instead)", what, path,
+                 now->flags & KIVIS_FIELD_OPTIONAL ? "became [[optional]]"
+                                                   : "is no longer [[optional]]");
+        return true;
+    }
     if (was->flags != now->flags) {
         say(out, n, "%s '%s' flags were 0x%x, now 0x%x", what, path,
                  was->flags, now->flags);

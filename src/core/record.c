@@ -158,12 +158,15 @@ int kivis__index_entries(kivis_db *db, const kivis_table_state *ts,
     out->len = 0;
     for (uint32_t i = 0; i < td->nindexes; i++) {
         size_t start = out->len;
+        if (kivis__unindexed(td, i, rec)) {
+            lens[i] = 0;
+            continue;
+        }
         int rc = kivis__id_put(out, ts->id);
         if (!rc)
             rc = kivis__id_put(out, ts->index_ids[i] + KIVIS_SLOT_FIRST_INDEX);
         if (!rc)
-            rc = kivis__key_put_field(out, &td->record->fields[td->indexes[i].field],
-                                      rec);
+            rc = kivis__key_put_index(out, td->record, td->indexes[i].field, rec);
         if (!rc)
             rc = kivis__buf_append(out, pk.data, pk.len);
         if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE || rc == KIVIS_EINVAL)
@@ -192,7 +195,7 @@ static int check_unique(kivis_db *db, const kivis_table_state *ts,
     const uint8_t *entry = db->newidx.data;
     int rc = KIVIS_OK;
     for (uint32_t i = 0; !rc && i < td->nindexes; entry += db->newlen[i], i++) {
-        if (!(td->indexes[i].flags & KIVIS_INDEX_UNIQUE))
+        if (!(td->indexes[i].flags & KIVIS_INDEX_UNIQUE) || !db->newlen[i])
             continue;
         bool unbounded;
         prefix.len = 0;
@@ -294,6 +297,21 @@ static int del_bytes(kivis_db *db, const kivis_table_state *ts, kivis_op *op,
     return rc ? storage_error(db, ts, rc, "delete") : KIVIS_OK;
 }
 
+/* Index entries: an empty one is an absent value a unique index leaves
+ * out (kivis__index_entries), so there is nothing to write or delete. */
+static int put_entry(kivis_db *db, const kivis_table_state *ts, kivis_op *op,
+                     const uint8_t *key, size_t klen)
+{
+    return klen ? put_bytes(db, ts, op, key, klen, kivis_slice_make("", 0))
+                : KIVIS_OK;
+}
+
+static int del_entry(kivis_db *db, const kivis_table_state *ts, kivis_op *op,
+                     const uint8_t *key, size_t klen)
+{
+    return klen ? del_bytes(db, ts, op, key, klen) : KIVIS_OK;
+}
+
 /* Encode table `ts`'s counter saying `id` is the highest issued into
  * db->autoid (key, then value), before the write's first byte goes. */
 static int prepare_auto_id(kivis_db *db, const kivis_table_state *ts,
@@ -332,9 +350,9 @@ static int apply_record_write(kivis_db *db, const kivis_table_state *ts,
         bool same = had_old && db->oldlen[i] == db->newlen[i] &&
                     !memcmp(oe, ne, db->newlen[i]);
         if (!same && had_old)
-            rc = del_bytes(db, ts, op, oe, db->oldlen[i]);
+            rc = del_entry(db, ts, op, oe, db->oldlen[i]);
         if (!same && !rc)
-            rc = put_bytes(db, ts, op, ne, db->newlen[i], kivis_slice_make("", 0));
+            rc = put_entry(db, ts, op, ne, db->newlen[i]);
         ne += db->newlen[i];
         if (had_old)
             oe += db->oldlen[i];
@@ -588,7 +606,7 @@ static int build_one(kivis_db *db, kivis_table_state *ts, kivis_op *op,
     const uint8_t *e = db->newidx.data;
     for (uint32_t i = 0; !rc && i < td->nindexes; e += db->newlen[i++])
         if (ts->index_ids[i] >= first_new)
-            rc = put_bytes(db, ts, op, e, db->newlen[i], kivis_slice_make("", 0));
+            rc = put_entry(db, ts, op, e, db->newlen[i]);
     return rc;
 }
 
@@ -750,7 +768,7 @@ int kivis__remove_stored(kivis_db *db, kivis_table_state *ts, kivis_op *op,
                                kivis_slice_make(db->pk.data + plen, db->pk.len - plen));
         const uint8_t *e = db->oldidx.data;
         for (uint32_t i = 0; !rc && i < ts->desc->nindexes; e += db->oldlen[i++])
-            rc = del_bytes(db, ts, op, e, db->oldlen[i]);
+            rc = del_entry(db, ts, op, e, db->oldlen[i]);
     }
     if (rc == KIVIS_OK)
         rc = before_write(db, ts, op, kivis_slice_make(db->pk.data, db->pk.len));

@@ -171,6 +171,26 @@ static int put_prefix(kivis_buf *b, const void *p, size_t n)
     return rc;
 }
 
+static bool optional_index(const kivis_table_desc *td, int32_t index)
+{
+    return index >= 0 && (query_field(td, index)->flags & KIVIS_FIELD_OPTIONAL);
+}
+
+/* The range of a KIVIS_Q_ABSENT query: the absent tag, on an index that
+ * holds absent values. */
+static int absent_range(kivis_db *db, const kivis_table_desc *td, int32_t index,
+                        kivis_buf *lo, kivis_buf *hi, bool *unbounded)
+{
+    if (!optional_index(td, index) ||
+        (td->indexes[index].flags & KIVIS_INDEX_UNIQUE))
+        return kivis__fail(db, KIVIS_EINVAL,
+                           "%s: an absent-value query needs a non-unique "
+                           "index over an [[optional]] field",
+                           td->name);
+    int rc = kivis__buf_byte(lo, KIVIS_TAG_ABSENT);
+    return rc ? rc : kivis__prefix_end(lo, hi, unbounded);
+}
+
 static int query_range(kivis_db *db, const kivis_query *q,
                        const kivis_table_state *ts, kivis_buf *lo,
                        kivis_buf *hi, bool *unbounded, size_t *prefix_len)
@@ -202,6 +222,8 @@ static int query_range(kivis_db *db, const kivis_query *q,
         }
         if (!rc && q->lo)
             rc = put_bound(lo, td, q->index, q->lo);
+        else if (!rc && optional_index(td, q->index))
+            rc = kivis__buf_byte(lo, KIVIS_TAG_PRESENT); /* absent sort first */
         return rc;
     case KIVIS_Q_PREFIX:
         if (!prefixable(query_field(td, q->index)) ||
@@ -210,8 +232,13 @@ static int query_range(kivis_db *db, const kivis_query *q,
                                "%s: prefix query on a field that is not a "
                                "string or bytes",
                                td->name);
-        rc = put_prefix(lo, q->prefix, q->prefix_len);
+        if (optional_index(td, q->index))
+            rc = kivis__buf_byte(lo, KIVIS_TAG_PRESENT);
+        if (!rc)
+            rc = put_prefix(lo, q->prefix, q->prefix_len);
         return rc ? rc : kivis__prefix_end(lo, hi, unbounded);
+    case KIVIS_Q_ABSENT:
+        return absent_range(db, td, q->index, lo, hi, unbounded);
     }
     return kivis__fail(db, KIVIS_EINVAL, "%s: unknown query mode %u", td->name,
                        q->mode);

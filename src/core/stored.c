@@ -219,6 +219,8 @@ static int parse_fields(loader *l, kivis_reader *r, uint32_t n,
         size_t elems = f->count ? f->count : 1;
         if (elems > MAX_STRUCT_SIZE / f->size)
             return KIVIS_ECORRUPT;
+        if (kivis__has_presence_flag(f))
+            size += sizeof(bool); /* `bool has_F;` right before F */
         f->offset = align_up(size, falign);
         size = f->offset + elems * f->size;
         if (size > MAX_STRUCT_SIZE)

@@ -302,8 +302,15 @@ static int read_struct(line_ctx *c, const kivis_struct_desc *sd, const json_t *o
         const json_t *v = json_object_get(obj, f->name);
         if (!v)
             return bad(c, "missing (every field of %s must be given)", sd->name);
+        if (json_is_null(v) && (f->flags & KIVIS_FIELD_OPTIONAL)) {
+            c->path[len] = '\0';
+            continue; /* absent: the zeroed field says so */
+        }
         if (read_field(c, f, v, p))
             return -1;
+        size_t flag = kivis_presence_offset(sd, i);
+        if (flag != SIZE_MAX)
+            p[flag] = 1; /* the bool has_F */
         c->path[len] = '\0';
     }
     if (json_object_size(obj) == sd->nfields)

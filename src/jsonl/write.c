@@ -181,7 +181,10 @@ static void put_struct(writer *w, const kivis_struct_desc *sd, const char *p)
             fputc(',', w->out);
         put_string(w->out, sd->fields[i].name, strlen(sd->fields[i].name));
         fputc(':', w->out);
-        put_field(w, &sd->fields[i], p);
+        if (kivis_field_present(sd, i, p))
+            put_field(w, &sd->fields[i], p);
+        else
+            fputs("null", w->out); /* an absent [[optional]] field */
     }
     fputc('}', w->out);
 }
