@@ -924,13 +924,6 @@ static void check_keyable(checker *c, const kg_field *f)
                  f->name, f->type.name);
 }
 
-/* Whether the schema language can express `action` yet: the one place to
- * relax when fields can be optional (nullify sets the field to "none"). */
-static int action_supported(kg_action action)
-{
-    return action != KG_REF_NULLIFY;
-}
-
 /* [[references(...)]] needs a single foreign key: a <record>_key field. */
 static void check_reference(checker *c, const kg_field *f)
 {
@@ -944,10 +937,10 @@ static void check_reference(checker *c, const kg_field *f)
         kg_error(c->d, f->action_loc,
                  "[[references]] on field '%s': an array of keys cannot "
                  "carry a referential action", f->name);
-    else if (!action_supported(f->action))
+    else if (f->action == KG_REF_NULLIFY && !(f->attrs & KG_ATTR_OPTIONAL))
         kg_error(c->d, f->action_loc,
-                 "[[references(nullify)]] on field '%s': nullify needs an "
-                 "optional field (none in this version)", f->name);
+                 "[[references(nullify)]] on field '%s': nullify makes the "
+                 "field absent, so it must be [[optional]]", f->name);
 }
 
 /* Every record has its key, and a presence flag needs a free name. */

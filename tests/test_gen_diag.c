@@ -1042,7 +1042,7 @@ static void test_references_nullify(void **state)
                  "struct user { char name[8]; };\n"
                  "struct pet { [[references(nullify)]] user_key owner; };\n",
                  "t.kvs:3:16: error: [[references(nullify)]] on field 'owner': "
-                 "nullify needs an optional field (none in this version)\n"
+                 "nullify makes the field absent, so it must be [[optional]]\n"
                  "struct pet { [[references(nullify)]] user_key owner; };\n"
                  "               ^\n");
 }

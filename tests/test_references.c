@@ -77,12 +77,14 @@ static int teardown(void **state)
     return 0;
 }
 
+#define NTABLES (REFS_MEMO + 1)
+
 /* ---- the schema as it was before the attribute ---------------------- */
 
 /* refs_schema with every referential action taken away: the indexes that
  * exist only for an action dropped, the others plain. */
-static kivis_table_desc old_tables[REFS_NOTE + 1];
-static kivis_index_desc old_indexes[REFS_NOTE + 1][4];
+static kivis_table_desc old_tables[NTABLES];
+static kivis_index_desc old_indexes[NTABLES][4];
 static kivis_schema_desc old_schema;
 
 static const kivis_schema_desc *schema_before_references(void)
@@ -97,7 +99,8 @@ static const kivis_schema_desc *schema_before_references(void)
         for (uint32_t i = 0; i < td->nindexes; i++) {
             kivis_index_desc ix = td->indexes[i];
             bool declared = (t == REFS_FOLDER && i == REFS_FOLDER_BY_NAME) ||
-                            (t == REFS_DOC && i == REFS_DOC_BY_FOLDER);
+                            (t == REFS_DOC && i == REFS_DOC_BY_FOLDER) ||
+                            (t == REFS_MEMO && i == REFS_MEMO_BY_AUTHOR);
             ix.flags &= ~KIVIS_INDEX_ACTION;
             if (declared)
                 old_indexes[t][old_tables[t].nindexes++] = ix;
@@ -381,18 +384,84 @@ static void test_check_reports_dangling(void **state)
 
 /* ---- descriptors kivis_open refuses -------------------------------- */
 
+/* An optional foreign key with an action: absent, it names nothing and
+ * checks nothing; present, it is found and acted on like any other (the
+ * index entry of a present optional value starts with its tag). */
+static void test_optional_reference(void **state)
+{
+    fx *f = *state;
+    user_key u = put_user(f->db, "ann");
+    doc_key d = put_doc(f->db, "d", put_folder(f->db, "f", u));
+    tag loose = {"loose", false, {0}}, tied = {"tied", true, d};
+    assert_int_equal(kivis_put(f->db, REFS_TAG, &loose, NULL), KIVIS_OK);
+    assert_int_equal(kivis_put(f->db, REFS_TAG, &tied, NULL), KIVIS_OK);
+    tag wrong = {"wrong", true, {d.id + 9}};
+    assert_int_equal(kivis_put(f->db, REFS_TAG, &wrong, NULL), KIVIS_ECONSTRAINT);
+    assert_int_equal(kivis_remove(f->db, REFS_USER, &u), KIVIS_OK);
+    assert_int_equal(count(f->db, REFS_DOC, -1), 0);
+    assert_int_equal(count(f->db, REFS_TAG, -1), 1); /* the tied one went */
+    kivis_scan *s;
+    kivis_query q = {REFS_TAG, -1, KIVIS_Q_ALL, NULL, NULL, NULL, 0, 0};
+    assert_int_equal(kivis_scan_open(f->db, &q, &s), KIVIS_OK);
+    tag t;
+    assert_int_equal(kivis_scan_next(s, NULL, &t), KIVIS_OK);
+    assert_string_equal(t.name, "loose");
+    kivis_scan_close(s);
+    check(f->db, 0, 0);
+}
+
+/* nullify: removing the record makes the field of its referrers absent
+ * (their index entries move to the absent ones), leaves the others, and
+ * a referrer that the same remove takes away by cascade is just removed. */
+static void test_nullify_makes_the_field_absent(void **state)
+{
+    fx *f = *state;
+    user_key ann = put_user(f->db, "ann"), bob = put_user(f->db, "bob");
+    memo by_ann = {"by ann", true, ann}, by_bob = {"by bob", true, bob},
+         nobody = {"nobody", false, {0}};
+    memo_key ka, kb, kn;
+    assert_int_equal(kivis_put(f->db, REFS_MEMO, &by_ann, &ka), KIVIS_OK);
+    assert_int_equal(kivis_put(f->db, REFS_MEMO, &by_bob, &kb), KIVIS_OK);
+    assert_int_equal(kivis_put(f->db, REFS_MEMO, &nobody, &kn), KIVIS_OK);
+    memo bad = {"bad", true, {ann.id + 9}};
+    assert_int_equal(kivis_put(f->db, REFS_MEMO, &bad, NULL), KIVIS_ECONSTRAINT);
+    assert_errmsg_has(f->db, "references(nullify)");
+    assert_int_equal(kivis_remove(f->db, REFS_USER, &ann), KIVIS_OK);
+    memo m;
+    assert_int_equal(kivis_get(f->db, REFS_MEMO, &ka, &m), KIVIS_OK);
+    assert_string_equal(m.text, "by ann");
+    assert_false(m.has_author);
+    assert_int_equal(kivis_get(f->db, REFS_MEMO, &kb, &m), KIVIS_OK);
+    assert_true(m.has_author);
+    assert_int_equal(m.author.id, bob.id);
+    kivis_query absent = {REFS_MEMO, REFS_MEMO_BY_AUTHOR, KIVIS_Q_ABSENT, NULL,
+                          NULL, NULL, 0, 0};
+    uint64_t n = 0;
+    assert_int_equal(kivis_count(f->db, &absent, &n), KIVIS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(count(f->db, REFS_MEMO, REFS_MEMO_BY_AUTHOR), 3);
+    check(f->db, 0, 0);
+    /* and inside a transaction that then aborts: nothing of it stays */
+    assert_int_equal(kivis_begin(f->db), KIVIS_OK);
+    assert_int_equal(kivis_remove(f->db, REFS_USER, &bob), KIVIS_OK);
+    kivis_abort(f->db);
+    assert_int_equal(kivis_get(f->db, REFS_MEMO, &kb, &m), KIVIS_OK);
+    assert_true(m.has_author);
+}
+
 static void test_open_refuses_bad_action(void **state)
 {
     fx *f = *state;
     kivis_close(f->db);
     f->db = NULL;
-    kivis_table_desc tables[REFS_NOTE + 1];
+    kivis_table_desc tables[NTABLES];
     memcpy(tables, refs_schema.tables, sizeof tables);
-    kivis_schema_desc s = {refs_schema.name, REFS_NOTE + 1, tables};
+    kivis_schema_desc s = {refs_schema.name, NTABLES, tables};
     kivis_index_desc ix = {"owner", 1, KIVIS_INDEX_NULLIFY};
     tables[REFS_FOLDER].nindexes = 1;
     tables[REFS_FOLDER].indexes = &ix;
-    assert_int_equal(kivis_open(f->st, &s, NULL, &f->db), KIVIS_ENOTSUP);
+    /* nullify on a field that is not optional: it cannot be made absent */
+    assert_int_equal(kivis_open(f->st, &s, NULL, &f->db), KIVIS_EINVAL);
     ix = (kivis_index_desc){"name", 0, KIVIS_INDEX_CASCADE}; /* char[16] */
     assert_int_equal(kivis_open(f->st, &s, NULL, &f->db), KIVIS_EINVAL);
     assert_int_equal(kivis_open(f->st, &refs_schema, NULL, &f->db), KIVIS_OK);
@@ -414,6 +483,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_old_store_gets_reverse_index, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_check_reports_dangling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_optional_reference, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nullify_makes_the_field_absent, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_bad_action, setup, teardown),
     };
     int failed = 0, ran = 0;

@@ -121,8 +121,9 @@ typedef int (*kivis_derive_fn)(const void *record, void *key_out);
 #define KIVIS_INDEX_ACTION 0xF0u
 #define KIVIS_INDEX_RESTRICT 0x10u /* the remove fails, nothing removed */
 #define KIVIS_INDEX_CASCADE 0x20u  /* the referrers are removed too */
-#define KIVIS_INDEX_NULLIFY 0x30u  /* reserved until fields can be optional:
-                                      kivis_open refuses it (KIVIS_ENOTSUP) */
+#define KIVIS_INDEX_NULLIFY 0x30u  /* the referrers' field is made absent:
+                                      an optional field only (KIVIS_EINVAL
+                                      at kivis_open otherwise) */
 
 /** A secondary index over one field of a record. */
 typedef struct kivis_index_desc {

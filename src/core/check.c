@@ -159,8 +159,8 @@ static int check_references(checker *c, const kivis_table_state *ts,
     const kivis_struct_desc *rd = ts->desc->record;
     for (uint32_t i = 0; i < rd->nfields; i++) {
         const kivis_table_state *target = ref_table(c, &rd->fields[i]);
-        if (!target)
-            continue;
+        if (!target || !kivis__field_present(rd, i, c->rec))
+            continue; /* an absent optional key names nothing */
         kivis_slice v;
         int rc = kivis__record_key(c->db, target,
                                    (const char *)c->rec + rd->fields[i].offset,

@@ -149,8 +149,8 @@ size_t kivis__scan_prefix_len(const kivis_scan *s);
 
 /* Referential actions (refs.c).  At open, after the descriptor checks:
  * validate each index's action and note targets and referrers in the
- * table states.  @return KIVIS_OK; KIVIS_EINVAL (a malformed reference);
- * KIVIS_ENOTSUP (nullify); KIVIS_ENOMEM. */
+ * table states.  @return KIVIS_OK; KIVIS_EINVAL (a malformed reference,
+ * nullify on a field that is not optional); KIVIS_ENOMEM. */
 int kivis__refs_open(kivis_db *db);
 void kivis__refs_free(kivis_db *db, kivis_table_state *ts);
 /* The position among `n` table states of the table whose key struct is
@@ -169,13 +169,20 @@ int kivis__refs_check_put(kivis_db *db, const kivis_table_state *ts,
 /* Remove the record under db->pk (KIVIS_NOTFOUND when there is none) and,
  * through the referential actions, every record referring to it: all are
  * found first (restrict anywhere: KIVIS_ECONSTRAINT, nothing written),
- * then removed, each once, in op's transaction. */
+ * then the nullified referrers that are not removed too are rewritten with
+ * the field absent, then the rest removed, each once, in op's
+ * transaction. */
 int kivis__refs_remove(kivis_db *db, kivis_table_state *ts, kivis_op *op);
 /* Remove the record under db->pk, of which the first plen bytes are the
  * table prefix, with its index entries (record.c).  KIVIS_NOTFOUND when
  * there is none. */
 int kivis__remove_stored(kivis_db *db, kivis_table_state *ts, kivis_op *op,
                          size_t plen);
+/* Write `rec` over the record under db->pk (its first plen bytes the
+ * table prefix), moving its index entries, as kivis_update does (record.c):
+ * nullify's rewrite of a referrer.  KIVIS_NOTFOUND when there is none. */
+int kivis__rewrite_stored(kivis_db *db, kivis_table_state *ts, kivis_op *op,
+                          size_t plen, const void *rec);
 
 /* Stored schema (meta.c) */
 int kivis__meta_load(kivis_db *db);

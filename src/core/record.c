@@ -405,14 +405,26 @@ static int check_mode(kivis_db *db, const kivis_table_state *ts,
  * encoded and checked before the first write, so only storage failures can
  * happen after it.  `fresh`: the key is known to be unused (a new
  * auto-increment id), so there is no old record to look up. */
+static int write_at_pk(kivis_db *db, const kivis_table_state *ts,
+                       kivis_op *op, size_t prefix_len, const void *rec,
+                       bool fresh, write_mode mode);
+
 static int write_record(kivis_db *db, const kivis_table_state *ts,
                         kivis_op *op, const void *key, const void *rec,
                         bool fresh, write_mode mode)
 {
     size_t prefix_len;
     int rc = kivis__record_key(db, ts, key, &db->pk, &prefix_len);
-    if (rc)
-        return rc;
+    return rc ? rc : write_at_pk(db, ts, op, prefix_len, rec, fresh, mode);
+}
+
+/* write_record with the record key already in db->pk (its table prefix
+ * prefix_len bytes long). */
+static int write_at_pk(kivis_db *db, const kivis_table_state *ts,
+                       kivis_op *op, size_t prefix_len, const void *rec,
+                       bool fresh, write_mode mode)
+{
+    int rc;
     if (ts->cache)
         kivis__cache_drop(db, ts, kivis_slice_make(db->pk.data, db->pk.len));
     kivis_slice pk = kivis_slice_make(db->pk.data + prefix_len,
@@ -436,6 +448,13 @@ static int write_record(kivis_db *db, const kivis_table_state *ts,
     if (!rc && ts->ref_targets)
         rc = kivis__refs_check_put(db, ts, op->txn, rec, had_old);
     return rc ? rc : apply_record_write(db, ts, op, had_old);
+}
+
+int kivis__rewrite_stored(kivis_db *db, kivis_table_state *ts, kivis_op *op,
+                          size_t plen, const void *rec)
+{
+    int rc = encode_value(db, ts, rec);
+    return rc ? rc : write_at_pk(db, ts, op, plen, rec, false, WRITE_UPDATE);
 }
 
 static int check_write_args(kivis_db *db, uint32_t table, const void *rec,

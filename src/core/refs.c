@@ -1,5 +1,6 @@
 /* Referential actions: an index over a foreign-key field that carries
- * KIVIS_INDEX_RESTRICT or KIVIS_INDEX_CASCADE (schema.h).
+ * KIVIS_INDEX_RESTRICT, KIVIS_INDEX_CASCADE or KIVIS_INDEX_NULLIFY
+ * (schema.h).
  *
  * The index's entries are tableid | slot | referenced key | referencing
  * key, and the encoding of a key-struct field is the encoding of that key
@@ -8,8 +9,10 @@
  * key: one prefix scan per referring index, never a table scan.  A write
  * checks its targets by point reads; a remove first finds everything the
  * cascade reaches (each record once, however cycles close), failing on
- * the first restrict before anything is written, then removes it all in
- * the one transaction. */
+ * the first restrict before anything is written, then rewrites the
+ * nullified referrers with the field absent and removes the rest, all in
+ * the one transaction.  An optional foreign key's index value starts with
+ * its presence tag (codec.h): an absent one names nothing. */
 #include "engine.h"
 #include "keyset.h"
 
@@ -33,12 +36,12 @@ static int ref_target(kivis_db *db, const kivis_table_desc *td,
 {
     const kivis_field *f = &td->record->fields[ix->field];
     uint32_t action = ix->flags & KIVIS_INDEX_ACTION;
-    if (action == KIVIS_INDEX_NULLIFY)
-        return kivis__fail(db, KIVIS_ENOTSUP,
-                           "%s.%s: nullify needs an optional field (none in "
-                           "this version)",
+    if (action == KIVIS_INDEX_NULLIFY && !(f->flags & KIVIS_FIELD_OPTIONAL))
+        return kivis__fail(db, KIVIS_EINVAL,
+                           "%s.%s: nullify on a field that is not optional",
                            td->name, f->name);
-    if (action != KIVIS_INDEX_RESTRICT && action != KIVIS_INDEX_CASCADE)
+    if (action != KIVIS_INDEX_RESTRICT && action != KIVIS_INDEX_CASCADE &&
+        action != KIVIS_INDEX_NULLIFY)
         return kivis__fail(db, KIVIS_EINVAL, "%s.%s: unknown referential action 0x%x",
                            td->name, f->name, action);
     int t = f->kind == KIVIS_STRUCT && !f->count
@@ -117,7 +120,14 @@ void kivis__refs_free(kivis_db *db, kivis_table_state *ts)
 
 static const char *action_name(uint32_t flags)
 {
-    return (flags & KIVIS_INDEX_ACTION) == KIVIS_INDEX_CASCADE ? "cascade" : "restrict";
+    switch (flags & KIVIS_INDEX_ACTION) {
+    case KIVIS_INDEX_CASCADE:
+        return "cascade";
+    case KIVIS_INDEX_NULLIFY:
+        return "nullify";
+    default:
+        return "restrict";
+    }
 }
 
 /* Does the record `f` of rec names exist (or is it the record itself)? */
@@ -127,6 +137,8 @@ static int check_target(kivis_db *db, const kivis_table_state *ts,
     const kivis_index_desc *ix = &ts->desc->indexes[index];
     const kivis_field *f = &ts->desc->record->fields[ix->field];
     const kivis_table_state *target = &db->tables[ts->ref_targets[index]];
+    if (!kivis__field_present(ts->desc->record, ix->field, rec))
+        return KIVIS_OK; /* an absent optional key names nothing */
     int rc = kivis__record_key(db, target, (const char *)rec + f->offset,
                                &db->refkey, NULL);
     if (rc)
@@ -175,30 +187,42 @@ int kivis__refs_check_put(kivis_db *db, const kivis_table_state *ts,
  * keys, so that each is queued once. */
 typedef struct reach {
     kivis_buf queue; /* (uint32_t table, size_t len, key bytes)* */
+    kivis_buf nullify; /* (uint32_t index, then as queue)*: a referrer's
+                          field to make absent */
     kivis_keyset seen;
     kivis_storage_txn *txn;
     kivis_buf prefix, end, key; /* scratch */
 } reach;
 
+static int append_entry(kivis_buf *q, uint32_t table, kivis_slice key)
+{
+    int rc = kivis__buf_append(q, &table, sizeof table);
+    if (!rc)
+        rc = kivis__buf_append(q, &key.len, sizeof key.len);
+    return rc ? rc : kivis__buf_append(q, key.data, key.len);
+}
+
 static int enqueue(reach *r, uint32_t table, kivis_slice key)
 {
     int rc = kivis__keyset_add(&r->seen, key, false);
-    if (!rc)
-        rc = kivis__buf_append(&r->queue, &table, sizeof table);
-    if (!rc)
-        rc = kivis__buf_append(&r->queue, &key.len, sizeof key.len);
-    return rc ? rc : kivis__buf_append(&r->queue, key.data, key.len);
+    return rc ? rc : append_entry(&r->queue, table, key);
 }
 
-/* The queued entry at *pos, moving *pos past it. */
-static void dequeue(const reach *r, size_t *pos, uint32_t *table, kivis_slice *key)
+/* The entry of queue q at *pos, moving *pos past it. */
+static void dequeue(const kivis_buf *q, size_t *pos, uint32_t *table, kivis_slice *key)
 {
-    const uint8_t *p = r->queue.data + *pos;
+    const uint8_t *p = q->data + *pos;
     size_t len;
     memcpy(table, p, sizeof *table);
     memcpy(&len, p + sizeof *table, sizeof len);
     *key = kivis_slice_make(p + sizeof *table + sizeof len, len);
     *pos += sizeof *table + sizeof len + len;
+}
+
+static int queue_nullify(reach *r, const kivis_referrer *ref, kivis_slice key)
+{
+    int rc = kivis__buf_append(&r->nullify, &ref->index, sizeof ref->index);
+    return rc ? rc : append_entry(&r->nullify, ref->table, key);
 }
 
 /* One entry of a referring index: the referring record's primary key
@@ -219,6 +243,9 @@ static int referred_by(kivis_db *db, reach *r, const kivis_table_state *ts,
     kivis_slice key = kivis_slice_make(r->key.data, r->key.len);
     bool self = key.len == removed.len && !memcmp(key.data, removed.data, key.len);
     bool flag;
+    if ((ix->flags & KIVIS_INDEX_ACTION) == KIVIS_INDEX_NULLIFY)
+        return self ? KIVIS_OK /* it goes anyway */
+                    : queue_nullify(r, ref, key);
     if ((ix->flags & KIVIS_INDEX_ACTION) == KIVIS_INDEX_RESTRICT)
         return self ? KIVIS_OK
                     : kivis__fail(db, KIVIS_ECONSTRAINT,
@@ -240,6 +267,11 @@ static int scan_referrers(kivis_db *db, reach *r, const kivis_table_state *ts,
     if (!rc)
         rc = kivis__table_prefix(&r->prefix, rts,
                                  rts->index_ids[ref->index] + KIVIS_SLOT_FIRST_INDEX);
+    const kivis_field *f =
+        &rts->desc->record->fields[rts->desc->indexes[ref->index].field];
+    uint8_t present = KIVIS_TAG_PRESENT;
+    if (!rc && (f->flags & KIVIS_FIELD_OPTIONAL))
+        rc = kivis__buf_append(&r->prefix, &present, 1);
     if (!rc)
         rc = kivis__buf_append(&r->prefix, (const uint8_t *)removed.data + plen,
                                removed.len - plen);
@@ -272,7 +304,7 @@ static int find_reached(kivis_db *db, reach *r, uint32_t table)
     for (size_t pos = 0; !rc && pos < r->queue.len;) {
         uint32_t t;
         kivis_slice key;
-        dequeue(r, &pos, &t, &key);
+        dequeue(&r->queue, &pos, &t, &key);
         /* The queue may move as it grows: scan with a copy of the key. */
         kivis_buf removed;
         kivis__buf_init(&removed, &db->alloc);
@@ -286,6 +318,66 @@ static int find_reached(kivis_db *db, reach *r, uint32_t table)
     return rc;
 }
 
+/* Make field `field` of the record at obj absent (its owned members stay
+ * for kivis__struct_free). */
+static void make_absent(const kivis_struct_desc *sd, uint32_t field, void *obj)
+{
+    size_t flag = kivis_presence_offset(sd, field);
+    if (flag != SIZE_MAX)
+        ((unsigned char *)obj)[flag] = 0;
+}
+
+/* Rewrite the record under `key` (a full record key of ts) with the field
+ * of index `index` absent.  db->pk is its key afterwards. */
+static int nullify_one(kivis_db *db, kivis_table_state *ts, uint32_t index,
+                       kivis_slice key, kivis_op *op)
+{
+    const kivis_struct_desc *rd = ts->desc->record;
+    int rc = kivis__table_prefix(&db->pk, ts, KIVIS_SLOT_RECORDS);
+    size_t plen = db->pk.len;
+    db->pk.len = 0;
+    if (!rc)
+        rc = kivis__buf_append(&db->pk, key.data, key.len);
+    kivis_slice v;
+    if (!rc)
+        rc = kivis_txn_get(op->txn, key, &v);
+    void *rec = rc ? NULL : kivis__alloc(db, rd->size);
+    if (!rc && !rec)
+        rc = KIVIS_ENOMEM;
+    if (!rc) {
+        memset(rec, 0, rd->size);
+        rc = kivis__value_decode(v, rd, rec, &db->alloc, NULL);
+        if (rc == KIVIS_ECORRUPT)
+            kivis__fail(db, rc, "%s: a stored record is corrupt", ts->desc->name);
+    }
+    if (!rc) {
+        make_absent(rd, ts->desc->indexes[index].field, rec);
+        rc = kivis__rewrite_stored(db, ts, op, plen, rec);
+    }
+    if (rec) {
+        kivis__struct_free(rd, rec, &db->alloc);
+        kivis__free(db, rec);
+    }
+    return rc;
+}
+
+/* Rewrite each nullified referrer that the remove does not take away. */
+static int nullify_reached(kivis_db *db, reach *r, kivis_op *op)
+{
+    int rc = KIVIS_OK;
+    for (size_t pos = 0; !rc && pos < r->nullify.len;) {
+        uint32_t index, t;
+        kivis_slice key;
+        bool flag;
+        memcpy(&index, r->nullify.data + pos, sizeof index);
+        pos += sizeof index;
+        dequeue(&r->nullify, &pos, &t, &key);
+        if (!kivis__keyset_find(&r->seen, key, &flag)) /* else removed */
+            rc = nullify_one(db, &db->tables[t], index, key, op);
+    }
+    return rc;
+}
+
 /* Remove everything queued, each with its index entries. */
 static int remove_reached(kivis_db *db, reach *r, kivis_op *op)
 {
@@ -293,7 +385,7 @@ static int remove_reached(kivis_db *db, reach *r, kivis_op *op)
     for (size_t pos = 0; !rc && pos < r->queue.len;) {
         uint32_t t;
         kivis_slice key;
-        dequeue(r, &pos, &t, &key);
+        dequeue(&r->queue, &pos, &t, &key);
         kivis_table_state *ts = &db->tables[t];
         size_t plen;
         rc = kivis__table_prefix(&db->pk, ts, KIVIS_SLOT_RECORDS);
@@ -323,16 +415,20 @@ int kivis__refs_remove(kivis_db *db, kivis_table_state *ts, kivis_op *op)
     memset(&r, 0, sizeof r);
     r.txn = op->txn;
     kivis__buf_init(&r.queue, &db->alloc);
+    kivis__buf_init(&r.nullify, &db->alloc);
     kivis__buf_init(&r.prefix, &db->alloc);
     kivis__buf_init(&r.end, &db->alloc);
     kivis__buf_init(&r.key, &db->alloc);
     kivis__keyset_init(&r.seen, &db->alloc);
     rc = find_reached(db, &r, (uint32_t)(ts - db->tables));
     if (!rc)
+        rc = nullify_reached(db, &r, op);
+    if (!rc)
         rc = remove_reached(db, &r, op);
     if (rc == KIVIS_ENOMEM)
         kivis__fail(db, rc, "%s: remove: out of memory", ts->desc->name);
     kivis__buf_free(&r.queue);
+    kivis__buf_free(&r.nullify);
     kivis__buf_free(&r.prefix);
     kivis__buf_free(&r.end);
     kivis__buf_free(&r.key);
