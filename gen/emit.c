@@ -1102,9 +1102,9 @@ static void source_index(emitter *e, const kg_field *f, size_t pos)
     static const char *const actions[] = {
         "", " | KIVIS_INDEX_RESTRICT", " | KIVIS_INDEX_CASCADE",
         " | KIVIS_INDEX_NULLIFY"};
-    out(e, "    {\"%s\", %u, %s%s},\n", f->name, (unsigned)pos,
+    out(e, "    {\"%s\", %u, %s%s%s},\n", f->name, (unsigned)pos,
         f->attrs & KG_ATTR_UNIQUE ? "KIVIS_INDEX_UNIQUE" : "0",
-        actions[f->action]);
+        actions[f->action], is_indexed(f) ? "" : " | KIVIS_INDEX_HIDDEN");
 }
 
 /* Indexes, the key map and the derive adapter a table desc points at. */

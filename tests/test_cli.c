@@ -1250,12 +1250,30 @@ static void test_tool_schema_every_kind(void **state)
     static const kivis_struct_desc note_desc = {"note", sizeof(note), 1, note_fields};
     static const kivis_struct_desc note_key_desc = {"note_key", sizeof(note_key), 2,
                                                     note_key_fields};
+    /* foreign keys with referential actions: one through kivis-gen's
+     * hidden index, one on a declared [[index]] */
+    typedef struct link { cell_key target; note_key about; } link;
+    typedef struct link_key { uint64_t id; } link_key;
+    static const kivis_field link_fields[] = {
+        {"target", KIVIS_STRUCT, 0, offsetof(link, target), sizeof(cell_key),
+         &cell_key_desc, NULL, 0},
+        {"about", KIVIS_STRUCT, 0, offsetof(link, about), sizeof(note_key),
+         &note_key_desc, NULL, 0}};
+    static const kivis_field link_key_fields[] = {
+        {"id", KIVIS_U64, 0, 0, 8, NULL, NULL, 0}};
+    static const kivis_struct_desc link_desc = {"link", sizeof(link), 2, link_fields};
+    static const kivis_struct_desc link_key_desc = {"link_key", sizeof(link_key), 1,
+                                                    link_key_fields};
+    static const kivis_index_desc link_indexes[] = {
+        {"about", 1, KIVIS_INDEX_RESTRICT},
+        {"target", 0, KIVIS_INDEX_CASCADE | KIVIS_INDEX_HIDDEN}};
     static const kivis_table_desc tables[] = {
         {"cell", &cell_desc, &cell_key_desc, KIVIS_KEY_FIELDS, cell_key_map, NULL, 3,
          cell_indexes},
         {"note", &note_desc, &note_key_desc, KIVIS_KEY_DERIVED, NULL, note_derive, 0, NULL},
+        {"link", &link_desc, &link_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 2, link_indexes},
     };
-    static const kivis_schema_desc sheets = {"sheets", 2, tables};
+    static const kivis_schema_desc sheets = {"sheets", 3, tables};
     static const char expected[] =
         "schema sheets;\n\n"
         "enum shade { RED, GREEN = 5, BLUE };\n\n"
@@ -1277,7 +1295,11 @@ static void test_tool_schema_every_kind(void **state)
         "    point corners[2];\n"
         "};\n\n"
         "[[derived_key(uint64_t hash, uint32_t len)]]\n"
-        "struct note {\n    char text[16];\n};\n\n";
+        "struct note {\n    char text[16];\n};\n\n"
+        "struct link {\n"
+        "    [[references(cascade)]] cell_key target;\n"
+        "    [[index]] [[references(restrict)]] note_key about;\n"
+        "};\n\n";
 
     char dir[256], kvs[300];
     kt_tempdir(dir, sizeof dir);

@@ -98,12 +98,24 @@ static const kivis_index_desc *index_of(const kivis_table_desc *td, uint32_t fie
         if (ix->field != field)
             continue;
         if (found || strcmp(ix->name, td->record->fields[field].name) ||
-            (ix->flags & ~KIVIS_INDEX_UNIQUE))
+            (ix->flags & ~(KIVIS_INDEX_UNIQUE | KIVIS_INDEX_ACTION | KIVIS_INDEX_HIDDEN)))
             *unwritable = 1;
         if (!found)
             found = ix;
     }
     return found;
+}
+
+static const char *action_word(uint32_t flags)
+{
+    switch (flags & KIVIS_INDEX_ACTION) {
+    case KIVIS_INDEX_RESTRICT:
+        return "restrict";
+    case KIVIS_INDEX_CASCADE:
+        return "cascade";
+    default:
+        return "nullify";
+    }
 }
 
 static int print_record(FILE *out, const kivis_table_desc *td)
@@ -129,8 +141,10 @@ static int print_record(FILE *out, const kivis_table_desc *td)
         fputs("    ", out);
         if (td->key_kind == KIVIS_KEY_FIELDS && (f->flags & KIVIS_FIELD_KEY))
             fputs("[[key]] ", out);
-        if (ix)
+        if (ix && !(ix->flags & KIVIS_INDEX_HIDDEN))
             fputs(ix->flags & KIVIS_INDEX_UNIQUE ? "[[unique]] " : "[[index]] ", out);
+        if (ix && (ix->flags & KIVIS_INDEX_ACTION))
+            fprintf(out, "[[references(%s)]] ", action_word(ix->flags));
         if (f->flags & KIVIS_FIELD_OPTIONAL)
             fputs("[[optional]] ", out);
         print_decl(out, f);

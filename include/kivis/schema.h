@@ -125,12 +125,18 @@ typedef int (*kivis_derive_fn)(const void *record, void *key_out);
                                       an optional field only (KIVIS_EINVAL
                                       at kivis_open otherwise) */
 
+/* kivis-gen's reverse lookup for a [[references(...)]] field that has no
+ * [[index]]: the generated API does not name it, and `kivis schema` prints
+ * the field without [[index]].  It comes after the declared indexes. */
+#define KIVIS_INDEX_HIDDEN 0x100u
+
 /** A secondary index over one field of a record. */
 typedef struct kivis_index_desc {
     const char *name; /* the indexed field's name, or a chosen index name */
     uint32_t field;   /* position of the indexed field in record->fields */
-    uint32_t flags;   /* KIVIS_INDEX_UNIQUE, and at most one of
-                         KIVIS_INDEX_RESTRICT, _CASCADE, _NULLIFY */
+    uint32_t flags;   /* KIVIS_INDEX_UNIQUE, at most one of
+                         KIVIS_INDEX_RESTRICT, _CASCADE, _NULLIFY, and
+                         KIVIS_INDEX_HIDDEN */
 } kivis_index_desc;
 
 /** One record type, stored as one table. */
