@@ -5,8 +5,8 @@
  * a remove (even deep inside a cascade), cascade removes children and
  * grandchildren with their index entries, a cycle of references ends, a
  * store written before the attribute gets its reverse index at open, and
- * kivis_check reports dangling references.  On memory, LMDB and SQLite
- * (argv[1] picks one).
+ * kivis_check reports dangling references.  On memory, LMDB, SQLite and
+ * RocksDB (argv[1] picks one).
  */
 #include "refs.kivis.h"
 #include "testutil.h"
@@ -15,6 +15,7 @@
 #include <kivis/inspect.h>
 #include <kivis/lmdb.h>
 #include <kivis/memory.h>
+#include <kivis/rocksdb.h>
 #include <kivis/sqlite.h>
 
 #include <stdarg.h>
@@ -46,6 +47,11 @@ static int open_sqlite(const char *dir, kivis_storage **st)
     char path[512];
     snprintf(path, sizeof path, "%s/kv.sqlite", dir);
     return kivis_sqlite_open(path, NULL, st);
+}
+
+static int open_rocksdb(const char *dir, kivis_storage **st)
+{
+    return kivis_rocksdb_open(dir, NULL, st);
 }
 
 static open_fn backend_open;
@@ -473,7 +479,8 @@ int main(int argc, char **argv)
         const char *name;
         open_fn open;
     } backends[] = {
-        {"memory", open_memory}, {"lmdb", open_lmdb}, {"sqlite", open_sqlite}};
+        {"memory", open_memory}, {"lmdb", open_lmdb}, {"sqlite", open_sqlite},
+        {"rocksdb", open_rocksdb}};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_missing_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restrict_blocks_remove, setup, teardown),

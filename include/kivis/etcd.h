@@ -43,6 +43,10 @@
  * one of them and move to the next one when it cannot be reached or has
  * no leader, trying each member in turn until the request's time runs out
  * (timeout_ms): then KIVIS_EUNAVAILABLE, and the next call starts again.
+ * One member gets a quarter of that time (at least a second), so that a
+ * member that accepts connections but answers nothing (paused, or a
+ * follower waiting on a dead leader) costs a request part of its time,
+ * not all of it.
  * A commit whose reply is lost is sent again to the next member: the
  * commit's marker key (written in the same etcd txn, compared absent) makes
  * a second application impossible, and a resend that finds the marker
