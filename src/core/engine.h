@@ -184,6 +184,12 @@ int kivis__remove_stored(kivis_db *db, kivis_table_state *ts, kivis_op *op,
 int kivis__rewrite_stored(kivis_db *db, kivis_table_state *ts, kivis_op *op,
                           size_t plen, const void *rec);
 
+/* Hand the keys packed in `keys`, each ending at the size_t offset of
+ * `ends` in turn, to kivis_txn_prefetch as one list (scan.c): the index
+ * read-ahead and kivis_prefetch.  KIVIS_ENOMEM, or the prefetch's status. */
+int kivis__prefetch_packed(kivis_storage_txn *txn, const kivis_buf *keys,
+                           const kivis_buf *ends, const kivis_allocator *a);
+
 /* Stored schema (meta.c) */
 int kivis__meta_load(kivis_db *db);
 /* The key of table `table_id`'s auto-increment counter in table 0, into b

@@ -716,31 +716,22 @@ int kivis_get_into(kivis_db *db, uint32_t table, const void *key,
     return db ? kivis__bump_status(db, &b, size, rc) : rc;
 }
 
-/* The record keys of `keys` (n key structs of ts) into one buffer, and
- * slices over it into *list (allocated with db->alloc). */
-static int record_keys(kivis_db *db, const kivis_table_state *ts,
-                       const char *keys, size_t n, kivis_buf *all,
-                       kivis_slice **list)
+/* The record keys of `keys` (n key structs of ts) packed into `all`, each
+ * one's end offset appended to `ends` (as kivis__prefetch_packed takes
+ * them). */
+static int pack_record_keys(kivis_db *db, const kivis_table_state *ts,
+                            const char *keys, size_t n, kivis_buf *all,
+                            kivis_buf *ends)
 {
     size_t size = ts->desc->key->size;
-    size_t *ends = n <= SIZE_MAX / sizeof *ends
-                       ? db->alloc.malloc(db->alloc.ctx, n * sizeof *ends)
-                       : NULL;
-    *list = n <= SIZE_MAX / sizeof **list
-                ? db->alloc.malloc(db->alloc.ctx, n * sizeof **list)
-                : NULL;
-    int rc = ends && *list ? KIVIS_OK : KIVIS_ENOMEM;
+    int rc = KIVIS_OK;
     for (size_t i = 0; !rc && i < n; i++) {
         rc = kivis__record_key(db, ts, keys + i * size, &db->pk, NULL);
         if (!rc)
             rc = kivis__buf_append(all, db->pk.data, db->pk.len);
         if (!rc)
-            ends[i] = all->len;
+            rc = kivis__buf_append(ends, &all->len, sizeof all->len);
     }
-    for (size_t i = 0; !rc && i < n; i++) /* `all` may have moved: now */
-        (*list)[i] = kivis_slice_make(all->data + (i ? ends[i - 1] : 0),
-                                      ends[i] - (i ? ends[i - 1] : 0));
-    db->alloc.free(db->alloc.ctx, ends);
     return rc;
 }
 
@@ -759,18 +750,17 @@ int kivis_prefetch(kivis_db *db, uint32_t table, const void *keys, size_t n)
         return KIVIS_EBADTXN;
     if (!kivis_txn_prefetches(db->txn))
         return KIVIS_OK; /* nothing to gain: do not even encode */
-    kivis_buf all;
+    kivis_buf all, ends;
     kivis__buf_init(&all, &db->alloc);
-    kivis_slice *list = NULL;
-    rc = record_keys(db, ts, keys, n, &all, &list);
+    kivis__buf_init(&ends, &db->alloc);
+    rc = pack_record_keys(db, ts, keys, n, &all, &ends);
+    if (!rc)
+        rc = kivis__prefetch_packed(db->txn, &all, &ends, &db->alloc);
     if (rc == KIVIS_ENOMEM)
         rc = kivis__fail(db, rc, "%s: prefetch: out of memory", ts->desc->name);
-    if (!rc) {
-        rc = kivis_txn_prefetch(db->txn, list, n);
-        if (rc)
-            rc = storage_error(db, ts, rc, "prefetch");
-    }
-    db->alloc.free(db->alloc.ctx, list);
+    else if (rc < 0 && !db->errmsg[0])
+        rc = storage_error(db, ts, rc, "prefetch");
+    kivis__buf_free(&ends);
     kivis__buf_free(&all);
     return rc;
 }

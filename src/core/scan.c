@@ -432,6 +432,26 @@ static int append_record_key(kivis_scan *s, kivis_slice entry,
     return rc;
 }
 
+int kivis__prefetch_packed(kivis_storage_txn *txn, const kivis_buf *keys,
+                           const kivis_buf *ends, const kivis_allocator *a)
+{
+    size_t n = ends->len / sizeof(size_t);
+    if (n == 0)
+        return KIVIS_OK;
+    kivis_slice *list = a->malloc(a->ctx, n * sizeof *list);
+    if (!list)
+        return KIVIS_ENOMEM;
+    for (size_t i = 0, start = 0; i < n; i++) {
+        size_t end;
+        memcpy(&end, ends->data + i * sizeof end, sizeof end);
+        list[i] = kivis_slice_make(keys->data + start, end - start);
+        start = end;
+    }
+    int rc = kivis_txn_prefetch(txn, list, n);
+    a->free(a->ctx, list);
+    return rc;
+}
+
 /* Ask the backend for the records of the whole batch at once.  A hint:
  * whatever fails here, each get still reads for itself. */
 static void prefetch_records(kivis_scan *s)
@@ -442,18 +462,8 @@ static void prefetch_records(kivis_scan *s)
     int rc = KIVIS_OK;
     for (size_t i = 0; !rc && i < s->ra_n; i++)
         rc = append_record_key(s, ahead_entry(s, i), &keys, &ends);
-    size_t n = ends.len / sizeof(size_t);
-    kivis_slice *list = !rc && n ? s->alloc.malloc(s->alloc.ctx, n * sizeof *list)
-                                 : NULL;
-    for (size_t i = 0, start = 0; list && i < n; i++) {
-        size_t end;
-        memcpy(&end, ends.data + i * sizeof end, sizeof end);
-        list[i] = kivis_slice_make(keys.data + start, end - start);
-        start = end;
-    }
-    if (list)
-        (void)kivis_txn_prefetch(s->txn, list, n);
-    s->alloc.free(s->alloc.ctx, list);
+    if (!rc)
+        (void)kivis__prefetch_packed(s->txn, &keys, &ends, &s->alloc);
     kivis__buf_free(&keys);
     kivis__buf_free(&ends);
 }
