@@ -19,17 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-chunk_key chunk_derive_key(const chunk *rec)
-{
-    chunk_key k;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < rec->data.len; i++)
-        h = (h ^ rec->data.data[i]) * 0x100000001b3ull;
-    k.hash = h;
-    k.len = (uint32_t)rec->data.len;
-    return k;
-}
-
 static kivis_db *open_db(kivis_storage **st, int loaded)
 {
     kivis_db *db = NULL;

@@ -31,18 +31,6 @@
 
 static const char *kivis_tool;
 
-/* chunk's derived key, as tests/gen/roundtrip.c has it. */
-chunk_key chunk_derive_key(const chunk *rec)
-{
-    chunk_key k;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < rec->data.len; i++)
-        h = (h ^ rec->data.data[i]) * 0x100000001b3ull;
-    k.hash = h;
-    k.len = (uint32_t)rec->data.len;
-    return k;
-}
-
 /* ---- helpers ------------------------------------------------------------ */
 
 static char *export_all(kivis_db *db)

@@ -18,18 +18,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* chunk's derived key: FNV-1a of the bytes, and their length. */
-chunk_key chunk_derive_key(const chunk *rec)
-{
-    chunk_key k;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < rec->data.len; i++)
-        h = (h ^ rec->data.data[i]) * 0x100000001b3ull;
-    k.hash = h;
-    k.len = (uint32_t)rec->data.len;
-    return k;
-}
-
 /* pets' derived key, which a pets program writes: unused here. */
 blob_key blob_derive_key(const blob *rec)
 {
