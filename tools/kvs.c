@@ -106,18 +106,6 @@ static const kivis_index_desc *index_of(const kivis_table_desc *td, uint32_t fie
     return found;
 }
 
-static const char *action_word(uint32_t flags)
-{
-    switch (flags & KIVIS_INDEX_ACTION) {
-    case KIVIS_INDEX_RESTRICT:
-        return "restrict";
-    case KIVIS_INDEX_CASCADE:
-        return "cascade";
-    default:
-        return "nullify";
-    }
-}
-
 static int print_record(FILE *out, const kivis_table_desc *td)
 {
     int unwritable = 0;
@@ -144,7 +132,7 @@ static int print_record(FILE *out, const kivis_table_desc *td)
         if (ix && !(ix->flags & KIVIS_INDEX_HIDDEN))
             fputs(ix->flags & KIVIS_INDEX_UNIQUE ? "[[unique]] " : "[[index]] ", out);
         if (ix && (ix->flags & KIVIS_INDEX_ACTION))
-            fprintf(out, "[[references(%s)]] ", action_word(ix->flags));
+            fprintf(out, "[[references(%s)]] ", kivis_action_name(ix->flags));
         if (f->flags & KIVIS_FIELD_OPTIONAL)
             fputs("[[optional]] ", out);
         print_decl(out, f);

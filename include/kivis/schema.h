@@ -130,6 +130,13 @@ typedef int (*kivis_derive_fn)(const void *record, void *key_out);
  * the field without [[index]].  It comes after the declared indexes. */
 #define KIVIS_INDEX_HIDDEN 0x100u
 
+/**
+ * The schema word of the referential action in an index's `flags`:
+ * "restrict", "cascade" or "nullify", or NULL when the flags carry none.
+ * The string is static.
+ */
+const char *kivis_action_name(uint32_t index_flags);
+
 /** A secondary index over one field of a record. */
 typedef struct kivis_index_desc {
     const char *name; /* the indexed field's name, or a chosen index name */

@@ -280,3 +280,17 @@ bool kivis__struct_equal(const kivis_struct_desc *sd, const void *a,
     }
     return true;
 }
+
+const char *kivis_action_name(uint32_t index_flags)
+{
+    switch (index_flags & KIVIS_INDEX_ACTION) {
+    case KIVIS_INDEX_RESTRICT:
+        return "restrict";
+    case KIVIS_INDEX_CASCADE:
+        return "cascade";
+    case KIVIS_INDEX_NULLIFY:
+        return "nullify";
+    default:
+        return NULL;
+    }
+}

@@ -118,18 +118,6 @@ void kivis__refs_free(kivis_db *db, kivis_table_state *ts)
 
 /* ---- writes ------------------------------------------------------------- */
 
-static const char *action_name(uint32_t flags)
-{
-    switch (flags & KIVIS_INDEX_ACTION) {
-    case KIVIS_INDEX_CASCADE:
-        return "cascade";
-    case KIVIS_INDEX_NULLIFY:
-        return "nullify";
-    default:
-        return "restrict";
-    }
-}
-
 /* Does the record `f` of rec names exist (or is it the record itself)? */
 static int check_target(kivis_db *db, const kivis_table_state *ts,
                         kivis_storage_txn *txn, const void *rec, uint32_t index)
@@ -152,7 +140,7 @@ static int check_target(kivis_db *db, const kivis_table_state *ts,
                            "%s.%s: no %s has the key it names "
                            "(references(%s))",
                            ts->desc->name, f->name, target->desc->name,
-                           action_name(ix->flags));
+                           kivis_action_name(ix->flags));
     return rc ? kivis__fail(db, rc, "%s.%s: reading the %s it names: %s",
                             ts->desc->name, f->name, target->desc->name,
                             kivis_strerror(rc))
