@@ -5,16 +5,22 @@
  * a remove (even deep inside a cascade), cascade removes children and
  * grandchildren with their index entries, a cycle of references ends, a
  * store written before the attribute gets its reverse index at open, and
- * kivis_check reports dangling references.  On memory, LMDB, SQLite and
- * RocksDB (argv[1] picks one).
+ * kivis_check reports dangling references.  On memory, LMDB, SQLite,
+ * RocksDB, PostgreSQL and an etcd cluster, the last two on servers the
+ * program starts (argv[1] picks one backend).
  */
+#include "etcdcluster.h"
+#include "openers.h"
 #include "refs.kivis.h"
 #include "testutil.h"
 
 #include <kivis.h>
+#include <kivis/etcd.h>
 #include <kivis/inspect.h>
+#include <kivis/layered.h>
 #include <kivis/lmdb.h>
 #include <kivis/memory.h>
+#include <kivis/postgres.h>
 #include <kivis/rocksdb.h>
 #include <kivis/sqlite.h>
 
@@ -29,32 +35,19 @@
 
 /* ---- backends and fixture ------------------------------------------- */
 
-typedef int (*open_fn)(const char *dir, kivis_storage **st);
+#define ETCD_PREFIX "refs/"
 
-static int open_memory(const char *dir, kivis_storage **st)
+/* The cluster's keys under ETCD_PREFIX, emptied at every open. */
+static int open_etcd(const char *dir, kivis_storage **st)
 {
     (void)dir;
-    return kivis_memory_open(NULL, st);
+    const char *endpoints = kt_etcd_start();
+    kt_etcd_wipe(ETCD_PREFIX);
+    kivis_etcd_options o = {.prefix = ETCD_PREFIX};
+    return kivis_etcd_open(endpoints, &o, st);
 }
 
-static int open_lmdb(const char *dir, kivis_storage **st)
-{
-    return kivis_lmdb_open(dir, NULL, st);
-}
-
-static int open_sqlite(const char *dir, kivis_storage **st)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/kv.sqlite", dir);
-    return kivis_sqlite_open(path, NULL, st);
-}
-
-static int open_rocksdb(const char *dir, kivis_storage **st)
-{
-    return kivis_rocksdb_open(dir, NULL, st);
-}
-
-static open_fn backend_open;
+static kt_open_fn backend_open;
 
 typedef struct fx {
     char dir[256];
@@ -62,6 +55,7 @@ typedef struct fx {
     kivis_db *db;
 } fx;
 
+/* A fresh store of the current backend, a db of the refs schema on it. */
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
@@ -473,27 +467,28 @@ static void test_open_refuses_bad_action(void **state)
     assert_int_equal(kivis_open(f->st, &refs_schema, NULL, &f->db), KIVIS_OK);
 }
 
+#define REFS_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
 int main(int argc, char **argv)
 {
     static const struct {
         const char *name;
-        open_fn open;
+        kt_open_fn open;
     } backends[] = {
-        {"memory", open_memory}, {"lmdb", open_lmdb}, {"sqlite", open_sqlite},
-        {"rocksdb", open_rocksdb}};
+        {"memory", kt_open_memory},     {"lmdb", kt_open_lmdb},
+        {"sqlite", kt_open_sqlite},     {"rocksdb", kt_open_rocksdb},
+        {"postgres", kt_open_postgres}, {"etcd", open_etcd},
+    };
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_put_missing_target, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restrict_blocks_remove, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cascade_removes_descendants, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_cycle_terminates, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_old_store_gets_reverse_index, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_check_reports_dangling, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_optional_reference, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_nullify_makes_the_field_absent, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_open_refuses_bad_action, setup, teardown),
+        REFS_TEST(test_put_missing_target),
+        REFS_TEST(test_restrict_blocks_remove),
+        REFS_TEST(test_cascade_removes_descendants),
+        REFS_TEST(test_cycle_terminates),
+        REFS_TEST(test_old_store_gets_reverse_index),
+        REFS_TEST(test_check_reports_dangling),
+        REFS_TEST(test_optional_reference),
+        REFS_TEST(test_nullify_makes_the_field_absent),
+        REFS_TEST(test_open_refuses_bad_action),
     };
     int failed = 0, ran = 0;
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)

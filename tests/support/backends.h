@@ -13,8 +13,8 @@
 #ifndef KT_BACKENDS_H
 #define KT_BACKENDS_H
 
+#include "openers.h"
 #include "petsutil.h"
-#include "pgserver.h"
 #include "testutil.h"
 
 #include <kivis.h>
@@ -28,61 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef int (*kt_open_fn)(const char *dir, kivis_storage **st);
-
-static inline int kt_open_memory(const char *dir, kivis_storage **st)
-{
-    (void)dir;
-    return kivis_memory_open(NULL, st);
-}
-
-static inline int kt_open_lmdb(const char *dir, kivis_storage **st)
-{
-    return kivis_lmdb_open(dir, NULL, st);
-}
-
-static inline int kt_open_sqlite(const char *dir, kivis_storage **st)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/kv.sqlite", dir);
-    return kivis_sqlite_open(path, NULL, st);
-}
-
-static inline int kt_open_rocksdb(const char *dir, kivis_storage **st)
-{
-    return kivis_rocksdb_open(dir, NULL, st);
-}
-
-/* A table of its own on the program's private server, emptied at every
- * open. */
-static inline int kt_open_postgres(const char *dir, kivis_storage **st)
-{
-    (void)dir;
-    kt_pg_exec("DROP TABLE IF EXISTS handles_kv");
-    kivis_postgres_options opts = {NULL, NULL, "handles_kv", 0};
-    return kivis_postgres_open(kt_pg_start(), &opts, st);
-}
-
-/* A 4 KiB memory cache over LMDB: reads and writes cross both tiers. */
-static inline int kt_open_layered(const char *dir, kivis_storage **st)
-{
-    kivis_storage *mem, *disk;
-    int rc = kivis_memory_open(NULL, &mem);
-    if (rc)
-        return rc;
-    if ((rc = kivis_lmdb_open(dir, NULL, &disk))) {
-        kivis_storage_close(mem);
-        return rc;
-    }
-    kivis_layered_tier tiers[2] = {{mem, 4096, 0}, {disk, 0, 0}};
-    rc = kivis_layered_open(tiers, 2, NULL, st);
-    if (rc) {
-        kivis_storage_close(mem);
-        kivis_storage_close(disk);
-    }
-    return rc;
-}
 
 /* The backend the running group of tests uses (set by kt_main). */
 static kt_open_fn kt_backend_open;
