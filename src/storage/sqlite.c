@@ -50,6 +50,9 @@
 /* Get results are copied into chunks of this size (larger values get a
  * chunk of their own). */
 #define ARENA_CHUNK 4096
+/* The longest key whose last get is answered again (record keys are short;
+ * a fixed buffer costs the get a memcpy and no allocation). */
+#define LAST_KEY_MAX 64
 
 /* Statements prepared once per connection.  No PRAGMA among them: SQLite
  * applies `PRAGMA synchronous = x` when it compiles the statement, not
@@ -139,6 +142,14 @@ typedef struct sq_txn {
                         once this moved on since it started */
     int dead;   /* SQLite rolled the transaction back: this status */
     kivis__feedset fs; /* what a writer changed, for the feed */
+    /* The last get and its answer, in the arena, given again without a
+     * statement: a read-modify-write reads its record twice (the caller's
+     * get, then the record engine's own), and the arena's release at the
+     * next write ends both together. */
+    bool has_last, last_found;
+    size_t last_key_len;
+    unsigned char last_key[LAST_KEY_MAX]; /* longer keys are not kept */
+    kivis_slice last_value;
 } sq_txn;
 
 enum cursor_state { UNPLACED, PLACED, ENDED };
@@ -482,6 +493,7 @@ static void arena_release(sq_txn *t, bool keep_none)
     if (keep)
         keep->next = NULL;
     t->arena = keep;
+    t->has_last = false; /* its copies are gone */
 }
 
 /* ---- transactions ------------------------------------------------------- */
@@ -510,6 +522,29 @@ static int check_key(const sq_txn *t, kivis_slice key)
     return kivis__check_key(key, t->s->max_key);
 }
 
+static bool is_last_get(const sq_txn *t, kivis_slice key)
+{
+    return t->has_last && key.len == t->last_key_len &&
+           memcmp(key.data, t->last_key, key.len) == 0;
+}
+
+static int last_answer(const sq_txn *t, kivis_slice *value)
+{
+    *value = t->last_found ? t->last_value : no_slice;
+    return t->last_found ? KIVIS_OK : KIVIS_NOTFOUND;
+}
+
+static void remember_last_get(sq_txn *t, kivis_slice key, bool found,
+                              kivis_slice value)
+{
+    t->has_last = key.len <= LAST_KEY_MAX;
+    if (t->has_last)
+        memcpy(t->last_key, key.data, key.len);
+    t->last_key_len = key.len;
+    t->last_found = found;
+    t->last_value = value;
+}
+
 /* SQLite's row buffer dies at the statement's next use, but storage.h
  * keeps a get result alive until the next write: copy it into the arena,
  * which the next put or del (or the end of the transaction) releases. */
@@ -522,6 +557,8 @@ static int sq_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
         return rc == KIVIS_EKEYSIZE ? KIVIS_NOTFOUND : rc; /* never stored */
     if (t->dead)
         return t->dead;
+    if (is_last_get(t, key))
+        return last_answer(t, value);
     sqlite3_stmt *st = t->c->stmt[S_GET];
     bind_blob(st, 1, key);
     int step = sqlite3_step(st);
@@ -530,6 +567,8 @@ static int sq_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
     else
         rc = step == SQLITE_DONE ? KIVIS_NOTFOUND : failed(t, step);
     sqlite3_reset(st);
+    if (rc == KIVIS_OK || rc == KIVIS_NOTFOUND)
+        remember_last_get(t, key, rc == KIVIS_OK, *value);
     return rc;
 }
 
