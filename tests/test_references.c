@@ -5,16 +5,21 @@
  * a remove (even deep inside a cascade), cascade removes children and
  * grandchildren with their index entries, a cycle of references ends, a
  * store written before the attribute gets its reverse index at open, and
- * kivis_check reports dangling references.  On memory, LMDB, SQLite and
- * RocksDB (argv[1] picks one).
+ * kivis_check reports dangling references.  On memory, LMDB, SQLite,
+ * RocksDB, PostgreSQL (the program's private server) and etcd (its private
+ * three-member cluster); argv[1] picks one.
  */
+#include "etcdcluster.h"
+#include "pgserver.h"
 #include "refs.kivis.h"
 #include "testutil.h"
 
 #include <kivis.h>
+#include <kivis/etcd.h>
 #include <kivis/inspect.h>
 #include <kivis/lmdb.h>
 #include <kivis/memory.h>
+#include <kivis/postgres.h>
 #include <kivis/rocksdb.h>
 #include <kivis/sqlite.h>
 
@@ -52,6 +57,28 @@ static int open_sqlite(const char *dir, kivis_storage **st)
 static int open_rocksdb(const char *dir, kivis_storage **st)
 {
     return kivis_rocksdb_open(dir, NULL, st);
+}
+
+/* A table of its own on the private server, emptied at every open: each
+ * test starts from an empty store, as on the other backends. */
+static int open_postgres(const char *dir, kivis_storage **st)
+{
+    (void)dir;
+    kt_pg_exec("DROP TABLE IF EXISTS refs_kv");
+    kivis_postgres_options o = {NULL, NULL, "refs_kv", 0};
+    return kivis_postgres_open(kt_pg_start(), &o, st);
+}
+
+#define ETCD_PREFIX "refs/"
+
+/* The keys under a prefix of its own, wiped at every open. */
+static int open_etcd(const char *dir, kivis_storage **st)
+{
+    (void)dir;
+    const char *endpoints = kt_etcd_start();
+    kt_etcd_wipe(ETCD_PREFIX);
+    kivis_etcd_options o = {.prefix = ETCD_PREFIX};
+    return kivis_etcd_open(endpoints, &o, st);
 }
 
 static open_fn backend_open;
@@ -480,7 +507,7 @@ int main(int argc, char **argv)
         open_fn open;
     } backends[] = {
         {"memory", open_memory}, {"lmdb", open_lmdb}, {"sqlite", open_sqlite},
-        {"rocksdb", open_rocksdb}};
+        {"rocksdb", open_rocksdb}, {"postgres", open_postgres}, {"etcd", open_etcd}};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_missing_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restrict_blocks_remove, setup, teardown),
