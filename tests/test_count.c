@@ -291,9 +291,10 @@ static void test_distinct_struct_values(void **state)
     fx *f = *state;
     toy_key toys[] = {{TOY_BALL, 1}, {TOY_BALL, 2}, {TOY_MOUSE, 1}};
     unsigned want[] = {3, 1, 2};
+    user_key owner = kt_put_user(f->db, "ann", 30);
     for (unsigned t = 0; t < 3; t++)
         for (unsigned i = 0; i < want[t]; i++) {
-            pet p = {"rex", {1}, toys[t]};
+            pet p = {"rex", owner, toys[t], false, 0};
             assert_int_equal(kivis_put(f->db, PETS_PET, &p, NULL), KIVIS_OK);
         }
     kivis_query q = {PETS_PET, PET_BY_FAVOURITE_TOY, KIVIS_Q_ALL, NULL, NULL, NULL, 0, 0};

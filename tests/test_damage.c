@@ -64,7 +64,8 @@ static void fill_store(kivis_db *db)
         assert_int_equal(kivis_put(db, PETS_TOY, &t, NULL), KIVIS_OK);
     }
     for (uint32_t i = 0; i < 300; i++) {
-        pet p = {"", {1 + i % 700}, {i % 2 ? TOY_MOUSE : TOY_BALL, (uint8_t)(i % 40)}};
+        pet p = {"", {1 + i % 700}, {i % 2 ? TOY_MOUSE : TOY_BALL, (uint8_t)(i % 40)},
+                 false, 0};
         snprintf(p.name, sizeof p.name, "pet %u", i);
         assert_int_equal(kivis_put(db, PETS_PET, &p, NULL), KIVIS_OK);
     }

@@ -254,10 +254,10 @@ static void test_foreign_key_and_index_on_key_type(void **state)
 {
     fx *f = *state;
     user_key owner = put_user(f->db, "carol", "c@x", 41);
-    pet p = {"rex", owner, {TOY_BALL, 3}};
+    pet p = {"rex", owner, {TOY_BALL, 3}, false, 0};
     pet_key pk;
     assert_int_equal(kivis_put(f->db, PETS_PET, &p, &pk), KIVIS_OK);
-    pet q2 = {"tom", owner, {TOY_MOUSE, 1}};
+    pet q2 = {"tom", owner, {TOY_MOUSE, 1}, false, 0};
     assert_int_equal(kivis_put(f->db, PETS_PET, &q2, NULL), KIVIS_OK);
     pet got;
     assert_int_equal(kivis_get(f->db, PETS_PET, &pk, &got), KIVIS_OK);
@@ -967,6 +967,8 @@ static void test_auto_increment_overflow(void **state)
     /* Inside a transaction too, after an explicit insert just below. */
     pet p;
     memset(&p, 0, sizeof p);
+    p.owner = (user_key){1}; /* the owner must exist */
+    assert_int_equal(kivis_insert(f->db, PETS_USER, &p.owner, &u), KIVIS_OK);
     pet_key below = {UINT64_MAX - 1}, pk;
     assert_int_equal(kivis_insert(f->db, PETS_PET, &below, &p), KIVIS_OK);
     assert_int_equal(kivis_begin(f->db), KIVIS_OK);

@@ -270,6 +270,7 @@ static void test_watch(void **state)
     pet pt;
     memset(&pt, 0, sizeof pt);
     strcpy(pt.name, "rex");
+    pt.owner = k;
     assert_int_equal(kivis_put(db, PETS_PET, &pt, NULL), KIVIS_OK);
     assert_int_equal(kivis_begin(db), KIVIS_OK);
     kt_put_user(db, "aborted", 1);

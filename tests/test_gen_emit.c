@@ -1,7 +1,9 @@
 /*
  * test_gen_emit.c - kg_emit on a model built by hand (no front end), so
  * the emitter is tested on its own: the pets schema of examples/pets/pets.kvs
- * goes in, the files come out with the expected declarations, and I/O
+ * goes in (less pet's referential action and optional chip, which the
+ * golden files of tests/gen cover), the files come out with the expected
+ * declarations, and I/O
  * failures are reported rather than crashing.
  */
 #include "model.h"

@@ -226,13 +226,18 @@ static const char *table_fresh(const char *table)
     return table;
 }
 
-/* The pets schema over a store on `table`. */
+/* The pets schema over a store on `table`, less the cascade of pet.owner:
+ * with it, each user's remove also looks for her pets (a round trip of its
+ * own), which is not what these counts are about. */
 static kivis_db *pets_on(const char *table, kivis_storage **st)
 {
+    static kivis_table_desc tables[4]; /* the db keeps the descriptor */
+    static kivis_schema_desc schema;
+    schema = kt_pets_without_cascade(tables);
     kivis_postgres_options o = {NULL, NULL, table, 0};
     kivis_db *db = NULL;
     assert_int_equal(kivis_postgres_open(kt_pg_start(), &o, st), KIVIS_OK);
-    assert_int_equal(kivis_open(*st, &pets_schema, NULL, &db), KIVIS_OK);
+    assert_int_equal(kivis_open(*st, &schema, NULL, &db), KIVIS_OK);
     return db;
 }
 

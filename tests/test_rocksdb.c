@@ -790,7 +790,7 @@ static void test_engine_end_to_end(void **state)
     for (int i = 0; i < 100; i++)
         kt_put_user(db, i % 2 ? "odd" : "even", (uint32_t)i);
     user_key owner = kt_put_user(db, "ann", 30);
-    pet p = {"rex", owner, {TOY_BALL, 3}}, got;
+    pet p = {"rex", owner, {TOY_BALL, 3}, false, 0}, got;
     pet_key pk;
     assert_int_equal(kivis_put(db, PETS_PET, &p, &pk), KIVIS_OK);
     user_key gone = {100};

@@ -5,7 +5,7 @@
  * - auto-increment ids are never issued twice: not after the highest
  *   record is removed, not across reopening; and stores written before the
  *   counter existed (tests/data, by kivis at b878dd0) open and continue
- *   from their highest id.
+ *   from their highest id, with the referential action added since.
  */
 #include "testutil.h"
 #include "pets_schema.h"
@@ -274,6 +274,24 @@ static void copy_file(const char *from, const char *to)
     assert_int_equal(fclose(out), 0);
 }
 
+/* The pets schema has gained pet.owner's cascade since b878dd0: opening
+ * the old store built the owner index, so a pet must name a stored user
+ * (3 is gone) and goes when she does. */
+static void old_store_has_the_cascade(kivis_db *db)
+{
+    pet rex, stray;
+    memset(&rex, 0, sizeof rex);
+    strcpy(rex.name, "rex");
+    rex.owner.id = 2;
+    stray = rex;
+    stray.owner.id = 3;
+    pet_key k;
+    assert_int_equal(kivis_put(db, PETS_PET, &rex, &k), KIVIS_OK);
+    assert_int_equal(kivis_put(db, PETS_PET, &stray, NULL), KIVIS_ECONSTRAINT);
+    remove_user(db, 2);
+    assert_int_equal(kivis_get(db, PETS_PET, &k, &rex), KIVIS_NOTFOUND);
+}
+
 /* The old store holds users 1, 2 and 4 (5 and 3 were removed; nothing
  * recorded 5, so it is issued again, once): new ids continue from the
  * highest stored, and from the first put on the counter keeps them. */
@@ -305,6 +323,7 @@ static void old_store_continues(open_fn open, const char *file, const char *as)
     assert_int_equal(open(dir, &st), KIVIS_OK);
     db = open_db(st);
     assert_int_equal(put_user(db, "newest"), 7);
+    old_store_has_the_cascade(db);
     check_clean(db);
     kivis_close(db);
     kivis_storage_close(st);

@@ -44,9 +44,17 @@ static const kivis_field pet_fields[] = {
     FIELD(pet, name, KIVIS_CHARS, 0, sizeof(((pet *)0)->name), NULL, NULL, 0),
     FIELD(pet, owner, KIVIS_STRUCT, 0, sizeof(user_key), &user_key_desc, NULL, 0),
     FIELD(pet, favourite_toy, KIVIS_STRUCT, 0, sizeof(toy_key), &toy_key_desc, NULL, 0),
+    SCALAR(pet, chip, KIVIS_U64, KIVIS_FIELD_OPTIONAL), /* has_chip just before */
 };
-static const kivis_struct_desc pet_desc = {"pet", sizeof(pet), 3, pet_fields};
-static const kivis_index_desc pet_indexes[] = {{"favourite_toy", 2, 0}};
+_Static_assert(offsetof(pet, has_chip) ==
+                   offsetof(pet, favourite_toy) + sizeof(toy_key),
+               "the engine finds pet.has_chip right after favourite_toy");
+static const kivis_struct_desc pet_desc = {"pet", sizeof(pet), 4, pet_fields};
+static const kivis_index_desc pet_indexes[] = {
+    {"favourite_toy", 2, 0},
+    {"chip", 3, 0},
+    {"owner", 1, KIVIS_INDEX_CASCADE | KIVIS_INDEX_HIDDEN},
+};
 
 static const kivis_field blob_key_fields[] = {SCALAR(blob_key, hash, KIVIS_U64, 0)};
 static const kivis_struct_desc blob_key_desc = {"blob_key", sizeof(blob_key), 1,
@@ -67,7 +75,7 @@ int blob_derive_key(const void *record, void *key_out)
 static const kivis_table_desc pets_tables[] = {
     {"user", &user_desc, &user_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 1, user_indexes},
     {"toy", &toy_desc, &toy_key_desc, KIVIS_KEY_FIELDS, toy_key_map, NULL, 0, NULL},
-    {"pet", &pet_desc, &pet_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 1, pet_indexes},
+    {"pet", &pet_desc, &pet_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 3, pet_indexes},
     {"blob", &blob_desc, &blob_key_desc, KIVIS_KEY_DERIVED, NULL, blob_derive_key, 0, NULL},
 };
 

@@ -31,8 +31,10 @@ typedef struct toy {
 typedef struct pet_key { uint64_t id; } pet_key;
 typedef struct pet {
     char name[32];
-    user_key owner;
+    user_key owner;        /* [[references(cascade)]] */
     toy_key favourite_toy; /* [[index]] */
+    bool has_chip;         /* false: chip is absent */
+    uint64_t chip;         /* [[index, optional]] */
 } pet;
 
 typedef struct blob_key { uint64_t hash; } blob_key;
@@ -43,7 +45,9 @@ typedef struct blob {
 /* Table and index positions in pets_schema. */
 enum { PETS_USER, PETS_TOY, PETS_PET, PETS_BLOB };
 enum { USER_BY_NAME = 0 };
-enum { PET_BY_FAVOURITE_TOY = 0 };
+/* PET_BY_OWNER: the reverse lookup of the cascade, which kivis-gen puts
+ * after the declared indexes and does not name in its API. */
+enum { PET_BY_FAVOURITE_TOY = 0, PET_BY_CHIP = 1, PET_BY_OWNER = 2 };
 
 extern const kivis_schema_desc pets_schema;
 

@@ -3,7 +3,9 @@
  * pets.kvs: auto-increment, composite and derived keys, index lookups
  * (exact, prefix, range), following a foreign key, a transaction, removal
  * with its index entries, reverse scans, counts and the distinct values
- * of an index.
+ * of an index; a foreign key that must name a record and whose removal
+ * cascades ([[references(cascade)]]), and an optional field ([[optional]])
+ * absent, present, and looked up by its absence.
  *
  *   example_pets                 LMDB in a fresh temporary directory,
  *                                removed at the end
@@ -174,19 +176,95 @@ static void add_toys(pets_db *db)
     }
 }
 
-static void add_pets(pets_db *db, user_key alice, user_key bob)
+/* A pet's chip number, or "none" when the optional field is absent. */
+static const char *chip_text(const pet *p, char buf[24])
 {
-    pet pets[] = {{"rex", alice, {TOY_BALL, 2}},
-                  {"tom", bob, {TOY_MOUSE, 1}},
-                  {"fido", bob, {TOY_BALL, 2}}};
+    if (!p->has_chip)
+        return "none";
+    snprintf(buf, 24, "%llu", (unsigned long long)p->chip);
+    return buf;
+}
+
+/* Three pets in one transaction: rex has a chip, tom and fido have none
+ * (has_chip false).  keys[] gets their keys. */
+static void add_pets(pets_db *db, user_key alice, user_key bob, pet_key keys[3])
+{
+    pet pets[] = {{"rex", alice, {TOY_BALL, 2}, true, 250268500012345ull},
+                  {"tom", bob, {TOY_MOUSE, 1}, false, 0},
+                  {"fido", bob, {TOY_BALL, 2}, false, 0}};
     check(db, pets_begin(db), "begin");
     for (int i = 0; i < 3; i++) {
-        pet_key k;
-        check(db, pet_put(db, &pets[i], &k), "pet_put");
-        printf("  pet_put    %-5s -> pet_key{%llu}\n", pets[i].name,
-               (unsigned long long)k.id);
+        char chip[24];
+        check(db, pet_add(db, &pets[i], &keys[i]), "pet_add");
+        printf("  pet_add    %-5s chip %-15s -> pet_key{%llu}\n", pets[i].name,
+               chip_text(&pets[i], chip), (unsigned long long)keys[i].id);
     }
     check(db, pets_commit(db), "commit");
+}
+
+/* The owner must exist: a pet of a user that was never stored is refused
+ * and nothing is written. */
+static void add_stray(pets_db *db)
+{
+    pet stray = {"stray", {99}, {TOY_BALL, 1}, false, 0};
+    int rc = pet_add(db, &stray, NULL);
+    printf("  pet_add    stray of user_key{99}, who does not exist -> %s\n",
+           kivis_errname(rc));
+    if (rc != KIVIS_ECONSTRAINT)
+        check(db, rc == KIVIS_OK ? KIVIS_EINVAL : rc, "pet_add stray");
+}
+
+static void list_pets(pets_db *db, const char *title)
+{
+    pet_cursor c;
+    pet_key k;
+    pet p;
+    uint64_t n;
+    int rc;
+    check(db, pet_count(db, &n), "pet_count");
+    printf("%s (pet_count -> %llu)\n", title, (unsigned long long)n);
+    check(db, pet_scan(db, NULL, NULL, 0, &c), "pet_scan");
+    while ((rc = pet_next(&c, &k, &p)) == KIVIS_OK) {
+        char chip[24];
+        printf("  pet %llu: %-5s owner user_key{%llu}, chip %s\n",
+               (unsigned long long)k.id, p.name, (unsigned long long)p.owner.id,
+               chip_text(&p, chip));
+    }
+    pet_close(&c);
+    check_end(db, rc, "pet_next");
+}
+
+/* The index of an optional field also holds its absent values. */
+static void pets_without_chip(pets_db *db)
+{
+    pet_cursor c;
+    pet p;
+    uint64_t n;
+    int rc;
+    check(db, pet_count_by_chip_absent(db, &n), "pet_count_by_chip_absent");
+    printf("pet_by_chip_absent (pet_count_by_chip_absent -> %llu):",
+           (unsigned long long)n);
+    check(db, pet_by_chip_absent(db, 0, &c), "pet_by_chip_absent");
+    while ((rc = pet_next(&c, NULL, &p)) == KIVIS_OK)
+        printf(" %s", p.name);
+    printf("\n");
+    pet_close(&c);
+    check_end(db, rc, "pet_next");
+}
+
+/* An update that makes the optional field present: tom gets a chip, and
+ * his chip index entry moves from the absent ones to his number. */
+static void give_chip(pets_db *db, pet_key k, uint64_t number)
+{
+    pet p;
+    uint64_t n;
+    check(db, pet_get(db, k, &p), "pet_get");
+    p.has_chip = true;
+    p.chip = number;
+    check(db, pet_update(db, k, &p), "pet_update");
+    check(db, pet_count_by_chip(db, number, &n), "pet_count_by_chip");
+    printf("pet_update %s: chip %llu (pet_count_by_chip -> %llu)\n", p.name,
+           (unsigned long long)number, (unsigned long long)n);
 }
 
 static void add_blob(pets_db *db)
@@ -322,7 +400,7 @@ static kivis_storage *open_store(int argc, char **argv)
 }
 
 /* The session's keys and output assume a new store: --lmdb DIR of an
- * earlier run would hold its pets, whose owner alice is gone. */
+ * earlier run would hold its users and pets, and new ids after theirs. */
 static int holds_users(pets_db *db)
 {
     user_cursor c;
@@ -356,8 +434,11 @@ int main(int argc, char **argv)
 
     printf("\ncomposite keys (toy_key = kind, colour):\n");
     add_toys(db);
-    printf("\nforeign keys (pet.owner is a user_key), in one transaction:\n");
-    add_pets(db, alice, bob);
+    printf("\nforeign keys (pet.owner is a user_key), in one transaction;\n"
+           "chip is optional:\n");
+    pet_key pets[3];
+    add_pets(db, alice, bob, pets);
+    add_stray(db);
     printf("\nderived key (content hash):\n");
     add_blob(db);
 
@@ -372,14 +453,22 @@ int main(int argc, char **argv)
     count_users(db, alice);
     pets_per_toy(db);
 
+    printf("\nthe optional chip: tom and fido have none, then tom gets one\n");
+    list_pets(db, "all pets:");
+    pets_without_chip(db);
+    give_chip(db, pets[1], 250268500067890ull);
+    pets_without_chip(db);
+
     printf("\nbob is renamed to robert (his index entry moves with him)\n");
     user robert = {(char *)"robert", (char *)"bob@example.org", 28};
     check(db, user_update(db, bob, &robert), "user_update");
     users_named(db, "bob");
     users_named(db, "robert");
 
-    printf("\nalice is removed (with her index entry)\n");
+    printf("\nalice is removed (with her index entry); the cascade removes her "
+           "pet rex\n");
     check(db, user_remove(db, alice), "user_remove");
+    list_pets(db, "all pets:");
     users_starting(db, "ali");
     user gone;
     printf("user_get(alice) -> %s\n",

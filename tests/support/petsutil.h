@@ -12,6 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* pets_schema over `tables` (filled with a copy of its four tables) less
+ * the cascade of pet.owner: the hidden owner index that carries it is
+ * dropped, so a pet may name a user that does not exist.  For tests about
+ * something else that write such pets, or rename the user table. */
+kivis_schema_desc kt_pets_without_cascade(kivis_table_desc tables[4]);
+
 /* Store user {name, "x@example.org", age} under the next id; its key. */
 user_key kt_put_user(kivis_db *db, const char *name, uint32_t age);
 

@@ -51,11 +51,16 @@ static const kivis_field pet_fields_[] = {
     {"name", KIVIS_CHARS, 0, offsetof(pet, name), 32, NULL, NULL, 0},
     {"owner", KIVIS_STRUCT, 0, offsetof(pet, owner), sizeof(user_key), &user_key_desc_, NULL, 0},
     {"favourite_toy", KIVIS_STRUCT, 0, offsetof(pet, favourite_toy), sizeof(toy_key), &toy_key_desc_, NULL, 0},
+    {"chip", KIVIS_U64, 0, offsetof(pet, chip), sizeof(uint64_t), NULL, NULL, KIVIS_FIELD_OPTIONAL},
 };
-static const kivis_struct_desc pet_desc_ = {"pet", sizeof(pet), 3, pet_fields_};
+_Static_assert(offsetof(pet, has_chip) == offsetof(pet, favourite_toy) + sizeof(((pet *)0)->favourite_toy),
+    "pet.has_chip must follow the member before it");
+static const kivis_struct_desc pet_desc_ = {"pet", sizeof(pet), 4, pet_fields_};
 
 static const kivis_index_desc pet_indexes_[] = {
     {"favourite_toy", 2, 0},
+    {"chip", 3, 0},
+    {"owner", 1, 0 | KIVIS_INDEX_CASCADE | KIVIS_INDEX_HIDDEN},
 };
 
 static const kivis_field blob_fields_[] = {
@@ -73,7 +78,7 @@ static int blob_derive_(const void *r, void *k)
 static const kivis_table_desc pets_tables_[] = {
     {"user", &user_desc_, &user_key_desc_, KIVIS_KEY_AUTO, NULL, NULL, 1, user_indexes_},
     {"toy", &toy_desc_, &toy_key_desc_, KIVIS_KEY_FIELDS, toy_key_map_, NULL, 0, NULL},
-    {"pet", &pet_desc_, &pet_key_desc_, KIVIS_KEY_AUTO, NULL, NULL, 1, pet_indexes_},
+    {"pet", &pet_desc_, &pet_key_desc_, KIVIS_KEY_AUTO, NULL, NULL, 3, pet_indexes_},
     {"blob", &blob_desc_, &blob_key_desc_, KIVIS_KEY_DERIVED, NULL, blob_derive_, 0, NULL},
 };
 

@@ -53,8 +53,10 @@ typedef struct toy {
 
 typedef struct pet {
     char name[32];
-    user_key owner;
+    user_key owner; /* [[references(cascade)]] */
     toy_key favourite_toy; /* [[index]] */
+    bool has_chip; /* false: chip is absent */
+    uint64_t chip; /* [[index]] [[optional]] */
 } pet;
 
 typedef struct blob {
@@ -72,7 +74,8 @@ enum pets_tables {
 /* Index positions within their table. */
 enum pets_indexes {
     PETS_USER_BY_NAME = 0,
-    PETS_PET_BY_FAVOURITE_TOY = 0
+    PETS_PET_BY_FAVOURITE_TOY = 0,
+    PETS_PET_BY_CHIP = 1
 };
 
 extern const kivis_schema_desc pets_schema;
@@ -861,6 +864,81 @@ static inline void pet_distinct_favourite_toy_close(pet_distinct_favourite_toy_c
     cur->distinct = NULL;
 }
 
+/* pet whose chip equals value, in primary key order. */
+static inline int pet_by_chip(pets_db *db, uint64_t value, unsigned flags,
+    pet_cursor *cur)
+{
+    return pets_open_scan_(db, PETS_PET, PETS_PET_BY_CHIP, KIVIS_Q_EQ, &value, NULL, NULL, 0,
+        flags, &cur->scan);
+}
+
+/* pet whose chip is in [lo, hi); NULL bounds are open. */
+static inline int pet_by_chip_range(pets_db *db, const uint64_t *lo, const uint64_t *hi,
+    unsigned flags, pet_cursor *cur)
+{
+    return pets_open_scan_(db, PETS_PET, PETS_PET_BY_CHIP, KIVIS_Q_RANGE, lo, hi, NULL, 0,
+        flags, &cur->scan);
+}
+
+/* How many pet records have chip equal to value: index entries are
+ * counted, no record is fetched. */
+static inline int pet_count_by_chip(pets_db *db, uint64_t value, uint64_t *n)
+{
+    return pets_count_(db, PETS_PET, PETS_PET_BY_CHIP, KIVIS_Q_EQ, &value, NULL, NULL, 0, n);
+}
+
+/* How many pet records have chip in [lo, hi); NULL bounds are open. */
+static inline int pet_count_by_chip_range(pets_db *db, const uint64_t *lo, const uint64_t *hi, uint64_t *n)
+{
+    return pets_count_(db, PETS_PET, PETS_PET_BY_CHIP, KIVIS_Q_RANGE, lo, hi, NULL, 0, n);
+}
+
+/* pet whose chip is absent, in primary key order. */
+static inline int pet_by_chip_absent(pets_db *db, unsigned flags,
+    pet_cursor *cur)
+{
+    return pets_open_scan_(db, PETS_PET, PETS_PET_BY_CHIP, KIVIS_Q_ABSENT, NULL, NULL, NULL, 0,
+        flags, &cur->scan);
+}
+
+/* How many pet records have no chip. */
+static inline int pet_count_by_chip_absent(pets_db *db, uint64_t *n)
+{
+    return pets_count_(db, PETS_PET, PETS_PET_BY_CHIP, KIVIS_Q_ABSENT, NULL, NULL, NULL, 0, n);
+}
+
+typedef struct pet_distinct_chip_cursor {
+    kivis_distinct *distinct;
+} pet_distinct_chip_cursor;
+
+/* The distinct values of chip among pet records, each once in index order
+ * (flags: KIVIS_REVERSE) with how many records hold it: only index
+ * entries are read, one value decoded a group (kivis_distinct_open). */
+static inline int pet_distinct_chip(pets_db *db, unsigned flags,
+    pet_distinct_chip_cursor *cur)
+{
+    kivis_query q = pets_query_(PETS_PET, PETS_PET_BY_CHIP, KIVIS_Q_RANGE, NULL, NULL, NULL, 0,
+        flags);
+    int rc = pets_check_(db);
+    cur->distinct = NULL;
+    return rc ? rc : kivis_distinct_open((kivis_db *)db, &q, &cur->distinct);
+}
+
+/* KIVIS_OK with the next value of chip and its count (either may be
+ * NULL), KIVIS_NOTFOUND at the end.  The value's strings and blobs
+ * belong to the cursor: valid until the next call or the close. */
+static inline int pet_distinct_chip_next(pet_distinct_chip_cursor *cur,
+    uint64_t *value, uint64_t *count)
+{
+    return kivis_distinct_next(cur->distinct, value, count);
+}
+
+static inline void pet_distinct_chip_close(pet_distinct_chip_cursor *cur)
+{
+    kivis_distinct_close(cur->distinct);
+    cur->distinct = NULL;
+}
+
 /* ---- blob ---- */
 
 /* Add a blob under the key it gives; KIVIS_EEXIST (nothing written) if
@@ -1058,6 +1136,15 @@ static inline void blob_watch_close(blob_watch *w)
         toy *: toy_clear, \
         pet *: pet_clear, \
         blob *: blob_clear)(db, rec)
+#endif
+
+#ifndef __cplusplus
+/* Lookup values of exactly the field's type (kivis/exact.h): what C
+ * would convert with a loss does not compile. */
+#define pet_by_chip(db, value, flags, cur) \
+    pet_by_chip(db, KIVIS_EXACT_UINT_(value, sizeof(uint64_t), "pet_by_chip: the value must be a uint64_t, a narrower unsigned integer or an int"), flags, cur)
+#define pet_count_by_chip(db, value, n) \
+    pet_count_by_chip(db, KIVIS_EXACT_UINT_(value, sizeof(uint64_t), "pet_count_by_chip: the value must be a uint64_t, a narrower unsigned integer or an int"), n)
 #endif
 
 #ifdef __cplusplus
