@@ -1177,7 +1177,7 @@ static void emit_source(emitter *e)
             source_table(e, &s->records[i]);
         out(e, "};\n\n");
     }
-    out(e, "const kivis_schema_desc %s_schema = {\"%s\", %u, %s%s};\n",
+    out(e, "const kivis_schema_desc %s_schema = {\"%s\", %u, %s%s, 0, NULL};\n",
         s->name, stored(e, s->name), (unsigned)s->nrecords,
         s->nrecords ? s->name : "NULL",
         s->nrecords ? "_tables_" : "");
