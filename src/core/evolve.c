@@ -565,11 +565,15 @@ static int put_unique_entries(kivis_db *db, kivis_storage_txn *txn,
     return rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
 }
 
-static void append(char *out, size_t n, const char *fmt, const char *s)
+/* Append text to the NUL-terminated out of capacity n, cut to fit. */
+static void append(char *out, size_t n, const char *text)
 {
-    size_t len = strlen(out);
-    if (len < n)
-        snprintf(out + len, n - len, fmt, s);
+    size_t len = strlen(out), add = strlen(text);
+    if (len + 1 >= n)
+        return;
+    add = add < n - len - 1 ? add : n - len - 1;
+    memcpy(out + len, text, add);
+    out[len + add] = '\0';
 }
 
 /* A key struct as "(name=value, ...)": numbers and text, others "?". */
@@ -596,10 +600,12 @@ static void format_key(const kivis_struct_desc *sd, const void *key, char *out,
             snprintf(v, sizeof v, "%lld", (long long)get_signed(KIVIS_I32, p));
         else
             snprintf(v, sizeof v, "%llu", (unsigned long long)get_unsigned(f->kind, p));
-        append(out, n, i ? ", %s" : "(%s", f->name);
-        append(out, n, "=%s", v);
+        append(out, n, i ? ", " : "(");
+        append(out, n, f->name);
+        append(out, n, "=");
+        append(out, n, v);
     }
-    append(out, n, "%s", ")");
+    append(out, n, ")");
 }
 
 typedef struct dup_scan {
@@ -626,7 +632,9 @@ static int note_dup(kivis_db *db, const kivis_table_desc *td, dup_scan *d,
         return rc;
     format_key(td->key, db->keytmp, key, sizeof key);
     kivis__struct_free(td->key, db->keytmp, &db->alloc);
-    append(d->keys, sizeof d->keys, d->named++ ? ", %s" : "%s", key);
+    if (d->named++)
+        append(d->keys, sizeof d->keys, ", ");
+    append(d->keys, sizeof d->keys, key);
     return KIVIS_OK;
 }
 

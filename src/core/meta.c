@@ -523,7 +523,7 @@ static int stored_layout(kivis_db *db, meta_plan *plan, uint32_t id,
 static int plan_evolve(kivis_db *db, uint32_t c, const kivis_meta_table *st,
                        meta_plan *plan, bool *rewrite)
 {
-    const kivis_table_desc *td = db->tables[c].desc, *from;
+    const kivis_table_desc *td = db->tables[c].desc, *from = NULL;
     int rc = stored_layout(db, plan, st->id, &from);
     uint32_t n = td->record->nfields;
     uint32_t *map = rc ? NULL : kivis__alloc(db, (n ? n : 1) * sizeof *map);
