@@ -6,11 +6,14 @@
  * its indexes answer right (kivis_check finds nothing amiss).  Changes the
  * store cannot take (narrowing, another type, a unique index the records
  * violate) are refused, leave the store byte for byte as it was and v1
- * still opens it.  A migration killed with SIGKILL halfway leaves the old
+ * still opens it.  The same changes declared in a schema file
+ * (tests/gen/evolve.kvs, [[was]] and [[dropped]]) reach kivis_open through
+ * kivis-gen.  A migration killed with SIGKILL halfway leaves the old
  * store or the new one, never a mix.  Every backend (kt_main); the kill
  * on LMDB, SQLite and RocksDB.
  */
 #include "backends.h"
+#include "g_shop.kivis.h" /* tests/gen/evolve.kvs: v2 from kivis-gen */
 
 #include <kivis/inspect.h>
 #include <kivis/layered.h>
@@ -652,6 +655,42 @@ static void test_narrowing_and_other_types_refused(void **state)
                    "(1); an enum may only gain values");
 }
 
+/* ---- the same, declared in a schema file -------------------------------- */
+
+static void test_generated_schema_declares_them(void **state)
+{
+    efx *f = *state;
+    kivis_db *db = open_ok(f, &g_shop_schema);
+    assert_int_equal(kivis_kept_tables(db, NULL), 0); /* log dropped */
+    assert_int_equal(f->last_done, NITEMS);
+    assert_consistent(db);
+    kivis_close(db);
+    g_shop_db *g;
+    assert_int_equal(g_shop_open(f->st, NULL, &g), KIVIS_OK);
+    char note[32];
+    for (uint32_t i = 1; i <= NITEMS; i++) {
+        item want;
+        g_article got;
+        expected(i, &want);
+        note_of(i, note, sizeof note);
+        assert_int_equal(g_article_get(g, (g_article_key){i}, &got), KIVIS_OK);
+        assert_int_equal(got.item_id, i);
+        assert_string_equal(got.name, want.name);
+        assert_true(got.rating == want.stars);
+        assert_true(got.weight == (double)want.weight);
+        assert_true(got.count == want.count);
+        assert_string_equal(got.code, want.code);
+        assert_int_equal(got.kind, (int)want.kind);
+        assert_string_equal(got.note, note);
+        assert_int_equal(got.tag, want.tag);
+        g_article_clear(g, &got);
+    }
+    uint64_t n = 0;
+    assert_int_equal(g_article_count_by_rating(g, stars_of(2), &n), KIVIS_OK);
+    assert_int_equal(n, with_stars(stars_of(2)));
+    g_shop_close(g);
+}
+
 /* ---- killed midway ----------------------------------------------------- */
 
 #define NKILL 20000u
@@ -768,6 +807,7 @@ int main(int argc, char **argv)
         T(test_indexes_and_unique_added_dropped),
         T(test_violated_unique_is_refused),
         T(test_narrowing_and_other_types_refused),
+        T(test_generated_schema_declares_them),
     };
     int rc = kt_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
     return rc == 2 ? rc : run_kill(argc, argv) || rc ? 1 : 0;
