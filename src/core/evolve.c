@@ -14,6 +14,8 @@
 #include "evolve.h"
 #include "metafmt.h"
 
+#include "codec/codec_int.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -294,34 +296,6 @@ int kivis__evolve_match(kivis_db *db, const kivis_table_desc *td,
 
 /* ---- converting a value ------------------------------------------------ */
 
-static int64_t get_signed(uint32_t kind, const void *p)
-{
-    int8_t a;
-    int16_t b;
-    int32_t c;
-    int64_t d;
-    switch (kind) {
-    case KIVIS_I8: memcpy(&a, p, sizeof a); return a;
-    case KIVIS_I16: memcpy(&b, p, sizeof b); return b;
-    case KIVIS_I32: memcpy(&c, p, sizeof c); return c;
-    default: memcpy(&d, p, sizeof d); return d;
-    }
-}
-
-static uint64_t get_unsigned(uint32_t kind, const void *p)
-{
-    uint8_t a;
-    uint16_t b;
-    uint32_t c;
-    uint64_t d;
-    switch (kind) {
-    case KIVIS_U8: memcpy(&a, p, sizeof a); return a;
-    case KIVIS_U16: memcpy(&b, p, sizeof b); return b;
-    case KIVIS_U32: memcpy(&c, p, sizeof c); return c;
-    default: memcpy(&d, p, sizeof d); return d;
-    }
-}
-
 /* One element of a field whose judge said SAME or CONVERT: widen it, or
  * move it (an owned pointer leaves `w`, so freeing w does not free it). */
 static int convert_element(const kivis_field *wf, void *w, const kivis_field *nf,
@@ -368,23 +342,12 @@ static int convert_element(const kivis_field *wf, void *w, const kivis_field *nf
             memcpy(&f, w, sizeof f);
             double d = f;
             memcpy(n, &d, sizeof d);
-        } else if (nf->kind == KIVIS_I16 || nf->kind == KIVIS_I32 ||
-                   nf->kind == KIVIS_I64) {
-            int64_t v = get_signed(wf->kind, w);
-            int16_t b = (int16_t)v;
-            int32_t c = (int32_t)v;
-            memcpy(n, nf->kind == KIVIS_I16 ? (void *)&b
-                      : nf->kind == KIVIS_I32 ? (void *)&c
-                                              : (void *)&v,
-                   nf->size);
+        } else if (kivis__kind_signed(nf->kind)) {
+            kivis__store_int(n, kivis__kind_width(nf->kind),
+                             kivis__load_int(w, kivis__kind_width(wf->kind)));
         } else {
-            uint64_t v = get_unsigned(wf->kind, w);
-            uint16_t b = (uint16_t)v;
-            uint32_t c = (uint32_t)v;
-            memcpy(n, nf->kind == KIVIS_U16 ? (void *)&b
-                      : nf->kind == KIVIS_U32 ? (void *)&c
-                                              : (void *)&v,
-                   nf->size);
+            kivis__store_uint(n, kivis__kind_width(nf->kind),
+                              kivis__load_uint(w, kivis__kind_width(wf->kind)));
         }
         return KIVIS_OK;
     }
@@ -594,12 +557,13 @@ static void format_key(const kivis_struct_desc *sd, const void *key, char *out,
             snprintf(v, sizeof v, "\"%s\"", (memcpy(&s, p, sizeof s), s ? s : ""));
         else if (f->kind == KIVIS_F32 || f->kind == KIVIS_F64 || f->kind == KIVIS_BOOL)
             snprintf(v, sizeof v, "?");
-        else if (f->kind >= KIVIS_I8 && f->kind <= KIVIS_I64)
-            snprintf(v, sizeof v, "%lld", (long long)get_signed(f->kind, p));
-        else if (f->kind == KIVIS_ENUM)
-            snprintf(v, sizeof v, "%lld", (long long)get_signed(KIVIS_I32, p));
+        else if (kivis__kind_signed(f->kind) || f->kind == KIVIS_ENUM)
+            snprintf(v, sizeof v, "%lld",
+                     (long long)kivis__load_int((const uint8_t *)p, (unsigned)f->size));
         else
-            snprintf(v, sizeof v, "%llu", (unsigned long long)get_unsigned(f->kind, p));
+            snprintf(v, sizeof v, "%llu",
+                     (unsigned long long)kivis__load_uint((const uint8_t *)p,
+                                                          (unsigned)f->size));
         append(out, n, i ? ", " : "(");
         append(out, n, f->name);
         append(out, n, "=");
