@@ -1139,6 +1139,47 @@ static void source_table_parts(emitter *e, const kg_record *r)
             "}\n\n");
 }
 
+/* One declared change, by the names the store knows. */
+static void source_change(emitter *e, const char *kind, const char *table,
+                          const char *field, const char *was)
+{
+    out(e, "    {%s, \"%s\", ", kind, table);
+    out(e, field ? "\"%s\", " : "%sNULL, ", field ? field : "");
+    out(e, was ? "\"%s\"},\n" : "%sNULL},\n", was ? was : "");
+}
+
+/* The renames and drops the schema declares ([[was]], [[dropped]]):
+ * <schema>_changes_, when there are any.  @return how many. */
+static size_t source_changes(emitter *e, const kg_schema *s)
+{
+    size_t n = s->ndropped;
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i];
+        n += (r->was != NULL) + r->ndropped;
+        for (size_t j = 0; j < r->nfields; j++)
+            n += r->fields[j].was != NULL;
+    }
+    if (!n)
+        return 0;
+    out(e, "static const kivis_schema_change %s_changes_[] = {\n", s->name);
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i];
+        const char *t = stored(e, r->name);
+        if (r->was)
+            source_change(e, "KIVIS_EVOLVE_RENAME", t, NULL, r->was);
+        for (size_t j = 0; j < r->nfields; j++)
+            if (r->fields[j].was)
+                source_change(e, "KIVIS_EVOLVE_RENAME", t, r->fields[j].name,
+                              r->fields[j].was);
+        for (size_t j = 0; j < r->ndropped; j++)
+            source_change(e, "KIVIS_EVOLVE_DROP", t, r->dropped[j], NULL);
+    }
+    for (size_t i = 0; i < s->ndropped; i++)
+        source_change(e, "KIVIS_EVOLVE_DROP", s->dropped[i], NULL, NULL);
+    out(e, "};\n\n");
+    return n;
+}
+
 static void source_table(emitter *e, const kg_record *r)
 {
     static const char *const kinds[] = {"0", "KIVIS_KEY_AUTO",
@@ -1177,10 +1218,12 @@ static void emit_source(emitter *e)
             source_table(e, &s->records[i]);
         out(e, "};\n\n");
     }
-    out(e, "const kivis_schema_desc %s_schema = {\"%s\", %u, %s%s};\n",
+    size_t nchanges = source_changes(e, s);
+    out(e, "const kivis_schema_desc %s_schema = {\"%s\", %u, %s%s, %u, %s%s};\n",
         s->name, stored(e, s->name), (unsigned)s->nrecords,
         s->nrecords ? s->name : "NULL",
-        s->nrecords ? "_tables_" : "");
+        s->nrecords ? "_tables_" : "", (unsigned)nchanges,
+        nchanges ? s->name : "NULL", nchanges ? "_changes_" : "");
 }
 
 /* ---- files ---------------------------------------------------------- */

@@ -65,6 +65,7 @@ typedef struct kg_field {
     unsigned attrs;
     kg_action action;  /* KG_REF_NONE without [[references(...)]] */
     kg_loc action_loc; /* of the attribute */
+    char *was;         /* [[was(old)]]: its name in the store, or NULL */
 } kg_field;
 
 /* An [[optional]] field other than a single char * or kivis_bytes (whose
@@ -102,6 +103,9 @@ struct kg_record {
     size_t nderived;
     kg_field *derived;
     uint32_t table; /* position among records, declaration order */
+    char *was;         /* [[was(old)]]: its name in the store, or NULL */
+    size_t ndropped;   /* [[dropped(f, ...)]]: stored fields to delete */
+    char **dropped;
 };
 
 /* Everything declared, in declaration order. */
@@ -113,6 +117,8 @@ typedef struct kg_schema {
     kg_enum *enums;
     kg_struct *structs;
     kg_record *records;
+    size_t ndropped;   /* `[[dropped]] struct old;`: stored records to delete */
+    char **dropped;
 } kg_schema;
 
 /* Diagnostics: "file:line:col: error: message", the source line, a caret.

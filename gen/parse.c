@@ -16,12 +16,13 @@
 
 enum {
     A_KEY, A_INDEX, A_UNIQUE, A_EMBEDDED, A_DERIVED, A_REFERENCES, A_OPTIONAL,
-    A_COUNT
+    A_WAS, A_DROPPED, A_COUNT
 };
 
 static const char *const attr_names[A_COUNT] = {"key", "index", "unique",
                                                 "embedded", "derived_key",
-                                                "references", "optional"};
+                                                "references", "optional",
+                                                "was", "dropped"};
 
 /* The actions of [[references(...)]], at their kg_action. */
 static const char *const action_names[] = {NULL, "restrict", "cascade", "nullify"};
@@ -32,11 +33,19 @@ typedef struct field_vec {
 } field_vec;
 
 /* The attributes written before a declaration. */
+/* Names listed in an attribute's parentheses. */
+typedef struct name_vec {
+    char **v;
+    size_t n;
+} name_vec;
+
 typedef struct attrs {
     int seen[A_COUNT];
     kg_loc loc[A_COUNT];
     field_vec derived;
     kg_action action; /* of [[references(...)]] */
+    name_vec was;     /* of [[was(old)]]: one name */
+    name_vec dropped; /* of [[dropped(f, ...)]] */
 } attrs;
 
 typedef struct parser {
@@ -57,6 +66,7 @@ static void free_fields(kg_field *f, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(f[i].name);
         free(f[i].type.name);
+        free(f[i].was);
     }
     free(f);
 }
@@ -68,6 +78,21 @@ static void free_enum(kg_enum *e)
     free(e->names);
     free(e->values);
     free(e->name);
+}
+
+static void free_names(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Free what an attribute list holds when nothing took it. */
+static void free_attrs(attrs *a)
+{
+    free_fields(a->derived.v, a->derived.n);
+    free_names(a->was.v, a->was.n);
+    free_names(a->dropped.v, a->dropped.n);
 }
 
 void kg_schema_free(kg_schema *s)
@@ -82,9 +107,12 @@ void kg_schema_free(kg_schema *s)
     }
     for (size_t i = 0; i < s->nrecords; i++) {
         free(s->records[i].name);
+        free(s->records[i].was);
+        free_names(s->records[i].dropped, s->records[i].ndropped);
         free_fields(s->records[i].fields, s->records[i].nfields);
         free_fields(s->records[i].derived, s->records[i].nderived);
     }
+    free_names(s->dropped, s->ndropped);
     free(s->enums);
     free(s->structs);
     free(s->records);
@@ -457,10 +485,37 @@ static int parse_action(parser *p, attrs *a)
     return 0;
 }
 
+/* "(" NAME { "," NAME } ")": the names of [[was(...)]], [[dropped(...)]];
+ * was takes one. */
+static int parse_names(parser *p, name_vec *v, int id)
+{
+    next(p); /* ( */
+    do {
+        if (!is(p, KG_TOK_IDENT))
+            return fail(p, "a name", id == A_WAS ? "in was(...)" : "in dropped(...)");
+        char *name = take_name(p);
+        char **grown = name ? realloc(v->v, (v->n + 1) * sizeof *v->v) : NULL;
+        if (!grown) {
+            free(name);
+            kg_oom(p->d);
+            return -1;
+        }
+        v->v = grown;
+        v->v[v->n++] = name;
+    } while (id == A_DROPPED && accept(p, KG_TOK_COMMA));
+    return expect(p, KG_TOK_RPAREN, id == A_WAS ? "to close was(" : "to close dropped(");
+}
+
 static int parse_attr_args(parser *p, attrs *a, int id, int dup)
 {
+    if ((id == A_WAS || id == A_DROPPED) && !dup)
+        return parse_names(p, id == A_WAS ? &a->was : &a->dropped, id);
     if (id == A_REFERENCES && !dup)
         return parse_action(p, a);
+    if (id == A_WAS || id == A_DROPPED) { /* a duplicate, reported */
+        skip_parens(p);
+        return 0;
+    }
     if (id == A_DERIVED && !dup)
         return parse_derived_fields(p, &a->derived);
     if (id == A_DERIVED) {
@@ -500,6 +555,8 @@ static int parse_attr(parser *p, attrs *a)
         kg_error(p->d, loc,
                  "references needs an action: [[references(restrict)]], "
                  "[[references(cascade)]] or [[references(nullify)]]");
+    } else if (id == A_WAS) {
+        kg_error(p->d, loc, "was needs the old name: [[was(old_name)]]");
     }
     if (id >= 0 && !dup) {
         a->seen[id] = 1;
@@ -553,7 +610,7 @@ static int parse_field(parser *p, field_vec *v, int embedded)
     int is_char, r = parse_attrs(p, &a);
     const unsigned field_attrs =
         1u << A_KEY | 1u << A_INDEX | 1u << A_UNIQUE | 1u << A_REFERENCES |
-        1u << A_OPTIONAL;
+        1u << A_OPTIONAL | 1u << A_WAS;
     size_t first = v->n;
     if (r == 0) {
         reject_attrs(p, &a, embedded ? 0 : field_attrs,
@@ -576,8 +633,15 @@ static int parse_field(parser *p, field_vec *v, int embedded)
         v->v[i].action = a.action;
         v->v[i].action_loc = a.loc[A_REFERENCES];
     }
+    if (a.was.n && v->n == first + 1 && !embedded) {
+        v->v[first].was = a.was.v[0];
+        a.was.n = 0;
+    } else if (a.was.n && r == 0) {
+        kg_error(p->d, a.loc[A_WAS], "[[was(...)]] names one field's old name: "
+                 "declare the field alone");
+    }
     free(t.name);
-    free_fields(a.derived.v, a.derived.n);
+    free_attrs(&a);
     if (r == 0 && !accept(p, KG_TOK_SEMI)) {
         char ctx[80];
         snprintf(ctx, sizeof ctx, "after field '%.40s'", v->v[v->n - 1].name);
@@ -613,6 +677,28 @@ static int add_record(parser *p, char *name, kg_loc loc, field_vec *v,
     r->nderived = a->derived.n;
     r->derived = a->derived.v;
     a->derived = (field_vec){0};
+    r->was = a->was.n ? a->was.v[0] : NULL;
+    a->was.n = 0;
+    r->ndropped = a->dropped.n;
+    r->dropped = a->dropped.v;
+    a->dropped = (name_vec){0};
+    return 0;
+}
+
+/* `[[dropped]] struct NAME;`: a stored record to delete, NAME taken. */
+static int add_dropped_record(parser *p, char *name)
+{
+    kg_schema *s = p->s;
+    char **grown = realloc(s->dropped, (s->ndropped + 1) * sizeof *s->dropped);
+    if (!grown) {
+        free(name);
+        kg_oom(p->d);
+        return -1;
+    }
+    s->dropped = grown;
+    s->dropped[s->ndropped++] = name;
+    if (!accept(p, KG_TOK_SEMI))
+        fail_semi(p, "after the dropped record");
     return 0;
 }
 
@@ -648,11 +734,22 @@ static int parse_struct(parser *p, attrs *a)
         return fail(p, "a struct name", "");
     kg_loc loc = p->tok.loc;
     char *name = take_name(p);
+    if (name && a->seen[A_DROPPED] && !a->dropped.n && is(p, KG_TOK_SEMI)) {
+        reject_attrs(p, a, 1u << A_DROPPED, "on a dropped record");
+        p->d->lost_decls = lost;
+        return add_dropped_record(p, name);
+    }
     if (!name || expect(p, KG_TOK_LBRACE, "after the struct name") < 0) {
         free(name);
         return -1;
     }
-    reject_attrs(p, a, 1u << A_EMBEDDED | 1u << A_DERIVED, "on a struct");
+    reject_attrs(p, a, 1u << A_EMBEDDED | 1u << A_DERIVED |
+                           (embedded ? 0 : 1u << A_WAS | 1u << A_DROPPED),
+                 embedded ? "on an [[embedded]] struct" : "on a struct");
+    if (a->seen[A_DROPPED] && !a->dropped.n)
+        kg_error(p->d, a->loc[A_DROPPED],
+                 "[[dropped]] without names declares a dropped record: "
+                 "[[dropped]] struct %s; (fields: [[dropped(f, ...)]])", name);
     if (embedded && a->seen[A_DERIVED])
         kg_error(p->d, a->loc[A_DERIVED],
                  "an [[embedded]] struct has no key: derived_key cannot be "
@@ -817,7 +914,7 @@ static int parse_decl(parser *p)
     } else {
         r = fail(p, "a struct or enum declaration", "");
     }
-    free_fields(a.derived.v, a.derived.n);
+    free_attrs(&a);
     return r;
 }
 

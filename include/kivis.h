@@ -56,7 +56,19 @@ extern "C" {
 typedef struct kivis_db kivis_db;
 typedef struct kivis_scan kivis_scan;
 
-/** Options for kivis_open.  Zero-initialised means all defaults. */
+/**
+ * Progress of a migration at kivis_open: `done` of the `total` records of
+ * table `table` (its name in the schema opened) have been rewritten.
+ * Called with done = 0 before the table's first record and done = total
+ * after its last, and every so many records in between, all inside the
+ * open's one write transaction: nothing is committed until kivis_open
+ * returns KIVIS_OK.
+ */
+typedef void (*kivis_progress_fn)(void *ctx, const char *table, uint64_t done,
+                                  uint64_t total);
+
+/** Options for kivis_open.  Zero-initialised means all defaults; the
+ *  members only grow at the end. */
 typedef struct kivis_options {
     /** Allocator for everything the db allocates; NULL for the default.
      *  It must outlive the db. */
@@ -69,6 +81,11 @@ typedef struct kivis_options {
     size_t errbuf_size;
     /** KIVIS_OPEN_* flags; 0 for none. */
     unsigned flags;
+    /** Optional: told how far kivis_open has come in rewriting the
+     *  records of a table whose declared schema changes need it
+     *  (docs/schema.md, "Evolving a schema"); NULL for silence. */
+    kivis_progress_fn progress;
+    void *progress_ctx; /* progress's first argument */
 } kivis_options;
 
 /** kivis_options.flags: open a store written under another schema name and
@@ -87,19 +104,28 @@ typedef struct kivis_options {
  * - tables the store does not know yet are added (new ids, never reusing
  *   old ones), fields appended to a table and indexes added or dropped are
  *   applied (docs/engine.md);
- * - tables the store holds but `schema` does not name are kept with their
- *   records, untouched (kivis_kept_tables lists them; a rename is not
- *   guessed, the old name stays a kept table and the new one starts empty);
+ * - the changes schema->changes declares (renamed and dropped tables and
+ *   fields) are applied, and so are fields moved, widened (int32_t to
+ *   int64_t, an unsigned type to a wider one, float to double, char[N] to
+ *   char[M] with M > N or to char *), made [[optional]], and enums that
+ *   gained values: the records of a table whose values change are
+ *   rewritten and its indexes rebuilt (opts->progress follows it);
+ * - a unique index new to the store that its records violate fails with
+ *   KIVIS_ECONSTRAINT listing the first keys that collide and how many;
+ * - tables the store holds but `schema` does not name (and does not
+ *   declare dropped) are kept with their records, untouched
+ *   (kivis_kept_tables lists them);
  * - any other difference fails with KIVIS_ESCHEMA and a message naming the
  *   table and field and what changed ("field 'age' was uint32_t, now
- *   int64_t").
- * On failure nothing is changed.
+ *   int16_t").
+ * All of it happens in one write transaction: on failure, or a crash
+ * before it commits, nothing is changed.
  *
  * The db does not own `st`; close the db first.  `schema` must outlive it.
  * On failure the detail goes to opts->errbuf when one is given.
  * @return KIVIS_OK; KIVIS_EINVAL (NULL argument, malformed descriptor);
- *         KIVIS_ESCHEMA; KIVIS_ECORRUPT (unreadable stored schema);
- *         KIVIS_EVERSION; KIVIS_ENOMEM; storage errors.  *out = NULL on error.
+ *         KIVIS_ESCHEMA; KIVIS_ECONSTRAINT; KIVIS_ECORRUPT (unreadable
+ *         stored schema or record); KIVIS_EVERSION; KIVIS_ENOMEM; storage errors.  *out = NULL on error.
  */
 int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
                const kivis_options *opts, kivis_db **out);

@@ -402,6 +402,42 @@ static void test_attribute_args(void **state)
                  "                   ^\n");
 }
 
+/* [[was(old)]] names one field, [[dropped]] alone declares a dropped
+ * record, and both stay off enums and embedded structs. */
+static void test_evolution_attributes(void **state)
+{
+    (void)state;
+    kg_schema *s = expect_valid("schema s;\n"
+                                "[[was(b), dropped(y, z)]] struct a "
+                                "{ [[was(w)]] int32_t x; };\n"
+                                "[[dropped]] struct old;\n");
+    assert_string_equal(s->records[0].was, "b");
+    assert_int_equal(s->records[0].ndropped, 2);
+    assert_string_equal(s->records[0].dropped[1], "z");
+    assert_string_equal(s->records[0].fields[0].was, "w");
+    assert_int_equal(s->ndropped, 1);
+    assert_string_equal(s->dropped[0], "old");
+    kg_schema_free(s);
+    expect_error("schema s;\n"
+                 "struct a { [[was(w)]] int32_t x, y; };\n",
+                 "t.kvs:2:14: error: [[was(...)]] names one field's old name: "
+                 "declare the field alone\n"
+                 "struct a { [[was(w)]] int32_t x, y; };\n"
+                 "             ^\n");
+    expect_error("schema s;\n"
+                 "[[dropped]] struct a { int32_t x; };\n",
+                 "t.kvs:2:3: error: [[dropped]] without names declares a "
+                 "dropped record: [[dropped]] struct a; (fields: "
+                 "[[dropped(f, ...)]])\n"
+                 "[[dropped]] struct a { int32_t x; };\n"
+                 "  ^\n");
+    expect_error("schema s;\n"
+                 "[[was(e)]] enum f { F };\n",
+                 "t.kvs:2:3: error: attribute 'was' cannot be used on an enum\n"
+                 "[[was(e)]] enum f { F };\n"
+                 "  ^\n");
+}
+
 static void test_optional_key(void **state)
 {
     (void)state;
@@ -1117,6 +1153,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_attribute),
         cmocka_unit_test(test_attribute_on_wrong_thing),
         cmocka_unit_test(test_attribute_args),
+        cmocka_unit_test(test_evolution_attributes),
         cmocka_unit_test(test_index_in_embedded),
         cmocka_unit_test(test_optional_key),
         cmocka_unit_test(test_optional_flag_name_taken),

@@ -173,11 +173,49 @@ int kivis_field_present(const kivis_struct_desc *sd, uint32_t i, const void *obj
  */
 size_t kivis_presence_offset(const kivis_struct_desc *sd, uint32_t i);
 
-/** A whole schema: the manifest of tables. */
+/** What a kivis_schema_change declares. */
+typedef enum kivis_evolve_kind {
+    KIVIS_EVOLVE_RENAME = 1, /* [[was(old)]]: the store calls it `was` */
+    KIVIS_EVOLVE_DROP        /* [[dropped(...)]]: delete it from the store */
+} kivis_evolve_kind;
+
+/**
+ * One declared schema change, applied by kivis_open to a store written
+ * under the earlier schema (docs/schema.md, "Evolving a schema"):
+ *  - RENAME, field NULL: table `table` was stored as table `was`;
+ *  - RENAME, field set: field `field` of table `table` (its new name) was
+ *    stored as `was` (top-level record fields; a key field is renamed in
+ *    the key struct too);
+ *  - DROP, field NULL: stored table `table`, which the schema no longer
+ *    declares, is deleted with its records and indexes;
+ *  - DROP, field set: stored field `field` of table `table` is deleted
+ *    from every record (never a key field).
+ * Without a declaration a stored table the schema lacks is kept untouched
+ * and a stored field it lacks is refused: nothing is dropped by omission.
+ */
+typedef struct kivis_schema_change {
+    uint32_t kind;     /* kivis_evolve_kind */
+    const char *table; /* the table's name in this schema (DROP of a
+                          table: its stored name) */
+    const char *field; /* the field's name in this schema, or NULL */
+    const char *was;   /* RENAME: the stored name; DROP: NULL */
+} kivis_schema_change;
+
+/**
+ * A whole schema: the manifest of tables.
+ *
+ * Descriptors only grow at the end, each new member zero by default (a
+ * descriptor written for an earlier version, its trailing members left
+ * out, keeps its meaning; a compiler with -Wmissing-field-initializers
+ * asks for them spelled out).  Version 1: name, ntables, tables; version
+ * 2 adds the declared changes.
+ */
 typedef struct kivis_schema_desc {
     const char *name;
     uint32_t ntables;
     const kivis_table_desc *tables;
+    uint32_t nchanges;                   /* 0 when none are declared */
+    const kivis_schema_change *changes;  /* in any order */
 } kivis_schema_desc;
 
 #ifdef __cplusplus

@@ -245,6 +245,8 @@ int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
     db->alloc = *a;
     db->durability = opts ? opts->durability : KIVIS_SYNC;
     db->open_flags = opts ? opts->flags : 0;
+    db->progress = opts ? opts->progress : NULL;
+    db->progress_ctx = opts ? opts->progress_ctx : NULL;
     db->max_key = kivis_storage_max_key(st);
     kivis__buf_init(&db->pk, &db->alloc);
     kivis__buf_init(&db->val, &db->alloc);

@@ -49,6 +49,8 @@ struct kivis_db {
     size_t max_key;
     kivis_table_state *tables;
     unsigned open_flags;  /* kivis_options.flags */
+    kivis_progress_fn progress; /* kivis_options.progress, for the open */
+    void *progress_ctx;
     const char **kept;    /* names of the stored tables the schema lacks, */
     uint32_t nkept;       /* one allocation with the strings (meta.c) */
 

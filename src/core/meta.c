@@ -19,6 +19,7 @@
  * counter under 00 00 "autoid" id(table): a varint, the highest id the
  * table ever issued (record.c writes it in the put's own transaction).
  */
+#include "evolve.h"
 #include "metafmt.h"
 
 #include <kivis/inspect.h>
@@ -253,6 +254,14 @@ typedef struct meta_plan {
                              NUL-terminated */
     uint32_t nkept;
     uint32_t *first_new;  /* per compiled table: index ids >= this are new */
+    kivis_buf dropped;    /* ids of stored tables declared dropped, varints */
+    kivis_slice stored;   /* the stored schema blob */
+    kivis_schema_desc *old;        /* it, loaded when a table changed */
+    kivis_table_state *old_states; /* the loaded tables' stored ids */
+    /* Per compiled table whose records are rewritten: their stored layout
+     * and kivis__evolve_match's field map; NULL for the others. */
+    const kivis_table_desc **from;
+    uint32_t **maps;
     bool changed;
 } meta_plan;
 
@@ -305,15 +314,17 @@ static int enum_find(const kivis_enum_desc *e, const char *name)
     return -1;
 }
 
-/* The first difference between two enums of one name, into out. */
+/* The first difference between two enums of one name that the store
+ * cannot take (a value lost or renumbered), else the first gained value,
+ * into out. */
 static void enum_change(const kivis_enum_desc *was, const kivis_enum_desc *now,
                         char *out, size_t n)
 {
-    for (uint32_t i = 0; i < now->count; i++) {
-        int j = enum_find(was, now->names[i]);
-        if (j < 0) {
-            say(out, n, "enum '%s' gained value '%s' (%d)", now->name,
-                     now->names[i], (int)now->values[i]);
+    for (uint32_t j = 0; j < was->count; j++) {
+        int i = enum_find(now, was->names[j]);
+        if (i < 0) {
+            say(out, n, "enum '%s' lost value '%s' (%d)", was->name,
+                     was->names[j], (int)was->values[j]);
             return;
         }
         if (was->values[j] != now->values[i]) {
@@ -322,17 +333,15 @@ static void enum_change(const kivis_enum_desc *was, const kivis_enum_desc *now,
             return;
         }
     }
-    for (uint32_t j = 0; j < was->count; j++)
-        if (enum_find(now, was->names[j]) < 0) {
-            say(out, n, "enum '%s' lost value '%s' (%d)", was->name,
-                     was->names[j], (int)was->values[j]);
+    for (uint32_t i = 0; i < now->count; i++)
+        if (enum_find(was, now->names[i]) < 0) {
+            say(out, n, "enum '%s' gained value '%s' (%d)", now->name,
+                     now->names[i], (int)now->values[i]);
             return;
         }
     say(out, n, "enum '%s' lists its values in another order", now->name);
 }
 
-static bool field_change(const kivis_field *was, const kivis_field *now,
-                         const char *what, const char *path, char *out, size_t n);
 
 /* The first difference between two structs of one name, into out. */
 static bool struct_change(const kivis_struct_desc *was, const kivis_struct_desc *now,
@@ -348,7 +357,7 @@ static bool struct_change(const kivis_struct_desc *was, const kivis_struct_desc 
         }
         char sub[128];
         say(sub, sizeof sub, "%s.%s", path, b->name);
-        if (field_change(a, b, what, sub, out, n))
+        if (kivis__field_change(a, b, what, sub, out, n))
             return true;
     }
     if (was->nfields == now->nfields)
@@ -362,7 +371,7 @@ static bool struct_change(const kivis_struct_desc *was, const kivis_struct_desc 
 
 /* Say how the stored field `was` differs from the compiled `now` ("field
  * 'age' was uint32_t, now int64_t"), into out; false if it does not. */
-static bool field_change(const kivis_field *was, const kivis_field *now,
+bool kivis__field_change(const kivis_field *was, const kivis_field *now,
                          const char *what, const char *path, char *out, size_t n)
 {
     char a[96], b[96];
@@ -379,12 +388,10 @@ static bool field_change(const kivis_field *was, const kivis_field *now,
         return true;
     }
     if ((was->flags ^ now->flags) & KIVIS_FIELD_OPTIONAL) {
-        /* Stored values of a field that is not optional have no tag: read
-         * as optional they would be misparsed, and the other way round. */
-        say(out, n, "%s '%s' %s; the stored values cannot be read that way "
-                 "(add a new [[optional]] field instead)", what, path,
-                 now->flags & KIVIS_FIELD_OPTIONAL ? "became [[optional]]"
-                                                   : "is no longer [[optional]]");
+        say(out, n, "%s '%s' %s", what, path,
+                 now->flags & KIVIS_FIELD_OPTIONAL
+                     ? "became [[optional]]"
+                     : "is no longer [[optional]] (stored records may lack it)");
         return true;
     }
     if (was->flags != now->flags) {
@@ -398,62 +405,30 @@ static bool field_change(const kivis_field *was, const kivis_field *now,
         return false;
     char change[160];
     enum_change(was->enm, now->enm, change, sizeof change);
-    say(out, n, "%s '%s': %s; changing an enum is a schema change the "
-             "store does not accept", what, path, change);
+    say(out, n, "%s '%s': %s; an enum may only gain values", what, path,
+             change);
     return true;
 }
 
-/* KIVIS_ESCHEMA for a field whose stored signature `sig` differs from the
- * compiled one, saying what changed. */
-static int changed_field(kivis_db *db, const char *table, const char *what,
-                         kivis_slice sig, const kivis_field *f)
+/* Whether the n stored (name, signature) pairs at r are the fields of sd
+ * (or, when may_append, its first n fields): *same, or an error. */
+static int fields_same(kivis_reader r, uint32_t n, const kivis_struct_desc *sd,
+                       bool may_append, kivis_buf *tmp, bool *same)
 {
-    kivis_schema_desc *holder;
-    const kivis_field *was;
-    char msg[200];
-    int rc = kivis__sig_field(sig, f->name, &db->alloc, &holder, &was);
-    if (rc == KIVIS_ENOMEM)
-        return rc;
-    if (rc || !field_change(was, f, what, f->name, msg, sizeof msg))
-        say(msg, sizeof msg, "%s '%s' changed type", what, f->name);
-    kivis_schema_free(holder, &db->alloc);
-    return kivis__fail(db, KIVIS_ESCHEMA, "table %s: %s", table, msg);
-}
-
-static int check_fields(kivis_db *db, const char *table, const char *what,
-                        kivis_reader r, uint32_t n, const kivis_struct_desc *sd,
-                        bool may_append, kivis_buf *tmp)
-{
-    for (uint32_t i = 0; i < n; i++) {
+    *same = n <= sd->nfields && (may_append || n == sd->nfields);
+    for (uint32_t i = 0; *same && i < n; i++) {
         kivis_slice name, sig;
         int rc = kivis__meta_str(&r, &name);
         if (!rc)
             rc = kivis__meta_str(&r, &sig);
-        if (rc)
-            return rc;
-        if (i >= sd->nfields)
-            return kivis__fail(db, KIVIS_ESCHEMA,
-                               "table %s: stored %s '%.*s' is missing from the "
-                               "schema (removing fields is not supported)",
-                               table, what, (int)name.len, (const char *)name.data);
-        const kivis_field *f = &sd->fields[i];
-        if (!kivis__meta_str_is(name, f->name))
-            return kivis__fail(db, KIVIS_ESCHEMA,
-                               "table %s: %s %u is '%.*s' in the store but "
-                               "'%s' in the schema (fields may only be appended)",
-                               table, what, i + 1, (int)name.len,
-                               (const char *)name.data, f->name);
         tmp->len = 0;
-        rc = put_sig(tmp, f);
+        if (!rc)
+            rc = put_sig(tmp, &sd->fields[i]);
         if (rc)
             return rc;
-        if (sig.len != tmp->len || memcmp(sig.data, tmp->data, sig.len))
-            return changed_field(db, table, what, sig, f);
+        *same = kivis__meta_str_is(name, sd->fields[i].name) &&
+                sig.len == tmp->len && !memcmp(sig.data, tmp->data, sig.len);
     }
-    if (sd->nfields > n && !may_append)
-        return kivis__fail(db, KIVIS_ESCHEMA,
-                           "table %s: the key gained field '%s'", table,
-                           sd->fields[n].name);
     return KIVIS_OK;
 }
 
@@ -465,9 +440,31 @@ static int find_compiled_index(const kivis_table_desc *td, kivis_slice name)
     return -1;
 }
 
-/* Match stored indexes to compiled ones: keep ids, plan drops and new ids. */
+static int plan_drop_index(meta_plan *plan, uint32_t table, uint32_t index)
+{
+    plan->changed = true;
+    int rc = kivis__varint_put(&plan->drops, table);
+    return rc ? rc : kivis__varint_put(&plan->drops, index);
+}
+
+/* Whether stored index `six` is compiled index `ix` as it was: over the
+ * same field (under its name or declared old name), as unique as it was. */
+static bool index_kept(const kivis_db *db, const kivis_table_desc *td,
+                       const kivis_index_desc *ix, const kivis_meta_index *six)
+{
+    return (kivis__meta_str_is(six->field, td->record->fields[ix->field].name) ||
+            kivis__meta_str_is(six->field,
+                               kivis__stored_field_name(db->schema, td, ix->field))) &&
+           !((six->flags ^ ix->flags) & KIVIS_INDEX_UNIQUE);
+}
+
+/* Match stored indexes to compiled ones: keep ids, plan drops and new ids.
+ * An index whose field or uniqueness changed is dropped and built anew
+ * under a new id; when `rebuild` (the records are rewritten) every stored
+ * index's entries are dropped, to be built again under its id. */
 static int plan_indexes(kivis_db *db, kivis_table_state *ts,
-                        const kivis_meta_table *st, meta_plan *plan, uint32_t *next)
+                        const kivis_meta_table *st, meta_plan *plan,
+                        uint32_t *next, bool rebuild)
 {
     const kivis_table_desc *td = ts->desc;
     for (uint32_t i = 0; i < td->nindexes; i++)
@@ -478,29 +475,16 @@ static int plan_indexes(kivis_db *db, kivis_table_state *ts,
         int rc = kivis__meta_index(&r, &six);
         if (rc)
             return rc;
-        uint32_t id = six.id, flags = six.flags;
-        kivis_slice field = six.field;
         int c = find_compiled_index(td, six.name);
-        if (c < 0) {
-            plan->changed = true;
-            rc = kivis__varint_put(&plan->drops, st->id);
-            if (!rc)
-                rc = kivis__varint_put(&plan->drops, id);
-            if (rc)
-                return rc;
+        bool kept = c >= 0 && index_kept(db, td, &td->indexes[c], &six);
+        if ((!kept || rebuild) && (rc = plan_drop_index(plan, st->id, six.id)))
+            return rc;
+        if (!kept)
             continue;
-        }
-        const kivis_index_desc *ix = &td->indexes[c];
-        if (!kivis__meta_str_is(field, td->record->fields[ix->field].name) ||
-            (flags ^ ix->flags) & KIVIS_INDEX_UNIQUE)
-            return kivis__fail(db, KIVIS_ESCHEMA,
-                               "table %s: index %s changed its field or "
-                               "uniqueness; give the new index a new name",
-                               td->name, ix->name);
         /* A referential action may come, go or change: the entries stay
          * the same, only the stored flags are rewritten. */
-        plan->changed |= flags != ix->flags;
-        ts->index_ids[c] = id;
+        plan->changed |= six.flags != td->indexes[c].flags;
+        ts->index_ids[c] = six.id;
     }
     for (uint32_t i = 0; i < td->nindexes; i++)
         if (ts->index_ids[i] == UINT32_MAX) {
@@ -513,39 +497,98 @@ static int plan_indexes(kivis_db *db, kivis_table_state *ts,
     return KIVIS_OK;
 }
 
-static int match_table(kivis_db *db, kivis_table_state *ts,
-                       const kivis_meta_table *st, meta_plan *plan,
-                       uint32_t *next_index, kivis_buf *tmp)
+/* The stored layout of stored table `id`, from the stored schema loaded
+ * once per open. */
+static int stored_layout(kivis_db *db, meta_plan *plan, uint32_t id,
+                         const kivis_table_desc **out)
 {
+    if (!plan->old) {
+        int rc = kivis__schema_parse(plan->stored, &db->alloc, &plan->old,
+                                     &plan->old_states);
+        if (rc)
+            return rc == KIVIS_ENOMEM ? rc
+                                      : kivis__fail(db, rc, "the stored schema "
+                                                            "is corrupt");
+    }
+    for (uint32_t i = 0; i < plan->old->ntables; i++)
+        if (plan->old_states[i].id == id) {
+            *out = plan->old_states[i].desc;
+            return KIVIS_OK;
+        }
+    return KIVIS_ECORRUPT;
+}
+
+/* A table whose fields are not the stored ones plus fields appended:
+ * match them (evolve.c); when its records must be rewritten, note how. */
+static int plan_evolve(kivis_db *db, uint32_t c, const kivis_meta_table *st,
+                       meta_plan *plan, bool *rewrite)
+{
+    const kivis_table_desc *td = db->tables[c].desc, *from = NULL;
+    int rc = stored_layout(db, plan, st->id, &from);
+    uint32_t n = td->record->nfields;
+    uint32_t *map = rc ? NULL : kivis__alloc(db, (n ? n : 1) * sizeof *map);
+    if (!rc && !map)
+        rc = KIVIS_ENOMEM;
+    if (!rc)
+        rc = kivis__evolve_match(db, td, from, map, rewrite);
+    if (rc || !*rewrite) {
+        kivis__free(db, map);
+        return rc;
+    }
+    plan->from[c] = from;
+    plan->maps[c] = map;
+    return KIVIS_OK;
+}
+
+static int match_table(kivis_db *db, uint32_t c, const kivis_meta_table *st,
+                       meta_plan *plan, uint32_t *next_index, kivis_buf *tmp)
+{
+    kivis_table_state *ts = &db->tables[c];
     const kivis_table_desc *td = ts->desc;
     if (st->key_kind != td->key_kind)
         return kivis__fail(db, KIVIS_ESCHEMA,
                            "table %s: its key strategy changed since the store "
                            "was written",
                            td->name);
-    int rc = check_fields(db, td->name, "key field", st->keys, st->nkeys,
-                          td->key, false, tmp);
-    if (!rc)
-        rc = check_fields(db, td->name, "field", st->fields, st->nfields,
-                          td->record, true, tmp);
+    bool same, rewrite = false;
+    int rc = fields_same(st->keys, st->nkeys, td->key, false, tmp, &same);
+    if (!rc && same)
+        rc = fields_same(st->fields, st->nfields, td->record, true, tmp, &same);
+    if (!rc && !same)
+        rc = plan_evolve(db, c, st, plan, &rewrite);
     if (rc)
         return rc;
     ts->id = st->id;
     ts->version = st->version;
-    if (td->record->nfields > st->nfields) {
+    plan->changed |= !same || !kivis__meta_str_is(st->name, td->name);
+    if (rewrite || td->record->nfields > st->nfields) {
         ts->version++;
         plan->changed = true;
     }
     *next_index = st->next_index;
-    return plan_indexes(db, ts, st, plan, next_index);
+    return plan_indexes(db, ts, st, plan, next_index, rewrite);
 }
 
+/* The compiled table stored as `name`: by its name, else by a declared
+ * rename from it; -1 for none. */
 static int compiled_table(const kivis_db *db, kivis_slice name)
 {
-    for (uint32_t i = 0; i < db->schema->ntables; i++)
-        if (kivis__meta_str_is(name, db->schema->tables[i].name))
+    const kivis_schema_desc *s = db->schema;
+    for (uint32_t i = 0; i < s->ntables; i++)
+        if (kivis__meta_str_is(name, s->tables[i].name))
+            return (int)i;
+    for (uint32_t i = 0; i < s->ntables; i++)
+        if (kivis__meta_str_is(name, kivis__stored_table_name(s, s->tables[i].name)))
             return (int)i;
     return -1;
+}
+
+/* A stored table declared dropped: its id goes to plan->dropped, its
+ * entry leaves the stored schema. */
+static int drop_table(meta_plan *plan, const kivis_meta_table *st)
+{
+    plan->changed = true;
+    return kivis__varint_put(&plan->dropped, st->id);
 }
 
 /* A store written under another schema name holds another application's
@@ -606,6 +649,10 @@ static int plan_schema(kivis_db *db, kivis_slice stored, meta_plan *plan)
         if (rc)
             break;
         int c = compiled_table(db, st.name);
+        if (c < 0 && kivis__declared_drop(db->schema, st.name, NULL)) {
+            rc = drop_table(plan, &st);
+            continue;
+        }
         ntables++;
         if (c < 0) {
             rc = kivis__buf_append(&body, st.span.data, st.span.len);
@@ -614,13 +661,17 @@ static int plan_schema(kivis_db *db, kivis_slice stored, meta_plan *plan)
             continue;
         }
         if (seen[c]) {
-            rc = KIVIS_ECORRUPT;
+            rc = kivis__fail(db, KIVIS_ESCHEMA,
+                             "table %s: the store holds it twice, under its "
+                             "name and the name it was renamed from",
+                             db->schema->tables[c].name);
             break;
         }
         seen[c] = true;
         uint32_t next_index = 0;
-        rc = match_table(db, &db->tables[c], &st, plan, &next_index, &tmp);
-        plan->first_new[c] = st.next_index;
+        rc = match_table(db, (uint32_t)c, &st, plan, &next_index, &tmp);
+        /* Rewritten records get every index built again. */
+        plan->first_new[c] = plan->from[c] ? 0 : st.next_index;
         if (!rc)
             rc = put_table(&body, &db->tables[c], next_index);
     }
@@ -675,7 +726,10 @@ static int delete_range(kivis_storage_txn *txn, kivis_buf *lo, kivis_buf *hi)
                               kivis_slice_make(unbounded ? NULL : hi->data, hi->len),
                               &cur);
     kivis_slice k, v;
-    while (!rc && (rc = kivis_cursor_get(cur, KIVIS_FIRST, &k, &v)) == KIVIS_OK) {
+    /* NEXT, not FIRST again: after a delete it still finds the next key,
+     * where FIRST would walk every key deleted so far on a backend that
+     * hides them behind tombstones (the overlay over RocksDB). */
+    while (!rc && (rc = kivis_cursor_get(cur, KIVIS_NEXT, &k, &v)) == KIVIS_OK) {
         /* Copy: the view dies with the delete. */
         kivis_buf key;
         kivis__buf_init(&key, lo->alloc);
@@ -713,14 +767,57 @@ static int drop_indexes(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
     return rc;
 }
 
+/* Delete every key of each table declared dropped (records, index
+ * entries) and its auto-increment counter. */
+static int drop_tables(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
+{
+    kivis_reader r = kivis__reader(kivis_slice_make(plan->dropped.data,
+                                                    plan->dropped.len));
+    kivis_buf lo, hi;
+    kivis__buf_init(&lo, &db->alloc);
+    kivis__buf_init(&hi, &db->alloc);
+    int rc = KIVIS_OK;
+    while (!rc && r.p < r.end) {
+        uint32_t table;
+        rc = kivis__meta_u32(&r, &table);
+        lo.len = 0;
+        if (!rc)
+            rc = kivis__id_put(&lo, table);
+        if (!rc)
+            rc = delete_range(txn, &lo, &hi);
+        if (!rc)
+            rc = kivis__autoid_key(&lo, table);
+        if (!rc)
+            rc = kivis_txn_del(txn, kivis_slice_make(lo.data, lo.len));
+        rc = rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
+    }
+    kivis__buf_free(&lo);
+    kivis__buf_free(&hi);
+    return rc;
+}
+
+/* Build table c's new indexes (all of them when its records were
+ * rewritten); a unique one the records violate says which. */
+static int build_indexes(kivis_db *db, kivis_storage_txn *txn, uint32_t c,
+                         uint32_t first_new)
+{
+    int rc = kivis__build_indexes(db, txn, c, first_new);
+    return rc == KIVIS_ECONSTRAINT ? kivis__evolve_unique_report(db, txn, c) : rc;
+}
+
 static int apply_plan(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
 {
     int rc = kivis_txn_put(txn, kivis__schema_key_slice(),
                            kivis_slice_make(plan->schema.data, plan->schema.len));
     if (!rc)
         rc = drop_indexes(db, txn, plan);
+    if (!rc)
+        rc = drop_tables(db, txn, plan);
     for (uint32_t c = 0; !rc && c < db->schema->ntables; c++)
-        rc = kivis__build_indexes(db, txn, c, plan->first_new[c]);
+        if (plan->from[c])
+            rc = kivis__evolve_rewrite(db, txn, c, plan->from[c], plan->maps[c]);
+    for (uint32_t c = 0; !rc && c < db->schema->ntables; c++)
+        rc = build_indexes(db, txn, c, plan->first_new[c]);
     return rc;
 }
 
@@ -760,18 +857,26 @@ static int load_in(kivis_db *db, kivis_storage_txn *txn, bool write,
                    bool *need_write)
 {
     meta_plan plan;
+    uint32_t n = db->schema->ntables;
     memset(&plan, 0, sizeof plan);
     kivis__buf_init(&plan.schema, &db->alloc);
     kivis__buf_init(&plan.drops, &db->alloc);
     kivis__buf_init(&plan.kept, &db->alloc);
-    plan.first_new = kivis__alloc(db, db->schema->ntables * sizeof *plan.first_new);
+    kivis__buf_init(&plan.dropped, &db->alloc);
+    plan.first_new = kivis__alloc(db, n * sizeof *plan.first_new);
+    plan.from = kivis__alloc(db, n * sizeof *plan.from);
+    plan.maps = kivis__alloc(db, n * sizeof *plan.maps);
+    if (plan.from)
+        memset(plan.from, 0, n * sizeof *plan.from);
+    if (plan.maps)
+        memset(plan.maps, 0, n * sizeof *plan.maps);
     kivis_slice stored = {NULL, 0};
-    int rc = plan.first_new ? KIVIS_OK : KIVIS_ENOMEM;
+    int rc = plan.first_new && plan.from && plan.maps ? KIVIS_OK : KIVIS_ENOMEM;
     if (!rc)
-        rc = kivis_txn_get(txn, kivis__schema_key_slice(),
-                           &stored);
+        rc = kivis_txn_get(txn, kivis__schema_key_slice(), &stored);
     if (rc == KIVIS_NOTFOUND)
         rc = KIVIS_OK;
+    plan.stored = stored;
     if (!rc)
         rc = plan_schema(db, stored, &plan);
     if (!rc)
@@ -782,7 +887,13 @@ static int load_in(kivis_db *db, kivis_storage_txn *txn, bool write,
     kivis__buf_free(&plan.schema);
     kivis__buf_free(&plan.drops);
     kivis__buf_free(&plan.kept);
+    kivis__buf_free(&plan.dropped);
     kivis__free(db, plan.first_new);
+    for (uint32_t c = 0; plan.maps && c < n; c++)
+        kivis__free(db, plan.maps[c]);
+    kivis__free(db, plan.maps);
+    kivis__free(db, plan.from);
+    kivis_schema_free(plan.old, &db->alloc);
     return rc;
 }
 

@@ -89,10 +89,4 @@ int kivis__meta_index(kivis_reader *r, kivis_meta_index *ix);
 int kivis__schema_parse(kivis_slice stored, const kivis_allocator *alloc,
                         kivis_schema_desc **out, kivis_table_state **states);
 
-/* One stored field signature as a descriptor named `name` (borrowed), to
- * compare with a compiled field; *holder owns it (kivis_schema_free). */
-int kivis__sig_field(kivis_slice sig, const char *name,
-                     const kivis_allocator *alloc, kivis_schema_desc **holder,
-                     const kivis_field **out);
-
 #endif /* KIVIS_METAFMT_H */

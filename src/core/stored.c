@@ -424,24 +424,6 @@ int kivis__schema_parse(kivis_slice stored, const kivis_allocator *alloc,
     return rc;
 }
 
-int kivis__sig_field(kivis_slice sig, const char *name,
-                     const kivis_allocator *alloc, kivis_schema_desc **holder,
-                     const kivis_field **out)
-{
-    loader l;
-    size_t align;
-    *holder = NULL;
-    int rc = loader_init(&l, alloc);
-    if (rc)
-        return rc;
-    kivis_field *f = ld_alloc(&l, sizeof *f);
-    rc = f ? parse_sig(&l, sig, 0, f, &align) : KIVIS_ENOMEM;
-    if (!rc)
-        f->name = name;
-    *out = f;
-    return loader_finish(&l, rc, holder);
-}
-
 int kivis_schema_load(kivis_storage *st, const kivis_allocator *alloc,
                       kivis_schema_desc **out)
 {

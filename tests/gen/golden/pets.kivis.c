@@ -82,4 +82,4 @@ static const kivis_table_desc pets_tables_[] = {
     {"blob", &blob_desc_, &blob_key_desc_, KIVIS_KEY_DERIVED, NULL, blob_derive_, 0, NULL},
 };
 
-const kivis_schema_desc pets_schema = {"pets", 4, pets_tables_};
+const kivis_schema_desc pets_schema = {"pets", 4, pets_tables_, 0, NULL};

@@ -1,0 +1,60 @@
+/*
+ * src/core/evolve.h - declared schema changes applied at open (evolve.c):
+ * matching a stored table's fields to the compiled ones by name or
+ * declared old name, and rewriting its records from the stored layout to
+ * the compiled one.  meta.c plans with these and applies them in the
+ * open's write transaction.
+ */
+#ifndef KIVIS_EVOLVE_H
+#define KIVIS_EVOLVE_H
+
+#include "engine.h"
+
+/* The stored name of table `table` (its name in the schema): the `was` of
+ * a declared table rename, else the name itself. */
+const char *kivis__stored_table_name(const kivis_schema_desc *s,
+                                     const char *table);
+
+/* Whether the schema declares stored table `table` (field NULL) or its
+ * stored field `field` dropped. */
+bool kivis__declared_drop(const kivis_schema_desc *s, kivis_slice table,
+                          const char *field);
+
+/* The name field i of compiled table `td` has in the store: its declared
+ * old name when it was renamed, else its name. */
+const char *kivis__stored_field_name(const kivis_schema_desc *s,
+                                     const kivis_table_desc *td, uint32_t i);
+
+/* Match compiled table `td` with its stored layout `from` (kivis_schema_load
+ * of the stored schema): each compiled record field to the stored field of
+ * its name (or declared old name) in map[i], UINT32_MAX for a new field;
+ * *rewrite says whether the stored values need rewriting (a field dropped,
+ * moved, widened or made optional).  Key fields may be renamed, their
+ * enums may gain values, nothing else.  @return KIVIS_OK; KIVIS_ESCHEMA
+ * naming table and field (recorded on db); KIVIS_ENOMEM. */
+int kivis__evolve_match(kivis_db *db, const kivis_table_desc *td,
+                        const kivis_table_desc *from, uint32_t *map,
+                        bool *rewrite);
+
+/* Rewrite every record of compiled table `table` from layout `from` to the
+ * compiled one by `map` (kivis__evolve_match), in txn, telling
+ * db->progress.  Index entries are left to the caller. */
+int kivis__evolve_rewrite(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
+                          const kivis_table_desc *from, const uint32_t *map);
+
+/* After building table `table`'s indexes failed with KIVIS_ECONSTRAINT:
+ * write every unique index entry of its records unchecked into txn (which
+ * the caller then aborts), find the records whose value another record
+ * holds too, and fail with KIVIS_ECONSTRAINT naming the index, how many
+ * records and the first keys. */
+int kivis__evolve_unique_report(kivis_db *db, kivis_storage_txn *txn,
+                                uint32_t table);
+
+/* How field `was` (stored) differs from `now` (compiled), as meta.c says
+ * it for a refused change ("field 'age' was uint32_t, now int16_t"), into
+ * out; false when their types and flags are the same. */
+bool kivis__field_change(const kivis_field *was, const kivis_field *now,
+                         const char *what, const char *path, char *out,
+                         size_t n);
+
+#endif /* KIVIS_EVOLVE_H */
