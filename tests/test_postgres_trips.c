@@ -305,6 +305,33 @@ static void test_auto_id_round_trips(void **state)
     assert_int_equal(kivis_storage_close(st), KIVIS_OK);
 }
 
+/* The counter read once and written at commit stays a conflict-checked
+ * read: two handles that put in transactions open at once draw the same
+ * id, and the second commit fails with KIVIS_ECONFLICT instead of
+ * overwriting the first one's record; run again, it gets the next id. */
+static void test_auto_ids_of_two_writers(void **state)
+{
+    (void)state;
+    kivis_storage *st;
+    kivis_db *a = pets_on(table_fresh("trips_two_writers"), &st), *b;
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &b), KIVIS_OK);
+    assert_int_equal(kt_put_user(a, "first", 1).id, 1);
+    assert_int_equal(kivis_begin(a), KIVIS_OK);
+    assert_int_equal(kivis_begin(b), KIVIS_OK);
+    assert_int_equal(kt_put_user(a, "from a", 2).id, 2);
+    assert_int_equal(kt_put_user(b, "from b", 3).id, 2);
+    assert_int_equal(kivis_commit(a), KIVIS_OK);
+    assert_int_equal(kivis_commit(b), KIVIS_ECONFLICT);
+    assert_int_equal(kivis_begin(b), KIVIS_OK);
+    assert_int_equal(kt_put_user(b, "from b", 3).id, 3);
+    assert_int_equal(kivis_commit(b), KIVIS_OK);
+    assert_int_equal(kt_users_named(a, "from a"), 1);
+    assert_int_equal(kt_users_named(a, "from b"), 1);
+    kivis_close(b);
+    kivis_close(a);
+    assert_int_equal(kivis_storage_close(st), KIVIS_OK);
+}
+
 /* kivis_prefetch: a write transaction that reads, renames and removes
  * records it named beforehand costs one round trip for all their reads
  * (and its commit), not one a record; results are those of plain reads
@@ -439,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_discard_round_trips),
         cmocka_unit_test(test_record_round_trips),
         cmocka_unit_test(test_auto_id_round_trips),
+        cmocka_unit_test(test_auto_ids_of_two_writers),
         cmocka_unit_test(test_record_prefetch),
         cmocka_unit_test(test_read_ahead_scans),
         cmocka_unit_test(test_idle_feed_costs_nothing),
