@@ -16,7 +16,10 @@
  * from the cursor (16, then 8 times more each time, up to 1,024: the
  * backend's own page sizes) and asks for all their records in one
  * prefetch, instead of one round trip a record.  Only where no write can
- * change the range under it: a read-only transaction. */
+ * change the range under it: a read-only transaction.  Going forward over
+ * a table whose record keys all have one length (auto-increment), the
+ * cursor is opened with kivis_txn_cursor_follow, so that the backend reads
+ * the records with the entries' pages and the prefetch asks nothing. */
 #include "engine.h"
 #include "keyset.h"
 #include "storage/btree.h" /* kivis__key_cmp: the storage order */
