@@ -5,12 +5,15 @@
  * - auto-increment ids are never issued twice: not after the highest
  *   record is removed, not across reopening; and stores written before the
  *   counter existed (tests/data, by kivis at b878dd0) open and continue
- *   from their highest id, with the referential action added since.
+ *   from their highest id, with the referential action added since;
+ * - a transaction writes its counter once, at its commit, not at each put,
+ *   and a failure of that write fails the commit with nothing applied.
  */
 #include "testutil.h"
 #include "pets_schema.h"
 
 #include <kivis.h>
+#include <kivis/faulty.h>
 #include <kivis/inspect.h>
 #include <kivis/lmdb.h>
 #include <kivis/memory.h>
@@ -257,6 +260,80 @@ static void test_sqlite_write_meanings(void **state)
     write_meanings(open_sqlite);
 }
 
+/* ---- the counter, once a transaction ------------------------------------ */
+
+/* Memory wrapped in the faulty backend, which counts the writes. */
+static kivis_db *counted_db(kivis_storage **st)
+{
+    kivis_storage *mem;
+    assert_int_equal(kivis_memory_open(NULL, &mem), KIVIS_OK);
+    assert_int_equal(kivis_faulty_open(mem, NULL, st), KIVIS_OK);
+    return open_db(*st);
+}
+
+/* The storage writes of one transaction of n puts of users. */
+static unsigned long writes_of_puts(kivis_db *db, kivis_storage *st, int n)
+{
+    unsigned long before = kivis_faulty_count(st, KIVIS_FAULT_WRITE);
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    for (int i = 0; i < n; i++)
+        put_user(db, "ann");
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    return kivis_faulty_count(st, KIVIS_FAULT_WRITE) - before;
+}
+
+/* A user is two writes (the record, its name's index entry); a
+ * transaction adds its counter and its commit, whatever its size. */
+static void test_counter_written_once_a_txn(void **state)
+{
+    (void)state;
+    kivis_storage *st;
+    kivis_db *db = counted_db(&st);
+    assert_int_equal(writes_of_puts(db, st, 1), 2 + 2);
+    assert_int_equal(writes_of_puts(db, st, 10), 10 * 2 + 2);
+    /* An explicit key above the counter raises it, once too. */
+    unsigned long before = kivis_faulty_count(st, KIVIS_FAULT_WRITE);
+    user u = {"eve", "e@x", 2};
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    for (uint64_t id = 100; id < 105; id++)
+        assert_int_equal(kivis_insert(db, PETS_USER, &(user_key){id}, &u), KIVIS_OK);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    assert_int_equal(kivis_faulty_count(st, KIVIS_FAULT_WRITE) - before, 5 * 2 + 2);
+    assert_int_equal(put_user(db, "fay"), 105);
+    check_clean(db);
+    kivis_close(db);
+    kivis_storage_close(st);
+}
+
+/* The counter's write fails: the commit reports it, nothing of the
+ * transaction is stored, and its ids are issued again. */
+static void test_counter_write_fails_the_commit(void **state)
+{
+    (void)state;
+    kivis_storage *st;
+    kivis_db *db = counted_db(&st);
+    assert_int_equal(put_user(db, "ann"), 1);
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    kivis_faulty_fail(st, KIVIS_FAULT_WRITE, 3 * 2 + 1, KIVIS_EIO);
+    for (uint64_t i = 2; i <= 4; i++)
+        assert_int_equal(put_user(db, "bob"), i);
+    assert_int_equal(kivis_commit(db), KIVIS_EIO);
+    assert_non_null(strstr(kivis_errmsg(db), "counter"));
+    user_key k = {2};
+    user u;
+    assert_int_equal(kivis_get(db, PETS_USER, &k, &u), KIVIS_NOTFOUND);
+    assert_int_equal(put_user(db, "cat"), 2);
+    /* The same in an operation that commits itself. */
+    kivis_faulty_fail(st, KIVIS_FAULT_WRITE, 2 + 1, KIVIS_EIO);
+    user v = {"dan", "d@x", 3};
+    user_key out;
+    assert_int_equal(kivis_put(db, PETS_USER, &v, &out), KIVIS_EIO);
+    assert_int_equal(put_user(db, "dan"), 3);
+    check_clean(db);
+    kivis_close(db);
+    kivis_storage_close(st);
+}
+
 /* ---- stores written by kivis at b878dd0, before the counter ------------- */
 
 static void copy_file(const char *from, const char *to)
@@ -351,6 +428,8 @@ int main(void)
         cmocka_unit_test(test_memory_never_reuses_ids),
         cmocka_unit_test(test_lmdb_never_reuses_ids),
         cmocka_unit_test(test_sqlite_never_reuses_ids),
+        cmocka_unit_test(test_counter_written_once_a_txn),
+        cmocka_unit_test(test_counter_write_fails_the_commit),
         cmocka_unit_test(test_old_lmdb_store_continues),
         cmocka_unit_test(test_old_sqlite_store_continues),
     };

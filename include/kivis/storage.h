@@ -44,12 +44,13 @@ extern "C" {
 
 /** The interface version this header describes.  Method tables only grow:
  *  a version-N table has every member of versions 1..N. */
-#define KIVIS_STORAGE_VERSION 3
+#define KIVIS_STORAGE_VERSION 4
 
 /* Version history: 1 the storage, transaction and cursor tables; 2 adds
  * kivis_storage_methods.feed_open (NULL: the backend has no change feed);
  * 3 adds kivis_txn_methods.discard and .prefetch (NULL: not offered), for
- * backends where a read is a network round trip.  The storage table's
+ * backends where a read is a network round trip; 4 adds
+ * kivis_txn_methods.cursor_follow (NULL: not offered).  The storage table's
  * version speaks for the transaction tables of its transactions. */
 
 typedef struct kivis_storage kivis_storage;
@@ -137,6 +138,12 @@ typedef struct kivis_txn_methods {
     /** Optional (NULL: kivis_txn_prefetch does nothing).  See
      *  kivis_txn_prefetch. */
     int (*prefetch)(kivis_storage_txn *txn, const kivis_slice *keys, size_t n);
+    /* ---- version 4 ---- */
+    /** Optional (NULL: kivis_txn_cursor_follow opens a plain cursor).  See
+     *  kivis_txn_cursor_follow. */
+    int (*cursor_follow)(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
+                         kivis_slice prefix, size_t tail,
+                         kivis_storage_cursor **out);
 } kivis_txn_methods;
 
 typedef struct kivis_cursor_methods {
@@ -359,6 +366,26 @@ static inline int kivis_txn_prefetches(const kivis_storage_txn *t)
 static inline int kivis_txn_cursor(kivis_storage_txn *t, kivis_slice lo,
                                    kivis_slice hi, kivis_storage_cursor **out)
 {
+    return t->methods->cursor_open(t, lo, hi, out);
+}
+
+/**
+ * kivis_txn_cursor with a hint: every key in [lo, hi) that is at least
+ * `tail` bytes long ends with `tail` bytes which, after `prefix`, form the
+ * key of a row the caller is about to get (an entry pointing at a row).  A
+ * backend whose reads are round trips reads those rows in the same request
+ * as each page of the cursor, so that their gets (and a prefetch of them)
+ * cost nothing more; the others open a plain cursor.  Like prefetch, it
+ * never changes what a step or a get returns; the storage knows only that
+ * those bytes are a key, nothing of what it holds.  Same errors as
+ * kivis_txn_cursor.
+ */
+static inline int kivis_txn_cursor_follow(kivis_storage_txn *t, kivis_slice lo,
+                                          kivis_slice hi, kivis_slice prefix,
+                                          size_t tail, kivis_storage_cursor **out)
+{
+    if (t->storage->methods->version >= 4 && t->methods->cursor_follow && tail)
+        return t->methods->cursor_follow(t, lo, hi, prefix, tail, out);
     return t->methods->cursor_open(t, lo, hi, out);
 }
 static inline int kivis_txn_commit(kivis_storage_txn *t, int durability)

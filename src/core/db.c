@@ -331,10 +331,7 @@ static void forget_txn_state(kivis_db *db)
     kivis__detach_scans(db);
     db->txn = NULL;
     db->poisoned = false;
-    for (uint32_t i = 0; i < db->schema->ntables; i++) {
-        db->tables[i].next_id = 0;
-        db->tables[i].next_overflow = false;
-    }
+    kivis__forget_auto_ids(db);
 }
 
 static int begin_txn(kivis_db *db, unsigned flags)
@@ -385,7 +382,13 @@ int kivis_commit(kivis_db *db)
         forget_txn_state(db);
         return KIVIS_OK;
     }
-    int rc = kivis_txn_commit(db->txn, db->durability);
+    int rc = kivis__save_auto_ids(db, db->txn);
+    if (rc) {
+        kivis_txn_abort(db->txn);
+        forget_txn_state(db);
+        return rc;
+    }
+    rc = kivis_txn_commit(db->txn, db->durability);
     forget_txn_state(db);
     return rc ? storage_fail(db, rc, "commit") : KIVIS_OK;
 }
@@ -430,7 +433,11 @@ int kivis__op_end(kivis_db *db, kivis_op *op, int rc)
         }
         return rc;
     }
-    if (rc >= 0 && op->wrote) {
+    int src = rc >= 0 && op->wrote ? kivis__save_auto_ids(db, op->txn) : KIVIS_OK;
+    if (src) {
+        kivis_txn_abort(op->txn);
+        rc = src;
+    } else if (rc >= 0 && op->wrote) {
         int crc = kivis_txn_commit(op->txn, db->durability);
         if (crc)
             rc = storage_fail(db, crc, "commit");
@@ -438,9 +445,6 @@ int kivis__op_end(kivis_db *db, kivis_op *op, int rc)
         kivis_txn_abort(op->txn);
     }
     /* Ids cached for one autocommit operation do not outlive it. */
-    for (uint32_t i = 0; i < db->schema->ntables; i++) {
-        db->tables[i].next_id = 0;
-        db->tables[i].next_overflow = false;
-    }
+    kivis__forget_auto_ids(db);
     return rc;
 }

@@ -25,6 +25,8 @@ typedef struct kivis_table_state {
     uint32_t *index_ids;  /* stored id of each compiled index */
     uint64_t next_id;     /* AUTO: next id in the open txn; 0 unknown */
     bool next_overflow;   /* AUTO: ids exhausted (known within the txn) */
+    bool id_unsaved;      /* AUTO: the txn issued ids its counter does not
+                           * say yet (written once, at commit) */
     kivis_rcache *cache;  /* record cache (cache.c), NULL when off */
     /* Referential actions (refs.c): for each index with an action, the
      * position of the table its field refers to (others: UINT32_MAX);
@@ -197,11 +199,18 @@ int kivis__meta_load(kivis_db *db);
 /* The key of table `table_id`'s auto-increment counter in table 0, into b
  * (overwritten). */
 int kivis__autoid_key(kivis_buf *b, uint32_t table_id);
-/* The highest id the table's counter says was ever issued, 0 when it has
- * none (no put yet, or a store written before counters existed); `key` is
- * scratch.  KIVIS_OK; KIVIS_ECORRUPT; KIVIS_ENOMEM; storage errors. */
+/* The highest id the table's counter says was ever issued into *highest;
+ * KIVIS_NOTFOUND (and 0) when it has none (no put yet, or a store written
+ * before counters existed); `key` is scratch.  KIVIS_OK; KIVIS_NOTFOUND;
+ * KIVIS_ECORRUPT; KIVIS_ENOMEM; storage errors. */
 int kivis__autoid_get(kivis_storage_txn *txn, kivis_buf *key, uint32_t table_id,
                       uint64_t *highest);
+/* Write the counter of each table whose ids the open transaction advanced
+ * (record.c): once a transaction, just before its commit, instead of at
+ * every put.  KIVIS_OK or the failure (errmsg set); the caller then aborts. */
+int kivis__save_auto_ids(kivis_db *db, kivis_storage_txn *txn);
+/* Forget the ids the ended transaction cached and issued. */
+void kivis__forget_auto_ids(kivis_db *db);
 /* Write the entries of every index of `table` whose stored id is >=
  * first_new, for every record already stored (record.c). */
 int kivis__build_indexes(kivis_db *db, kivis_storage_txn *txn, uint32_t table,

@@ -17,7 +17,8 @@
  *
  * Beside it, each auto-increment table that has issued an id holds its
  * counter under 00 00 "autoid" id(table): a varint, the highest id the
- * table ever issued (record.c writes it in the put's own transaction).
+ * table ever issued (record.c writes it once in each transaction that
+ * issued ids, at its commit).
  */
 #include "evolve.h"
 #include "metafmt.h"
@@ -47,9 +48,7 @@ int kivis__autoid_get(kivis_storage_txn *txn, kivis_buf *key, uint32_t table_id,
     kivis_slice v;
     if (!rc)
         rc = kivis_txn_get(txn, kivis_slice_make(key->data, key->len), &v);
-    if (rc == KIVIS_NOTFOUND)
-        return KIVIS_OK; /* never issued, or written before the counter */
-    if (rc)
+    if (rc) /* KIVIS_NOTFOUND: never issued, or written before the counter */
         return rc;
     kivis_reader r = kivis__reader(v);
     rc = kivis__varint_get(&r, highest);

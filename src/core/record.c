@@ -94,9 +94,12 @@ static int highest_stored_id(kivis_db *db, const kivis_table_state *ts,
     return rc;
 }
 
-/* The highest id the table ever issued: its counter in table 0, or the
- * highest stored id when that is higher (a store written before counters
- * existed, or by such code since).  Cached for the rest of the txn. */
+/* The highest id the table ever issued: its counter in table 0, or, when
+ * the table has none, the highest stored id (a store written before
+ * counters existed).  A counter once written is trusted, so that a
+ * transaction of puts reads one key rather than also seeking the table's
+ * end (on a remote backend each is a round trip).  Cached for the rest of
+ * the txn. */
 static int highest_issued_id(kivis_db *db, kivis_table_state *ts,
                              kivis_storage_txn *txn, uint64_t *id)
 {
@@ -104,17 +107,16 @@ static int highest_issued_id(kivis_db *db, kivis_table_state *ts,
         *id = ts->next_overflow ? UINT64_MAX : ts->next_id - 1;
         return KIVIS_OK;
     }
-    uint64_t counter, stored;
-    int rc = kivis__autoid_get(txn, &db->autoid, ts->id, &counter);
-    if (rc == KIVIS_ECORRUPT)
+    int rc = kivis__autoid_get(txn, &db->autoid, ts->id, id);
+    if (rc == KIVIS_NOTFOUND)
+        rc = highest_stored_id(db, ts, txn, id);
+    else if (rc == KIVIS_ECORRUPT)
         return kivis__fail(db, rc, "%s: the stored auto-increment counter is corrupt",
                            ts->desc->name);
-    if (rc)
+    else if (rc)
         return storage_error(db, ts, rc, "reading the auto-increment counter");
-    rc = highest_stored_id(db, ts, txn, &stored);
     if (rc)
         return rc;
-    *id = counter > stored ? counter : stored;
     if (*id == UINT64_MAX)
         ts->next_overflow = true;
     else
@@ -139,13 +141,56 @@ static int next_auto_id(kivis_db *db, kivis_table_state *ts,
     return KIVIS_OK;
 }
 
-/* Remember the id after `id` for the rest of the transaction. */
+/* Remember that `id` is issued: the id after it is the next one for the
+ * rest of the transaction, and the counter must say so at commit. */
 static void advance_auto_id(kivis_table_state *ts, uint64_t id)
 {
     if (id == UINT64_MAX)
         ts->next_overflow = true;
     else if (id >= ts->next_id)
         ts->next_id = id + 1;
+    ts->id_unsaved = true;
+}
+
+/* Write table `ts`'s counter: the highest id the transaction knows issued. */
+static int save_auto_id(kivis_db *db, kivis_table_state *ts,
+                        kivis_storage_txn *txn)
+{
+    uint64_t highest = ts->next_overflow ? UINT64_MAX : ts->next_id - 1;
+    int rc = kivis__autoid_key(&db->autoid, ts->id);
+    size_t klen = db->autoid.len;
+    if (!rc)
+        rc = kivis__varint_put(&db->autoid, highest);
+    if (rc)
+        return kivis__fail(db, rc, "%s: auto-increment counter: %s",
+                           ts->desc->name, kivis_strerror(rc));
+    const uint8_t *b = db->autoid.data;
+    rc = kivis_txn_put(txn, kivis_slice_make(b, klen),
+                       kivis_slice_make(b + klen, db->autoid.len - klen));
+    if (rc)
+        return storage_error(db, ts, rc, "writing the auto-increment counter");
+    ts->id_unsaved = false;
+    return KIVIS_OK;
+}
+
+int kivis__save_auto_ids(kivis_db *db, kivis_storage_txn *txn)
+{
+    for (uint32_t i = 0; i < db->schema->ntables; i++) {
+        kivis_table_state *ts = &db->tables[i];
+        int rc = ts->id_unsaved ? save_auto_id(db, ts, txn) : KIVIS_OK;
+        if (rc)
+            return rc;
+    }
+    return KIVIS_OK;
+}
+
+void kivis__forget_auto_ids(kivis_db *db)
+{
+    for (uint32_t i = 0; i < db->schema->ntables; i++) {
+        db->tables[i].next_id = 0;
+        db->tables[i].next_overflow = false;
+        db->tables[i].id_unsaved = false;
+    }
 }
 
 /* ---- index entries ----------------------------------------------------- */
@@ -312,33 +357,6 @@ static int del_entry(kivis_db *db, const kivis_table_state *ts, kivis_op *op,
     return klen ? del_bytes(db, ts, op, key, klen) : KIVIS_OK;
 }
 
-/* Encode table `ts`'s counter saying `id` is the highest issued into
- * db->autoid (key, then value), before the write's first byte goes. */
-static int prepare_auto_id(kivis_db *db, const kivis_table_state *ts,
-                           uint64_t id, size_t *klen)
-{
-    int rc = kivis__autoid_key(&db->autoid, ts->id);
-    *klen = db->autoid.len;
-    if (!rc)
-        rc = kivis__varint_put(&db->autoid, id);
-    return rc ? kivis__fail(db, rc, "%s: auto-increment counter: %s",
-                            ts->desc->name, kivis_strerror(rc))
-              : KIVIS_OK;
-}
-
-/* Write the counter prepared in db->autoid, in the record's transaction:
- * the id is never issued again, even once its record is removed. */
-static int store_auto_id(kivis_db *db, kivis_table_state *ts, kivis_op *op,
-                         uint64_t id, size_t klen)
-{
-    const uint8_t *b = db->autoid.data;
-    int rc = put_bytes(db, ts, op, b, klen,
-                       kivis_slice_make(b + klen, db->autoid.len - klen));
-    if (!rc)
-        advance_auto_id(ts, id);
-    return rc;
-}
-
 /* Replace the old record's index entries by the new ones (skipping those
  * that are unchanged), then the record itself. */
 static int apply_record_write(kivis_db *db, const kivis_table_state *ts,
@@ -483,20 +501,17 @@ static int put_mode(kivis_db *db, uint32_t table, const void *record,
         goto out;
     bool autokey = ts->desc->key_kind == KIVIS_KEY_AUTO;
     uint64_t id = 0;
-    size_t klen = 0;
     if (autokey) {
         rc = next_auto_id(db, ts, op.txn, &id);
         if (!rc)
             rc = set_auto_key(ts, db->keytmp, id);
-        if (!rc)
-            rc = prepare_auto_id(db, ts, id, &klen);
     } else {
         rc = key_from_record(db, ts, record, db->keytmp);
     }
     if (!rc)
         rc = write_record(db, ts, &op, db->keytmp, record, autokey, mode);
     if (!rc && autokey)
-        rc = store_auto_id(db, ts, &op, id, klen);
+        advance_auto_id(ts, id);
     rc = kivis__op_end(db, &op, rc);
 out:
     if (key_out && db && table < db->schema->ntables) {
@@ -539,17 +554,16 @@ static int check_key_matches(kivis_db *db, const kivis_table_state *ts,
     return rc;
 }
 
-/* For an explicit key of an auto-increment table above every id issued:
- * prepare the counter to say so (*raise), since that id is now used. */
+/* For an explicit key of an auto-increment table: whether its id is above
+ * every id issued (*raise), so that the counter must be raised to it. */
 static int explicit_auto_id(kivis_db *db, kivis_table_state *ts, kivis_op *op,
-                            const void *key, uint64_t *id, size_t *klen,
-                            bool *raise)
+                            const void *key, uint64_t *id, bool *raise)
 {
     uint64_t highest;
     memcpy(id, (const char *)key + ts->desc->key->fields[0].offset, sizeof *id);
     int rc = highest_issued_id(db, ts, op->txn, &highest);
     *raise = !rc && *id > highest;
-    return *raise ? prepare_auto_id(db, ts, *id, klen) : rc;
+    return rc;
 }
 
 /* kivis_insert and kivis_update: an explicit key, or (update of a table
@@ -580,14 +594,13 @@ static int insert_mode(kivis_db *db, uint32_t table, const void *key,
     if (rc)
         return rc;
     uint64_t id = 0;
-    size_t klen = 0;
     bool raise = false; /* an update finds its id stored: never above */
     if (autokey && mode != WRITE_UPDATE)
-        rc = explicit_auto_id(db, ts, &op, key, &id, &klen, &raise);
+        rc = explicit_auto_id(db, ts, &op, key, &id, &raise);
     if (!rc)
         rc = write_record(db, ts, &op, key, record, false, mode);
     if (!rc && raise)
-        rc = store_auto_id(db, ts, &op, id, klen);
+        advance_auto_id(ts, id);
     return kivis__op_end(db, &op, rc);
 }
 

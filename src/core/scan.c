@@ -16,7 +16,10 @@
  * from the cursor (16, then 8 times more each time, up to 1,024: the
  * backend's own page sizes) and asks for all their records in one
  * prefetch, instead of one round trip a record.  Only where no write can
- * change the range under it: a read-only transaction. */
+ * change the range under it: a read-only transaction.  Going forward over
+ * a table whose record keys all have one length (auto-increment), the
+ * cursor is opened with kivis_txn_cursor_follow, so that the backend reads
+ * the records with the entries' pages and the prefetch asks nothing. */
 #include "engine.h"
 #include "keyset.h"
 #include "storage/btree.h" /* kivis__key_cmp: the storage order */
@@ -275,6 +278,18 @@ static int scan_txn(kivis_db *db, kivis_scan *s)
               : KIVIS_OK;
 }
 
+/* For an index scan going forward where the backend reads ahead: the
+ * length of the record key's tail that ends each entry, when every entry
+ * has the same (an auto-increment key: 8 bytes), so that the backend can
+ * read each entry's record with the entry's page; else 0. */
+static size_t followed_tail(const kivis_scan *s)
+{
+    bool fixed = s->ts->desc->key_kind == KIVIS_KEY_AUTO;
+    return s->index >= 0 && !s->reverse && fixed && kivis_txn_prefetches(s->txn)
+               ? 8
+               : 0;
+}
+
 /* The range stays with a scan that guards against its transaction's
  * writes; other scans free it once the cursor has it. */
 static int open_cursor(kivis_db *db, const kivis_query *q, kivis_scan *s)
@@ -284,12 +299,19 @@ static int open_cursor(kivis_db *db, const kivis_query *q, kivis_scan *s)
     if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE)
         rc = kivis__fail(db, rc, "%s: query bound: %s", s->ts->desc->name,
                          kivis_strerror(rc));
-    if (!rc)
-        rc = kivis_txn_cursor(s->txn, kivis_slice_make(s->lo.data, s->lo.len),
-                              kivis_slice_make(s->unbounded ? NULL : s->hi.data,
-                                               s->hi.len),
-                              &s->cur);
-    s->guards = !rc && !s->own_txn && !(s->txn->flags & KIVIS_TXN_RDONLY);
+    bool reads_only = s->own_txn || (s->txn->flags & KIVIS_TXN_RDONLY);
+    kivis_slice lo = kivis_slice_make(s->lo.data, s->lo.len);
+    kivis_slice hi = kivis_slice_make(s->unbounded ? NULL : s->hi.data, s->hi.len);
+    size_t tail = reads_only ? followed_tail(s) : 0;
+    if (!rc && tail)
+        rc = kivis__table_prefix(&s->rk, s->ts, KIVIS_SLOT_RECORDS);
+    if (!rc && tail)
+        rc = kivis_txn_cursor_follow(s->txn, lo, hi,
+                                     kivis_slice_make(s->rk.data, s->rk.len),
+                                     tail, &s->cur);
+    else if (!rc)
+        rc = kivis_txn_cursor(s->txn, lo, hi, &s->cur);
+    s->guards = !rc && !reads_only;
     if (!s->guards) {
         kivis__buf_free(&s->lo);
         kivis__buf_free(&s->hi);

@@ -975,6 +975,7 @@ static int et_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
 static const kivis_txn_methods et_txn_methods = {
     et_get, et_put, et_del, et_cursor_open, et_commit, et_abort,
     NULL, et_prefetch,
+    NULL, /* cursor_follow */
 };
 
 static int read_txn_new(etcd_storage *s, readset *rs, etcd_txn **out)
@@ -1354,6 +1355,7 @@ static void ew_abort(kivis_storage_txn *txn)
 static const kivis_txn_methods ew_txn_methods = {
     ew_get, ew_put, ew_del, ew_cursor_open, ew_commit, ew_abort,
     ew_discard, ew_prefetch,
+    NULL, /* cursor_follow */
 };
 
 static int writer_new(etcd_storage *s, kivis_storage_txn **out)

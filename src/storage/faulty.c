@@ -240,12 +240,12 @@ static const kivis_storage_methods faulty_storage_methods = {
 static const kivis_txn_methods faulty_txn_methods = {
     faulty_get, faulty_put,    faulty_del,
     faulty_cursor_open, faulty_commit, faulty_abort,
-    faulty_discard, NULL};
+    faulty_discard, NULL, NULL};
 
 static const kivis_txn_methods faulty_txn_methods_ahead = {
     faulty_get, faulty_put,    faulty_del,
     faulty_cursor_open, faulty_commit, faulty_abort,
-    faulty_discard, faulty_prefetch};
+    faulty_discard, faulty_prefetch, NULL};
 
 static const kivis_cursor_methods faulty_cursor_methods = {
     faulty_cursor_get, faulty_cursor_close};

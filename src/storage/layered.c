@@ -1051,12 +1051,14 @@ static void lt_abort(kivis_storage_txn *txn)
 static const kivis_txn_methods layered_txn_methods = {
     lt_get, lt_put, lt_del, lt_cursor_open, lt_commit, lt_abort,
     lt_discard, NULL,
+    NULL, /* cursor_follow */
 };
 
 /* For an authority that reads ahead (kivis_txn_prefetches). */
 static const kivis_txn_methods layered_txn_methods_ahead = {
     lt_get, lt_put, lt_del, lt_cursor_open, lt_commit, lt_abort,
     lt_discard, lt_prefetch,
+    NULL, /* cursor_follow */
 };
 
 static int new_write_sets(layered_txn *t)

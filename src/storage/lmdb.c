@@ -678,6 +678,7 @@ static int lm_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
 static const kivis_txn_methods lmdb_txn_methods = {
     lm_get, lm_put, lm_del, lm_cursor_open, lm_commit, lm_abort,
     NULL, NULL, /* discard is del: local reads cost no round trip */
+    NULL, /* cursor_follow */
 };
 
 /* ---- the storage ------------------------------------------------------ */

@@ -199,6 +199,7 @@ static int rd_commit(kivis_storage_txn *txn, int durability)
 static const kivis_txn_methods read_txn_methods = {
     rd_get, rd_put, rd_del, rd_cursor_open, rd_commit, rd_abort,
     NULL, NULL, /* discard is del: local reads cost no round trip */
+    NULL, /* cursor_follow */
 };
 
 static int read_txn_new(memory_storage *ms, memory_txn **out)

@@ -391,6 +391,7 @@ static int ov_prefetch(kivis_storage_txn *txn, const kivis_slice *keys, size_t n
 static const kivis_txn_methods overlay_txn_methods = {
     ov_get, ov_put, ov_del, ov_cursor_open, ov_commit, ov_abort,
     NULL, ov_prefetch,
+    NULL, /* cursor_follow */
 };
 
 int kivis_overlay_discard(kivis_storage_txn *txn, kivis_slice key)

@@ -56,8 +56,15 @@
 enum stmt {
     S_GET, S_UPSERT, S_DELETE, S_GET_MANY,
     S_GE, S_GT, S_GE_HI, S_GT_HI, S_LE, S_LT, S_LAST,
+    S_FOLLOW_GE_HI, S_FOLLOW_GT_HI,
     S_COUNT
 };
+
+#define FOLLOW_PAGE(from)                                                        \
+    "SELECT e.k, e.v, e.rk, r.v FROM (SELECT k, v, CASE WHEN octet_length(k) >= $5"  \
+    " THEN $4 || substring(k from octet_length(k) - $5::int + 1) END AS rk"          \
+    " FROM %1$s WHERE " from " AND k < $3 ORDER BY k LIMIT $2) e"                      \
+    " LEFT JOIN %1$s r ON r.k = e.rk ORDER BY e.k"
 
 static const char *const stmt_fmt[S_COUNT] = {
     "SELECT v FROM %s WHERE k = $1",
@@ -72,6 +79,11 @@ static const char *const stmt_fmt[S_COUNT] = {
     "SELECT k, v FROM %s WHERE k <= $1 AND k >= $3 ORDER BY k DESC LIMIT $2",
     "SELECT k, v FROM %s WHERE k < $1 AND k >= $3 ORDER BY k DESC LIMIT $2",
     "SELECT k, v FROM %s WHERE k >= $3 ORDER BY k DESC LIMIT $2",
+    /* A following cursor's forward pages (see pc_fetch): each row with the
+     * key its last $5 bytes name after the prefix $4, and that row's value
+     * (NULL: absent), read in the same statement. */
+    FOLLOW_PAGE("k >= $1"),
+    FOLLOW_PAGE("k > $1"),
 };
 
 /* The change feed's statements, text built at open (see ensure_feed). */
@@ -84,20 +96,23 @@ enum {
 
 static const char *const stmt_name[S_COUNT] = {
     "kv_get", "kv_upsert", "kv_delete", "kv_get_many", "kv_ge", "kv_gt", "kv_ge_hi",
-    "kv_gt_hi", "kv_le", "kv_lt", "kv_last",
+    "kv_gt_hi", "kv_le", "kv_lt", "kv_last", "kv_follow_ge_hi", "kv_follow_gt_hi",
 };
 
-static const Oid stmt_types[S_COUNT][3] = {
+#define FOLLOW_TYPES {BYTEA_OID, INT8_OID, BYTEA_OID, BYTEA_OID, INT8_OID}
+
+static const Oid stmt_types[S_COUNT][5] = {
     {BYTEA_OID}, {0, 0}, {0}, {0},
     {BYTEA_OID, INT8_OID, BYTEA_OID}, {BYTEA_OID, INT8_OID, BYTEA_OID},
     {BYTEA_OID, INT8_OID, BYTEA_OID}, {BYTEA_OID, INT8_OID, BYTEA_OID},
     {BYTEA_OID, INT8_OID, BYTEA_OID}, {BYTEA_OID, INT8_OID, BYTEA_OID},
     {BYTEA_OID, INT8_OID, BYTEA_OID},
+    FOLLOW_TYPES, FOLLOW_TYPES,
 };
 
-static const int stmt_nparams[S_COUNT] = {1, 2, 1, 1, 3, 3, 3, 3, 3, 3, 3};
+static const int stmt_nparams[S_COUNT] = {1, 2, 1, 1, 3, 3, 3, 3, 3, 3, 3, 5, 5};
 
-static const int binary[3] = {1, 1, 1};
+static const int binary[5] = {1, 1, 1, 1, 1};
 
 static const char BEGIN_READ[] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 static const char BEGIN_WRITE[] = "BEGIN ISOLATION LEVEL SERIALIZABLE";
@@ -147,10 +162,16 @@ typedef struct pg_writer {
     bool applied; /* the overlay's commit reached apply */
 } pg_writer;
 
+#define FOLLOW_PREFIX_MAX 16
+
 typedef struct pg_cursor {
     kivis_paged pc; /* first: its first is what the caller holds */
     pg_txn *t;
     PGresult *page; /* rows in key order going pc.dir */
+    /* A following cursor (kivis_txn_cursor_follow): tail > 0. */
+    size_t tail;
+    size_t prefix_len;
+    unsigned char prefix[FOLLOW_PREFIX_MAX];
 } pg_cursor;
 
 static const kivis_slice no_slice = {NULL, 0};
@@ -250,8 +271,8 @@ typedef struct query {
     enum stmt id;
     const char *sql;
     int n;
-    const char *val[3];
-    int len[3];
+    const char *val[5];
+    int len[5];
 } query;
 
 /* A slice as a binary parameter; never NULL, which would send SQL NULL. */
@@ -751,10 +772,12 @@ static int pg_commit(kivis_storage_txn *txn, int durability)
 
 static int pg_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
                           kivis_storage_cursor **out);
+static int pg_cursor_follow(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
+                            kivis_slice prefix, size_t tail, kivis_storage_cursor **out);
 
 static const kivis_txn_methods pg_txn_methods = {
     pg_get, pg_put, pg_del, pg_cursor_open, pg_commit, pg_abort,
-    NULL, pg_prefetch,
+    NULL, pg_prefetch, pg_cursor_follow,
 };
 
 static int read_txn_new(pg_storage *s, const char *begin, pg_conn *c, pg_txn **out)
@@ -793,6 +816,23 @@ static void int8_param(query *q, int i, char buf[8], int64_t v)
     q->len[i] = 8;
 }
 
+/* Keep the rows a following page read beside its entries (columns 2 and
+ * 3: the key, the value or NULL when absent) for the transaction's gets.
+ * A hint: a row that cannot be kept is read again by its get. */
+static void cache_followed(pg_txn *t, const PGresult *r)
+{
+    kivis_slice unused;
+    for (int row = 0; row < PQntuples(r); row++) {
+        if (PQgetisnull(r, row, 2))
+            continue; /* an entry shorter than the tail names nothing */
+        kivis_slice k = column(r, row, 2), v = column(r, row, 3);
+        if (k.len > t->s->max_key || cache_get(t, k, &unused) >= 0)
+            continue;
+        if (cache_put(t, k, PQgetisnull(r, row, 3) ? NULL : &v) != KIVIS_OK)
+            return;
+    }
+}
+
 /* The page of rows from *from going dir (paged.h), by the statement that
  * matches the direction, the bound and whether from is included. */
 static int pc_fetch(kivis_paged *p, int dir, const kivis_slice *from, bool inclusive,
@@ -800,18 +840,26 @@ static int pc_fetch(kivis_paged *p, int dir, const kivis_slice *from, bool inclu
 {
     pg_cursor *c = (pg_cursor *)p;
     bool hi = p->range.hi.data != NULL;
-    enum stmt id = dir > 0 ? (inclusive ? (hi ? S_GE_HI : S_GE) : (hi ? S_GT_HI : S_GT))
+    bool follow = c->tail && dir > 0 && hi;
+    enum stmt id = follow ? (inclusive ? S_FOLLOW_GE_HI : S_FOLLOW_GT_HI)
+                   : dir > 0 ? (inclusive ? (hi ? S_GE_HI : S_GE) : (hi ? S_GT_HI : S_GT))
                    : !from ? S_LAST
                    : inclusive ? S_LE : S_LT;
-    char lim[8];
-    query q = {.id = id, .n = 3};
+    char lim[8], tail[8];
+    query q = {.id = id, .n = follow ? 5 : 3};
     param(&q, 0, from ? *from : no_slice);
     int8_param(&q, 1, lim, limit);
     param(&q, 2, dir > 0 ? p->range.hi : p->range.lo);
+    if (follow) {
+        param(&q, 3, kivis_slice_make(c->prefix, c->prefix_len));
+        int8_param(&q, 4, tail, (int64_t)c->tail);
+    }
     PGresult *r = NULL;
     int rc = request(c->t->s, c->t->c, &q, 1, &r);
     if (rc != KIVIS_OK)
         return rc;
+    if (follow)
+        cache_followed(c->t, r);
     PQclear(c->page);
     c->page = r;
     *n = (size_t)PQntuples(r);
@@ -861,6 +909,22 @@ static int pg_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
         ((pg_cursor *)p)->t = t;
     *out = rc == KIVIS_OK ? &p->cur : NULL;
     return rc;
+}
+
+/* A cursor whose forward pages also read the rows their entries name
+ * (kivis_txn_cursor_follow); a prefix too long to keep: a plain one. */
+static int pg_cursor_follow(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
+                            kivis_slice prefix, size_t tail, kivis_storage_cursor **out)
+{
+    int rc = pg_cursor_open(txn, lo, hi, out);
+    if (rc != KIVIS_OK || prefix.len > FOLLOW_PREFIX_MAX || tail > INT32_MAX)
+        return rc;
+    pg_cursor *c = cursor_of(*out);
+    c->tail = tail;
+    c->prefix_len = prefix.len;
+    if (prefix.len)
+        memcpy(c->prefix, prefix.data, prefix.len);
+    return KIVIS_OK;
 }
 
 /* ---- write transactions ------------------------------------------------- */
@@ -1019,6 +1083,7 @@ static void wr_abort(kivis_storage_txn *txn)
 static const kivis_txn_methods write_txn_methods = {
     wr_get, wr_put, wr_del, wr_cursor_open, wr_commit, wr_abort,
     wr_discard, wr_prefetch,
+    NULL, /* cursor_follow */
 };
 
 static int write_txn_new(pg_storage *s, kivis_storage_txn **out)
@@ -1320,7 +1385,7 @@ static int build_sql(pg_storage *s, PGconn *pc, const char *schema, const char *
         (size_t)snprintf(name, sizeof name, "%s.%s", qs, qt) >= sizeof name)
         rc = KIVIS_EINVAL;
     for (int i = 0; rc == KIVIS_OK && i < S_COUNT; i++) {
-        size_t n = strlen(stmt_fmt[i]) + strlen(name) + 1;
+        size_t n = strlen(stmt_fmt[i]) + 2 * strlen(name) + 1; /* FOLLOW_PAGE: twice */
         s->sql[i] = s_malloc(s, n);
         if (!s->sql[i])
             rc = KIVIS_ENOMEM;

@@ -451,6 +451,7 @@ static int rt_commit(kivis_storage_txn *txn, int durability)
 static const kivis_txn_methods read_txn_methods = {
     rt_get, rt_put, rt_del, rt_cursor_open, rt_commit, rt_abort,
     NULL, NULL, /* discard is del: local reads cost no round trip */
+    NULL, /* cursor_follow */
 };
 
 static int read_txn_new(rocks_storage *rs, rocks_txn **out)
@@ -593,6 +594,7 @@ static void wr_abort(kivis_storage_txn *txn)
 static const kivis_txn_methods write_txn_methods = {
     wr_get, wr_put, wr_del, wr_cursor_open, wr_commit, wr_abort,
     wr_discard, NULL, /* no prefetch: a get costs no round trip */
+    NULL, /* cursor_follow */
 };
 
 /* Called holding the writer slot; gives it back on failure. */

@@ -860,6 +860,7 @@ static int sq_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi
 static const kivis_txn_methods sq_txn_methods = {
     sq_get, sq_put, sq_del, sq_cursor_open, sq_commit, sq_abort,
     NULL, NULL, /* discard is del: local reads cost no round trip */
+    NULL, /* cursor_follow */
 };
 
 /* ---- the storage -------------------------------------------------------- */
