@@ -47,11 +47,9 @@ int kivis__buf_reserve(kivis_buf *b, size_t extra);
 int kivis__buf_append(kivis_buf *b, const void *p, size_t n);
 int kivis__buf_byte(kivis_buf *b, uint8_t byte);
 
-/* A bounds-checked read position over borrowed bytes. */
-typedef struct kivis_reader {
-    const uint8_t *p;
-    const uint8_t *end;
-} kivis_reader;
+/* kivis_reader, a bounds-checked read position over borrowed bytes, and
+ * the steps of a value decode are kivis/decode.h's: generated decoders
+ * share them. */
 
 static inline kivis_reader kivis__reader(kivis_slice s)
 {
@@ -151,16 +149,9 @@ int kivis__value_decode(kivis_slice in, const kivis_struct_desc *sd,
 
 /* Unsigned LEB128 varints, for values and metadata. */
 int kivis__varint_put(kivis_buf *b, uint64_t v);
-int kivis__varint_get_any(kivis_reader *r, uint64_t *v);
-
-/* Most varints in a value are one byte: those skip the call. */
 static inline int kivis__varint_get(kivis_reader *r, uint64_t *v)
 {
-    if (r->p != r->end && *r->p < 0x80) {
-        *v = *r->p++;
-        return KIVIS_OK;
-    }
-    return kivis__varint_get_any(r, v);
+    return kivis_dec_varint(r, v);
 }
 
 /* ---- optional fields (KIVIS_FIELD_OPTIONAL, see kivis/schema.h) -------
