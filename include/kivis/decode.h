@@ -22,10 +22,14 @@
 #include "common.h"
 
 #include <stdbool.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/** The first byte of every value: its format. */
+#define KIVIS_VALUE_FORMAT 0x01
 
 /** A bounds-checked read position over borrowed bytes [p, end). */
 typedef struct kivis_reader {
@@ -121,19 +125,72 @@ static inline int kivis_dec_tag(kivis_reader *r, bool *present)
  * A value's header: the format byte, the schema version (at most
  * UINT32_MAX) and the number of fields stored, at most max_fields.
  */
-int kivis_dec_header(kivis_reader *r, uint32_t max_fields, uint32_t *version,
-                     uint32_t *nfields);
+static inline int kivis_dec_header(kivis_reader *r, uint32_t max_fields,
+                                   uint32_t *version, uint32_t *nfields)
+{
+    const uint8_t *fmt;
+    uint64_t v, n;
+    if (kivis_dec_take(r, 1, &fmt) || *fmt != KIVIS_VALUE_FORMAT ||
+        kivis_dec_varint(r, &v) || v > UINT32_MAX ||
+        kivis_dec_varint(r, &n) || n > max_fields)
+        return KIVIS_ECORRUPT;
+    *version = (uint32_t)v;
+    *nfields = (uint32_t)n;
+    return KIVIS_OK;
+}
+
+/** A length-prefixed run, its length checked against the bytes left
+ * before anything is allocated for it. */
+static inline int kivis_dec_run(kivis_reader *r, const uint8_t **p, size_t *n)
+{
+    uint64_t len;
+    if (kivis_dec_varint(r, &len) || len > (uint64_t)(r->end - r->p))
+        return KIVIS_ECORRUPT;
+    *n = (size_t)len;
+    *p = r->p;
+    r->p += len;
+    return KIVIS_OK;
+}
+
+/** Whether n bytes are text a C string can hold: well-formed UTF-8
+ * without NUL (KIVIS_OK), else KIVIS_ECORRUPT. */
+int kivis_dec_text(const uint8_t *p, size_t n);
 
 /**
- * A char * field: a length-prefixed run of UTF-8 without NUL, copied with
- * a NUL into memory from alloc; the pointer is stored at dst (a char *,
- * which need not be aligned).
+ * A char * field: a run of text (kivis_dec_text) copied with a NUL into
+ * memory from alloc; the pointer is stored at dst (a char *, which need
+ * not be aligned).
  */
-int kivis_dec_string(kivis_reader *r, void *dst, const kivis_allocator *alloc);
+static inline int kivis_dec_string(kivis_reader *r, void *dst,
+                                   const kivis_allocator *alloc)
+{
+    const uint8_t *s;
+    size_t n;
+    if (kivis_dec_run(r, &s, &n) || kivis_dec_text(s, n))
+        return KIVIS_ECORRUPT;
+    char *d = (char *)alloc->malloc(alloc->ctx, n + 1);
+    if (!d)
+        return KIVIS_ENOMEM;
+    if (n)
+        memcpy(d, s, n);
+    d[n] = '\0';
+    memcpy(dst, &d, sizeof d);
+    return KIVIS_OK;
+}
 
-/** A char[size] field: a run of UTF-8 without NUL shorter than size, copied
- * to dst with its NUL. */
-int kivis_dec_chars(kivis_reader *r, void *dst, size_t size);
+/** A char[size] field: a run of text shorter than size, copied to dst with
+ * its NUL. */
+static inline int kivis_dec_chars(kivis_reader *r, void *dst, size_t size)
+{
+    const uint8_t *s;
+    size_t n;
+    if (kivis_dec_run(r, &s, &n) || n >= size || kivis_dec_text(s, n))
+        return KIVIS_ECORRUPT;
+    if (n)
+        memcpy(dst, s, n);
+    ((char *)dst)[n] = '\0';
+    return KIVIS_OK;
+}
 
 /**
  * A kivis_bytes field, stored at dst (need not be aligned): a run copied
@@ -141,8 +198,23 @@ int kivis_dec_chars(kivis_reader *r, void *dst, size_t size);
  * (an optional blob, whose NULL would say absent): then one byte is
  * allocated and len is 0.
  */
-int kivis_dec_bytes(kivis_reader *r, void *dst, bool keep_empty,
-                    const kivis_allocator *alloc);
+static inline int kivis_dec_bytes(kivis_reader *r, void *dst, bool keep_empty,
+                                  const kivis_allocator *alloc)
+{
+    kivis_bytes v = {NULL, 0};
+    const uint8_t *s;
+    if (kivis_dec_run(r, &s, &v.len))
+        return KIVIS_ECORRUPT;
+    if (v.len || keep_empty) {
+        v.data = (uint8_t *)alloc->malloc(alloc->ctx, v.len ? v.len : 1);
+        if (!v.data)
+            return KIVIS_ENOMEM;
+        if (v.len)
+            memcpy(v.data, s, v.len);
+    }
+    memcpy(dst, &v, sizeof v);
+    return KIVIS_OK;
+}
 
 #ifdef __cplusplus
 }

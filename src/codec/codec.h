@@ -116,7 +116,7 @@ int kivis__key_skip_struct(kivis_reader *r, const kivis_struct_desc *sd);
  * trailing fields as zero, and so optional ones as absent (fields appended
  * to a schema); more fields than
  * the descriptor is KIVIS_ECORRUPT. */
-#define KIVIS_VALUE_FORMAT 0x01
+/* KIVIS_VALUE_FORMAT is kivis/decode.h's. */
 int kivis__value_encode(kivis_buf *b, const kivis_struct_desc *sd,
                         uint32_t schema_version, const void *rec);
 

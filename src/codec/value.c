@@ -171,66 +171,6 @@ static int value_get_fields(kivis_reader *r, const kivis_struct_desc *sd,
                             uint32_t nfields, void *obj,
                             const kivis_allocator *a);
 
-/* The next length-prefixed run, bounds-checked before anything is
- * allocated for it. */
-static int get_run(kivis_reader *r, const uint8_t **p, size_t *n)
-{
-    uint64_t len;
-    if (kivis_dec_varint(r, &len) || len > kivis__reader_left(r))
-        return KIVIS_ECORRUPT;
-    *n = (size_t)len;
-    *p = r->p;
-    r->p += len;
-    return KIVIS_OK;
-}
-
-int kivis_dec_string(kivis_reader *r, void *dst, const kivis_allocator *a)
-{
-    const uint8_t *s;
-    size_t n;
-    if (get_run(r, &s, &n) || !kivis__text_decodable(s, n))
-        return KIVIS_ECORRUPT;
-    char *d = a->malloc(a->ctx, n + 1);
-    if (!d)
-        return KIVIS_ENOMEM;
-    if (n)
-        memcpy(d, s, n);
-    d[n] = '\0';
-    memcpy(dst, &d, sizeof d);
-    return KIVIS_OK;
-}
-
-int kivis_dec_chars(kivis_reader *r, void *dst, size_t size)
-{
-    const uint8_t *s;
-    size_t n;
-    uint8_t *p = dst;
-    if (get_run(r, &s, &n) || n >= size || !kivis__text_decodable(s, n))
-        return KIVIS_ECORRUPT;
-    if (n)
-        memcpy(p, s, n);
-    p[n] = '\0';
-    return KIVIS_OK;
-}
-
-int kivis_dec_bytes(kivis_reader *r, void *dst, bool keep_empty,
-                    const kivis_allocator *a)
-{
-    kivis_bytes v = {NULL, 0};
-    const uint8_t *s;
-    if (get_run(r, &s, &v.len))
-        return KIVIS_ECORRUPT;
-    if (v.len || keep_empty) {
-        v.data = a->malloc(a->ctx, v.len ? v.len : 1);
-        if (!v.data)
-            return KIVIS_ENOMEM;
-        if (v.len)
-            memcpy(v.data, s, v.len);
-    }
-    memcpy(dst, &v, sizeof v);
-    return KIVIS_OK;
-}
-
 static int get_uint(kivis_reader *r, unsigned w, uint8_t *p)
 {
     uint64_t u;
@@ -338,20 +278,6 @@ static int value_get_fields(kivis_reader *r, const kivis_struct_desc *sd,
                 return rc;
         }
     }
-    return KIVIS_OK;
-}
-
-int kivis_dec_header(kivis_reader *r, uint32_t max_fields, uint32_t *version,
-                     uint32_t *nfields)
-{
-    const uint8_t *fmt;
-    uint64_t v, n;
-    if (kivis_dec_take(r, 1, &fmt) || *fmt != KIVIS_VALUE_FORMAT ||
-        kivis_dec_varint(r, &v) || v > UINT32_MAX ||
-        kivis_dec_varint(r, &n) || n > max_fields)
-        return KIVIS_ECORRUPT;
-    *version = (uint32_t)v;
-    *nfields = (uint32_t)n;
     return KIVIS_OK;
 }
 
