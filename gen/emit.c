@@ -1214,61 +1214,61 @@ static const char *node_name(const kg_schema *s, size_t node)
     return s->records[node - s->nstructs].name;
 }
 
-/* Statements that decode one element into the lvalue `lv` (`o->age`,
- * `o->tags[j]`), returning from the decoder when it fails. */
-static void dec_elem(emitter *e, const kg_type *t, const char *lv,
-                     int keep_empty, const char *ind)
+/* Statements that decode one element into the member o->NAME, or
+ * o->NAME[j] when idx is "[j]", returning from the decoder when it fails. */
+static void dec_elem(emitter *e, const kg_type *t, const char *name,
+                     const char *idx, int keep_empty, const char *ind)
 {
     switch (t->kind) {
     case KG_U8: case KG_I8:
         out(e, "%sconst uint8_t *c;\n%sif (kivis_dec_take(r, 1, &c))\n"
-               "%s    return KIVIS_ECORRUPT;\n%smemcpy(&%s, c, 1);\n",
-            ind, ind, ind, ind, lv);
+               "%s    return KIVIS_ECORRUPT;\n%smemcpy(&o->%s%s, c, 1);\n",
+            ind, ind, ind, ind, name, idx);
         break;
     case KG_BOOL:
-        out(e, "%sif (kivis_dec_bool(r, &%s))\n%s    return KIVIS_ECORRUPT;\n",
-            ind, lv, ind);
+        out(e, "%sif (kivis_dec_bool(r, &o->%s%s))\n%s    return KIVIS_ECORRUPT;\n",
+            ind, name, idx, ind);
         break;
     case KG_U16: case KG_U32: case KG_U64:
         out(e, "%suint64_t u;\n%sif (kivis_dec_uint(r, %s, &u))\n"
-               "%s    return KIVIS_ECORRUPT;\n%s%s = (%s)u;\n",
-            ind, ind, int_limit(t->kind, 1), ind, ind, lv, elem_ctype(t));
+               "%s    return KIVIS_ECORRUPT;\n%so->%s%s = (%s)u;\n",
+            ind, ind, int_limit(t->kind, 1), ind, ind, name, idx, elem_ctype(t));
         break;
     case KG_I16: case KG_I32: case KG_I64:
         out(e, "%sint64_t v;\n%sif (kivis_dec_int(r, %s, %s, &v))\n"
-               "%s    return KIVIS_ECORRUPT;\n%s%s = (%s)v;\n",
+               "%s    return KIVIS_ECORRUPT;\n%so->%s%s = (%s)v;\n",
             ind, ind, int_limit(t->kind, 0), int_limit(t->kind, 1), ind, ind,
-            lv, elem_ctype(t));
+            name, idx, elem_ctype(t));
         break;
     case KG_F32: case KG_F64:
         out(e, "%suint64_t u;\n%sif (kivis_dec_le(r, %d, &u))\n"
                "%s    return KIVIS_ECORRUPT;\n",
             ind, ind, t->kind == KG_F32 ? 4 : 8, ind);
         if (t->kind == KG_F32)
-            out(e, "%suint32_t bits = (uint32_t)u;\n%smemcpy(&%s, &bits, 4);\n",
-                ind, ind, lv);
+            out(e, "%suint32_t bits = (uint32_t)u;\n%smemcpy(&o->%s%s, &bits, 4);\n",
+                ind, ind, name, idx);
         else
-            out(e, "%smemcpy(&%s, &u, 8);\n", ind, lv);
+            out(e, "%smemcpy(&o->%s%s, &u, 8);\n", ind, name, idx);
         break;
     case KG_ENUM:
         out(e, "%sint64_t v;\n%sif (kivis_dec_int(r, INT64_MIN, INT64_MAX, &v) ||\n"
                "%s    !%s_declared_(v))\n%s    return KIVIS_ECORRUPT;\n"
-               "%s%s = (%s)v;\n",
-            ind, ind, ind, t->name, ind, ind, lv, t->name);
+               "%so->%s%s = (%s)v;\n",
+            ind, ind, ind, t->name, ind, ind, name, idx, t->name);
         break;
     case KG_STRING:
-        out(e, "%sint rc = kivis_dec_string(r, &%s, a);\n", ind, lv);
+        out(e, "%sint rc = kivis_dec_string(r, &o->%s%s, a);\n", ind, name, idx);
         break;
     case KG_CHARS:
-        out(e, "%sint rc = kivis_dec_chars(r, %s, %u);\n", ind, lv,
+        out(e, "%sint rc = kivis_dec_chars(r, o->%s%s, %u);\n", ind, name, idx,
             (unsigned)t->chars);
         break;
     case KG_BYTES:
-        out(e, "%sint rc = kivis_dec_bytes(r, &%s, %s, a);\n", ind, lv,
-            keep_empty ? "true" : "false");
+        out(e, "%sint rc = kivis_dec_bytes(r, &o->%s%s, %s, a);\n", ind, name,
+            idx, keep_empty ? "true" : "false");
         break;
     case KG_STRUCT: case KG_KEY:
-        out(e, "%sint rc = %s_dec_(r, &%s, a);\n", ind, t->name, lv);
+        out(e, "%sint rc = %s_dec_(r, &o->%s%s, a);\n", ind, t->name, name, idx);
         break;
     }
     if (t->kind >= KG_STRING)
@@ -1280,7 +1280,6 @@ static void dec_field(emitter *e, const kg_field *f, int optional)
 {
     const kg_type *t = &f->type;
     const char *ind = optional ? "            " : "    ";
-    char lv[300];
     if (optional)
         out(e, "    {\n        bool present;\n"
                "        if (kivis_dec_tag(r, &present))\n"
@@ -1288,14 +1287,12 @@ static void dec_field(emitter *e, const kg_field *f, int optional)
                "        if (present) {\n");
     if (optional && kg_has_presence_flag(f))
         out(e, "            o->has_%s = true;\n", f->name);
-    if (t->array) {
+    if (t->array)
         out(e, "%sfor (size_t j = 0; j < %u; j++) {\n", ind, (unsigned)t->array);
-        snprintf(lv, sizeof lv, "o->%s[j]", f->name);
-    } else {
+    else
         out(e, "%s{\n", ind);
-        snprintf(lv, sizeof lv, "o->%s", f->name);
-    }
-    dec_elem(e, t, lv, optional && !t->array && t->kind == KG_BYTES,
+    dec_elem(e, t, f->name, t->array ? "[j]" : "",
+             optional && !t->array && t->kind == KG_BYTES,
              optional ? "                " : "        ");
     out(e, "%s}\n", ind);
     if (optional)
