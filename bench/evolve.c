@@ -25,15 +25,15 @@ typedef struct item_v2 { char name[16]; int64_t stars; double weight; uint32_t t
 #define F(st, m, k, sz) {#m, k, 0, offsetof(st, m), sz, NULL, NULL, 0}
 
 static const kivis_field key_fields[] = {F(item_key, id, KIVIS_U64, 8)};
-static const kivis_struct_desc key_desc = {"item_key", sizeof(item_key), 1, key_fields};
+static const kivis_struct_desc key_desc = {"item_key", sizeof(item_key), 1, key_fields, NULL};
 static const kivis_field v1_fields[] = {
     F(item_v1, name, KIVIS_CHARS, 16), F(item_v1, stars, KIVIS_I32, 4),
     F(item_v1, weight, KIVIS_F32, 4), F(item_v1, tag, KIVIS_U32, 4)};
 static const kivis_field v2_fields[] = {
     F(item_v2, name, KIVIS_CHARS, 16), F(item_v2, stars, KIVIS_I64, 8),
     F(item_v2, weight, KIVIS_F64, 8), F(item_v2, tag, KIVIS_U32, 4)};
-static const kivis_struct_desc v1_desc = {"item", sizeof(item_v1), 4, v1_fields};
-static const kivis_struct_desc v2_desc = {"item", sizeof(item_v2), 4, v2_fields};
+static const kivis_struct_desc v1_desc = {"item", sizeof(item_v1), 4, v1_fields, NULL};
+static const kivis_struct_desc v2_desc = {"item", sizeof(item_v2), 4, v2_fields, NULL};
 static const kivis_index_desc indexes[] = {{"stars", 1, 0}, {"tag", 3, 0}};
 static const kivis_table_desc v1_table = {"item", &v1_desc, &key_desc, KIVIS_KEY_AUTO,
                                           NULL, NULL, 2, indexes};

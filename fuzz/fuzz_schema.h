@@ -81,7 +81,7 @@ static const kivis_field fz_point_fields[] = {
     FZ_FIELD(fz_point, label, KIVIS_STRING, 0),
 };
 static const kivis_struct_desc fz_point_desc = {"point", sizeof(fz_point), 3,
-                                                fz_point_fields};
+                                                fz_point_fields, NULL};
 
 static const kivis_field fz_record_fields[] = {
     FZ_FIELD(fz_record, u8, KIVIS_U8, 0),
@@ -113,7 +113,7 @@ static const kivis_field fz_record_fields[] = {
 };
 static const kivis_struct_desc fz_record_desc = {
     "record", sizeof(fz_record),
-    sizeof fz_record_fields / sizeof fz_record_fields[0], fz_record_fields};
+    sizeof fz_record_fields / sizeof fz_record_fields[0], fz_record_fields, NULL};
 
 /* Two small composites whose keys are short, so a fuzzer reaches valid
  * inputs quickly: a string then an int, and two blobs then a byte. */
@@ -127,7 +127,7 @@ static const kivis_field fz_named_fields[] = {
     FZ_FIELD(fz_named, n, KIVIS_I32, 0),
 };
 static const kivis_struct_desc fz_named_desc = {"named", sizeof(fz_named), 2,
-                                                fz_named_fields};
+                                                fz_named_fields, NULL};
 
 typedef struct fz_blobs {
     kivis_bytes a;
@@ -141,7 +141,7 @@ static const kivis_field fz_blobs_fields[] = {
     FZ_FIELD(fz_blobs, tail, KIVIS_U8, 0),
 };
 static const kivis_struct_desc fz_blobs_desc = {"blobs", sizeof(fz_blobs), 3,
-                                                fz_blobs_fields};
+                                                fz_blobs_fields, NULL};
 
 /* [[optional]] fields of each shape: absent by NULL (a string, a blob),
  * by a presence flag (a scalar, an array, a nested struct, a char[N]). */
@@ -175,7 +175,7 @@ static const kivis_field fz_optional_fields[] = {
     FZ_FIELD(fz_optional, tail, KIVIS_U8, 0),
 };
 static const kivis_struct_desc fz_optional_desc = {
-    "optional", sizeof(fz_optional), 7, fz_optional_fields};
+    "optional", sizeof(fz_optional), 7, fz_optional_fields, NULL};
 
 /* The fuzzers' first input byte picks one of these. */
 static const kivis_struct_desc *const fz_descs[] = {

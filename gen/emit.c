@@ -1048,6 +1048,9 @@ static void source_presence_checks(emitter *e, const kg_record *r)
     }
 }
 
+static void source_decoder_ref(emitter *e, const kg_record *r);
+static void source_decoders(emitter *e);
+
 /* The field array and struct desc of a struct, key struct or record. */
 static void source_struct(emitter *e, const char *name, const char *suffix,
                           size_t node, const kg_record *r)
@@ -1066,9 +1069,10 @@ static void source_struct(emitter *e, const char *name, const char *suffix,
            "sizeof(%s%s), %u, ",
         name, suffix, stored(e, name), suffix, name, suffix, (unsigned)n);
     if (n)
-        out(e, "%s%s_fields_};\n\n", name, suffix);
+        out(e, "%s%s_fields_, ", name, suffix);
     else
-        out(e, "NULL};\n\n");
+        out(e, "NULL, ");
+    source_decoder_ref(e, r);
 }
 
 static void source_node(emitter *e, size_t node)
@@ -1203,7 +1207,9 @@ static void emit_source(emitter *e)
 {
     const kg_schema *s = e->s;
     out_banner(e);
-    out(e, "#include \"%s.kivis.h\"\n\n#include <stddef.h>\n\n", s->name);
+    out(e, "#include \"%s.kivis.h\"\n\n#include <stddef.h>\n#include <string.h>\n\n",
+        s->name);
+    source_decoders(e);
     for (size_t i = 0; i < s->nenums; i++)
         source_enum(e, &s->enums[i]);
     for (size_t i = 0; i < e->norder; i++)
@@ -1224,6 +1230,204 @@ static void emit_source(emitter *e)
         s->nrecords ? s->name : "NULL",
         s->nrecords ? "_tables_" : "", (unsigned)nchanges,
         nchanges ? s->name : "NULL", nchanges ? "_changes_" : "");
+}
+
+/* ---- the source: value decoders -------------------------------------
+ * One decoder per record (kivis_struct_desc.decode), specialised to its
+ * fields: the steps of kivis/decode.h in the descriptor walk's order, into
+ * the typed members.  It must agree with the walk (src/codec/value.c) on
+ * every input, malformed ones included: fuzz_gen_decode checks that. */
+
+/* The smallest and largest value of an integer kind, as C spells them. */
+static const char *int_limit(kg_kind k, int max)
+{
+    static const char *const lim[][2] = {
+        [KG_U16] = {"0", "UINT16_MAX"},  [KG_U32] = {"0", "UINT32_MAX"},
+        [KG_U64] = {"0", "UINT64_MAX"},  [KG_I16] = {"INT16_MIN", "INT16_MAX"},
+        [KG_I32] = {"INT32_MIN", "INT32_MAX"},
+        [KG_I64] = {"INT64_MIN", "INT64_MAX"}};
+    return lim[k][max];
+}
+
+/* The decoder of a struct or key node: "point_dec_". */
+static const char *node_name(const kg_schema *s, size_t node)
+{
+    if (node < s->nstructs)
+        return s->structs[node].name;
+    return s->records[node - s->nstructs].name;
+}
+
+/* Statements that decode one element into the member o->NAME, or
+ * o->NAME[j] when idx is "[j]", returning from the decoder when it fails. */
+static void dec_elem(emitter *e, const kg_type *t, const char *name,
+                     const char *idx, int keep_empty, const char *ind)
+{
+    switch (t->kind) {
+    case KG_U8: case KG_I8:
+        out(e, "%sconst uint8_t *c;\n%sif (kivis_dec_take(r, 1, &c))\n"
+               "%s    return KIVIS_ECORRUPT;\n%smemcpy(&o->%s%s, c, 1);\n",
+            ind, ind, ind, ind, name, idx);
+        break;
+    case KG_BOOL:
+        out(e, "%sif (kivis_dec_bool(r, &o->%s%s))\n%s    return KIVIS_ECORRUPT;\n",
+            ind, name, idx, ind);
+        break;
+    case KG_U16: case KG_U32: case KG_U64:
+        out(e, "%suint64_t u;\n%sif (kivis_dec_uint(r, %s, &u))\n"
+               "%s    return KIVIS_ECORRUPT;\n%so->%s%s = (%s)u;\n",
+            ind, ind, int_limit(t->kind, 1), ind, ind, name, idx, elem_ctype(t));
+        break;
+    case KG_I16: case KG_I32: case KG_I64:
+        out(e, "%sint64_t v;\n%sif (kivis_dec_int(r, %s, %s, &v))\n"
+               "%s    return KIVIS_ECORRUPT;\n%so->%s%s = (%s)v;\n",
+            ind, ind, int_limit(t->kind, 0), int_limit(t->kind, 1), ind, ind,
+            name, idx, elem_ctype(t));
+        break;
+    case KG_F32: case KG_F64:
+        out(e, "%suint64_t u;\n%sif (kivis_dec_le(r, %d, &u))\n"
+               "%s    return KIVIS_ECORRUPT;\n",
+            ind, ind, t->kind == KG_F32 ? 4 : 8, ind);
+        if (t->kind == KG_F32)
+            out(e, "%suint32_t bits = (uint32_t)u;\n%smemcpy(&o->%s%s, &bits, 4);\n",
+                ind, ind, name, idx);
+        else
+            out(e, "%smemcpy(&o->%s%s, &u, 8);\n", ind, name, idx);
+        break;
+    case KG_ENUM:
+        out(e, "%sint64_t v;\n%sif (kivis_dec_int(r, INT64_MIN, INT64_MAX, &v) ||\n"
+               "%s    !%s_declared_(v))\n%s    return KIVIS_ECORRUPT;\n"
+               "%so->%s%s = (%s)v;\n",
+            ind, ind, ind, t->name, ind, ind, name, idx, t->name);
+        break;
+    case KG_STRING:
+        out(e, "%sint rc = kivis_dec_string(r, &o->%s%s, a);\n", ind, name, idx);
+        break;
+    case KG_CHARS:
+        out(e, "%sint rc = kivis_dec_chars(r, o->%s%s, %u);\n", ind, name, idx,
+            (unsigned)t->chars);
+        break;
+    case KG_BYTES:
+        out(e, "%sint rc = kivis_dec_bytes(r, &o->%s%s, %s, a);\n", ind, name,
+            idx, keep_empty ? "true" : "false");
+        break;
+    case KG_STRUCT: case KG_KEY:
+        out(e, "%sint rc = %s_dec_(r, &o->%s%s, a);\n", ind, t->name, name, idx);
+        break;
+    }
+    if (t->kind >= KG_STRING)
+        out(e, "%sif (rc)\n%s    return rc;\n", ind, ind);
+}
+
+/* A whole field: its tag when optional, then every element. */
+static void dec_field(emitter *e, const kg_field *f, int optional)
+{
+    const kg_type *t = &f->type;
+    const char *ind = optional ? "            " : "    ";
+    if (optional)
+        out(e, "    {\n        bool present;\n"
+               "        if (kivis_dec_tag(r, &present))\n"
+               "            return KIVIS_ECORRUPT;\n"
+               "        if (present) {\n");
+    if (optional && kg_has_presence_flag(f))
+        out(e, "            o->has_%s = true;\n", f->name);
+    if (t->array)
+        out(e, "%sfor (size_t j = 0; j < %u; j++) {\n", ind, (unsigned)t->array);
+    else
+        out(e, "%s{\n", ind);
+    dec_elem(e, t, f->name, t->array ? "[j]" : "",
+             optional && !t->array && t->kind == KG_BYTES,
+             optional ? "                " : "        ");
+    out(e, "%s}\n", ind);
+    if (optional)
+        out(e, "        }\n    }\n");
+}
+
+/* Whether v is a declared value of the enum: what the walk checks. */
+static void dec_enum(emitter *e, const kg_enum *en)
+{
+    out(e, "static inline int %s_declared_(int64_t v)\n{\n    return ", en->name);
+    for (size_t i = 0; i < en->count; i++)
+        out(e, "%sv == %s", i ? " || " : "", en->names[i]);
+    out(e, "%s;\n}\n\n", en->count ? "" : "(void)v, 0");
+}
+
+/* A struct or key node's decoder: every field, none optional. */
+static void dec_node(emitter *e, size_t node)
+{
+    const char *name = node_name(e->s, node);
+    const char *suffix = node < e->s->nstructs ? "" : "_key";
+    size_t n = node_nfields(e->s, node);
+    out(e, "static inline int %s%s_dec_(kivis_reader *r, %s%s *o,\n"
+           "    const kivis_allocator *a)\n{\n    (void)r, (void)o, (void)a;\n",
+        name, suffix, name, suffix);
+    for (size_t i = 0; i < n; i++)
+        dec_field(e, node_field(e->s, node, i), 0);
+    out(e, "    return KIVIS_OK;\n}\n\n");
+}
+
+/* The record's decoder: its first nfields fields (the others stay zero). */
+static void dec_record(emitter *e, const kg_record *r)
+{
+    out(e, "static int %s_decode_(kivis_reader *r, void *rec, uint32_t nfields,\n"
+           "    const kivis_allocator *a)\n{\n"
+           "    %s *o = rec;\n    (void)r, (void)o, (void)nfields, (void)a;\n",
+        r->name, r->name);
+    for (size_t i = 0; i < r->nfields; i++) {
+        out(e, "    if (nfields == %u)\n        return KIVIS_OK;\n", (unsigned)i);
+        dec_field(e, &r->fields[i], (r->fields[i].attrs & KG_ATTR_OPTIONAL) != 0);
+    }
+    out(e, "    return KIVIS_OK;\n}\n\n");
+}
+
+/* The end of a struct desc: its decoder, a record's only. */
+static void source_decoder_ref(emitter *e, const kg_record *r)
+{
+    if (r)
+        out(e, "%s_decode_};\n\n", r->name);
+    else
+        out(e, "NULL};\n\n");
+}
+
+/* Whether a value of type t holds the struct or key `node`, or the enum
+ * `en` (node (size_t)-1).  The checker rejects cycles. */
+static int dec_holds(const kg_schema *s, const kg_type *t, size_t node,
+                     const kg_enum *en)
+{
+    if (en && t->kind == KG_ENUM && t->enm == en)
+        return 1;
+    size_t n = type_node(s, t);
+    if (n >= node_count(s))
+        return 0;
+    if (n == node)
+        return 1;
+    for (size_t i = 0, nf = node_nfields(s, n); i < nf; i++)
+        if (dec_holds(s, &node_field(s, n, i)->type, node, en))
+            return 1;
+    return 0;
+}
+
+/* Whether some record's decoder calls that of node or en: only those are
+ * emitted (clang warns of an unused static function). */
+static int dec_used(const kg_schema *s, size_t node, const kg_enum *en)
+{
+    for (size_t i = 0; i < s->nrecords; i++)
+        for (size_t j = 0; j < s->records[i].nfields; j++)
+            if (dec_holds(s, &s->records[i].fields[j].type, node, en))
+                return 1;
+    return 0;
+}
+
+static void source_decoders(emitter *e)
+{
+    const kg_schema *s = e->s;
+    for (size_t i = 0; i < s->nenums; i++)
+        if (dec_used(s, (size_t)-1, &s->enums[i]))
+            dec_enum(e, &s->enums[i]);
+    for (size_t i = 0; i < e->norder; i++)
+        if (dec_used(s, e->order[i], NULL))
+            dec_node(e, e->order[i]);
+    for (size_t i = 0; i < s->nrecords; i++)
+        dec_record(e, &s->records[i]);
 }
 
 /* ---- files ---------------------------------------------------------- */

@@ -1147,8 +1147,8 @@ static void test_tool_optional(void **state)
     };
     static const kivis_field key_fields[] = {
         {"id", KIVIS_U64, 0, 0, 8, NULL, NULL, 0}};
-    static const kivis_struct_desc item_desc = {"item", sizeof(item), 3, item_fields};
-    static const kivis_struct_desc key_desc = {"item_key", 8, 1, key_fields};
+    static const kivis_struct_desc item_desc = {"item", sizeof(item), 3, item_fields, NULL};
+    static const kivis_struct_desc key_desc = {"item_key", 8, 1, key_fields, NULL};
     static const kivis_index_desc indexes[] = {{"age", 1, 0}};
     static const kivis_table_desc tables[] = {
         {"item", &item_desc, &key_desc, KIVIS_KEY_AUTO, NULL, NULL, 1, indexes}};
@@ -1207,7 +1207,7 @@ static void test_tool_schema_every_kind(void **state)
         {"x", KIVIS_I32, 0, offsetof(point, x), 4, NULL, NULL, 0},
         {"y", KIVIS_I32, 0, offsetof(point, y), 4, NULL, NULL, 0},
     };
-    static const kivis_struct_desc point_desc = {"point", sizeof(point), 2, point_fields};
+    static const kivis_struct_desc point_desc = {"point", sizeof(point), 2, point_fields, NULL};
     typedef struct cell {
         char *sheet; int64_t row; uint8_t u8; uint16_t u16s[3]; int8_t i8; int16_t i16;
         bool flag; float f32; double f64; enum { E0 } colour; char code[8];
@@ -1237,9 +1237,9 @@ static void test_tool_schema_every_kind(void **state)
          KIVIS_FIELD_KEY},
         {"row", KIVIS_I64, 0, offsetof(cell_key, row), 8, NULL, NULL, KIVIS_FIELD_KEY},
     };
-    static const kivis_struct_desc cell_desc = {"cell", sizeof(cell), 14, cell_fields};
+    static const kivis_struct_desc cell_desc = {"cell", sizeof(cell), 14, cell_fields, NULL};
     static const kivis_struct_desc cell_key_desc = {"cell_key", sizeof(cell_key), 2,
-                                                    cell_key_fields};
+                                                    cell_key_fields, NULL};
     static const uint32_t cell_key_map[] = {0, 1};
     static const kivis_index_desc cell_indexes[] = {
         {"code", 10, KIVIS_INDEX_UNIQUE}, {"u16s", 3, 0}, {"at", 12, 0}};
@@ -1251,9 +1251,9 @@ static void test_tool_schema_every_kind(void **state)
     static const kivis_field note_key_fields[] = {
         {"hash", KIVIS_U64, 0, offsetof(note_key, hash), 8, NULL, NULL, 0},
         {"len", KIVIS_U32, 0, offsetof(note_key, len), 4, NULL, NULL, 0}};
-    static const kivis_struct_desc note_desc = {"note", sizeof(note), 1, note_fields};
+    static const kivis_struct_desc note_desc = {"note", sizeof(note), 1, note_fields, NULL};
     static const kivis_struct_desc note_key_desc = {"note_key", sizeof(note_key), 2,
-                                                    note_key_fields};
+                                                    note_key_fields, NULL};
     /* foreign keys with referential actions: one through kivis-gen's
      * hidden index, one on a declared [[index]] */
     typedef struct link { cell_key target; note_key about; } link;
@@ -1265,9 +1265,9 @@ static void test_tool_schema_every_kind(void **state)
          &note_key_desc, NULL, 0}};
     static const kivis_field link_key_fields[] = {
         {"id", KIVIS_U64, 0, 0, 8, NULL, NULL, 0}};
-    static const kivis_struct_desc link_desc = {"link", sizeof(link), 2, link_fields};
+    static const kivis_struct_desc link_desc = {"link", sizeof(link), 2, link_fields, NULL};
     static const kivis_struct_desc link_key_desc = {"link_key", sizeof(link_key), 1,
-                                                    link_key_fields};
+                                                    link_key_fields, NULL};
     static const kivis_index_desc link_indexes[] = {
         {"about", 1, KIVIS_INDEX_RESTRICT},
         {"target", 0, KIVIS_INDEX_CASCADE | KIVIS_INDEX_HIDDEN}};

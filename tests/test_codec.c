@@ -509,7 +509,7 @@ static const kivis_enum_desc small_enum = {"small", 6, small_enum_names,
     static const kivis_field name##_fields[] = {                              \
         {#name, kind, 0, 0, size, NULL, enm, 0}};                             \
     static const kivis_struct_desc name##_desc = {#name, sizeof(slot), 1,     \
-                                                  name##_fields};
+                                                  name##_fields, NULL};
 
 SCALAR_DESC(u8, KIVIS_U8, 1, NULL)
 SCALAR_DESC(u16, KIVIS_U16, 2, NULL)
@@ -540,7 +540,7 @@ static const kivis_field mixed_fields[] = {
     FZ_FIELD(mixed, d, KIVIS_F64, 0),
 };
 static const kivis_struct_desc mixed_desc = {"mixed", sizeof(mixed), 3,
-                                             mixed_fields};
+                                             mixed_fields, NULL};
 
 /* {string, string}: prefixes and ties in both. */
 typedef struct two_strings {
@@ -552,7 +552,7 @@ static const kivis_field two_strings_fields[] = {
     FZ_FIELD(two_strings, b, KIVIS_STRING, 0),
 };
 static const kivis_struct_desc two_strings_desc = {
-    "two_strings", sizeof(two_strings), 2, two_strings_fields};
+    "two_strings", sizeof(two_strings), 2, two_strings_fields, NULL};
 
 /* Arrays, and a char[N] array between them. */
 typedef struct arrays {
@@ -568,7 +568,7 @@ static const kivis_field arrays_fields[] = {
     FZ_FIELD(arrays, flags, KIVIS_BOOL, 2),
 };
 static const kivis_struct_desc arrays_desc = {"arrays", sizeof(arrays), 4,
-                                              arrays_fields};
+                                              arrays_fields, NULL};
 
 /* A nested struct, an array of them, then more fields. */
 typedef struct nested {
@@ -584,7 +584,7 @@ static const kivis_field nested_fields[] = {
     FZ_ENUM(nested, color, fz_color, 0),
 };
 static const kivis_struct_desc nested_desc = {"nested", sizeof(nested), 4,
-                                              nested_fields};
+                                              nested_fields, NULL};
 
 #define KEY_PROPERTY(name)                                                    \
     static void test_key_order_##name(void **state)                           \
@@ -804,8 +804,8 @@ static const kivis_field user_fields[] = {
 static void test_value_golden(void **state)
 {
     (void)state;
-    kivis_struct_desc v1 = {"user", sizeof(user), 5, user_fields};
-    kivis_struct_desc v2 = {"user", sizeof(user), 6, user_fields};
+    kivis_struct_desc v1 = {"user", sizeof(user), 5, user_fields, NULL};
+    kivis_struct_desc v2 = {"user", sizeof(user), 6, user_fields, NULL};
     user u = {"Ann", NULL, 300, -3, 1.0, true}, back;
     kivis_buf b;
     kivis__buf_init(&b, NULL);
@@ -898,11 +898,11 @@ static void check_encode_errors(expect_put_fn expect_put)
     }
     /* descriptor errors: an unknown kind, an enum of 8 bytes */
     static const kivis_field odd_f[] = {{"odd", 99, 0, 0, 1, NULL, NULL, 0}};
-    static const kivis_struct_desc odd = {"odd", sizeof(slot), 1, odd_f};
+    static const kivis_struct_desc odd = {"odd", sizeof(slot), 1, odd_f, NULL};
     expect_put(&odd, &s, KIVIS_EINVAL);
     static const kivis_field wide_f[] = {
         {"wide", KIVIS_ENUM, 0, 0, 8, NULL, &fz_color, 0}};
-    static const kivis_struct_desc wide = {"wide", sizeof(slot), 1, wide_f};
+    static const kivis_struct_desc wide = {"wide", sizeof(slot), 1, wide_f, NULL};
     s.u = 0;
     expect_put(&wide, &s, KIVIS_EINVAL);
 }

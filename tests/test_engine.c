@@ -33,11 +33,11 @@ typedef struct account {
 #define F(st, m, k, cnt, sz, sub, fl) {#m, k, cnt, offsetof(st, m), sz, sub, NULL, fl}
 static const kivis_field point_fields[] = {
     F(point, x, KIVIS_I32, 0, 4, NULL, 0), F(point, y, KIVIS_I32, 0, 4, NULL, 0)};
-static const kivis_struct_desc point_desc = {"point", sizeof(point), 2, point_fields};
+static const kivis_struct_desc point_desc = {"point", sizeof(point), 2, point_fields, NULL};
 static const kivis_field account_key_fields[] = {
     F(account_key, login, KIVIS_STRING, 0, sizeof(char *), NULL, 0)};
 static const kivis_struct_desc account_key_desc = {"account_key", sizeof(account_key),
-                                                   1, account_key_fields};
+                                                   1, account_key_fields, NULL};
 static const kivis_field account_fields[] = {
     F(account, login, KIVIS_STRING, 0, sizeof(char *), NULL, KIVIS_FIELD_KEY),
     F(account, email, KIVIS_STRING, 0, sizeof(char *), NULL, 0),
@@ -48,7 +48,7 @@ static const kivis_field account_fields[] = {
     F(account, pos, KIVIS_STRUCT, 0, sizeof(point), &point_desc, 0),
 };
 static const kivis_struct_desc account_desc = {"account", sizeof(account), 7,
-                                               account_fields};
+                                               account_fields, NULL};
 static const uint32_t account_key_map[] = {0};
 static const kivis_index_desc account_indexes[] = {
     {"email", 1, KIVIS_INDEX_UNIQUE}, {"balance", 2, 0}};
@@ -70,15 +70,15 @@ typedef struct note {
 static const kivis_field label_fields[] = {
     F(label, text, KIVIS_STRING, 0, sizeof(char *), NULL, 0),
     F(label, on, KIVIS_BOOL, 0, sizeof(bool), NULL, 0)};
-static const kivis_struct_desc label_desc = {"label", sizeof(label), 2, label_fields};
+static const kivis_struct_desc label_desc = {"label", sizeof(label), 2, label_fields, NULL};
 static const kivis_field note_key_fields[] = {
     F(note_key, id, KIVIS_U64, 0, 8, NULL, 0)};
 static const kivis_struct_desc note_key_desc = {"note_key", sizeof(note_key), 1,
-                                                note_key_fields};
+                                                note_key_fields, NULL};
 static const kivis_field note_fields[] = {
     F(note, tags, KIVIS_STRING, 3, sizeof(char *), NULL, 0),
     F(note, labels, KIVIS_STRUCT, 2, sizeof(label), &label_desc, 0)};
-static const kivis_struct_desc note_desc = {"note", sizeof(note), 2, note_fields};
+static const kivis_struct_desc note_desc = {"note", sizeof(note), 2, note_fields, NULL};
 static const kivis_table_desc notes_tables[] = {
     {"note", &note_desc, &note_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL}};
 static const kivis_schema_desc notes_schema = {"notes", 1, notes_tables, 0, NULL};

@@ -61,7 +61,7 @@ static const kivis_enum_desc color_v2 = {"color", 3, color_names, color_values};
 static const kivis_field item_key_fields[] = {
     F(item_key, id, KIVIS_U32, 4, NULL, NULL, 0)};
 static const kivis_struct_desc item_key_desc = {"item_key", sizeof(item_key), 1,
-                                                item_key_fields};
+                                                item_key_fields, NULL};
 static const uint32_t item_key_map[] = {0};
 
 enum { F_ID, F_NAME, F_STARS, F_WEIGHT, F_COUNT, F_CODE, F_NOTE, F_KIND,
@@ -80,16 +80,16 @@ static const kivis_field item_fields[NFIELDS] = {
     F(item, legacy, KIVIS_U8, 1, NULL, NULL, 0),
 };
 static const kivis_struct_desc item_desc = {"item", sizeof(item), NFIELDS,
-                                            item_fields};
+                                            item_fields, NULL};
 static const kivis_index_desc item_indexes[] = {{"stars", F_STARS, 0},
                                                 {"tag", F_TAG, 0}};
 
 static const kivis_field log_key_fields[] = {F(log_key, id, KIVIS_U64, 8, NULL, NULL, 0)};
 static const kivis_struct_desc log_key_desc = {"log_key", sizeof(log_key), 1,
-                                               log_key_fields};
+                                               log_key_fields, NULL};
 static const kivis_field log_fields[] = {
     F(log_rec, text, KIVIS_STRING, sizeof(char *), NULL, NULL, 0)};
-static const kivis_struct_desc log_desc = {"log", sizeof(log_rec), 1, log_fields};
+static const kivis_struct_desc log_desc = {"log", sizeof(log_rec), 1, log_fields, NULL};
 
 static const kivis_table_desc v1_tables[] = {
     {"item", &item_desc, &item_key_desc, KIVIS_KEY_FIELDS, item_key_map, NULL, 2,

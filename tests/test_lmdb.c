@@ -247,14 +247,14 @@ static const kivis_field user2_fields[] = {
     {"age", KIVIS_U32, 0, offsetof(user2, age), 4, NULL, NULL, 0},
     {"score", KIVIS_I64, 0, offsetof(user2, score), 8, NULL, NULL, 0},
 };
-static const kivis_struct_desc user2_desc = {"user", sizeof(user2), 4, user2_fields};
+static const kivis_struct_desc user2_desc = {"user", sizeof(user2), 4, user2_fields, NULL};
 static const kivis_field note_key_fields[] = {
     {"id", KIVIS_U64, 0, offsetof(note_key, id), 8, NULL, NULL, 0}};
 static const kivis_struct_desc note_key_desc = {"note_key", sizeof(note_key), 1,
-                                                note_key_fields};
+                                                note_key_fields, NULL};
 static const kivis_field note_fields[] = {
     {"text", KIVIS_STRING, 0, offsetof(note, text), sizeof(char *), NULL, NULL, 0}};
-static const kivis_struct_desc note_desc = {"note", sizeof(note), 1, note_fields};
+static const kivis_struct_desc note_desc = {"note", sizeof(note), 1, note_fields, NULL};
 
 static void test_appended_field_and_new_record(void **state)
 {

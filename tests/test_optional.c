@@ -408,12 +408,12 @@ static const kivis_field old_person_fields[] = {
     {"name", KIVIS_STRING, 0, offsetof(old_person, name), sizeof(char *), NULL, NULL, 0},
 };
 static const kivis_struct_desc old_person_desc = {"person", sizeof(old_person), 2,
-                                                  old_person_fields};
+                                                  old_person_fields, NULL};
 static const kivis_field old_key_fields[] = {
     {"id", KIVIS_U64, 0, 0, sizeof(uint64_t), NULL, NULL, 0},
 };
 static const kivis_struct_desc old_key_desc = {"person_key", sizeof(uint64_t), 1,
-                                               old_key_fields};
+                                               old_key_fields, NULL};
 static const kivis_table_desc old_tables[] = {
     {"person", &old_person_desc, &old_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL},
 };
@@ -504,7 +504,7 @@ static void undeclared_drop_and_flag_room_are_refused(void **state)
         {"name", KIVIS_STRING, 0, offsetof(shifted, name), sizeof(char *), NULL,
          NULL, 0},
     };
-    kivis_struct_desc rec = {"person", sizeof(shifted), 2, fields};
+    kivis_struct_desc rec = {"person", sizeof(shifted), 2, fields, NULL};
     expect_refused(f, &rec, &old_key_desc, KIVIS_ESCHEMA,
                    "table person: stored field 'email' is missing from the "
                    "schema (declare [[dropped(email)]] to delete it)");
@@ -523,7 +523,7 @@ static void optional_key_field_is_refused(void **state)
     ofx *f = *state;
     kivis_field key = old_key_fields[0];
     key.flags = KIVIS_FIELD_OPTIONAL;
-    kivis_struct_desc kd = {"person_key", sizeof(uint64_t), 1, &key};
+    kivis_struct_desc kd = {"person_key", sizeof(uint64_t), 1, &key, NULL};
     expect_refused(f, &old_person_desc, &kd, KIVIS_EINVAL,
                    "key field id is optional");
 }

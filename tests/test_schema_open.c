@@ -25,12 +25,12 @@ typedef struct counter { char *name; uint64_t n; } counter;
 static const kivis_field counter_key_fields[] = {
     F(counter_key, id, KIVIS_U64, 8, NULL, NULL, 0)};
 static const kivis_struct_desc counter_key_desc = {"counter_key", sizeof(counter_key),
-                                                   1, counter_key_fields};
+                                                   1, counter_key_fields, NULL};
 static const kivis_field counter_fields[] = {
     F(counter, name, KIVIS_STRING, sizeof(char *), NULL, NULL, 0),
     F(counter, n, KIVIS_U64, 8, NULL, NULL, 0)};
 static const kivis_struct_desc counter_desc = {"counter", sizeof(counter), 2,
-                                               counter_fields};
+                                               counter_fields, NULL};
 static const kivis_table_desc conc_tables[] = {
     {"counter", &counter_desc, &counter_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL}};
 static const kivis_schema_desc conc_schema = {"conc", 1, conc_tables, 0, NULL};
@@ -45,22 +45,22 @@ typedef struct shape { char label[8]; point pos; } shape;
 
 static const kivis_field point_fields[] = {F(point, x, KIVIS_I32, 4, NULL, NULL, 0),
                                            F(point, y, KIVIS_I32, 4, NULL, NULL, 0)};
-static const kivis_struct_desc point_desc = {"point", sizeof(point), 2, point_fields};
+static const kivis_struct_desc point_desc = {"point", sizeof(point), 2, point_fields, NULL};
 static const kivis_field point64_fields[] = {F(point64, x, KIVIS_I64, 8, NULL, NULL, 0),
                                              F(point64, y, KIVIS_I32, 4, NULL, NULL, 0)};
 static const kivis_struct_desc point64_desc = {"point", sizeof(point64), 2,
-                                               point64_fields};
+                                               point64_fields, NULL};
 static const kivis_field point3_fields[] = {F(point3, x, KIVIS_I32, 4, NULL, NULL, 0),
                                             F(point3, y, KIVIS_I32, 4, NULL, NULL, 0),
                                             F(point3, z, KIVIS_I32, 4, NULL, NULL, 0)};
-static const kivis_struct_desc point3_desc = {"point", sizeof(point3), 3, point3_fields};
+static const kivis_struct_desc point3_desc = {"point", sizeof(point3), 3, point3_fields, NULL};
 static const kivis_field shape_key_fields[] = {F(shape_key, id, KIVIS_U64, 8, NULL, NULL, 0)};
 static const kivis_struct_desc shape_key_desc = {"shape_key", sizeof(shape_key), 1,
-                                                 shape_key_fields};
+                                                 shape_key_fields, NULL};
 static const kivis_field shape_fields[] = {
     F(shape, label, KIVIS_CHARS, 8, NULL, NULL, 0),
     F(shape, pos, KIVIS_STRUCT, sizeof(point), &point_desc, NULL, 0)};
-static const kivis_struct_desc shape_desc = {"shape", sizeof(shape), 2, shape_fields};
+static const kivis_struct_desc shape_desc = {"shape", sizeof(shape), 2, shape_fields, NULL};
 static const kivis_table_desc shapes_tables[] = {
     {"shape", &shape_desc, &shape_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL}};
 static const kivis_schema_desc shapes_schema = {"shapes", 1, shapes_tables, 0, NULL};

@@ -14,13 +14,13 @@ static const kivis_enum_desc toy_kind_desc = {"toy_kind", 2, toy_kind_names,
 
 static const kivis_field user_key_fields[] = {SCALAR(user_key, id, KIVIS_U64, 0)};
 static const kivis_struct_desc user_key_desc = {"user_key", sizeof(user_key), 1,
-                                                user_key_fields};
+                                                user_key_fields, NULL};
 static const kivis_field user_fields[] = {
     SCALAR(user, name, KIVIS_STRING, 0),
     SCALAR(user, email, KIVIS_STRING, 0),
     SCALAR(user, age, KIVIS_U32, 0),
 };
-static const kivis_struct_desc user_desc = {"user", sizeof(user), 3, user_fields};
+static const kivis_struct_desc user_desc = {"user", sizeof(user), 3, user_fields, NULL};
 static const kivis_index_desc user_indexes[] = {{"name", 0, 0}};
 
 static const kivis_field toy_key_fields[] = {
@@ -28,18 +28,18 @@ static const kivis_field toy_key_fields[] = {
     SCALAR(toy_key, color, KIVIS_U8, 0),
 };
 static const kivis_struct_desc toy_key_desc = {"toy_key", sizeof(toy_key), 2,
-                                               toy_key_fields};
+                                               toy_key_fields, NULL};
 static const kivis_field toy_fields[] = {
     FIELD(toy, kind, KIVIS_ENUM, 0, sizeof(enum toy_kind), NULL, &toy_kind_desc,
           KIVIS_FIELD_KEY),
     SCALAR(toy, color, KIVIS_U8, KIVIS_FIELD_KEY),
 };
-static const kivis_struct_desc toy_desc = {"toy", sizeof(toy), 2, toy_fields};
+static const kivis_struct_desc toy_desc = {"toy", sizeof(toy), 2, toy_fields, NULL};
 static const uint32_t toy_key_map[] = {0, 1};
 
 static const kivis_field pet_key_fields[] = {SCALAR(pet_key, id, KIVIS_U64, 0)};
 static const kivis_struct_desc pet_key_desc = {"pet_key", sizeof(pet_key), 1,
-                                               pet_key_fields};
+                                               pet_key_fields, NULL};
 static const kivis_field pet_fields[] = {
     FIELD(pet, name, KIVIS_CHARS, 0, sizeof(((pet *)0)->name), NULL, NULL, 0),
     FIELD(pet, owner, KIVIS_STRUCT, 0, sizeof(user_key), &user_key_desc, NULL, 0),
@@ -49,7 +49,7 @@ static const kivis_field pet_fields[] = {
 _Static_assert(offsetof(pet, has_chip) ==
                    offsetof(pet, favourite_toy) + sizeof(toy_key),
                "the engine finds pet.has_chip right after favourite_toy");
-static const kivis_struct_desc pet_desc = {"pet", sizeof(pet), 4, pet_fields};
+static const kivis_struct_desc pet_desc = {"pet", sizeof(pet), 4, pet_fields, NULL};
 static const kivis_index_desc pet_indexes[] = {
     {"favourite_toy", 2, 0},
     {"chip", 3, 0},
@@ -58,9 +58,9 @@ static const kivis_index_desc pet_indexes[] = {
 
 static const kivis_field blob_key_fields[] = {SCALAR(blob_key, hash, KIVIS_U64, 0)};
 static const kivis_struct_desc blob_key_desc = {"blob_key", sizeof(blob_key), 1,
-                                                blob_key_fields};
+                                                blob_key_fields, NULL};
 static const kivis_field blob_fields[] = {SCALAR(blob, data, KIVIS_BYTES, 0)};
-static const kivis_struct_desc blob_desc = {"blob", sizeof(blob), 1, blob_fields};
+static const kivis_struct_desc blob_desc = {"blob", sizeof(blob), 1, blob_fields, NULL};
 
 int blob_derive_key(const void *record, void *key_out)
 {

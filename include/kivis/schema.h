@@ -2,14 +2,20 @@
 /*
  * kivis/schema.h - the constant schema descriptor that drives the runtime.
  *
- * kivis-gen emits one kivis_schema_desc per schema file; until then tests
- * write them by hand.  Descriptors are read-only and must outlive every db
- * opened with them (static storage in practice).  Nothing here allocates.
+ * kivis-gen emits one kivis_schema_desc per schema file, and with each
+ * record a decoder of its values (kivis_struct_desc.decode); tests and
+ * tools also write descriptors by hand, or build them at run time, with
+ * no decoder: the runtime then walks the fields.  The structs only grow at
+ * their end, so a descriptor initialised positionally by an older header
+ * still reads as one without the newer members.  Descriptors are read-only
+ * and must outlive every db opened with them (static storage in practice).
+ * Nothing here allocates.
  */
 #ifndef KIVIS_SCHEMA_H
 #define KIVIS_SCHEMA_H
 
 #include "common.h"
+#include "decode.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -79,12 +85,22 @@ typedef struct kivis_field {
     uint32_t flags;                 /* KIVIS_FIELD_* */
 } kivis_field;
 
-/** A C struct: a record, a key struct or a nested plain struct. */
+/**
+ * A C struct: a record, a key struct or a nested plain struct.  `decode`
+ * comes last so that a descriptor written by hand, positionally, leaves it
+ * NULL.
+ */
 struct kivis_struct_desc {
     const char *name; /* "user", "user_key", "point" */
     size_t size;      /* sizeof the C struct */
     uint32_t nfields;
     const kivis_field *fields;
+    /* A record's value decoder specialised to these fields (kivis-gen
+     * emits one per record, out of kivis/decode.h's steps), which every
+     * decode of the table's values then calls instead of walking `fields`.
+     * It must read exactly what the walk reads and fail where it fails,
+     * with the same status.  NULL: the walk. */
+    kivis_decode_fn decode;
 };
 
 /** How a table's primary key is made. */

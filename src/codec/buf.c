@@ -77,7 +77,7 @@ int kivis__varint_put(kivis_buf *b, uint64_t v)
 
 /* Only the shortest encoding is accepted, so every value has exactly one
  * byte form (values are compared and hashed as bytes further up). */
-int kivis__varint_get_any(kivis_reader *r, uint64_t *v)
+int kivis_dec_varint_any(kivis_reader *r, uint64_t *v)
 {
     const uint8_t *p = r->p;
     uint64_t x = 0;

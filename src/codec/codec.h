@@ -47,11 +47,9 @@ int kivis__buf_reserve(kivis_buf *b, size_t extra);
 int kivis__buf_append(kivis_buf *b, const void *p, size_t n);
 int kivis__buf_byte(kivis_buf *b, uint8_t byte);
 
-/* A bounds-checked read position over borrowed bytes. */
-typedef struct kivis_reader {
-    const uint8_t *p;
-    const uint8_t *end;
-} kivis_reader;
+/* kivis_reader, a bounds-checked read position over borrowed bytes, and
+ * the steps of a value decode are kivis/decode.h's: generated decoders
+ * share them. */
 
 static inline kivis_reader kivis__reader(kivis_slice s)
 {
@@ -118,7 +116,7 @@ int kivis__key_skip_struct(kivis_reader *r, const kivis_struct_desc *sd);
  * trailing fields as zero, and so optional ones as absent (fields appended
  * to a schema); more fields than
  * the descriptor is KIVIS_ECORRUPT. */
-#define KIVIS_VALUE_FORMAT 0x01
+/* KIVIS_VALUE_FORMAT is kivis/decode.h's. */
 int kivis__value_encode(kivis_buf *b, const kivis_struct_desc *sd,
                         uint32_t schema_version, const void *rec);
 
@@ -151,16 +149,9 @@ int kivis__value_decode(kivis_slice in, const kivis_struct_desc *sd,
 
 /* Unsigned LEB128 varints, for values and metadata. */
 int kivis__varint_put(kivis_buf *b, uint64_t v);
-int kivis__varint_get_any(kivis_reader *r, uint64_t *v);
-
-/* Most varints in a value are one byte: those skip the call. */
 static inline int kivis__varint_get(kivis_reader *r, uint64_t *v)
 {
-    if (r->p != r->end && *r->p < 0x80) {
-        *v = *r->p++;
-        return KIVIS_OK;
-    }
-    return kivis__varint_get_any(r, v);
+    return kivis_dec_varint(r, v);
 }
 
 /* ---- optional fields (KIVIS_FIELD_OPTIONAL, see kivis/schema.h) -------

@@ -42,11 +42,7 @@ static inline size_t kivis__reader_left(const kivis_reader *r)
 /* Borrow the next n bytes of r, or KIVIS_ECORRUPT when fewer are left. */
 static inline int kivis__take(kivis_reader *r, size_t n, const uint8_t **p)
 {
-    if (kivis__reader_left(r) < n)
-        return KIVIS_ECORRUPT;
-    *p = r->p;
-    r->p += n;
-    return KIVIS_OK;
+    return kivis_dec_take(r, n, p);
 }
 
 static inline uint32_t kivis__field_elems(const kivis_field *f)

@@ -90,3 +90,8 @@ int kivis__utf8_check_text(const uint8_t *p, size_t n)
 {
     return utf8_scan(p, n, false);
 }
+
+int kivis_dec_text(const uint8_t *p, size_t n)
+{
+    return utf8_scan(p, n, false) ? KIVIS_ECORRUPT : KIVIS_OK;
+}

@@ -8,11 +8,6 @@ static uint64_t zigzag(int64_t v)
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 
-static int64_t unzigzag(uint64_t u)
-{
-    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-}
-
 /* ---- encoding ------------------------------------------------------------ */
 
 static int value_put_fields(kivis_buf *b, const kivis_struct_desc *sd,
@@ -168,41 +163,18 @@ void kivis__value_path_format(const kivis_value_path *where, char *out,
     }
 }
 
-/* ---- decoding into zeroed storage ---------------------------------------- */
+/* ---- decoding into zeroed storage ----------------------------------------
+ * The steps are kivis/decode.h's, shared with the decoders kivis-gen emits;
+ * the walk below strings them together by the descriptor. */
 
 static int value_get_fields(kivis_reader *r, const kivis_struct_desc *sd,
                             uint32_t nfields, void *obj,
                             const kivis_allocator *a);
 
-static int get_le(kivis_reader *r, unsigned w, uint64_t *v)
-{
-    const uint8_t *p;
-    if (kivis__take(r, w, &p))
-        return KIVIS_ECORRUPT;
-    uint64_t x = 0;
-    for (unsigned i = w; i-- > 0;)
-        x = x << 8 | p[i];
-    *v = x;
-    return KIVIS_OK;
-}
-
-/* The next length-prefixed run, bounds-checked before anything is
- * allocated for it. */
-static int get_run(kivis_reader *r, const uint8_t **p, size_t *n)
-{
-    uint64_t len;
-    if (kivis__varint_get(r, &len) || len > kivis__reader_left(r))
-        return KIVIS_ECORRUPT;
-    *n = (size_t)len;
-    *p = r->p;
-    r->p += len;
-    return KIVIS_OK;
-}
-
 static int get_uint(kivis_reader *r, unsigned w, uint8_t *p)
 {
     uint64_t u;
-    if (kivis__varint_get(r, &u) || !kivis__uint_fits(u, w))
+    if (kivis_dec_uint(r, w >= 8 ? UINT64_MAX : (UINT64_C(1) << (8 * w)) - 1, &u))
         return KIVIS_ECORRUPT;
     kivis__store_uint(p, w, u);
     return KIVIS_OK;
@@ -210,69 +182,22 @@ static int get_uint(kivis_reader *r, unsigned w, uint8_t *p)
 
 static int get_int(kivis_reader *r, unsigned w, uint8_t *p)
 {
-    uint64_t u;
-    if (kivis__varint_get(r, &u) || !kivis__int_fits(unzigzag(u), w))
+    int64_t lim = w >= 8 ? INT64_MAX : (INT64_C(1) << (8 * w - 1)) - 1;
+    int64_t v;
+    if (kivis_dec_int(r, -lim - 1, lim, &v))
         return KIVIS_ECORRUPT;
-    kivis__store_int(p, w, unzigzag(u));
+    kivis__store_int(p, w, v);
     return KIVIS_OK;
 }
 
 static int get_enum(kivis_reader *r, const kivis_field *f, uint8_t *p)
 {
-    uint64_t u;
+    int64_t v;
     if (f->size != 1 && f->size != 2 && f->size != 4)
         return KIVIS_EINVAL;
-    if (kivis__varint_get(r, &u) || !kivis__enum_valid(f, unzigzag(u)))
+    if (kivis_dec_int(r, INT64_MIN, INT64_MAX, &v) || !kivis__enum_valid(f, v))
         return KIVIS_ECORRUPT;
-    kivis__store_int(p, (unsigned)f->size, unzigzag(u));
-    return KIVIS_OK;
-}
-
-static int get_string(kivis_reader *r, uint8_t *p, const kivis_allocator *a)
-{
-    const uint8_t *s;
-    size_t n;
-    if (get_run(r, &s, &n) || !kivis__text_decodable(s, n))
-        return KIVIS_ECORRUPT;
-    char *d = a->malloc(a->ctx, n + 1);
-    if (!d)
-        return KIVIS_ENOMEM;
-    if (n)
-        memcpy(d, s, n);
-    d[n] = '\0';
-    memcpy(p, &d, sizeof d);
-    return KIVIS_OK;
-}
-
-static int get_chars(kivis_reader *r, const kivis_field *f, uint8_t *p)
-{
-    const uint8_t *s;
-    size_t n;
-    if (get_run(r, &s, &n) || n >= f->size || !kivis__text_decodable(s, n))
-        return KIVIS_ECORRUPT;
-    if (n)
-        memcpy(p, s, n);
-    p[n] = '\0';
-    return KIVIS_OK;
-}
-
-/* A present optional blob keeps a pointer even when empty: NULL would
- * read as absent. */
-static int get_bytes(kivis_reader *r, const kivis_field *f, uint8_t *p,
-                     const kivis_allocator *a)
-{
-    kivis_bytes v = {NULL, 0};
-    const uint8_t *s;
-    if (get_run(r, &s, &v.len))
-        return KIVIS_ECORRUPT;
-    if (v.len || kivis__absent_by_null(f)) {
-        v.data = a->malloc(a->ctx, v.len ? v.len : 1);
-        if (!v.data)
-            return KIVIS_ENOMEM;
-        if (v.len)
-            memcpy(v.data, s, v.len);
-    }
-    memcpy(p, &v, sizeof v);
+    kivis__store_int(p, (unsigned)f->size, v);
     return KIVIS_OK;
 }
 
@@ -282,34 +207,35 @@ static int get_elem(kivis_reader *r, const kivis_field *f, uint8_t *p,
     unsigned w = kivis__kind_width(f->kind);
     const uint8_t *c;
     uint64_t u;
+    bool b;
     switch (f->kind) {
     case KIVIS_U8: case KIVIS_I8:
-        if (kivis__take(r, 1, &c))
+        if (kivis_dec_take(r, 1, &c))
             return KIVIS_ECORRUPT;
         *p = *c;
         return KIVIS_OK;
     case KIVIS_BOOL:
-        if (kivis__take(r, 1, &c) || *c > 1)
+        if (kivis_dec_bool(r, &b))
             return KIVIS_ECORRUPT;
-        *p = *c;
+        *p = b;
         return KIVIS_OK;
     case KIVIS_U16: case KIVIS_U32: case KIVIS_U64:
         return get_uint(r, w, p);
     case KIVIS_I16: case KIVIS_I32: case KIVIS_I64:
         return get_int(r, w, p);
     case KIVIS_F32: case KIVIS_F64:
-        if (get_le(r, w, &u))
+        if (kivis_dec_le(r, w, &u))
             return KIVIS_ECORRUPT;
         kivis__store_uint(p, w, u);
         return KIVIS_OK;
     case KIVIS_ENUM:
         return get_enum(r, f, p);
     case KIVIS_STRING:
-        return get_string(r, p, a);
+        return kivis_dec_string(r, p, a);
     case KIVIS_CHARS:
-        return get_chars(r, f, p);
+        return kivis_dec_chars(r, p, f->size);
     case KIVIS_BYTES:
-        return get_bytes(r, f, p, a);
+        return kivis_dec_bytes(r, p, kivis__absent_by_null(f), a);
     case KIVIS_STRUCT:
         return f->type ? value_get_fields(r, f->type, f->type->nfields, p, a)
                        : KIVIS_EINVAL;
@@ -323,13 +249,11 @@ static int get_elem(kivis_reader *r, const kivis_field *f, uint8_t *p,
 static int get_tag(kivis_reader *r, const kivis_struct_desc *sd, uint32_t i,
                    void *obj, bool *present)
 {
-    const uint8_t *t;
     *present = true;
     if (!(sd->fields[i].flags & KIVIS_FIELD_OPTIONAL))
         return KIVIS_OK;
-    if (kivis__take(r, 1, &t) || *t > KIVIS_TAG_PRESENT)
+    if (kivis_dec_tag(r, present))
         return KIVIS_ECORRUPT;
-    *present = *t == KIVIS_TAG_PRESENT;
     if (*present && kivis__has_presence_flag(&sd->fields[i]))
         *((uint8_t *)obj + kivis__presence_offset(sd, i)) = 1;
     return KIVIS_OK;
@@ -357,22 +281,10 @@ static int value_get_fields(kivis_reader *r, const kivis_struct_desc *sd,
     return KIVIS_OK;
 }
 
-static int get_header(kivis_reader *r, const kivis_struct_desc *sd,
-                      uint32_t *version, uint32_t *nfields)
-{
-    const uint8_t *fmt;
-    uint64_t v, n;
-    if (kivis__take(r, 1, &fmt) || *fmt != KIVIS_VALUE_FORMAT ||
-        kivis__varint_get(r, &v) || v > UINT32_MAX ||
-        kivis__varint_get(r, &n) || n > sd->nfields)
-        return KIVIS_ECORRUPT;
-    *version = (uint32_t)v;
-    *nfields = (uint32_t)n;
-    return KIVIS_OK;
-}
-
 /* Fields past the stored count keep the zero they were given: that is how
- * a value written before fields were appended to the schema reads. */
+ * a value written before fields were appended to the schema reads.  A
+ * record with a generated decoder (sd->decode) is read by it, the header
+ * and the check that nothing follows staying here. */
 int kivis__value_decode(kivis_slice in, const kivis_struct_desc *sd,
                         void *rec, const kivis_allocator *alloc,
                         uint32_t *schema_version)
@@ -385,9 +297,10 @@ int kivis__value_decode(kivis_slice in, const kivis_struct_desc *sd,
     if (in.len == 0)
         return KIVIS_ECORRUPT; /* also keeps NULL data out of the reader */
     kivis_reader r = kivis__reader(in);
-    int rc = get_header(&r, sd, &version, &nfields);
+    int rc = kivis_dec_header(&r, sd->nfields, &version, &nfields);
     if (!rc)
-        rc = value_get_fields(&r, sd, nfields, rec, a);
+        rc = sd->decode ? sd->decode(&r, rec, nfields, a)
+                        : value_get_fields(&r, sd, nfields, rec, a);
     if (!rc && r.p != r.end)
         rc = KIVIS_ECORRUPT;
     if (rc) {

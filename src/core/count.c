@@ -81,7 +81,7 @@ static void distinct_init(kivis_distinct *d, kivis_db *db, const kivis_query *q,
     d->field = td->record->fields[td->indexes[q->index].field];
     d->field.offset = 0;
     size_t size = d->field.size * (d->field.count ? d->field.count : 1);
-    d->one = (kivis_struct_desc){td->indexes[q->index].name, size, 1, &d->field};
+    d->one = (kivis_struct_desc){td->indexes[q->index].name, size, 1, &d->field, NULL};
     kivis__buf_init(&d->group, &d->alloc);
     kivis__buf_init(&d->current, &d->alloc);
 }

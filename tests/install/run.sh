@@ -36,7 +36,7 @@ prefix=$work/prefix
 
 step "install $build into $prefix (backends: ${backends[*]:-none})"
 "$cmake" --install "$build" --prefix "$prefix"
-for f in include/kivis.h include/kivis/common.h include/kivis/schema.h \
+for f in include/kivis.h include/kivis/common.h include/kivis/schema.h include/kivis/decode.h \
          include/kivis/storage.h include/kivis/memory.h bin/kivis-gen \
          lib/cmake/kivis/kivisConfig.cmake \
          lib/cmake/kivis/kivisConfigVersion.cmake lib/cmake/kivis/kivisTargets.cmake \

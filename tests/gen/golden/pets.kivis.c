@@ -2,6 +2,160 @@
 #include "pets.kivis.h"
 
 #include <stddef.h>
+#include <string.h>
+
+static inline int toy_kind_declared_(int64_t v)
+{
+    return v == TOY_BALL || v == TOY_MOUSE;
+}
+
+static inline int user_key_dec_(kivis_reader *r, user_key *o,
+    const kivis_allocator *a)
+{
+    (void)r, (void)o, (void)a;
+    {
+        uint64_t u;
+        if (kivis_dec_uint(r, UINT64_MAX, &u))
+            return KIVIS_ECORRUPT;
+        o->id = (uint64_t)u;
+    }
+    return KIVIS_OK;
+}
+
+static inline int toy_key_dec_(kivis_reader *r, toy_key *o,
+    const kivis_allocator *a)
+{
+    (void)r, (void)o, (void)a;
+    {
+        int64_t v;
+        if (kivis_dec_int(r, INT64_MIN, INT64_MAX, &v) ||
+            !toy_kind_declared_(v))
+            return KIVIS_ECORRUPT;
+        o->kind = (toy_kind)v;
+    }
+    {
+        const uint8_t *c;
+        if (kivis_dec_take(r, 1, &c))
+            return KIVIS_ECORRUPT;
+        memcpy(&o->color, c, 1);
+    }
+    return KIVIS_OK;
+}
+
+static int user_decode_(kivis_reader *r, void *rec, uint32_t nfields,
+    const kivis_allocator *a)
+{
+    user *o = rec;
+    (void)r, (void)o, (void)nfields, (void)a;
+    if (nfields == 0)
+        return KIVIS_OK;
+    {
+        int rc = kivis_dec_string(r, &o->name, a);
+        if (rc)
+            return rc;
+    }
+    if (nfields == 1)
+        return KIVIS_OK;
+    {
+        int rc = kivis_dec_string(r, &o->email, a);
+        if (rc)
+            return rc;
+    }
+    if (nfields == 2)
+        return KIVIS_OK;
+    {
+        uint64_t u;
+        if (kivis_dec_uint(r, UINT32_MAX, &u))
+            return KIVIS_ECORRUPT;
+        o->age = (uint32_t)u;
+    }
+    return KIVIS_OK;
+}
+
+static int toy_decode_(kivis_reader *r, void *rec, uint32_t nfields,
+    const kivis_allocator *a)
+{
+    toy *o = rec;
+    (void)r, (void)o, (void)nfields, (void)a;
+    if (nfields == 0)
+        return KIVIS_OK;
+    {
+        int64_t v;
+        if (kivis_dec_int(r, INT64_MIN, INT64_MAX, &v) ||
+            !toy_kind_declared_(v))
+            return KIVIS_ECORRUPT;
+        o->kind = (toy_kind)v;
+    }
+    if (nfields == 1)
+        return KIVIS_OK;
+    {
+        const uint8_t *c;
+        if (kivis_dec_take(r, 1, &c))
+            return KIVIS_ECORRUPT;
+        memcpy(&o->color, c, 1);
+    }
+    return KIVIS_OK;
+}
+
+static int pet_decode_(kivis_reader *r, void *rec, uint32_t nfields,
+    const kivis_allocator *a)
+{
+    pet *o = rec;
+    (void)r, (void)o, (void)nfields, (void)a;
+    if (nfields == 0)
+        return KIVIS_OK;
+    {
+        int rc = kivis_dec_chars(r, o->name, 32);
+        if (rc)
+            return rc;
+    }
+    if (nfields == 1)
+        return KIVIS_OK;
+    {
+        int rc = user_key_dec_(r, &o->owner, a);
+        if (rc)
+            return rc;
+    }
+    if (nfields == 2)
+        return KIVIS_OK;
+    {
+        int rc = toy_key_dec_(r, &o->favourite_toy, a);
+        if (rc)
+            return rc;
+    }
+    if (nfields == 3)
+        return KIVIS_OK;
+    {
+        bool present;
+        if (kivis_dec_tag(r, &present))
+            return KIVIS_ECORRUPT;
+        if (present) {
+            o->has_chip = true;
+            {
+                uint64_t u;
+                if (kivis_dec_uint(r, UINT64_MAX, &u))
+                    return KIVIS_ECORRUPT;
+                o->chip = (uint64_t)u;
+            }
+        }
+    }
+    return KIVIS_OK;
+}
+
+static int blob_decode_(kivis_reader *r, void *rec, uint32_t nfields,
+    const kivis_allocator *a)
+{
+    blob *o = rec;
+    (void)r, (void)o, (void)nfields, (void)a;
+    if (nfields == 0)
+        return KIVIS_OK;
+    {
+        int rc = kivis_dec_bytes(r, &o->data, false, a);
+        if (rc)
+            return rc;
+    }
+    return KIVIS_OK;
+}
 
 static const char *const toy_kind_names_[] = {"TOY_BALL", "TOY_MOUSE"};
 static const int32_t toy_kind_values_[] = {TOY_BALL, TOY_MOUSE};
@@ -10,30 +164,30 @@ static const kivis_enum_desc toy_kind_desc_ = {"toy_kind", 2, toy_kind_names_, t
 static const kivis_field user_key_fields_[] = {
     {"id", KIVIS_U64, 0, offsetof(user_key, id), sizeof(uint64_t), NULL, NULL, 0},
 };
-static const kivis_struct_desc user_key_desc_ = {"user_key", sizeof(user_key), 1, user_key_fields_};
+static const kivis_struct_desc user_key_desc_ = {"user_key", sizeof(user_key), 1, user_key_fields_, NULL};
 
 static const kivis_field toy_key_fields_[] = {
     {"kind", KIVIS_ENUM, 0, offsetof(toy_key, kind), sizeof(toy_kind), NULL, &toy_kind_desc_, 0},
     {"color", KIVIS_U8, 0, offsetof(toy_key, color), sizeof(uint8_t), NULL, NULL, 0},
 };
-static const kivis_struct_desc toy_key_desc_ = {"toy_key", sizeof(toy_key), 2, toy_key_fields_};
+static const kivis_struct_desc toy_key_desc_ = {"toy_key", sizeof(toy_key), 2, toy_key_fields_, NULL};
 
 static const kivis_field pet_key_fields_[] = {
     {"id", KIVIS_U64, 0, offsetof(pet_key, id), sizeof(uint64_t), NULL, NULL, 0},
 };
-static const kivis_struct_desc pet_key_desc_ = {"pet_key", sizeof(pet_key), 1, pet_key_fields_};
+static const kivis_struct_desc pet_key_desc_ = {"pet_key", sizeof(pet_key), 1, pet_key_fields_, NULL};
 
 static const kivis_field blob_key_fields_[] = {
     {"hash", KIVIS_U64, 0, offsetof(blob_key, hash), sizeof(uint64_t), NULL, NULL, 0},
 };
-static const kivis_struct_desc blob_key_desc_ = {"blob_key", sizeof(blob_key), 1, blob_key_fields_};
+static const kivis_struct_desc blob_key_desc_ = {"blob_key", sizeof(blob_key), 1, blob_key_fields_, NULL};
 
 static const kivis_field user_fields_[] = {
     {"name", KIVIS_STRING, 0, offsetof(user, name), sizeof(const char *), NULL, NULL, 0},
     {"email", KIVIS_STRING, 0, offsetof(user, email), sizeof(const char *), NULL, NULL, 0},
     {"age", KIVIS_U32, 0, offsetof(user, age), sizeof(uint32_t), NULL, NULL, 0},
 };
-static const kivis_struct_desc user_desc_ = {"user", sizeof(user), 3, user_fields_};
+static const kivis_struct_desc user_desc_ = {"user", sizeof(user), 3, user_fields_, user_decode_};
 
 static const kivis_index_desc user_indexes_[] = {
     {"name", 0, 0},
@@ -43,7 +197,7 @@ static const kivis_field toy_fields_[] = {
     {"kind", KIVIS_ENUM, 0, offsetof(toy, kind), sizeof(toy_kind), NULL, &toy_kind_desc_, KIVIS_FIELD_KEY},
     {"color", KIVIS_U8, 0, offsetof(toy, color), sizeof(uint8_t), NULL, NULL, KIVIS_FIELD_KEY},
 };
-static const kivis_struct_desc toy_desc_ = {"toy", sizeof(toy), 2, toy_fields_};
+static const kivis_struct_desc toy_desc_ = {"toy", sizeof(toy), 2, toy_fields_, toy_decode_};
 
 static const uint32_t toy_key_map_[] = {0, 1};
 
@@ -55,7 +209,7 @@ static const kivis_field pet_fields_[] = {
 };
 _Static_assert(offsetof(pet, has_chip) == offsetof(pet, favourite_toy) + sizeof(((pet *)0)->favourite_toy),
     "pet.has_chip must follow the member before it");
-static const kivis_struct_desc pet_desc_ = {"pet", sizeof(pet), 4, pet_fields_};
+static const kivis_struct_desc pet_desc_ = {"pet", sizeof(pet), 4, pet_fields_, pet_decode_};
 
 static const kivis_index_desc pet_indexes_[] = {
     {"favourite_toy", 2, 0},
@@ -66,7 +220,7 @@ static const kivis_index_desc pet_indexes_[] = {
 static const kivis_field blob_fields_[] = {
     {"data", KIVIS_BYTES, 0, offsetof(blob, data), sizeof(kivis_bytes), NULL, NULL, 0},
 };
-static const kivis_struct_desc blob_desc_ = {"blob", sizeof(blob), 1, blob_fields_};
+static const kivis_struct_desc blob_desc_ = {"blob", sizeof(blob), 1, blob_fields_, blob_decode_};
 
 /* Adapts the user's typed blob_derive_key to the runtime. */
 static int blob_derive_(const void *r, void *k)
