@@ -8,9 +8,11 @@
  *   test_count BACKEND    one of memory, lmdb, sqlite, rocksdb, layered,
  *                         postgres
  */
+#define KT_WITH_ETCD /* the programs that run on etcd too */
 #include "backends.h"
 
 #include <kivis.h>
+#include <kivis/etcd.h>
 #include <kivis/layered.h>
 #include <kivis/lmdb.h>
 #include <kivis/memory.h>

@@ -8,12 +8,14 @@
  * optional is refused at open.  The encoded sizes of an absent and a
  * present field are checked against docs/encoding.md.
  */
+#define KT_WITH_ETCD /* the programs that run on etcd too */
 #include "backends.h"
 #include "codec/codec.h"
 
 #include "opt.kivis.h"
 
 #include <kivis.h>
+#include <kivis/etcd.h>
 #include <kivis/inspect.h>
 #include <kivis/layered.h>
 #include <kivis/lmdb.h>

@@ -9,7 +9,7 @@
  * RocksDB, PostgreSQL and an etcd cluster, the last two on servers the
  * program starts (argv[1] picks one backend).
  */
-#include "etcdcluster.h"
+#define KT_WITH_ETCD
 #include "openers.h"
 #include "refs.kivis.h"
 #include "testutil.h"
@@ -34,18 +34,6 @@
 #include <string.h>
 
 /* ---- backends and fixture ------------------------------------------- */
-
-#define ETCD_PREFIX "refs/"
-
-/* The cluster's keys under ETCD_PREFIX, emptied at every open. */
-static int open_etcd(const char *dir, kivis_storage **st)
-{
-    (void)dir;
-    const char *endpoints = kt_etcd_start();
-    kt_etcd_wipe(ETCD_PREFIX);
-    kivis_etcd_options o = {.prefix = ETCD_PREFIX};
-    return kivis_etcd_open(endpoints, &o, st);
-}
 
 static kt_open_fn backend_open;
 
@@ -477,7 +465,7 @@ int main(int argc, char **argv)
     } backends[] = {
         {"memory", kt_open_memory},     {"lmdb", kt_open_lmdb},
         {"sqlite", kt_open_sqlite},     {"rocksdb", kt_open_rocksdb},
-        {"postgres", kt_open_postgres}, {"etcd", open_etcd},
+        {"postgres", kt_open_postgres}, {"etcd", kt_open_etcd},
     };
     const struct CMUnitTest tests[] = {
         REFS_TEST(test_put_missing_target),

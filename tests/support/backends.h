@@ -73,6 +73,9 @@ static inline int kt_main(int argc, char **argv, const struct CMUnitTest *tests,
         {"memory", kt_open_memory},   {"lmdb", kt_open_lmdb},
         {"sqlite", kt_open_sqlite},   {"rocksdb", kt_open_rocksdb},
         {"layered", kt_open_layered}, {"postgres", kt_open_postgres},
+#ifdef KT_WITH_ETCD
+        {"etcd", kt_open_etcd},
+#endif
     };
     int failed = 0, ran = 0;
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)

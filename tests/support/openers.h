@@ -2,7 +2,8 @@
  * tests/support/openers.h - a fresh store of each backend the record
  * engine's tests run on: memory, LMDB, SQLite, RocksDB (in the directory
  * given), a memory tier over LMDB (layered) and PostgreSQL (a table on the
- * program's private server, pgserver.h).  Apart from backends.h so that a
+ * program's private server, pgserver.h), and with KT_WITH_ETCD defined
+ * before the include, an etcd cluster.  Apart from backends.h so that a
  * program on a schema other than pets can use them.
  *
  * Header-only: the test program that includes it must include
@@ -78,5 +79,23 @@ static inline int kt_open_layered(const char *dir, kivis_storage **st)
     }
     return rc;
 }
+
+#ifdef KT_WITH_ETCD
+#include "etcdcluster.h"
+
+#include <kivis/etcd.h>
+
+/* The keys under a prefix of their own on the program's private etcd
+ * cluster (etcdcluster.h), wiped at every open.  A program that defines
+ * KT_WITH_ETCD must include <kivis/etcd.h> itself (see above). */
+static inline int kt_open_etcd(const char *dir, kivis_storage **st)
+{
+    (void)dir;
+    const char *endpoints = kt_etcd_start();
+    kt_etcd_wipe("kt/");
+    kivis_etcd_options o = {.prefix = "kt/"};
+    return kivis_etcd_open(endpoints, &o, st);
+}
+#endif
 
 #endif
