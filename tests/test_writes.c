@@ -1,5 +1,6 @@
 /*
- * The writes, on the memory backend, LMDB and SQLite:
+ * The writes, on every backend (memory, LMDB, SQLite, RocksDB, PostgreSQL
+ * and an etcd cluster, the servers started by the program):
  * - kivis_add never replaces, kivis_put replaces or creates, kivis_update
  *   never creates, alike for auto, field and derived keys;
  * - auto-increment ids are never issued twice: not after the highest
@@ -9,14 +10,20 @@
  * - a transaction writes its counter once, at its commit, not at each put,
  *   and a failure of that write fails the commit with nothing applied.
  */
-#include "testutil.h"
+#define KT_WITH_ETCD
+#include "openers.h"
 #include "pets_schema.h"
+#include "testutil.h"
 
 #include <kivis.h>
+#include <kivis/etcd.h>
 #include <kivis/faulty.h>
 #include <kivis/inspect.h>
+#include <kivis/layered.h>
 #include <kivis/lmdb.h>
 #include <kivis/memory.h>
+#include <kivis/postgres.h>
+#include <kivis/rocksdb.h>
 #include <kivis/sqlite.h>
 
 #include <stdio.h>
@@ -143,6 +150,26 @@ static void test_sqlite_never_reuses_ids(void **state)
     removed_ids_stay_used(open_sqlite, true);
 }
 
+static void test_rocksdb_never_reuses_ids(void **state)
+{
+    (void)state;
+    removed_ids_stay_used(kt_open_rocksdb, true);
+}
+
+/* The server openers empty their store at every open: the handle is
+ * reopened, the storage kept. */
+static void test_postgres_never_reuses_ids(void **state)
+{
+    (void)state;
+    removed_ids_stay_used(kt_open_postgres, false);
+}
+
+static void test_etcd_never_reuses_ids(void **state)
+{
+    (void)state;
+    removed_ids_stay_used(kt_open_etcd, false);
+}
+
 /* ---- add, put, update ---------------------------------------------------- */
 
 static void assert_errmsg_has(kivis_db *db, const char *part)
@@ -258,6 +285,24 @@ static void test_sqlite_write_meanings(void **state)
 {
     (void)state;
     write_meanings(open_sqlite);
+}
+
+static void test_rocksdb_write_meanings(void **state)
+{
+    (void)state;
+    write_meanings(kt_open_rocksdb);
+}
+
+static void test_postgres_write_meanings(void **state)
+{
+    (void)state;
+    write_meanings(kt_open_postgres);
+}
+
+static void test_etcd_write_meanings(void **state)
+{
+    (void)state;
+    write_meanings(kt_open_etcd);
 }
 
 /* ---- the counter, once a transaction ------------------------------------ */
@@ -425,9 +470,15 @@ int main(void)
         cmocka_unit_test(test_memory_write_meanings),
         cmocka_unit_test(test_lmdb_write_meanings),
         cmocka_unit_test(test_sqlite_write_meanings),
+        cmocka_unit_test(test_rocksdb_write_meanings),
+        cmocka_unit_test(test_postgres_write_meanings),
+        cmocka_unit_test(test_etcd_write_meanings),
         cmocka_unit_test(test_memory_never_reuses_ids),
         cmocka_unit_test(test_lmdb_never_reuses_ids),
         cmocka_unit_test(test_sqlite_never_reuses_ids),
+        cmocka_unit_test(test_rocksdb_never_reuses_ids),
+        cmocka_unit_test(test_postgres_never_reuses_ids),
+        cmocka_unit_test(test_etcd_never_reuses_ids),
         cmocka_unit_test(test_counter_written_once_a_txn),
         cmocka_unit_test(test_counter_write_fails_the_commit),
         cmocka_unit_test(test_old_lmdb_store_continues),
