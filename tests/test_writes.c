@@ -73,16 +73,6 @@ static void remove_user(kivis_db *db, uint64_t id)
     assert_int_equal(kivis_remove(db, PETS_USER, &k), KIVIS_OK);
 }
 
-/* The store must pass kivis_check: the counters in table 0 are metadata. */
-static void check_clean(kivis_db *db)
-{
-    kivis_check_stats st;
-    memset(&st, 0, sizeof st);
-    assert_int_equal(kivis_check(db, NULL, NULL, &st), KIVIS_OK);
-    assert_int_equal(st.problems, 0);
-    kivis_stats_free(db, &st);
-}
-
 /* ---- a new store -------------------------------------------------------- */
 
 static void removed_ids_stay_used(open_fn open, bool reopen_storage)
@@ -126,7 +116,7 @@ static void removed_ids_stay_used(open_fn open, bool reopen_storage)
     kivis_abort(db);
     assert_int_equal(put_user(db, "gus"), 12);
 
-    check_clean(db);
+    kt_check_clean(db);
     kivis_close(db);
     kivis_storage_close(st);
     kt_rmdir(dir);
@@ -263,7 +253,7 @@ static void write_meanings(open_fn open)
     field_key_writes(db);
     derived_key_writes(db);
     refusals_keep_the_transaction(st, db);
-    check_clean(db);
+    kt_check_clean(db);
     kivis_close(db);
     kivis_storage_close(st);
     kt_rmdir(dir);
@@ -345,7 +335,7 @@ static void test_counter_written_once_a_txn(void **state)
     assert_int_equal(kivis_commit(db), KIVIS_OK);
     assert_int_equal(kivis_faulty_count(st, KIVIS_FAULT_WRITE) - before, 5 * 2 + 2);
     assert_int_equal(put_user(db, "fay"), 105);
-    check_clean(db);
+    kt_check_clean(db);
     kivis_close(db);
     kivis_storage_close(st);
 }
@@ -374,7 +364,7 @@ static void test_counter_write_fails_the_commit(void **state)
     user_key out;
     assert_int_equal(kivis_put(db, PETS_USER, &v, &out), KIVIS_EIO);
     assert_int_equal(put_user(db, "dan"), 3);
-    check_clean(db);
+    kt_check_clean(db);
     kivis_close(db);
     kivis_storage_close(st);
 }
@@ -427,7 +417,7 @@ static void old_store_continues(open_fn open, const char *file, const char *as)
     kivis_storage *st;
     assert_int_equal(open(dir, &st), KIVIS_OK);
     kivis_db *db = open_db(st);
-    check_clean(db);
+    kt_check_clean(db);
     user u;
     for (uint64_t id = 1; id <= 5; id++) {
         user_key k = {id};
@@ -446,7 +436,7 @@ static void old_store_continues(open_fn open, const char *file, const char *as)
     db = open_db(st);
     assert_int_equal(put_user(db, "newest"), 7);
     old_store_has_the_cascade(db);
-    check_clean(db);
+    kt_check_clean(db);
     kivis_close(db);
     kivis_storage_close(st);
     kt_rmdir(dir);

@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include <kivis/inspect.h>
+
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -222,4 +224,13 @@ uint64_t kt_rand(uint64_t *s)
     x ^= x >> 27;
     *s = x;
     return x * 0x2545F4914F6CDD1Dull;
+}
+
+void kt_check_clean(kivis_db *db)
+{
+    kivis_check_stats stats;
+    memset(&stats, 0, sizeof stats);
+    assert_int_equal(kivis_check(db, NULL, NULL, &stats), KIVIS_OK);
+    assert_int_equal(stats.problems, 0);
+    kivis_stats_free(db, &stats);
 }

@@ -5,6 +5,7 @@
 #ifndef KIVIS_TESTUTIL_H
 #define KIVIS_TESTUTIL_H
 
+#include <kivis.h>
 #include <kivis/common.h>
 #include <kivis/storage.h>
 
@@ -33,6 +34,10 @@ void kt_alloc_fail_at(kt_alloc *a, unsigned long n);
  * lines in key order), read in one read-only transaction.  Caller frees
  * with free().  Fails the test on any storage error. */
 char *kt_dump(kivis_storage *st);
+
+/* kivis_check finds no problem in db (every index entry where it belongs,
+ * no dangling reference with an action); fails the test otherwise. */
+void kt_check_clean(kivis_db *db);
 
 /* Number of entries in the store. */
 size_t kt_count(kivis_storage *st);
