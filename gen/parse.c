@@ -487,21 +487,29 @@ static int parse_action(parser *p, attrs *a)
 
 /* "(" NAME { "," NAME } ")": the names of [[was(...)]], [[dropped(...)]];
  * was takes one. */
+/* Append `name` (taken; NULL: take_name ran out of memory) to the n names
+ * of *v, which grow by one: these lists hold a name or two. */
+static int push_name(parser *p, char ***v, size_t *n, char *name)
+{
+    char **grown = name ? realloc(*v, (*n + 1) * sizeof **v) : NULL;
+    if (!grown) {
+        free(name);
+        kg_oom(p->d);
+        return -1;
+    }
+    *v = grown;
+    (*v)[(*n)++] = name;
+    return 0;
+}
+
 static int parse_names(parser *p, name_vec *v, int id)
 {
     next(p); /* ( */
     do {
         if (!is(p, KG_TOK_IDENT))
             return fail(p, "a name", id == A_WAS ? "in was(...)" : "in dropped(...)");
-        char *name = take_name(p);
-        char **grown = name ? realloc(v->v, (v->n + 1) * sizeof *v->v) : NULL;
-        if (!grown) {
-            free(name);
-            kg_oom(p->d);
+        if (push_name(p, &v->v, &v->n, take_name(p)) < 0)
             return -1;
-        }
-        v->v = grown;
-        v->v[v->n++] = name;
     } while (id == A_DROPPED && accept(p, KG_TOK_COMMA));
     return expect(p, KG_TOK_RPAREN, id == A_WAS ? "to close was(" : "to close dropped(");
 }
@@ -688,15 +696,8 @@ static int add_record(parser *p, char *name, kg_loc loc, field_vec *v,
 /* `[[dropped]] struct NAME;`: a stored record to delete, NAME taken. */
 static int add_dropped_record(parser *p, char *name)
 {
-    kg_schema *s = p->s;
-    char **grown = realloc(s->dropped, (s->ndropped + 1) * sizeof *s->dropped);
-    if (!grown) {
-        free(name);
-        kg_oom(p->d);
+    if (push_name(p, &p->s->dropped, &p->s->ndropped, name) < 0)
         return -1;
-    }
-    s->dropped = grown;
-    s->dropped[s->ndropped++] = name;
     if (!accept(p, KG_TOK_SEMI))
         fail_semi(p, "after the dropped record");
     return 0;
