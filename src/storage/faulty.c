@@ -109,8 +109,13 @@ static void faulty_cursor_close(kivis_storage_cursor *cur)
     faulty_free(c->owner, c);
 }
 
-static int faulty_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
-                              kivis_slice hi, kivis_storage_cursor **out)
+/* The inner cursor, following (tail > 0) or plain, wrapped so that its
+ * steps fail as injected.  The hint goes down, so that over PostgreSQL a
+ * faulty stack costs the bare backend's round trips and fault runs take
+ * the same paths. */
+static int faulty_cursor_follow(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
+                                kivis_slice prefix, size_t tail,
+                                kivis_storage_cursor **out)
 {
     faulty_txn *t = (faulty_txn *)txn;
     faulty_storage *f = txn_owner(t);
@@ -118,7 +123,7 @@ static int faulty_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
     faulty_cursor *c = faulty_malloc(f, sizeof *c);
     if (!c)
         return KIVIS_ENOMEM;
-    int rc = kivis_txn_cursor(t->inner, lo, hi, &c->inner);
+    int rc = kivis_txn_cursor_follow(t->inner, lo, hi, prefix, tail, &c->inner);
     if (rc != KIVIS_OK) {
         faulty_free(f, c);
         return rc;
@@ -127,6 +132,12 @@ static int faulty_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
     c->owner = f;
     *out = &c->base;
     return KIVIS_OK;
+}
+
+static int faulty_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
+                              kivis_slice hi, kivis_storage_cursor **out)
+{
+    return faulty_cursor_follow(txn, lo, hi, empty_slice, 0, out);
 }
 
 /* ---- transactions ------------------------------------------------------- */
@@ -240,12 +251,12 @@ static const kivis_storage_methods faulty_storage_methods = {
 static const kivis_txn_methods faulty_txn_methods = {
     faulty_get, faulty_put,    faulty_del,
     faulty_cursor_open, faulty_commit, faulty_abort,
-    faulty_discard, NULL, NULL};
+    faulty_discard, NULL, faulty_cursor_follow};
 
 static const kivis_txn_methods faulty_txn_methods_ahead = {
     faulty_get, faulty_put,    faulty_del,
     faulty_cursor_open, faulty_commit, faulty_abort,
-    faulty_discard, faulty_prefetch, NULL};
+    faulty_discard, faulty_prefetch, faulty_cursor_follow};
 
 static const kivis_cursor_methods faulty_cursor_methods = {
     faulty_cursor_get, faulty_cursor_close};

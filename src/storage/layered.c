@@ -846,9 +846,13 @@ static kivis_storage_txn *scan_txn(layered_txn *t)
     return t->mirror;
 }
 
-/* The cursor handed out is the scanned tier's own: nothing to add to it. */
-static int lt_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
-                          kivis_slice hi, kivis_storage_cursor **out)
+/* The cursor handed out is the scanned tier's own: nothing to add to it.
+ * A following cursor's hint goes to that tier too: on the authority, the
+ * rows it reads with each page answer the gets that miss the caches (a
+ * tier without cursor_follow opens a plain cursor). */
+static int lt_cursor_follow(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
+                            kivis_slice prefix, size_t tail,
+                            kivis_storage_cursor **out)
 {
     layered_txn *t = (layered_txn *)txn;
     layered_storage *ls = owner(t);
@@ -857,11 +861,17 @@ static int lt_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
         *out = NULL;
         return unavailable(t);
     }
-    int rc = kivis_txn_cursor(s, lo, hi, out);
+    int rc = kivis_txn_cursor_follow(s, lo, hi, prefix, tail, out);
     if (rc != KIVIS_OK)
         return rc;
     ls->tiers[s == t->auth ? ls->n - 1 : t->mirror_tier].stats.scans++;
     return s == t->auth ? KIVIS_OK : tier_answer(t, KIVIS_OK);
+}
+
+static int lt_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
+                          kivis_slice hi, kivis_storage_cursor **out)
+{
+    return lt_cursor_follow(txn, lo, hi, kivis_slice_make(NULL, 0), 0, out);
 }
 
 /* ---- write-through ----------------------------------------------------- */
@@ -1050,15 +1060,13 @@ static void lt_abort(kivis_storage_txn *txn)
 
 static const kivis_txn_methods layered_txn_methods = {
     lt_get, lt_put, lt_del, lt_cursor_open, lt_commit, lt_abort,
-    lt_discard, NULL,
-    NULL, /* cursor_follow */
+    lt_discard, NULL, lt_cursor_follow,
 };
 
 /* For an authority that reads ahead (kivis_txn_prefetches). */
 static const kivis_txn_methods layered_txn_methods_ahead = {
     lt_get, lt_put, lt_del, lt_cursor_open, lt_commit, lt_abort,
-    lt_discard, lt_prefetch,
-    NULL, /* cursor_follow */
+    lt_discard, lt_prefetch, lt_cursor_follow,
 };
 
 static int new_write_sets(layered_txn *t)
