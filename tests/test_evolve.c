@@ -9,10 +9,13 @@
  * still opens it.  The same changes declared in a schema file
  * (tests/gen/evolve.kvs, [[was]] and [[dropped]]) reach kivis_open through
  * kivis-gen.  A migration killed with SIGKILL halfway leaves the old
- * store or the new one, never a mix.  Every backend (kt_main); the kill
- * on LMDB, SQLite and RocksDB.
+ * store or the new one, never a mix.  Every backend (kt_main), an etcd
+ * cluster included, whose bounded transactions refuse a migration too large
+ * for one; the kill on LMDB, SQLite and RocksDB.
  */
+#define KT_WITH_ETCD /* the programs that run on etcd too */
 #include "backends.h"
+#include <kivis/etcd.h>
 #include "g_shop.kivis.h" /* tests/gen/evolve.kvs: v2 from kivis-gen */
 
 #include <kivis/inspect.h>
@@ -645,6 +648,43 @@ static void test_narrowing_and_other_types_refused(void **state)
                    "(1); an enum may only gain values");
 }
 
+/* A migration runs in one write transaction of the backend.  Where that
+ * transaction is bounded (an etcd cluster's --max-txn-ops, 1024 in the
+ * test cluster), a table too large for it is refused with the backend's
+ * reason and the store left as it was; everywhere else it goes through. */
+static void test_migration_larger_than_one_txn(void **state)
+{
+    efx *f = *state;
+    enum { MORE = 600, PER_TXN = 100 };
+    kivis_db *db;
+    char note[32];
+    assert_int_equal(kivis_open(f->st, &v1, NULL, &db), KIVIS_OK);
+    for (uint32_t i = NITEMS + 1; i <= NITEMS + MORE; i++) {
+        if ((i - NITEMS - 1) % PER_TXN == 0)
+            assert_int_equal(kivis_begin(db), KIVIS_OK);
+        item r;
+        expected(i, &r);
+        note_of(i, note, sizeof note);
+        r.note = note;
+        assert_int_equal(kivis_put(db, 0, &r, NULL), KIVIS_OK);
+        if ((i - NITEMS) % PER_TXN == 0)
+            assert_int_equal(kivis_commit(db), KIVIS_OK);
+    }
+    kivis_close(db);
+    v2 s;
+    wide_schema(&s);
+    if (kt_backend_open == kt_open_etcd) {
+        assert_refused(f, &s.schema, KIVIS_EINVAL, "writing the schema: invalid argument");
+        assert_non_null(strstr(kivis_etcd_errmsg(), "--max-txn-ops"));
+        return;
+    }
+    db = open_ok(f, &s.schema);
+    assert_int_equal(f->last_done, NITEMS + MORE);
+    assert_wide(db, NITEMS + MORE);
+    kt_check_clean(db);
+    kivis_close(db);
+}
+
 /* ---- the same, declared in a schema file -------------------------------- */
 
 static void test_generated_schema_declares_them(void **state)
@@ -797,6 +837,7 @@ int main(int argc, char **argv)
         T(test_indexes_and_unique_added_dropped),
         T(test_violated_unique_is_refused),
         T(test_narrowing_and_other_types_refused),
+        T(test_migration_larger_than_one_txn),
         T(test_generated_schema_declares_them),
     };
     int rc = kt_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
