@@ -15,6 +15,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define KEYS 1000
 
@@ -390,6 +391,59 @@ static void test_layered_lookup_round_trips(void **state)
     lookup_round_trips_over(st);
 }
 
+/* A mirror takes the values of the keys another client wrote, read from
+ * the authority when a begin settles the feed: all of them in one round
+ * trip (a prefetch), not one a key. */
+static void test_mirror_feed_round_trips(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    kivis_storage *mem, *pg, *st, *other;
+    const char *table = table_fresh("trips_mirror_feed");
+    kivis_postgres_options o = {NULL, NULL, table, 0};
+    assert_int_equal(kivis_memory_open(NULL, &mem), KIVIS_OK);
+    assert_int_equal(kivis_postgres_open(kt_pg_start(), &o, &pg), KIVIS_OK);
+    assert_int_equal(kivis_postgres_open(kt_pg_start(), &o, &other), KIVIS_OK);
+    kivis_layered_tier tiers[2] = {{mem, 0, KIVIS_TIER_MIRROR}, {pg, 0, 0}};
+    assert_int_equal(kivis_layered_open(tiers, 2, NULL, &st), KIVIS_OK);
+    kivis_storage_txn *t; /* the first begin copies the authority */
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    kivis_txn_abort(t);
+    assert_int_equal(kivis_storage_begin(other, 0, &t), KIVIS_OK);
+    for (unsigned i = 0; i < N; i++) {
+        unsigned char k[3];
+        assert_int_equal(kivis_txn_put(t, key_of(i, k), kivis_slice_make("fed", 3)),
+                         KIVIS_OK);
+    }
+    assert_int_equal(kivis_txn_commit(t, KIVIS_NOSYNC), KIVIS_OK);
+    kivis_layered_feed_stats fs = {0};
+    unsigned long long settled = 0;
+    for (int i = 0; i < 1000 && fs.changes < N; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+        trips();
+        assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+        kivis_txn_abort(t);
+        settled = trips();
+        assert_int_equal(kivis_layered_feed_stats_get(st, &fs), KIVIS_OK);
+    }
+    assert_int_equal(fs.changes, N);
+    /* the feed's read of the changes; the values' snapshot and one read */
+    if (settled > 3)
+        fail_msg("%llu round trips to settle %d fed keys", settled, N);
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    unsigned char k[3];
+    kivis_slice v;
+    trips();
+    assert_int_equal(kivis_txn_get(t, key_of(N - 1, k), &v), KIVIS_OK);
+    assert_int_equal(v.len, 3);
+    assert_memory_equal(v.data, "fed", 3);
+    assert_int_equal(trips(), 0); /* from the mirror */
+    kivis_txn_abort(t);
+    assert_int_equal(kivis_storage_close(other), KIVIS_OK);
+    assert_int_equal(kivis_storage_close(st), KIVIS_OK);
+}
+
 /* A transaction of auto-increment puts reads the table's counter (one
  * round trip) and sends everything with its commit (one more): no seek of
  * the highest stored id once the counter exists, whatever the number of
@@ -581,6 +635,7 @@ int main(void)
         cmocka_unit_test(test_record_round_trips),
         cmocka_unit_test(test_faulty_lookup_round_trips),
         cmocka_unit_test(test_layered_lookup_round_trips),
+        cmocka_unit_test(test_mirror_feed_round_trips),
         cmocka_unit_test(test_auto_id_round_trips),
         cmocka_unit_test(test_auto_ids_of_two_writers),
         cmocka_unit_test(test_record_prefetch),

@@ -1131,24 +1131,51 @@ static int drain_feed(layered_storage *ls)
     return rc;
 }
 
-/* A mirror must stay complete: the fed keys' values are read from the
- * authority into fed->puts, and a key found there is no deletion. */
-static int read_fed_values(layered_storage *ls, layered_txn *fed)
+/* Read the values of keys[0..n) in r into fed->puts (a key not found
+ * stays a deletion), read ahead first: over a remote authority that is one
+ * request for the batch, not a round trip a key (a failed read-ahead only
+ * loses the hint). */
+static int read_fed_batch(kivis_storage_txn *r, layered_txn *fed,
+                          const kivis_slice *keys, size_t n)
 {
-    kivis_storage_txn *r = NULL;
-    kivis_bt_iter it;
-    int rc = kivis_storage_begin(authority(ls)->st, KIVIS_TXN_RDONLY, &r);
-    for (int more = rc == KIVIS_OK ? kivis__btree_first(fed->dels, &it) : KIVIS_NOTFOUND;
-         more == KIVIS_OK && rc == KIVIS_OK; more = kivis__btree_next(&it)) {
-        kivis_slice key = kivis__bt_iter_key(&it), v;
-        rc = kivis_txn_get(r, key, &v);
+    (void)kivis_txn_prefetch(r, keys, n);
+    int rc = KIVIS_OK;
+    for (size_t i = 0; i < n && rc == KIVIS_OK; i++) {
+        kivis_slice v;
+        rc = kivis_txn_get(r, keys[i], &v);
         if (rc == KIVIS_OK)
-            rc = kivis__btree_put(fed->puts, key, v);
+            rc = kivis__btree_put(fed->puts, keys[i], v);
         else if (rc == KIVIS_NOTFOUND)
             rc = KIVIS_OK;
     }
+    return rc;
+}
+
+/* A mirror must stay complete: the fed keys' values are read from the
+ * authority into fed->puts, FED_BATCH keys at a time, and a key found
+ * there is no deletion. */
+static int read_fed_values(layered_storage *ls, layered_txn *fed)
+{
+    enum { FED_BATCH = 1024 };
+    kivis_slice *keys = ls_malloc(ls, FED_BATCH * sizeof *keys);
+    kivis_storage_txn *r = NULL;
+    kivis_bt_iter it;
+    size_t n = 0;
+    int rc = keys ? kivis_storage_begin(authority(ls)->st, KIVIS_TXN_RDONLY, &r)
+                  : KIVIS_ENOMEM;
+    for (int more = rc == KIVIS_OK ? kivis__btree_first(fed->dels, &it) : KIVIS_NOTFOUND;
+         more == KIVIS_OK && rc == KIVIS_OK; more = kivis__btree_next(&it)) {
+        keys[n++] = kivis__bt_iter_key(&it);
+        if (n == FED_BATCH) {
+            rc = read_fed_batch(r, fed, keys, n);
+            n = 0;
+        }
+    }
+    if (rc == KIVIS_OK)
+        rc = read_fed_batch(r, fed, keys, n);
     if (r)
         kivis_txn_abort(r);
+    ls_free(ls, keys);
     for (int more = rc == KIVIS_OK ? kivis__btree_first(fed->puts, &it) : KIVIS_NOTFOUND;
          more == KIVIS_OK; more = kivis__btree_next(&it))
         kivis__btree_del(fed->dels, kivis__bt_iter_key(&it));
