@@ -294,18 +294,23 @@ static void test_bad_paths(void **state)
 
 /* ---- a full disk -------------------------------------------------------- */
 
-/* A 2 MiB tmpfs.  Needs root and mount(2); skipped where either is
- * missing. */
-static void test_full_disk_is_efull_and_loses_nothing(void **state)
+/* A 2 MiB tmpfs mounted on a new directory, and the path of a database
+ * in it.  Needs root and mount(2): skips the test where either is missing. */
+static void small_disk(char *dir, size_t dir_size, char *path, size_t path_size)
 {
-    (void)state;
-    char dir[256], path[300];
-    kt_tempdir(dir, sizeof dir);
+    kt_tempdir(dir, dir_size);
     if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, "size=2m") != 0) {
         kt_rmdir(dir);
         skip();
     }
-    snprintf(path, sizeof path, "%s/kv.db", dir);
+    snprintf(path, path_size, "%s/kv.db", dir);
+}
+
+static void test_full_disk_is_efull_and_loses_nothing(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    small_disk(dir, sizeof dir, path, sizeof path);
     kivis_storage *st;
     assert_int_equal(open_path(path, 0, 0, &st), KIVIS_OK);
     int rc = KIVIS_OK, batches = 0;
@@ -333,6 +338,140 @@ static void test_full_disk_is_efull_and_loses_nothing(void **state)
     kivis_storage_close(st);
     umount(dir);
     kt_rmdir(dir);
+}
+
+/* Puts queued in a transaction that cannot all be written (a disk too
+ * small for the transaction's pages, spilled before commit) kill it: a put
+ * or a read reports KIVIS_EFULL, every later call fails the same way, and
+ * commit applies nothing.  Needs root and mount(2), like the test above. */
+static void test_lost_queued_puts_fail_the_transaction(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    small_disk(dir, sizeof dir, path, sizeof path);
+    kivis_storage *st;
+    assert_int_equal(open_path(path, 0, 0, &st), KIVIS_OK);
+    assert_int_equal(put_n(st, 0, 8, 16, KIVIS_SYNC), KIVIS_OK);
+    char *before = kt_dump(st);
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    char val[4096];
+    memset(val, 'v', sizeof val);
+    int rc = KIVIS_OK, i;
+    for (i = 100; rc == KIVIS_OK && i < 2000; i++) { /* 8 MB: past cache and disk */
+        char key[32];
+        snprintf(key, sizeof key, "k%08d", i);
+        rc = kivis_txn_put(t, str(key), kivis_slice_make(val, sizeof val));
+        kivis_slice v;
+        if (rc == KIVIS_OK && i % 100 == 0) /* a read writes the queue too */
+            rc = kivis_txn_get(t, str(key), &v);
+    }
+    assert_int_equal(rc, KIVIS_EFULL);
+    kivis_slice v;
+    assert_int_equal(kivis_txn_get(t, str("k00000001"), &v), KIVIS_EFULL);
+    assert_int_equal(kivis_txn_put(t, str("x"), str("y")), KIVIS_EFULL);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_EFULL);
+    char *after = kt_dump(st);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+    kivis_storage_close(st);
+    umount(dir);
+    kt_rmdir(dir);
+}
+
+/* ---- queued puts -------------------------------------------------------- */
+
+static int insert_runs;
+
+/* SQLITE_TRACE_STMT: a statement starts to run. */
+static int count_inserts(unsigned type, void *ctx, void *stmt, void *sql)
+{
+    (void)type, (void)ctx, (void)stmt;
+    if (strncmp(sql, "INSERT", 6) == 0)
+        insert_runs++;
+    return 0;
+}
+
+/* Every connection opened from here on counts its INSERTs. */
+static int trace_inserts(sqlite3 *db, const char **err, const void *api)
+{
+    (void)err, (void)api;
+    return sqlite3_trace_v2(db, SQLITE_TRACE_STMT, count_inserts, NULL);
+}
+
+static void expect(kivis_storage_txn *t, const char *key, const char *want)
+{
+    kivis_slice v;
+    int rc = kivis_txn_get(t, str(key), &v);
+    if (!want) {
+        assert_int_equal(rc, KIVIS_NOTFOUND);
+        return;
+    }
+    assert_int_equal(rc, KIVIS_OK);
+    assert_int_equal(v.len, strlen(want));
+    assert_memory_equal(v.data, want, v.len);
+}
+
+/* The keys a cursor over the whole store meets going `op` (FIRST/NEXT or
+ * LAST/PREV), concatenated. */
+static void walk(kivis_storage_txn *t, int first, int step, char *out, size_t n)
+{
+    kivis_storage_cursor *c;
+    kivis_slice k, v;
+    assert_int_equal(kivis_txn_cursor(t, kivis_slice_make(NULL, 0),
+                                      kivis_slice_make(NULL, 0), &c), KIVIS_OK);
+    out[0] = '\0';
+    for (int rc = kivis_cursor_get(c, first, &k, &v); rc == KIVIS_OK;
+         rc = kivis_cursor_get(c, step, &k, &v))
+        snprintf(out + strlen(out), n - strlen(out), "%.*s ", (int)k.len,
+                 (const char *)k.data);
+    kivis_cursor_close(c);
+}
+
+/* A thousand puts in a transaction run a few multi-row INSERTs, not one
+ * each; and what the transaction reads (gets, cursors both ways, deletes)
+ * sees its queued puts in the order they were made. */
+static void test_puts_share_statements(void **state)
+{
+    fx *f = *state;
+    kivis_storage *st;
+    assert_int_equal(sqlite3_auto_extension((void (*)(void))trace_inserts), SQLITE_OK);
+    assert_int_equal(open_path(f->path, 0, 0, &st), KIVIS_OK);
+    insert_runs = 0;
+    assert_int_equal(put_n(st, 0, 1000, 8, KIVIS_NOSYNC), KIVIS_OK);
+    assert_int_equal(insert_runs, 15 + 2 + 8); /* of 64 rows, 16 and 1: not 1,000 */
+
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, str("b"), str("1")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, str("a"), str("2")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, str("b"), str("3")), KIVIS_OK); /* later wins */
+    expect(t, "b", "3");
+    assert_int_equal(kivis_txn_put(t, str("c"), str("4")), KIVIS_OK);
+    char keys[16384];
+    walk(t, KIVIS_LAST, KIVIS_PREV, keys, sizeof keys);
+    assert_int_equal(strncmp(keys, "k00000999 k00000998 ", 20), 0);
+    assert_int_equal(kivis_txn_put(t, str("d"), str("5")), KIVIS_OK);
+    assert_int_equal(kivis_txn_del(t, str("a")), KIVIS_OK); /* queued, then deleted */
+    assert_int_equal(kivis_txn_put(t, str("e"), str("6")), KIVIS_OK);
+    walk(t, KIVIS_FIRST, KIVIS_NEXT, keys, sizeof keys);
+    assert_int_equal(strncmp(keys, "b c d e k00000000 ", 18), 0);
+    assert_int_equal(kivis_txn_put(t, str("a"), str("7")), KIVIS_OK);
+    assert_int_equal(kivis_txn_del(t, str("e")), KIVIS_OK);
+    assert_int_equal(kivis_txn_del(t, str("e")), KIVIS_NOTFOUND);
+    expect(t, "a", "7");
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    expect(t, "a", "7");
+    expect(t, "b", "3");
+    expect(t, "c", "4");
+    expect(t, "d", "5");
+    expect(t, "e", NULL);
+    kivis_txn_abort(t);
+    kivis_storage_close(st);
+    sqlite3_cancel_auto_extension((void (*)(void))trace_inserts);
 }
 
 /* ---- keys --------------------------------------------------------------- */
@@ -614,6 +753,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_table_is_ecorrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
         cmocka_unit_test(test_full_disk_is_efull_and_loses_nothing),
+        cmocka_unit_test(test_lost_queued_puts_fail_the_transaction),
+        cmocka_unit_test_setup_teardown(test_puts_share_statements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_size_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_writer_in_this_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_writer_in_another_process, setup,

@@ -42,7 +42,12 @@
  * KIVIS_ENOMEM, anything else KIVIS_EIO.  When SQLite itself rolls a
  * transaction back after an error (it may on a full disk, an I/O error or
  * out of memory), every later call in it returns that error, and commit
- * fails with it: nothing of the transaction is applied.
+ * fails with it: nothing of the transaction is applied.  The same holds
+ * when puts queued in the transaction cannot be written: a put copies its
+ * key and value to a queue that goes to SQLite in multi-row INSERTs when
+ * full and before the next get, cursor step, del or commit, and the call
+ * that writes it fails with the error (KIVIS_EFULL, say) for every later
+ * call and the commit too (see docs/storage.md).
  *
  * Memory: the backend's own objects (storage, transactions, cursors, copied
  * values) come from the allocator in the options; SQLite allocates its

@@ -12,6 +12,20 @@
  * contract of storage.h (the transaction's writes are seen, NEXT goes on
  * after the last key returned) for one index probe per seek.
  *
+ * Queued puts.  A put does not run a statement of its own: it is copied to
+ * the transaction's queue, and the queue goes to SQLite in multi-row
+ * INSERTs (PUT_ROWS rows a statement, smaller ones for a tail) when it is
+ * full, and before anything that must see it runs: a get, a cursor step,
+ * a del, commit.  A load, puts one after another, thus costs one statement
+ * per PUT_ROWS records; a get-put-put turn (an update) one INSERT for its
+ * two puts.  Rows of one INSERT are written in order, so a key put twice
+ * in it keeps the later value.  When an INSERT of the queue fails, some of
+ * its puts (which each returned KIVIS_OK) are lost, so the transaction is
+ * dead from there: the call that wrote the queue and every later one fail
+ * with that status, and commit fails with nothing applied.  (A full write
+ * set with read-your-writes, the overlay RocksDB uses, was measured and
+ * not kept: docs/bench.md.)
+ *
  * Durability.  SQLite refuses to change `synchronous` inside a transaction,
  * while kivis names the durability only at commit.  Every connection runs
  * with synchronous=NORMAL or FULL, never OFF: in WAL mode OFF also skips the
@@ -54,16 +68,21 @@
  * a fixed buffer costs the get a memcpy and no allocation). */
 #define LAST_KEY_MAX 64
 
+/* The rows of the INSERTs that write queued puts, largest first.  A
+ * multi-row INSERT costs SQLite more per row when it writes few of them
+ * (two rows cost more than two one-row INSERTs): no sizes between. */
+enum { PUT_SIZES = 3, PUT_ROWS = 64 };
+static const size_t put_rows[PUT_SIZES] = {PUT_ROWS, 16, 1};
+
 /* Statements prepared once per connection.  No PRAGMA among them: SQLite
  * applies `PRAGMA synchronous = x` when it compiles the statement, not
  * when it runs it, so a cached one would act once, at prepare time. */
 enum stmt_id {
-    S_GET, S_PUT, S_DEL, S_BEGIN_READ, S_BEGIN_WRITE, S_COMMIT, S_ROLLBACK, S_COUNT
+    S_GET, S_DEL, S_BEGIN_READ, S_BEGIN_WRITE, S_COMMIT, S_ROLLBACK, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
     "SELECT v FROM kv WHERE k = ?1",
-    "INSERT OR REPLACE INTO kv(k, v) VALUES (?1, ?2)",
     "DELETE FROM kv WHERE k = ?1",
     "BEGIN DEFERRED",
     "BEGIN IMMEDIATE",
@@ -101,6 +120,7 @@ static const char *const probe_sql[2][P_COUNT] = {
 typedef struct sq_conn {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
+    sqlite3_stmt *puts[PUT_SIZES]; /* by put_rows, prepared on first use */
     /* Probes of a closed cursor, [bounded][probe], kept for the next one:
      * engine scans open many short cursors. */
     sqlite3_stmt *spare[2][P_COUNT];
@@ -125,6 +145,11 @@ typedef struct sq_storage {
     kivis__feedhub *hub; /* the change feed of commits through this storage */
 } sq_storage;
 
+/* A queued put: its key and value bytes in sq_txn.queue. */
+typedef struct queued {
+    size_t at, key_len, value_len;
+} queued;
+
 /* Chunked memory for get results, see sq_get. */
 typedef struct chunk {
     struct chunk *next;
@@ -140,7 +165,12 @@ typedef struct sq_txn {
     bool wrote; /* a put or del reached SQLite */
     uint64_t writes; /* puts and dels so far: a cursor's query is stale
                         once this moved on since it started */
-    int dead;   /* SQLite rolled the transaction back: this status */
+    int dead;   /* SQLite rolled the transaction back, or queued puts were
+                   lost: this status */
+    queued queued[PUT_ROWS]; /* puts not yet written (see the top) */
+    size_t nqueued;
+    unsigned char *queue; /* their bytes */
+    size_t queue_len, queue_cap;
     kivis__feedset fs; /* what a writer changed, for the feed */
     /* The last get and its answer, in the arena, given again without a
      * statement: a read-modify-write reads its record twice (the caller's
@@ -220,13 +250,18 @@ static kivis_slice column(sqlite3_stmt *st, int i)
     return kivis_slice_make(p ? p : "", p ? n : 0);
 }
 
-/* Run a cached statement that returns no rows.  @return an SQLite code. */
-static int run(sq_conn *c, enum stmt_id id)
+/* Run a statement that returns no rows.  @return an SQLite code. */
+static int step_done(sqlite3_stmt *st)
 {
-    sqlite3_stmt *st = c->stmt[id];
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Run a cached statement that returns no rows.  @return an SQLite code. */
+static int run(sq_conn *c, enum stmt_id id)
+{
+    return step_done(c->stmt[id]);
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -242,6 +277,7 @@ static void finalize_all(sqlite3_stmt **st, size_t n)
 static void conn_close(sq_storage *s, sq_conn *c)
 {
     finalize_all(c->stmt, S_COUNT);
+    finalize_all(c->puts, PUT_SIZES);
     finalize_all(c->spare[0], P_COUNT);
     finalize_all(c->spare[1], P_COUNT);
     sqlite3_close(c->db);
@@ -545,6 +581,101 @@ static void remember_last_get(sq_txn *t, kivis_slice key, bool found,
     t->last_value = value;
 }
 
+/* ---- queued puts -------------------------------------------------------- */
+
+/* The INSERT of put_rows[size] rows, prepared on its first use. */
+static int put_stmt(sq_txn *t, int size, sqlite3_stmt **out)
+{
+    static const char head[] = "INSERT OR REPLACE INTO kv(k, v) VALUES (?, ?)";
+    static const char more[] = ", (?, ?)";
+    sqlite3_stmt **st = &t->c->puts[size];
+    if (!*st) {
+        char sql[sizeof head + (PUT_ROWS - 1) * (sizeof more - 1)];
+        size_t len = sizeof head - 1;
+        memcpy(sql, head, len);
+        for (size_t i = 1; i < put_rows[size]; i++, len += sizeof more - 1)
+            memcpy(sql + len, more, sizeof more - 1);
+        sql[len] = '\0';
+        int rc = sqlite3_prepare_v3(t->c->db, sql, (int)len + 1,
+                                    SQLITE_PREPARE_PERSISTENT, st, NULL);
+        if (rc != SQLITE_OK)
+            return failed(t, rc);
+    }
+    *out = *st;
+    return KIVIS_OK;
+}
+
+/* Insert put_rows[size] queued puts from the first'th with one statement. */
+static int insert_rows(sq_txn *t, int size, size_t first)
+{
+    sqlite3_stmt *st;
+    int rc = put_stmt(t, size, &st);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < put_rows[size]; i++) {
+        const queued *q = &t->queued[first + i];
+        const unsigned char *key = t->queue + q->at;
+        bind_blob(st, (int)(2 * i + 1), kivis_slice_make(key, q->key_len));
+        bind_blob(st, (int)(2 * i + 2),
+                  kivis_slice_make(key + q->key_len, q->value_len));
+    }
+    rc = step_done(st);
+    return rc == SQLITE_OK ? KIVIS_OK : failed(t, rc);
+}
+
+/* Write the queued puts in order, each INSERT the largest the rest fills.
+ * A failure kills the transaction (see the top). */
+static int write_queue(sq_txn *t)
+{
+    int rc = KIVIS_OK;
+    size_t done = 0;
+    t->writes++; /* the cursors' queries are stale */
+    for (int size = 0; rc == KIVIS_OK && done < t->nqueued;) {
+        if (put_rows[size] > t->nqueued - done) {
+            size++;
+            continue;
+        }
+        rc = insert_rows(t, size, done);
+        done += put_rows[size];
+    }
+    t->nqueued = 0;
+    t->queue_len = 0;
+    if (rc)
+        t->dead = rc;
+    return rc;
+}
+
+/* Before a read or a delete: the queued puts, if any, into SQLite. */
+static inline int flush_puts(sq_txn *t)
+{
+    return t->nqueued ? write_queue(t) : KIVIS_OK;
+}
+
+/* Copy a put to the queue.  @return KIVIS_OK, KIVIS_ENOMEM. */
+static int queue_put(sq_txn *t, kivis_slice key, kivis_slice value)
+{
+    size_t need = key.len + value.len;
+    if (need > t->queue_cap - t->queue_len) {
+        size_t cap = t->queue_cap ? t->queue_cap : ARENA_CHUNK;
+        while (cap - t->queue_len < need)
+            cap *= 2;
+        unsigned char *p = t->s->alloc.realloc(t->s->alloc.ctx, t->queue, cap);
+        if (!p)
+            return KIVIS_ENOMEM;
+        t->queue = p;
+        t->queue_cap = cap;
+    }
+    queued *q = &t->queued[t->nqueued++];
+    q->at = t->queue_len;
+    q->key_len = key.len;
+    q->value_len = value.len;
+    memcpy(t->queue + q->at, key.data, key.len);
+    if (value.len)
+        memcpy(t->queue + q->at + key.len, value.data, value.len);
+    t->queue_len += need;
+    return KIVIS_OK;
+}
+
 /* SQLite's row buffer dies at the statement's next use, but storage.h
  * keeps a get result alive until the next write: copy it into the arena,
  * which the next put or del (or the end of the transaction) releases. */
@@ -557,8 +688,11 @@ static int sq_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
         return rc == KIVIS_EKEYSIZE ? KIVIS_NOTFOUND : rc; /* never stored */
     if (t->dead)
         return t->dead;
-    if (is_last_get(t, key))
+    if (is_last_get(t, key)) /* never true with puts queued: a put ends it */
         return last_answer(t, value);
+    rc = flush_puts(t);
+    if (rc)
+        return rc;
     sqlite3_stmt *st = t->c->stmt[S_GET];
     bind_blob(st, 1, key);
     int step = sqlite3_step(st);
@@ -607,12 +741,12 @@ static int sq_put(kivis_storage_txn *txn, kivis_slice key, kivis_slice value)
     if (!rc)
         rc = kivis__feedset_touch(&t->fs, txn, key);
     if (!rc) {
-        sqlite3_stmt *st = t->c->stmt[S_PUT];
-        bind_blob(st, 1, key);
-        bind_blob(st, 2, value);
-        rc = write_stmt(t, S_PUT);
+        t->wrote = true;
+        rc = queue_put(t, key, value);
     }
-    arena_release(t, false); /* after the write: key or value may be a get result */
+    if (!rc && t->nqueued == PUT_ROWS)
+        rc = flush_puts(t);
+    arena_release(t, false); /* after the copy: key or value may be a get result */
     return rc;
 }
 
@@ -622,6 +756,8 @@ static int sq_del(kivis_storage_txn *txn, kivis_slice key)
     int rc = write_check(t, key);
     if (!rc)
         rc = kivis__feedset_touch(&t->fs, txn, key);
+    if (!rc)
+        rc = flush_puts(t); /* the puts before the delete come first */
     if (!rc) {
         bind_blob(t->c->stmt[S_DEL], 1, key);
         rc = write_stmt(t, S_DEL);
@@ -637,6 +773,7 @@ static void txn_end(sq_txn *t, bool committed, int durability)
 {
     sq_storage *s = t->s;
     arena_release(t, true);
+    s_free(s, t->queue);
     kivis__feedset_free(&t->fs);
     conn_give(s, t->c);
     if (!(t->txn.flags & KIVIS_TXN_RDONLY))
@@ -657,7 +794,11 @@ static int sq_commit(kivis_storage_txn *txn, int durability)
     sq_txn *t = txn_of(txn);
     int rc = t->dead;
     if (!rc && !(txn->flags & KIVIS_TXN_RDONLY)) {
-        kivis__feedset_settle(&t->fs, txn);
+        kivis__feedset_settle(&t->fs, txn); /* its gets may write the queue */
+        rc = flush_puts(t);
+        rc = rc ? rc : t->dead;
+    }
+    if (!rc && !(txn->flags & KIVIS_TXN_RDONLY)) {
         rc = run(t->c, S_COMMIT);
         rc = rc == SQLITE_OK ? KIVIS_OK : failed(t, rc);
     }
@@ -793,6 +934,8 @@ static int sc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
     int rc = kivis__cursor_args(op, key, value, &buf, &target);
     if (!rc)
         rc = c->t->dead;
+    if (!rc)
+        rc = flush_puts(c->t); /* a cursor sees them */
     if (!rc)
         rc = move(c, op, target, &k, &v);
     if (rc == KIVIS_OK && !kivis__range_has(&c->range, k))
