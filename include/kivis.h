@@ -86,6 +86,9 @@ typedef struct kivis_options {
      *  (docs/schema.md, "Evolving a schema"); NULL for silence. */
     kivis_progress_fn progress;
     void *progress_ctx; /* progress's first argument */
+    /** Optional: the last argument of every typed migration's function
+     *  (kivis_migration, kivis/schema.h) this open calls. */
+    void *migrate_ctx;
 } kivis_options;
 
 /** kivis_options.flags: open a store written under another schema name and

@@ -96,7 +96,7 @@ static const kivis_table_desc v1_tables[] = {
      item_indexes},
     {"log", &log_desc, &log_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL},
 };
-static const kivis_schema_desc v1 = {"shop", 2, v1_tables, 0, NULL};
+static const kivis_schema_desc v1 = {"shop", 2, v1_tables, 0, NULL, 0, NULL};
 
 /* A v2 built by a test: copies of v1's descriptors to change. */
 typedef struct v2 {

@@ -198,7 +198,7 @@ static void test_schema_change_on_reopen(void **state)
     kivis_table_desc tables[4];
     memcpy(tables, pets_schema.tables, sizeof tables);
     tables[PETS_USER].record = &ud;
-    kivis_schema_desc changed = {"pets", 4, tables, 0, NULL};
+    kivis_schema_desc changed = {"pets", 4, tables, 0, NULL, 0, NULL};
     char msg[200];
     kivis_options o = {NULL, KIVIS_SYNC, msg, sizeof msg, 0, NULL, NULL};
     assert_int_equal(kivis_open(f->st, &changed, &o, &db), KIVIS_ESCHEMA);
@@ -213,7 +213,7 @@ static void test_schema_change_on_reopen(void **state)
     memcpy(tables, pets_schema.tables, sizeof tables);
     tables[PETS_USER].nindexes = 2;
     tables[PETS_USER].indexes = idx;
-    kivis_schema_desc more = {"pets", 4, tables, 0, NULL};
+    kivis_schema_desc more = {"pets", 4, tables, 0, NULL, 0, NULL};
     assert_int_equal(kivis_open(f->st, &more, NULL, &db), KIVIS_OK);
     kivis_close(db);
     reopen(f, 0, 0);
@@ -269,7 +269,7 @@ static void test_appended_field_and_new_record(void **state)
     tables[PETS_USER].record = &user2_desc;
     tables[4] = (kivis_table_desc){"note", &note_desc, &note_key_desc, KIVIS_KEY_AUTO,
                                    NULL, NULL, 0, NULL};
-    kivis_schema_desc grown = {"pets", 5, tables, 0, NULL};
+    kivis_schema_desc grown = {"pets", 5, tables, 0, NULL, 0, NULL};
     assert_int_equal(kivis_open(f->st, &grown, NULL, &db), KIVIS_OK);
     user2 u;
     user_key k = {1};
