@@ -71,16 +71,25 @@ static size_t key_fields(const kg_record *r, const kg_field **out)
     return n;
 }
 
-/* A record's key as the store has it: strategy, then names and types. */
-static int same_key(const kg_record *old, const kg_record *now)
+/* A record's key as the store has it: strategy, then its fields' names
+ * and types in order.  *where (may be NULL) gets the first key field of
+ * `now` that differs from the old one at its place, else now's loc. */
+static int same_key(const kg_record *old, const kg_record *now, kg_loc *where)
 {
     size_t cap = old->nfields + old->nderived + now->nfields + now->nderived + 1;
     const kg_field **a = malloc(cap * sizeof *a), **b = malloc(cap * sizeof *b);
-    int same = a && b && old->key_kind == now->key_kind;
-    size_t na = same ? key_fields(old, a) : 0, nb = same ? key_fields(now, b) : 0;
-    same = same && na == nb;
-    for (size_t i = 0; same && i < na; i++)
-        same = !strcmp(a[i]->name, b[i]->name) && same_type(&a[i]->type, &b[i]->type);
+    size_t na = a && b ? key_fields(old, a) : 0, nb = a && b ? key_fields(now, b) : 0;
+    int same = a && b && old->key_kind == now->key_kind && na == nb;
+    if (where)
+        *where = now->loc;
+    for (size_t i = 0; a && b && old->key_kind == now->key_kind && i < nb; i++)
+        if (i >= na || strcmp(a[i]->name, b[i]->name) ||
+            !same_type(&a[i]->type, &b[i]->type)) {
+            same = 0;
+            if (where)
+                *where = b[i]->loc;
+            break;
+        }
     free(a);
     free(b);
     return same;
@@ -149,7 +158,7 @@ static int type_kept(const kg_schema *now, const kg_type *t, int depth)
     if (t->kind == KG_KEY) {
         const kg_record *was = t->record;
         kg_record *is = find_record(now, was->name);
-        if (!is || !same_key(was, is))
+        if (!is || !same_key(was, is, NULL))
             return 0;
         w->record = is;
         return 1;
@@ -178,8 +187,9 @@ static char *concat(const char *a, const char *b)
  * is reported; else old is renamed R_old and noted as its source. */
 static void plan_record(kg_diag *d, kg_schema *s, kg_record *now, kg_record *old)
 {
-    if (!same_key(old, now)) {
-        kg_error(d, now->loc, "record '%s': its key is not the previous "
+    kg_loc where;
+    if (!same_key(old, now, &where)) {
+        kg_error(d, where, "record '%s': its key is not the previous "
                               "schema's (strategy, or its fields' names, types "
                               "or order): a typed migration keeps every "
                               "record's key",
