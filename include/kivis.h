@@ -113,6 +113,11 @@ typedef struct kivis_options {
  *   char[M] with M > N or to char *), made [[optional]], and enums that
  *   gained values: the records of a table whose values change are
  *   rewritten and its indexes rebuilt (opts->progress follows it);
+ * - a table stored in the old layout of one of schema->migrations (typed
+ *   migrations, kivis-gen --previous) has every record converted by its
+ *   function (called with opts->migrate_ctx) and written back under the
+ *   same key, and its indexes rebuilt; a failing function fails the open
+ *   with its status, a changed key with KIVIS_ESCHEMA;
  * - a unique index new to the store that its records violate fails with
  *   KIVIS_ECONSTRAINT listing the first keys that collide and how many;
  * - tables the store holds but `schema` does not name (and does not

@@ -232,7 +232,7 @@ static void test_schema_load_reads_records(void **state)
     kivis_schema_desc *s;
     assert_int_equal(kivis_schema_load(f->st, &a.iface, &s), KIVIS_OK);
     kivis_db *db;
-    kivis_options o = {&a.iface, 0, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&a.iface, 0, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, s, &o, &db), KIVIS_OK);
     /* Buffers of the loaded sizes, read through the compiled types: the
      * computed layout must be the compiler's. */
@@ -1311,7 +1311,7 @@ static void test_tool_schema_every_kind(void **state)
     kivis_db *db;
     assert_int_equal(kivis_lmdb_open(dir, NULL, &st), KIVIS_OK);
     char err[256] = "";
-    kivis_options o = {NULL, 0, err, sizeof err, 0, NULL, NULL};
+    kivis_options o = {NULL, 0, err, sizeof err, 0, NULL, NULL, NULL};
     if (kivis_open(st, &sheets, &o, &db) != KIVIS_OK)
         fail_msg("kivis_open: %s", err);
     kivis_close(db);

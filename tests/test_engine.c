@@ -100,7 +100,7 @@ static fx *fx_new(const kivis_schema_desc *schema, size_t max_key)
     kivis_storage *mem;
     assert_int_equal(kivis_memory_open(&mo, &mem), KIVIS_OK);
     assert_int_equal(kivis_faulty_open(mem, &f->a.iface, &f->st), KIVIS_OK);
-    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, schema, &o, &f->db), KIVIS_OK);
     return f;
 }
@@ -108,7 +108,7 @@ static fx *fx_new(const kivis_schema_desc *schema, size_t max_key)
 static void fx_reopen(fx *f, const kivis_schema_desc *schema)
 {
     kivis_close(f->db);
-    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, schema, &o, &f->db), KIVIS_OK);
 }
 
@@ -691,7 +691,7 @@ static void test_oom_open(void **state)
     kivis_memory_options mo = {.allocator = &a.iface};
     kivis_storage *st;
     assert_int_equal(kivis_memory_open(&mo, &st), KIVIS_OK);
-    kivis_options o = {&a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     long blocks = a.live_blocks;
     kivis_db *db = NULL;
     int rc;
@@ -841,7 +841,7 @@ static void test_wrong_schema_on_open(void **state)
     tables[PETS_USER].record = &ud;
     kivis_schema_desc changed = {"pets", 4, tables, 0, NULL, 0, NULL};
     kivis_db *db2 = (kivis_db *)1;
-    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, &changed, &o, &db2), KIVIS_ESCHEMA);
     assert_null(db2);
     /* A key strategy change is refused as well. */
@@ -873,7 +873,7 @@ static void test_schema_message_names_table_and_field(void **state)
     tables[PETS_USER].record = &ud;
     kivis_schema_desc changed = {"pets", 4, tables, 0, NULL, 0, NULL};
     char msg[200];
-    kivis_options o = {&a.iface, KIVIS_SYNC, msg, sizeof msg, 0, NULL, NULL};
+    kivis_options o = {&a.iface, KIVIS_SYNC, msg, sizeof msg, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(st, &changed, &o, &db), KIVIS_ESCHEMA);
     assert_non_null(strstr(msg, "table user"));
     assert_non_null(strstr(msg, "'age'"));

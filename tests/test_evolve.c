@@ -739,25 +739,6 @@ static void test_sigkill_midway_leaves_old_or_new(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
-/* The kill, on the backends whose store outlives the process (or on the
- * one argv[1] names, when it is one of them). */
-static int run_kill(int argc, char **argv)
-{
-    static const struct {
-        const char *name;
-        kt_open_fn open;
-    } stores[] = {{"lmdb", kt_open_lmdb}, {"sqlite", kt_open_sqlite},
-                  {"rocksdb", kt_open_rocksdb}};
-    const struct CMUnitTest kill[] = {T(test_sigkill_midway_leaves_old_or_new)};
-    int failed = 0;
-    for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++)
-        if (argc < 2 || !strcmp(argv[1], stores[i].name)) {
-            kt_backend_open = stores[i].open;
-            failed += _cmocka_run_group_tests(stores[i].name, kill, 1, NULL, NULL);
-        }
-    return failed;
-}
-
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -774,5 +755,6 @@ int main(int argc, char **argv)
         T(test_generated_schema_declares_them),
     };
     int rc = kt_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
-    return rc == 2 ? rc : run_kill(argc, argv) || rc ? 1 : 0;
+    const struct CMUnitTest kill[] = {T(test_sigkill_midway_leaves_old_or_new)};
+    return rc == 2 ? rc : kt_run_durable(argc, argv, kill, 1) || rc ? 1 : 0;
 }

@@ -385,11 +385,13 @@ static void test_changed_type_says_old_and_new(void **state)
     kivis_table_desc tables[4];
     kivis_schema_desc changed = pets_copy(tables);
     tables[PETS_USER].record = &ud;
-    assert_refused(f, &changed, "table user: field 'age' was uint32_t, now int64_t");
+    assert_refused(f, &changed, "table user: field 'age' was uint32_t, now int64_t"
+                   " (a typed migration can convert it: kivis-gen --previous)");
     uf[2] = pets_schema.tables[PETS_USER].record->fields[2];
     uf[1].kind = KIVIS_BYTES;
     uf[1].size = sizeof(kivis_bytes);
-    assert_refused(f, &changed, "table user: field 'email' was char *, now kivis_bytes");
+    assert_refused(f, &changed, "table user: field 'email' was char *, now kivis_bytes"
+                   " (a typed migration can convert it: kivis-gen --previous)");
 }
 
 static void test_changed_enum_says_what_changed(void **state)
@@ -440,10 +442,12 @@ static void test_changed_nested_field_names_its_path(void **state)
     table.record = &sd;
     kivis_schema_desc changed = {"shapes", 1, &table, 0, NULL, 0, NULL};
     sf[1].type = &point3_desc;
-    assert_refused(f, &changed, "table shape: field 'pos': struct 'point' gained field 'z'");
+    assert_refused(f, &changed, "table shape: field 'pos': struct 'point' gained field 'z'"
+                   " (a typed migration can convert it: kivis-gen --previous)");
     sf[1].type = &point_desc;
     sf[0].size = 4;
-    assert_refused(f, &changed, "table shape: field 'label' was char[8], now char[4]");
+    assert_refused(f, &changed, "table shape: field 'label' was char[8], now char[4]"
+                   " (a typed migration can convert it: kivis-gen --previous)");
     /* Widening inside a nested struct is applied (test_evolve). */
     sf[0].size = 8;
     sf[1].type = &point64_desc;
