@@ -39,8 +39,8 @@ static const kivis_table_desc v1_table = {"item", &v1_desc, &key_desc, KIVIS_KEY
                                           NULL, NULL, 2, indexes};
 static const kivis_table_desc v2_table = {"item", &v2_desc, &key_desc, KIVIS_KEY_AUTO,
                                           NULL, NULL, 2, indexes};
-static const kivis_schema_desc v1 = {"bench", 1, &v1_table, 0, NULL};
-static const kivis_schema_desc v2 = {"bench", 1, &v2_table, 0, NULL};
+static const kivis_schema_desc v1 = {"bench", 1, &v1_table, 0, NULL, 0, NULL};
+static const kivis_schema_desc v2 = {"bench", 1, &v2_table, 0, NULL, 0, NULL};
 
 static double now(void)
 {

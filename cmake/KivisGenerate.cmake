@@ -1,4 +1,5 @@
-# kivis_generate(<target> <schema.kvs> [OUTPUT_DIR <dir>] [PREFIX <p>] [SHARED])
+# kivis_generate(<target> <schema.kvs> [OUTPUT_DIR <dir>] [PREFIX <p>]
+#                [PREVIOUS <old.kvs>] [SHARED])
 #
 # Compile a schema with kivis-gen into <dir>/<name>.kivis.h and
 # <dir>/<name>.kivis.c, where <name> is the one declared by `schema <name>;`.
@@ -11,12 +12,16 @@
 # files are then <p><name>.kivis.h and .c, and two schemas with the same
 # record names can be used in one program.
 #
+# PREVIOUS names the schema the stores were written with (kivis-gen
+# --previous): the records that changed get typed migrations, whose
+# <record>_migrate functions the target must define.
+#
 # OUTPUT_DIR defaults to ${CMAKE_CURRENT_BINARY_DIR}/kivis_gen/<target>; a
 # relative one is taken from ${CMAKE_CURRENT_BINARY_DIR}.
 include_guard(GLOBAL)
 
 function(kivis_generate target schema)
-  cmake_parse_arguments(PARSE_ARGV 2 arg "SHARED" "OUTPUT_DIR;PREFIX" "")
+  cmake_parse_arguments(PARSE_ARGV 2 arg "SHARED" "OUTPUT_DIR;PREFIX;PREVIOUS" "")
   if(arg_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "kivis_generate: unexpected arguments: ${arg_UNPARSED_ARGUMENTS}")
   endif()
@@ -51,13 +56,19 @@ function(kivis_generate target schema)
     set(prefix_args --prefix "${arg_PREFIX}")
   endif()
 
+  set(previous_args)
+  if(arg_PREVIOUS)
+    get_filename_component(arg_PREVIOUS "${arg_PREVIOUS}" ABSOLUTE)
+    set(previous_args --previous "${arg_PREVIOUS}")
+  endif()
+
   set(header "${outdir}/${name}.kivis.h")
   set(source "${outdir}/${name}.kivis.c")
   add_custom_command(
     OUTPUT "${header}" "${source}"
     COMMAND "${CMAKE_COMMAND}" -E make_directory "${outdir}"
-    COMMAND kivis::kivis-gen -o "${outdir}" ${prefix_args} "${schema}"
-    DEPENDS "${schema}" kivis::kivis-gen
+    COMMAND kivis::kivis-gen -o "${outdir}" ${prefix_args} ${previous_args} "${schema}"
+    DEPENDS "${schema}" ${arg_PREVIOUS} kivis::kivis-gen
     COMMENT "kivis-gen: generating ${name}.kivis.h and ${name}.kivis.c"
     VERBATIM)
   target_sources(${target} PRIVATE "${source}" "${header}")

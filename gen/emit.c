@@ -447,6 +447,24 @@ static void header_constants(emitter *e)
     }
 }
 
+/* kivis-gen --previous: the record as the previous schema had it, and
+ * the function the user writes to convert it. */
+static void header_migration(emitter *e, const kg_record *r)
+{
+    const kg_record *old = r->migrates_from;
+    out(e, "/* A %s as the previous schema stored it: kivis_open hands each\n"
+           " * stored one to %s_migrate (kivis-gen --previous). */\n",
+        r->name, r->name);
+    header_struct(e, old->name, "", e->s, 0, old);
+    out(e, "/* Written by the user: fill out (zeroed) from old, keeping its\n"
+           " * key; ctx is kivis_options.migrate_ctx.  Strings and blobs in\n"
+           " * out are not freed: point them into old (freed once out is\n"
+           " * written) or into memory of your own.  KIVIS_OK, or a status\n"
+           " * that aborts kivis_open with nothing changed. */\n"
+           "int %s_migrate(const %s *old, %s *out, void *ctx);\n\n",
+        r->name, old->name, r->name);
+}
+
 static const char handle_fns[] =
     "/* A database opened with $S_schema.  Every function below takes one,\n"
     " * so a handle of another schema does not compile.  Opaque: a kivis_db\n"
@@ -978,6 +996,9 @@ static void emit_header(emitter *e)
         header_node(e, e->order[i]);
     for (size_t i = 0; i < s->nrecords; i++)
         header_struct(e, s->records[i].name, "", s, 0, &s->records[i]);
+    for (size_t i = 0; i < s->nrecords; i++)
+        if (s->records[i].migrates_from)
+            header_migration(e, &s->records[i]);
     header_constants(e);
     tpl(e, NULL, NULL, handle_fns);
     tpl(e, NULL, NULL, scan_helper);
@@ -1184,6 +1205,46 @@ static size_t source_changes(emitter *e, const kg_schema *s)
     return n;
 }
 
+/* The typed migrations (kivis-gen --previous): for each, the old record's
+ * descriptor, its table as the store has it, and the adapter from the
+ * runtime's untyped call to the user's R_migrate; then
+ * <schema>_migrations_, when there are any.  @return how many. */
+static size_t source_migrations(emitter *e, const kg_schema *s)
+{
+    static const char *const kinds[] = {"0", "KIVIS_KEY_AUTO",
+                                        "KIVIS_KEY_FIELDS", "KIVIS_KEY_DERIVED"};
+    size_t n = 0;
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i], *old = r->migrates_from;
+        if (!old)
+            continue;
+        n++;
+        source_struct(e, old->name, "", 0, old);
+        out(e, "static const kivis_table_desc %s_table_ = {\"%s\", &%s_desc_, "
+               "&%s_key_desc_, %s, NULL, NULL, 0, NULL};\n\n",
+            old->name, old->stored, old->name, r->name, kinds[r->key_kind]);
+        tpl(e, r, NULL,
+            "/* Adapts the user's typed $R_migrate to the runtime. */\n"
+            "static int $R_migrate_(const void *old, void *out, void *ctx)\n"
+            "{\n");
+        out(e, "    return %s_migrate((const %s *)old, (%s *)out, ctx);\n}\n\n",
+            r->name, old->name, r->name);
+    }
+    if (!n)
+        return 0;
+    out(e, "static const kivis_migration %s_migrations_[] = {\n", s->name);
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i];
+        if (!r->migrates_from)
+            continue;
+        out(e, "    {&%s_table_, ", r->migrates_from->name);
+        out_table(e, r);
+        out(e, ", %s_migrate_},\n", r->name);
+    }
+    out(e, "};\n\n");
+    return n;
+}
+
 static void source_table(emitter *e, const kg_record *r)
 {
     static const char *const kinds[] = {"0", "KIVIS_KEY_AUTO",
@@ -1225,11 +1286,15 @@ static void emit_source(emitter *e)
         out(e, "};\n\n");
     }
     size_t nchanges = source_changes(e, s);
-    out(e, "const kivis_schema_desc %s_schema = {\"%s\", %u, %s%s, %u, %s%s};\n",
+    size_t nmigrations = source_migrations(e, s);
+    out(e, "const kivis_schema_desc %s_schema = {\"%s\", %u, %s%s, %u, %s%s, "
+           "%u, %s%s};\n",
         s->name, stored(e, s->name), (unsigned)s->nrecords,
         s->nrecords ? s->name : "NULL",
         s->nrecords ? "_tables_" : "", (unsigned)nchanges,
-        nchanges ? s->name : "NULL", nchanges ? "_changes_" : "");
+        nchanges ? s->name : "NULL", nchanges ? "_changes_" : "",
+        (unsigned)nmigrations, nmigrations ? s->name : "NULL",
+        nmigrations ? "_migrations_" : "");
 }
 
 /* ---- the source: value decoders -------------------------------------
@@ -1410,10 +1475,15 @@ static int dec_holds(const kg_schema *s, const kg_type *t, size_t node,
  * emitted (clang warns of an unused static function). */
 static int dec_used(const kg_schema *s, size_t node, const kg_enum *en)
 {
-    for (size_t i = 0; i < s->nrecords; i++)
-        for (size_t j = 0; j < s->records[i].nfields; j++)
-            if (dec_holds(s, &s->records[i].fields[j].type, node, en))
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i], *old = r->migrates_from;
+        for (size_t j = 0; j < r->nfields; j++)
+            if (dec_holds(s, &r->fields[j].type, node, en))
                 return 1;
+        for (size_t j = 0; old && j < old->nfields; j++)
+            if (dec_holds(s, &old->fields[j].type, node, en))
+                return 1;
+    }
     return 0;
 }
 
@@ -1426,8 +1496,11 @@ static void source_decoders(emitter *e)
     for (size_t i = 0; i < e->norder; i++)
         if (dec_used(s, e->order[i], NULL))
             dec_node(e, e->order[i]);
-    for (size_t i = 0; i < s->nrecords; i++)
+    for (size_t i = 0; i < s->nrecords; i++) {
         dec_record(e, &s->records[i]);
+        if (s->records[i].migrates_from)
+            dec_record(e, s->records[i].migrates_from);
+    }
 }
 
 /* ---- files ---------------------------------------------------------- */

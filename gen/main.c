@@ -1,7 +1,7 @@
 /*
  * gen/main.c - the kivis-gen command line.
  *
- *   kivis-gen [-o DIR] [--prefix P] SCHEMA.kvs
+ *   kivis-gen [-o DIR] [--prefix P] [--previous OLD.kvs] SCHEMA.kvs
  *
  * Writes DIR/<schema>.kivis.h and DIR/<schema>.kivis.c (DIR defaults to
  * the current directory, and is created with its parents when missing);
@@ -32,7 +32,7 @@
 enum { EXIT_SCHEMA = 1, EXIT_USAGE = 2 };
 
 static const char usage[] =
-    "usage: kivis-gen [-o DIR] [--prefix P] SCHEMA.kvs\n"
+    "usage: kivis-gen [-o DIR] [--prefix P] [--previous OLD.kvs] SCHEMA.kvs\n"
     "\n"
     "Compile a Kivis schema into DIR/<schema>.kivis.h and DIR/<schema>.kivis.c\n"
     "(DIR defaults to the current directory).\n"
@@ -43,6 +43,11 @@ static const char usage[] =
     "              constants upper-cased, file names), so that two schemas\n"
     "              with the same record names fit in one program; the names\n"
     "              stored in the database do not change\n"
+    "  --previous OLD.kvs  the schema that wrote the stores to open: each\n"
+    "              record that changed other than by fields appended gets a\n"
+    "              typed migration, the old record as R_old and a function\n"
+    "              to write, int R_migrate(const R_old *old, R *out,\n"
+    "              void *ctx), which kivis_open calls for every stored record\n"
     "  --help      show this help\n"
     "  --version   show the version\n"
     "\n"
@@ -110,21 +115,24 @@ static int make_dirs(const char *dir)
 typedef struct args {
     const char *dir;
     const char *prefix;
+    const char *previous;
     const char *schema;
 } args;
 
 /* @return -1 to run, else the exit status (help, version, bad usage). */
 static int parse_args(int argc, char **argv, args *a)
 {
-    enum { OPT_PREFIX = 256, OPT_VERSION };
+    enum { OPT_PREFIX = 256, OPT_VERSION, OPT_PREVIOUS };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"output", required_argument, NULL, 'o'},
         {"prefix", required_argument, NULL, OPT_PREFIX},
+        {"previous", required_argument, NULL, OPT_PREVIOUS},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0}};
     a->dir = ".";
     a->prefix = NULL;
+    a->previous = NULL;
     a->schema = NULL;
     opterr = 0; /* our own messages, with the usage */
     int c;
@@ -146,6 +154,9 @@ static int parse_args(int argc, char **argv, args *a)
                                 "identifier\n", a->prefix);
                 return EXIT_USAGE;
             }
+            break;
+        case OPT_PREVIOUS:
+            a->previous = optarg;
             break;
         case ':':
             fprintf(stderr, "kivis-gen: option '%s' needs a value\n%s",
@@ -173,36 +184,67 @@ static int parse_args(int argc, char **argv, args *a)
     return -1;
 }
 
+/* Read and compile the schema at path into *out (diagnostics on stderr);
+ * *src keeps its text (free it) when src is not NULL.
+ * @return 0, or the exit status. */
+static int compile_file(const char *path, kg_schema **out, char **src,
+                        size_t *len)
+{
+    size_t n = 0;
+    char *text = read_all(path, &n);
+    *out = NULL;
+    if (!text) {
+        fprintf(stderr, "kivis-gen: cannot read %s: %s\n", path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    int errors = kg_compile(path, text, n, stderr, out);
+    if (src) {
+        *src = text;
+        *len = n;
+    } else {
+        free(text);
+    }
+    return errors || !*out ? EXIT_SCHEMA : 0;
+}
+
+/* --previous: compile OLD.kvs and plan the typed migrations into s.
+ * @return 0, or the exit status. */
+static int add_previous(kg_schema *s, const args *a, const char *src,
+                        size_t len)
+{
+    kg_schema *old = NULL;
+    int rc = compile_file(a->previous, &old, NULL, NULL);
+    if (!rc && kg_previous(s, old, a->schema, src, len, stderr) != 0)
+        rc = EXIT_SCHEMA;
+    if (rc)
+        kg_schema_free(old);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     args a;
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)
         return rc;
-    size_t len = 0;
-    char *src = read_all(a.schema, &len);
-    if (!src) {
-        fprintf(stderr, "kivis-gen: cannot read %s: %s\n", a.schema,
-                strerror(errno));
-        return EXIT_USAGE;
-    }
     kg_schema *s = NULL;
-    int errors = kg_compile(a.schema, src, len, stderr, &s);
+    char *src = NULL;
+    size_t len = 0;
+    rc = compile_file(a.schema, &s, &src, &len);
+    if (!rc && a.previous)
+        rc = add_previous(s, &a, src, len);
     free(src);
-    if (errors || !s)
-        return EXIT_SCHEMA;
-    if (a.prefix && kg_prefix(s, a.prefix) != 0) {
+    if (!rc && a.prefix && kg_prefix(s, a.prefix) != 0) {
         fprintf(stderr, "kivis-gen: out of memory\n");
-        kg_schema_free(s);
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
     }
-    if (make_dirs(a.dir) != 0) {
+    if (!rc && make_dirs(a.dir) != 0) {
         fprintf(stderr, "kivis-gen: cannot create %s: %s\n", a.dir,
                 strerror(errno));
-        kg_schema_free(s);
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
     }
-    rc = kg_emit(s, a.dir, stderr) == 0 ? 0 : EXIT_USAGE;
+    if (!rc)
+        rc = kg_emit(s, a.dir, stderr) == 0 ? 0 : EXIT_USAGE;
     kg_schema_free(s);
     return rc;
 }

@@ -106,6 +106,12 @@ struct kg_record {
     char *was;         /* [[was(old)]]: its name in the store, or NULL */
     size_t ndropped;   /* [[dropped(f, ...)]]: stored fields to delete */
     char **dropped;
+    /* kivis-gen --previous: in this schema, the previous schema's record
+     * this one migrates from (NULL: none); in the previous schema, a
+     * record something migrates from is renamed R_old and `stored` keeps
+     * the name the store has it under. */
+    kg_record *migrates_from;
+    char *stored;
 };
 
 /* Everything declared, in declaration order. */
@@ -119,6 +125,7 @@ typedef struct kg_schema {
     kg_record *records;
     size_t ndropped;   /* `[[dropped]] struct old;`: stored records to delete */
     char **dropped;
+    struct kg_schema *previous; /* kivis-gen --previous: owned, or NULL */
 } kg_schema;
 
 /* Diagnostics: "file:line:col: error: message", the source line, a caret.
@@ -146,6 +153,21 @@ int kg_prefix_valid(const char *prefix);
  * schema, after kg_compile.  @return 0, or -1 (invalid prefix, no memory).
  */
 int kg_prefix(kg_schema *s, const char *prefix);
+
+/*
+ * kivis-gen --previous: compare `now` (checked from NEW.kvs, whose `len`
+ * bytes `src` are, read from `file`) with `old` (checked from OLD.kvs,
+ * the schema that wrote the store), both without a prefix yet.  Each
+ * record of `now` whose fields are not the old record's (by its name, or
+ * its [[was]] name) with fields appended gets a typed migration: its old
+ * record, renamed R_old, in r->migrates_from.  What cannot be migrated
+ * (a changed key, an old field whose enum or struct changed, a name
+ * R_old or R_migrate taken) is reported on `err` at its position in
+ * NEW.kvs.  On success `now` owns `old` (now->previous).
+ * @return 0, or the number of errors (`old` then still the caller's).
+ */
+int kg_previous(kg_schema *now, kg_schema *old, const char *file,
+                const char *src, size_t len, void *err);
 
 /*
  * Write <dir>/<schema>.kivis.h and <dir>/<schema>.kivis.c for `s`.

@@ -108,6 +108,7 @@ void kg_schema_free(kg_schema *s)
     for (size_t i = 0; i < s->nrecords; i++) {
         free(s->records[i].name);
         free(s->records[i].was);
+        free(s->records[i].stored);
         free_names(s->records[i].dropped, s->records[i].ndropped);
         free_fields(s->records[i].fields, s->records[i].nfields);
         free_fields(s->records[i].derived, s->records[i].nderived);
@@ -118,6 +119,7 @@ void kg_schema_free(kg_schema *s)
     free(s->records);
     free(s->name);
     free(s->prefix);
+    kg_schema_free(s->previous);
     free(s);
 }
 

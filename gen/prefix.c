@@ -75,5 +75,8 @@ int kg_prefix(kg_schema *s, const char *prefix)
              prefix_fields(r->fields, r->nfields, prefix) ||
              prefix_fields(r->derived, r->nderived, prefix);
     }
+    /* The previous schema's records refer to this one's types. */
+    if (!rc && s->previous)
+        rc = kg_prefix(s->previous, prefix);
     return rc ? -1 : 0;
 }

@@ -86,6 +86,9 @@ typedef struct kivis_options {
      *  (docs/schema.md, "Evolving a schema"); NULL for silence. */
     kivis_progress_fn progress;
     void *progress_ctx; /* progress's first argument */
+    /** Optional: the last argument of every typed migration's function
+     *  (kivis_migration, kivis/schema.h) this open calls. */
+    void *migrate_ctx;
 } kivis_options;
 
 /** kivis_options.flags: open a store written under another schema name and
@@ -110,6 +113,11 @@ typedef struct kivis_options {
  *   char[M] with M > N or to char *), made [[optional]], and enums that
  *   gained values: the records of a table whose values change are
  *   rewritten and its indexes rebuilt (opts->progress follows it);
+ * - a table stored in the old layout of one of schema->migrations (typed
+ *   migrations, kivis-gen --previous) has every record converted by its
+ *   function (called with opts->migrate_ctx) and written back under the
+ *   same key, and its indexes rebuilt; a failing function fails the open
+ *   with its status, a changed key with KIVIS_ESCHEMA;
  * - a unique index new to the store that its records violate fails with
  *   KIVIS_ECONSTRAINT listing the first keys that collide and how many;
  * - tables the store holds but `schema` does not name (and does not

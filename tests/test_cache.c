@@ -26,7 +26,7 @@ static int setup(void **state)
     kt_alloc_init(&f->a);
     kivis_memory_options mo = {.allocator = &f->a.iface};
     assert_int_equal(kivis_memory_open(&mo, &f->st), KIVIS_OK);
-    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, &pets_schema, &o, &f->db), KIVIS_OK);
     *state = f;
     return 0;
@@ -194,7 +194,7 @@ static void test_other_writers_are_seen_after_clear(void **state)
     assert_int_equal(kivis_cache_enable(f->db, PETS_USER, 4), KIVIS_OK);
     expect_user(f, a, "ann");
     kivis_db *other;
-    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, &pets_schema, &o, &other), KIVIS_OK);
     user nu = {"anna", "a@x", 31};
     assert_int_equal(kivis_insert(other, PETS_USER, &a, &nu), KIVIS_OK);

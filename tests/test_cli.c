@@ -232,7 +232,7 @@ static void test_schema_load_reads_records(void **state)
     kivis_schema_desc *s;
     assert_int_equal(kivis_schema_load(f->st, &a.iface, &s), KIVIS_OK);
     kivis_db *db;
-    kivis_options o = {&a.iface, 0, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&a.iface, 0, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, s, &o, &db), KIVIS_OK);
     /* Buffers of the loaded sizes, read through the compiled types: the
      * computed layout must be the compiler's. */
@@ -1152,7 +1152,7 @@ static void test_tool_optional(void **state)
     static const kivis_index_desc indexes[] = {{"age", 1, 0}};
     static const kivis_table_desc tables[] = {
         {"item", &item_desc, &key_desc, KIVIS_KEY_AUTO, NULL, NULL, 1, indexes}};
-    static const kivis_schema_desc items = {"items", 1, tables, 0, NULL};
+    static const kivis_schema_desc items = {"items", 1, tables, 0, NULL, 0, NULL};
 
     char dir[256], kvs[300];
     kt_tempdir(dir, sizeof dir);
@@ -1277,7 +1277,7 @@ static void test_tool_schema_every_kind(void **state)
         {"note", &note_desc, &note_key_desc, KIVIS_KEY_DERIVED, NULL, note_derive, 0, NULL},
         {"link", &link_desc, &link_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 2, link_indexes},
     };
-    static const kivis_schema_desc sheets = {"sheets", 3, tables, 0, NULL};
+    static const kivis_schema_desc sheets = {"sheets", 3, tables, 0, NULL, 0, NULL};
     static const char expected[] =
         "schema sheets;\n\n"
         "enum shade { RED, GREEN = 5, BLUE };\n\n"
@@ -1311,7 +1311,7 @@ static void test_tool_schema_every_kind(void **state)
     kivis_db *db;
     assert_int_equal(kivis_lmdb_open(dir, NULL, &st), KIVIS_OK);
     char err[256] = "";
-    kivis_options o = {NULL, 0, err, sizeof err, 0, NULL, NULL};
+    kivis_options o = {NULL, 0, err, sizeof err, 0, NULL, NULL, NULL};
     if (kivis_open(st, &sheets, &o, &db) != KIVIS_OK)
         fail_msg("kivis_open: %s", err);
     kivis_close(db);

@@ -312,7 +312,7 @@ static _Noreturn void child_run(const char *dir, const char *log,
 {
     child c = {NULL, -1, seed, seq, 0, "", 0};
     kivis_storage *st;
-    kivis_options o = {NULL, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {NULL, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     int rc = kivis_lmdb_open(dir, NULL, &st);
     if (rc)
         die("lmdb_open", rc, NULL);

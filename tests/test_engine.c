@@ -55,7 +55,7 @@ static const kivis_index_desc account_indexes[] = {
 static const kivis_table_desc bank_tables[] = {
     {"account", &account_desc, &account_key_desc, KIVIS_KEY_FIELDS, account_key_map,
      NULL, 2, account_indexes}};
-static const kivis_schema_desc bank_schema = {"bank", 1, bank_tables, 0, NULL};
+static const kivis_schema_desc bank_schema = {"bank", 1, bank_tables, 0, NULL, 0, NULL};
 enum { ACCOUNT_BY_EMAIL = 0, ACCOUNT_BY_BALANCE = 1 };
 
 /* ---- a third schema: arrays of strings and of nested structs ------------ */
@@ -81,7 +81,7 @@ static const kivis_field note_fields[] = {
 static const kivis_struct_desc note_desc = {"note", sizeof(note), 2, note_fields, NULL};
 static const kivis_table_desc notes_tables[] = {
     {"note", &note_desc, &note_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL}};
-static const kivis_schema_desc notes_schema = {"notes", 1, notes_tables, 0, NULL};
+static const kivis_schema_desc notes_schema = {"notes", 1, notes_tables, 0, NULL, 0, NULL};
 
 /* ---- fixture ------------------------------------------------------------- */
 
@@ -100,7 +100,7 @@ static fx *fx_new(const kivis_schema_desc *schema, size_t max_key)
     kivis_storage *mem;
     assert_int_equal(kivis_memory_open(&mo, &mem), KIVIS_OK);
     assert_int_equal(kivis_faulty_open(mem, &f->a.iface, &f->st), KIVIS_OK);
-    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, schema, &o, &f->db), KIVIS_OK);
     return f;
 }
@@ -108,7 +108,7 @@ static fx *fx_new(const kivis_schema_desc *schema, size_t max_key)
 static void fx_reopen(fx *f, const kivis_schema_desc *schema)
 {
     kivis_close(f->db);
-    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, schema, &o, &f->db), KIVIS_OK);
 }
 
@@ -691,7 +691,7 @@ static void test_oom_open(void **state)
     kivis_memory_options mo = {.allocator = &a.iface};
     kivis_storage *st;
     assert_int_equal(kivis_memory_open(&mo, &st), KIVIS_OK);
-    kivis_options o = {&a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     long blocks = a.live_blocks;
     kivis_db *db = NULL;
     int rc;
@@ -839,9 +839,9 @@ static void test_wrong_schema_on_open(void **state)
     kivis_table_desc tables[4];
     memcpy(tables, pets_schema.tables, sizeof tables);
     tables[PETS_USER].record = &ud;
-    kivis_schema_desc changed = {"pets", 4, tables, 0, NULL};
+    kivis_schema_desc changed = {"pets", 4, tables, 0, NULL, 0, NULL};
     kivis_db *db2 = (kivis_db *)1;
-    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&f->a.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, &changed, &o, &db2), KIVIS_ESCHEMA);
     assert_null(db2);
     /* A key strategy change is refused as well. */
@@ -871,9 +871,9 @@ static void test_schema_message_names_table_and_field(void **state)
     kivis_table_desc tables[4];
     memcpy(tables, pets_schema.tables, sizeof tables);
     tables[PETS_USER].record = &ud;
-    kivis_schema_desc changed = {"pets", 4, tables, 0, NULL};
+    kivis_schema_desc changed = {"pets", 4, tables, 0, NULL, 0, NULL};
     char msg[200];
-    kivis_options o = {&a.iface, KIVIS_SYNC, msg, sizeof msg, 0, NULL, NULL};
+    kivis_options o = {&a.iface, KIVIS_SYNC, msg, sizeof msg, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(st, &changed, &o, &db), KIVIS_ESCHEMA);
     assert_non_null(strstr(msg, "table user"));
     assert_non_null(strstr(msg, "'age'"));
@@ -897,7 +897,7 @@ static void test_schema_additions_are_applied(void **state)
     tables[PETS_USER].nindexes = 2;
     tables[PETS_USER].indexes = idx;
     tables[PETS_PET].nindexes = 0;
-    kivis_schema_desc more = {"pets", 4, tables, 0, NULL};
+    kivis_schema_desc more = {"pets", 4, tables, 0, NULL, 0, NULL};
     fx_reopen(f, &more);
     uint32_t lo = 35;
     kivis_query q = {PETS_USER, 1, KIVIS_Q_RANGE, &lo, NULL, NULL, 0, 0};

@@ -26,8 +26,6 @@
 #include <kivis/rocksdb.h>
 #include <kivis/sqlite.h>
 
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- schema v1 --------------------------------------------------------- */
@@ -99,7 +97,7 @@ static const kivis_table_desc v1_tables[] = {
      item_indexes},
     {"log", &log_desc, &log_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL},
 };
-static const kivis_schema_desc v1 = {"shop", 2, v1_tables, 0, NULL};
+static const kivis_schema_desc v1 = {"shop", 2, v1_tables, 0, NULL, 0, NULL};
 
 /* A v2 built by a test: copies of v1's descriptors to change. */
 typedef struct v2 {
@@ -725,24 +723,20 @@ static void test_generated_schema_declares_them(void **state)
 
 #define NKILL 20000u
 
-typedef struct killer {
-    int fd;
-    bool told;
-} killer;
+typedef struct kill_arg {
+    const char *dir;
+    const kivis_schema_desc *schema;
+} kill_arg;
 
-/* In the child: once half the records are rewritten, tell the parent and
- * wait for its SIGKILL. */
-static void halfway(void *ctx, const char *table, uint64_t done, uint64_t total)
+/* kt_kill_halfway's child: the migrating open. */
+static void open_in_child(void *arg, kivis_progress_fn progress, void *ctx)
 {
-    killer *k = ctx;
-    (void)table;
-    if (k->told || done < total / 2 || !total)
-        return;
-    k->told = true;
-    if (write(k->fd, "h", 1) != 1)
-        _exit(3);
-    for (;;)
-        pause();
+    const kill_arg *a = arg;
+    kivis_options o = {.progress = progress, .progress_ctx = ctx};
+    kivis_storage *st;
+    kivis_db *db;
+    if (kt_backend_open(a->dir, &st) || kivis_open(st, a->schema, &o, &db))
+        _exit(2);
 }
 
 static void test_sigkill_midway_leaves_old_or_new(void **state)
@@ -757,28 +751,8 @@ static void test_sigkill_midway_leaves_old_or_new(void **state)
     assert_int_equal(kivis_storage_close(st), KIVIS_OK);
     v2 s;
     wide_schema(&s);
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(fds[0]);
-        killer k = {fds[1], false};
-        kivis_options o = {.progress = halfway, .progress_ctx = &k};
-        kivis_db *db;
-        if (kt_backend_open(dir, &st) || kivis_open(st, &s.schema, &o, &db))
-            _exit(2);
-        _exit(4); /* finished before the parent killed it */
-    }
-    close(fds[1]);
-    char c;
-    ssize_t got = read(fds[0], &c, 1);
-    close(fds[0]);
-    kill(pid, SIGKILL);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_int_equal(got, 1); /* it was halfway */
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    kill_arg arg = {dir, &s.schema};
+    kt_kill_halfway(open_in_child, &arg);
 
     assert_int_equal(kt_backend_open(dir, &st), KIVIS_OK);
     kivis_storage *keep = f->st;
@@ -805,25 +779,6 @@ static void test_sigkill_midway_leaves_old_or_new(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
-/* The kill, on the backends whose store outlives the process (or on the
- * one argv[1] names, when it is one of them). */
-static int run_kill(int argc, char **argv)
-{
-    static const struct {
-        const char *name;
-        kt_open_fn open;
-    } stores[] = {{"lmdb", kt_open_lmdb}, {"sqlite", kt_open_sqlite},
-                  {"rocksdb", kt_open_rocksdb}};
-    const struct CMUnitTest kill[] = {T(test_sigkill_midway_leaves_old_or_new)};
-    int failed = 0;
-    for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++)
-        if (argc < 2 || !strcmp(argv[1], stores[i].name)) {
-            kt_backend_open = stores[i].open;
-            failed += _cmocka_run_group_tests(stores[i].name, kill, 1, NULL, NULL);
-        }
-    return failed;
-}
-
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -841,5 +796,6 @@ int main(int argc, char **argv)
         T(test_generated_schema_declares_them),
     };
     int rc = kt_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
-    return rc == 2 ? rc : run_kill(argc, argv) || rc ? 1 : 0;
+    const struct CMUnitTest kill[] = {T(test_sigkill_midway_leaves_old_or_new)};
+    return rc == 2 ? rc : kt_run_durable(argc, argv, kill, 1) || rc ? 1 : 0;
 }

@@ -1,7 +1,8 @@
 /*
  * test_gen_cli.c - the kivis-gen program itself (KIVIS_GEN_PATH, set by
  * the build): -o DIR creates DIR with its parents, and says why when it
- * cannot.
+ * cannot; --previous OLD.kvs writes a typed migration, or refuses what
+ * cannot be migrated at its place in the schema.
  */
 #include "testutil.h"
 
@@ -48,9 +49,9 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Run kivis-gen -o out the schema; its stderr goes to f->err.
- * @return its exit status. */
-static int run_gen(fixture *f, const char *out)
+/* Run kivis-gen -o out [--previous previous] the schema; its stderr goes
+ * to f->err.  @return its exit status. */
+static int run_gen_previous(fixture *f, const char *out, const char *previous)
 {
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -58,13 +59,46 @@ static int run_gen(fixture *f, const char *out)
         int e = open(f->err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (e < 0 || dup2(e, 2) < 0)
             _exit(127);
-        execl(KIVIS_GEN_PATH, "kivis-gen", "-o", out, f->schema, (char *)NULL);
+        if (previous)
+            execl(KIVIS_GEN_PATH, "kivis-gen", "-o", out, "--previous", previous,
+                  f->schema, (char *)NULL);
+        else
+            execl(KIVIS_GEN_PATH, "kivis-gen", "-o", out, f->schema, (char *)NULL);
         _exit(127);
     }
     int ws;
     assert_int_equal(waitpid(pid, &ws, 0), pid);
     assert_true(WIFEXITED(ws));
     return WEXITSTATUS(ws);
+}
+
+static int run_gen(fixture *f, const char *out)
+{
+    return run_gen_previous(f, out, NULL);
+}
+
+/* The whole of a file (free it); NULL when it cannot be read. */
+static char *slurp(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return NULL;
+    char *text = calloc(1, 1 << 20);
+    assert_non_null(text);
+    size_t n = fread(text, 1, (1 << 20) - 1, fp);
+    text[n] = '\0';
+    fclose(fp);
+    return text;
+}
+
+/* f->dir/old.kvs holding `src`; its path in path. */
+static void write_old(fixture *f, const char *src, char *path, size_t n)
+{
+    snprintf(path, n, "%s/old.kvs", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(src, fp);
+    assert_int_equal(fclose(fp), 0);
 }
 
 static int is_file(const char *dir, const char *name)
@@ -118,12 +152,51 @@ static void test_out_dir_that_is_a_file_refused(void **state)
     assert_false(is_file(f->dir, "notes.kivis.h"));
 }
 
+static void test_previous_writes_a_migration(void **state)
+{
+    fixture *f = *state;
+    char old[320], header[320];
+    write_old(f, "schema notes;\nstruct note { [[index]] char *title; "
+                 "uint64_t stars; };\n", old, sizeof old);
+    assert_int_equal(run_gen_previous(f, f->dir, old), 0);
+    snprintf(header, sizeof header, "%s/notes.kivis.h", f->dir);
+    char *h = slurp(header);
+    assert_non_null(h);
+    assert_non_null(strstr(h, "    uint64_t stars;\n} note_old;"));
+    assert_non_null(strstr(h, "int note_migrate(const note_old *old, note *out, "
+                              "void *ctx);"));
+    free(h);
+}
+
+static void test_previous_refuses_a_changed_key(void **state)
+{
+    fixture *f = *state;
+    char old[320];
+    write_old(f, "schema notes;\nstruct note { [[key]] char title[8]; "
+                 "uint32_t stars; };\n", old, sizeof old);
+    assert_int_equal(run_gen_previous(f, f->dir, old), 1);
+    char *err = slurp(f->err);
+    assert_non_null(err);
+    char want[400];
+    snprintf(want, sizeof want, "%s:2:8: error: record 'note': its key is not "
+             "the previous schema's", f->schema);
+    if (!strstr(err, want))
+        fail_msg("stderr '%s' lacks '%s'", err, want);
+    free(err);
+    assert_false(is_file(f->dir, "notes.kivis.h"));
+    /* An OLD.kvs that cannot be read is a usage error. */
+    strcat(old, ".missing");
+    assert_int_equal(run_gen_previous(f, f->dir, old), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_out_dir_created_with_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_dir_under_a_file_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_dir_that_is_a_file_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_previous_writes_a_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_previous_refuses_a_changed_key, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -170,7 +170,7 @@ static void emits_pets(void **state)
     assert_contains(c, "static const uint32_t toy_key_map_[] = {0, 1};");
     assert_contains(c, "NULL, blob_derive_, 0, NULL},");
     assert_contains(c, "const kivis_schema_desc pets_schema = {\"pets\", 4, "
-                       "pets_tables_, 0, NULL};");
+                       "pets_tables_, 0, NULL, 0, NULL};");
     /* Keys come before the records that hold them. */
     assert_true(strstr(h, "} toy_key;") < strstr(h, "} pet;"));
     free(h);

@@ -198,9 +198,9 @@ static void test_schema_change_on_reopen(void **state)
     kivis_table_desc tables[4];
     memcpy(tables, pets_schema.tables, sizeof tables);
     tables[PETS_USER].record = &ud;
-    kivis_schema_desc changed = {"pets", 4, tables, 0, NULL};
+    kivis_schema_desc changed = {"pets", 4, tables, 0, NULL, 0, NULL};
     char msg[200];
-    kivis_options o = {NULL, KIVIS_SYNC, msg, sizeof msg, 0, NULL, NULL};
+    kivis_options o = {NULL, KIVIS_SYNC, msg, sizeof msg, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, &changed, &o, &db), KIVIS_ESCHEMA);
     assert_non_null(strstr(msg, "user"));
     assert_non_null(strstr(msg, "age"));
@@ -213,7 +213,7 @@ static void test_schema_change_on_reopen(void **state)
     memcpy(tables, pets_schema.tables, sizeof tables);
     tables[PETS_USER].nindexes = 2;
     tables[PETS_USER].indexes = idx;
-    kivis_schema_desc more = {"pets", 4, tables, 0, NULL};
+    kivis_schema_desc more = {"pets", 4, tables, 0, NULL, 0, NULL};
     assert_int_equal(kivis_open(f->st, &more, NULL, &db), KIVIS_OK);
     kivis_close(db);
     reopen(f, 0, 0);
@@ -269,7 +269,7 @@ static void test_appended_field_and_new_record(void **state)
     tables[PETS_USER].record = &user2_desc;
     tables[4] = (kivis_table_desc){"note", &note_desc, &note_key_desc, KIVIS_KEY_AUTO,
                                    NULL, NULL, 0, NULL};
-    kivis_schema_desc grown = {"pets", 5, tables, 0, NULL};
+    kivis_schema_desc grown = {"pets", 5, tables, 0, NULL, 0, NULL};
     assert_int_equal(kivis_open(f->st, &grown, NULL, &db), KIVIS_OK);
     user2 u;
     user_key k = {1};
@@ -295,7 +295,7 @@ static void test_appended_field_and_new_record(void **state)
     /* The old schema still opens: its records are a prefix of the stored
      * ones, but dropping a field is refused. */
     char msg[200];
-    kivis_options o = {NULL, KIVIS_SYNC, msg, sizeof msg, 0, NULL, NULL};
+    kivis_options o = {NULL, KIVIS_SYNC, msg, sizeof msg, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->st, &pets_schema, &o, &db), KIVIS_ESCHEMA);
     assert_non_null(strstr(msg, "score"));
 }
@@ -303,7 +303,7 @@ static void test_appended_field_and_new_record(void **state)
 static void test_nosync_commits_are_kept(void **state)
 {
     fx *f = *state;
-    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0, NULL, NULL, NULL};
     kivis_db *db;
     assert_int_equal(kivis_open(f->st, &pets_schema, &o, &db), KIVIS_OK);
     for (int i = 0; i < 50; i++)

@@ -239,7 +239,7 @@ static void test_readers_in_processes_see_whole_batches(void **state)
     double run_ms = scale && !strcmp(scale, "small") ? RUN_MS / 3 : RUN_MS;
     kivis_storage *st;
     kivis_db *db;
-    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0, NULL, NULL, NULL};
     /* The store and its schema exist before any reader opens it. */
     assert_int_equal(kivis_lmdb_open(dir, NULL, &st), KIVIS_OK);
     assert_int_equal(kivis_open(st, &pets_schema, &o, &db), KIVIS_OK);
@@ -371,7 +371,7 @@ static void *read_counter(void *arg)
 static void writer_session(const char *dir, int id, long *n, long end, wstats *w)
 {
     kivis_lmdb_options lo = {NULL, SMALL_MAP, 0, 0};
-    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0, NULL, NULL, NULL};
     kivis_storage *st;
     kivis_db *db, *rdb;
     int rc = kivis_lmdb_open(dir, &lo, &st);

@@ -372,7 +372,7 @@ static void test_records_offline(void **state)
 {
     fx *f = *state;
     kivis_db *db;
-    kivis_options o = {NULL, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {NULL, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     assert_int_equal(kivis_open(f->stack, &pets_schema, &o, &db), KIVIS_OK);
     user_key k = kt_put_user(db, "ada", 36);
     kt_put_user(db, "bob", 41);

@@ -419,7 +419,7 @@ static const kivis_struct_desc old_key_desc = {"person_key", sizeof(uint64_t), 1
 static const kivis_table_desc old_tables[] = {
     {"person", &old_person_desc, &old_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL},
 };
-static const kivis_schema_desc old_schema = {"opt", 1, old_tables, 0, NULL};
+static const kivis_schema_desc old_schema = {"opt", 1, old_tables, 0, NULL, 0, NULL};
 
 static void old_store_opens_and_reads(void **state)
 {
@@ -480,7 +480,7 @@ static void expect_refused(ofx *f, const kivis_struct_desc *rec,
     kivis_table_desc table = old_tables[0];
     table.record = rec;
     table.key = key;
-    kivis_schema_desc schema = {"opt", 1, &table, 0, NULL};
+    kivis_schema_desc schema = {"opt", 1, &table, 0, NULL, 0, NULL};
     char got[256] = "";
     kivis_options o = {.durability = KIVIS_SYNC, .errbuf = got,
                        .errbuf_size = sizeof got};

@@ -444,7 +444,7 @@ static void test_open_refuses_bad_action(void **state)
     f->db = NULL;
     kivis_table_desc tables[NTABLES];
     memcpy(tables, refs_schema.tables, sizeof tables);
-    kivis_schema_desc s = {refs_schema.name, NTABLES, tables, 0, NULL};
+    kivis_schema_desc s = {refs_schema.name, NTABLES, tables, 0, NULL, 0, NULL};
     kivis_index_desc ix = {"owner", 1, KIVIS_INDEX_NULLIFY};
     tables[REFS_FOLDER].nindexes = 1;
     tables[REFS_FOLDER].indexes = &ix;

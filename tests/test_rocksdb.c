@@ -784,7 +784,7 @@ static void test_bad_paths(void **state)
 
 static kivis_db *open_pets(fx *f)
 {
-    kivis_options o = {&f->alloc.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {&f->alloc.iface, KIVIS_SYNC, NULL, 0, 0, NULL, NULL, NULL};
     kivis_db *db;
     assert_int_equal(kivis_open(f->st, &pets_schema, &o, &db), KIVIS_OK);
     return db;

@@ -33,7 +33,7 @@ static const kivis_struct_desc counter_desc = {"counter", sizeof(counter), 2,
                                                counter_fields, NULL};
 static const kivis_table_desc conc_tables[] = {
     {"counter", &counter_desc, &counter_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL}};
-static const kivis_schema_desc conc_schema = {"conc", 1, conc_tables, 0, NULL};
+static const kivis_schema_desc conc_schema = {"conc", 1, conc_tables, 0, NULL, 0, NULL};
 
 /* ---- a schema with a nested struct: "shapes" ---------------------------- */
 
@@ -63,7 +63,7 @@ static const kivis_field shape_fields[] = {
 static const kivis_struct_desc shape_desc = {"shape", sizeof(shape), 2, shape_fields, NULL};
 static const kivis_table_desc shapes_tables[] = {
     {"shape", &shape_desc, &shape_key_desc, KIVIS_KEY_AUTO, NULL, NULL, 0, NULL}};
-static const kivis_schema_desc shapes_schema = {"shapes", 1, shapes_tables, 0, NULL};
+static const kivis_schema_desc shapes_schema = {"shapes", 1, shapes_tables, 0, NULL, 0, NULL};
 
 /* ---- fixture: a memory store, a counting allocator ---------------------- */
 
@@ -255,7 +255,7 @@ static void assert_same_verdict(const verdict *a, const verdict *b)
 static kivis_schema_desc pets_copy(kivis_table_desc *tables)
 {
     memcpy(tables, pets_schema.tables, 4 * sizeof *tables);
-    return (kivis_schema_desc){"pets", 4, tables, 0, NULL};
+    return (kivis_schema_desc){"pets", 4, tables, 0, NULL, 0, NULL};
 }
 
 /* A pets store, and the schema of an application that then renamed table
@@ -344,7 +344,7 @@ static void test_dropped_table_is_kept(void **state)
 {
     fx *f = *state;
     fill_pets(f);
-    kivis_schema_desc fewer = {"pets", 3, pets_schema.tables, 0, NULL}; /* no blob */
+    kivis_schema_desc fewer = {"pets", 3, pets_schema.tables, 0, NULL, 0, NULL}; /* no blob */
     kivis_db *db = open_ok(f, &fewer);
     const char *const *names;
     assert_int_equal(kivis_kept_tables(db, &names), 1);
@@ -385,11 +385,13 @@ static void test_changed_type_says_old_and_new(void **state)
     kivis_table_desc tables[4];
     kivis_schema_desc changed = pets_copy(tables);
     tables[PETS_USER].record = &ud;
-    assert_refused(f, &changed, "table user: field 'age' was uint32_t, now int64_t");
+    assert_refused(f, &changed, "table user: field 'age' was uint32_t, now int64_t"
+                   " (a typed migration can convert it: kivis-gen --previous)");
     uf[2] = pets_schema.tables[PETS_USER].record->fields[2];
     uf[1].kind = KIVIS_BYTES;
     uf[1].size = sizeof(kivis_bytes);
-    assert_refused(f, &changed, "table user: field 'email' was char *, now kivis_bytes");
+    assert_refused(f, &changed, "table user: field 'email' was char *, now kivis_bytes"
+                   " (a typed migration can convert it: kivis-gen --previous)");
 }
 
 static void test_changed_enum_says_what_changed(void **state)
@@ -438,12 +440,14 @@ static void test_changed_nested_field_names_its_path(void **state)
     sd.fields = sf;
     kivis_table_desc table = shapes_tables[0];
     table.record = &sd;
-    kivis_schema_desc changed = {"shapes", 1, &table, 0, NULL};
+    kivis_schema_desc changed = {"shapes", 1, &table, 0, NULL, 0, NULL};
     sf[1].type = &point3_desc;
-    assert_refused(f, &changed, "table shape: field 'pos': struct 'point' gained field 'z'");
+    assert_refused(f, &changed, "table shape: field 'pos': struct 'point' gained field 'z'"
+                   " (a typed migration can convert it: kivis-gen --previous)");
     sf[1].type = &point_desc;
     sf[0].size = 4;
-    assert_refused(f, &changed, "table shape: field 'label' was char[8], now char[4]");
+    assert_refused(f, &changed, "table shape: field 'label' was char[8], now char[4]"
+                   " (a typed migration can convert it: kivis-gen --previous)");
     /* Widening inside a nested struct is applied (test_evolve). */
     sf[0].size = 8;
     sf[1].type = &point64_desc;

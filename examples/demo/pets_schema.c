@@ -79,4 +79,4 @@ static const kivis_table_desc pets_tables[] = {
     {"blob", &blob_desc, &blob_key_desc, KIVIS_KEY_DERIVED, NULL, blob_derive_key, 0, NULL},
 };
 
-const kivis_schema_desc pets_schema = {"pets", 4, pets_tables, 0, NULL};
+const kivis_schema_desc pets_schema = {"pets", 4, pets_tables, 0, NULL, 0, NULL};

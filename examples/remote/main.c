@@ -148,7 +148,7 @@ static remote_db *open_db(kivis_storage *st)
 {
     remote_db *db = NULL;
     char err[256] = "";
-    kivis_options o = {NULL, KIVIS_SYNC, err, sizeof err, 0, NULL, NULL};
+    kivis_options o = {NULL, KIVIS_SYNC, err, sizeof err, 0, NULL, NULL, NULL};
     if (remote_open(st, &o, &db) != KIVIS_OK) {
         fprintf(stderr, "remote: opening the database: %s\n", err);
         exit(1);

@@ -230,7 +230,7 @@ int main(int argc, char **argv)
     }
     kivis_storage *st = open_stack(dir);
     tiers_db *db;
-    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0, NULL, NULL};
+    kivis_options o = {NULL, KIVIS_NOSYNC, NULL, 0, 0, NULL, NULL, NULL};
     if (tiers_open(st, &o, &db) != KIVIS_OK) {
         fprintf(stderr, "tiers: kivis_open failed\n");
         return 1;

@@ -218,13 +218,43 @@ typedef struct kivis_schema_change {
 } kivis_schema_change;
 
 /**
+ * A typed migration's function, written by the application: fill `out`
+ * (a record of the table in this schema, zeroed) from `old` (the record as
+ * the previous schema stored it, decoded with kivis_migration.from), with
+ * `ctx` the kivis_options.migrate_ctx of the open.  Strings and blobs put
+ * in `out` must come from the db's allocator (malloc by default) or be
+ * moved out of `old` (set its pointer to NULL): the runtime frees both
+ * records after each call.  The record's key must stay what it was.
+ * @return KIVIS_OK, or any other value, which aborts the open with
+ * nothing changed (the message names table, record key and the value).
+ */
+typedef int (*kivis_migrate_fn)(const void *old, void *out, void *ctx);
+
+/**
+ * A typed migration (kivis-gen --previous; docs/schema.md, "Typed
+ * migrations"): when table `table` of this schema is stored with exactly
+ * the layout of `from` (its key and record fields, as the stored schema
+ * describes them), kivis_open decodes every record with `from->record`,
+ * hands it to `fn` and writes what it returns under the same key, then
+ * builds the table's indexes again; all of it in the open's one write
+ * transaction.  `from->name` is the table's stored name; its key must be
+ * the one `table` has (a migration never changes keys); its indexes,
+ * key_fields and derive_key are not used.
+ */
+typedef struct kivis_migration {
+    const kivis_table_desc *from; /* the table as the previous schema had it */
+    uint32_t table;               /* position of the table in `tables` */
+    kivis_migrate_fn fn;
+} kivis_migration;
+
+/**
  * A whole schema: the manifest of tables.
  *
  * Descriptors only grow at the end, each new member zero by default (a
  * descriptor written for an earlier version, its trailing members left
  * out, keeps its meaning; a compiler with -Wmissing-field-initializers
  * asks for them spelled out).  Version 1: name, ntables, tables; version
- * 2 adds the declared changes.
+ * 2 adds the declared changes; version 3 the typed migrations.
  */
 typedef struct kivis_schema_desc {
     const char *name;
@@ -232,6 +262,8 @@ typedef struct kivis_schema_desc {
     const kivis_table_desc *tables;
     uint32_t nchanges;                   /* 0 when none are declared */
     const kivis_schema_change *changes;  /* in any order */
+    uint32_t nmigrations;                /* 0 when there are none */
+    const kivis_migration *migrations;   /* at most one per table */
 } kivis_schema_desc;
 
 #ifdef __cplusplus

@@ -152,6 +152,31 @@ static int check_table(kivis_db *db, const kivis_table_desc *td)
     return rc;
 }
 
+/* Each migration names a table of the schema, at most one per table, and
+ * an old layout whose structs are well formed. */
+static int check_migrations(kivis_db *db, const kivis_schema_desc *s)
+{
+    if (s->nmigrations && !s->migrations)
+        return kivis__fail(db, KIVIS_EINVAL, "malformed schema descriptor");
+    for (uint32_t i = 0; i < s->nmigrations; i++) {
+        const kivis_migration *m = &s->migrations[i];
+        if (!m->fn || !m->from || !m->from->name || !m->from->record ||
+            !m->from->key || m->table >= s->ntables)
+            return kivis__fail(db, KIVIS_EINVAL, "malformed migration %u", i);
+        for (uint32_t j = 0; j < i; j++)
+            if (s->migrations[j].table == m->table)
+                return kivis__fail(db, KIVIS_EINVAL,
+                                   "table %s has two migrations",
+                                   s->tables[m->table].name);
+        int rc = check_struct(db, m->from->record, 0);
+        if (!rc)
+            rc = check_struct(db, m->from->key, 0);
+        if (rc)
+            return rc;
+    }
+    return KIVIS_OK;
+}
+
 static int check_schema(kivis_db *db, const kivis_schema_desc *s)
 {
     if (!s->name || !s->ntables || !s->tables || s->ntables > KIVIS_ID_MAX - 1)
@@ -165,7 +190,7 @@ static int check_schema(kivis_db *db, const kivis_schema_desc *s)
                 return kivis__fail(db, KIVIS_EINVAL, "table %s declared twice",
                                    s->tables[i].name);
     }
-    return KIVIS_OK;
+    return check_migrations(db, s);
 }
 
 /* ---- open and close -------------------------------------------------- */
@@ -247,6 +272,7 @@ int kivis_open(kivis_storage *st, const kivis_schema_desc *schema,
     db->open_flags = opts ? opts->flags : 0;
     db->progress = opts ? opts->progress : NULL;
     db->progress_ctx = opts ? opts->progress_ctx : NULL;
+    db->migrate_ctx = opts ? opts->migrate_ctx : NULL;
     db->max_key = kivis_storage_max_key(st);
     kivis__buf_init(&db->pk, &db->alloc);
     kivis__buf_init(&db->val, &db->alloc);

@@ -53,6 +53,7 @@ struct kivis_db {
     unsigned open_flags;  /* kivis_options.flags */
     kivis_progress_fn progress; /* kivis_options.progress, for the open */
     void *progress_ctx;
+    void *migrate_ctx;    /* kivis_options.migrate_ctx, for the open */
     const char **kept;    /* names of the stored tables the schema lacks, */
     uint32_t nkept;       /* one allocation with the strings (meta.c) */
 
@@ -103,6 +104,11 @@ int kivis__table_prefix(kivis_buf *b, const kivis_table_state *ts,
  * where the encoded primary key starts. */
 int kivis__record_key(kivis_db *db, const kivis_table_state *ts,
                       const void *key, kivis_buf *out, size_t *prefix_len);
+/* The key a KEY_FIELDS or KEY_DERIVED table gives `rec`, into `key`: its
+ * key fields copied (owned pointers shared with rec, not duplicated), or
+ * derive_key's (a failure recorded on db) (record.c). */
+int kivis__key_from_record(kivis_db *db, const kivis_table_state *ts,
+                           const void *rec, void *key);
 int kivis__index_value(kivis_buf *b, const kivis_table_desc *td,
                        uint32_t index, const void *value);
 /* Whether index `index` leaves the record out: a unique index does not

@@ -72,6 +72,15 @@ const char *kivis__stored_field_name(const kivis_schema_desc *s,
     return was ? was : name;
 }
 
+const kivis_migration *kivis__migration_of(const kivis_schema_desc *s,
+                                           uint32_t table)
+{
+    for (uint32_t i = 0; i < s->nmigrations; i++)
+        if (s->migrations[i].table == table)
+            return &s->migrations[i];
+    return NULL;
+}
+
 /* ---- which changes are accepted ---------------------------------------- */
 
 typedef enum verdict { SAME, CONVERT, REFUSE } verdict;
@@ -178,6 +187,17 @@ static int refuse(kivis_db *db, const kivis_table_desc *td, const char *what,
     return kivis__fail(db, KIVIS_ESCHEMA, "table %s: %s%s", td->name, msg, why);
 }
 
+/* What a refused field change needs: a typed migration, or one from the
+ * layout the store has when the schema's own is from another. */
+static const char *migration_hint(const kivis_db *db, const kivis_table_desc *td)
+{
+    uint32_t table = (uint32_t)(td - db->schema->tables);
+    return kivis__migration_of(db->schema, table)
+               ? " (the store's layout is not the one its typed migration "
+                 "converts from either)"
+               : " (a typed migration can convert it: kivis-gen --previous)";
+}
+
 static int position_of(const kivis_struct_desc *sd, const char *name)
 {
     for (uint32_t i = 0; i < sd->nfields; i++)
@@ -269,7 +289,7 @@ static int match_fields(kivis_db *db, const kivis_table_desc *td,
         if (v == REFUSE || (v == CONVERT && (f->flags & KIVIS_FIELD_KEY)))
             return refuse(db, td, "field", &was->fields[j], f,
                           v == CONVERT ? " (a key field's type cannot change)"
-                                       : "");
+                                       : migration_hint(db, td));
         *rewrite |= v == CONVERT;
     }
     *rewrite |= was->nfields > now->nfields;
@@ -430,11 +450,74 @@ static int count_records(kivis_db *db, kivis_storage_txn *txn,
     return rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
 }
 
-/* The stored value v of the record under db->pk, in layout `from`, written
- * back in the compiled layout; `old` is room for one `from` record. */
+static void format_key(const kivis_struct_desc *sd, const void *key, char *out,
+                       size_t n);
+
+/* The key of the record under db->pk (its table prefix plen bytes) as
+ * format_key says it, into out. */
+static void describe_pk(kivis_db *db, const kivis_table_desc *td, size_t plen,
+                        char *out, size_t n)
+{
+    kivis_reader r = kivis__reader(
+        kivis_slice_make(db->pk.data + plen, db->pk.len - plen));
+    if (kivis__key_get_struct(&r, td->key, db->keytmp, &db->alloc)) {
+        snprintf(out, n, "(?)");
+        return;
+    }
+    format_key(td->key, db->keytmp, out, n);
+    kivis__struct_free(td->key, db->keytmp, &db->alloc);
+}
+
+/* Whether the record `rec` the migration made has the key it is stored
+ * under (db->pk): an auto-increment key is not in the record. */
+static int key_kept(kivis_db *db, const kivis_table_state *ts, const void *rec,
+                    bool *kept)
+{
+    *kept = true;
+    if (ts->desc->key_kind == KIVIS_KEY_AUTO)
+        return KIVIS_OK;
+    int rc = kivis__key_from_record(db, ts, rec, db->keytmp);
+    if (!rc) /* refkey is free during the open: no write checks references */
+        rc = kivis__record_key(db, ts, db->keytmp, &db->refkey, NULL);
+    *kept = !rc && db->refkey.len == db->pk.len &&
+            !memcmp(db->refkey.data, db->pk.data, db->pk.len);
+    return rc;
+}
+
+/* The typed migration of the record under db->pk from `old` into
+ * db->oldrec (zeroed), which must keep its key. */
+static int migrate_one(kivis_db *db, const kivis_table_state *ts,
+                       const kivis_migration *mig, size_t plen, void *old)
+{
+    const kivis_table_desc *td = ts->desc;
+    char key[96];
+    int rc = mig->fn(old, db->oldrec, db->migrate_ctx);
+    if (rc) {
+        describe_pk(db, td, plen, key, sizeof key);
+        return kivis__fail(db, rc < 0 ? rc : KIVIS_EINVAL,
+                           "table %s: the typed migration of record %s "
+                           "returned %d (%s); nothing was changed",
+                           td->name, key, rc, kivis_errname(rc));
+    }
+    bool kept;
+    rc = key_kept(db, ts, db->oldrec, &kept);
+    if (rc || kept)
+        return rc;
+    describe_pk(db, td, plen, key, sizeof key);
+    return kivis__fail(db, KIVIS_ESCHEMA,
+                       "table %s: the typed migration changed the key of "
+                       "record %s (a migration keeps every record's key); "
+                       "nothing was changed",
+                       td->name, key);
+}
+
+/* The stored value v of the record under db->pk (its table prefix plen
+ * bytes), in layout `from`, written back in the compiled layout, by `map`
+ * or by `mig`; `old` is room for one `from` record. */
 static int rewrite_one(kivis_db *db, kivis_storage_txn *txn,
                        const kivis_table_state *ts, const kivis_table_desc *from,
-                       const uint32_t *map, kivis_slice v, void *old)
+                       const uint32_t *map, const kivis_migration *mig,
+                       size_t plen, kivis_slice v, void *old)
 {
     const kivis_table_desc *td = ts->desc;
     int rc = kivis__value_decode(v, from->record, old, &db->alloc, NULL);
@@ -442,14 +525,22 @@ static int rewrite_one(kivis_db *db, kivis_storage_txn *txn,
         return kivis__fail(db, rc, "table %s: a stored record does not decode "
                                    "with the stored schema", td->name);
     memset(db->oldrec, 0, td->record->size);
-    if (!rc)
+    if (!rc && mig)
+        rc = migrate_one(db, ts, mig, plen, old);
+    else if (!rc)
         rc = convert_struct(from->record, old, td->record, db->oldrec, map,
                             &db->alloc);
-    kivis__struct_free(from->record, old, &db->alloc);
     db->val.len = 0;
     if (!rc)
         rc = kivis__value_encode(&db->val, td->record, ts->version, db->oldrec);
-    kivis__struct_free(td->record, db->oldrec, &db->alloc);
+    if (rc && mig && !db->errmsg[0])
+        kivis__fail(db, rc, "table %s: the record a typed migration made "
+                            "does not encode: %s", td->name, kivis_strerror(rc));
+    /* A conversion moved old's pointers into the new record, which owns
+     * them; a migration's record points into old or the caller's memory. */
+    kivis__struct_free(from->record, old, &db->alloc);
+    if (!mig)
+        kivis__struct_free(td->record, db->oldrec, &db->alloc);
     if (!rc)
         rc = kivis_txn_put(txn, kivis_slice_make(db->pk.data, db->pk.len),
                            kivis_slice_make(db->val.data, db->val.len));
@@ -464,7 +555,8 @@ static void tell(const kivis_db *db, const char *table, uint64_t done,
 }
 
 int kivis__evolve_rewrite(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
-                          const kivis_table_desc *from, const uint32_t *map)
+                          const kivis_table_desc *from, const uint32_t *map,
+                          const kivis_migration *mig)
 {
     const kivis_table_state *ts = &db->tables[table];
     const char *name = ts->desc->name;
@@ -484,7 +576,7 @@ int kivis__evolve_rewrite(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
         db->pk.len = 0; /* copied: the views die with the put */
         rc = kivis__buf_append(&db->pk, k.data, k.len);
         if (!rc)
-            rc = rewrite_one(db, txn, ts, from, map, v, old);
+            rc = rewrite_one(db, txn, ts, from, map, mig, plen, v, old);
         if (!rc && ++done % PROGRESS_STEP == 0)
             tell(db, name, done, total > done ? total : done);
     }

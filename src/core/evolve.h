@@ -36,11 +36,20 @@ int kivis__evolve_match(kivis_db *db, const kivis_table_desc *td,
                         const kivis_table_desc *from, uint32_t *map,
                         bool *rewrite);
 
+/* The typed migration schema `s` declares for its table at position
+ * `table`, or NULL. */
+const kivis_migration *kivis__migration_of(const kivis_schema_desc *s,
+                                           uint32_t table);
+
 /* Rewrite every record of compiled table `table` from layout `from` to the
- * compiled one by `map` (kivis__evolve_match), in txn, telling
- * db->progress.  Index entries are left to the caller. */
+ * compiled one, in txn, telling db->progress: by `map`
+ * (kivis__evolve_match), or when `mig` is set by its function, each
+ * result checked to keep its record's key.  Index entries are left to the
+ * caller.  A failing function: its status (KIVIS_EINVAL for a positive
+ * one), recorded on db with table and key. */
 int kivis__evolve_rewrite(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
-                          const kivis_table_desc *from, const uint32_t *map);
+                          const kivis_table_desc *from, const uint32_t *map,
+                          const kivis_migration *mig);
 
 /* After building table `table`'s indexes failed with KIVIS_ECONSTRAINT:
  * write every unique index entry of its records unchecked into txn (which

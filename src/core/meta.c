@@ -258,9 +258,11 @@ typedef struct meta_plan {
     kivis_schema_desc *old;        /* it, loaded when a table changed */
     kivis_table_state *old_states; /* the loaded tables' stored ids */
     /* Per compiled table whose records are rewritten: their stored layout
-     * and kivis__evolve_match's field map; NULL for the others. */
+     * and kivis__evolve_match's field map, or the typed migration whose
+     * old layout the store has (map NULL); NULL for the others. */
     const kivis_table_desc **from;
     uint32_t **maps;
+    const kivis_migration **migs;
     bool changed;
 } meta_plan;
 
@@ -539,6 +541,37 @@ static int plan_evolve(kivis_db *db, uint32_t c, const kivis_meta_table *st,
     return KIVIS_OK;
 }
 
+/* Whether table st is stored with exactly the layout `from` has. */
+static int layout_is(const kivis_meta_table *st, const kivis_table_desc *from,
+                     kivis_buf *tmp, bool *same)
+{
+    int rc = fields_same(st->keys, st->nkeys, from->key, false, tmp, same);
+    if (!rc && *same)
+        rc = fields_same(st->fields, st->nfields, from->record, false, tmp, same);
+    return rc;
+}
+
+/* A typed migration of compiled table c whose old layout is st's: its
+ * records are rewritten by its function (keys_same: the stored key is the
+ * compiled one, which a migration cannot change). */
+static int plan_migrate(kivis_db *db, uint32_t c, const kivis_meta_table *st,
+                        meta_plan *plan, bool keys_same, kivis_buf *tmp)
+{
+    const kivis_migration *m = kivis__migration_of(db->schema, c);
+    bool same = false;
+    int rc = m ? layout_is(st, m->from, tmp, &same) : KIVIS_OK;
+    if (rc || !same)
+        return rc;
+    if (!keys_same)
+        return kivis__fail(db, KIVIS_ESCHEMA,
+                           "table %s: its typed migration changes the key "
+                           "(a migration keeps every record's key)",
+                           db->tables[c].desc->name);
+    plan->from[c] = m->from;
+    plan->migs[c] = m;
+    return KIVIS_OK;
+}
+
 static int match_table(kivis_db *db, uint32_t c, const kivis_meta_table *st,
                        meta_plan *plan, uint32_t *next_index, kivis_buf *tmp)
 {
@@ -549,11 +582,15 @@ static int match_table(kivis_db *db, uint32_t c, const kivis_meta_table *st,
                            "table %s: its key strategy changed since the store "
                            "was written",
                            td->name);
-    bool same, rewrite = false;
-    int rc = fields_same(st->keys, st->nkeys, td->key, false, tmp, &same);
+    bool keys_same, same, rewrite = false;
+    int rc = fields_same(st->keys, st->nkeys, td->key, false, tmp, &keys_same);
+    same = keys_same;
     if (!rc && same)
         rc = fields_same(st->fields, st->nfields, td->record, true, tmp, &same);
     if (!rc && !same)
+        rc = plan_migrate(db, c, st, plan, keys_same, tmp);
+    rewrite = plan->migs[c] != NULL;
+    if (!rc && !same && !rewrite)
         rc = plan_evolve(db, c, st, plan, &rewrite);
     if (rc)
         return rc;
@@ -814,7 +851,8 @@ static int apply_plan(kivis_db *db, kivis_storage_txn *txn, meta_plan *plan)
         rc = drop_tables(db, txn, plan);
     for (uint32_t c = 0; !rc && c < db->schema->ntables; c++)
         if (plan->from[c])
-            rc = kivis__evolve_rewrite(db, txn, c, plan->from[c], plan->maps[c]);
+            rc = kivis__evolve_rewrite(db, txn, c, plan->from[c], plan->maps[c],
+                                       plan->migs[c]);
     for (uint32_t c = 0; !rc && c < db->schema->ntables; c++)
         rc = build_indexes(db, txn, c, plan->first_new[c]);
     return rc;
@@ -865,12 +903,16 @@ static int load_in(kivis_db *db, kivis_storage_txn *txn, bool write,
     plan.first_new = kivis__alloc(db, n * sizeof *plan.first_new);
     plan.from = kivis__alloc(db, n * sizeof *plan.from);
     plan.maps = kivis__alloc(db, n * sizeof *plan.maps);
+    plan.migs = kivis__alloc(db, n * sizeof *plan.migs);
     if (plan.from)
         memset(plan.from, 0, n * sizeof *plan.from);
     if (plan.maps)
         memset(plan.maps, 0, n * sizeof *plan.maps);
+    if (plan.migs)
+        memset(plan.migs, 0, n * sizeof *plan.migs);
     kivis_slice stored = {NULL, 0};
-    int rc = plan.first_new && plan.from && plan.maps ? KIVIS_OK : KIVIS_ENOMEM;
+    int rc = plan.first_new && plan.from && plan.maps && plan.migs ? KIVIS_OK
+                                                                   : KIVIS_ENOMEM;
     if (!rc)
         rc = kivis_txn_get(txn, kivis__schema_key_slice(), &stored);
     if (rc == KIVIS_NOTFOUND)
@@ -891,6 +933,7 @@ static int load_in(kivis_db *db, kivis_storage_txn *txn, bool write,
     for (uint32_t c = 0; plan.maps && c < n; c++)
         kivis__free(db, plan.maps[c]);
     kivis__free(db, plan.maps);
+    kivis__free(db, plan.migs);
     kivis__free(db, plan.from);
     kivis_schema_free(plan.old, &db->alloc);
     return rc;

@@ -30,8 +30,7 @@ static size_t field_bytes(const kivis_field *f)
     return f->size * (f->count ? f->count : 1);
 }
 
-/* The key a KEY_FIELDS or KEY_DERIVED table gives `rec`, into `key`. */
-static int key_from_record(kivis_db *db, const kivis_table_state *ts,
+int kivis__key_from_record(kivis_db *db, const kivis_table_state *ts,
                            const void *rec, void *key)
 {
     const kivis_table_desc *td = ts->desc;
@@ -506,7 +505,7 @@ static int put_mode(kivis_db *db, uint32_t table, const void *record,
         if (!rc)
             rc = set_auto_key(ts, db->keytmp, id);
     } else {
-        rc = key_from_record(db, ts, record, db->keytmp);
+        rc = kivis__key_from_record(db, ts, record, db->keytmp);
     }
     if (!rc)
         rc = write_record(db, ts, &op, db->keytmp, record, autokey, mode);
@@ -538,7 +537,7 @@ int kivis_add(kivis_db *db, uint32_t table, const void *record, void *key_out)
 static int check_key_matches(kivis_db *db, const kivis_table_state *ts,
                              const void *key, const void *rec)
 {
-    int rc = key_from_record(db, ts, rec, db->keytmp);
+    int rc = kivis__key_from_record(db, ts, rec, db->keytmp);
     kivis_buf want;
     kivis__buf_init(&want, &db->alloc);
     if (!rc)
@@ -582,7 +581,7 @@ static int insert_mode(kivis_db *db, uint32_t table, const void *key,
     if (rc)
         return rc;
     if (!key) {
-        rc = key_from_record(db, ts, record, db->keytmp);
+        rc = kivis__key_from_record(db, ts, record, db->keytmp);
         key = db->keytmp;
     } else if (!autokey) {
         rc = check_key_matches(db, ts, key, record);

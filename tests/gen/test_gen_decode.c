@@ -201,7 +201,7 @@ static void engine_decodes_with_it(void **state)
     sample_generated = rec.decode;
     rec.decode = counting_decode;
     tables[ALLTYPES_SAMPLE].record = &rec;
-    kivis_schema_desc schema = {"alltypes", 4, tables, 0, NULL};
+    kivis_schema_desc schema = {"alltypes", 4, tables, 0, NULL, 0, NULL};
 
     kivis_storage *st;
     kivis_db *db;

@@ -92,6 +92,27 @@ static inline int kt_main(int argc, char **argv, const struct CMUnitTest *tests,
     return failed ? 1 : 0;
 }
 
+/* Run `tests` (n of them, with their own setup) on the backends whose
+ * store outlives the process, LMDB, SQLite and RocksDB (or on the one
+ * argv[1] names, when it is one of them): what a kill or a crash needs.
+ * @return how many tests failed. */
+static inline int kt_run_durable(int argc, char **argv,
+                                 const struct CMUnitTest *tests, size_t n)
+{
+    static const struct {
+        const char *name;
+        kt_open_fn open;
+    } stores[] = {{"lmdb", kt_open_lmdb}, {"sqlite", kt_open_sqlite},
+                  {"rocksdb", kt_open_rocksdb}};
+    int failed = 0;
+    for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++)
+        if (argc < 2 || !strcmp(argv[1], stores[i].name)) {
+            kt_backend_open = stores[i].open;
+            failed += _cmocka_run_group_tests(stores[i].name, tests, n, NULL, NULL);
+        }
+    return failed;
+}
+
 #define KT_BACKEND_TEST(fn) \
     cmocka_unit_test_setup_teardown(fn, kt_backend_setup, kt_backend_teardown)
 

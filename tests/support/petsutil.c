@@ -17,7 +17,7 @@ kivis_schema_desc kt_pets_without_cascade(kivis_table_desc tables[4])
     assert_int_equal(tables[PETS_PET].indexes[PET_BY_OWNER].flags & KIVIS_INDEX_ACTION,
                      KIVIS_INDEX_CASCADE);
     tables[PETS_PET].nindexes = PET_BY_OWNER;
-    return (kivis_schema_desc){"pets", 4, tables, 0, NULL};
+    return (kivis_schema_desc){"pets", 4, tables, 0, NULL, 0, NULL};
 }
 
 user_key kt_put_user(kivis_db *db, const char *name, uint32_t age)

@@ -4,9 +4,11 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Each block carries its size in front, so frees can be counted.  The
@@ -233,4 +235,47 @@ void kt_check_clean(kivis_db *db)
     assert_int_equal(kivis_check(db, NULL, NULL, &stats), KIVIS_OK);
     assert_int_equal(stats.problems, 0);
     kivis_stats_free(db, &stats);
+}
+
+typedef struct killer {
+    int fd;
+    bool told;
+} killer;
+
+/* In the child: once half the records are rewritten, tell the parent and
+ * wait for its SIGKILL. */
+static void halfway(void *ctx, const char *table, uint64_t done, uint64_t total)
+{
+    killer *k = ctx;
+    (void)table;
+    if (k->told || done < total / 2 || !total)
+        return;
+    k->told = true;
+    if (write(k->fd, "h", 1) != 1)
+        _exit(3);
+    for (;;)
+        pause();
+}
+
+void kt_kill_halfway(kt_child_fn child, void *arg)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        killer k = {fds[1], false};
+        child(arg, halfway, &k);
+        _exit(4); /* finished before the parent killed it */
+    }
+    close(fds[1]);
+    char c;
+    ssize_t got = read(fds[0], &c, 1);
+    close(fds[0]);
+    kill(pid, SIGKILL);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(got, 1); /* it was halfway */
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }

@@ -57,6 +57,17 @@ void kt_tempdir(char *buf, size_t n);
 /* Remove a directory and the plain files directly inside it. */
 void kt_rmdir(const char *dir);
 
+/* What kt_kill_halfway runs in its child: an open of a store whose
+ * migration reports to `progress` (with `progress_ctx`).  It should not
+ * return: the child is killed first. */
+typedef void (*kt_child_fn)(void *arg, kivis_progress_fn progress,
+                            void *progress_ctx);
+
+/* Fork, run child(arg, ...) in the child process and SIGKILL it once its
+ * progress reports half its total (the child then waits in the callback).
+ * Fails the test unless the child got halfway and died of the kill. */
+void kt_kill_halfway(kt_child_fn child, void *arg);
+
 /* Deterministic PRNG (xorshift64*), so failures reproduce from the seed. */
 uint64_t kt_rand(uint64_t *state);
 

@@ -236,4 +236,4 @@ static const kivis_table_desc pets_tables_[] = {
     {"blob", &blob_desc_, &blob_key_desc_, KIVIS_KEY_DERIVED, NULL, blob_derive_, 0, NULL},
 };
 
-const kivis_schema_desc pets_schema = {"pets", 4, pets_tables_, 0, NULL};
+const kivis_schema_desc pets_schema = {"pets", 4, pets_tables_, 0, NULL, 0, NULL};
