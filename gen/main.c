@@ -48,35 +48,6 @@ static const char usage[] =
     "\n"
     "Exit status: 0 success, 1 schema errors, 2 usage or I/O errors.\n";
 
-/* Read a whole file.  @return the bytes (malloc'd) or NULL, errno set. */
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *bigger = realloc(buf, cap *= 2);
-        if (!bigger)
-            free(buf);
-        buf = bigger;
-    }
-    int bad = !buf || ferror(f);
-    int saved = buf ? EIO : ENOMEM;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        errno = saved;
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* Create dir and its missing parents, as mkdir -p does.
  * @return 0 (dir is a directory now) or -1 with errno set. */
 static int make_dirs(const char *dir)
@@ -179,16 +150,13 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)
         return rc;
-    size_t len = 0;
-    char *src = read_all(a.schema, &len);
-    if (!src) {
+    kg_schema *s = NULL;
+    int errors = kg_compile_file(a.schema, stderr, &s);
+    if (errors < 0) {
         fprintf(stderr, "kivis-gen: cannot read %s: %s\n", a.schema,
                 strerror(errno));
         return EXIT_USAGE;
     }
-    kg_schema *s = NULL;
-    int errors = kg_compile(a.schema, src, len, stderr, &s);
-    free(src);
     if (errors || !s)
         return EXIT_SCHEMA;
     if (a.prefix && kg_prefix(s, a.prefix) != 0) {
