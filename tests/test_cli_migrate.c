@@ -385,6 +385,27 @@ static void test_no_progress_on_terminal(void **state)
     ASSERT_CONTAINS(r.out, "50 records rewritten");
 }
 
+static void test_usage(void **state)
+{
+    fixture *f = *state;
+    run_result r;
+    RUN(r, false, "--help");
+    assert_int_equal(r.status, 0);
+    ASSERT_CONTAINS(r.out, "  migrate <store> <schema.kvs>    migrate the store to the "
+                           "schema of a\n");
+    RUN(r, false, "migrate", "--help");
+    assert_int_equal(r.status, 0);
+    ASSERT_CONTAINS(r.out, "usage: kivis migrate [--no-progress] <store> <schema.kvs>\n");
+    RUN(r, false, "migrate", f->store);
+    assert_int_equal(r.status, 2);
+    ASSERT_CONTAINS(r.err, "kivis: too few arguments\n");
+    /* A schema file that is not there: said before the store is opened. */
+    RUN(r, false, "migrate", f->store, "/nonexistent/v2.kvs");
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "kivis: /nonexistent/v2.kvs: cannot read: No such file "
+                               "or directory\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +418,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bar_on_terminal_only, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_no_progress_on_terminal, setup_lmdb,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_usage, setup_lmdb, teardown),
     };
     return cmocka_run_group_tests_name("kivis migrate", tests, NULL, NULL);
 }

@@ -50,7 +50,7 @@ static const char usage_main[] =
     "usage: kivis [--help | --version] <command> [options] <store> [args]\n"
     "\n"
     "Inspect, query, verify, back up and compact a kivis store, decoded with\n"
-    "the schema stored in the store itself.\n"
+    "the schema stored in the store itself, or migrate it to a schema file.\n"
     "\n"
     "commands:\n"
     "  check <store>                   verify every record, index entry and\n"
