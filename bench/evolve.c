@@ -78,12 +78,13 @@ static void fill(kivis_storage *st, uint64_t n)
     kivis_close(db);
 }
 
-static void progress(void *ctx, const char *table, uint64_t done, uint64_t total)
+static void progress(void *ctx, const kivis_progress *p)
 {
     (void)ctx;
-    if (done == total)
-        printf("  progress: %s %llu/%llu\n", table, (unsigned long long)done,
-               (unsigned long long)total);
+    if (p->done == p->total)
+        printf("  progress: %s %s %llu/%llu\n", p->table,
+               p->phase == KIVIS_PROGRESS_REWRITE ? "rewritten" : "indexed",
+               (unsigned long long)p->done, (unsigned long long)p->total);
 }
 
 static double timed_open(kivis_storage *st)

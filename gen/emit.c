@@ -41,51 +41,11 @@ static size_t node_count(const kg_schema *s)
     return s->nstructs + s->nrecords;
 }
 
-/* The key struct of an AUTO record: { uint64_t id; }. */
-static const kg_field auto_key_field = {.name = (char *)"id",
-                                        .type = {.kind = KG_U64}};
-
-/* Number of fields of a record's key struct. */
-static size_t key_nfields(const kg_record *r)
-{
-    size_t n = 0;
-    switch (r->key_kind) {
-    case KG_KEY_AUTO:
-        return 1;
-    case KG_KEY_DERIVED:
-        return r->nderived;
-    case KG_KEY_FIELDS:
-        for (size_t i = 0; i < r->nfields; i++)
-            n += (r->fields[i].attrs & KG_ATTR_KEY) != 0;
-        return n;
-    }
-    return 0;
-}
-
-/* The i-th key field; *pos gets its position in the record (FIELDS). */
-static const kg_field *key_field(const kg_record *r, size_t i, size_t *pos)
-{
-    *pos = 0;
-    if (r->key_kind == KG_KEY_AUTO)
-        return &auto_key_field;
-    if (r->key_kind == KG_KEY_DERIVED)
-        return &r->derived[i];
-    for (size_t j = 0; j < r->nfields; j++) {
-        if (!(r->fields[j].attrs & KG_ATTR_KEY))
-            continue;
-        if (i-- == 0) {
-            *pos = j;
-            return &r->fields[j];
-        }
-    }
-    return NULL;
-}
-
 static size_t node_nfields(const kg_schema *s, size_t node)
 {
     if (node < s->nstructs)
         return s->structs[node].nfields;
-    return key_nfields(&s->records[node - s->nstructs]);
+    return kg_key_nfields(&s->records[node - s->nstructs]);
 }
 
 static const kg_field *node_field(const kg_schema *s, size_t node, size_t i)
@@ -93,7 +53,7 @@ static const kg_field *node_field(const kg_schema *s, size_t node, size_t i)
     size_t pos;
     if (node < s->nstructs)
         return &s->structs[node].fields[i];
-    return key_field(&s->records[node - s->nstructs], i, &pos);
+    return kg_key_field(&s->records[node - s->nstructs], i, &pos);
 }
 
 /* The node a field's type depends on, or (size_t)-1. */
@@ -859,8 +819,8 @@ static void header_functions(emitter *e, const kg_record *r)
     tpl(e, r, NULL, fn_common);
     tpl(e, r, NULL, fn_count);
     tpl(e, r, NULL, fn_watch);
-    if (is_prefixable(&key_field(r, 0, &pos)->type))
-        tpl(e, r, key_field(r, 0, &pos), fn_scan_prefix);
+    if (is_prefixable(&kg_key_field(r, 0, &pos)->type))
+        tpl(e, r, kg_key_field(r, 0, &pos), fn_scan_prefix);
     for (size_t i = 0; i < r->nfields; i++) {
         const kg_field *f = &r->fields[i];
         if (!(f->attrs & (KG_ATTR_INDEX | KG_ATTR_UNIQUE)))
@@ -1106,22 +1066,6 @@ static void source_node(emitter *e, size_t node)
                       NULL);
 }
 
-static int is_indexed(const kg_field *f)
-{
-    return (f->attrs & (KG_ATTR_INDEX | KG_ATTR_UNIQUE)) != 0;
-}
-
-/* The declared indexes, then one per field with a referential action but
- * no [[index]]: the engine's reverse lookup, which the generated API does
- * not name. */
-static size_t index_count(const kg_record *r)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < r->nfields; i++)
-        n += is_indexed(&r->fields[i]) || r->fields[i].action;
-    return n;
-}
-
 static void source_index(emitter *e, const kg_field *f, size_t pos)
 {
     static const char *const actions[] = {
@@ -1129,27 +1073,25 @@ static void source_index(emitter *e, const kg_field *f, size_t pos)
         " | KIVIS_INDEX_NULLIFY"};
     out(e, "    {\"%s\", %u, %s%s%s},\n", f->name, (unsigned)pos,
         f->attrs & KG_ATTR_UNIQUE ? "KIVIS_INDEX_UNIQUE" : "0",
-        actions[f->action], is_indexed(f) ? "" : " | KIVIS_INDEX_HIDDEN");
+        actions[f->action], kg_is_indexed(f) ? "" : " | KIVIS_INDEX_HIDDEN");
 }
 
 /* Indexes, the key map and the derive adapter a table desc points at. */
 static void source_table_parts(emitter *e, const kg_record *r)
 {
-    if (index_count(r)) {
+    if (kg_index_count(r)) {
         out(e, "static const kivis_index_desc %s_indexes_[] = {\n", r->name);
-        for (size_t i = 0; i < r->nfields; i++)
-            if (is_indexed(&r->fields[i]))
-                source_index(e, &r->fields[i], i);
-        for (size_t i = 0; i < r->nfields; i++)
-            if (!is_indexed(&r->fields[i]) && r->fields[i].action)
-                source_index(e, &r->fields[i], i);
+        for (size_t i = 0, pos; i < kg_index_count(r); i++) {
+            const kg_field *f = kg_index_field(r, i, &pos);
+            source_index(e, f, pos);
+        }
         out(e, "};\n\n");
     }
     if (r->key_kind == KG_KEY_FIELDS) {
-        size_t pos, n = key_nfields(r);
+        size_t pos, n = kg_key_nfields(r);
         out(e, "static const uint32_t %s_key_map_[] = {", r->name);
         for (size_t i = 0; i < n; i++) {
-            key_field(r, i, &pos);
+            kg_key_field(r, i, &pos);
             out(e, "%s%u", i ? ", " : "", (unsigned)pos);
         }
         out(e, "};\n\n");
@@ -1257,7 +1199,7 @@ static void source_table(emitter *e, const kg_record *r)
         out(e, "NULL, %s_derive_, ", r->name);
     else
         out(e, "NULL, NULL, ");
-    size_t n = index_count(r);
+    size_t n = kg_index_count(r);
     if (n)
         out(e, "%u, %s_indexes_},\n", (unsigned)n, r->name);
     else

@@ -53,35 +53,6 @@ static const char usage[] =
     "\n"
     "Exit status: 0 success, 1 schema errors, 2 usage or I/O errors.\n";
 
-/* Read a whole file.  @return the bytes (malloc'd) or NULL, errno set. */
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *bigger = realloc(buf, cap *= 2);
-        if (!bigger)
-            free(buf);
-        buf = bigger;
-    }
-    int bad = !buf || ferror(f);
-    int saved = buf ? EIO : ENOMEM;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        errno = saved;
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* Create dir and its missing parents, as mkdir -p does.
  * @return 0 (dir is a directory now) or -1 with errno set. */
 static int make_dirs(const char *dir)
@@ -191,7 +162,7 @@ static int compile_file(const char *path, kg_schema **out, char **src,
                         size_t *len)
 {
     size_t n = 0;
-    char *text = read_all(path, &n);
+    char *text = kg_read_file(path, &n);
     *out = NULL;
     if (!text) {
         fprintf(stderr, "kivis-gen: cannot read %s: %s\n", path, strerror(errno));

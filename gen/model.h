@@ -143,6 +143,33 @@ int kg_compile(const char *file, const char *src, size_t len, void *err,
 
 void kg_schema_free(kg_schema *s);
 
+/*
+ * kg_compile of the file at `path`, as kivis-gen compiles it.
+ * @return as kg_compile, or -1 when the file cannot be read (errno set,
+ *         nothing printed, *out = NULL).
+ */
+int kg_compile_file(const char *path, void *err, kg_schema **out);
+
+/* Read a whole file.  @return its bytes (malloc'd, *len of them) or NULL,
+ * errno set. */
+char *kg_read_file(const char *path, size_t *len);
+
+/* ---- the descriptor's shape (shape.c) ----------------------------------
+ * What kivis-gen emits for a checked record, for anyone building the same
+ * descriptor: its key struct's fields (AUTO: one uint64_t id; FIELDS: the
+ * [[key]] fields in order; DERIVED: the [[derived_key(...)]] fields) and
+ * its indexes (the [[index]]/[[unique]] fields in order, then one per
+ * field with a referential action but no [[index]]). */
+size_t kg_key_nfields(const kg_record *r);
+/* The i-th key field; *pos gets its position in the record (FIELDS). */
+const kg_field *kg_key_field(const kg_record *r, size_t i, size_t *pos);
+/* Whether f has [[index]] or [[unique]]. */
+int kg_is_indexed(const kg_field *f);
+size_t kg_index_count(const kg_record *r);
+/* The field of the i-th index (i < kg_index_count); *pos gets its position
+ * in the record. */
+const kg_field *kg_index_field(const kg_record *r, size_t i, size_t *pos);
+
 /* Whether prefix can start C identifiers: [A-Za-z_][A-Za-z0-9_]*. */
 int kg_prefix_valid(const char *prefix);
 

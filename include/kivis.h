@@ -56,16 +56,41 @@ extern "C" {
 typedef struct kivis_db kivis_db;
 typedef struct kivis_scan kivis_scan;
 
+/** What kivis_open is doing when it reports progress. */
+typedef enum kivis_progress_phase {
+    /** Rewriting the records of `table` from their stored layout into the
+     *  schema's (a field dropped, moved, widened or made optional). */
+    KIVIS_PROGRESS_REWRITE = 1,
+    /** Reading the records of `table` to write the entries of `indexes`
+     *  of its indexes: ones new to the store, or all of them after its
+     *  records were rewritten.  One pass builds them together. */
+    KIVIS_PROGRESS_INDEX
+} kivis_progress_phase;
+
 /**
- * Progress of a migration at kivis_open: `done` of the `total` records of
- * table `table` (its name in the schema opened) have been rewritten.
- * Called with done = 0 before the table's first record and done = total
- * after its last, and every so many records in between, all inside the
- * open's one write transaction: nothing is committed until kivis_open
- * returns KIVIS_OK.
+ * One report of a migration at kivis_open: `done` of the `total` records
+ * of table `table` (its name in the schema opened) have been handled in
+ * `phase`.  A table's rewrite, when it has one, comes before its index
+ * build.  The struct only grows at its end.
  */
-typedef void (*kivis_progress_fn)(void *ctx, const char *table, uint64_t done,
-                                  uint64_t total);
+typedef struct kivis_progress {
+    uint32_t phase;     /* kivis_progress_phase */
+    const char *table;
+    uint32_t indexes;   /* KIVIS_PROGRESS_INDEX: how many indexes the pass
+                           builds; 0 for a rewrite */
+    uint64_t done;
+    uint64_t total;     /* the table's records, counted before the pass */
+} kivis_progress;
+
+/**
+ * Told the progress of a migration at kivis_open.  Each pass over a
+ * table's records (a rewrite, an index build) is reported with done = 0
+ * before its first record, every so many records in between, and done =
+ * total after its last; all of it inside the open's one write
+ * transaction, so nothing is committed until kivis_open returns KIVIS_OK.
+ * `p` is valid during the call only.
+ */
+typedef void (*kivis_progress_fn)(void *ctx, const kivis_progress *p);
 
 /** Options for kivis_open.  Zero-initialised means all defaults; the
  *  members only grow at the end. */
@@ -82,8 +107,9 @@ typedef struct kivis_options {
     /** KIVIS_OPEN_* flags; 0 for none. */
     unsigned flags;
     /** Optional: told how far kivis_open has come in rewriting the
-     *  records of a table whose declared schema changes need it
-     *  (docs/schema.md, "Evolving a schema"); NULL for silence. */
+     *  records of a table whose declared schema changes need it and in
+     *  building indexes over stored records (docs/schema.md, "Evolving a
+     *  schema"); NULL for silence. */
     kivis_progress_fn progress;
     void *progress_ctx; /* progress's first argument */
     /** Optional: the last argument of every typed migration's function
@@ -106,17 +132,18 @@ typedef struct kivis_options {
  *   opts->flags has KIVIS_OPEN_RENAME_SCHEMA;
  * - tables the store does not know yet are added (new ids, never reusing
  *   old ones), fields appended to a table and indexes added or dropped are
- *   applied (docs/engine.md);
+ *   applied (docs/engine.md), a new index built over the stored records
+ *   (opts->progress follows the build);
  * - the changes schema->changes declares (renamed and dropped tables and
  *   fields) are applied, and so are fields moved, widened (int32_t to
  *   int64_t, an unsigned type to a wider one, float to double, char[N] to
  *   char[M] with M > N or to char *), made [[optional]], and enums that
  *   gained values: the records of a table whose values change are
- *   rewritten and its indexes rebuilt (opts->progress follows it);
+ *   rewritten and its indexes rebuilt (opts->progress follows both);
  * - a table stored in the old layout of one of schema->migrations (typed
  *   migrations, kivis-gen --previous) has every record converted by its
  *   function (called with opts->migrate_ctx) and written back under the
- *   same key, and its indexes rebuilt; a failing function fails the open
+ *   same key, and its indexes rebuilt (opts->progress follows both); a failing function fails the open
  *   with its status, a changed key with KIVIS_ESCHEMA;
  * - a unique index new to the store that its records violate fails with
  *   KIVIS_ECONSTRAINT listing the first keys that collide and how many;

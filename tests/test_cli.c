@@ -272,6 +272,72 @@ static void test_schema_load_reads_records(void **state)
     kivis_close(db);
 }
 
+/* ---- kivis_schema_layout -------------------------------------------------- */
+
+enum { MAX_COPIES = 64 };
+
+typedef struct copies {
+    void *p[MAX_COPIES];
+    int n;
+} copies;
+
+static void *keep(copies *c, void *p)
+{
+    assert_non_null(p);
+    assert_true(c->n < MAX_COPIES);
+    return c->p[c->n++] = p;
+}
+
+/* A writable copy of sd and of the structs it nests, every offset and size
+ * cleared (char[N] keeps its N): what kivis_schema_layout fills in. */
+static kivis_struct_desc *unlaid_copy(copies *c, const kivis_struct_desc *sd)
+{
+    kivis_struct_desc *copy = keep(c, malloc(sizeof *copy));
+    kivis_field *fields = keep(c, calloc(sd->nfields + 1, sizeof *fields));
+    *copy = *sd;
+    copy->size = 0;
+    copy->fields = fields;
+    for (uint32_t i = 0; i < sd->nfields; i++) {
+        fields[i] = sd->fields[i];
+        fields[i].offset = 0;
+        if (fields[i].kind != KIVIS_CHARS)
+            fields[i].size = 0;
+        if (fields[i].kind == KIVIS_STRUCT)
+            fields[i].type = unlaid_copy(c, fields[i].type);
+    }
+    return copy;
+}
+
+static void test_schema_layout_matches_compiled(void **state)
+{
+    (void)state;
+    copies c = {{NULL}, 0};
+    kivis_table_desc tables[8];
+    assert_true(pets_schema.ntables <= 8);
+    for (uint32_t t = 0; t < pets_schema.ntables; t++) {
+        tables[t] = pets_schema.tables[t];
+        tables[t].record = unlaid_copy(&c, tables[t].record);
+        tables[t].key = unlaid_copy(&c, tables[t].key);
+    }
+    kivis_schema_desc s = pets_schema;
+    s.tables = tables;
+    assert_int_equal(kivis_schema_layout(&s), KIVIS_OK);
+    /* The C compiler's layout, an optional field's presence flag and
+     * nested key structs included. */
+    for (uint32_t t = 0; t < s.ntables; t++) {
+        assert_same_struct(tables[t].record, pets_schema.tables[t].record);
+        assert_same_struct(tables[t].key, pets_schema.tables[t].key);
+    }
+    kivis_field *f = (kivis_field *)tables[0].record->fields;
+    uint32_t kind = f->kind;
+    f->kind = 99;
+    assert_int_equal(kivis_schema_layout(&s), KIVIS_EINVAL);
+    f->kind = kind;
+    assert_int_equal(kivis_schema_layout(NULL), KIVIS_EINVAL);
+    while (c.n)
+        free(c.p[--c.n]);
+}
+
 static void test_schema_load_no_schema(void **state)
 {
     (void)state;
@@ -1333,6 +1399,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest lib[] = {
         cmocka_unit_test_setup_teardown(test_schema_load_matches_compiled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_load_reads_records, setup, teardown),
+        cmocka_unit_test(test_schema_layout_matches_compiled),
         cmocka_unit_test(test_schema_load_no_schema),
         cmocka_unit_test_setup_teardown(test_schema_load_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_good_store, setup, teardown),

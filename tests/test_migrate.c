@@ -99,13 +99,15 @@ static int teardown(void **state)
     return 0;
 }
 
-static void progress(void *ctx, const char *table, uint64_t done, uint64_t total)
+static void progress(void *ctx, const kivis_progress *p)
 {
     mfx *f = ctx;
-    assert_string_equal(table, "person"); /* note is not rewritten */
-    assert_true(done <= total);
-    f->last_done = done;
-    f->last_total = total;
+    assert_string_equal(p->table, "person"); /* note is not rewritten */
+    assert_true(p->done <= p->total);
+    if (p->phase != KIVIS_PROGRESS_REWRITE)
+        return;
+    f->last_done = p->done;
+    f->last_total = p->total;
 }
 
 static int open_v2(mfx *f, people_db **db)

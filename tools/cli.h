@@ -2,7 +2,8 @@
  * tools/cli.h - the parts of the kivis command-line tool (tools/kivis.c):
  * opening a store of any backend (store.c), the value notation dump prints
  * and get/find parse (notation.c), the stored schema as .kvs source
- * (kvs.c) and progress bars (progress.c).
+ * (kvs.c), a .kvs file as a descriptor (kvsload.c), migrating a store to
+ * it (migrate.c) and progress bars (progress.c).
  */
 #ifndef KIVIS_TOOLS_CLI_H
 #define KIVIS_TOOLS_CLI_H
@@ -58,8 +59,12 @@ typedef struct cli_store {
  *  opening it.  On failure prints why.  @return 0 or EXIT_ERROR. */
 int cli_locate(const char *arg, const cli_backend **backend, const char **location);
 
-/** Locate and open `arg`, load its stored schema, open a db with it.
- *  On failure prints why; close the store either way.
+/** Locate and open `arg` and load its stored schema into s->schema, with
+ *  no db (s->db NULL).  On failure prints why; close the store either
+ *  way.  @return 0 or EXIT_ERROR. */
+int cli_open_storage(cli_store *s, const char *arg);
+
+/** cli_open_storage, then open a db with the stored schema.
  *  @return 0 or EXIT_ERROR. */
 int cli_open(cli_store *s, const char *arg);
 
@@ -118,6 +123,32 @@ void cli_free_field(const kivis_field *f, void *base);
  *  descriptor equal to it.  @return 0, or 1 when something is not
  *  expressible in .kvs (noted in a comment where it is). */
 int cli_print_kvs(FILE *out, const kivis_schema_desc *schema);
+
+/* ---- a schema file as a descriptor (kvsload.c) ------------------------ */
+
+/**
+ * Parse and check the .kvs file at `path` as kivis-gen does (its
+ * diagnostics on stderr) and build the runtime descriptor kivis-gen's
+ * code would hold for it, declared changes included, laid out as
+ * kivis_schema_load lays out a stored schema.  Free it with cli_kvs_free
+ * after every db opened with it is closed.
+ * @return 0, or EXIT_ERROR with why printed (*out NULL).
+ */
+int cli_kvs_load(const char *path, kivis_schema_desc **out);
+
+void cli_kvs_free(kivis_schema_desc *schema);
+
+/* ---- migrating a store (migrate.c) ------------------------------------ */
+
+/**
+ * `kivis migrate`: open the store at `store` with the schema of the .kvs
+ * file `kvs`, which kivis_open migrates it to, drawing a bar on stderr for
+ * each rewrite and index build unless `quiet`, and print what changed.
+ * The store is only ever changed by a migration that completes.
+ * @return 0, or EXIT_ERROR (a bad schema file, a change the store cannot
+ *         take, an unreadable store) with why printed.
+ */
+int cli_migrate(const char *store, const char *kvs, bool quiet);
 
 /* ---- progress bars (progress.c) --------------------------------------- */
 

@@ -12,12 +12,14 @@
  *   kivis compact STORE                  give free space back
  *   kivis export  STORE [TABLE...]       records as JSON Lines
  *   kivis import  STORE FILE             JSON Lines into the store
+ *   kivis migrate STORE SCHEMA.kvs       migrate to a new schema
  *
  * STORE is a URI (lmdb:DIR, sqlite:FILE, rocksdb:DIR) or a plain path whose
  * backend is recognised by its files (store.c).  Everything is read with
  * the schema stored in the database itself (kivis_schema_load), so the tool
- * needs no generated code.  It never creates a store: a missing path is an
- * error, not a new one.
+ * needs no generated code; migrate alone opens the store with another
+ * schema, a .kvs file's (migrate.c).  It never creates a store: a missing
+ * path is an error, not a new one.
  *
  * Exit status: 0 success; 1 check found problems, or get/find found no
  * record; 2 usage, I/O or open errors, or a damaged store.
@@ -48,7 +50,7 @@ static const char usage_main[] =
     "usage: kivis [--help | --version] <command> [options] <store> [args]\n"
     "\n"
     "Inspect, query, verify, back up and compact a kivis store, decoded with\n"
-    "the schema stored in the store itself.\n"
+    "the schema stored in the store itself, or migrate it to a schema file.\n"
     "\n"
     "commands:\n"
     "  check <store>                   verify every record, index entry and\n"
@@ -65,6 +67,8 @@ static const char usage_main[] =
     "                                  records as JSON Lines\n"
     "  import [--batch N] [--skip-bad] <store> <file>\n"
     "                                  JSON Lines into the store\n"
+    "  migrate <store> <schema.kvs>    migrate the store to the schema of a\n"
+    "                                  .kvs file (its declared changes)\n"
     "\n"
     "<store> is lmdb:DIR, sqlite:FILE, rocksdb:DIR, or a path: a directory\n"
     "with data.mdb is LMDB, one with CURRENT and MANIFEST-* RocksDB, a file\n"
@@ -73,9 +77,9 @@ static const char usage_main[] =
     "options:\n"
     "  -h, --help       this help (kivis <command> --help: the command's)\n"
     "  --version        print the version\n"
-    "  --no-progress    (check, dump, backup, compact, export, import) no\n"
-    "                   progress bar; one is\n"
-    "                   drawn on stderr only when it is a terminal\n"
+    "  --no-progress    (check, dump, backup, compact, export, import,\n"
+    "                   migrate) no progress bar; one is drawn on stderr\n"
+    "                   only when it is a terminal\n"
     "\n"
     "exit status: 0 ok, 1 check found problems, get/find found nothing or\n"
     "import --skip-bad left lines out, 2 usage or I/O error, a damaged store\n"
@@ -196,6 +200,25 @@ static const char usage_import[] =
     "\n"
     "exit status: 0 all imported, 1 --skip-bad left lines out, 2 error or a\n"
     "bad line\n";
+
+static const char usage_migrate[] =
+    "usage: kivis migrate [--no-progress] <store> <schema.kvs>\n"
+    "\n"
+    "Migrate the store to the schema of a .kvs file: the file is parsed and\n"
+    "checked as kivis-gen does (its diagnostics, and nothing else happens when\n"
+    "it has errors), then the store is opened with it, which applies the\n"
+    "changes it declares ([[was(old)]], [[dropped(...)]], widened fields, new\n"
+    "and dropped indexes; docs/schema.md, \"Evolving a schema\") in one write\n"
+    "transaction: rewritten records, index builds.  A change the store cannot\n"
+    "take (a narrowed field, another type) is refused with the reason, and\n"
+    "the store is left as it was.  A bar follows each rewrite and index\n"
+    "build on stderr when it is a terminal; a summary line ends it:\n"
+    "  migrated <store> to schema <name> in <s> s: <n> tables changed,\n"
+    "  <n> records rewritten, <n> indexes built over <n> records\n"
+    "or, when the store holds that schema already, says so.\n"
+    "\n"
+    "exit status: 0 migrated or already there, 2 a bad schema file, a\n"
+    "refused change or an error\n";
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -643,9 +666,20 @@ static int cmd_import(cli_store *s, char **args, const options *o)
 }
 #endif
 
+/* ---- migrate ------------------------------------------------------------ */
+
+/* The store is opened by cli_migrate, with the file's schema. */
+static int cmd_migrate(cli_store *s, char **args, const options *o)
+{
+    (void)s;
+    return cli_migrate(args[0], args[1], o->quiet);
+}
+
 /* ---- commands ----------------------------------------------------------- */
 
-enum { ALLOW_PROGRESS = 1, ALLOW_OUTPUT = 2, ALLOW_IMPORT = 4 };
+/* OPENS_ITSELF: run() leaves the store to the command, which opens it with
+ * another schema than the stored one. */
+enum { ALLOW_PROGRESS = 1, ALLOW_OUTPUT = 2, ALLOW_IMPORT = 4, OPENS_ITSELF = 8 };
 
 typedef struct command {
     const char *name;
@@ -672,6 +706,8 @@ static const command commands[] = {
     {"import", usage_import, cmd_import, 2, 2, "a store and a file",
      ALLOW_PROGRESS | ALLOW_IMPORT},
 #endif
+    {"migrate", usage_migrate, cmd_migrate, 2, 2, "a store and a schema file",
+     ALLOW_PROGRESS | OPENS_ITSELF},
 };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
@@ -686,7 +722,8 @@ static int usage_error(const char *usage, const char *fmt, const char *arg)
 static int run(const command *c, char **args, const options *o)
 {
     cli_store s;
-    int status = cli_open(&s, args[0]);
+    memset(&s, 0, sizeof s);
+    int status = c->allow & OPENS_ITSELF ? 0 : cli_open(&s, args[0]);
     if (!status)
         status = c->run(&s, args, o);
     cli_close(&s);

@@ -269,7 +269,7 @@ static int open_failed(const cli_store *s, int rc)
     return cli_fail("%s: cannot open: %s", s->name, kivis_strerror(rc));
 }
 
-int cli_open(cli_store *s, const char *arg)
+int cli_open_storage(cli_store *s, const char *arg)
 {
     memset(s, 0, sizeof *s);
     s->name = arg;
@@ -286,12 +286,20 @@ int cli_open(cli_store *s, const char *arg)
         return cli_fail("%s: damaged store: the stored schema is corrupt", arg);
     if (rc)
         return cli_fail("%s: reading the stored schema: %s", arg, kivis_strerror(rc));
+    return 0;
+}
+
+int cli_open(cli_store *s, const char *arg)
+{
+    int status = cli_open_storage(s, arg);
+    if (status)
+        return status;
     char err[256] = "";
     kivis_options o;
     memset(&o, 0, sizeof o);
     o.errbuf = err;
     o.errbuf_size = sizeof err;
-    rc = kivis_open(s->st, s->schema, &o, &s->db);
+    int rc = kivis_open(s->st, s->schema, &o, &s->db);
     if (rc)
         return cli_fail("%s: cannot open the database: %s%s%s", arg, kivis_strerror(rc),
                         err[0] ? ": " : "", err);

@@ -106,11 +106,12 @@ static void fix_v1(kivis_storage *st)
     printf("  v1 person 3: balance capped to %d\n", INT32_MAX);
 }
 
-static void progress(void *ctx, const char *table, uint64_t done, uint64_t total)
+static void progress(void *ctx, const kivis_progress *p)
 {
     (void)ctx;
-    printf("  migrating %s: %llu of %llu\n", table, (unsigned long long)done,
-           (unsigned long long)total);
+    printf("  %s %s: %llu of %llu\n",
+           p->phase == KIVIS_PROGRESS_REWRITE ? "migrating" : "indexing", p->table,
+           (unsigned long long)p->done, (unsigned long long)p->total);
 }
 
 /* Open with v2: the migration runs, or the open fails and says why. */

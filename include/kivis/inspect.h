@@ -46,6 +46,27 @@ extern "C" {
 int kivis_schema_load(kivis_storage *st, const kivis_allocator *alloc,
                       kivis_schema_desc **out);
 
+/**
+ * Lay out a descriptor built at run time (the kivis tool builds one from a
+ * .kvs file to migrate a store to it) exactly as kivis_schema_load lays
+ * out the stored schema's: every field's element `size` and `offset`, and
+ * every struct's `size`, nested structs first, as a C compiler of this ABI
+ * would lay out the declared structs (`bool has_F;` before an optional
+ * F).  The caller fills in the rest: names, kinds, counts, flags, a
+ * KIVIS_CHARS field's size N, a KIVIS_STRUCT field's `type`, a KIVIS_ENUM
+ * field's `enm`, tables, keys, indexes and changes.  A KIVIS_KEY_DERIVED
+ * table without derive_key gets one returning KIVIS_ENOTSUP (the store's
+ * records can be read and migrated, not written).
+ *
+ * The structs, fields and tables are written through the descriptor's
+ * const pointers: they must be the caller's writable memory, not static
+ * const data.  A struct reached twice is laid out twice, the same way.
+ * @return KIVIS_OK; KIVIS_EINVAL (NULL s, a table without record or key,
+ *         an unknown kind, a KIVIS_STRUCT without type, char[0], nesting
+ *         deeper than 16, a struct over 1 GiB).
+ */
+int kivis_schema_layout(kivis_schema_desc *s);
+
 /** Free a descriptor from kivis_schema_load.  NULL is a no-op. */
 void kivis_schema_free(kivis_schema_desc *s, const kivis_allocator *alloc);
 

@@ -547,11 +547,41 @@ static int rewrite_one(kivis_db *db, kivis_storage_txn *txn,
     return rc;
 }
 
-static void tell(const kivis_db *db, const char *table, uint64_t done,
-                 uint64_t total)
+/* How far a pass over a table's records (this rewrite, an index build in
+ * record.c) has come, for kivis_options.progress. */
+static void tell(const kivis_db *db, const kivis_progress *p)
 {
     if (db->progress)
-        db->progress(db->progress_ctx, table, done, total);
+        db->progress(db->progress_ctx, p);
+}
+
+int kivis__progress_begin(kivis_db *db, kivis_storage_txn *txn,
+                          const kivis_table_state *ts, uint32_t phase,
+                          uint32_t indexes, kivis_progress *p)
+{
+    memset(p, 0, sizeof *p);
+    p->phase = phase;
+    p->table = ts->desc->name;
+    p->indexes = indexes;
+    /* The count is a walk of its own: only for someone listening. */
+    int rc = db->progress ? count_records(db, txn, ts, &p->total) : KIVIS_OK;
+    if (!rc)
+        tell(db, p);
+    return rc;
+}
+
+void kivis__progress_step(const kivis_db *db, kivis_progress *p)
+{
+    if (++p->done % PROGRESS_STEP)
+        return;
+    p->total = p->total > p->done ? p->total : p->done;
+    tell(db, p);
+}
+
+void kivis__progress_end(const kivis_db *db, kivis_progress *p)
+{
+    p->total = p->done;
+    tell(db, p);
 }
 
 int kivis__evolve_rewrite(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
@@ -559,9 +589,8 @@ int kivis__evolve_rewrite(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
                           const kivis_migration *mig)
 {
     const kivis_table_state *ts = &db->tables[table];
-    const char *name = ts->desc->name;
-    uint64_t total = 0, done = 0;
-    int rc = db->progress ? count_records(db, txn, ts, &total) : KIVIS_OK;
+    kivis_progress p;
+    int rc = kivis__progress_begin(db, txn, ts, KIVIS_PROGRESS_REWRITE, 0, &p);
     void *old = rc ? NULL : kivis__alloc(db, from->record->size);
     if (!rc && !old)
         rc = KIVIS_ENOMEM;
@@ -569,22 +598,20 @@ int kivis__evolve_rewrite(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
     size_t plen;
     if (!rc)
         rc = records_cursor(db, txn, ts, &cur, &plen);
-    if (!rc)
-        tell(db, name, 0, total);
     kivis_slice k, v;
     while (!rc && (rc = kivis_cursor_get(cur, KIVIS_NEXT, &k, &v)) == KIVIS_OK) {
         db->pk.len = 0; /* copied: the views die with the put */
         rc = kivis__buf_append(&db->pk, k.data, k.len);
         if (!rc)
             rc = rewrite_one(db, txn, ts, from, map, mig, plen, v, old);
-        if (!rc && ++done % PROGRESS_STEP == 0)
-            tell(db, name, done, total > done ? total : done);
+        if (!rc)
+            kivis__progress_step(db, &p);
     }
     kivis_cursor_close(cur);
     kivis__free(db, old);
     if (rc == KIVIS_NOTFOUND) {
         rc = KIVIS_OK;
-        tell(db, name, done, done);
+        kivis__progress_end(db, &p);
     }
     return rc;
 }

@@ -51,6 +51,17 @@ int kivis__evolve_rewrite(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
                           const kivis_table_desc *from, const uint32_t *map,
                           const kivis_migration *mig);
 
+/* Progress of a pass over the records of table `ts` in txn (a rewrite, an
+ * index build), told to db->progress (kivis_progress_fn): begin counts
+ * them, when someone listens, and reports done = 0; step counts one record
+ * handled and reports every few thousand; end reports done = total.
+ * begin returns KIVIS_OK or the count's storage error. */
+int kivis__progress_begin(kivis_db *db, kivis_storage_txn *txn,
+                          const kivis_table_state *ts, uint32_t phase,
+                          uint32_t indexes, kivis_progress *p);
+void kivis__progress_step(const kivis_db *db, kivis_progress *p);
+void kivis__progress_end(const kivis_db *db, kivis_progress *p);
+
 /* After building table `table`'s indexes failed with KIVIS_ECONSTRAINT:
  * write every unique index entry of its records unchecked into txn (which
  * the caller then aborts), find the records whose value another record

@@ -1,6 +1,7 @@
 /* Records: put, insert, get, remove, with their index entries written in
  * the same transaction, unique checks and auto-increment ids. */
 #include "engine.h"
+#include "evolve.h" /* progress of index builds */
 
 #include <string.h>
 
@@ -645,29 +646,38 @@ int kivis__build_indexes(kivis_db *db, kivis_storage_txn *txn, uint32_t table,
                          uint32_t first_new)
 {
     kivis_table_state *ts = &db->tables[table];
-    bool any = false;
+    uint32_t building = 0;
     for (uint32_t i = 0; i < ts->desc->nindexes; i++)
-        any |= ts->index_ids[i] >= first_new;
-    if (!any)
+        building += ts->index_ids[i] >= first_new;
+    if (!building)
         return KIVIS_OK;
     kivis_op op = {txn, false, false};
     kivis_buf lo, hi;
     kivis__buf_init(&lo, &db->alloc);
     kivis__buf_init(&hi, &db->alloc);
     kivis_storage_cursor *cur = NULL;
-    int rc = kivis__table_prefix(&lo, ts, KIVIS_SLOT_RECORDS);
+    kivis_progress p;
+    int rc = kivis__progress_begin(db, txn, ts, KIVIS_PROGRESS_INDEX, building, &p);
+    if (!rc)
+        rc = kivis__table_prefix(&lo, ts, KIVIS_SLOT_RECORDS);
     if (!rc)
         rc = kivis__table_prefix(&hi, ts, KIVIS_SLOT_RECORDS + 1);
     if (!rc)
         rc = kivis_txn_cursor(txn, kivis_slice_make(lo.data, lo.len),
                               kivis_slice_make(hi.data, hi.len), &cur);
     kivis_slice k, v;
-    while (!rc && (rc = kivis_cursor_get(cur, KIVIS_NEXT, &k, &v)) == KIVIS_OK)
+    while (!rc && (rc = kivis_cursor_get(cur, KIVIS_NEXT, &k, &v)) == KIVIS_OK) {
         rc = build_one(db, ts, &op, k, v, lo.len, first_new);
+        if (!rc)
+            kivis__progress_step(db, &p);
+    }
     kivis_cursor_close(cur);
     kivis__buf_free(&lo);
     kivis__buf_free(&hi);
-    return rc == KIVIS_NOTFOUND ? KIVIS_OK : rc;
+    if (rc != KIVIS_NOTFOUND)
+        return rc;
+    kivis__progress_end(db, &p);
+    return KIVIS_OK;
 }
 
 /* ---- reads and removal ------------------------------------------------- */

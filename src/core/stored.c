@@ -103,11 +103,70 @@ static size_t align_up(size_t n, size_t align)
     return (n + align - 1) / align * align;
 }
 
+static size_t struct_align(const kivis_struct_desc *sd);
+
+/* The alignment of one element of f: a nested struct's is that of its
+ * most aligned member, char[N]'s 1. */
+static size_t elem_align(const kivis_field *f)
+{
+    size_t align = 1;
+    if (f->kind == KIVIS_STRUCT)
+        return f->type ? struct_align(f->type) : 1;
+    if (f->kind != KIVIS_CHARS)
+        kind_layout(f->kind, &align);
+    return align;
+}
+
+static size_t struct_align(const kivis_struct_desc *sd)
+{
+    size_t max_align = 1;
+    for (uint32_t i = 0; i < sd->nfields; i++) {
+        size_t a = elem_align(&sd->fields[i]);
+        max_align = a > max_align ? a : max_align;
+    }
+    return max_align;
+}
+
+/* The size of one element of f: its kind's, a nested struct's (laid out
+ * already) or N of char[N]; 0 when unknown. */
+static size_t elem_size(const kivis_field *f)
+{
+    size_t align;
+    if (f->kind == KIVIS_STRUCT)
+        return f->type ? f->type->size : 0;
+    return f->kind == KIVIS_CHARS ? f->size : kind_layout(f->kind, &align);
+}
+
+/* Give each of sd's fields (nested structs laid out) its element size and
+ * offset, and sd its size: each member at the next multiple of its
+ * alignment, a presence flag `bool has_F;` right before an optional F,
+ * the struct padded to its largest alignment.  false for an unknown kind,
+ * a char[0], or a struct over MAX_STRUCT_SIZE.  `fields` is sd->fields,
+ * writable. */
+static bool place_fields(kivis_struct_desc *sd, kivis_field *fields)
+{
+    size_t size = 0;
+    for (uint32_t i = 0; i < sd->nfields; i++) {
+        kivis_field *f = &fields[i];
+        size_t elems = f->count ? f->count : 1;
+        f->size = elem_size(f);
+        if (!f->size || elems > MAX_STRUCT_SIZE / f->size)
+            return false;
+        if (kivis__has_presence_flag(f))
+            size += sizeof(bool);
+        f->offset = align_up(size, elem_align(f));
+        size = f->offset + elems * f->size;
+        if (size > MAX_STRUCT_SIZE)
+            return false;
+    }
+    sd->size = align_up(size ? size : 1, struct_align(sd));
+    return true;
+}
+
 /* ---- signatures --------------------------------------------------------- */
 
 static int parse_fields(loader *l, kivis_reader *r, uint32_t n,
-                        const char *name, int depth, kivis_struct_desc **out,
-                        size_t *align);
+                        const char *name, int depth, kivis_struct_desc **out);
 
 static int parse_enum(loader *l, kivis_reader *r, kivis_field *f)
 {
@@ -147,9 +206,9 @@ static int parse_enum(loader *l, kivis_reader *r, kivis_field *f)
 }
 
 /* One field signature (a blob of its own): kind, count, char[N] size,
- * flags, then the enum or nested struct.  Fills everything but offset. */
-static int parse_sig(loader *l, kivis_slice sig, int depth, kivis_field *f,
-                     size_t *align)
+ * flags, then the enum or nested struct (laid out).  Fills everything but
+ * the element size and offset, which place_fields gives. */
+static int parse_sig(loader *l, kivis_slice sig, int depth, kivis_field *f)
 {
     kivis_reader r = kivis__reader(sig);
     uint32_t chars;
@@ -164,7 +223,6 @@ static int parse_sig(loader *l, kivis_slice sig, int depth, kivis_field *f,
         return rc;
     if (f->kind == KIVIS_CHARS) {
         f->size = chars;
-        *align = 1;
     } else if (f->kind == KIVIS_STRUCT) {
         kivis_struct_desc *sd;
         kivis_slice name;
@@ -176,25 +234,21 @@ static int parse_sig(loader *l, kivis_slice sig, int depth, kivis_field *f,
         if (!rc && !cname)
             rc = KIVIS_ENOMEM;
         if (!rc)
-            rc = parse_fields(l, &r, n, cname, depth + 1, &sd, align);
+            rc = parse_fields(l, &r, n, cname, depth + 1, &sd);
         if (rc)
             return rc;
         f->type = sd;
-        f->size = sd->size;
-    } else {
-        f->size = kind_layout(f->kind, align);
-        if (f->kind == KIVIS_ENUM)
-            rc = parse_enum(l, &r, f);
+    } else if (f->kind == KIVIS_ENUM) {
+        rc = parse_enum(l, &r, f);
     }
-    if (!rc && (f->size == 0 || r.p != r.end))
+    if (!rc && r.p != r.end)
         rc = KIVIS_ECORRUPT;
     return rc;
 }
 
 /* n (name, signature blob) pairs: a struct, laid out as C would. */
 static int parse_fields(loader *l, kivis_reader *r, uint32_t n,
-                        const char *name, int depth, kivis_struct_desc **out,
-                        size_t *align)
+                        const char *name, int depth, kivis_struct_desc **out)
 {
     if (depth > MAX_DEPTH || n > (size_t)(r->end - r->p) / 2)
         return KIVIS_ECORRUPT;
@@ -202,38 +256,24 @@ static int parse_fields(loader *l, kivis_reader *r, uint32_t n,
     kivis_field *fields = ld_array(l, n ? n : 1, sizeof *fields);
     if (!sd || !fields)
         return KIVIS_ENOMEM;
-    size_t size = 0, max_align = 1;
     for (uint32_t i = 0; i < n; i++) {
         kivis_field *f = &fields[i];
         kivis_slice fname, sig;
-        size_t falign = 1;
         int rc = kivis__meta_str(r, &fname);
         if (!rc)
             rc = kivis__meta_str(r, &sig);
         if (!rc)
-            rc = parse_sig(l, sig, depth, f, &falign);
+            rc = parse_sig(l, sig, depth, f);
         if (rc)
             return rc;
         if (!(f->name = ld_str(l, fname)))
             return KIVIS_ENOMEM;
-        size_t elems = f->count ? f->count : 1;
-        if (elems > MAX_STRUCT_SIZE / f->size)
-            return KIVIS_ECORRUPT;
-        if (kivis__has_presence_flag(f))
-            size += sizeof(bool); /* `bool has_F;` right before F */
-        f->offset = align_up(size, falign);
-        size = f->offset + elems * f->size;
-        if (size > MAX_STRUCT_SIZE)
-            return KIVIS_ECORRUPT;
-        max_align = falign > max_align ? falign : max_align;
     }
     sd->name = name;
-    sd->size = align_up(size ? size : 1, max_align);
     sd->nfields = n;
     sd->fields = fields;
-    *align = max_align;
     *out = sd;
-    return KIVIS_OK;
+    return place_fields(sd, fields) ? KIVIS_OK : KIVIS_ECORRUPT;
 }
 
 /* ---- tables ------------------------------------------------------------- */
@@ -316,7 +356,6 @@ static int parse_table(loader *l, kivis_reader *r, kivis_table_desc *td,
 {
     kivis_meta_table mt;
     kivis_struct_desc *rec, *key;
-    size_t align;
     int rc = kivis__meta_table(r, &mt);
     if (rc)
         return rc;
@@ -326,9 +365,9 @@ static int parse_table(loader *l, kivis_reader *r, kivis_table_desc *td,
     const char *key_name = td->name ? ld_concat(l, td->name, "_key") : NULL;
     if (!key_name)
         return KIVIS_ENOMEM;
-    rc = parse_fields(l, &mt.fields, mt.nfields, td->name, 0, &rec, &align);
+    rc = parse_fields(l, &mt.fields, mt.nfields, td->name, 0, &rec);
     if (!rc)
-        rc = parse_fields(l, &mt.keys, mt.nkeys, key_name, 0, &key, &align);
+        rc = parse_fields(l, &mt.keys, mt.nkeys, key_name, 0, &key);
     if (rc)
         return rc;
     td->record = rec;
@@ -370,6 +409,42 @@ static int parse_schema(loader *l, kivis_slice stored)
 }
 
 /* ---- public API ----------------------------------------------------------- */
+
+/* The nested structs first, then sd itself; the caller's fields are
+ * writable (kivis_schema_layout's contract). */
+static int lay_out_struct(kivis_struct_desc *sd, int depth)
+{
+    if (depth > MAX_DEPTH || (sd->nfields && !sd->fields))
+        return KIVIS_EINVAL;
+    kivis_field *fields = (kivis_field *)sd->fields;
+    for (uint32_t i = 0; i < sd->nfields; i++) {
+        if (fields[i].kind != KIVIS_STRUCT || !fields[i].type)
+            continue;
+        int rc = lay_out_struct((kivis_struct_desc *)fields[i].type, depth + 1);
+        if (rc)
+            return rc;
+    }
+    return place_fields(sd, fields) ? KIVIS_OK : KIVIS_EINVAL;
+}
+
+int kivis_schema_layout(kivis_schema_desc *s)
+{
+    if (!s || (s->ntables && !s->tables))
+        return KIVIS_EINVAL;
+    kivis_table_desc *tables = (kivis_table_desc *)s->tables;
+    int rc = KIVIS_OK;
+    for (uint32_t i = 0; !rc && i < s->ntables; i++) {
+        kivis_table_desc *td = &tables[i];
+        if (!td->record || !td->key)
+            return KIVIS_EINVAL;
+        rc = lay_out_struct((kivis_struct_desc *)td->record, 0);
+        if (!rc)
+            rc = lay_out_struct((kivis_struct_desc *)td->key, 0);
+        if (td->key_kind == KIVIS_KEY_DERIVED && !td->derive_key)
+            td->derive_key = derive_unsupported;
+    }
+    return rc;
+}
 
 static void free_blocks(block *b, const kivis_allocator *a)
 {

@@ -244,11 +244,11 @@ typedef struct killer {
 
 /* In the child: once half the records are rewritten, tell the parent and
  * wait for its SIGKILL. */
-static void halfway(void *ctx, const char *table, uint64_t done, uint64_t total)
+static void halfway(void *ctx, const kivis_progress *p)
 {
     killer *k = ctx;
-    (void)table;
-    if (k->told || done < total / 2 || !total)
+    if (k->told || p->phase != KIVIS_PROGRESS_REWRITE || p->done < p->total / 2 ||
+        !p->total)
         return;
     k->told = true;
     if (write(k->fd, "h", 1) != 1)
