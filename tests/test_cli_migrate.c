@@ -50,7 +50,7 @@ static const kivis_index_desc item_indexes[] = {{"tag", 3, 0}};
 static const kivis_table_desc v1_tables[] = {
     {"item", &item_desc, &item_key_desc, KIVIS_KEY_FIELDS, item_key_map, NULL, 1,
      item_indexes}};
-static const kivis_schema_desc v1 = {"shop", 1, v1_tables, 0, NULL};
+static const kivis_schema_desc v1 = {"shop", 1, v1_tables, 0, NULL, 0, NULL};
 
 /* The line `kivis schema` starts with. */
 #define STORED "/* the schema stored in this store, as kivis-gen reads it */\n"
@@ -356,8 +356,9 @@ static void test_narrowing_refused(void **state)
     char err[1024];
     snprintf(err, sizeof err,
              "kivis: %s: cannot migrate to %s/narrow.kvs: schema does not match the "
-             "stored schema: table item: field 'stars' was int32_t, now int16_t; "
-             "nothing was changed\n",
+             "stored schema: table item: field 'stars' was int32_t, now int16_t (a "
+             "typed migration can convert it: kivis-gen --previous); nothing was "
+             "changed\n",
              f->store, f->dir);
     assert_untouched(f, "narrow.kvs", err);
 }
