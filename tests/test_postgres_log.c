@@ -165,8 +165,11 @@ static void big_commit(change *c)
     }
 }
 
-static void fill(kivis_storage *st)
+/* A new store `table` whose keys k000 ... k<BIG> one commit inserted. */
+static kivis_storage *filled_store(const char *table)
 {
+    drop_store(table);
+    kivis_storage *st = open_store(table);
     static change c[BIG];
     for (int i = 0; i < BIG; i++) {
         char key[16];
@@ -174,6 +177,17 @@ static void fill(kivis_storage *st)
         c[i] = make(KIVIS_CHANGE_INSERT, key);
     }
     commit_changes(st, c, BIG);
+    return st;
+}
+
+/* Commit the large commit, then one of the key "tail"; want[BIG + 1]
+ * receives their changes. */
+static void commit_big_and_tail(kivis_storage *st, change *want)
+{
+    big_commit(want);
+    want[BIG] = make(KIVIS_CHANGE_INSERT, "tail");
+    commit_changes(st, want, BIG);
+    commit_changes(st, &want[BIG], 1);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -187,17 +201,12 @@ static void fill(kivis_storage *st)
 static void test_large_commit_resumed_at_every_position(void **state)
 {
     (void)state;
-    drop_store("log_big");
-    kivis_storage *st = open_store("log_big");
-    fill(st);
+    kivis_storage *st = filled_store("log_big");
     kivis_feed *f;
     assert_int_equal(kivis_feed_open(st, KIVIS_FEED_NOW, &f), KIVIS_OK);
     long long rows = sql_number("SELECT count(*) FROM log_big_changes");
     static change want[BIG + 1], got[BIG + 1], again[BIG + 1];
-    big_commit(want);
-    want[BIG] = make(KIVIS_CHANGE_INSERT, "tail");
-    commit_changes(st, want, BIG);
-    commit_changes(st, &want[BIG], 1);
+    commit_big_and_tail(st, want);
     assert_int_equal(sql_number("SELECT count(*) FROM log_big_changes"), rows + 2);
     read_changes(f, got, BIG + 1);
     kivis_feed_close(f);
@@ -228,14 +237,9 @@ static void test_large_commit_resumed_at_every_position(void **state)
 static void test_trim_keeps_whole_commits(void **state)
 {
     (void)state;
-    drop_store("log_trim");
-    kivis_storage *st = open_store("log_trim");
-    fill(st);
+    kivis_storage *st = filled_store("log_trim");
     static change want[BIG + 1], got[BIG + 1];
-    big_commit(want);
-    want[BIG] = make(KIVIS_CHANGE_INSERT, "tail");
-    commit_changes(st, want, BIG);
-    commit_changes(st, &want[BIG], 1);
+    commit_big_and_tail(st, want);
     kt_pg_exec("UPDATE log_trim_feed SET keep_rows = 5");
     long long horizon = sql_number("SELECT log_trim_feed_trim()");
     assert_int_equal(sql_number("SELECT count(*) FROM log_trim_changes"), 2);
