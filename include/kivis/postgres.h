@@ -66,10 +66,15 @@
  * corrupted) KIVIS_ECORRUPT; anything else KIVIS_EIO.  The server's last
  * message is kept in kivis_postgres_errmsg.
  *
- * Change feed (kivis_feed_open): a trigger-kept change log beside the
- * table (<table>_changes, <table>_feed, created at open when the user may;
- * otherwise the store opens without a feed), woken by LISTEN/NOTIFY, fed
- * in commit order and carrying every client's writes; see docs/storage.md.
+ * Change feed (kivis_feed_open): a change log beside the table
+ * (<table>_changes, <table>_feed, created at open when the user may;
+ * otherwise the store opens without a feed) of one row per commit, which
+ * a kivis commit writes in the statement that writes the table and a
+ * trigger writes for other clients; woken by LISTEN/NOTIFY, fed in commit
+ * order and carrying every client's writes.  A position names one key: a
+ * commit's keys have consecutive positions and a feed resumes after any
+ * of them.  A log of the earlier format (a row per key) is converted at
+ * open; see docs/storage.md.
  * Threads: one storage may be shared by any number of threads; a
  * transaction and its cursors are used by one thread at a time.
  */
