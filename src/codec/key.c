@@ -515,16 +515,18 @@ int kivis__key_get_struct(kivis_reader *r, const kivis_struct_desc *sd,
 {
     const kivis_allocator *a = kivis__alloc_or_default(alloc);
     const uint8_t *start = r->p;
-    memset(obj, 0, sd->size);
     if (single_uint(sd)) { /* get_be leaves r as it was when it fails */
         const kivis_field *f = &sd->fields[0];
         unsigned w = kivis__kind_width(f->kind);
         uint64_t u;
-        if (get_be(r, w, &u))
-            return KIVIS_ECORRUPT;
-        kivis__store_uint(kivis__field_ptr(f, obj), w, u);
-        return KIVIS_OK;
+        int rc = get_be(r, w, &u);
+        if (rc || sd->size != w) /* a struct the one field fills: no zeroing */
+            memset(obj, 0, sd->size);
+        if (!rc)
+            kivis__store_uint(kivis__field_ptr(f, obj), w, u);
+        return rc;
     }
+    memset(obj, 0, sd->size);
     int rc = key_get_fields(r, sd, obj, a);
     if (rc) {
         kivis__struct_free(sd, obj, a);

@@ -565,17 +565,28 @@ static int advance(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
     return rc;
 }
 
-/* kivis_scan_next, decoding with a. */
-static int next_with(kivis_scan *s, void *key_out, void *record_out,
-                     const kivis_allocator *a, kivis_slice *k)
+/* What a read that returns no entry leaves in the outputs. */
+static void clear_outputs(const kivis_scan *s, void *key_out, void *record_out)
 {
     if (key_out)
         memset(key_out, 0, s->key_size);
     if (record_out)
         memset(record_out, 0, s->record_size);
+}
+
+/* kivis_scan_next, decoding with a.  The decoders zero what they fill, so
+ * the outputs are zeroed here only when the read fails (an output zeroed
+ * up front would be zeroed twice a record). */
+static int next_with(kivis_scan *s, void *key_out, void *record_out,
+                     const kivis_allocator *a, kivis_slice *k)
+{
     kivis_slice v;
     int rc = advance(s, record_out != NULL, k, &v);
-    return rc ? rc : decode_entry(s, *k, v, key_out, record_out, a);
+    if (!rc)
+        rc = decode_entry(s, *k, v, key_out, record_out, a);
+    if (rc)
+        clear_outputs(s, key_out, record_out);
+    return rc;
 }
 
 int kivis__scan_step(kivis_scan *s, kivis_slice *k)
@@ -617,10 +628,7 @@ static bool orphaned(const kivis_scan *s, void *key_out, void *record_out)
 {
     if (s->db)
         return false;
-    if (key_out)
-        memset(key_out, 0, s->key_size);
-    if (record_out)
-        memset(record_out, 0, s->record_size);
+    clear_outputs(s, key_out, record_out);
     return true;
 }
 
