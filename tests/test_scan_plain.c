@@ -40,6 +40,20 @@ static void put_users(kivis_db *db, const char *const *names, size_t n)
         kt_put_user(db, names[i], (uint32_t)i);
 }
 
+/* The next record into a buffer of `size` bytes: rc, and the key's id
+ * (0 on a failure, whose outputs are zeroed). */
+static void expect_next(kivis_scan *s, void *buf, size_t size, int rc,
+                        uint64_t id, user *u)
+{
+    user_key k;
+    assert_int_equal(kivis_scan_next_into(s, &k, u, buf, size), rc);
+    assert_int_equal(k.id, id);
+    if (rc != KIVIS_OK) {
+        assert_null(u->name);
+        assert_null(u->email);
+    }
+}
+
 /* A record that does not fit midway: ETOOSMALL with both outputs zeroed,
  * then the same record again with room, and the scan goes on from it;
  * both ways. */
@@ -47,25 +61,14 @@ static void check_too_small_midway(kivis_db *db, uint32_t flags,
                                    const uint64_t order[3])
 {
     kivis_scan *s = user_range(db, 1, 4, flags);
-    user_key k;
     user u;
     char buf[128], tiny[4];
-    assert_int_equal(kivis_scan_next_into(s, &k, &u, buf, sizeof buf), KIVIS_OK);
-    assert_int_equal(k.id, order[0]);
-    assert_int_equal(kivis_scan_next_into(s, &k, &u, tiny, sizeof tiny),
-                     KIVIS_ETOOSMALL);
-    assert_int_equal(k.id, 0);
-    assert_null(u.name);
-    assert_null(u.email);
-    assert_int_equal(kivis_scan_next_into(s, &k, &u, buf, sizeof buf), KIVIS_OK);
-    assert_int_equal(k.id, order[1]);
+    expect_next(s, buf, sizeof buf, KIVIS_OK, order[0], &u);
+    expect_next(s, tiny, sizeof tiny, KIVIS_ETOOSMALL, 0, &u);
+    expect_next(s, buf, sizeof buf, KIVIS_OK, order[1], &u);
     assert_string_equal(u.name, order[1] == 2 ? "a-long-name-2" : "ann");
-    assert_int_equal(kivis_scan_next_into(s, &k, &u, buf, sizeof buf), KIVIS_OK);
-    assert_int_equal(k.id, order[2]);
-    assert_int_equal(kivis_scan_next_into(s, &k, &u, buf, sizeof buf),
-                     KIVIS_NOTFOUND);
-    assert_int_equal(k.id, 0);
-    assert_null(u.name);
+    expect_next(s, buf, sizeof buf, KIVIS_OK, order[2], &u);
+    expect_next(s, buf, sizeof buf, KIVIS_NOTFOUND, 0, &u);
     kivis_scan_close(s);
 }
 
@@ -121,12 +124,8 @@ static void test_corrupt_value_midway(void **state)
     user_key k;
     user u;
     char buf[128];
-    assert_int_equal(kivis_scan_next_into(s, &k, &u, buf, sizeof buf), KIVIS_OK);
-    assert_int_equal(k.id, 1);
-    assert_int_equal(kivis_scan_next_into(s, &k, &u, buf, sizeof buf),
-                     KIVIS_ECORRUPT);
-    assert_int_equal(k.id, 0);
-    assert_null(u.name);
+    expect_next(s, buf, sizeof buf, KIVIS_OK, 1, &u);
+    expect_next(s, buf, sizeof buf, KIVIS_ECORRUPT, 0, &u);
     assert_non_null(strstr(kivis_errmsg(f->db), "corrupt"));
     assert_int_equal(kivis_scan_next(s, &k, &u), KIVIS_OK);
     assert_int_equal(k.id, 3);
