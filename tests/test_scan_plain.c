@@ -111,7 +111,7 @@ static void test_corrupt_value_midway(void **state)
     kivis_storage_txn *txn;
     assert_int_equal(kivis_storage_begin(f->st, 0, &txn), KIVIS_OK);
     char key[64], value[64];
-    size_t klen, vlen;
+    size_t klen = 0, vlen = 0;
     find_value(txn, "bob-corrupt", key, &klen, value, &vlen);
     char *at = memmem(value, vlen, "bob-corrupt", 11);
     at[3] = (char)0xFF; /* never in UTF-8 */
