@@ -38,28 +38,16 @@ static bool ascii_word(uint64_t w, bool nul_ok)
     return nul_ok || !((w - UINT64_C(0x0101010101010101)) & ASCII_MASK);
 }
 
-/* The high bit of each byte that is not ASCII, or (when nul_ok is false)
- * that is NUL or follows a NUL: nonzero exactly when the word fails
- * ascii_word (a borrow only runs on from a byte that was NUL, so it marks
- * nothing in a word that passes). */
-static uint64_t word_flags(uint64_t w, bool nul_ok)
-{
-    return (nul_ok ? w : w | (w - UINT64_C(0x0101010101010101))) & ASCII_MASK;
-}
-
 /* Whether n >= 8 bytes are all ASCII, read a word at a time; the last word
- * overlaps the one before it rather than leaving a tail to loop over.  The
- * flags of all words are gathered and tested once: a short string (most
- * are) costs one branch, not one a word. */
+ * overlaps the one before it rather than leaving a tail to loop over. */
 static bool all_ascii(const uint8_t *p, size_t n, bool nul_ok)
 {
-    uint64_t w, bad = 0;
-    for (size_t i = 0; i + 8 < n; i += 8) {
-        memcpy(&w, p + i, 8);
-        bad |= word_flags(w, nul_ok);
-    }
+    uint64_t w;
+    for (size_t i = 0; i + 8 < n; i += 8)
+        if (memcpy(&w, p + i, 8), !ascii_word(w, nul_ok))
+            return false;
     memcpy(&w, p + n - 8, 8);
-    return !(bad | word_flags(w, nul_ok));
+    return ascii_word(w, nul_ok);
 }
 
 static int utf8_scan(const uint8_t *p, size_t n, bool nul_ok)
