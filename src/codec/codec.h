@@ -101,6 +101,16 @@ int kivis__key_get_field(kivis_reader *r, const kivis_field *f, void *obj,
  * nothing stays allocated. */
 int kivis__key_get_struct(kivis_reader *r, const kivis_struct_desc *sd,
                           void *obj, const kivis_allocator *alloc);
+/* The width of the one unsigned integer field of a key struct it fills
+ * (an auto-increment key, most integer keys), else 0: what
+ * kivis__key_get_whole can decode without walking the descriptor. */
+unsigned kivis__key_uint_width(const kivis_struct_desc *sd);
+/* Decode the struct from all of `in` (bytes left over are KIVIS_ECORRUPT);
+ * uint_width is kivis__key_uint_width(sd), looked up once by the caller.
+ * On error `obj` is zeroed and nothing stays allocated. */
+int kivis__key_get_whole(kivis_slice in, const kivis_struct_desc *sd,
+                         unsigned uint_width, void *obj,
+                         const kivis_allocator *alloc);
 /* Skip one encoded field / struct. */
 int kivis__key_skip_field(kivis_reader *r, const kivis_field *f);
 int kivis__key_skip_struct(kivis_reader *r, const kivis_struct_desc *sd);

@@ -34,12 +34,9 @@ static int put_be(kivis_buf *b, uint64_t v, unsigned w)
     return KIVIS_OK;
 }
 
-static int get_be(kivis_reader *r, unsigned w, uint64_t *v)
+/* The big-endian integer of valid width w at p. */
+static inline uint64_t load_be(const uint8_t *p, unsigned w)
 {
-    const uint8_t *p;
-    *v = 0;
-    if (!width_valid(w) || kivis__take(r, w, &p))
-        return KIVIS_ECORRUPT;
     uint64_t be = 0;
     switch (w) {
     case 1: memcpy(&be, p, 1); break;
@@ -47,7 +44,16 @@ static int get_be(kivis_reader *r, unsigned w, uint64_t *v)
     case 4: memcpy(&be, p, 4); break;
     default: memcpy(&be, p, 8); break;
     }
-    *v = kivis__to_be64(be) >> (64 - 8 * w);
+    return kivis__to_be64(be) >> (64 - 8 * w);
+}
+
+static int get_be(kivis_reader *r, unsigned w, uint64_t *v)
+{
+    const uint8_t *p;
+    *v = 0;
+    if (!width_valid(w) || kivis__take(r, w, &p))
+        return KIVIS_ECORRUPT;
+    *v = load_be(p, w);
     return KIVIS_OK;
 }
 
@@ -515,20 +521,47 @@ int kivis__key_get_struct(kivis_reader *r, const kivis_struct_desc *sd,
 {
     const kivis_allocator *a = kivis__alloc_or_default(alloc);
     const uint8_t *start = r->p;
-    memset(obj, 0, sd->size);
     if (single_uint(sd)) { /* get_be leaves r as it was when it fails */
         const kivis_field *f = &sd->fields[0];
         unsigned w = kivis__kind_width(f->kind);
         uint64_t u;
-        if (get_be(r, w, &u))
-            return KIVIS_ECORRUPT;
-        kivis__store_uint(kivis__field_ptr(f, obj), w, u);
-        return KIVIS_OK;
+        int rc = get_be(r, w, &u);
+        if (rc || sd->size != w) /* a struct the one field fills: no zeroing */
+            memset(obj, 0, sd->size);
+        if (!rc)
+            kivis__store_uint(kivis__field_ptr(f, obj), w, u);
+        return rc;
     }
+    memset(obj, 0, sd->size);
     int rc = key_get_fields(r, sd, obj, a);
     if (rc) {
         kivis__struct_free(sd, obj, a);
         r->p = start;
+    }
+    return rc;
+}
+
+unsigned kivis__key_uint_width(const kivis_struct_desc *sd)
+{
+    if (!single_uint(sd))
+        return 0;
+    unsigned w = kivis__kind_width(sd->fields[0].kind);
+    return sd->size == w ? w : 0;
+}
+
+int kivis__key_get_whole(kivis_slice in, const kivis_struct_desc *sd,
+                         unsigned uint_width, void *obj,
+                         const kivis_allocator *alloc)
+{
+    if (uint_width && in.len == uint_width) { /* the field is the struct */
+        kivis__store_uint(obj, uint_width, load_be(in.data, uint_width));
+        return KIVIS_OK;
+    }
+    kivis_reader r = kivis__reader(in);
+    int rc = kivis__key_get_struct(&r, sd, obj, alloc);
+    if (!rc && r.p != r.end) {
+        kivis__struct_free(sd, obj, alloc); /* fields decoded so far */
+        rc = KIVIS_ECORRUPT;
     }
     return rc;
 }

@@ -33,6 +33,8 @@ struct kivis_scan {
     const kivis_table_state *ts;
     int32_t index;             /* -1: records */
     bool reverse;
+    unsigned key_width;        /* kivis__key_uint_width of the key struct */
+    bool plain;                /* a record scan with no guard: plain_step */
     bool own_txn;              /* a read transaction of the scan's own */
     kivis_storage_txn *txn;
     kivis_storage_cursor *cur;
@@ -353,6 +355,8 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
     if (!rc)
         rc = open_cursor(db, q, s);
     s->ahead = !rc && s->index >= 0 && !s->guards && kivis_txn_prefetches(s->txn);
+    s->plain = !rc && s->index < 0 && !s->guards;
+    s->key_width = kivis__key_uint_width(s->ts->desc->key);
     if (rc) {
         s->cur = NULL; /* open_cursor sets it only on success */
         if (s->own_txn && s->txn)
@@ -403,13 +407,8 @@ static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
     if (s->index >= 0)
         rc = kivis__key_skip_field(&r, &td->record->fields[td->indexes[s->index].field]);
     kivis_slice pk = kivis_slice_make(r.p, (size_t)(r.end - r.p));
-    if (!rc && key_out) {
-        rc = kivis__key_get_struct(&r, td->key, key_out, a);
-        if (!rc && r.p != r.end) {
-            kivis__struct_free(td->key, key_out, a); /* fields decoded so far */
-            rc = KIVIS_ECORRUPT;
-        }
-    }
+    if (!rc && key_out)
+        rc = kivis__key_get_whole(pk, td->key, s->key_width, key_out, a);
     if (rc == KIVIS_ECORRUPT)
         return kivis__fail(db, rc, "%s: undecodable stored key", td->name);
     if (!rc && record_out)
@@ -549,6 +548,15 @@ static int step(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
     return rc;
 }
 
+/* rc from the storage step: an error is recorded as the scan's. */
+static int stepped(kivis_scan *s, int rc)
+{
+    if (rc && rc != KIVIS_NOTFOUND)
+        return kivis__fail(s->db, rc, "%s: scan: %s", s->ts->desc->name,
+                           kivis_strerror(rc));
+    return rc;
+}
+
 /* Step to the next entry, its value unread: what every read of a scan
  * begins with. */
 static int advance(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
@@ -558,24 +566,48 @@ static int advance(kivis_scan *s, bool records, kivis_slice *k, kivis_slice *v)
                            "scan used after its transaction ended");
     if (!s->own_txn && s->db->poisoned)
         return KIVIS_EBADTXN;
-    int rc = step(s, records, k, v);
-    if (rc && rc != KIVIS_NOTFOUND)
-        return kivis__fail(s->db, rc, "%s: scan: %s", s->ts->desc->name,
-                           kivis_strerror(rc));
-    return rc;
+    return stepped(s, step(s, records, k, v));
 }
 
-/* kivis_scan_next, decoding with a. */
-static int next_with(kivis_scan *s, void *key_out, void *record_out,
-                     const kivis_allocator *a, kivis_slice *k)
+/* Whether the next step is advance's in its simplest case, which
+ * plain_step takes in one call: a record scan whose transaction cannot
+ * write under it (no guard to consult, no index entry to follow, no
+ * read-ahead), nothing to redo, its storage held and usable. */
+static bool plain_now(const kivis_scan *s)
+{
+    return s->plain && !s->has_redo && !s->detached &&
+           (s->own_txn || !s->db->poisoned);
+}
+
+static int plain_step(kivis_scan *s, kivis_slice *k, kivis_slice *v)
+{
+    int op = s->reverse ? KIVIS_PREV : KIVIS_NEXT;
+    return stepped(s, kivis_cursor_get(s->cur, op, k, v));
+}
+
+/* What a read that returns no entry leaves in the outputs. */
+static void clear_outputs(const kivis_scan *s, void *key_out, void *record_out)
 {
     if (key_out)
         memset(key_out, 0, s->key_size);
     if (record_out)
         memset(record_out, 0, s->record_size);
+}
+
+/* kivis_scan_next, decoding with a.  The decoders zero what they fill, so
+ * the outputs are zeroed here only when the read fails (an output zeroed
+ * up front would be zeroed twice a record). */
+static int next_with(kivis_scan *s, void *key_out, void *record_out,
+                     const kivis_allocator *a, kivis_slice *k)
+{
     kivis_slice v;
-    int rc = advance(s, record_out != NULL, k, &v);
-    return rc ? rc : decode_entry(s, *k, v, key_out, record_out, a);
+    int rc = plain_now(s) ? plain_step(s, k, &v)
+                          : advance(s, record_out != NULL, k, &v);
+    if (!rc)
+        rc = decode_entry(s, *k, v, key_out, record_out, a);
+    if (rc)
+        clear_outputs(s, key_out, record_out);
+    return rc;
 }
 
 int kivis__scan_step(kivis_scan *s, kivis_slice *k)
@@ -617,10 +649,7 @@ static bool orphaned(const kivis_scan *s, void *key_out, void *record_out)
 {
     if (s->db)
         return false;
-    if (key_out)
-        memset(key_out, 0, s->key_size);
-    if (record_out)
-        memset(record_out, 0, s->record_size);
+    clear_outputs(s, key_out, record_out);
     return true;
 }
 

@@ -1309,6 +1309,11 @@ kivis_slice kivis__bt_iter_value(const kivis_bt_iter *it)
     return entry_value(it->leaf->ent[it->slot]);
 }
 
+kivis_slice kivis__bt_iter_leaf_end(const kivis_bt_iter *it, int dir)
+{
+    return entry_key(it->leaf->ent[dir > 0 ? it->leaf->count - 1 : 0]);
+}
+
 /* ---- checking --------------------------------------------------------- */
 
 typedef struct checker {

@@ -65,6 +65,10 @@ int kivis__btree_next(kivis_bt_iter *it);
 int kivis__btree_prev(kivis_bt_iter *it);
 kivis_slice kivis__bt_iter_key(const kivis_bt_iter *it);
 kivis_slice kivis__bt_iter_value(const kivis_bt_iter *it);
+/* The key that ends the iterator's leaf going in direction dir: its last
+ * (dir > 0) or its first entry's.  Every key of the leaf lies at or before
+ * it, so one comparison with it bounds them all. */
+kivis_slice kivis__bt_iter_leaf_end(const kivis_bt_iter *it, int dir);
 
 /* ---- cursor ranges (btrange.c) ------------------------------------------
  * What a storage cursor over a tree keeps: its bounds [lo, hi) and a copy

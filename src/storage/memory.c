@@ -35,12 +35,21 @@ typedef struct memory_txn {
 
 enum cursor_state { UNPLACED, PLACED, ENDED };
 
+/* A leaf (of the tree at one version) whose every key is short of the far
+ * bound going in direction dir: steps inside it need not compare. */
+typedef struct clear_leaf {
+    const kivis_bt_leaf *leaf;
+    uint64_t version;
+    int dir;
+} clear_leaf;
+
 typedef struct memory_cursor {
     kivis_storage_cursor cur; /* first: what the caller holds */
     memory_storage *ms;
     kivis_bt_range range; /* bounds, and the current key to find it again */
     enum cursor_state state;
     kivis_bt_iter it;
+    clear_leaf clear;
 } memory_cursor;
 
 static const kivis_slice no_slice = {NULL, 0};
@@ -80,13 +89,27 @@ static int step(memory_cursor *c, int dir)
     return rc;
 }
 
+/* Whether the entry the iterator landed on (moving in direction dir) is
+ * short of the far bound.  The bound is compared once a leaf, not once a
+ * step: with the leaf's end when its first entry passes. */
+static bool short_of_far(memory_cursor *c, int dir)
+{
+    const clear_leaf *cl = &c->clear;
+    if (cl->leaf == c->it.leaf && cl->version == c->it.version && cl->dir == dir)
+        return true;
+    if (!kivis__range_short_of_far(&c->range, kivis__bt_iter_key(&c->it), dir))
+        return false;
+    if (kivis__range_short_of_far(&c->range, kivis__bt_iter_leaf_end(&c->it, dir), dir))
+        c->clear = (clear_leaf){c->it.leaf, c->it.version, dir};
+    return true;
+}
+
 /* Report where the iterator landed (rc from a seek or step in direction
  * dir). */
 static int settle(memory_cursor *c, int dir, int rc, kivis_slice *key,
                   kivis_slice *value)
 {
-    if (rc == KIVIS_OK &&
-        !kivis__range_short_of_far(&c->range, kivis__bt_iter_key(&c->it), dir))
+    if (rc == KIVIS_OK && !short_of_far(c, dir))
         rc = KIVIS_NOTFOUND;
     if (rc == KIVIS_OK && (rc = kivis__range_remember(&c->range, &c->ms->alloc,
                                                      kivis__bt_iter_key(&c->it))) != KIVIS_OK)
