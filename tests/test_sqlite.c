@@ -966,6 +966,29 @@ static void test_record_engine_end_to_end(void **state)
     kivis_close(db);
 }
 
+/* A read-only index scan follows its entries to their records (user
+ * keys are auto-increment): no get statement a record, and the records
+ * are the ones a get gives. */
+static void test_index_scans_follow_their_records(void **state)
+{
+    fx *f = *state;
+    kivis_storage *st;
+    kivis_db *db;
+    assert_int_equal(sqlite3_auto_extension((void (*)(void))trace_statements), SQLITE_OK);
+    assert_int_equal(open_path(f->path, 0, 0, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    for (int i = 0; i < 30; i++)
+        kt_put_user(db, i % 3 ? "many" : "few", (uint32_t)i);
+    counted = "SELECT v FROM kv WHERE k = ?1";
+    counted_runs = 0;
+    assert_int_equal(kt_users_named(db, "few"), 10);
+    assert_int_equal(kt_users_named(db, "many"), 20);
+    assert_int_equal(counted_runs, 0);
+    kivis_close(db);
+    kivis_storage_close(st);
+    sqlite3_cancel_auto_extension((void (*)(void))trace_statements);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -989,6 +1012,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_and_mmap_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_engine_end_to_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_scans_follow_their_records, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

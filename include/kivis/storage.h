@@ -363,6 +363,14 @@ static inline int kivis_txn_prefetches(const kivis_storage_txn *t)
     return t->storage->methods->version >= 3 && t->methods->prefetch;
 }
 
+/** Whether kivis_txn_cursor_follow opens a following cursor on t (rather
+ *  than a plain one), so that a caller works out the prefix and tail only
+ *  for a backend that uses them. */
+static inline int kivis_txn_follows(const kivis_storage_txn *t)
+{
+    return t->storage->methods->version >= 4 && t->methods->cursor_follow;
+}
+
 static inline int kivis_txn_cursor(kivis_storage_txn *t, kivis_slice lo,
                                    kivis_slice hi, kivis_storage_cursor **out)
 {
@@ -384,7 +392,7 @@ static inline int kivis_txn_cursor_follow(kivis_storage_txn *t, kivis_slice lo,
                                           kivis_slice hi, kivis_slice prefix,
                                           size_t tail, kivis_storage_cursor **out)
 {
-    if (t->storage->methods->version >= 4 && t->methods->cursor_follow && tail)
+    if (kivis_txn_follows(t) && tail)
         return t->methods->cursor_follow(t, lo, hi, prefix, tail, out);
     return t->methods->cursor_open(t, lo, hi, out);
 }
