@@ -105,35 +105,36 @@ enum probe { P_GE, P_GT, P_LE, P_LT, P_LAST, P_COUNT };
  * last ?4 bytes of the entry's key, NULL when there is no such row or the
  * key is shorter than ?4.  SQLite runs it as one primary-key search per
  * row inside the probe's own VM program, where a get would cost a
- * statement.  `||` makes TEXT of its operands' bytes (UTF-8 database: no
- * conversion, NULs kept), which the CAST turns back into the BLOB the key
- * column holds, so that the search compares bytes with memcmp. */
-#define PLAIN_COLUMNS "k, v"
-#define FOLLOW_COLUMNS                                                          \
-    "k, v, (SELECT r.v FROM kv AS r WHERE length(kv.k) >= ?4 AND "             \
-    "r.k = CAST(?3 || substr(kv.k, -?4) AS BLOB))"
-#define PROBES(columns)                                                         \
+ * statement; a join, not a scalar subquery, which would open its cursor
+ * again at every row.  `||` makes TEXT of its operands' bytes (UTF-8
+ * database: no conversion, NULs kept), which the CAST turns back into the
+ * BLOB the key column holds, so that the search compares bytes. */
+#define PLAIN_SOURCE "kv.k, kv.v FROM kv"
+#define FOLLOW_SOURCE                                                           \
+    "kv.k, kv.v, r.v FROM kv LEFT JOIN kv AS r ON length(kv.k) >= ?4 AND "     \
+    "r.k = CAST(?3 || substr(kv.k, -?4) AS BLOB)"
+#define PROBES(source)                                                          \
     {                                                                           \
         {                                                                       \
-            "SELECT " columns " FROM kv WHERE k >= ?1 ORDER BY k",              \
-            "SELECT " columns " FROM kv WHERE k > ?1 ORDER BY k",               \
-            "SELECT " columns " FROM kv WHERE k <= ?1 AND k >= ?2 ORDER BY k DESC", \
-            "SELECT " columns " FROM kv WHERE k < ?1 AND k >= ?2 ORDER BY k DESC",  \
-            "SELECT " columns " FROM kv WHERE k >= ?2 ORDER BY k DESC",         \
+            "SELECT " source " WHERE kv.k >= ?1 ORDER BY kv.k",                 \
+            "SELECT " source " WHERE kv.k > ?1 ORDER BY kv.k",                  \
+            "SELECT " source " WHERE kv.k <= ?1 AND kv.k >= ?2 ORDER BY kv.k DESC", \
+            "SELECT " source " WHERE kv.k < ?1 AND kv.k >= ?2 ORDER BY kv.k DESC",  \
+            "SELECT " source " WHERE kv.k >= ?2 ORDER BY kv.k DESC",            \
         },                                                                      \
         {                                                                       \
-            "SELECT " columns " FROM kv WHERE k >= ?1 AND k < ?2 ORDER BY k",   \
-            "SELECT " columns " FROM kv WHERE k > ?1 AND k < ?2 ORDER BY k",    \
-            "SELECT " columns " FROM kv WHERE k <= ?1 AND k >= ?2 ORDER BY k DESC", \
-            "SELECT " columns " FROM kv WHERE k < ?1 AND k >= ?2 ORDER BY k DESC",  \
-            "SELECT " columns " FROM kv WHERE k >= ?2 ORDER BY k DESC",         \
+            "SELECT " source " WHERE kv.k >= ?1 AND kv.k < ?2 ORDER BY kv.k",   \
+            "SELECT " source " WHERE kv.k > ?1 AND kv.k < ?2 ORDER BY kv.k",    \
+            "SELECT " source " WHERE kv.k <= ?1 AND kv.k >= ?2 ORDER BY kv.k DESC", \
+            "SELECT " source " WHERE kv.k < ?1 AND kv.k >= ?2 ORDER BY kv.k DESC",  \
+            "SELECT " source " WHERE kv.k >= ?2 ORDER BY kv.k DESC",            \
         },                                                                      \
     }
 
 /* [following][bounded][probe] */
 static const char *const probe_sql[2][2][P_COUNT] = {
-    PROBES(PLAIN_COLUMNS),
-    PROBES(FOLLOW_COLUMNS),
+    PROBES(PLAIN_SOURCE),
+    PROBES(FOLLOW_SOURCE),
 };
 
 typedef struct sq_conn {
