@@ -383,7 +383,9 @@ static inline int kivis_txn_cursor(kivis_storage_txn *t, kivis_slice lo,
  * key of a row the caller is about to get (an entry pointing at a row).  A
  * backend whose reads are round trips reads those rows in the same request
  * as each page of the cursor, so that their gets (and a prefetch of them)
- * cost nothing more; the others open a plain cursor.  Like prefetch, it
+ * cost nothing more; SQLite reads each in the step's own query, so that
+ * the get that follows the step runs no statement; the others open a plain
+ * cursor (kivis_txn_follows).  Like prefetch, it
  * never changes what a step or a get returns; the storage knows only that
  * those bytes are a key, nothing of what it holds.  Same errors as
  * kivis_txn_cursor.

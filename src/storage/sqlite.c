@@ -10,7 +10,9 @@
  * connection changes the table under it).  Any other step, and every step
  * after a write, starts a new query from the last key returned: the cursor
  * contract of storage.h (the transaction's writes are seen, NEXT goes on
- * after the last key returned) for one index probe per seek.
+ * after the last key returned) for one index probe per seek.  A following
+ * cursor (kivis_txn_cursor_follow) runs the same probes joined to the rows
+ * its entries name, and keeps each step's row as the last get (probe_sql).
  *
  * Queued puts.  A put does not run a statement of its own: it is copied to
  * the transaction's queue, and the queue goes to SQLite in multi-row
