@@ -1901,6 +1901,10 @@ typedef struct mcursor {
     size_t lolen, hilen, atlen;
     bool bounded;                        /* hi applies */
     enum { MC_UNSET, MC_AT, MC_END } state;
+    /* A following cursor (tail > 0): its entries name prefix + their
+     * last tail bytes. */
+    uint8_t prefix[DIFF_KEY_MAX];
+    size_t prefix_len, tail;
 } mcursor;
 
 static kivis_slice mc_lo(const mcursor *c)
@@ -2033,7 +2037,34 @@ static kivis_slice random_value(diff *d, uint8_t *buf, size_t cap)
     return kivis_slice_make(buf, len);
 }
 
-static void diff_cursor_step(diff *d, mcursor *c, const model *m)
+/* Get k in t: the answer m gives. */
+static void diff_check_get(diff *d, kivis_storage_txn *t, kivis_slice k,
+                           const model *m, const char *what)
+{
+    kivis_slice v = S("garbage");
+    long want = model_find(m, k);
+    int rc = kivis_txn_get(t, k, &v);
+    if (want < 0 ? rc != KIVIS_NOTFOUND || v.data || v.len
+                 : rc != KIVIS_OK || !slice_eq(v, mval(m, (size_t)want)))
+        diff_fail(d, what, rc, k, v, m, want);
+}
+
+/* Half the time after a following cursor's step to k: the get of the key
+ * k names, which the backend may answer from what the step read. */
+static void diff_get_followed(diff *d, kivis_storage_txn *t, const mcursor *c,
+                              kivis_slice k, const model *m)
+{
+    if (!c->tail || k.len < c->tail || rnd(d, 2))
+        return;
+    uint8_t fk[2 * DIFF_KEY_MAX];
+    memcpy(fk, c->prefix, c->prefix_len);
+    memcpy(fk + c->prefix_len, (const uint8_t *)k.data + k.len - c->tail, c->tail);
+    diff_check_get(d, t, kivis_slice_make(fk, c->prefix_len + c->tail), m,
+                   "get of a followed key");
+}
+
+static void diff_cursor_step(diff *d, kivis_storage_txn *t, mcursor *c,
+                             const model *m)
 {
     uint8_t sk[DIFF_KEY_MAX];
     int op = (int)rnd(d, 6);
@@ -2053,6 +2084,7 @@ static void diff_cursor_step(diff *d, mcursor *c, const model *m)
     if (want >= 0) {
         memcpy(c->at, k.data, k.len);
         c->atlen = k.len;
+        diff_get_followed(d, t, c, k, m);
     }
 }
 
@@ -2064,7 +2096,17 @@ static void diff_cursor_open(diff *d, kivis_storage_txn *t, mcursor *c)
     c->bounded = rnd(d, 2);
     if (c->bounded)
         c->hilen = random_key(d, c->hi);
-    c->cur = cursor(t, mc_lo(c), mc_hi(c));
+    if (rnd(d, 2)) { /* following: a prefix of 0..2 bytes, tail 1..rest */
+        uint8_t key[DIFF_KEY_MAX];
+        c->prefix_len = random_key(d, key) % 3;
+        memcpy(c->prefix, key, c->prefix_len);
+        c->tail = 1 + rnd(d, DIFF_KEY_MAX - c->prefix_len);
+    }
+    c->cur = NULL;
+    int rc = kivis_txn_cursor_follow(t, mc_lo(c), mc_hi(c),
+                                     kivis_slice_make(c->prefix, c->prefix_len),
+                                     c->tail, &c->cur);
+    diff_check_rc(d, "cursor open", rc, KIVIS_OK);
 }
 
 /* Walk the whole store in t forward, or backward, against m. */
@@ -2106,12 +2148,7 @@ static void diff_del(diff *d, kivis_storage_txn *t)
 static void diff_get(diff *d, kivis_storage_txn *t)
 {
     uint8_t kb[DIFF_KEY_MAX];
-    kivis_slice k = kivis_slice_make(kb, random_key(d, kb)), v = S("garbage");
-    long want = model_find(&d->work, k);
-    int rc = kivis_txn_get(t, k, &v);
-    if (want < 0 ? rc != KIVIS_NOTFOUND || v.data || v.len
-                 : rc != KIVIS_OK || !slice_eq(v, mval(&d->work, (size_t)want)))
-        diff_fail(d, "get", rc, k, v, &d->work, want);
+    diff_check_get(d, t, kivis_slice_make(kb, random_key(d, kb)), &d->work, "get");
 }
 
 static void diff_toggle_cursor(diff *d, kivis_storage_txn *t)
@@ -2135,7 +2172,7 @@ static void diff_random_op(diff *d, kivis_storage_txn *t, bool rw)
     else if (r < 75)
         diff_get(d, t);
     else if (r < 95 && d->ncur > 0)
-        diff_cursor_step(d, &d->curs[rnd(d, (size_t)d->ncur)], &d->work);
+        diff_cursor_step(d, t, &d->curs[rnd(d, (size_t)d->ncur)], &d->work);
     else
         diff_toggle_cursor(d, t);
     if (d->op_no % 16 == 15)
@@ -2158,7 +2195,7 @@ static void diff_verify_store(diff *d)
         mcursor c;
         diff_cursor_open(d, t, &c);
         for (int s = 0; s < 12; s++)
-            diff_cursor_step(d, &c, &d->base);
+            diff_cursor_step(d, t, &c, &d->base);
         kivis_cursor_close(c.cur);
     }
     kivis_txn_abort(t);

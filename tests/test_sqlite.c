@@ -382,28 +382,29 @@ static void test_lost_queued_puts_fail_the_transaction(void **state)
 
 /* ---- queued puts -------------------------------------------------------- */
 
-static int insert_runs;
+/* Statements run whose SQL starts with `counted` (NULL: every one). */
+static const char *counted;
+static int counted_runs;
 
 /* SQLITE_TRACE_STMT: a statement starts to run. */
-static int count_inserts(unsigned type, void *ctx, void *stmt, void *sql)
+static int count_statements(unsigned type, void *ctx, void *stmt, void *sql)
 {
     (void)type, (void)ctx, (void)stmt;
-    if (strncmp(sql, "INSERT", 6) == 0)
-        insert_runs++;
+    if (!counted || strncmp(sql, counted, strlen(counted)) == 0)
+        counted_runs++;
     return 0;
 }
 
-/* Every connection opened from here on counts its INSERTs. */
-static int trace_inserts(sqlite3 *db, const char **err, const void *api)
+/* Every connection opened from here on counts its statements. */
+static int trace_statements(sqlite3 *db, const char **err, const void *api)
 {
     (void)err, (void)api;
-    return sqlite3_trace_v2(db, SQLITE_TRACE_STMT, count_inserts, NULL);
+    return sqlite3_trace_v2(db, SQLITE_TRACE_STMT, count_statements, NULL);
 }
 
-static void expect(kivis_storage_txn *t, const char *key, const char *want)
+/* A get's answer: want's bytes, or KIVIS_NOTFOUND for NULL. */
+static void expect_answer(int rc, kivis_slice v, const char *want)
 {
-    kivis_slice v;
-    int rc = kivis_txn_get(t, str(key), &v);
     if (!want) {
         assert_int_equal(rc, KIVIS_NOTFOUND);
         return;
@@ -411,6 +412,13 @@ static void expect(kivis_storage_txn *t, const char *key, const char *want)
     assert_int_equal(rc, KIVIS_OK);
     assert_int_equal(v.len, strlen(want));
     assert_memory_equal(v.data, want, v.len);
+}
+
+static void expect(kivis_storage_txn *t, const char *key, const char *want)
+{
+    kivis_slice v;
+    int rc = kivis_txn_get(t, str(key), &v);
+    expect_answer(rc, v, want);
 }
 
 /* The keys a cursor over the whole store meets going `op` (FIRST/NEXT or
@@ -436,11 +444,12 @@ static void test_puts_share_statements(void **state)
 {
     fx *f = *state;
     kivis_storage *st;
-    assert_int_equal(sqlite3_auto_extension((void (*)(void))trace_inserts), SQLITE_OK);
+    assert_int_equal(sqlite3_auto_extension((void (*)(void))trace_statements), SQLITE_OK);
     assert_int_equal(open_path(f->path, 0, 0, &st), KIVIS_OK);
-    insert_runs = 0;
+    counted = "INSERT";
+    counted_runs = 0;
     assert_int_equal(put_n(st, 0, 1000, 8, KIVIS_NOSYNC), KIVIS_OK);
-    assert_int_equal(insert_runs, 15 + 2 + 8); /* of 64 rows, 16 and 1: not 1,000 */
+    assert_int_equal(counted_runs, 15 + 2 + 8); /* of 64 rows, 16 and 1: not 1,000 */
 
     kivis_storage_txn *t;
     assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
@@ -471,7 +480,223 @@ static void test_puts_share_statements(void **state)
     expect(t, "e", NULL);
     kivis_txn_abort(t);
     kivis_storage_close(st);
-    sqlite3_cancel_auto_extension((void (*)(void))trace_inserts);
+    sqlite3_cancel_auto_extension((void (*)(void))trace_statements);
+}
+
+/* ---- following cursors -------------------------------------------------- */
+
+/* A byte string literal with its NULs. */
+#define B(lit) kivis_slice_make(lit, sizeof lit - 1)
+
+/* What a transaction holds under "r" (the rows index entries name by
+ * their last two bytes) and the answer a get must give: NULL absent. */
+typedef struct row {
+    kivis_slice key;
+    const char *value;
+} row;
+
+/* Index entries under "i": a followed row, one with an empty value, a
+ * missing one, an entry shorter than the tail, 00 and ff/80 bytes. */
+static const char *const entries[][2] = {
+    {"ia\x00\x01", "4"}, {"ib\xff\x80", "4"}, {"ic\x00\x00", "4"}, {"i", "1"},
+    {"ie\x01\x02", "4"}, {"if\x02\x03", "4"}, {"ig\x03\x04", "4"},
+    {"i\x80\x00\xff", "4"}, {"ir\x00\x01", "4"}, {"h1", "2"}, {"j1", "2"},
+};
+
+static void load_follow_store(kivis_storage *st)
+{
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
+        assert_int_equal(kivis_txn_put(t, kivis_slice_make(entries[i][0],
+                                                           (size_t)(entries[i][1][0] - '0')),
+                                       str("entry")),
+                         KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, B("r\x00\x01"), str("v1")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, B("r\xff\x80"), str("")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, B("r\x01\x02"), str("old5")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, B("r\x03\x04"), str("old7")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(t, B("r\x00\xff"), str("v8")), KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_NOSYNC), KIVIS_OK);
+}
+
+static const char *model_answer(const row *model, size_t n, kivis_slice key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (model[i].key.len == key.len && memcmp(model[i].key.data, key.data, key.len) == 0)
+            return model[i].value;
+    return NULL;
+}
+
+typedef struct follow_walk {
+    kivis_storage_txn *t;
+    kivis_storage_cursor *plain, *follow;
+    kivis_slice prefix;
+    size_t tail;
+    bool free_gets; /* the followed gets must run no statement */
+    const row *model;
+    size_t nmodel;
+    kivis_slice last_value; /* the last followed get's answer ... */
+    const char *last_want;  /* ... which must outlive the next step */
+} follow_walk;
+
+/* Get the row the follow cursor's entry `k` names, and check it against
+ * the model (and that it ran no statement where it must not). */
+static void get_followed(follow_walk *w, kivis_slice k)
+{
+    if (k.len < w->tail || !w->tail)
+        return;
+    unsigned char key[256];
+    assert_true(w->prefix.len + w->tail <= sizeof key);
+    memcpy(key, w->prefix.data, w->prefix.len);
+    memcpy(key + w->prefix.len, (const unsigned char *)k.data + k.len - w->tail, w->tail);
+    kivis_slice fk = kivis_slice_make(key, w->prefix.len + w->tail), v;
+    counted = NULL;
+    int before = counted_runs;
+    int rc = kivis_txn_get(w->t, fk, &v);
+    if (w->free_gets)
+        assert_int_equal(counted_runs, before);
+    const char *want = model_answer(w->model, w->nmodel, fk);
+    expect_answer(rc, v, want);
+    w->last_value = v;
+    w->last_want = want;
+}
+
+/* Move both cursors by op: the same answer, then the followed get. */
+static int step_both(follow_walk *w, int op, const char *seek)
+{
+    kivis_slice k1 = seek ? str(seek) : str(""), v1, k2 = k1, v2;
+    int rc = kivis_cursor_get(w->plain, op, &k1, &v1);
+    assert_int_equal(kivis_cursor_get(w->follow, op, &k2, &v2), rc);
+    if (w->last_want) /* the previous get's answer survives a step */
+        assert_memory_equal(w->last_value.data, w->last_want, w->last_value.len);
+    if (rc)
+        return rc;
+    assert_int_equal(k1.len, k2.len);
+    assert_memory_equal(k1.data, k2.data, k1.len);
+    assert_int_equal(v1.len, v2.len);
+    assert_memory_equal(v1.data, v2.data, v1.len);
+    get_followed(w, k2);
+    return rc;
+}
+
+/* Forward to the end, back to the start, seeks and steps both ways, past
+ * the end and sticky there: a following cursor over [lo, hi) must move as
+ * a plain one does, and answer each followed get as the model says. */
+static void walk_following(follow_walk *w, kivis_slice lo, kivis_slice hi)
+{
+    assert_int_equal(kivis_txn_cursor(w->t, lo, hi, &w->plain), KIVIS_OK);
+    assert_int_equal(kivis_txn_cursor_follow(w->t, lo, hi, w->prefix, w->tail, &w->follow),
+                     KIVIS_OK);
+    w->last_want = NULL;
+    int n = 0;
+    for (int rc = step_both(w, KIVIS_FIRST, NULL); rc == KIVIS_OK;
+         rc = step_both(w, KIVIS_NEXT, NULL))
+        n++;
+    assert_true(n > 3);
+    for (int rc = step_both(w, KIVIS_LAST, NULL); rc == KIVIS_OK;
+         rc = step_both(w, KIVIS_PREV, NULL))
+        n--;
+    assert_int_equal(n, 0);
+    static const struct { int op; const char *seek; } script[] = {
+        {KIVIS_SEEK_GE, "ib"}, {KIVIS_NEXT, NULL}, {KIVIS_NEXT, NULL},
+        {KIVIS_SEEK_LE, "if"}, {KIVIS_PREV, NULL}, {KIVIS_NEXT, NULL},
+        {KIVIS_PREV, NULL}, {KIVIS_SEEK_GE, "i\x80"}, {KIVIS_PREV, NULL},
+        {KIVIS_SEEK_GE, "zz"}, {KIVIS_NEXT, NULL}, {KIVIS_SEEK_LE, ""},
+        {KIVIS_LAST, NULL}, {KIVIS_PREV, NULL},
+    };
+    for (size_t i = 0; i < sizeof script / sizeof script[0]; i++)
+        step_both(w, script[i].op, script[i].seek);
+    kivis_cursor_close(w->plain);
+    kivis_cursor_close(w->follow);
+}
+
+/* Every walk with the prefix and tail given, over the index entries and
+ * over the whole store. */
+static void walk_all(follow_walk *w, kivis_slice prefix, size_t tail, bool free_gets)
+{
+    w->prefix = prefix;
+    w->tail = tail;
+    w->free_gets = free_gets;
+    walk_following(w, str("i"), str("j"));
+    walk_following(w, kivis_slice_make(NULL, 0), kivis_slice_make(NULL, 0));
+}
+
+static void check_model(kivis_storage_txn *t, const row *model, size_t n)
+{
+    for (size_t i = 0; i < n; i++) { /* plain gets: the model is the store */
+        kivis_slice v;
+        expect_answer(kivis_txn_get(t, model[i].key, &v), v, model[i].value);
+    }
+}
+
+/* A following cursor steps as a plain one does, and the gets of the rows
+ * its entries name run no statement yet answer as plain gets do: found,
+ * empty, missing, a missing prefix, keys shorter than the tail, bytes 00
+ * and ff, rows deleted, put and overwritten earlier in the same write
+ * transaction (queued puts included) and after the step.  A tail of 0 or
+ * a followed key too long to remember gives a plain cursor. */
+static void test_following_cursor_gets_run_no_statement(void **state)
+{
+    fx *f = *state;
+    kivis_storage *st;
+    assert_int_equal(sqlite3_auto_extension((void (*)(void))trace_statements), SQLITE_OK);
+    assert_int_equal(open_path(f->path, 0, 0, &st), KIVIS_OK);
+    load_follow_store(st);
+    follow_walk w = {0};
+    char long_prefix[80];
+    memset(long_prefix, 'r', sizeof long_prefix);
+
+    const row committed[] = {
+        {B("r\x00\x01"), "v1"}, {B("r\xff\x80"), ""}, {B("r\x00\x00"), NULL},
+        {B("r\x01\x02"), "old5"}, {B("r\x02\x03"), NULL}, {B("r\x03\x04"), "old7"},
+        {B("r\x00\xff"), "v8"},
+    };
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &w.t), KIVIS_OK);
+    w.model = committed;
+    w.nmodel = sizeof committed / sizeof committed[0];
+    check_model(w.t, w.model, w.nmodel);
+    walk_all(&w, str("r"), 2, true);
+    walk_all(&w, str("q"), 2, true); /* the prefix names nothing */
+    walk_all(&w, str(""), 3, true);  /* "ir\0\1" names "r\0\1" */
+    walk_all(&w, str("r"), 0, false);
+    walk_all(&w, kivis_slice_make(long_prefix, sizeof long_prefix), 2, false);
+    kivis_txn_abort(w.t);
+
+    const row written[] = {
+        {B("r\x00\x01"), "v1"}, {B("r\xff\x80"), ""}, {B("r\x00\x00"), NULL},
+        {B("r\x01\x02"), NULL}, {B("r\x02\x03"), "new6"}, {B("r\x03\x04"), "new7"},
+        {B("r\x00\xff"), "v8"},
+    };
+    assert_int_equal(kivis_storage_begin(st, 0, &w.t), KIVIS_OK);
+    assert_int_equal(kivis_txn_del(w.t, B("r\x01\x02")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(w.t, B("r\x02\x03"), str("new6")), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(w.t, B("r\x03\x04"), str("new7")), KIVIS_OK);
+    w.model = written;
+    w.nmodel = sizeof written / sizeof written[0];
+    walk_all(&w, str("r"), 2, true); /* its first step writes the queue */
+    check_model(w.t, w.model, w.nmodel);
+
+    /* A write after a step ends the answer the step kept. */
+    kivis_storage_cursor *c;
+    kivis_slice k = str("ia"), v;
+    assert_int_equal(kivis_txn_cursor_follow(w.t, str("i"), str("j"), str("r"), 2, &c),
+                     KIVIS_OK);
+    assert_int_equal(kivis_cursor_get(c, KIVIS_SEEK_GE, &k, &v), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(w.t, B("r\x00\x01"), &v), KIVIS_OK);
+    assert_int_equal(kivis_txn_put(w.t, B("r\x00\x01"), str("changed")), KIVIS_OK);
+    expect_answer(kivis_txn_get(w.t, B("r\x00\x01"), &v), v, "changed");
+    assert_int_equal(kivis_cursor_get(c, KIVIS_PREV, &k, &v), KIVIS_OK); /* "i" */
+    assert_int_equal(kivis_cursor_get(c, KIVIS_NEXT, &k, &v), KIVIS_OK);
+    counted_runs = 0;
+    expect_answer(kivis_txn_get(w.t, B("r\x00\x01"), &v), v, "changed");
+    assert_int_equal(counted_runs, 0);
+    assert_int_equal(kivis_txn_del(w.t, B("r\x00\x01")), KIVIS_OK);
+    expect_answer(kivis_txn_get(w.t, B("r\x00\x01"), &v), v, NULL);
+    kivis_cursor_close(c);
+    kivis_txn_abort(w.t);
+    kivis_storage_close(st);
+    sqlite3_cancel_auto_extension((void (*)(void))trace_statements);
 }
 
 /* ---- keys --------------------------------------------------------------- */
@@ -741,6 +966,29 @@ static void test_record_engine_end_to_end(void **state)
     kivis_close(db);
 }
 
+/* A read-only index scan follows its entries to their records (user
+ * keys are auto-increment): no get statement a record, and the records
+ * are the ones a get gives. */
+static void test_index_scans_follow_their_records(void **state)
+{
+    fx *f = *state;
+    kivis_storage *st;
+    kivis_db *db;
+    assert_int_equal(sqlite3_auto_extension((void (*)(void))trace_statements), SQLITE_OK);
+    assert_int_equal(open_path(f->path, 0, 0, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    for (int i = 0; i < 30; i++)
+        kt_put_user(db, i % 3 ? "many" : "few", (uint32_t)i);
+    counted = "SELECT v FROM kv WHERE k = ?1";
+    counted_runs = 0;
+    assert_int_equal(kt_users_named(db, "few"), 10);
+    assert_int_equal(kt_users_named(db, "many"), 20);
+    assert_int_equal(counted_runs, 0);
+    kivis_close(db);
+    kivis_storage_close(st);
+    sqlite3_cancel_auto_extension((void (*)(void))trace_statements);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -755,6 +1003,8 @@ int main(void)
         cmocka_unit_test(test_full_disk_is_efull_and_loses_nothing),
         cmocka_unit_test(test_lost_queued_puts_fail_the_transaction),
         cmocka_unit_test_setup_teardown(test_puts_share_statements, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_following_cursor_gets_run_no_statement, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_key_size_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_writer_in_this_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_writer_in_another_process, setup,
@@ -762,6 +1012,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_and_mmap_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_engine_end_to_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_scans_follow_their_records, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

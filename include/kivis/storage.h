@@ -363,6 +363,14 @@ static inline int kivis_txn_prefetches(const kivis_storage_txn *t)
     return t->storage->methods->version >= 3 && t->methods->prefetch;
 }
 
+/** Whether kivis_txn_cursor_follow opens a following cursor on t (rather
+ *  than a plain one), so that a caller works out the prefix and tail only
+ *  for a backend that uses them. */
+static inline int kivis_txn_follows(const kivis_storage_txn *t)
+{
+    return t->storage->methods->version >= 4 && t->methods->cursor_follow;
+}
+
 static inline int kivis_txn_cursor(kivis_storage_txn *t, kivis_slice lo,
                                    kivis_slice hi, kivis_storage_cursor **out)
 {
@@ -375,7 +383,9 @@ static inline int kivis_txn_cursor(kivis_storage_txn *t, kivis_slice lo,
  * key of a row the caller is about to get (an entry pointing at a row).  A
  * backend whose reads are round trips reads those rows in the same request
  * as each page of the cursor, so that their gets (and a prefetch of them)
- * cost nothing more; the others open a plain cursor.  Like prefetch, it
+ * cost nothing more; SQLite reads each in the step's own query, so that
+ * the get that follows the step runs no statement; the others open a plain
+ * cursor (kivis_txn_follows).  Like prefetch, it
  * never changes what a step or a get returns; the storage knows only that
  * those bytes are a key, nothing of what it holds.  Same errors as
  * kivis_txn_cursor.
@@ -384,7 +394,7 @@ static inline int kivis_txn_cursor_follow(kivis_storage_txn *t, kivis_slice lo,
                                           kivis_slice hi, kivis_slice prefix,
                                           size_t tail, kivis_storage_cursor **out)
 {
-    if (t->storage->methods->version >= 4 && t->methods->cursor_follow && tail)
+    if (kivis_txn_follows(t) && tail)
         return t->methods->cursor_follow(t, lo, hi, prefix, tail, out);
     return t->methods->cursor_open(t, lo, hi, out);
 }

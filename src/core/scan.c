@@ -16,10 +16,14 @@
  * from the cursor (16, then 8 times more each time, up to 1,024: the
  * backend's own page sizes) and asks for all their records in one
  * prefetch, instead of one round trip a record.  Only where no write can
- * change the range under it: a read-only transaction.  Going forward over
- * a table whose record keys all have one length (auto-increment), the
- * cursor is opened with kivis_txn_cursor_follow, so that the backend reads
- * the records with the entries' pages and the prefetch asks nothing. */
+ * change the range under it: a read-only transaction.
+ *
+ * In a read-only transaction, an index scan going forward over a table
+ * whose record keys all have one length (auto-increment) opens its cursor
+ * with kivis_txn_cursor_follow where the backend follows (PostgreSQL,
+ * SQLite): the backend reads the records with the entries (PostgreSQL:
+ * with each page, so the prefetch asks nothing; SQLite: in the cursor's
+ * own query, so each record's get runs no statement). */
 #include "engine.h"
 #include "keyset.h"
 #include "storage/btree.h" /* kivis__key_cmp: the storage order */
@@ -280,14 +284,15 @@ static int scan_txn(kivis_db *db, kivis_scan *s)
               : KIVIS_OK;
 }
 
-/* For an index scan going forward where the backend reads ahead: the
+/* For an index scan going forward where the backend follows entries (a
+ * round trip's worth for PostgreSQL, a statement a record for SQLite): the
  * length of the record key's tail that ends each entry, when every entry
  * has the same (an auto-increment key: 8 bytes), so that the backend can
- * read each entry's record with the entry's page; else 0. */
+ * read each entry's record with the entry itself; else 0. */
 static size_t followed_tail(const kivis_scan *s)
 {
     bool fixed = s->ts->desc->key_kind == KIVIS_KEY_AUTO;
-    return s->index >= 0 && !s->reverse && fixed && kivis_txn_prefetches(s->txn)
+    return s->index >= 0 && !s->reverse && fixed && kivis_txn_follows(s->txn)
                ? 8
                : 0;
 }
