@@ -16,6 +16,8 @@
 
 #include <lmdb.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,6 +443,89 @@ static void test_processes_create_key_spaces(void **state)
     kt_rmdir(dir);
 }
 
+/* Readers in threads while this process's writer and another process
+ * create key spaces: every scan is in order, never shrinks, and sees
+ * each writer's commits whole (the keys of one commit, in two key
+ * spaces, both or neither). */
+typedef struct scanner {
+    kivis_storage *st;
+    atomic_bool *stop;
+    long scans;
+} scanner;
+
+static int key_cmp(kivis_slice a, kivis_slice b)
+{
+    int c = memcmp(a.data, b.data, a.len < b.len ? a.len : b.len);
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+static void *scan_loop(void *arg)
+{
+    scanner *sc = arg;
+    size_t last = 0;
+    while (!atomic_load(sc->stop)) {
+        kivis_storage_txn *t;
+        kivis_storage_cursor *c;
+        kivis_slice k, v, prev = sl(NULL, 0);
+        unsigned char prev_buf[16];
+        size_t n = 0, slot[8] = {0};
+        assert_int_equal(kivis_storage_begin(sc->st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+        assert_int_equal(kivis_txn_cursor(t, sl(NULL, 0), sl(NULL, 0), &c), KIVIS_OK);
+        while (kivis_cursor_get(c, KIVIS_NEXT, &k, &v) == KIVIS_OK) {
+            const unsigned char *p = k.data;
+            if (n++)
+                assert_true(key_cmp(prev, k) < 0);
+            assert_true(k.len <= sizeof prev_buf);
+            memcpy(prev_buf, k.data, k.len);
+            prev = sl(prev_buf, k.len);
+            if (k.len == 10 && p[1] < 8)
+                slot[p[1]]++;
+        }
+        kivis_cursor_close(c);
+        kivis_txn_abort(t);
+        assert_true(n >= last);
+        assert_int_equal(slot[3], slot[4]); /* this process's commits, whole */
+        last = n;
+        sc->scans++;
+    }
+    return NULL;
+}
+
+static void test_readers_in_threads_beside_creations(void **state)
+{
+    (void)state;
+    char dir[256];
+    kt_tempdir(dir, sizeof dir);
+    kivis_storage *st = open_store(dir, 0);
+    fflush(NULL);
+    pid_t child = fork();
+    if (child == 0)
+        child_creates(dir, 60, 100, 2);
+    atomic_bool stop = false;
+    scanner sc[2] = {{st, &stop, 0}, {st, &stop, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, scan_loop, &sc[i]), 0);
+    unsigned char key[10];
+    for (int table = 0; table < 50; table++) {
+        kivis_storage_txn *t;
+        assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+        put1(t, sl(key, space_key(key, table, 3, 1)), "w");
+        put1(t, sl(key, space_key(key, table, 4, 1)), "w");
+        assert_int_equal(kivis_txn_commit(t, KIVIS_NOSYNC), KIVIS_OK);
+    }
+    wait_ok(child);
+    atomic_store(&stop, true);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_true(sc[0].scans > 0 && sc[1].scans > 0);
+    assert_int_equal(kt_count(st), 100 + 40 + 1);
+    kivis_storage_close(st);
+    MDB_stat ms;
+    assert_int_equal(raw_stat(dir, "kivis2:3104", &ms), 0);
+    kt_rmdir(dir);
+}
+
 /* ---- a store 091b1d6 wrote ------------------------------------------------ */
 
 /* Write a layout 1 store with LMDB itself: every key in the unnamed
@@ -519,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_aborted_creation_leaves_nothing),
         cmocka_unit_test(test_growth_replays_created_key_spaces),
         cmocka_unit_test(test_processes_create_key_spaces),
+        cmocka_unit_test(test_readers_in_threads_beside_creations),
         cmocka_unit_test(test_layout1_store_opens_and_converts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
