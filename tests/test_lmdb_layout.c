@@ -351,11 +351,15 @@ static void test_growth_replays_created_key_spaces(void **state)
 
 /* ---- processes ------------------------------------------------------------ */
 
-/* In a child: create key spaces (table, slot) for table in [from, to),
- * one transaction each, and exit 0 when every write went in. */
-static void child_creates(const char *dir, int from, int to, int slot)
+/* In a child: once a byte comes through gate (-1: at once), create key
+ * spaces (table, slot) for table in [from, to), one transaction each,
+ * and exit 0 when every write went in. */
+static void child_creates(const char *dir, int from, int to, int slot, int gate)
 {
     kivis_storage *st;
+    char go;
+    if (gate >= 0 && read(gate, &go, 1) != 1)
+        _exit(4);
     if (kivis_lmdb_open(dir, NULL, &st) != KIVIS_OK)
         _exit(1);
     for (int table = from; table < to; table++) {
@@ -379,11 +383,29 @@ static void wait_ok(pid_t pid)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* Fork a child running child_creates; before this process opens the
+ * store, as LMDB wants an environment opened after fork. */
+static pid_t spawn_creator(const char *dir, int from, int to, int slot, int gate)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        child_creates(dir, from, to, slot, gate);
+    return pid;
+}
+
 static void test_processes_create_key_spaces(void **state)
 {
     (void)state;
     char dir[256];
     kt_tempdir(dir, sizeof dir);
+    /* Two processes create key spaces at once, interleaved in key order,
+     * once the gate opens. */
+    int gate[2];
+    assert_int_equal(pipe(gate), 0);
+    pid_t a = spawn_creator(dir, 10, 40, 0, gate[0]);
+    pid_t b = spawn_creator(dir, 10, 40, 3, gate[0]);
     kivis_storage *st = open_store(dir, 0);
     unsigned char key[10];
     kivis_storage_txn *t, *old;
@@ -392,14 +414,9 @@ static void test_processes_create_key_spaces(void **state)
     assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
     /* A reader from before the other processes wrote. */
     assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &old), KIVIS_OK);
-
-    /* Two processes create key spaces at once, interleaved in key order. */
-    pid_t a = fork();
-    if (a == 0)
-        child_creates(dir, 10, 40, 0);
-    pid_t b = fork();
-    if (b == 0)
-        child_creates(dir, 10, 40, 3);
+    assert_int_equal(write(gate[1], "gg", 2), 2);
+    close(gate[0]);
+    close(gate[1]);
     /* Meanwhile this process reads, and writes a key space of its own. */
     for (int i = 0; i < 30; i++) {
         assert_true(kt_count(st) >= 1);
@@ -424,6 +441,7 @@ static void test_processes_create_key_spaces(void **state)
     kivis_storage_close(st);
 
     /* Another process sees what this one sees, in the same order. */
+    fflush(NULL);
     pid_t c = fork();
     if (c == 0) {
         kivis_storage *other;
@@ -432,6 +450,7 @@ static void test_processes_create_key_spaces(void **state)
         char *theirs = kt_dump(other);
         int same = strcmp(mine, theirs) == 0;
         free(theirs);
+        free(mine);
         kivis_storage_close(other);
         _exit(same ? 0 : 3);
     }
@@ -496,11 +515,8 @@ static void test_readers_in_threads_beside_creations(void **state)
     (void)state;
     char dir[256];
     kt_tempdir(dir, sizeof dir);
+    pid_t child = spawn_creator(dir, 60, 100, 2, -1);
     kivis_storage *st = open_store(dir, 0);
-    fflush(NULL);
-    pid_t child = fork();
-    if (child == 0)
-        child_creates(dir, 60, 100, 2);
     atomic_bool stop = false;
     scanner sc[2] = {{st, &stop, 0}, {st, &stop, 0}};
     pthread_t th[2];

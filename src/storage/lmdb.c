@@ -1390,7 +1390,7 @@ static int open_writer_lock(lmdb_storage *ls, const char *path)
 /* The layout of t's snapshot: 2 when DEFAULT_DB exists, 1 when other keys
  * do (what 091b1d6 and earlier wrote: no named database; a key spelled
  * like DEFAULT_DB there is MDB_INCOMPATIBLE), 0 for an empty store.
- * Any handle opened goes with t, which the caller aborts. */
+ * A handle opened here goes with t. */
 static int read_layout(lmdb_storage *ls, MDB_txn *t, int *layout)
 {
     MDB_dbi dbi;
@@ -1401,16 +1401,24 @@ static int read_layout(lmdb_storage *ls, MDB_txn *t, int *layout)
     return rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE ? MDB_SUCCESS : rc;
 }
 
-/* The layout from a read txn of its own: so kivis_lmdb_open writes nothing
- * to an existing store. */
+/* The layout from a read txn of its own, so kivis_lmdb_open writes nothing
+ * to an existing store; for layout 2, the same txn registers the handles
+ * of every database it holds, and its commit hands them to the
+ * environment (no other thread has the storage yet). */
 static int layout_of(lmdb_storage *ls, int *layout)
 {
     MDB_txn *t;
     txn_enter(ls, false);
     int rc = begin_mdb(ls, true, &t);
     if (rc == KIVIS_OK) {
-        rc = status_of(read_layout(ls, t, layout));
-        mdb_txn_abort(t);
+        int mrc = read_layout(ls, t, layout);
+        ls->legacy = *layout == 1;
+        if (mrc == MDB_SUCCESS && *layout == 2) {
+            ls->main_seen = named_dbs(ls, t);
+            mrc = open_unregistered(ls, t, 0);
+        }
+        mdb_txn_commit(t);
+        rc = status_of(mrc);
     }
     txn_leave(ls, false);
     return rc;
@@ -1448,8 +1456,9 @@ static int open_layout(lmdb_storage *ls)
 {
     int layout;
     int rc = layout_of(ls, &layout);
-    if (rc == KIVIS_OK && layout == 0)
-        rc = create_layout(ls, &layout);
+    if (rc || layout != 0)
+        return rc;
+    rc = create_layout(ls, &layout);
     ls->legacy = layout == 1;
     if (rc == KIVIS_OK && !ls->legacy) {
         txn_enter(ls, false);
