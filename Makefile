@@ -52,7 +52,7 @@ asan: deps
 tsan: deps
 	@cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug \
 	  -DCMAKE_C_FLAGS="-fsanitize=thread -g" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
-	@cmake --build $(BUILD)/tsan -j $(JOBS) --target test_lmdb test_etcd
+	@cmake --build $(BUILD)/tsan -j $(JOBS) --target test_lmdb test_lmdb_layout test_etcd
 
 fuzz-build: deps
 	@CC=clang cmake -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -23,7 +23,7 @@ rm -f /tmp/kivis-ctest.$$
 
 cd "$root"
 # The threaded tests: LMDB's readers and writers, etcd's watch thread.
-for p in test_lmdb test_etcd; do
+for p in test_lmdb test_lmdb_layout test_etcd; do
   TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/$p >/tmp/kivis-tsan.$$ 2>&1
   status=$?
   [ $status -eq 0 ] && echo "tsan: $p clean" || tail -n 60 /tmp/kivis-tsan.$$ >&2
@@ -31,7 +31,7 @@ for p in test_lmdb test_etcd; do
 done
 rm -f /tmp/kivis-tsan.$$
 
-for p in test_engine test_handles test_count test_writes test_jsonl test_references test_optional test_schema_open test_postgres test_postgres_trips test_etcd test_offline test_cache test_faulty test_lmdb test_multiproc "test_conformance memory" "test_conformance lmdb" "test_conformance sqlite" test_btree test_codec test_cli; do
+for p in test_engine test_handles test_count test_writes test_jsonl test_references test_optional test_schema_open test_postgres test_postgres_trips test_etcd test_offline test_cache test_faulty test_lmdb test_lmdb_layout test_multiproc "test_conformance memory" "test_conformance lmdb" "test_conformance sqlite" test_btree test_codec test_cli; do
   bash scripts/valgrind.sh build/release/tests "$p"; tally "valgrind $p" $?
 done
 

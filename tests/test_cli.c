@@ -749,6 +749,7 @@ static void test_tool_stats(void **state)
     assert_int_equal(r.status, 0);
     ASSERT_CONTAINS(r.out, "schema   pets, 4 tables\n");
     ASSERT_CONTAINS(r.out, "map size ");
+    ASSERT_CONTAINS(r.out, "layout   2 (a database per key space)\n");
     ASSERT_CONTAINS(r.out, "table               records  index entries");
     ASSERT_CONTAINS(r.out, "\nuser                      2              2 ");
     ASSERT_CONTAINS(r.out, "\ntotal                     5              5 ");

@@ -128,14 +128,18 @@ static void lmdb_stats(kivis_storage *st, FILE *out)
 {
     size_t map = kivis_lmdb_map_size(st);
     fprintf(out, "map size %zu bytes (%.1f MiB)\n", map, (double)map / (1024.0 * 1024.0));
+    fprintf(out, "layout   %s\n", kivis_lmdb_layout(st) == 2
+                                      ? "2 (a database per key space)"
+                                      : "1 (one database; kivis backup converts)");
 }
 
 static const cli_backend backends[] = {
     {"lmdb", "an LMDB directory", lmdb_shape, lmdb_open_existing, kivis_lmdb_backup,
      NULL,
      "LMDB cannot shrink its file while other processes may map it; "
-     "`kivis backup` writes a compacted copy: stop the writers, then move "
-     "DEST/data.mdb over the store's data.mdb",
+     "`kivis backup` writes a compacted copy (in layout 2, whatever the "
+     "store's): stop the writers, then move DEST/data.mdb over the store's "
+     "data.mdb",
      lmdb_stats},
 #ifdef KIVIS_WITH_SQLITE
     {"sqlite", "an SQLite database file", sqlite_shape, sqlite_open_existing,

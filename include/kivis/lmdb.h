@@ -86,12 +86,25 @@ int kivis_lmdb_open(const char *path, const kivis_lmdb_options *opts,
 size_t kivis_lmdb_map_size(kivis_storage *st);
 
 /**
+ * The store's layout (docs/storage.md, "LMDB layout"): 2 for a store this
+ * version created, whose key spaces (kivis/storage.h) with one-byte table
+ * and slot ids below 128 and 8 each have an LMDB database of their own;
+ * 1 for a store 091b1d6 or earlier wrote, every key in LMDB's unnamed
+ * database, which this version reads and writes as it is.
+ * kivis_lmdb_backup of a layout 1 store writes a layout 2 copy.
+ * @return 1, 2, or KIVIS_EINVAL (st is not an LMDB storage).
+ */
+int kivis_lmdb_layout(kivis_storage *st);
+
+/**
  * Write a compacted copy of the environment into directory `dest`, which
  * this creates and which must not exist yet: a new data.mdb holding only
  * the pages in use (mdb_env_copy2 with MDB_CP_COMPACT).  The copy is the
  * snapshot of one read transaction, so writers in this and other processes
  * go on meanwhile and the copy holds exactly the commits before it began.
- * On failure nothing is left at dest.
+ * A layout 1 store's copy is a layout 2 store (kivis_lmdb_layout): its
+ * entries, read in one read transaction, put in key order, so each
+ * database's pages fill.  On failure nothing is left at dest.
  * @return KIVIS_OK; KIVIS_EINVAL (st is not an LMDB storage, dest is NULL,
  *         empty or exists); KIVIS_EIO (dest cannot be created or
  *         written); KIVIS_EFULL; KIVIS_ENOMEM.

@@ -30,6 +30,15 @@
  * one KIVIS_EKEYSIZE, both before anything is written.  Values: 0 bytes up to
  * the backend's own limit (any size for memory).
  *
+ * Key spaces: the record engine starts every key with two order-preserving,
+ * prefix-free ids, id(table) id(slot) (one byte 00..7F, or 0x80|hi, lo;
+ * docs/design.md, "On-disk layout"), so the keys sharing those two ids form
+ * one contiguous range of the key order, a key space.  A backend MAY keep
+ * key spaces apart (LMDB gives some a database of its own), but it never
+ * interprets anything else of a key, and every byte key must still work as
+ * above, whether or not it starts with two ids: order, cursors and their
+ * bounds are memcmp order over all keys together.
+ *
  * Threads: each backend documents what may run in parallel.  A transaction
  * and its cursors are used by one thread at a time.
  */
