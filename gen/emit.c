@@ -1106,11 +1106,15 @@ static void source_table_parts(emitter *e, const kg_record *r)
             "}\n\n");
 }
 
-/* One declared change, by the names the store knows. */
-static void source_change(emitter *e, const char *kind, const char *table,
-                          const char *field, const char *was)
+/* One declared change, by the names the store knows (a dropped record's
+ * name is one already: it was never prefixed). */
+static void source_change(void *ctx, enum kg_change_kind kind, const kg_record *r,
+                          const char *table, const char *field, const char *was)
 {
-    out(e, "    {%s, \"%s\", ", kind, table);
+    emitter *e = ctx;
+    out(e, "    {%s, \"%s\", ",
+        kind == KG_CHANGE_RENAME ? "KIVIS_EVOLVE_RENAME" : "KIVIS_EVOLVE_DROP",
+        r ? stored(e, table) : table);
     out(e, field ? "\"%s\", " : "%sNULL, ", field ? field : "");
     out(e, was ? "\"%s\"},\n" : "%sNULL},\n", was ? was : "");
 }
@@ -1119,30 +1123,11 @@ static void source_change(emitter *e, const char *kind, const char *table,
  * <schema>_changes_, when there are any.  @return how many. */
 static size_t source_changes(emitter *e, const kg_schema *s)
 {
-    size_t n = s->ndropped;
-    for (size_t i = 0; i < s->nrecords; i++) {
-        const kg_record *r = &s->records[i];
-        n += (r->was != NULL) + r->ndropped;
-        for (size_t j = 0; j < r->nfields; j++)
-            n += r->fields[j].was != NULL;
-    }
+    size_t n = kg_each_change(s, NULL, NULL);
     if (!n)
         return 0;
     out(e, "static const kivis_schema_change %s_changes_[] = {\n", s->name);
-    for (size_t i = 0; i < s->nrecords; i++) {
-        const kg_record *r = &s->records[i];
-        const char *t = stored(e, r->name);
-        if (r->was)
-            source_change(e, "KIVIS_EVOLVE_RENAME", t, NULL, r->was);
-        for (size_t j = 0; j < r->nfields; j++)
-            if (r->fields[j].was)
-                source_change(e, "KIVIS_EVOLVE_RENAME", t, r->fields[j].name,
-                              r->fields[j].was);
-        for (size_t j = 0; j < r->ndropped; j++)
-            source_change(e, "KIVIS_EVOLVE_DROP", t, r->dropped[j], NULL);
-    }
-    for (size_t i = 0; i < s->ndropped; i++)
-        source_change(e, "KIVIS_EVOLVE_DROP", s->dropped[i], NULL, NULL);
+    kg_each_change(s, source_change, e);
     out(e, "};\n\n");
     return n;
 }

@@ -170,6 +170,18 @@ size_t kg_index_count(const kg_record *r);
  * in the record. */
 const kg_field *kg_index_field(const kg_record *r, size_t i, size_t *pos);
 
+/* The changes a schema declares ([[was]], [[dropped]]), in the order both
+ * the generated descriptor and `kivis migrate` list them: per record its
+ * own rename, its fields' renames, its dropped fields; then the dropped
+ * records.  `r` is the record a change belongs to, NULL for a dropped
+ * record, whose name is then `table` (otherwise r->name); `field` is NULL
+ * for a record's rename or drop, `was` NULL for a drop. */
+enum kg_change_kind { KG_CHANGE_RENAME, KG_CHANGE_DROP };
+typedef void (*kg_change_fn)(void *ctx, enum kg_change_kind kind, const kg_record *r,
+                             const char *table, const char *field, const char *was);
+/* Call fn (when not NULL) for each declared change.  @return how many. */
+size_t kg_each_change(const kg_schema *s, kg_change_fn fn, void *ctx);
+
 /* Whether prefix can start C identifiers: [A-Za-z_][A-Za-z0-9_]*. */
 int kg_prefix_valid(const char *prefix);
 

@@ -1,7 +1,7 @@
 /*
  * gen/shape.c - the shape of the descriptor a checked record gets: the
  * fields of its key struct and its indexes, in the order kivis-gen emits
- * them.  The emitter writes them as C; the kivis tool builds a runtime
+ * them, and the schema's declared changes in theirs.  The emitter writes them as C; the kivis tool builds a runtime
  * descriptor from them (`kivis migrate`), so both see one order.
  */
 #include "model.h"
@@ -75,4 +75,37 @@ const kg_field *kg_index_field(const kg_record *r, size_t i, size_t *pos)
             return f;
         }
     return NULL;
+}
+
+/* fn, unless NULL (a count), for one change. */
+static void tell_change(kg_change_fn fn, void *ctx, enum kg_change_kind kind,
+                        const kg_record *r, const char *table, const char *field,
+                        const char *was)
+{
+    if (fn)
+        fn(ctx, kind, r, table, field, was);
+}
+
+size_t kg_each_change(const kg_schema *s, kg_change_fn fn, void *ctx)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const kg_record *r = &s->records[i];
+        if (r->was) {
+            tell_change(fn, ctx, KG_CHANGE_RENAME, r, r->name, NULL, r->was);
+            n++;
+        }
+        for (size_t j = 0; j < r->nfields; j++) {
+            if (!r->fields[j].was)
+                continue;
+            tell_change(fn, ctx, KG_CHANGE_RENAME, r, r->name, r->fields[j].name,
+                        r->fields[j].was);
+            n++;
+        }
+        for (size_t j = 0; j < r->ndropped; j++, n++)
+            tell_change(fn, ctx, KG_CHANGE_DROP, r, r->name, r->dropped[j], NULL);
+    }
+    for (size_t i = 0; i < s->ndropped; i++, n++)
+        tell_change(fn, ctx, KG_CHANGE_DROP, NULL, s->dropped[i], NULL, NULL);
+    return n;
 }

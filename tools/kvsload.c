@@ -171,33 +171,25 @@ static int build_table(built *b, size_t i, kivis_table_desc *td)
     return build_indexes(b, r, td);
 }
 
+/* One declared change, appended at *ctx. */
+static void add_change(void *ctx, enum kg_change_kind kind, const kg_record *r,
+                       const char *table, const char *field, const char *was)
+{
+    kivis_schema_change **next = ctx;
+    (void)r;
+    *(*next)++ = (kivis_schema_change){
+        kind == KG_CHANGE_RENAME ? KIVIS_EVOLVE_RENAME : KIVIS_EVOLVE_DROP, table,
+        field, was};
+}
+
 /* The declared renames and drops, in the order kivis-gen lists them. */
 static int build_changes(built *b)
 {
-    const kg_schema *s = b->model;
-    size_t n = s->ndropped;
-    for (size_t i = 0; i < s->nrecords; i++) {
-        n += (s->records[i].was != NULL) + s->records[i].ndropped;
-        for (size_t j = 0; j < s->records[i].nfields; j++)
-            n += s->records[i].fields[j].was != NULL;
-    }
+    size_t n = kg_each_change(b->model, NULL, NULL);
     kivis_schema_change *c = take(b, n, sizeof *c), *next = c;
     if (!c)
         return KIVIS_ENOMEM;
-    for (size_t i = 0; i < s->nrecords; i++) {
-        const kg_record *r = &s->records[i];
-        if (r->was)
-            *next++ = (kivis_schema_change){KIVIS_EVOLVE_RENAME, r->name, NULL, r->was};
-        for (size_t j = 0; j < r->nfields; j++)
-            if (r->fields[j].was)
-                *next++ = (kivis_schema_change){KIVIS_EVOLVE_RENAME, r->name,
-                                                r->fields[j].name, r->fields[j].was};
-        for (size_t j = 0; j < r->ndropped; j++)
-            *next++ = (kivis_schema_change){KIVIS_EVOLVE_DROP, r->name, r->dropped[j],
-                                            NULL};
-    }
-    for (size_t i = 0; i < s->ndropped; i++)
-        *next++ = (kivis_schema_change){KIVIS_EVOLVE_DROP, s->dropped[i], NULL, NULL};
+    kg_each_change(b->model, add_change, &next);
     b->desc.nchanges = (uint32_t)n;
     b->desc.changes = c;
     return KIVIS_OK;
