@@ -613,18 +613,12 @@ static run_result run_on(fixture *f, const char *cmd, const char *arg)
     return r;
 }
 
-#define ASSERT_CONTAINS(hay, needle)                                          \
-    do {                                                                      \
-        if (!strstr((hay), (needle)))                                         \
-            fail_msg("missing \"%s\" in:\n%s", (needle), (hay));              \
-    } while (0)
-
 static void test_tool_check_ok(void **state)
 {
     fixture *f = *state;
     run_result r = run_on(f, "check", NULL);
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "ok: 0 problems in 5 records and 5 index entries of 4 tables");
+    KT_ASSERT_CONTAINS(r.out, "ok: 0 problems in 5 records and 5 index entries of 4 tables");
     assert_string_equal(r.err, ""); /* no bar: stderr is not a terminal */
     run_free(&r);
 }
@@ -635,9 +629,9 @@ static void test_tool_check_problems(void **state)
     raw_del_first(f->st, user_by_name, sizeof user_by_name);
     run_result r = run_on(f, "check", NULL);
     assert_int_equal(r.status, 1);
-    ASSERT_CONTAINS(r.out, "problem: user.name missing index entry: the record has no "
+    KT_ASSERT_CONTAINS(r.out, "problem: user.name missing index entry: the record has no "
                            "entry in index name\n    key 0100");
-    ASSERT_CONTAINS(r.out, "FAILED: 1 problem in 5 records and 4 index entries");
+    KT_ASSERT_CONTAINS(r.out, "FAILED: 1 problem in 5 records and 4 index entries");
     run_free(&r);
 }
 
@@ -656,8 +650,8 @@ static void test_tool_check_warns_dangling(void **state)
     kivis_close(db);
     run_result r = run_on(f, "check", NULL);
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "ok: 0 problems in 6 records");
-    ASSERT_CONTAINS(r.out, "warning: 1 foreign key without a referential action "
+    KT_ASSERT_CONTAINS(r.out, "ok: 0 problems in 6 records");
+    KT_ASSERT_CONTAINS(r.out, "warning: 1 foreign key without a referential action "
                            "names a missing record\n");
     run_free(&r);
 }
@@ -702,7 +696,7 @@ static void test_tool_check_agrees_with_api(void **state)
     assert_string_equal(line, "ok: 0 problems in 5 records and 4 index entries of 5 tables\n");
     run_result r = run_on(f, "check", NULL);
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, line);
+    KT_ASSERT_CONTAINS(r.out, line);
     run_free(&r);
 
     raw_del_first(f->st, user_by_name, sizeof user_by_name); /* kept user's */
@@ -712,8 +706,8 @@ static void test_tool_check_agrees_with_api(void **state)
     assert_string_equal(fd.table, "user");
     r = run_on(f, "check", NULL);
     assert_int_equal(r.status, 1);
-    ASSERT_CONTAINS(r.out, "problem: user.name missing index entry");
-    ASSERT_CONTAINS(r.out, line);
+    KT_ASSERT_CONTAINS(r.out, "problem: user.name missing index entry");
+    KT_ASSERT_CONTAINS(r.out, line);
     run_free(&r);
 }
 
@@ -722,23 +716,23 @@ static void test_tool_dump(void **state)
     fixture *f = *state;
     run_result r = run_on(f, "dump", NULL);
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "user {1} => {name: \"Ann\", email: \"ann@example.com\", age: 31}\n");
-    ASSERT_CONTAINS(r.out, "user {2} => {name: \"Bob \\\"B\\\"\", email: \"bob\\n\", age: 40}\n");
-    ASSERT_CONTAINS(r.out, "toy {TOY_MOUSE, 2} => {kind: TOY_MOUSE, color: 2}\n");
-    ASSERT_CONTAINS(r.out, "pet {1} => {name: \"Rex\", owner: user_key{1}, "
+    KT_ASSERT_CONTAINS(r.out, "user {1} => {name: \"Ann\", email: \"ann@example.com\", age: 31}\n");
+    KT_ASSERT_CONTAINS(r.out, "user {2} => {name: \"Bob \\\"B\\\"\", email: \"bob\\n\", age: 40}\n");
+    KT_ASSERT_CONTAINS(r.out, "toy {TOY_MOUSE, 2} => {kind: TOY_MOUSE, color: 2}\n");
+    KT_ASSERT_CONTAINS(r.out, "pet {1} => {name: \"Rex\", owner: user_key{1}, "
                            "favourite_toy: toy_key{TOY_MOUSE, 2}, chip: null}\n");
-    ASSERT_CONTAINS(r.out, "=> {data: x'dead0001'}\n");
+    KT_ASSERT_CONTAINS(r.out, "=> {data: x'dead0001'}\n");
     run_free(&r);
 
     r = run_on(f, "dump", "pet");
     assert_int_equal(r.status, 0);
     assert_null(strstr(r.out, "user {"));
-    ASSERT_CONTAINS(r.out, "pet {1}");
+    KT_ASSERT_CONTAINS(r.out, "pet {1}");
     run_free(&r);
 
     r = run_on(f, "dump", "nosuch");
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "no table 'nosuch'");
+    KT_ASSERT_CONTAINS(r.err, "no table 'nosuch'");
     run_free(&r);
 }
 
@@ -747,12 +741,12 @@ static void test_tool_stats(void **state)
     fixture *f = *state;
     run_result r = run_on(f, "stats", NULL);
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "schema   pets, 4 tables\n");
-    ASSERT_CONTAINS(r.out, "map size ");
-    ASSERT_CONTAINS(r.out, "layout   2 (a database per key space)\n");
-    ASSERT_CONTAINS(r.out, "table               records  index entries");
-    ASSERT_CONTAINS(r.out, "\nuser                      2              2 ");
-    ASSERT_CONTAINS(r.out, "\ntotal                     5              5 ");
+    KT_ASSERT_CONTAINS(r.out, "schema   pets, 4 tables\n");
+    KT_ASSERT_CONTAINS(r.out, "map size ");
+    KT_ASSERT_CONTAINS(r.out, "layout   2 (a database per key space)\n");
+    KT_ASSERT_CONTAINS(r.out, "table               records  index entries");
+    KT_ASSERT_CONTAINS(r.out, "\nuser                      2              2 ");
+    KT_ASSERT_CONTAINS(r.out, "\ntotal                     5              5 ");
     run_free(&r);
 }
 
@@ -765,8 +759,8 @@ static void test_tool_errors(void **state)
 
     run_result r = run_tool((const char *const[]){"check", missing, NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "kivis: ");
-    ASSERT_CONTAINS(r.err, "/none: no such file or directory (the tool opens existing "
+    KT_ASSERT_CONTAINS(r.err, "kivis: ");
+    KT_ASSERT_CONTAINS(r.err, "/none: no such file or directory (the tool opens existing "
                            "stores only)\n");
     struct stat sb;
     assert_int_not_equal(stat(missing, &sb), 0); /* not created */
@@ -774,7 +768,7 @@ static void test_tool_errors(void **state)
 
     r = run_tool((const char *const[]){"dump", dir, NULL}); /* empty directory */
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "is not a kivis store");
+    KT_ASSERT_CONTAINS(r.err, "is not a kivis store");
     run_free(&r);
 
     snprintf(data, sizeof data, "%s/data.mdb", dir); /* not LMDB */
@@ -784,7 +778,7 @@ static void test_tool_errors(void **state)
     fclose(fp);
     r = run_tool((const char *const[]){"stats", dir, NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "is not a kivis store");
+    KT_ASSERT_CONTAINS(r.err, "is not a kivis store");
     run_free(&r);
     kt_rmdir(dir);
 
@@ -794,7 +788,7 @@ static void test_tool_errors(void **state)
     kivis_storage_close(st);
     r = run_tool((const char *const[]){"check", dir, NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "is not a kivis store (no stored schema)\n");
+    KT_ASSERT_CONTAINS(r.err, "is not a kivis store (no stored schema)\n");
     run_free(&r);
 
     assert_int_equal(kivis_lmdb_open(dir, NULL, &st), KIVIS_OK); /* damaged schema */
@@ -803,7 +797,7 @@ static void test_tool_errors(void **state)
     kivis_storage_close(st);
     r = run_tool((const char *const[]){"check", dir, NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "damaged store");
+    KT_ASSERT_CONTAINS(r.err, "damaged store");
     run_free(&r);
     kt_rmdir(dir);
 }
@@ -813,23 +807,23 @@ static void test_tool_usage(void **state)
     (void)state;
     run_result r = run_tool((const char *const[]){"--help", NULL});
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "usage: kivis [--help | --version] <command>");
+    KT_ASSERT_CONTAINS(r.out, "usage: kivis [--help | --version] <command>");
     run_free(&r);
     r = run_tool((const char *const[]){"check", "--help", NULL});
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "usage: kivis check [--no-progress] <store>");
+    KT_ASSERT_CONTAINS(r.out, "usage: kivis check [--no-progress] <store>");
     run_free(&r);
     r = run_tool((const char *const[]){"--version", NULL});
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "kivis 0.1.0\n");
+    KT_ASSERT_CONTAINS(r.out, "kivis 0.1.0\n");
     run_free(&r);
     r = run_tool((const char *const[]){"frobnicate", NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "unknown command 'frobnicate'");
+    KT_ASSERT_CONTAINS(r.err, "unknown command 'frobnicate'");
     run_free(&r);
     r = run_tool((const char *const[]){"stats", NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "no store given");
+    KT_ASSERT_CONTAINS(r.err, "no store given");
     run_free(&r);
     r = run_tool((const char *const[]){NULL});
     assert_int_equal(r.status, 2);
@@ -858,9 +852,9 @@ static void expect(fixture *f, const char *const *args, int status, const char *
         fail_msg("kivis %s %s: exit %d, not %d\nstdout: %s\nstderr: %s", args[0],
                  args[1] ? args[1] : "", r.status, status, r.out, r.err);
     if (out)
-        ASSERT_CONTAINS(r.out, out);
+        KT_ASSERT_CONTAINS(r.out, out);
     if (err)
-        ASSERT_CONTAINS(r.err, err);
+        KT_ASSERT_CONTAINS(r.err, err);
     run_free(&r);
 }
 
@@ -961,7 +955,7 @@ static void expect_refused(const char *path, const char *message)
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         run_result r = run_tool((const char *const[]){cmds[i], path, NULL});
         assert_int_equal(r.status, 2);
-        ASSERT_CONTAINS(r.err, message);
+        KT_ASSERT_CONTAINS(r.err, message);
         run_free(&r);
     }
     for (int b = LMDB; b <= ROCKSDB; b++) {
@@ -969,7 +963,7 @@ static void expect_refused(const char *path, const char *message)
         snprintf(uri, sizeof uri, "%s:%s", scheme[b], path);
         run_result r = run_tool((const char *const[]){"check", uri, NULL});
         assert_int_equal(r.status, 2);
-        ASSERT_CONTAINS(r.err, "is not ");
+        KT_ASSERT_CONTAINS(r.err, "is not ");
         run_free(&r);
     }
     run_result r = run_tool((const char *const[]){"get", path, "user", "1", NULL});
@@ -1045,21 +1039,21 @@ static void test_tool_alien_paths(void **state)
     write_file(file, noise, 512);
     run_result r = run_tool((const char *const[]){"check", path, NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "fake.rocks");
+    KT_ASSERT_CONTAINS(r.err, "fake.rocks");
     run_free(&r);
 
     /* Missing paths and empty arguments: a sentence, nothing created. */
     snprintf(path, sizeof path, "%s/none", dir);
     r = run_tool((const char *const[]){"stats", path, NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "/none: no such file or directory (the tool opens existing "
+    KT_ASSERT_CONTAINS(r.err, "/none: no such file or directory (the tool opens existing "
                            "stores only)\n");
     run_free(&r);
     char uri[400];
     snprintf(uri, sizeof uri, "sqlite:%s", path);
     r = run_tool((const char *const[]){"stats", uri, NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "no such file or directory");
+    KT_ASSERT_CONTAINS(r.err, "no such file or directory");
     run_free(&r);
     struct stat sb;
     assert_int_not_equal(stat(path, &sb), 0);
@@ -1070,7 +1064,7 @@ static void test_tool_alien_paths(void **state)
     run_free(&r);
     r = run_tool((const char *const[]){"check", "lmdb:", NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "lmdb:: the URI names no store after 'lmdb:'");
+    KT_ASSERT_CONTAINS(r.err, "lmdb:: the URI names no store after 'lmdb:'");
     run_free(&r);
     rm_tree(dir);
 }
@@ -1120,7 +1114,7 @@ static void test_tool_backup_while_writing(void **state)
     open_storage(f);
     r = run_store(f, (const char *const[]){"check", dest, NULL});
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "ok: 0 problems in ");
+    KT_ASSERT_CONTAINS(r.out, "ok: 0 problems in ");
     run_free(&r);
     /* The copy holds the writer's records: an odd number of users would
      * be half a transaction. */
@@ -1146,7 +1140,7 @@ static void test_tool_rocksdb_in_use(void **state)
     snprintf(dest, sizeof dest, "%s/copy", f->dir);
     run_result r = run_tool((const char *const[]){"backup", f->path, dest, NULL});
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "in use: another process holds it locked");
+    KT_ASSERT_CONTAINS(r.err, "in use: another process holds it locked");
     run_free(&r);
     struct stat sb;
     assert_int_not_equal(stat(dest, &sb), 0);
@@ -1240,7 +1234,7 @@ static void test_tool_optional(void **state)
     run_free(&r);
     r = run_tool((const char *const[]){"schema", dir, NULL});
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "struct item {\n    uint32_t n;\n"
+    KT_ASSERT_CONTAINS(r.out, "struct item {\n    uint32_t n;\n"
                            "    [[index]] [[optional]] uint32_t age;\n"
                            "    [[optional]] char *nick;\n};\n");
     snprintf(kvs, sizeof kvs, "%s/items.kvs", dir);
@@ -1385,7 +1379,7 @@ static void test_tool_schema_every_kind(void **state)
     kivis_storage_close(st);
     run_result r = run_tool((const char *const[]){"schema", dir, NULL});
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, expected);
+    KT_ASSERT_CONTAINS(r.out, expected);
     assert_string_equal(r.err, "");
     snprintf(kvs, sizeof kvs, "%s/sheets.kvs", dir);
     write_file(kvs, r.out, strlen(r.out));

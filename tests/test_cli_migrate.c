@@ -246,12 +246,6 @@ static void run_tool(run_result *r, bool tty, const char *const *args)
 /* On the caller's stack: a failed assertion leaks nothing. */
 #define RUN(r, tty, ...) run_tool(&(r), (tty), (const char *const[]){__VA_ARGS__, NULL})
 
-#define ASSERT_CONTAINS(hay, needle)                                          \
-    do {                                                                      \
-        if (!strstr((hay), (needle)))                                         \
-            fail_msg("missing \"%s\" in:\n%s", (needle), (hay));              \
-    } while (0)
-
 static void file_in(const fixture *f, const char *name, char *buf, size_t n)
 {
     snprintf(buf, n, "%s/%s", f->dir, name);
@@ -268,10 +262,10 @@ static void test_migrates_to_v2(void **state)
     RUN(r, false, "migrate", f->store, v2);
     assert_int_equal(r.status, 0);
     snprintf(line, sizeof line, "migrated %s to schema shop in ", f->store);
-    ASSERT_CONTAINS(r.out, line);
+    KT_ASSERT_CONTAINS(r.out, line);
     /* Rewritten for the rename and widenings, then both indexes built
      * (stars new, tag again over the rewritten records). */
-    ASSERT_CONTAINS(r.out, " s: 1 table changed, 50 records rewritten, 2 indexes "
+    KT_ASSERT_CONTAINS(r.out, " s: 1 table changed, 50 records rewritten, 2 indexes "
                             "built over 50 records\n");
     assert_string_equal(r.err, ""); /* a pipe: no bar */
 
@@ -371,11 +365,11 @@ static void test_bar_on_terminal_only(void **state)
     run_result r;
     RUN(r, true, "migrate", f->store, v2);
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.err, "\r[");
-    ASSERT_CONTAINS(r.err, "] 100% 50/50 records of item rewritten");
-    ASSERT_CONTAINS(r.err, "] 100% 50/50 records of item indexed");
-    ASSERT_CONTAINS(r.err, "\r\033[K"); /* erased at the end */
-    ASSERT_CONTAINS(r.out, "1 table changed");
+    KT_ASSERT_CONTAINS(r.err, "\r[");
+    KT_ASSERT_CONTAINS(r.err, "] 100% 50/50 records of item rewritten");
+    KT_ASSERT_CONTAINS(r.err, "] 100% 50/50 records of item indexed");
+    KT_ASSERT_CONTAINS(r.err, "\r\033[K"); /* erased at the end */
+    KT_ASSERT_CONTAINS(r.out, "1 table changed");
 }
 
 static void test_no_progress_on_terminal(void **state)
@@ -388,7 +382,7 @@ static void test_no_progress_on_terminal(void **state)
                                                     v2);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.err, "");
-    ASSERT_CONTAINS(r.out, "50 records rewritten");
+    KT_ASSERT_CONTAINS(r.out, "50 records rewritten");
 }
 
 static void test_usage(void **state)
@@ -397,14 +391,14 @@ static void test_usage(void **state)
     run_result r;
     RUN(r, false, "--help");
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "  migrate <store> <schema.kvs>    migrate the store to the "
+    KT_ASSERT_CONTAINS(r.out, "  migrate <store> <schema.kvs>    migrate the store to the "
                            "schema of a\n");
     RUN(r, false, "migrate", "--help");
     assert_int_equal(r.status, 0);
-    ASSERT_CONTAINS(r.out, "usage: kivis migrate [--no-progress] <store> <schema.kvs>\n");
+    KT_ASSERT_CONTAINS(r.out, "usage: kivis migrate [--no-progress] <store> <schema.kvs>\n");
     RUN(r, false, "migrate", f->store);
     assert_int_equal(r.status, 2);
-    ASSERT_CONTAINS(r.err, "kivis: too few arguments\n");
+    KT_ASSERT_CONTAINS(r.err, "kivis: too few arguments\n");
     /* A schema file that is not there: said before the store is opened. */
     RUN(r, false, "migrate", f->store, "/nonexistent/v2.kvs");
     assert_int_equal(r.status, 2);

@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
@@ -38,6 +39,13 @@ char *kt_dump(kivis_storage *st);
 /* kivis_check finds no problem in db (every index entry where it belongs,
  * no dangling reference with an action); fails the test otherwise. */
 void kt_check_clean(kivis_db *db);
+
+/* Fail, showing both, unless the text hay contains needle. */
+#define KT_ASSERT_CONTAINS(hay, needle)                                       \
+    do {                                                                      \
+        if (!strstr((hay), (needle)))                                         \
+            fail_msg("missing \"%s\" in:\n%s", (needle), (hay));              \
+    } while (0)
 
 /* Number of entries in the store. */
 size_t kt_count(kivis_storage *st);
