@@ -106,7 +106,8 @@ int kivis__key_get_struct(kivis_reader *r, const kivis_struct_desc *sd,
  * kivis__key_get_whole can decode without walking the descriptor. */
 unsigned kivis__key_uint_width(const kivis_struct_desc *sd);
 /* Decode the struct from all of `in` (bytes left over are KIVIS_ECORRUPT);
- * uint_width is kivis__key_uint_width(sd), looked up once by the caller.
+ * uint_width is kivis__key_uint_width(sd), looked up once by the caller
+ * (a scan), or 0 to walk the descriptor.
  * On error `obj` is zeroed and nothing stays allocated. */
 int kivis__key_get_whole(kivis_slice in, const kivis_struct_desc *sd,
                          unsigned uint_width, void *obj,

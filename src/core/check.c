@@ -98,11 +98,11 @@ static int problem(checker *c, kivis_check_kind kind,
 /* Does the primary key at r decode, using up the rest of the key? */
 static bool pk_decodes(checker *c, const kivis_table_desc *td, kivis_reader r)
 {
-    int rc = kivis__key_get_struct(&r, td->key, c->key, &c->db->alloc);
-    bool ok = rc == KIVIS_OK && r.p == r.end;
-    if (rc == KIVIS_OK)
-        kivis__struct_free(td->key, c->key, &c->db->alloc);
-    return ok;
+    kivis_slice pk = kivis_slice_make(r.p, (size_t)(r.end - r.p));
+    if (kivis__key_get_whole(pk, td->key, 0, c->key, &c->db->alloc) != KIVIS_OK)
+        return false;
+    kivis__struct_free(td->key, c->key, &c->db->alloc);
+    return true;
 }
 
 /* Each index entry the decoded record c->rec should have must exist. */

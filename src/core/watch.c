@@ -59,17 +59,13 @@ static int remaining(const struct timespec *start, int timeout_ms)
     return spent >= timeout_ms ? 0 : (int)(timeout_ms - spent);
 }
 
+/* The record key after the table's prefix; zeroed when it does not decode
+ * or leaves bytes over. */
 static int decode_key(kivis_watch *w, kivis_slice key, void *key_out)
 {
-    kivis_reader r = kivis__reader(key);
-    r.p += w->prefix.len;
-    int rc = kivis__key_get_struct(&r, w->td->key, key_out, &w->db->alloc);
-    if (rc == KIVIS_OK && r.p != r.end) {
-        kivis__struct_free(w->td->key, key_out, &w->db->alloc);
-        memset(key_out, 0, w->td->key->size);
-        rc = KIVIS_ECORRUPT;
-    }
-    return rc;
+    kivis_slice pk = kivis_slice_make((const uint8_t *)key.data + w->prefix.len,
+                                      key.len - w->prefix.len);
+    return kivis__key_get_whole(pk, w->td->key, 0, key_out, &w->db->alloc);
 }
 
 int kivis_watch_next(kivis_watch *w, int timeout_ms, kivis_watch_event *ev,
