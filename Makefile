@@ -15,6 +15,8 @@
 #   make bench-scaling  cost per operation against N up to 10^7 (PNG)
 #   make bench-profile  instructions and cache misses per get, each engine
 #                 (callgrind; PROFILE_N="10000 100000")
+#   make bench-ops  instructions and cache misses per op of every phase,
+#                 kivis beside each raw engine (callgrind; OPS_N=20000)
 #   make install  install the release build under PREFIX (default /usr/local;
 #                 DESTDIR honoured): libkivis.a/.so, libkivis-<backend>.a/.so
 #                 for each backend built, headers, kivis-gen, kivis, the
@@ -33,7 +35,7 @@ DEMO_STORE  := $(DEMO)/pets.db
 REMOTE      := $(BUILD)/remote
 REMOTE_N    ?= 1000
 
-.PHONY: all deps deps-demo deps-remote deps-test deps-bench release asan tsan fuzz-build demo remote-demo test unit fuzz bench bench-scaling bench-profile valgrind install clean
+.PHONY: all deps deps-demo deps-remote deps-test deps-bench release asan tsan fuzz-build demo remote-demo test unit fuzz bench bench-scaling bench-profile bench-ops valgrind install clean
 
 all: release
 
@@ -100,6 +102,9 @@ bench-scaling: deps-bench release
 
 bench-profile: deps-bench release
 	@bash scripts/bench-profile.sh $(BUILD)/release $(PROFILE_N)
+
+bench-ops: deps-bench release
+	@bash scripts/bench-ops.sh $(BUILD)/release $(OPS_N)
 
 valgrind: release
 	@bash scripts/valgrind.sh $(BUILD)/release/tests

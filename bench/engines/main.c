@@ -80,6 +80,7 @@ typedef struct cell {
 typedef struct options {
     size_t n, min_n, max_n;
     bool scaling;
+    bool no_durable; /* leave the durable phase out (a profile of the rest) */
     const char *csv, *png, *only;
     const char *reference; /* the engine ratios are to */
     char *tmp; /* the run's temporary directory */
@@ -604,7 +605,7 @@ static void run_table(const options *o)
         rm_tree(runs[i].dir);
     }
     for (size_t i = 0; i < nruns; i++)
-        if (runs[i].e->on_disk)
+        if (runs[i].e->on_disk && !o->no_durable)
             run_durable(o, runs[i].e, &d, &runs[i].cells[P_DURABLE]);
     report_phase(runs, nruns, P_DURABLE);
     cross_check_phase(o, runs, nruns, P_DURABLE);
@@ -735,7 +736,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: bench_engines [--n N] [--csv PATH] "
-            "[--engines a,b,...|all] [--reference ENGINE]\n"
+            "[--engines a,b,...|all] [--reference ENGINE] [--no-durable]\n"
             "       bench_engines --scaling [--min-n N] [--max-n N] "
             "[--csv PATH] [--png PATH] [--engines ...]\n"
             "engines:");
@@ -760,7 +761,7 @@ static size_t parse_size(const char *s)
 
 int main(int argc, char **argv)
 {
-    options o = {1000000, 10000, 10000000, false, NULL,
+    options o = {1000000, 10000, 10000000, false, false, NULL,
                  "build/bench/scaling.png", NULL, "lmdb", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -769,6 +770,9 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--scaling")) {
             o.scaling = true;
+            continue;
+        } else if (!strcmp(a, "--no-durable")) {
+            o.no_durable = true;
             continue;
         } else if (!v) {
             usage(stderr);
