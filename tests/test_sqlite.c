@@ -486,79 +486,6 @@ static void test_puts_share_statements(void **state)
     sqlite3_cancel_auto_extension((void (*)(void))trace_statements);
 }
 
-/* Key i of a group: r000 (a record), io000 / in000 (its old and new index
- * entries) and so on. */
-static kivis_slice group_key(char *buf, size_t n, const char *group, int i)
-{
-    snprintf(buf, n, "%s%03d", group, i);
-    return str(buf);
-}
-
-/* A get or del of a key no queued put is of leaves the queue queued:
- * renames (the record's get, its old index entry's delete, the new
- * entry's put, the record's put) share 64-row INSERTs as a load's puts do,
- * not one statement a put.  A get or del of a queued key still sees its
- * put, and what commits is what the calls made in their order. */
-static void test_reads_beside_the_queue_leave_it_queued(void **state)
-{
-    fx *f = *state;
-    kivis_storage *st;
-    kivis_storage_txn *t;
-    kivis_slice v;
-    char k[32], e[32];
-    assert_int_equal(sqlite3_auto_extension((void (*)(void))trace_statements), SQLITE_OK);
-    assert_int_equal(open_path(f->path, 0, 0, &st), KIVIS_OK);
-    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
-    for (int i = 0; i < 100; i++) {
-        assert_int_equal(kivis_txn_put(t, group_key(k, sizeof k, "r", i), str("old")), KIVIS_OK);
-        assert_int_equal(kivis_txn_put(t, group_key(e, sizeof e, "io", i), str("")), KIVIS_OK);
-    }
-    assert_int_equal(kivis_txn_commit(t, KIVIS_NOSYNC), KIVIS_OK);
-
-    counted = "INSERT";
-    counted_runs = 0;
-    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
-    for (int i = 0; i < 100; i++) {
-        expect(t, group_key(k, sizeof k, "r", i).data, "old");
-        assert_int_equal(kivis_txn_del(t, group_key(e, sizeof e, "io", i)), KIVIS_OK);
-        assert_int_equal(kivis_txn_put(t, group_key(e, sizeof e, "in", i), str("")), KIVIS_OK);
-        assert_int_equal(kivis_txn_put(t, group_key(k, sizeof k, "r", i), str("new")), KIVIS_OK);
-    }
-    /* 200 puts: three of 64 rows, 8 still queued (a key the filter takes
-     * for a queued one by chance would write the queue early, once). */
-    assert_in_range(counted_runs, 3, 5);
-    expect(t, "zz", NULL);                                        /* missing */
-    assert_int_equal(kivis_txn_del(t, str("zz")), KIVIS_NOTFOUND); /* missing */
-    assert_in_range(counted_runs, 3, 5);
-    int before = counted_runs;
-    expect(t, "r099", "new"); /* queued: written first */
-    assert_true(counted_runs > before);
-    assert_int_equal(kivis_txn_put(t, str("x"), str("1")), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(t, str("y"), str("2")), KIVIS_OK);
-    assert_int_equal(kivis_txn_put(t, str("y"), str("3")), KIVIS_OK);
-    assert_int_equal(kivis_txn_del(t, str("x")), KIVIS_OK); /* queued, then deleted */
-    assert_int_equal(kivis_txn_del(t, str("x")), KIVIS_NOTFOUND);
-    assert_int_equal(kivis_txn_put(t, str("z"), str("4")), KIVIS_OK);
-    assert_int_equal(kivis_txn_del(t, str("in000")), KIVIS_OK); /* written earlier */
-    expect(t, "r000", "new");
-    expect(t, "z", "4");
-    assert_int_equal(kivis_txn_commit(t, KIVIS_NOSYNC), KIVIS_OK);
-
-    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
-    for (int i = 0; i < 100; i++) {
-        expect(t, group_key(k, sizeof k, "r", i).data, "new");
-        expect(t, group_key(e, sizeof e, "io", i).data, NULL);
-        expect(t, group_key(e, sizeof e, "in", i).data, i ? "" : NULL);
-    }
-    expect(t, "x", NULL);
-    expect(t, "y", "3");
-    expect(t, "z", "4");
-    assert_int_equal(kivis_txn_get(t, str("zz"), &v), KIVIS_NOTFOUND);
-    kivis_txn_abort(t);
-    kivis_storage_close(st);
-    sqlite3_cancel_auto_extension((void (*)(void))trace_statements);
-}
-
 /* A multi-row INSERT of queued puts keeps its statement journal (the
  * pages it changes, for a rollback of the statement alone) in memory:
  * overwriting a thousand values of 1 KB, 64 to a statement, opens no
@@ -1107,8 +1034,6 @@ int main(void)
         cmocka_unit_test(test_full_disk_is_efull_and_loses_nothing),
         cmocka_unit_test(test_lost_queued_puts_fail_the_transaction),
         cmocka_unit_test_setup_teardown(test_puts_share_statements, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reads_beside_the_queue_leave_it_queued, setup,
-                                        teardown),
         cmocka_unit_test_setup_teardown(test_statement_journals_stay_in_memory, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_following_cursor_gets_run_no_statement, setup,

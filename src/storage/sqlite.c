@@ -17,14 +17,11 @@
  * Queued puts.  A put does not run a statement of its own: it is copied to
  * the transaction's queue, and the queue goes to SQLite in multi-row
  * INSERTs (PUT_ROWS rows a statement, smaller ones for a tail) when it is
- * full, and before anything that must see it runs: a cursor step, commit,
- * and a get or del of a key the queue may hold (a filter of the queued
- * keys' hashes says; a get or del of any other key commutes with the
- * queue, and runs beside it).  A load, puts one after another, thus costs
- * one statement per PUT_ROWS records, and so do updates, get-del-put-put
- * turns on distinct records (a rename: its get and index entry delete
- * leave the earlier renames' puts queued).  Rows of one INSERT are written
- * in order, so a key put twice in it keeps the later value.  When an INSERT of the queue fails, some of
+ * full, and before anything that must see it runs: a get, a cursor step,
+ * a del, commit.  A load, puts one after another, thus costs one statement
+ * per PUT_ROWS records; a get-put-put turn (an update) one INSERT for its
+ * two puts.  Rows of one INSERT are written in order, so a key put twice
+ * in it keeps the later value.  When an INSERT of the queue fails, some of
  * its puts (which each returned KIVIS_OK) are lost, so the transaction is
  * dead from there: the call that wrote the queue and every later one fail
  * with that status, and commit fails with nothing applied.  (A full write
@@ -52,7 +49,6 @@
 
 #include "btree.h" /* kivis_bt_range, kivis__cursor_args, kivis__key_cmp */
 #include "feedhub.h"
-#include "pointhash.h" /* kivis__hash_bytes */
 
 #include <sqlite3.h>
 
@@ -79,12 +75,6 @@
  * (two rows cost more than two one-row INSERTs): no sizes between. */
 enum { PUT_SIZES = 3, PUT_ROWS = 64 };
 static const size_t put_rows[PUT_SIZES] = {PUT_ROWS, 16, 1};
-
-/* The filter of the queued keys: two bits of 1,024 a key, so that with
- * the queue full (64 keys) about 1.4% of the keys it does not hold are
- * taken for queued ones (which only writes the queue early). */
-enum { FILTER_WORDS = 16 };
-#define FILTER_SEED 0x5143u
 
 /* Statements prepared once per connection.  No PRAGMA among them: SQLite
  * applies `PRAGMA synchronous = x` when it compiles the statement, not
@@ -203,10 +193,6 @@ typedef struct sq_txn {
                    lost: this status */
     queued queued[PUT_ROWS]; /* puts not yet written (see the top) */
     size_t nqueued;
-    /* The first nfiltered queued keys' bits (queue_may_hold), added when
-     * a get or del asks: a load, only puts, never hashes a key. */
-    uint64_t filter[FILTER_WORDS];
-    size_t nfiltered;
     unsigned char *queue; /* their bytes */
     size_t queue_len, queue_cap;
     kivis__feedset fs; /* what a writer changed, for the feed */
@@ -696,59 +682,15 @@ static int write_queue(sq_txn *t)
     }
     t->nqueued = 0;
     t->queue_len = 0;
-    if (t->nfiltered)
-        memset(t->filter, 0, sizeof t->filter);
-    t->nfiltered = 0;
     if (rc)
         t->dead = rc;
     return rc;
 }
 
-/* Before a cursor step or commit: the queued puts, if any, into SQLite. */
+/* Before a read or a delete: the queued puts, if any, into SQLite. */
 static inline int flush_puts(sq_txn *t)
 {
     return t->nqueued ? write_queue(t) : KIVIS_OK;
-}
-
-/* The key's two bits in the queue's filter, from one hash. */
-static void filter_bits(kivis_slice key, unsigned bit[2])
-{
-    uint64_t h = kivis__hash_bytes(FILTER_SEED, key);
-    bit[0] = (unsigned)(h % (FILTER_WORDS * 64));
-    bit[1] = (unsigned)((h >> 32) % (FILTER_WORDS * 64));
-}
-
-static bool filter_has(const sq_txn *t, unsigned bit)
-{
-    return t->filter[bit / 64] >> (bit % 64) & 1;
-}
-
-static void filter_add(sq_txn *t, kivis_slice key)
-{
-    unsigned bit[2];
-    filter_bits(key, bit);
-    t->filter[bit[0] / 64] |= (uint64_t)1 << (bit[0] % 64);
-    t->filter[bit[1] / 64] |= (uint64_t)1 << (bit[1] % 64);
-}
-
-/* False when no queued put is of `key`; true when one may be. */
-static bool queue_may_hold(sq_txn *t, kivis_slice key)
-{
-    for (; t->nfiltered < t->nqueued; t->nfiltered++) {
-        const queued *q = &t->queued[t->nfiltered];
-        filter_add(t, kivis_slice_make(t->queue + q->at, q->key_len));
-    }
-    unsigned bit[2];
-    filter_bits(key, bit);
-    return filter_has(t, bit[0]) && filter_has(t, bit[1]);
-}
-
-/* Before a get or del of `key`: the queue into SQLite when it may hold a
- * put of that key.  Otherwise the get or del is of a key the queue does
- * not touch, and its answer is the same before or after the queue. */
-static inline int flush_for(sq_txn *t, kivis_slice key)
-{
-    return t->nqueued && queue_may_hold(t, key) ? write_queue(t) : KIVIS_OK;
 }
 
 /* Copy a put to the queue.  @return KIVIS_OK, KIVIS_ENOMEM. */
@@ -788,9 +730,9 @@ static int sq_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
         return rc == KIVIS_EKEYSIZE ? KIVIS_NOTFOUND : rc; /* never stored */
     if (t->dead)
         return t->dead;
-    if (is_last_get(t, key)) /* a put ends it: never of a queued key */
+    if (is_last_get(t, key)) /* never true with puts queued: a put ends it */
         return last_answer(t, value);
-    rc = flush_for(t, key);
+    rc = flush_puts(t);
     if (rc)
         return rc;
     sqlite3_stmt *st = t->c->stmt[S_GET];
@@ -857,7 +799,7 @@ static int sq_del(kivis_storage_txn *txn, kivis_slice key)
     if (!rc)
         rc = kivis__feedset_touch(&t->fs, txn, key);
     if (!rc)
-        rc = flush_for(t, key); /* a put of the key before the delete first */
+        rc = flush_puts(t); /* the puts before the delete come first */
     if (!rc) {
         bind_blob(t->c->stmt[S_DEL], 1, key);
         rc = write_stmt(t, S_DEL);
