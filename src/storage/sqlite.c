@@ -384,8 +384,8 @@ static int conn_setup(const sq_storage *s, sq_conn *c)
     /* temp_store: a multi-row INSERT of the queue may abort halfway (NOT
      * NULL), so SQLite keeps a statement journal of the pages it changes,
      * in memory up to 64 KiB and then in a temporary file: a 64-row INSERT
-     * spilled, and a load wrote 4 pages there for every page it committed.
-     * In memory the journal is a copy of the pages, never a write(2). */
+     * spilled, and a load wrote three times as many bytes there as to the
+     * WAL.  In memory the journal is a copy of the pages, never a write(2). */
     rc = sqlite3_exec(c->db,
                       "PRAGMA synchronous = FULL;"
                       "PRAGMA temp_store = MEMORY;"
