@@ -159,13 +159,14 @@ static void test_sync_commit_survives_a_dying_process(void **state)
 /* ---- flushes at commit ------------------------------------------------- */
 
 /* A VFS over the default one that counts xSync calls on WAL files, so the
- * test sees which commits were flushed.  Registered as the default VFS for
- * this test program only. */
+ * test sees which commits were flushed, and the statement journals opened
+ * as files.  Registered as the default VFS for this test program only. */
 static sqlite3_vfs *base_vfs;
 static sqlite3_vfs counting_vfs;
 static const sqlite3_io_methods *base_wal_methods;
 static sqlite3_io_methods counting_wal_methods;
 static int wal_syncs;
+static int journal_files;
 
 static int counting_sync(sqlite3_file *f, int flags)
 {
@@ -177,6 +178,8 @@ static int counting_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *
                          int flags, int *out_flags)
 {
     (void)vfs;
+    if (flags & SQLITE_OPEN_SUBJOURNAL)
+        journal_files++;
     int rc = base_vfs->xOpen(base_vfs, name, f, flags, out_flags);
     if (rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) && f->pMethods) {
         if (!base_wal_methods) {
@@ -481,6 +484,36 @@ static void test_puts_share_statements(void **state)
     kivis_txn_abort(t);
     kivis_storage_close(st);
     sqlite3_cancel_auto_extension((void (*)(void))trace_statements);
+}
+
+/* A multi-row INSERT of queued puts keeps its statement journal (the
+ * pages it changes, for a rollback of the statement alone) in memory:
+ * overwriting a thousand values of 1 KB, 64 to a statement, opens no
+ * temporary file, where SQLite's default spills a journal past 64 KiB to
+ * one; and still none after a vacuum, which runs with SQLite's default. */
+static void test_statement_journals_stay_in_memory(void **state)
+{
+    fx *f = *state;
+    char path[400];
+    kivis_storage *st;
+    snprintf(path, sizeof path, "%s/journal.db", f->dir);
+    install_counting_vfs(); /* for connections opened from here on */
+    journal_files = 0;
+    assert_int_equal(open_path(path, 0, 0, &st), KIVIS_OK);
+    assert_int_equal(put_n(st, 0, 1000, 1000, KIVIS_NOSYNC), KIVIS_OK);
+    assert_int_equal(put_n(st, 0, 1000, 1000, KIVIS_NOSYNC), KIVIS_OK); /* over pages there */
+    assert_int_equal(kivis_sqlite_vacuum(st), KIVIS_OK); /* on file, then back */
+    assert_int_equal(put_n(st, 0, 1000, 1000, KIVIS_NOSYNC), KIVIS_OK);
+    int journals = journal_files;
+    kivis_storage_txn *t;
+    kivis_slice v;
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    assert_int_equal(kivis_txn_get(t, str("k00000999"), &v), KIVIS_OK);
+    assert_int_equal(v.len, 1000);
+    assert_int_equal(((const char *)v.data)[0], 'a' + 999 % 26);
+    kivis_txn_abort(t);
+    kivis_storage_close(st);
+    assert_int_equal(journals, 0);
 }
 
 /* ---- following cursors -------------------------------------------------- */
@@ -1003,6 +1036,8 @@ int main(void)
         cmocka_unit_test(test_full_disk_is_efull_and_loses_nothing),
         cmocka_unit_test(test_lost_queued_puts_fail_the_transaction),
         cmocka_unit_test_setup_teardown(test_puts_share_statements, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_statement_journals_stay_in_memory, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_following_cursor_gets_run_no_statement, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_key_size_limit, setup, teardown),

@@ -51,7 +51,9 @@
  *
  * Memory: the backend's own objects (storage, transactions, cursors, copied
  * values) come from the allocator in the options; SQLite allocates its
- * connections, statements and page caches with its own allocator.
+ * connections, statements, page caches and statement journals (kept in
+ * memory: temp_store = MEMORY, a statement's changed pages) with its own
+ * allocator.
  *
  * Threads and processes: one storage may be shared by any number of
  * threads; a transaction and its cursors are used by one thread at a time.

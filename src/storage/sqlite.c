@@ -381,8 +381,14 @@ static int conn_setup(const sq_storage *s, sq_conn *c)
         status = size_caches(s, c->db);
     if (status)
         return status;
+    /* temp_store: a multi-row INSERT of the queue may abort halfway (NOT
+     * NULL), so SQLite keeps a statement journal of the pages it changes,
+     * in memory up to 64 KiB and then in a temporary file: a 64-row INSERT
+     * spilled, and a load wrote three times as many bytes there as to the
+     * WAL.  In memory the journal is a copy of the pages, never a write(2). */
     rc = sqlite3_exec(c->db,
                       "PRAGMA synchronous = FULL;"
+                      "PRAGMA temp_store = MEMORY;"
                       "CREATE TABLE IF NOT EXISTS kv("
                       "k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;",
                       NULL, NULL, NULL);
@@ -1354,10 +1360,13 @@ int kivis_sqlite_vacuum(kivis_storage *st)
         return status;
     sq_conn *c;
     status = conn_take(s, &c);
-    if (!status) {
+    if (!status) { /* VACUUM's copy of the database: a file, not memory */
         status = status_of(sqlite3_exec(c->db,
-                                        "VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+                                        "PRAGMA temp_store = DEFAULT; VACUUM;"
+                                        "PRAGMA wal_checkpoint(TRUNCATE);",
                                         NULL, NULL, NULL));
+        int rc = sqlite3_exec(c->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL);
+        status = status ? status : status_of(rc);
         conn_give(s, c);
     }
     writer_leave(s, false, false);
