@@ -3,7 +3,9 @@
  * (src/storage/postgres.c, pg_apply): a put of a key the transaction read
  * as present is an UPDATE, any other put a plain INSERT under a savepoint;
  * a put over a key that is there but was not read fails that INSERT, and
- * the commit goes back to the savepoint and upserts.  Checked: the values
+ * the commit goes back to the savepoint and upserts (and the storage's
+ * next commits upsert from the start, for a window that doubles while
+ * every try misses).  Checked: the values
  * stored and the kinds the change feed reports on each path (read present,
  * read absent, not read, blind overwrite, deletes beside them), the round
  * trips of each path, and the conflicts a concurrent writer causes: a key
@@ -209,6 +211,32 @@ static void test_blind_overwrite(void **state)
     assert_int_equal(kivis_storage_close(st), KIVIS_OK);
 }
 
+/* Every commit overwrites a key blindly (as a counter kept in memory
+ * would be written): the first goes back to its savepoint, the next 16
+ * upsert from the start, the 18th tries again and misses, and the window
+ * doubles: 2 second trips in 50 commits, not one every 17. */
+static void test_blind_every_commit(void **state)
+{
+    (void)state;
+    kivis_storage *st = fresh_store("commit_blind_all");
+    const char *old[] = {"counter"};
+    fill(st, old, 1);
+    unsigned long long trips = 0;
+    for (int i = 0; i < 50; i++) {
+        char key[16], value[16];
+        snprintf(key, sizeof key, "r%02d", i);
+        snprintf(value, sizeof value, "%d", i);
+        kivis_storage_txn *t = begin_write(st);
+        put(t, "counter", value);
+        put(t, key, value);
+        trips += commit_trips(t, KIVIS_OK);
+    }
+    assert_int_equal(trips, 50 + 2);
+    expect(st, "counter", "49");
+    expect(st, "r49", "49");
+    assert_int_equal(kivis_storage_close(st), KIVIS_OK);
+}
+
 /* A commit that only deletes, and one of a single put: the statement with
  * empty insert and update arrays writes and logs what there is. */
 static void test_edges(void **state)
@@ -307,6 +335,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_puts_after_reads),
         cmocka_unit_test(test_blind_overwrite),
+        cmocka_unit_test(test_blind_every_commit),
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_read_absent_inserted_meanwhile),
         cmocka_unit_test(test_read_present_changed_meanwhile),

@@ -139,6 +139,7 @@ typedef struct pg_storage {
     char *feed_sql[F_COUNT]; /* the change feed's statements; NULL: no feed */
     unsigned long commits; /* write commits, atomic: every TRIM_EVERY trims */
     int upserts_due;       /* commits to send as upserts, atomic (see pg_apply) */
+    int upserts_window;    /* upserts_due after the next miss, atomic */
 } pg_storage;
 
 /* A reading transaction: read-only, or the base of a write one. */
@@ -980,8 +981,13 @@ enum { A_INS_K, A_INS_V, A_DEL_K, A_UPD_K, A_UPD_V, A_COUNT };
 enum commit_mode { C_UPSERT, C_SPLIT, C_RETRY };
 
 /* Commits sent as upserts after a split one failed: puts over keys the
- * transactions did not read (blind overwrites) then cost no second trip. */
+ * transactions did not read (blind overwrites) then cost no second trip.
+ * Each miss that follows a miss doubles the window, up to UPSERTS_MAX: a
+ * program whose every commit overwrites blindly (a counter it keeps in
+ * memory) pays the second trip a handful of times, not once every 17
+ * commits; a split commit that succeeds starts the window again. */
 #define UPSERTS_AFTER_MISS 16
+#define UPSERTS_MAX 4096
 
 /* The statements that write arr into q; their number.  Where the store has
  * a change log, the trigger is told to stand aside and one statement writes
@@ -1070,6 +1076,16 @@ static int commit_ops(pg_writer *w, const kivis_batch_op *ops, size_t n,
     return rc;
 }
 
+/* A split commit failed on a key that was there: upsert for a window of
+ * commits, twice as long as the last one. */
+static void note_miss(pg_storage *s)
+{
+    int window = __atomic_load_n(&s->upserts_window, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->upserts_due, window, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->upserts_window, window < UPSERTS_MAX ? 2 * window : window,
+                     __ATOMIC_RELAXED);
+}
+
 /* Whether this commit may be split (a store with a change log, no split
  * commit failing lately). */
 static bool split_now(pg_storage *s)
@@ -1099,9 +1115,11 @@ static int pg_apply(void *ctx, const kivis_batch_op *ops, size_t n, int durabili
     if (!split_now(w->s))
         return commit_ops(w, ops, n, C_UPSERT, durability);
     int rc = commit_ops(w, ops, n, C_SPLIT, durability);
+    if (rc == KIVIS_OK)
+        __atomic_store_n(&w->s->upserts_window, UPSERTS_AFTER_MISS, __ATOMIC_RELAXED);
     if (rc != KIVIS_EIO || !sqlstate_is(sqlstate_buf, "23505"))
         return rc;
-    __atomic_store_n(&w->s->upserts_due, UPSERTS_AFTER_MISS, __ATOMIC_RELAXED);
+    note_miss(w->s);
     w->c->dead = KIVIS_OK;
     return commit_ops(w, ops, n, C_RETRY, durability);
 }
@@ -1854,6 +1872,7 @@ int kivis_postgres_open(const char *conninfo, const kivis_postgres_options *opts
     s->st.methods = &pg_storage_methods;
     s->alloc = *a;
     s->max_key = max_key;
+    s->upserts_window = UPSERTS_AFTER_MISS;
     pthread_mutex_init(&s->lock, NULL);
     s->conninfo = s_strdup(s, conninfo);
     int rc = s->conninfo ? first_connection(s, opts) : KIVIS_ENOMEM;
