@@ -19,7 +19,8 @@
  *    multi-row delete, COMMIT.  A put over a key that is there but was not
  *    read (a blind overwrite) fails the insert; the commit then goes back
  *    to a savepoint and upserts every put, a second round trip (and the
- *    storage's next 16 commits upsert from the start).
+ *    storage's next 16 commits upsert from the start, a window that
+ *    doubles while every try misses).
  *    PostgreSQL's serializable isolation makes any concurrent interleaving
  *    equal to some serial order, so two clients' read-modify-write of the
  *    same key never lose an update: one of them fails with KIVIS_ECONFLICT.
