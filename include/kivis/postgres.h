@@ -14,7 +14,13 @@
  *  - A write transaction is SERIALIZABLE.  Its reads run on the server in
  *    that transaction; its writes collect in the transaction's memory
  *    (read-your-writes, kivis/overlay.h) and reach the server at commit, in
- *    one round trip: one multi-row upsert, one multi-row delete, COMMIT.
+ *    one round trip: one multi-row insert of the keys the transaction did
+ *    not read as present, one multi-row update of those it did, one
+ *    multi-row delete, COMMIT.  A put over a key that is there but was not
+ *    read (a blind overwrite) fails the insert; the commit then goes back
+ *    to a savepoint and upserts every put, a second round trip (and the
+ *    storage's next 16 commits upsert from the start, a window that
+ *    doubles while every try misses).
  *    PostgreSQL's serializable isolation makes any concurrent interleaving
  *    equal to some serial order, so two clients' read-modify-write of the
  *    same key never lose an update: one of them fails with KIVIS_ECONFLICT.

@@ -90,7 +90,7 @@ static const char *const stmt_fmt[S_COUNT] = {
 enum {
     F_FETCH, F_NOW, F_LISTEN, F_TRIM,
     /* a commit's own logging (see write_queries): */
-    F_QUIET, F_WRITE,
+    F_QUIET, F_WRITE, F_SPLIT,
     F_COUNT
 };
 
@@ -138,6 +138,8 @@ typedef struct pg_storage {
     pg_conn *idle;        /* the pool */
     char *feed_sql[F_COUNT]; /* the change feed's statements; NULL: no feed */
     unsigned long commits; /* write commits, atomic: every TRIM_EVERY trims */
+    int upserts_due;       /* commits to send as upserts, atomic (see pg_apply) */
+    int upserts_window;    /* upserts_due after the next miss, atomic */
 } pg_storage;
 
 /* A reading transaction: read-only, or the base of a write one. */
@@ -158,6 +160,7 @@ typedef struct pg_writer {
     kivis_storage_txn txn; /* first: what the caller holds */
     pg_storage *s;
     pg_conn *c;
+    pg_txn *base;  /* what it read (its get cache); owned by ov */
     kivis_storage_txn *ov;
     bool applied; /* the overlay's commit reached apply */
 } pg_writer;
@@ -179,6 +182,7 @@ static const kivis_slice no_slice = {NULL, 0};
 /* ---- errors ------------------------------------------------------------- */
 
 static _Thread_local char errmsg_buf[512];
+static _Thread_local char sqlstate_buf[6]; /* of the last failed statement */
 
 const char *kivis_postgres_errmsg(void)
 {
@@ -207,6 +211,7 @@ static int status_of(PGconn *pc, const PGresult *r)
     }
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     keep_message(PQresultErrorMessage(r));
+    snprintf(sqlstate_buf, sizeof sqlstate_buf, "%s", state ? state : "");
     if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01"))
         return KIVIS_ECONFLICT;
     if (sqlstate_is(state, "08") || sqlstate_is(state, "57P0"))
@@ -381,14 +386,25 @@ static void ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
-/* Prepare every statement, in one round trip. */
+/* Every statement reads or writes kv by its primary key, and the plan
+ * without the parameters' values is the index's whatever they are; a plan
+ * made for the values of a key array of 1,000 elements costs a millisecond
+ * to make and, on a table of tens of thousands of rows, scans the whole
+ * table.  A server without the setting (older than 12) keeps its own. */
+static const char GENERIC_PLANS[] =
+    "SELECT set_config(name, 'force_generic_plan', false) FROM pg_catalog.pg_settings"
+    " WHERE name = 'plan_cache_mode'";
+
+/* Choose generic plans and prepare every statement, in one round trip. */
 static int prepare_all(pg_storage *s, PGconn *pc)
 {
+    if (!PQsendQueryParams(pc, GENERIC_PLANS, 0, NULL, NULL, NULL, NULL, 0))
+        return status_of(pc, NULL);
     for (int i = 0; i < S_COUNT; i++)
         if (!PQsendPrepare(pc, stmt_name[i], s->sql[i], stmt_nparams[i], stmt_types[i]))
             return status_of(pc, NULL);
     int rc = sync_for_reply(pc);
-    return rc == KIVIS_OK ? read_replies(pc, S_COUNT, NULL) : rc;
+    return rc == KIVIS_OK ? read_replies(pc, S_COUNT + 1, NULL) : rc;
 }
 
 /* A new libpq connection, not yet in pipeline mode. */
@@ -565,20 +581,33 @@ static unsigned char *array_elem(unsigned char *p, kivis_slice e)
     return p + e.len;
 }
 
-/* The keys (values: want_values) of the ops with del == want_del. */
-static int make_array(pg_storage *s, const kivis_batch_op *ops, size_t n,
-                      int want_del, bool want_values, array_buf *out)
+/* How a commit sends a write (see pg_apply): a put of a key the
+ * transaction did not read as present is inserted, a put of one it read
+ * as present updated, a delete deleted. */
+enum op_kind { OP_INSERT, OP_UPDATE, OP_DELETE };
+#define KIND(k) (1u << (k))
+#define PUTS (KIND(OP_INSERT) | KIND(OP_UPDATE))
+
+static enum op_kind kind_of(const kivis_batch_op *ops, const unsigned char *kinds, size_t i)
+{
+    return ops[i].del ? OP_DELETE : kinds ? (enum op_kind)kinds[i] : OP_INSERT;
+}
+
+/* The keys (values: want_values) of the ops whose kind is in the mask
+ * `want` (kinds NULL: every put is OP_INSERT). */
+static int make_array(pg_storage *s, const kivis_batch_op *ops, const unsigned char *kinds,
+                      size_t n, unsigned want, bool want_values, array_buf *out)
 {
     size_t count = 0, payload = 0;
     for (size_t i = 0; i < n; i++)
-        if (ops[i].del == want_del) {
+        if (want & KIND(kind_of(ops, kinds, i))) {
             count++;
             payload += want_values ? ops[i].value.len : ops[i].key.len;
         }
     int rc;
     unsigned char *p = array_start(s, count, payload, out, &rc);
     for (size_t i = 0; p && i < n; i++)
-        if (ops[i].del == want_del)
+        if (want & KIND(kind_of(ops, kinds, i)))
             p = array_elem(p, want_values ? ops[i].value : ops[i].key);
     return rc;
 }
@@ -744,13 +773,16 @@ static void txn_free(pg_txn *t)
     s_free(t->s, t);
 }
 
-/* A read-only transaction gives its connection back; the base of a write
- * transaction leaves it to the writer, which still has to commit. */
+/* A read-only transaction gives its connection back and ends.  The base
+ * of a write transaction is left to the writer, which still has to commit
+ * and, at its commit, asks the base's get cache what it read (pg_apply,
+ * after the overlay ended the base): the writer frees it (writer_end). */
 static void pg_abort(kivis_storage_txn *txn)
 {
     pg_txn *t = txn_of(txn);
-    if (!t->borrowed)
-        conn_give(t->s, t->c);
+    if (t->borrowed)
+        return;
+    conn_give(t->s, t->c);
     txn_free(t);
 }
 
@@ -937,42 +969,68 @@ static void array_param(query *q, int i, const array_buf *a)
 
 static const query commit_query = {.sql = "COMMIT"};
 static const query nosync_query = {.sql = "SET LOCAL synchronous_commit = off"};
+static const query savepoint_query = {.sql = "SAVEPOINT kivis_write"};
+static const query back_query = {.sql = "ROLLBACK TO SAVEPOINT kivis_write"};
 
-/* The statements that write arr (keys and values to upsert, keys to
- * delete) into q; their number.  Where the store has a change log, the
- * trigger is told to stand aside and one statement writes and logs the
- * commit (F_QUIET, F_WRITE, see feed_fmt). */
-static int write_queries(const pg_storage *s, const array_buf arr[3], query *q)
+/* A commit's arrays: the keys and values to insert (every put, sent as an
+ * upsert), the keys to delete, the keys and values to update. */
+enum { A_INS_K, A_INS_V, A_DEL_K, A_UPD_K, A_UPD_V, A_COUNT };
+
+/* How a commit is sent: every put as an upsert; split into inserts and
+ * updates; or, after a split one failed, as an upsert again. */
+enum commit_mode { C_UPSERT, C_SPLIT, C_RETRY };
+
+/* Commits sent as upserts after a split one failed: puts over keys the
+ * transactions did not read (blind overwrites) then cost no second trip.
+ * Each miss that follows a miss doubles the window, up to UPSERTS_MAX: a
+ * program whose every commit overwrites blindly (a counter it keeps in
+ * memory) pays the second trip a handful of times, not once every 17
+ * commits; a split commit that succeeds starts the window again. */
+#define UPSERTS_AFTER_MISS 16
+#define UPSERTS_MAX 4096
+
+/* The statements that write arr into q; their number.  Where the store has
+ * a change log, the trigger is told to stand aside and one statement writes
+ * and logs the commit (F_QUIET, then F_WRITE or F_SPLIT, see feed_fmt); a
+ * split commit inserts under a savepoint, to go back to when a key was
+ * there after all (see pg_apply). */
+static int write_queries(const pg_storage *s, const array_buf arr[A_COUNT],
+                         enum commit_mode mode, query *q)
 {
     int n = 0;
     if (s->feed_sql[F_WRITE]) {
+        if (mode == C_RETRY)
+            q[n++] = back_query;
         q[n++] = (query){.sql = s->feed_sql[F_QUIET]};
-        q[n] = (query){.sql = s->feed_sql[F_WRITE], .n = 3};
-        array_param(&q[n], 0, &arr[0]);
-        array_param(&q[n], 1, &arr[1]);
-        array_param(&q[n++], 2, &arr[2]);
-        return n;
+        if (mode == C_SPLIT)
+            q[n++] = savepoint_query;
+        q[n] = (query){.sql = s->feed_sql[mode == C_SPLIT ? F_SPLIT : F_WRITE],
+                       .n = mode == C_SPLIT ? 5 : 3};
+        for (int i = 0; i < q[n].n; i++)
+            array_param(&q[n], i, &arr[i]);
+        return n + 1;
     }
-    if (arr[0].len) {
+    if (arr[A_INS_K].len) {
         q[n] = (query){.id = S_UPSERT, .n = 2};
-        array_param(&q[n], 0, &arr[0]);
-        array_param(&q[n++], 1, &arr[1]);
+        array_param(&q[n], 0, &arr[A_INS_K]);
+        array_param(&q[n++], 1, &arr[A_INS_V]);
     }
-    if (arr[2].len) {
+    if (arr[A_DEL_K].len) {
         q[n] = (query){.id = S_DELETE, .n = 1};
-        array_param(&q[n++], 0, &arr[2]);
+        array_param(&q[n++], 0, &arr[A_DEL_K]);
     }
     return n;
 }
 
 /* Send the writes and COMMIT in one round trip. */
-static int send_commit(pg_writer *w, const array_buf arr[3], int durability)
+static int send_commit(pg_writer *w, const array_buf arr[A_COUNT], enum commit_mode mode,
+                       int durability)
 {
     query q[MAX_QUEUE];
     int n = 0;
-    if (durability == KIVIS_NOSYNC)
+    if (durability == KIVIS_NOSYNC && mode != C_RETRY) /* a retry's is in force */
         q[n++] = nosync_query;
-    n += write_queries(w->s, arr, q + n);
+    n += write_queries(w->s, arr, mode, q + n);
     q[n++] = commit_query;
     PGresult *r = NULL;
     int rc = request(w->s, w->c, q, n, &r);
@@ -982,24 +1040,88 @@ static int send_commit(pg_writer *w, const array_buf arr[3], int durability)
     return rc;
 }
 
-/* The overlay's apply: the transaction's whole write set, in key order. */
+/* Each op's kind: a put of a key the transaction read as present (its
+ * get cache) an update, another put an insert (NULL: out of memory). */
+static unsigned char *op_kinds(pg_writer *w, const kivis_batch_op *ops, size_t n)
+{
+    unsigned char *kinds = s_malloc(w->s, n ? n : 1);
+    kivis_slice v;
+    for (size_t i = 0; kinds && i < n; i++)
+        kinds[i] = ops[i].del ? OP_DELETE
+                   : cache_get(w->base, ops[i].key, &v) == KIVIS_OK ? OP_UPDATE
+                                                                   : OP_INSERT;
+    return kinds;
+}
+
+/* Build the arrays of ops (kinds NULL: every put upserted) and commit. */
+static int commit_ops(pg_writer *w, const kivis_batch_op *ops, size_t n,
+                      enum commit_mode mode, int durability)
+{
+    static const struct {
+        unsigned want;
+        bool values;
+    } part[A_COUNT] = {{KIND(OP_INSERT), false}, {KIND(OP_INSERT), true},
+                       {KIND(OP_DELETE), false}, {KIND(OP_UPDATE), false},
+                       {KIND(OP_UPDATE), true}};
+    unsigned char *kinds = mode == C_SPLIT ? op_kinds(w, ops, n) : NULL;
+    int rc = mode == C_SPLIT && !kinds ? KIVIS_ENOMEM : KIVIS_OK;
+    array_buf arr[A_COUNT] = {{NULL, 0}};
+    for (int i = 0; rc == KIVIS_OK && i < A_COUNT; i++)
+        rc = make_array(w->s, ops, kinds, n, part[i].want, part[i].values, &arr[i]);
+    if (rc == KIVIS_OK)
+        rc = send_commit(w, arr, mode, durability);
+    for (int i = 0; i < A_COUNT; i++)
+        s_free(w->s, arr[i].p);
+    s_free(w->s, kinds);
+    return rc;
+}
+
+/* A split commit failed on a key that was there: upsert for a window of
+ * commits, twice as long as the last one. */
+static void note_miss(pg_storage *s)
+{
+    int window = __atomic_load_n(&s->upserts_window, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->upserts_due, window, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->upserts_window, window < UPSERTS_MAX ? 2 * window : window,
+                     __ATOMIC_RELAXED);
+}
+
+/* Whether this commit may be split (a store with a change log, no split
+ * commit failing lately). */
+static bool split_now(pg_storage *s)
+{
+    if (!s->feed_sql[F_SPLIT])
+        return false;
+    int due = __atomic_load_n(&s->upserts_due, __ATOMIC_RELAXED);
+    return due <= 0 || __atomic_sub_fetch(&s->upserts_due, 1, __ATOMIC_RELAXED) < 0;
+}
+
+/* The overlay's apply: the transaction's whole write set, in key order.
+ * Most puts are of keys that are not there (new records, new index
+ * entries) or of keys the transaction read (an update rewrites the record
+ * it read): a plain INSERT and an UPDATE skip the probe and the
+ * speculative insertion of INSERT ... ON CONFLICT, a fifth of a load's
+ * server time.  A put over a key the transaction did not read fails the
+ * INSERT (unique violation); the commit then goes back to its savepoint
+ * and upserts, in a second round trip.  A key inserted by a concurrent
+ * transaction fails the upsert as it did before (serialization failure:
+ * the row is not in the snapshot). */
 static int pg_apply(void *ctx, const kivis_batch_op *ops, size_t n, int durability)
 {
     pg_writer *w = ctx;
     w->applied = true;
     if (w->c->dead)
         return w->c->dead;
-    array_buf arr[3] = {{NULL, 0}, {NULL, 0}, {NULL, 0}};
-    int rc = make_array(w->s, ops, n, 0, false, &arr[0]);
+    if (!split_now(w->s))
+        return commit_ops(w, ops, n, C_UPSERT, durability);
+    int rc = commit_ops(w, ops, n, C_SPLIT, durability);
     if (rc == KIVIS_OK)
-        rc = make_array(w->s, ops, n, 0, true, &arr[1]);
-    if (rc == KIVIS_OK)
-        rc = make_array(w->s, ops, n, 1, false, &arr[2]);
-    if (rc == KIVIS_OK)
-        rc = send_commit(w, arr, durability);
-    for (int i = 0; i < 3; i++)
-        s_free(w->s, arr[i].p);
-    return rc;
+        __atomic_store_n(&w->s->upserts_window, UPSERTS_AFTER_MISS, __ATOMIC_RELAXED);
+    if (rc != KIVIS_EIO || !sqlstate_is(sqlstate_buf, "23505"))
+        return rc;
+    note_miss(w->s);
+    w->c->dead = KIVIS_OK;
+    return commit_ops(w, ops, n, C_RETRY, durability);
 }
 
 static int wr_get(kivis_storage_txn *txn, kivis_slice key, kivis_slice *value)
@@ -1048,6 +1170,7 @@ static void trim_sometimes(pg_storage *s, pg_conn *c)
 
 static void writer_end(pg_writer *w)
 {
+    txn_free(w->base);
     conn_give(w->s, w->c);
     s_free(w->s, w);
 }
@@ -1091,10 +1214,14 @@ static int write_txn_new(pg_storage *s, kivis_storage_txn **out)
     int rc = conn_take(s, BEGIN_WRITE, &w->c);
     if (rc == KIVIS_OK) {
         rc = read_txn_new(s, BEGIN_WRITE, w->c, &base);
-        if (rc == KIVIS_OK) /* owns base from here, even on failure */
+        w->base = base;
+        if (rc == KIVIS_OK) /* its abort leaves base to us (pg_abort) */
             rc = kivis_overlay_begin(&s->st, &base->txn, pg_apply, w, &s->alloc, &w->ov);
-        if (rc != KIVIS_OK)
+        if (rc != KIVIS_OK) {
+            if (base)
+                txn_free(base);
             conn_give(s, w->c);
+        }
     }
     if (rc != KIVIS_OK) {
         s_free(s, w);
@@ -1565,6 +1692,18 @@ static const char *const feed_fmt[F_COUNT] = {
     " FROM (SELECT op, k FROM u UNION ALL SELECT op, k FROM d) x)"
     " INSERT INTO @1(pos, ops, keys) SELECT @8(cardinality(keys)), ops, keys FROM w"
     " WHERE keys IS NOT NULL",
+    /* The same, split (see pg_apply): $1, $2 inserted, $4, $5 updated
+     * (rows of the transaction's snapshot: a concurrent change fails it
+     * as a serialization failure), $3 deleted. */
+    "WITH i AS (INSERT INTO @5(k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[])"
+    " RETURNING 'I'::\"char\" AS op, k),"
+    " u AS (UPDATE @5 t SET v = n.v FROM unnest($4::bytea[], $5::bytea[]) n(k, v)"
+    " WHERE t.k = n.k RETURNING 'U'::\"char\" AS op, t.k),"
+    " d AS (DELETE FROM @5 WHERE k = ANY($3::bytea[]) RETURNING 'D'::\"char\" AS op, k),"
+    " w AS (SELECT array_agg(op) AS ops, array_agg(k) AS keys FROM (SELECT op, k FROM i"
+    " UNION ALL SELECT op, k FROM u UNION ALL SELECT op, k FROM d) x)"
+    " INSERT INTO @1(pos, ops, keys) SELECT @8(cardinality(keys)), ops, keys FROM w"
+    " WHERE keys IS NOT NULL",
 };
 
 /* "schema"."table<suffix>", quoted. */
@@ -1733,6 +1872,7 @@ int kivis_postgres_open(const char *conninfo, const kivis_postgres_options *opts
     s->st.methods = &pg_storage_methods;
     s->alloc = *a;
     s->max_key = max_key;
+    s->upserts_window = UPSERTS_AFTER_MISS;
     pthread_mutex_init(&s->lock, NULL);
     s->conninfo = s_strdup(s, conninfo);
     int rc = s->conninfo ? first_connection(s, opts) : KIVIS_ENOMEM;
