@@ -31,7 +31,7 @@ for p in test_lmdb test_lmdb_layout test_etcd; do
 done
 rm -f /tmp/kivis-tsan.$$
 
-for p in test_engine test_handles test_count test_writes test_jsonl test_references test_optional test_schema_open test_postgres test_postgres_trips test_etcd test_offline test_cache test_faulty test_lmdb test_lmdb_layout test_multiproc "test_conformance memory" "test_conformance lmdb" "test_conformance sqlite" test_btree test_codec test_cli; do
+for p in test_engine test_handles test_count test_writes test_jsonl test_references test_optional test_schema_open test_postgres test_postgres_trips test_postgres_commit test_etcd test_offline test_cache test_faulty test_lmdb test_lmdb_layout test_multiproc "test_conformance memory" "test_conformance lmdb" "test_conformance sqlite" test_btree test_codec test_cli; do
   bash scripts/valgrind.sh build/release/tests "$p"; tally "valgrind $p" $?
 done
 
