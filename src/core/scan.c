@@ -30,6 +30,10 @@
 
 #include <string.h>
 
+/* Entries a plain scan takes from its cursor at once: about an LMDB page
+ * of small records, half a memory B+tree leaf. */
+#define RUN_MAX 32
+
 struct kivis_scan {
     kivis_db *db;              /* NULL once kivis_close orphaned the scan */
     kivis_allocator alloc;     /* the db's, kept for a close after the db's */
@@ -60,6 +64,15 @@ struct kivis_scan {
     kivis_buf ra_ends;  /* the size_t end offset of each in ra_keys */
     size_t ra_n, ra_at; /* entries in the batch, the next one to return */
     size_t ra_batch;    /* entries the next batch takes */
+    /* Plain scans: the run of entries the cursor last handed over
+     * (kivis_cursor_page), returned one a read.  Its views go stale with
+     * *run_stamp where that is not NULL; the key last returned is then
+     * kept in `last`, to go on past it. */
+    kivis_cursor_entry run[RUN_MAX];
+    size_t run_n, run_at;
+    const uint64_t *run_stamp;
+    uint64_t run_stamp_at;
+    kivis_buf last;
 };
 
 #define AHEAD_FIRST 16
@@ -79,6 +92,7 @@ static void release_storage(kivis_scan *s)
     s->guards = false;
     kivis__keyset_free(&s->written);
     s->ra_n = s->ra_at = 0;
+    s->run_n = s->run_at = 0;
 }
 
 static bool in_range(const kivis_scan *s, kivis_slice key)
@@ -355,6 +369,7 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
     kivis__keyset_init(&s->written, &s->alloc);
     kivis__buf_init(&s->ra_keys, &s->alloc);
     kivis__buf_init(&s->ra_ends, &s->alloc);
+    kivis__buf_init(&s->last, &s->alloc);
     s->ra_batch = AHEAD_FIRST;
     rc = scan_txn(db, s);
     if (!rc)
@@ -584,10 +599,58 @@ static bool plain_now(const kivis_scan *s)
            (s->own_txn || !s->db->poisoned);
 }
 
+/* A new run from the cursor. */
+static int fill_run(kivis_scan *s)
+{
+    s->run_at = 0;
+    int rc = kivis_cursor_page(s->txn, s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT,
+                               s->run, RUN_MAX, &s->run_n, &s->run_stamp);
+    if (s->run_stamp)
+        s->run_stamp_at = *s->run_stamp;
+    return rc;
+}
+
+/* Keep a copy of a key a stamped run returns with entries still left
+ * after it.  KIVIS_ENOMEM keeps the previous copy. */
+static int keep_last(kivis_scan *s, kivis_slice k)
+{
+    if (k.len > s->last.cap && kivis__buf_reserve(&s->last, k.len - s->last.len))
+        return KIVIS_ENOMEM;
+    memcpy(s->last.data, k.data, k.len);
+    s->last.len = k.len;
+    return KIVIS_OK;
+}
+
+/* The store changed under a stamped run with entries left (a commit on
+ * memory): drop them, and place the cursor past the key returned last, as
+ * its own step would have. */
+static int resume_past_last(kivis_scan *s, kivis_slice *k, kivis_slice *v)
+{
+    s->run_n = s->run_at = 0;
+    kivis_slice last = kivis_slice_make(s->last.data, s->last.len);
+    *k = last;
+    int rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_SEEK_LE : KIVIS_SEEK_GE, k, v);
+    if (rc == KIVIS_OK && kivis__key_cmp(*k, last) == 0)
+        rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, k, v);
+    return rc;
+}
+
+/* The next entry of the run, a new run once it is spent. */
 static int plain_step(kivis_scan *s, kivis_slice *k, kivis_slice *v)
 {
-    int op = s->reverse ? KIVIS_PREV : KIVIS_NEXT;
-    return stepped(s, kivis_cursor_get(s->cur, op, k, v));
+    bool left = s->run_at < s->run_n;
+    if (left && s->run_stamp && *s->run_stamp != s->run_stamp_at)
+        return stepped(s, resume_past_last(s, k, v));
+    int rc = left ? KIVIS_OK : fill_run(s);
+    const kivis_cursor_entry *e = &s->run[s->run_at];
+    if (!rc && s->run_stamp && s->run_at + 1 < s->run_n)
+        rc = keep_last(s, e->key); /* on failure the entry stays next */
+    if (rc)
+        return stepped(s, rc);
+    s->run_at++;
+    *k = e->key;
+    *v = e->value;
+    return KIVIS_OK;
 }
 
 /* What a read that returns no entry leaves in the outputs. */
@@ -682,6 +745,7 @@ int kivis_scan_next_into(kivis_scan *s, void *key_out, void *record_out,
     if (rc == KIVIS_ETOOSMALL && s->ahead) {
         s->ra_at--; /* the batch still holds it */
     } else if (rc == KIVIS_ETOOSMALL) {
+        s->run_n = s->run_at = 0; /* the redo seeks back onto the entry */
         s->redo.len = 0;
         s->has_redo = kivis__buf_append(&s->redo, k.data, k.len) == KIVIS_OK;
     }
@@ -701,6 +765,7 @@ void kivis_scan_close(kivis_scan *s)
     kivis__buf_free(&s->hi);
     kivis__buf_free(&s->ra_keys);
     kivis__buf_free(&s->ra_ends);
+    kivis__buf_free(&s->last);
     kivis_allocator a = s->alloc;
     a.free(a.ctx, s);
 }
