@@ -112,15 +112,6 @@ typedef struct path {
 
 /* ---- keys and entries ------------------------------------------------- */
 
-int kivis__key_cmp(kivis_slice a, kivis_slice b)
-{
-    size_t n = a.len < b.len ? a.len : b.len;
-    int c = n ? memcmp(a.data, b.data, n) : 0;
-    if (c)
-        return c;
-    return (a.len > b.len) - (a.len < b.len);
-}
-
 /* Spelled out so that compilers make it one load and a byte swap. */
 static inline uint64_t load_be64(const unsigned char *p)
 {

@@ -15,6 +15,7 @@
 #include <kivis/overlay.h> /* kivis_batch_op */
 
 #include <stdbool.h>
+#include <string.h>
 
 typedef struct kivis_btree kivis_btree;
 typedef struct kivis_bt_leaf kivis_bt_leaf;
@@ -130,8 +131,16 @@ int kivis__check_key(kivis_slice key, size_t max_key);
 int kivis__cursor_args(int op, kivis_slice *key, kivis_slice *value,
                        kivis_slice *target_buf, const kivis_slice **target);
 
-/* memcmp order with shorter-first tie break: <0, 0, >0. */
-int kivis__key_cmp(kivis_slice a, kivis_slice b);
+/* memcmp order with shorter-first tie break: <0, 0, >0.  Inline: cursors
+ * compare a key a step with it (a call was a third of the cost). */
+static inline int kivis__key_cmp(kivis_slice a, kivis_slice b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.data, b.data, n) : 0;
+    if (c)
+        return c;
+    return (a.len > b.len) - (a.len < b.len);
+}
 
 /* Check every structural invariant (order, fill, separators, links, counts).
  * For tests.  true when sound. */
