@@ -377,11 +377,17 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
     s->ahead = !rc && s->index >= 0 && !s->guards && kivis_txn_prefetches(s->txn);
     s->plain = !rc && s->index < 0 && !s->guards;
     s->key_width = kivis__key_uint_width(s->ts->desc->key);
+    /* room for the key a stamped run keeps (plain_step), so that keeping
+     * it cannot fail between two reads */
+    if (!rc && s->plain && kivis_cursor_pages(s->txn, s->cur) &&
+        (rc = kivis__buf_reserve(&s->last, db->max_key)) != KIVIS_OK)
+        kivis_cursor_close(s->cur);
     if (rc) {
         s->cur = NULL; /* open_cursor sets it only on success */
         if (s->own_txn && s->txn)
             kivis_txn_abort(s->txn);
         kivis__buf_free(&s->rk);
+        kivis__buf_free(&s->last);
         kivis__free(db, s);
         return rc;
     }
@@ -611,14 +617,16 @@ static int fill_run(kivis_scan *s)
 }
 
 /* Keep a copy of a key a stamped run returns with entries still left
- * after it.  KIVIS_ENOMEM keeps the previous copy. */
-static int keep_last(kivis_scan *s, kivis_slice k)
+ * after it, in the room kivis_scan_open reserved for the longest key the
+ * store takes.  false for a key longer than that, which only a damaged
+ * store holds. */
+static bool keep_last(kivis_scan *s, kivis_slice k)
 {
-    if (k.len > s->last.cap && kivis__buf_reserve(&s->last, k.len - s->last.len))
-        return KIVIS_ENOMEM;
+    if (k.len > s->last.cap)
+        return false;
     memcpy(s->last.data, k.data, k.len);
     s->last.len = k.len;
-    return KIVIS_OK;
+    return true;
 }
 
 /* The store changed under a stamped run with entries left (a commit on
@@ -642,12 +650,11 @@ static int plain_step(kivis_scan *s, kivis_slice *k, kivis_slice *v)
     if (left && s->run_stamp && *s->run_stamp != s->run_stamp_at)
         return stepped(s, resume_past_last(s, k, v));
     int rc = left ? KIVIS_OK : fill_run(s);
-    const kivis_cursor_entry *e = &s->run[s->run_at];
-    if (!rc && s->run_stamp && s->run_at + 1 < s->run_n)
-        rc = keep_last(s, e->key); /* on failure the entry stays next */
     if (rc)
         return stepped(s, rc);
-    s->run_at++;
+    const kivis_cursor_entry *e = &s->run[s->run_at++];
+    if (s->run_stamp && s->run_at < s->run_n && !keep_last(s, e->key))
+        return stepped(s, KIVIS_ECORRUPT);
     *k = e->key;
     *v = e->value;
     return KIVIS_OK;
