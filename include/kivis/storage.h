@@ -18,11 +18,13 @@
  * Ownership and lifetimes
  *  - Keys and values passed in are borrowed for the duration of the call;
  *    the backend copies what it keeps.
- *  - A value or key returned by get or cursor_get is a borrowed view into the
- *    backend (no copy, as with LMDB).  It stays valid until the next write
- *    (put, del) in the same transaction, the next operation on the same
- *    cursor (for cursor results), or the end of the transaction, whichever
- *    comes first.  Copy it to keep it longer.
+ *  - A value or key returned by get, cursor_get or cursor_page is a
+ *    borrowed view into the backend (no copy, as with LMDB).  It stays
+ *    valid until the next write (put, del) in the same transaction, the
+ *    next operation on the same cursor (for cursor results), or the end of
+ *    the transaction, whichever comes first (and see kivis_cursor_page's
+ *    stamp for stores that change under their readers).  Copy it to keep
+ *    it longer.
  *  - commit and abort always end the transaction and free it, whether or not
  *    commit succeeds.  Close every cursor of a transaction before ending it.
  *

@@ -11,6 +11,11 @@
  * new are stepped over.  Values are read as they are now, and keys removed
  * before the scan reaches them are not visited.
  *
+ * A record scan that no write can reach (plain_now) takes its entries
+ * from the cursor a run at a time (kivis_cursor_page) and returns one a
+ * read; where a commit can change the store between two reads (memory),
+ * it notices by the run's stamp and seeks past the last key it returned.
+ *
  * An index scan over a backend whose gets are round trips (one that
  * prefetches: PostgreSQL) reads ahead: it takes a batch of index entries
  * from the cursor (16, then 8 times more each time, up to 1,024: the

@@ -5,7 +5,9 @@
  * it unless the options say otherwise.  A read-only transaction reads that
  * tree directly, so it sees each commit as soon as it lands (read
  * committed); its cursors keep a copy of their current key and seek back to
- * it when the tree changed between two steps.  A write transaction is an
+ * it when the tree changed between two steps, and hand out runs of a leaf's
+ * entries (kivis_cursor_page) stamped with the tree's version, which a
+ * commit moves.  A write transaction is an
  * overlay over an internal read-only transaction, and its commit applies
  * the write set to the tree in one kivis__btree_apply, which either applies
  * everything or, out of memory, nothing.
