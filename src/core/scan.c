@@ -741,6 +741,24 @@ int kivis_scan_next(kivis_scan *s, void *key_out, void *record_out)
     return next_with(s, key_out, record_out, &s->db->alloc, &k);
 }
 
+/* Have the next read return again the entry whose key is k.  An entry of
+ * a run whose views last as long as the transaction (a page method's
+ * run with no stamp: LMDB) is simply taken back; any other is found again
+ * by a seek to a copy of its key (the redo), the run dropped.  Without
+ * the copy's memory the scan goes on past the entry, the run kept. */
+static void redo_entry(kivis_scan *s, kivis_slice k)
+{
+    bool in_run = s->run_at && s->run[s->run_at - 1].key.data == k.data;
+    if (in_run && !s->run_stamp && kivis_cursor_pages(s->txn, s->cur)) {
+        s->run_at--;
+        return;
+    }
+    s->redo.len = 0;
+    s->has_redo = kivis__buf_append(&s->redo, k.data, k.len) == KIVIS_OK;
+    if (s->has_redo)
+        s->run_n = s->run_at = 0;
+}
+
 int kivis_scan_next_into(kivis_scan *s, void *key_out, void *record_out,
                          void *buf, size_t size)
 {
@@ -754,13 +772,10 @@ int kivis_scan_next_into(kivis_scan *s, void *key_out, void *record_out,
     int rc = kivis__bump_status(s->db, &b, size,
                                 next_with(s, key_out, record_out, &b.iface, &k));
     /* keep the entry's key, so that the next call returns it again */
-    if (rc == KIVIS_ETOOSMALL && s->ahead) {
+    if (rc == KIVIS_ETOOSMALL && s->ahead)
         s->ra_at--; /* the batch still holds it */
-    } else if (rc == KIVIS_ETOOSMALL) {
-        s->run_n = s->run_at = 0; /* the redo seeks back onto the entry */
-        s->redo.len = 0;
-        s->has_redo = kivis__buf_append(&s->redo, k.data, k.len) == KIVIS_OK;
-    }
+    else if (rc == KIVIS_ETOOSMALL)
+        redo_entry(s, k);
     return rc;
 }
 
