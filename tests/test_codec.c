@@ -1096,7 +1096,22 @@ static void test_utf8(void **state)
     }
 }
 
-/* ASCII text is checked a word at a time with the last word overlapping:
+/* kivis_dec_text_copy judges n bytes as kivis_dec_text does, and on
+ * KIVIS_OK has copied exactly them: nothing past n is written. */
+static void expect_text_copy(const uint8_t *src, size_t n)
+{
+    char dst[48];
+    memset(dst, 0x5A, sizeof dst);
+    int want = kivis_dec_text(src, n);
+    assert_int_equal(kivis_dec_text_copy(dst, src, n), want);
+    if (want == KIVIS_OK && n)
+        assert_memory_equal(dst, src, n);
+    for (size_t i = n; i < sizeof dst; i++)
+        assert_int_equal(dst[i], 0x5A);
+}
+
+/* ASCII text is checked a word at a time with the last word overlapping
+ * (and copied so by kivis_dec_text_copy, byte by byte below 8 bytes):
  * one bad byte (a stray continuation, a byte no UTF-8 has, a NUL, a lead
  * without its tail) must be found at every position of every length. */
 static void test_utf8_words(void **state)
@@ -1108,19 +1123,43 @@ static void test_utf8_words(void **state)
         memset(buf, 'a', n);
         assert_int_equal(kivis__utf8_check(buf, n), KIVIS_OK);
         assert_int_equal(kivis__utf8_check_text(buf, n), KIVIS_OK);
+        expect_text_copy(buf, n);
         for (size_t at = 0; at < n; at++) {
             for (size_t b = 0; b < sizeof bad; b++) {
                 buf[at] = bad[b];
                 int want = bad[b] == 0x00 ? KIVIS_OK : KIVIS_EUTF8;
                 assert_int_equal(kivis__utf8_check(buf, n), want);
                 assert_int_equal(kivis__utf8_check_text(buf, n), KIVIS_EUTF8);
+                expect_text_copy(buf, n);
+                assert_int_equal(kivis_dec_text(buf, n), KIVIS_ECORRUPT);
                 buf[at] = 'a';
             }
         }
         if (n >= 2) { /* a good two-byte sequence anywhere stays good */
             buf[n - 2] = 0xC3, buf[n - 1] = 0xA9;
             assert_int_equal(kivis__utf8_check_text(buf, n), KIVIS_OK);
+            expect_text_copy(buf, n);
         }
+    }
+}
+
+/* kivis_dec_text_copy on nothing, and on random bytes (mostly
+ * printable) against the reference validator. */
+static void test_text_copy(void **state)
+{
+    (void)state;
+    expect_text_copy(NULL, 0);
+    uint8_t buf[40];
+    uint64_t rng = test_seed();
+    for (unsigned long i = 0; i < PAIRS; i++) {
+        size_t n = rnd(&rng, sizeof buf + 1);
+        for (size_t k = 0; k < n; k++)
+            buf[k] = rnd(&rng, 4) ? (uint8_t)(0x20 + rnd(&rng, 0x60))
+                                  : (uint8_t)kt_rand(&rng);
+        expect_text_copy(buf, n);
+        bool nul = memchr(buf, 0, n) != NULL;
+        assert_int_equal(kivis_dec_text(buf, n) == KIVIS_OK,
+                         ref_utf8_ok(buf, n) && !nul);
     }
 }
 
@@ -1565,6 +1604,7 @@ int main(void)
         cmocka_unit_test(test_varints),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_utf8_words),
+        cmocka_unit_test(test_text_copy),
         cmocka_unit_test(test_buffers),
         cmocka_unit_test(test_value_roundtrip),
         cmocka_unit_test(test_value_scalars_roundtrip),

@@ -704,13 +704,72 @@ static void expect_walks(const char *file, int line, kivis_storage_txn *t,
     }
 }
 
+/* Walk [lo, hi) in direction `forward` by runs of at most cap entries
+ * (kivis_cursor_page) between single steps (kivis_cursor_get) and expect
+ * exactly want[0..n) (reversed going back): a run holds the entries the
+ * same number of steps would have returned, and leaves the cursor on its
+ * last one.  The end is KIVIS_NOTFOUND with no entry, and stays. */
+static void expect_page_walk(const char *file, int line, kivis_storage_txn *t,
+                             kivis_slice lo, kivis_slice hi,
+                             const kivis_slice *want, size_t n, bool forward,
+                             size_t cap)
+{
+    enum { CAP_MAX = 64 };
+    int op = forward ? KIVIS_NEXT : KIVIS_PREV;
+    kivis_storage_cursor *c = cursor(t, lo, hi);
+    kivis_cursor_entry run[CAP_MAX];
+    size_t i = 0;
+    for (bool by_page = true;; by_page = !by_page) {
+        const kivis_slice *k = i >= n ? NULL : forward ? &want[i] : &want[n - 1 - i];
+        if (!by_page) {
+            expect_cursor(file, line, c, op, NULL, k);
+            i++;
+            continue;
+        }
+        size_t got = 99;
+        const uint64_t *stamp;
+        int rc = kivis_cursor_page(t, c, op, run, cap, &got, &stamp);
+        if (!k) {
+            check_entry(file, line, "page at the end", rc, NULL, NONE, NULL, NONE);
+            assert_int_equal(got, 0);
+            break;
+        }
+        assert_int_equal(rc, KIVIS_OK);
+        assert_true(got >= 1 && got <= cap && i + got <= n);
+        for (size_t j = 0; j < got; j++, i++) {
+            uint8_t vb[VALUE_BUF];
+            const kivis_slice *w = forward ? &want[i] : &want[n - 1 - i];
+            check_entry(file, line, "page entry", KIVIS_OK, &run[j].key,
+                        run[j].value, w, value_of(*w, vb));
+        }
+    }
+    size_t got = 99;
+    const uint64_t *stamp;
+    assert_int_equal(kivis_cursor_page(t, c, op, run, cap, &got, &stamp),
+                     KIVIS_NOTFOUND);
+    assert_int_equal(got, 0);
+    expect_cursor(file, line, c, op, NULL, NULL);
+    kivis_cursor_close(c);
+}
+
+/* expect_walks, and the same entries by runs both ways. */
+static void expect_walks_and_pages(const char *file, int line,
+                                   kivis_storage_txn *t, kivis_slice lo,
+                                   kivis_slice hi, const kivis_slice *want,
+                                   size_t n)
+{
+    expect_walks(file, line, t, lo, hi, want, n);
+    expect_page_walk(file, line, t, lo, hi, want, n, true, 3);
+    expect_page_walk(file, line, t, lo, hi, want, n, false, 64);
+}
+
 #define EXPECT_WALKS(t, lo, hi, want, n) \
-    expect_walks(__FILE__, __LINE__, (t), (lo), (hi), (want), (n))
+    expect_walks_and_pages(__FILE__, __LINE__, (t), (lo), (hi), (want), (n))
 
 static void expect_contents(const char *file, int line, kivis_storage_txn *t,
                             const keyset *ks)
 {
-    expect_walks(file, line, t, NONE, NONE, ks->keys, ks->n);
+    expect_walks_and_pages(file, line, t, NONE, NONE, ks->keys, ks->n);
 }
 
 #define EXPECT_CONTENTS(t, ks) expect_contents(__FILE__, __LINE__, (t), (ks))
@@ -1318,6 +1377,89 @@ static void check_seek_then_step(kivis_storage_txn *t, const keyset *ks)
 }
 
 TEST_IN_EACH_VIEW(test_cursor_seek_then_step, range_set, check_seek_then_step)
+
+/* A run goes on from where a seek put the cursor, and only NEXT and PREV
+ * take a run, of at least one entry. */
+static void check_seek_then_page(kivis_storage_txn *t, const keyset *ks)
+{
+    const kivis_slice *k = ks->keys;
+    kivis_storage_cursor *c = cursor_all(t);
+    kivis_cursor_entry run[4];
+    size_t n = 99;
+    const uint64_t *stamp;
+    EXPECT_CUR(c, KIVIS_SEEK_GE, KP("b\x00\x01"), &k[6]);
+    assert_int_equal(kivis_cursor_page(t, c, KIVIS_NEXT, run, 1, &n, &stamp), KIVIS_OK);
+    assert_int_equal(n, 1);
+    assert_true(slice_eq(run[0].key, k[7]));
+    EXPECT_CUR(c, KIVIS_SEEK_LE, KP("b\x00\x01"), &k[5]);
+    assert_int_equal(kivis_cursor_page(t, c, KIVIS_PREV, run, 4, &n, &stamp), KIVIS_OK);
+    assert_true(n >= 1 && n <= 4);
+    for (size_t i = 0; i < n; i++)
+        assert_true(slice_eq(run[i].key, k[4 - i]));
+    assert_int_equal(kivis_cursor_page(t, c, KIVIS_FIRST, run, 4, &n, &stamp),
+                     KIVIS_EINVAL);
+    assert_int_equal(kivis_cursor_page(t, c, KIVIS_NEXT, run, 0, &n, &stamp),
+                     KIVIS_EINVAL);
+    assert_int_equal(n, 0);
+    kivis_cursor_close(c);
+}
+
+TEST_IN_EACH_VIEW(test_cursor_seek_then_page, range_set, check_seek_then_page)
+
+/* A commit lands while a read transaction holds a run: either the run's
+ * stamp moved, or (a page method's run) its views still hold what they
+ * held, a snapshot's pages; the next run goes on after the run's last
+ * entry either way: at the key after it, or past that key where the
+ * commit deleted it and the transaction sees commits. */
+static void test_page_views_across_commit(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 100 };
+    char names[N][8];
+    kivis_slice keys[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "p%03d", i);
+        keys[i] = kivis_slice_make(names[i], 4);
+    }
+    keyset ks = {keys, N};
+    load_every(fx->st, &ks, 0, 1);
+    kivis_storage_txn *r = begin(fx->st, KIVIS_TXN_RDONLY);
+    kivis_storage_cursor *c = cursor_all(r);
+    kivis_cursor_entry run[16];
+    size_t n = 0;
+    const uint64_t *stamp;
+    assert_int_equal(kivis_cursor_page(r, c, KIVIS_NEXT, run, 16, &n, &stamp), KIVIS_OK);
+    uint64_t at = stamp ? *stamp : 0;
+
+    kivis_storage_txn *w = NULL;
+    int rc = kivis_storage_begin(fx->st, 0, &w);
+    if (rc == KIVIS_EBUSY) { /* no writer beside a reader here */
+        kivis_cursor_close(c);
+        kivis_txn_abort(r);
+        skip();
+    }
+    assert_int_equal(rc, KIVIS_OK);
+    assert_true(n >= 1 && n + 2 < N);
+    assert_int_equal(kivis_txn_del(w, keys[n]), KIVIS_OK);
+    commit(w);
+
+    if (stamp) {
+        assert_true(*stamp != at);
+    } else if (kivis_cursor_pages(r, c)) { /* else a get's view, as ever */
+        for (size_t i = 0; i < n; i++) {
+            uint8_t vb[VALUE_BUF];
+            check_entry(__FILE__, __LINE__, "run after a commit", KIVIS_OK,
+                        &run[i].key, run[i].value, &keys[i],
+                        value_of(keys[i], vb));
+        }
+    }
+    size_t more = 0;
+    assert_int_equal(kivis_cursor_page(r, c, KIVIS_NEXT, run, 16, &more, &stamp),
+                     KIVIS_OK);
+    assert_true(slice_eq(run[0].key, keys[n]) || slice_eq(run[0].key, keys[n + 1]));
+    kivis_cursor_close(c);
+    kivis_txn_abort(r);
+}
 
 /* Past either end the cursor stays there until FIRST, LAST or a SEEK. */
 static void check_end_sticky(kivis_storage_cursor *c, const kivis_slice *first,
@@ -2261,6 +2403,8 @@ static const struct CMUnitTest tests[] = {
     T(test_cursor_unpositioned),
     T(test_cursor_seek),
     T(test_cursor_seek_then_step),
+    T(test_cursor_seek_then_page),
+    T(test_page_views_across_commit),
     T(test_cursor_notfound_sticky),
     T(test_cursor_reverse_and_zigzag),
     T(test_cursor_sees_writes_ahead),

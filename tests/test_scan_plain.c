@@ -180,6 +180,142 @@ static void test_commits_between_steps(void **state)
     assert_int_equal(kivis_commit(f->db), KIVIS_OK);
 }
 
+enum { MANY = 100 }; /* users: more than a few runs of entries */
+
+static void put_many(kivis_db *db)
+{
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    for (uint32_t i = 0; i < MANY; i++)
+        kt_put_user(db, "u", i);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+}
+
+/* Scan [lo, hi) (both ways) and expect exactly its ids, then the end,
+ * twice; with `tight` the record at index `tight` of the walk meets a
+ * buffer too small first, and is returned again after. */
+static void expect_ids(kivis_db *db, uint64_t lo, uint64_t hi, uint32_t flags,
+                       size_t tight)
+{
+    kivis_scan *s = user_range(db, lo, hi, flags);
+    bool reverse = flags & KIVIS_REVERSE;
+    user u;
+    char buf[128], tiny[4];
+    for (uint64_t i = 0; i < hi - lo; i++) {
+        uint64_t id = reverse ? hi - 1 - i : lo + i;
+        if (i == tight)
+            expect_next(s, tiny, sizeof tiny, KIVIS_ETOOSMALL, 0, &u);
+        expect_next(s, buf, sizeof buf, KIVIS_OK, id, &u);
+        assert_string_equal(u.name, "u");
+        assert_int_equal(u.age, id - 1);
+    }
+    expect_next(s, buf, sizeof buf, KIVIS_NOTFOUND, 0, &u);
+    expect_next(s, buf, sizeof buf, KIVIS_NOTFOUND, 0, &u);
+    kivis_scan_close(s);
+}
+
+/* Scans that end at their bounds inside a run of entries and at a run's
+ * edges (the scan takes up to 32 entries a run), both ways, an empty one,
+ * and a buffer too small in the middle of a run. */
+static void test_runs_end_at_bounds(void **state)
+{
+    fx *f = *state;
+    put_many(f->db);
+    static const uint64_t ranges[][2] = {
+        {1, MANY + 1}, {5, 6}, {5, 36}, {5, 37}, {5, 38}, {2, 66}, {33, 98},
+        {40, 40}};
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        for (int rev = 0; rev < 2; rev++)
+            expect_ids(f->db, ranges[i][0], ranges[i][1],
+                       rev ? KIVIS_REVERSE : 0, SIZE_MAX);
+    expect_ids(f->db, 1, MANY + 1, 0, 40);
+    expect_ids(f->db, 1, MANY + 1, KIVIS_REVERSE, 40);
+}
+
+/* A commit lands while the scan holds a run of entries it has not
+ * returned yet: it rewrites every record ahead and deletes every third.
+ * Whatever the backend shows (its snapshot, or the committed state), it
+ * shows all of it: every record after the commit is the old one, or every
+ * one is new and none deleted; never the run's old entries, then new ones. */
+static void check_commit_midrun(kivis_db *db, kivis_storage *st, uint32_t flags)
+{
+    bool reverse = flags & KIVIS_REVERSE;
+    assert_int_equal(kivis_begin_read(db), KIVIS_OK);
+    kivis_scan *s = user_range(db, 1, MANY + 1, flags);
+    user_key k;
+    user u;
+    char buf[128];
+    assert_int_equal(kivis_scan_next_into(s, &k, &u, buf, sizeof buf), KIVIS_OK);
+    uint64_t first = k.id;
+
+    kivis_db *writer;
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &writer), KIVIS_OK);
+    assert_int_equal(kivis_begin(writer), KIVIS_OK);
+    for (uint64_t id = 1; id <= MANY; id++) {
+        user_key key = {id};
+        user nu = {"new", "", 0};
+        if (id == first)
+            continue;
+        assert_int_equal(id % 3 ? kivis_update(writer, PETS_USER, &key, &nu)
+                                : kivis_remove(writer, PETS_USER, &key),
+                         KIVIS_OK);
+    }
+    assert_int_equal(kivis_commit(writer), KIVIS_OK);
+    kivis_close(writer);
+
+    int rc, olds = 0, news = 0;
+    uint64_t last = first;
+    while ((rc = kivis_scan_next_into(s, &k, &u, buf, sizeof buf)) == KIVIS_OK) {
+        assert_true(reverse ? k.id < last : k.id > last);
+        last = k.id;
+        if (strcmp(u.name, "new") == 0) {
+            news++;
+            assert_true(k.id % 3 != 0);
+        } else {
+            olds++;
+        }
+    }
+    assert_int_equal(rc, KIVIS_NOTFOUND);
+    if (olds && news)
+        fail_msg("%d old records and %d new after the commit", olds, news);
+    assert_int_equal(olds + news, olds ? MANY - 1 : MANY - 1 - MANY / 3);
+    kivis_scan_close(s);
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+}
+
+static void test_commit_midrun(void **state)
+{
+    fx *f = *state;
+    put_many(f->db);
+    check_commit_midrun(f->db, f->st, 0);
+    kivis_db *db = f->db; /* the records again, for the reverse scan */
+    assert_int_equal(kivis_begin(db), KIVIS_OK);
+    for (uint64_t id = 1; id <= MANY; id++) {
+        user_key key = {id};
+        user u = {"u", "x@example.org", (uint32_t)(id - 1)};
+        assert_int_equal(id % 3 ? kivis_update(db, PETS_USER, &key, &u)
+                                : kivis_insert(db, PETS_USER, &key, &u),
+                         KIVIS_OK);
+    }
+    assert_int_equal(kivis_commit(db), KIVIS_OK);
+    check_commit_midrun(db, f->st, KIVIS_REVERSE);
+}
+
+/* The scan's read transaction ends while it holds a run: the next read
+ * is refused, as for any scan used after its transaction. */
+static void test_txn_ends_midrun(void **state)
+{
+    fx *f = *state;
+    put_many(f->db);
+    assert_int_equal(kivis_begin_read(f->db), KIVIS_OK);
+    kivis_scan *s = user_range(f->db, 1, MANY + 1, 0);
+    user_key k;
+    assert_int_equal(kivis_scan_next(s, &k, NULL), KIVIS_OK);
+    assert_int_equal(kivis_commit(f->db), KIVIS_OK);
+    assert_int_equal(kivis_scan_next(s, &k, NULL), KIVIS_EINVAL);
+    assert_int_equal(k.id, 0);
+    kivis_scan_close(s);
+}
+
 /* A write in the scan's own transaction: the scan is no longer the plain
  * kind, and visits the keys its range held at open, each once. */
 static void test_write_in_scan_txn(void **state)
@@ -215,6 +351,9 @@ int main(int argc, char **argv)
         T(test_corrupt_value_midway),
         T(test_commits_between_steps),
         T(test_write_in_scan_txn),
+        T(test_runs_end_at_bounds),
+        T(test_commit_midrun),
+        T(test_txn_ends_midrun),
     };
     return kt_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -156,6 +156,12 @@ static inline int kivis_dec_run(kivis_reader *r, const uint8_t **p, size_t *n)
  * without NUL (KIVIS_OK), else KIVIS_ECORRUPT. */
 int kivis_dec_text(const uint8_t *p, size_t n);
 
+/** Copy n bytes from s to d (room for n) if they are what kivis_dec_text
+ * accepts: KIVIS_OK, else KIVIS_ECORRUPT, with d's n bytes then
+ * unspecified.  ASCII text, the common case, is checked word by word as
+ * it is copied, in one pass instead of a check and then a copy. */
+int kivis_dec_text_copy(char *d, const uint8_t *s, size_t n);
+
 /**
  * A char * field: a run of text (kivis_dec_text) copied with a NUL into
  * memory from alloc; the pointer is stored at dst (a char *, which need
@@ -166,13 +172,15 @@ static inline int kivis_dec_string(kivis_reader *r, void *dst,
 {
     const uint8_t *s;
     size_t n;
-    if (kivis_dec_run(r, &s, &n) || kivis_dec_text(s, n))
+    if (kivis_dec_run(r, &s, &n))
         return KIVIS_ECORRUPT;
     char *d = (char *)alloc->malloc(alloc->ctx, n + 1);
-    if (!d)
-        return KIVIS_ENOMEM;
-    if (n)
-        memcpy(d, s, n);
+    if (!d) /* bad text is still reported as such, before the memory */
+        return kivis_dec_text(s, n) ? KIVIS_ECORRUPT : KIVIS_ENOMEM;
+    if (kivis_dec_text_copy(d, s, n)) {
+        alloc->free(alloc->ctx, d);
+        return KIVIS_ECORRUPT;
+    }
     d[n] = '\0';
     memcpy(dst, &d, sizeof d);
     return KIVIS_OK;
@@ -184,10 +192,9 @@ static inline int kivis_dec_chars(kivis_reader *r, void *dst, size_t size)
 {
     const uint8_t *s;
     size_t n;
-    if (kivis_dec_run(r, &s, &n) || n >= size || kivis_dec_text(s, n))
+    if (kivis_dec_run(r, &s, &n) || n >= size ||
+        kivis_dec_text_copy((char *)dst, s, n))
         return KIVIS_ECORRUPT;
-    if (n)
-        memcpy(dst, s, n);
     ((char *)dst)[n] = '\0';
     return KIVIS_OK;
 }

@@ -18,11 +18,13 @@
  * Ownership and lifetimes
  *  - Keys and values passed in are borrowed for the duration of the call;
  *    the backend copies what it keeps.
- *  - A value or key returned by get or cursor_get is a borrowed view into the
- *    backend (no copy, as with LMDB).  It stays valid until the next write
- *    (put, del) in the same transaction, the next operation on the same
- *    cursor (for cursor results), or the end of the transaction, whichever
- *    comes first.  Copy it to keep it longer.
+ *  - A value or key returned by get, cursor_get or cursor_page is a
+ *    borrowed view into the backend (no copy, as with LMDB).  It stays
+ *    valid until the next write (put, del) in the same transaction, the
+ *    next operation on the same cursor (for cursor results), or the end of
+ *    the transaction, whichever comes first (and see kivis_cursor_page's
+ *    stamp for stores that change under their readers).  Copy it to keep
+ *    it longer.
  *  - commit and abort always end the transaction and free it, whether or not
  *    commit succeeds.  Close every cursor of a transaction before ending it.
  *
@@ -53,14 +55,16 @@ extern "C" {
 
 /** The interface version this header describes.  Method tables only grow:
  *  a version-N table has every member of versions 1..N. */
-#define KIVIS_STORAGE_VERSION 4
+#define KIVIS_STORAGE_VERSION 5
 
 /* Version history: 1 the storage, transaction and cursor tables; 2 adds
  * kivis_storage_methods.feed_open (NULL: the backend has no change feed);
  * 3 adds kivis_txn_methods.discard and .prefetch (NULL: not offered), for
  * backends where a read is a network round trip; 4 adds
- * kivis_txn_methods.cursor_follow (NULL: not offered).  The storage table's
- * version speaks for the transaction tables of its transactions. */
+ * kivis_txn_methods.cursor_follow (NULL: not offered); 5 adds
+ * kivis_cursor_methods.page (NULL: not offered), a run of entries a call.
+ * The storage table's version speaks for the transaction and cursor tables
+ * of its transactions. */
 
 typedef struct kivis_storage kivis_storage;
 typedef struct kivis_storage_txn kivis_storage_txn;
@@ -155,6 +159,11 @@ typedef struct kivis_txn_methods {
                          kivis_storage_cursor **out);
 } kivis_txn_methods;
 
+/** One entry of a run kivis_cursor_page hands over: borrowed views. */
+typedef struct kivis_cursor_entry {
+    kivis_slice key, value;
+} kivis_cursor_entry;
+
 typedef struct kivis_cursor_methods {
     /**
      * Move the cursor by `op` and return its entry.  For the SEEK ops *key is
@@ -169,6 +178,11 @@ typedef struct kivis_cursor_methods {
                kivis_slice *value);
     /** Free the cursor. */
     void (*close)(kivis_storage_cursor *cur);
+    /* ---- version 5 ---- */
+    /** Optional (NULL: kivis_cursor_page takes one get a call).  See
+     *  kivis_cursor_page. */
+    int (*page)(kivis_storage_cursor *cur, int op, kivis_cursor_entry *out,
+                size_t cap, size_t *n, const uint64_t **stamp);
 } kivis_cursor_methods;
 
 /* Every backend object embeds one of these as its first member, zeroed
@@ -420,6 +434,57 @@ static inline int kivis_cursor_get(kivis_storage_cursor *c, int op,
 {
     return c->methods->get(c, op, k, v);
 }
+/** Whether kivis_cursor_page can hand over more than one entry a call on
+ *  cursors of t (the cursor table has a page method). */
+static inline int kivis_cursor_pages(const kivis_storage_txn *t,
+                                     const kivis_storage_cursor *c)
+{
+    return t->storage->methods->version >= 5 && c->methods->page;
+}
+
+/**
+ * Move cursor c of transaction t by op (KIVIS_NEXT or KIVIS_PREV) up to
+ * `cap` entries at once: out[0..*n) are the entries *n successive
+ * kivis_cursor_get(c, op) calls would have returned, and the cursor is
+ * left on the last of them, as those calls would have left it.  A backend
+ * returns as many as it can cheaply (LMDB: up to cap from one database;
+ * memory: the rest of a B+tree leaf; without a page method: one), so *n
+ * may be less than cap before the end.
+ *
+ * The views live as long as a cursor_get result: until the next call on
+ * c, the next write in t, or t's end.  Where the store can change under a
+ * read transaction between two calls (memory: a read-only transaction
+ * sees each commit as it lands, and a commit may free what the views
+ * point at), *stamp points at a counter that every such change moves, and
+ * the views are good only while it keeps the value it had when the call
+ * returned; elsewhere *stamp is NULL.  So a caller that keeps a run across
+ * its own calls compares the counter before it reads the next entry.
+ * Without a page method the run is one entry from cursor_get, its view
+ * no longer-lived than a cursor_get result (on a store that changes
+ * under its readers, only until the next commit), and *stamp is NULL:
+ * use it before anything can commit.
+ * @return KIVIS_OK with 1 <= *n <= cap; KIVIS_NOTFOUND (*n = 0) at the end,
+ *         as cursor_get; KIVIS_EINVAL (another op, cap 0); the errors of
+ *         cursor_get, met before any entry (one met after some ends the
+ *         run early: the next call meets it again), with *n = 0 and the
+ *         cursor where it was.
+ */
+static inline int kivis_cursor_page(kivis_storage_txn *t,
+                                    kivis_storage_cursor *c, int op,
+                                    kivis_cursor_entry *out, size_t cap,
+                                    size_t *n, const uint64_t **stamp)
+{
+    *n = 0;
+    *stamp = NULL;
+    if ((op != KIVIS_NEXT && op != KIVIS_PREV) || cap == 0)
+        return KIVIS_EINVAL;
+    if (kivis_cursor_pages(t, c))
+        return c->methods->page(c, op, out, cap, n, stamp);
+    int rc = c->methods->get(c, op, &out[0].key, &out[0].value);
+    *n = rc == KIVIS_OK;
+    return rc;
+}
+
 /** Close a cursor.  NULL is a no-op. */
 static inline void kivis_cursor_close(kivis_storage_cursor *c)
 {

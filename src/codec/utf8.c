@@ -95,3 +95,44 @@ int kivis_dec_text(const uint8_t *p, size_t n)
 {
     return utf8_scan(p, n, false) ? KIVIS_ECORRUPT : KIVIS_OK;
 }
+
+/* Copy the n < 8 bytes while each is ASCII and not NUL (c - 1 wraps for
+ * NUL).  Whether they all were. */
+static bool copy_short_ascii(char *d, const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((uint8_t)(s[i] - 1) >= 0x7F)
+            return false;
+        d[i] = (char)s[i];
+    }
+    return true;
+}
+
+/* Copy n >= 8 bytes a word at a time while each word is ASCII without
+ * NUL, the last word overlapping the one before as in all_ascii.  Whether
+ * they all were. */
+static bool copy_ascii_words(char *d, const uint8_t *s, size_t n)
+{
+    uint64_t w;
+    for (size_t i = 0; i + 8 < n; i += 8) {
+        memcpy(&w, s + i, 8);
+        if (!ascii_word(w, false))
+            return false;
+        memcpy(d + i, &w, 8);
+    }
+    memcpy(&w, s + n - 8, 8);
+    if (!ascii_word(w, false))
+        return false;
+    memcpy(d + n - 8, &w, 8);
+    return true;
+}
+
+int kivis_dec_text_copy(char *d, const uint8_t *s, size_t n)
+{
+    if (n < 8 ? copy_short_ascii(d, s, n) : copy_ascii_words(d, s, n))
+        return KIVIS_OK; /* most text: checked as it was copied */
+    if (utf8_scan(s, n, false))
+        return KIVIS_ECORRUPT;
+    memcpy(d, s, n);
+    return KIVIS_OK;
+}

@@ -11,6 +11,11 @@
  * new are stepped over.  Values are read as they are now, and keys removed
  * before the scan reaches them are not visited.
  *
+ * A record scan that no write can reach (plain_now) takes its entries
+ * from the cursor a run at a time (kivis_cursor_page) and returns one a
+ * read; where a commit can change the store between two reads (memory),
+ * it notices by the run's stamp and seeks past the last key it returned.
+ *
  * An index scan over a backend whose gets are round trips (one that
  * prefetches: PostgreSQL) reads ahead: it takes a batch of index entries
  * from the cursor (16, then 8 times more each time, up to 1,024: the
@@ -29,6 +34,10 @@
 #include "storage/btree.h" /* kivis__key_cmp: the storage order */
 
 #include <string.h>
+
+/* Entries a plain scan takes from its cursor at once: about an LMDB page
+ * of small records, half a memory B+tree leaf. */
+#define RUN_MAX 32
 
 struct kivis_scan {
     kivis_db *db;              /* NULL once kivis_close orphaned the scan */
@@ -60,6 +69,15 @@ struct kivis_scan {
     kivis_buf ra_ends;  /* the size_t end offset of each in ra_keys */
     size_t ra_n, ra_at; /* entries in the batch, the next one to return */
     size_t ra_batch;    /* entries the next batch takes */
+    /* Plain scans: the run of entries the cursor last handed over
+     * (kivis_cursor_page), returned one a read.  Its views go stale with
+     * *run_stamp where that is not NULL; the key last returned is then
+     * kept in `last`, to go on past it. */
+    kivis_cursor_entry run[RUN_MAX];
+    size_t run_n, run_at;
+    const uint64_t *run_stamp;
+    uint64_t run_stamp_at;
+    kivis_buf last;
 };
 
 #define AHEAD_FIRST 16
@@ -79,6 +97,7 @@ static void release_storage(kivis_scan *s)
     s->guards = false;
     kivis__keyset_free(&s->written);
     s->ra_n = s->ra_at = 0;
+    s->run_n = s->run_at = 0;
 }
 
 static bool in_range(const kivis_scan *s, kivis_slice key)
@@ -355,6 +374,7 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
     kivis__keyset_init(&s->written, &s->alloc);
     kivis__buf_init(&s->ra_keys, &s->alloc);
     kivis__buf_init(&s->ra_ends, &s->alloc);
+    kivis__buf_init(&s->last, &s->alloc);
     s->ra_batch = AHEAD_FIRST;
     rc = scan_txn(db, s);
     if (!rc)
@@ -362,11 +382,17 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
     s->ahead = !rc && s->index >= 0 && !s->guards && kivis_txn_prefetches(s->txn);
     s->plain = !rc && s->index < 0 && !s->guards;
     s->key_width = kivis__key_uint_width(s->ts->desc->key);
+    /* room for the key a stamped run keeps (plain_step), so that keeping
+     * it cannot fail between two reads */
+    if (!rc && s->plain && kivis_cursor_pages(s->txn, s->cur) &&
+        (rc = kivis__buf_reserve(&s->last, db->max_key)) != KIVIS_OK)
+        kivis_cursor_close(s->cur);
     if (rc) {
         s->cur = NULL; /* open_cursor sets it only on success */
         if (s->own_txn && s->txn)
             kivis_txn_abort(s->txn);
         kivis__buf_free(&s->rk);
+        kivis__buf_free(&s->last);
         kivis__free(db, s);
         return rc;
     }
@@ -584,10 +610,59 @@ static bool plain_now(const kivis_scan *s)
            (s->own_txn || !s->db->poisoned);
 }
 
+/* A new run from the cursor. */
+static int fill_run(kivis_scan *s)
+{
+    s->run_at = 0;
+    int rc = kivis_cursor_page(s->txn, s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT,
+                               s->run, RUN_MAX, &s->run_n, &s->run_stamp);
+    if (s->run_stamp)
+        s->run_stamp_at = *s->run_stamp;
+    return rc;
+}
+
+/* Keep a copy of a key a stamped run returns with entries still left
+ * after it, in the room kivis_scan_open reserved for the longest key the
+ * store takes.  false for a key longer than that, which only a damaged
+ * store holds. */
+static bool keep_last(kivis_scan *s, kivis_slice k)
+{
+    if (k.len > s->last.cap)
+        return false;
+    memcpy(s->last.data, k.data, k.len);
+    s->last.len = k.len;
+    return true;
+}
+
+/* The store changed under a stamped run with entries left (a commit on
+ * memory): drop them, and place the cursor past the key returned last, as
+ * its own step would have. */
+static int resume_past_last(kivis_scan *s, kivis_slice *k, kivis_slice *v)
+{
+    s->run_n = s->run_at = 0;
+    kivis_slice last = kivis_slice_make(s->last.data, s->last.len);
+    *k = last;
+    int rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_SEEK_LE : KIVIS_SEEK_GE, k, v);
+    if (rc == KIVIS_OK && kivis__key_cmp(*k, last) == 0)
+        rc = kivis_cursor_get(s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT, k, v);
+    return rc;
+}
+
+/* The next entry of the run, a new run once it is spent. */
 static int plain_step(kivis_scan *s, kivis_slice *k, kivis_slice *v)
 {
-    int op = s->reverse ? KIVIS_PREV : KIVIS_NEXT;
-    return stepped(s, kivis_cursor_get(s->cur, op, k, v));
+    bool left = s->run_at < s->run_n;
+    if (left && s->run_stamp && *s->run_stamp != s->run_stamp_at)
+        return stepped(s, resume_past_last(s, k, v));
+    int rc = left ? KIVIS_OK : fill_run(s);
+    if (rc)
+        return stepped(s, rc);
+    const kivis_cursor_entry *e = &s->run[s->run_at++];
+    if (s->run_stamp && s->run_at < s->run_n && !keep_last(s, e->key))
+        return stepped(s, KIVIS_ECORRUPT);
+    *k = e->key;
+    *v = e->value;
+    return KIVIS_OK;
 }
 
 /* What a read that returns no entry leaves in the outputs. */
@@ -666,6 +741,24 @@ int kivis_scan_next(kivis_scan *s, void *key_out, void *record_out)
     return next_with(s, key_out, record_out, &s->db->alloc, &k);
 }
 
+/* Have the next read return again the entry whose key is k.  An entry of
+ * a run whose views last as long as the transaction (a page method's
+ * run with no stamp: LMDB) is simply taken back; any other is found again
+ * by a seek to a copy of its key (the redo), the run dropped.  Without
+ * the copy's memory the scan goes on past the entry, the run kept. */
+static void redo_entry(kivis_scan *s, kivis_slice k)
+{
+    bool in_run = s->run_at && s->run[s->run_at - 1].key.data == k.data;
+    if (in_run && !s->run_stamp && kivis_cursor_pages(s->txn, s->cur)) {
+        s->run_at--;
+        return;
+    }
+    s->redo.len = 0;
+    s->has_redo = kivis__buf_append(&s->redo, k.data, k.len) == KIVIS_OK;
+    if (s->has_redo)
+        s->run_n = s->run_at = 0;
+}
+
 int kivis_scan_next_into(kivis_scan *s, void *key_out, void *record_out,
                          void *buf, size_t size)
 {
@@ -679,12 +772,10 @@ int kivis_scan_next_into(kivis_scan *s, void *key_out, void *record_out,
     int rc = kivis__bump_status(s->db, &b, size,
                                 next_with(s, key_out, record_out, &b.iface, &k));
     /* keep the entry's key, so that the next call returns it again */
-    if (rc == KIVIS_ETOOSMALL && s->ahead) {
+    if (rc == KIVIS_ETOOSMALL && s->ahead)
         s->ra_at--; /* the batch still holds it */
-    } else if (rc == KIVIS_ETOOSMALL) {
-        s->redo.len = 0;
-        s->has_redo = kivis__buf_append(&s->redo, k.data, k.len) == KIVIS_OK;
-    }
+    else if (rc == KIVIS_ETOOSMALL)
+        redo_entry(s, k);
     return rc;
 }
 
@@ -701,6 +792,7 @@ void kivis_scan_close(kivis_scan *s)
     kivis__buf_free(&s->hi);
     kivis__buf_free(&s->ra_keys);
     kivis__buf_free(&s->ra_ends);
+    kivis__buf_free(&s->last);
     kivis_allocator a = s->alloc;
     a.free(a.ctx, s);
 }

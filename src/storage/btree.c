@@ -112,15 +112,6 @@ typedef struct path {
 
 /* ---- keys and entries ------------------------------------------------- */
 
-int kivis__key_cmp(kivis_slice a, kivis_slice b)
-{
-    size_t n = a.len < b.len ? a.len : b.len;
-    int c = n ? memcmp(a.data, b.data, n) : 0;
-    if (c)
-        return c;
-    return (a.len > b.len) - (a.len < b.len);
-}
-
 /* Spelled out so that compilers make it one load and a byte swap. */
 static inline uint64_t load_be64(const unsigned char *p)
 {
@@ -966,6 +957,11 @@ uint64_t kivis__btree_version(const kivis_btree *t)
     return t->version;
 }
 
+const uint64_t *kivis__btree_version_at(const kivis_btree *t)
+{
+    return &t->version;
+}
+
 int kivis__btree_get(const kivis_btree *t, kivis_slice key, kivis_slice *value)
 {
     if (t->points.cap) {
@@ -1307,6 +1303,20 @@ kivis_slice kivis__bt_iter_key(const kivis_bt_iter *it)
 kivis_slice kivis__bt_iter_value(const kivis_bt_iter *it)
 {
     return entry_value(it->leaf->ent[it->slot]);
+}
+
+size_t kivis__btree_leaf_run(kivis_bt_iter *it, int dir,
+                             kivis_cursor_entry *out, size_t max)
+{
+    const kivis_bt_leaf *leaf = it->leaf;
+    size_t left = dir > 0 ? leaf->count - 1 - it->slot : it->slot;
+    size_t n = left < max ? left : max;
+    for (size_t i = 1; i <= n; i++) {
+        const entry *e = leaf->ent[dir > 0 ? it->slot + i : it->slot - i];
+        out[i - 1] = (kivis_cursor_entry){entry_key(e), entry_value(e)};
+    }
+    it->slot = dir > 0 ? it->slot + (unsigned)n : it->slot - (unsigned)n;
+    return n;
 }
 
 kivis_slice kivis__bt_iter_leaf_end(const kivis_bt_iter *it, int dir)

@@ -15,6 +15,7 @@
 #include <kivis/overlay.h> /* kivis_batch_op */
 
 #include <stdbool.h>
+#include <string.h>
 
 typedef struct kivis_btree kivis_btree;
 typedef struct kivis_bt_leaf kivis_bt_leaf;
@@ -38,6 +39,9 @@ size_t kivis__btree_count(const kivis_btree *t);
 size_t kivis__btree_bytes(const kivis_btree *t);
 /* Changes on every successful modification. */
 uint64_t kivis__btree_version(const kivis_btree *t);
+/* Where the version is kept, for a reader that holds views across calls
+ * and must see a modification that made them stale. */
+const uint64_t *kivis__btree_version_at(const kivis_btree *t);
 
 /* Keep a hash of every key from now on (pointhash.h), so that gets no
  * longer descend the tree; puts then also reserve its growth.  For large
@@ -65,6 +69,12 @@ int kivis__btree_next(kivis_bt_iter *it);
 int kivis__btree_prev(kivis_bt_iter *it);
 kivis_slice kivis__bt_iter_key(const kivis_bt_iter *it);
 kivis_slice kivis__bt_iter_value(const kivis_bt_iter *it);
+/* The entries after the iterator's own in direction dir (> 0 forward)
+ * within its leaf, at most max of them, into out; the iterator moves onto
+ * the last one taken.  Returns how many (0 at the leaf's edge).  For a
+ * valid iterator: one step each, without a check or a call between. */
+size_t kivis__btree_leaf_run(kivis_bt_iter *it, int dir,
+                             kivis_cursor_entry *out, size_t max);
 /* The key that ends the iterator's leaf going in direction dir: its last
  * (dir > 0) or its first entry's.  Every key of the leaf lies at or before
  * it, so one comparison with it bounds them all. */
@@ -121,8 +131,16 @@ int kivis__check_key(kivis_slice key, size_t max_key);
 int kivis__cursor_args(int op, kivis_slice *key, kivis_slice *value,
                        kivis_slice *target_buf, const kivis_slice **target);
 
-/* memcmp order with shorter-first tie break: <0, 0, >0. */
-int kivis__key_cmp(kivis_slice a, kivis_slice b);
+/* memcmp order with shorter-first tie break: <0, 0, >0.  Inline: cursors
+ * compare a key a step with it (a call was a third of the cost). */
+static inline int kivis__key_cmp(kivis_slice a, kivis_slice b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.data, b.data, n) : 0;
+    if (c)
+        return c;
+    return (a.len > b.len) - (a.len < b.len);
+}
 
 /* Check every structural invariant (order, fill, separators, links, counts).
  * For tests.  true when sound. */

@@ -1082,7 +1082,8 @@ static void ec_close(kivis_storage_cursor *cur)
     kivis__paged_free(&c->pc, &c->t->s->alloc);
 }
 
-static const kivis_cursor_methods et_cursor_methods = {ec_get, ec_close};
+static const kivis_cursor_methods et_cursor_methods = {ec_get, ec_close,
+                                                      NULL /* page */};
 
 static int et_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
                           kivis_storage_cursor **out)

@@ -259,7 +259,7 @@ static const kivis_txn_methods faulty_txn_methods_ahead = {
     faulty_discard, faulty_prefetch, faulty_cursor_follow};
 
 static const kivis_cursor_methods faulty_cursor_methods = {
-    faulty_cursor_get, faulty_cursor_close};
+    faulty_cursor_get, faulty_cursor_close, NULL /* page */};
 
 int kivis_faulty_open(kivis_storage *inner, const kivis_allocator *alloc,
                       kivis_storage **out)

@@ -1142,7 +1142,77 @@ static void lc_close(kivis_storage_cursor *cur)
     ls_free(ls, c);
 }
 
-static const kivis_cursor_methods lmdb_cursor_methods = {lc_get, lc_close};
+/* How far a page may run on from the last entry returned without looking
+ * at the other source: to the nearer of the range's far bound and the
+ * other source's head.  A key passes while dir * cmp(key of the edge, key)
+ * is > 0, or == 0 where the edge is the range's low bound (inclusive). */
+typedef struct page_edge {
+    kivis_slice key;
+    bool none, inclusive;
+} page_edge;
+
+static page_edge page_edge_of(const lmdb_cursor *c, int dir)
+{
+    const source *o = &c->src[!c->from];
+    kivis_slice far = dir > 0 ? c->range.hi : c->range.lo;
+    page_edge e = {far, dir > 0 ? !far.data : far.len == 0, dir < 0};
+    if (o->has && (e.none || dir * kivis__key_cmp(far, to_slice(o->key)) >= 0))
+        e = (page_edge){to_slice(o->key), false, false};
+    return e;
+}
+
+static bool short_of_edge(const page_edge *e, int dir, MDB_val k)
+{
+    if (e->none)
+        return true;
+    int d = dir * kivis__key_cmp(e->key, to_slice(k));
+    return d > 0 || (d == 0 && e->inclusive);
+}
+
+/* Up to max entries on from the last one returned, from its source's
+ * database alone: one mdb_cursor_get and one comparison each.  Where the
+ * run stops short (the edge, the database's end, an error), the MDB
+ * cursor has gone one past the source's head, so the next step places
+ * the heads again from that head, the last key returned. */
+static size_t page_on(lmdb_cursor *c, int dir, kivis_cursor_entry *out,
+                      size_t max)
+{
+    source *s = &c->src[c->from];
+    page_edge e = page_edge_of(c, dir);
+    MDB_cursor_op op = dir > 0 ? MDB_NEXT : MDB_PREV;
+    size_t n = 0;
+    while (n < max) {
+        MDB_val k, v;
+        if (mdb_cursor_get(s->mc, &k, &v, op) != MDB_SUCCESS ||
+            !short_of_edge(&e, dir, k)) {
+            c->dir = 0;
+            break;
+        }
+        s->key = k;
+        s->val = v;
+        out[n++] = (kivis_cursor_entry){to_slice(k), to_slice(v)};
+    }
+    return n;
+}
+
+/* One step as lc_get, then, in a read-only transaction (where the last
+ * key returned is its source's head, not a copy to keep), the run on from
+ * it.  The views are the MDB txn's pages: nothing ends them before the
+ * transaction, so no stamp. */
+static int lc_page(kivis_storage_cursor *cur, int op, kivis_cursor_entry *out,
+                   size_t cap, size_t *n, const uint64_t **stamp)
+{
+    lmdb_cursor *c = (lmdb_cursor *)cur;
+    *stamp = NULL;
+    int rc = lc_get(cur, op, &out[0].key, &out[0].value);
+    *n = rc == KIVIS_OK;
+    if (rc == KIVIS_OK && (c->lt->txn.flags & KIVIS_TXN_RDONLY))
+        *n += page_on(c, kivis__op_dir(op), out + 1, cap - 1);
+    return rc;
+}
+
+static const kivis_cursor_methods lmdb_cursor_methods = {lc_get, lc_close,
+                                                        lc_page};
 
 static int lm_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
                           kivis_storage_cursor **out)

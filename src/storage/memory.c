@@ -5,7 +5,9 @@
  * it unless the options say otherwise.  A read-only transaction reads that
  * tree directly, so it sees each commit as soon as it lands (read
  * committed); its cursors keep a copy of their current key and seek back to
- * it when the tree changed between two steps.  A write transaction is an
+ * it when the tree changed between two steps, and hand out runs of a leaf's
+ * entries (kivis_cursor_page) stamped with the tree's version, which a
+ * commit moves.  A write transaction is an
  * overlay over an internal read-only transaction, and its commit applies
  * the write set to the tree in one kivis__btree_apply, which either applies
  * everything or, out of memory, nothing.
@@ -89,13 +91,20 @@ static int step(memory_cursor *c, int dir)
     return rc;
 }
 
+/* Whether every key of the leaf the cursor stands on is short of the far
+ * bound going in direction dir (short_of_far found it so at this version). */
+static bool leaf_clear(const memory_cursor *c, int dir)
+{
+    const clear_leaf *cl = &c->clear;
+    return cl->leaf == c->it.leaf && cl->version == c->it.version && cl->dir == dir;
+}
+
 /* Whether the entry the iterator landed on (moving in direction dir) is
  * short of the far bound.  The bound is compared once a leaf, not once a
  * step: with the leaf's end when its first entry passes. */
 static bool short_of_far(memory_cursor *c, int dir)
 {
-    const clear_leaf *cl = &c->clear;
-    if (cl->leaf == c->it.leaf && cl->version == c->it.version && cl->dir == dir)
+    if (leaf_clear(c, dir))
         return true;
     if (!kivis__range_short_of_far(&c->range, kivis__bt_iter_key(&c->it), dir))
         return false;
@@ -150,6 +159,31 @@ static int mc_get(kivis_storage_cursor *cur, int op, kivis_slice *key,
     return settle(c, kivis__op_dir(op), rc, key, value);
 }
 
+/* One step as mc_get, then the rest of the leaf when no key in it can pass
+ * the far bound: those take no comparison and no call each, and the key
+ * copy is kept once, of the last.  The views are the tree's, so they go
+ * stale with its version (storage.h, kivis_cursor_page). */
+static int mc_page(kivis_storage_cursor *cur, int op, kivis_cursor_entry *out,
+                   size_t cap, size_t *n, const uint64_t **stamp)
+{
+    memory_cursor *c = (memory_cursor *)cur;
+    int rc = mc_get(cur, op, &out[0].key, &out[0].value);
+    if (rc)
+        return rc;
+    int dir = kivis__op_dir(op);
+    size_t more = 0;
+    if (leaf_clear(c, dir))
+        more = kivis__btree_leaf_run(&c->it, dir, out + 1, cap - 1);
+    if (more && kivis__range_remember(&c->range, &c->ms->alloc, out[more].key)) {
+        /* back onto the first entry, whose copy is kept */
+        c->it.slot = dir > 0 ? c->it.slot - (unsigned)more : c->it.slot + (unsigned)more;
+        more = 0;
+    }
+    *n = 1 + more;
+    *stamp = kivis__btree_version_at(c->ms->tree);
+    return KIVIS_OK;
+}
+
 static void mc_close(kivis_storage_cursor *cur)
 {
     memory_cursor *c = (memory_cursor *)cur;
@@ -157,7 +191,8 @@ static void mc_close(kivis_storage_cursor *cur)
     ms_free(c->ms, c);
 }
 
-static const kivis_cursor_methods memory_cursor_methods = {mc_get, mc_close};
+static const kivis_cursor_methods memory_cursor_methods = {mc_get, mc_close,
+                                                          mc_page};
 
 /* ---- read-only transactions ------------------------------------------- */
 

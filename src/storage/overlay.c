@@ -350,7 +350,8 @@ static void oc_close(kivis_storage_cursor *cur)
     ov_free(o, c);
 }
 
-static const kivis_cursor_methods overlay_cursor_methods = {oc_get, oc_close};
+static const kivis_cursor_methods overlay_cursor_methods = {oc_get, oc_close,
+                                                           NULL /* page */};
 
 static int ov_cursor_open(kivis_storage_txn *txn, kivis_slice lo,
                           kivis_slice hi, kivis_storage_cursor **out)

@@ -922,7 +922,8 @@ static void pc_close(kivis_storage_cursor *cur)
     kivis__paged_free(&c->pc, &c->t->s->alloc);
 }
 
-static const kivis_cursor_methods pg_cursor_methods = {pc_get, pc_close};
+static const kivis_cursor_methods pg_cursor_methods = {pc_get, pc_close,
+                                                      NULL /* page */};
 
 static int pg_cursor_open(kivis_storage_txn *txn, kivis_slice lo, kivis_slice hi,
                           kivis_storage_cursor **out)

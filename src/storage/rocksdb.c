@@ -280,7 +280,8 @@ static void rc_close(kivis_storage_cursor *cur)
     rs_free(rs, c);
 }
 
-static const kivis_cursor_methods rocks_cursor_methods = {rc_get, rc_close};
+static const kivis_cursor_methods rocks_cursor_methods = {rc_get, rc_close,
+                                                         NULL /* page */};
 
 /* Read options on the transaction's snapshot, bounded to the range: the
  * iterator then skips what lies outside instead of returning it. */

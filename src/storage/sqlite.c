@@ -1075,7 +1075,8 @@ static void sc_close(kivis_storage_cursor *cur)
     s_free(c->t->s, c);
 }
 
-static const kivis_cursor_methods sq_cursor_methods = {sc_get, sc_close};
+static const kivis_cursor_methods sq_cursor_methods = {sc_get, sc_close,
+                                                      NULL /* page */};
 
 static int cursor_new(sq_txn *t, kivis_slice lo, kivis_slice hi, sq_cursor **out)
 {
