@@ -37,7 +37,6 @@ struct kivis_scan {
     const kivis_table_state *ts;
     int32_t index;             /* -1: records */
     bool reverse;
-    unsigned key_width;        /* kivis__key_uint_width of the key struct */
     bool plain;                /* a record scan with no guard: plain_step */
     bool own_txn;              /* a read transaction of the scan's own */
     kivis_storage_txn *txn;
@@ -361,7 +360,6 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
         rc = open_cursor(db, q, s);
     s->ahead = !rc && s->index >= 0 && !s->guards && kivis_txn_prefetches(s->txn);
     s->plain = !rc && s->index < 0 && !s->guards;
-    s->key_width = kivis__key_uint_width(s->ts->desc->key);
     if (rc) {
         s->cur = NULL; /* open_cursor sets it only on success */
         if (s->own_txn && s->txn)
@@ -413,7 +411,7 @@ static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
         rc = kivis__key_skip_field(&r, &td->record->fields[td->indexes[s->index].field]);
     kivis_slice pk = kivis_slice_make(r.p, (size_t)(r.end - r.p));
     if (!rc && key_out)
-        rc = kivis__key_get_whole(pk, td->key, s->key_width, key_out, a);
+        rc = kivis__key_get_whole(pk, td->key, s->ts->key_width, key_out, a);
     if (rc == KIVIS_ECORRUPT)
         return kivis__fail(db, rc, "%s: undecodable stored key", td->name);
     if (!rc && record_out)
