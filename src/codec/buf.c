@@ -100,14 +100,39 @@ int kivis_dec_varint_any(kivis_reader *r, uint64_t *v)
     return KIVIS_OK;
 }
 
+/* The bytes of id (at most KIVIS_ID_MAX) at out; returns how many. */
+static size_t id_encode(uint32_t id, uint8_t *out)
+{
+    if (id < 0x80) {
+        out[0] = (uint8_t)id;
+        return 1;
+    }
+    out[0] = (uint8_t)(0x80 | id >> 8);
+    out[1] = (uint8_t)id;
+    return 2;
+}
+
 int kivis__id_put(kivis_buf *b, uint32_t id)
 {
     if (id > KIVIS_ID_MAX)
         return KIVIS_ERANGE;
-    if (id < 0x80)
-        return kivis__buf_byte(b, (uint8_t)id);
-    uint8_t two[2] = {(uint8_t)(0x80 | id >> 8), (uint8_t)id};
-    return kivis__buf_append(b, two, 2);
+    int rc = kivis__room(b, KIVIS_ID_BYTES);
+    if (!rc)
+        b->len += id_encode(id, b->data + b->len);
+    return rc;
+}
+
+int kivis__id_pair(kivis_buf *b, uint32_t first, uint32_t second)
+{
+    b->len = 0;
+    if (first > KIVIS_ID_MAX || second > KIVIS_ID_MAX)
+        return KIVIS_ERANGE;
+    int rc = kivis__room(b, 2 * KIVIS_ID_BYTES);
+    if (rc)
+        return rc;
+    b->len = id_encode(first, b->data);
+    b->len += id_encode(second, b->data + b->len);
+    return KIVIS_OK;
 }
 
 int kivis__id_get(kivis_reader *r, uint32_t *id)

@@ -63,7 +63,11 @@ static inline kivis_reader kivis__reader(kivis_slice s)
  * 0..0x7F in one byte; 0x80..0x7FFF as 0x80|hi, lo.  Prefix-free and
  * order-preserving.  KIVIS_ERANGE above 0x7FFF. */
 #define KIVIS_ID_MAX 0x7FFFu
+#define KIVIS_ID_BYTES 2 /* the most an id takes */
 int kivis__id_put(kivis_buf *b, uint32_t id);
+/* b's contents replaced by the ids first and second (a table's key
+ * prefix), in one reservation: cheaper than two kivis__id_put. */
+int kivis__id_pair(kivis_buf *b, uint32_t first, uint32_t second);
 int kivis__id_get(kivis_reader *r, uint32_t *id);
 
 /* ---- key primitives --------------------------------------------------- */
@@ -105,6 +109,11 @@ int kivis__key_get_struct(kivis_reader *r, const kivis_struct_desc *sd,
  * (an auto-increment key, most integer keys), else 0: what
  * kivis__key_get_whole can decode without walking the descriptor. */
 unsigned kivis__key_uint_width(const kivis_struct_desc *sd);
+/* Append the key encoding of the struct at `obj`, as kivis__key_put_struct;
+ * uint_width is kivis__key_uint_width(sd), looked up once by the caller,
+ * or 0 to walk the descriptor. */
+int kivis__key_put_whole(kivis_buf *b, const kivis_struct_desc *sd,
+                         unsigned uint_width, const void *obj);
 /* Decode the struct from all of `in` (bytes left over are KIVIS_ECORRUPT);
  * uint_width is kivis__key_uint_width(sd), looked up once by the caller
  * (a scan), or 0 to walk the descriptor.

@@ -549,6 +549,14 @@ unsigned kivis__key_uint_width(const kivis_struct_desc *sd)
     return sd->size == w ? w : 0;
 }
 
+int kivis__key_put_whole(kivis_buf *b, const kivis_struct_desc *sd,
+                         unsigned uint_width, const void *obj)
+{
+    if (uint_width) /* the field is the struct */
+        return put_be(b, kivis__load_uint(obj, uint_width), uint_width);
+    return kivis__key_put_struct(b, sd, obj);
+}
+
 int kivis__key_get_whole(kivis_slice in, const kivis_struct_desc *sd,
                          unsigned uint_width, void *obj,
                          const kivis_allocator *alloc)

@@ -217,6 +217,7 @@ static int alloc_scratch(kivis_db *db)
     for (uint32_t i = 0; i < db->schema->ntables; i++) {
         kivis_table_state *ts = &db->tables[i];
         ts->desc = &db->schema->tables[i];
+        ts->key_width = kivis__key_uint_width(ts->desc->key);
         size_t n = ts->desc->nindexes ? ts->desc->nindexes : 1;
         ts->index_ids = kivis__alloc(db, n * sizeof *ts->index_ids);
         if (!ts->index_ids)

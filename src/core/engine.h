@@ -23,6 +23,7 @@ typedef struct kivis_table_state {
     uint32_t id;          /* stored table id (never 0: table 0 is metadata) */
     uint32_t version;     /* stored layout version, written in value headers */
     uint32_t *index_ids;  /* stored id of each compiled index */
+    unsigned key_width;   /* kivis__key_uint_width of the key struct */
     uint64_t next_id;     /* AUTO: next id in the open txn; 0 unknown */
     bool next_overflow;   /* AUTO: ids exhausted (known within the txn) */
     bool id_unsaved;      /* AUTO: the txn issued ids its counter does not

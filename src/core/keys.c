@@ -6,9 +6,7 @@
 int kivis__table_prefix(kivis_buf *b, const kivis_table_state *ts,
                         uint32_t slot)
 {
-    b->len = 0;
-    int rc = kivis__id_put(b, ts->id);
-    return rc ? rc : kivis__id_put(b, slot);
+    return kivis__id_pair(b, ts->id, slot);
 }
 
 int kivis__record_key(kivis_db *db, const kivis_table_state *ts,
@@ -18,7 +16,7 @@ int kivis__record_key(kivis_db *db, const kivis_table_state *ts,
     if (prefix_len)
         *prefix_len = out->len;
     if (!rc)
-        rc = kivis__key_put_struct(out, ts->desc->key, key);
+        rc = kivis__key_put_whole(out, ts->desc->key, ts->key_width, key);
     if (rc == KIVIS_EUTF8 || rc == KIVIS_ERANGE || rc == KIVIS_EINVAL)
         return kivis__fail(db, rc, "%s: key: %s", ts->desc->name,
                            kivis_strerror(rc));

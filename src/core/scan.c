@@ -46,13 +46,16 @@ struct kivis_scan {
     const kivis_table_state *ts;
     int32_t index;             /* -1: records */
     bool reverse;
-    unsigned key_width;        /* kivis__key_uint_width of the key struct */
     bool plain;                /* a record scan with no guard: plain_step */
     bool own_txn;              /* a read transaction of the scan's own */
     kivis_storage_txn *txn;
     kivis_storage_cursor *cur;
     size_t prefix_len;         /* bytes of tableid | slot */
+    size_t entry_head;         /* an EQ index scan's: bytes every entry
+                                  starts with, its prefix and value; else 0 */
     kivis_buf rk;              /* record key, for index scans */
+    size_t rk_head;            /* bytes of rk that are the records' prefix
+                                  (0: not built, or rk used otherwise) */
     kivis_buf redo;            /* the key of an entry to return again */
     bool has_redo;             /* the last step ran out of buffer: redo */
     struct kivis_scan *next;   /* in db->scans until closed or orphaned */
@@ -338,6 +341,8 @@ static int open_cursor(kivis_db *db, const kivis_query *q, kivis_scan *s)
     else if (!rc)
         rc = kivis_txn_cursor(s->txn, lo, hi, &s->cur);
     s->guards = !rc && !reads_only;
+    if (!rc && q->mode == KIVIS_Q_EQ && q->index >= 0)
+        s->entry_head = s->lo.len;
     if (!s->guards) {
         kivis__buf_free(&s->lo);
         kivis__buf_free(&s->hi);
@@ -381,7 +386,6 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
         rc = open_cursor(db, q, s);
     s->ahead = !rc && s->index >= 0 && !s->guards && kivis_txn_prefetches(s->txn);
     s->plain = !rc && s->index < 0 && !s->guards;
-    s->key_width = kivis__key_uint_width(s->ts->desc->key);
     /* room for the key a stamped run keeps (plain_step), so that keeping
      * it cannot fail between two reads */
     if (!rc && s->plain && kivis_cursor_pages(s->txn, s->cur) &&
@@ -402,15 +406,44 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
     return KIVIS_OK;
 }
 
+/* The record key of primary key pk into s->rk: the records' prefix, built
+ * once a scan, then pk. */
+static int record_key_of(kivis_scan *s, kivis_slice pk)
+{
+    if (!s->rk_head) {
+        int rc = kivis__table_prefix(&s->rk, s->ts, KIVIS_SLOT_RECORDS);
+        if (rc)
+            return rc;
+        s->rk_head = s->rk.len;
+    }
+    s->rk.len = s->rk_head;
+    return kivis__buf_append(&s->rk, pk.data, pk.len);
+}
+
+/* Move r (an index entry's reader, past the prefix) past the entry's
+ * value, to its primary key.  An EQ scan knows where the value ends: every
+ * entry in its range starts with the bytes it searched for, and a value's
+ * encoding is prefix-free, so the value is those bytes; others skip it. */
+static int skip_entry_value(const kivis_scan *s, kivis_reader *r)
+{
+    if (s->entry_head) {
+        size_t value = s->entry_head - s->prefix_len;
+        if ((size_t)(r->end - r->p) < value)
+            return KIVIS_ECORRUPT; /* not in the range: the cursor's fault */
+        r->p += value;
+        return KIVIS_OK;
+    }
+    const kivis_table_desc *td = s->ts->desc;
+    return kivis__key_skip_field(r, &td->record->fields[td->indexes[s->index].field]);
+}
+
 /* Fetch and decode the record an index entry points at. */
 static int fetch_record(kivis_scan *s, kivis_slice pk, void *record_out,
                         const kivis_allocator *a)
 {
     kivis_db *db = s->db;
     const kivis_table_desc *td = s->ts->desc;
-    int rc = kivis__table_prefix(&s->rk, s->ts, KIVIS_SLOT_RECORDS);
-    if (!rc)
-        rc = kivis__buf_append(&s->rk, pk.data, pk.len);
+    int rc = record_key_of(s, pk);
     kivis_slice v;
     if (!rc)
         rc = kivis_txn_get(s->txn, kivis_slice_make(s->rk.data, s->rk.len), &v);
@@ -434,12 +467,10 @@ static int decode_entry(kivis_scan *s, kivis_slice k, kivis_slice v,
     const kivis_table_desc *td = s->ts->desc;
     kivis_reader r = kivis__reader(k);
     r.p += s->prefix_len;
-    int rc = KIVIS_OK;
-    if (s->index >= 0)
-        rc = kivis__key_skip_field(&r, &td->record->fields[td->indexes[s->index].field]);
+    int rc = s->index >= 0 ? skip_entry_value(s, &r) : KIVIS_OK;
     kivis_slice pk = kivis_slice_make(r.p, (size_t)(r.end - r.p));
     if (!rc && key_out)
-        rc = kivis__key_get_whole(pk, td->key, s->key_width, key_out, a);
+        rc = kivis__key_get_whole(pk, td->key, s->ts->key_width, key_out, a);
     if (rc == KIVIS_ECORRUPT)
         return kivis__fail(db, rc, "%s: undecodable stored key", td->name);
     if (!rc && record_out)
@@ -469,16 +500,13 @@ static kivis_slice ahead_entry(const kivis_scan *s, size_t i)
 static int append_record_key(kivis_scan *s, kivis_slice entry,
                              kivis_buf *b, kivis_buf *ends)
 {
-    const kivis_table_desc *td = s->ts->desc;
     kivis_reader r = kivis__reader(entry);
     r.p += s->prefix_len;
-    if (kivis__key_skip_field(&r, &td->record->fields[td->indexes[s->index].field]))
+    if (skip_entry_value(s, &r))
         return KIVIS_OK;
-    int rc = kivis__table_prefix(&s->rk, s->ts, KIVIS_SLOT_RECORDS); /* resets rk */
+    int rc = record_key_of(s, kivis_slice_make(r.p, (size_t)(r.end - r.p)));
     if (!rc)
         rc = kivis__buf_append(b, s->rk.data, s->rk.len);
-    if (!rc)
-        rc = kivis__buf_append(b, r.p, (size_t)(r.end - r.p));
     if (!rc)
         rc = kivis__buf_append(ends, &b->len, sizeof b->len);
     return rc;
@@ -703,6 +731,7 @@ int kivis__scan_skip(kivis_scan *s, kivis_slice start, kivis_slice *k)
     /* the redo seek, aimed past `start`: at the first key above every key
      * starting with it, or (reverse) at the last key below it */
     s->rk.len = s->redo.len = 0;
+    s->rk_head = 0; /* rk holds the seek's key now */
     bool unbounded = false;
     int rc = kivis__buf_append(s->reverse ? &s->redo : &s->rk, start.data,
                                start.len);

@@ -378,6 +378,7 @@ static int parse_table(loader *l, kivis_reader *r, kivis_table_desc *td,
     if (td->key_kind == KIVIS_KEY_DERIVED)
         td->derive_key = derive_unsupported;
     ts->desc = td;
+    ts->key_width = kivis__key_uint_width(td->key);
     ts->id = mt.id;
     ts->version = mt.version;
     return rc ? rc : parse_indexes(l, &mt, td, ts);

@@ -37,12 +37,15 @@ typedef struct memory_txn {
 
 enum cursor_state { UNPLACED, PLACED, ENDED };
 
-/* A leaf (of the tree at one version) whose every key is short of the far
- * bound going in direction dir: steps inside it need not compare. */
+/* A leaf (of the tree at one version) whose end was compared with the far
+ * bound going in direction dir: when every key in it is short of the bound
+ * (whole), steps inside it need not compare; else each step compares its
+ * own key, but not the leaf's end again. */
 typedef struct clear_leaf {
     const kivis_bt_leaf *leaf;
     uint64_t version;
     int dir;
+    bool whole;
 } clear_leaf;
 
 typedef struct memory_cursor {
@@ -91,25 +94,36 @@ static int step(memory_cursor *c, int dir)
     return rc;
 }
 
-/* Whether every key of the leaf the cursor stands on is short of the far
- * bound going in direction dir (short_of_far found it so at this version). */
-static bool leaf_clear(const memory_cursor *c, int dir)
+/* Whether the leaf the cursor stands on had its end compared with the far
+ * bound going in direction dir, at this version of the tree. */
+static bool leaf_known(const memory_cursor *c, int dir)
 {
     const clear_leaf *cl = &c->clear;
     return cl->leaf == c->it.leaf && cl->version == c->it.version && cl->dir == dir;
 }
 
+/* Whether every key of the leaf the cursor stands on is short of the far
+ * bound going in direction dir (short_of_far found it so at this version). */
+static bool leaf_clear(const memory_cursor *c, int dir)
+{
+    return leaf_known(c, dir) && c->clear.whole;
+}
+
 /* Whether the entry the iterator landed on (moving in direction dir) is
- * short of the far bound.  The bound is compared once a leaf, not once a
- * step: with the leaf's end when its first entry passes. */
+ * short of the far bound.  The leaf's end is compared with the bound once
+ * a leaf, when its first entry passes: if the end is short of it, so is
+ * every key in the leaf, and no step in it compares again. */
 static bool short_of_far(memory_cursor *c, int dir)
 {
-    if (leaf_clear(c, dir))
+    bool known = leaf_known(c, dir);
+    if (known && c->clear.whole)
         return true;
     if (!kivis__range_short_of_far(&c->range, kivis__bt_iter_key(&c->it), dir))
         return false;
-    if (kivis__range_short_of_far(&c->range, kivis__bt_iter_leaf_end(&c->it, dir), dir))
-        c->clear = (clear_leaf){c->it.leaf, c->it.version, dir};
+    if (!known)
+        c->clear = (clear_leaf){c->it.leaf, c->it.version, dir,
+                                kivis__range_short_of_far(&c->range,
+                                                          kivis__bt_iter_leaf_end(&c->it, dir), dir)};
     return true;
 }
 
