@@ -924,6 +924,169 @@ static void test_stats_arguments(void **state)
     assert_int_equal(n.entries, 0);
 }
 
+/* ---- a tier written against interface version 4 ------------------------ */
+
+/* A backend compiled against version 4 of kivis/storage.h: its cursor
+ * table ends after close, with no page member.  The shim forwards to a
+ * memory store through tables of exactly that shape. */
+typedef struct v4_cursor_methods {
+    int (*get)(kivis_storage_cursor *cur, int op, kivis_slice *key, kivis_slice *value);
+    void (*close)(kivis_storage_cursor *cur);
+} v4_cursor_methods;
+
+typedef struct v4_cursor {
+    const v4_cursor_methods *methods;
+    kivis_storage_cursor *in;
+} v4_cursor;
+
+typedef struct v4_txn {
+    kivis_storage_txn base;
+    kivis_storage_txn *in;
+} v4_txn;
+
+typedef struct v4_storage {
+    kivis_storage base;
+    kivis_storage *in;
+} v4_storage;
+
+static kivis_storage_txn *v4_in(kivis_storage_txn *t) { return ((v4_txn *)t)->in; }
+
+static int v4c_get(kivis_storage_cursor *c, int op, kivis_slice *k, kivis_slice *v)
+{
+    return kivis_cursor_get(((v4_cursor *)c)->in, op, k, v);
+}
+
+static void v4c_close(kivis_storage_cursor *c)
+{
+    kivis_cursor_close(((v4_cursor *)c)->in);
+    free(c);
+}
+
+static const v4_cursor_methods v4_cursor_table = {v4c_get, v4c_close};
+
+static int v4t_get(kivis_storage_txn *t, kivis_slice k, kivis_slice *v)
+{
+    return kivis_txn_get(v4_in(t), k, v);
+}
+
+static int v4t_put(kivis_storage_txn *t, kivis_slice k, kivis_slice v)
+{
+    return kivis_txn_put(v4_in(t), k, v);
+}
+
+static int v4t_del(kivis_storage_txn *t, kivis_slice k)
+{
+    return kivis_txn_del(v4_in(t), k);
+}
+
+static int v4t_cursor(kivis_storage_txn *t, kivis_slice lo, kivis_slice hi,
+                      kivis_storage_cursor **out)
+{
+    v4_cursor *c = malloc(sizeof *c);
+    assert_non_null(c);
+    c->methods = &v4_cursor_table;
+    int rc = kivis_txn_cursor(v4_in(t), lo, hi, &c->in);
+    if (rc != KIVIS_OK) {
+        free(c);
+        return rc;
+    }
+    *out = (kivis_storage_cursor *)c;
+    return KIVIS_OK;
+}
+
+static int v4t_commit(kivis_storage_txn *t, int durability)
+{
+    int rc = kivis_txn_commit(v4_in(t), durability);
+    free(t);
+    return rc;
+}
+
+static void v4t_abort(kivis_storage_txn *t)
+{
+    kivis_txn_abort(v4_in(t));
+    free(t);
+}
+
+static const kivis_txn_methods v4_txn_table = {
+    v4t_get, v4t_put, v4t_del, v4t_cursor, v4t_commit, v4t_abort, NULL, NULL, NULL,
+};
+
+static void v4_close(kivis_storage *st)
+{
+    kivis_storage_close(((v4_storage *)st)->in);
+    free(st);
+}
+
+static size_t v4_max_key(kivis_storage *st)
+{
+    return kivis_storage_max_key(((v4_storage *)st)->in);
+}
+
+static int v4_begin(kivis_storage *st, unsigned flags, kivis_storage_txn **out)
+{
+    v4_txn *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    int rc = kivis_storage_begin(((v4_storage *)st)->in, flags, &t->in);
+    if (rc != KIVIS_OK) {
+        free(t);
+        return rc;
+    }
+    t->base = (kivis_storage_txn){&v4_txn_table, st, flags};
+    *out = &t->base;
+    return KIVIS_OK;
+}
+
+static const kivis_storage_methods v4_table = {4, "v4", v4_close, v4_max_key, v4_begin, NULL};
+
+static kivis_storage *v4_over_memory(void)
+{
+    v4_storage *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    assert_int_equal(kivis_memory_open(NULL, &s->in), KIVIS_OK);
+    s->base.methods = &v4_table;
+    return &s->base;
+}
+
+/* A stack whose authority is a version-4 backend: the cursors its
+ * transactions hand out are that tier's own, whose table has no page
+ * member, so they are read an entry a call (a version-5 stack would
+ * read the member past the end of the table). */
+static void test_tier_of_interface_version_4(void **state)
+{
+    (void)state;
+    kivis_storage *mem, *st;
+    assert_int_equal(kivis_memory_open(NULL, &mem), KIVIS_OK);
+    kivis_layered_tier tiers[2] = {{mem, 0, 0}, {v4_over_memory(), 0, 0}};
+    assert_int_equal(kivis_layered_open(tiers, 2, NULL, &st), KIVIS_OK);
+    kivis_storage_txn *t;
+    assert_int_equal(kivis_storage_begin(st, 0, &t), KIVIS_OK);
+    for (const char *const *p = abc; *p; p += 2)
+        assert_int_equal(kivis_txn_put(t, kivis_slice_make(p[0], strlen(p[0])),
+                                       kivis_slice_make(p[1], strlen(p[1]))),
+                         KIVIS_OK);
+    assert_int_equal(kivis_txn_commit(t, KIVIS_SYNC), KIVIS_OK);
+    assert_int_equal(kivis_storage_begin(st, KIVIS_TXN_RDONLY, &t), KIVIS_OK);
+    kivis_storage_cursor *c;
+    assert_int_equal(kivis_txn_cursor(t, NONE, NONE, &c), KIVIS_OK);
+    assert_false(kivis_cursor_pages(t, c));
+    kivis_cursor_entry run[8];
+    size_t n, seen = 0;
+    const uint64_t *stamp;
+    int rc;
+    while ((rc = kivis_cursor_page(t, c, KIVIS_NEXT, run, 8, &n, &stamp)) == KIVIS_OK) {
+        assert_int_equal(n, 1);
+        const char *want = abc[2 * seen];
+        assert_int_equal(run[0].key.len, strlen(want));
+        assert_memory_equal(run[0].key.data, want, run[0].key.len);
+        seen++;
+    }
+    assert_int_equal(rc, KIVIS_NOTFOUND);
+    assert_int_equal(seen, 3);
+    kivis_cursor_close(c);
+    kivis_txn_abort(t);
+    kivis_storage_close(st);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -949,6 +1112,7 @@ int main(void)
         T(test_outside_writer),
         T(test_out_of_memory),
         T(test_stats_arguments),
+        cmocka_unit_test(test_tier_of_interface_version_4),
     };
     return cmocka_run_group_tests_name("layered", tests, NULL, NULL);
 }

@@ -435,7 +435,10 @@ static inline int kivis_cursor_get(kivis_storage_cursor *c, int op,
     return c->methods->get(c, op, k, v);
 }
 /** Whether kivis_cursor_page can hand over more than one entry a call on
- *  cursors of t (the cursor table has a page method). */
+ *  cursors of t (the cursor table has a page method).  t's storage
+ *  speaks for the cursor's table: a storage that hands out cursors of
+ *  another storage (the layered one, a tier's own) gives the oldest
+ *  version among them. */
 static inline int kivis_cursor_pages(const kivis_storage_txn *t,
                                      const kivis_storage_cursor *c)
 {

@@ -154,14 +154,14 @@ typedef struct layered_txn {
 #define FILL_BATCH 256           /* fills queued before they are written */
 #define CHUNK_BYTES (16u << 10)  /* an arena chunk, unless a value is larger */
 
-static const kivis_storage_methods layered_methods;
+static const kivis_storage_methods layered_methods, layered_methods_v4;
 static const kivis_txn_methods layered_txn_methods, layered_txn_methods_ahead;
 
 static const kivis_slice no_slice = {NULL, 0};
 
 static layered_storage *as_layered(kivis_storage *st)
 {
-    if (!st || st->methods != &layered_methods)
+    if (!st || (st->methods != &layered_methods && st->methods != &layered_methods_v4))
         return NULL;
     return (layered_storage *)st;
 }
@@ -1464,6 +1464,24 @@ static const kivis_storage_methods layered_methods = {
     KIVIS_STORAGE_VERSION, "layered", ls_close, ls_max_key_size, ls_begin,
 };
 
+/* The same, for a stack with a tier older than version 5: the cursors a
+ * layered transaction hands out are a tier's own (lt_cursor_follow), and
+ * the stack's version is what kivis_cursor_pages reads to decide whether
+ * a cursor's table has a page member, which an older tier's has not. */
+static const kivis_storage_methods layered_methods_v4 = {
+    4, "layered", ls_close, ls_max_key_size, ls_begin,
+};
+
+/* The oldest interface version among the tiers. */
+static int oldest_tier_version(const kivis_layered_tier *tiers, size_t n)
+{
+    int v = KIVIS_STORAGE_VERSION;
+    for (size_t i = 0; i < n; i++)
+        if (tiers[i].st->methods->version < v)
+            v = tiers[i].st->methods->version;
+    return v;
+}
+
 static bool repeated(const kivis_layered_tier *tiers, size_t i)
 {
     for (size_t j = 0; j < i; j++)
@@ -1616,7 +1634,8 @@ int kivis_layered_open(const kivis_layered_tier *tiers, size_t n,
     if (!ls)
         return KIVIS_ENOMEM;
     memset(ls, 0, sizeof *ls);
-    ls->base.methods = &layered_methods;
+    ls->base.methods = oldest_tier_version(tiers, n) >= 5 ? &layered_methods
+                                                          : &layered_methods_v4;
     ls->alloc = *a;
     ls->n = n;
     init_retry(ls, opts);
