@@ -342,6 +342,36 @@ static void test_write_in_scan_txn(void **state)
     assert_int_equal(kt_users_named(f->db, "new"), 3);
 }
 
+/* A memory store opened without a key limit (max_key_size SIZE_MAX):
+ * its record scans read an entry a call rather than reserve room for the
+ * longest key the store takes, and return every record. */
+static void test_memory_without_key_limit(void **state)
+{
+    (void)state;
+    kivis_memory_options mo = {.max_key_size = SIZE_MAX};
+    kivis_storage *st;
+    kivis_db *db;
+    assert_int_equal(kivis_memory_open(&mo, &st), KIVIS_OK);
+    assert_int_equal(kivis_open(st, &pets_schema, NULL, &db), KIVIS_OK);
+    for (uint32_t i = 0; i < 100; i++)
+        kt_put_user(db, "ann", i);
+    for (int reverse = 0; reverse < 2; reverse++) {
+        kivis_scan *s = user_range(db, 1, 1000, reverse ? KIVIS_REVERSE : 0);
+        user_key k;
+        user u;
+        char buf[128];
+        uint64_t seen = 0;
+        int rc;
+        while ((rc = kivis_scan_next_into(s, &k, &u, buf, sizeof buf)) == KIVIS_OK)
+            assert_int_equal(k.id, reverse ? 100 - seen++ : ++seen);
+        assert_int_equal(rc, KIVIS_NOTFOUND);
+        assert_int_equal(seen, 100);
+        kivis_scan_close(s);
+    }
+    kivis_close(db);
+    kivis_storage_close(st);
+}
+
 #define T(fn) KT_BACKEND_TEST(fn)
 
 int main(int argc, char **argv)
@@ -355,5 +385,11 @@ int main(int argc, char **argv)
         T(test_commit_midrun),
         T(test_txn_ends_midrun),
     };
-    return kt_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+    int rc = kt_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+    const struct CMUnitTest memory_tests[] = {
+        cmocka_unit_test(test_memory_without_key_limit),
+    };
+    if (argc < 2 || !strcmp(argv[1], "memory"))
+        rc |= cmocka_run_group_tests_name("memory options", memory_tests, NULL, NULL);
+    return rc;
 }

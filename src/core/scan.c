@@ -38,6 +38,10 @@
 /* Entries a plain scan takes from its cursor at once: about an LMDB page
  * of small records, half a memory B+tree leaf. */
 #define RUN_MAX 32
+/* The room a scan reserves to keep a run's key (keep_last): a store that
+ * takes longer keys (a memory store opened with a larger max_key_size)
+ * is scanned an entry a call rather than reserve its limit per scan. */
+#define RUN_KEY_ROOM (64u << 10)
 
 struct kivis_scan {
     kivis_db *db;              /* NULL once kivis_close orphaned the scan */
@@ -77,6 +81,7 @@ struct kivis_scan {
      * *run_stamp where that is not NULL; the key last returned is then
      * kept in `last`, to go on past it. */
     kivis_cursor_entry run[RUN_MAX];
+    size_t run_cap; /* entries a run may hold: RUN_MAX, or 1 without room */
     size_t run_n, run_at;
     const uint64_t *run_stamp;
     uint64_t run_stamp_at;
@@ -388,9 +393,14 @@ int kivis_scan_open(kivis_db *db, const kivis_query *q, kivis_scan **out)
     s->plain = !rc && s->index < 0 && !s->guards;
     /* room for the key a stamped run keeps (plain_step), so that keeping
      * it cannot fail between two reads */
+    s->run_cap = 1;
     if (!rc && s->plain && kivis_cursor_pages(s->txn, s->cur) &&
-        (rc = kivis__buf_reserve(&s->last, db->max_key)) != KIVIS_OK)
-        kivis_cursor_close(s->cur);
+        db->max_key <= RUN_KEY_ROOM) {
+        if ((rc = kivis__buf_reserve(&s->last, db->max_key)) != KIVIS_OK)
+            kivis_cursor_close(s->cur);
+        else
+            s->run_cap = RUN_MAX;
+    }
     if (rc) {
         s->cur = NULL; /* open_cursor sets it only on success */
         if (s->own_txn && s->txn)
@@ -643,7 +653,7 @@ static int fill_run(kivis_scan *s)
 {
     s->run_at = 0;
     int rc = kivis_cursor_page(s->txn, s->cur, s->reverse ? KIVIS_PREV : KIVIS_NEXT,
-                               s->run, RUN_MAX, &s->run_n, &s->run_stamp);
+                               s->run, s->run_cap, &s->run_n, &s->run_stamp);
     if (s->run_stamp)
         s->run_stamp_at = *s->run_stamp;
     return rc;
