@@ -30,12 +30,7 @@ static kivis_slice s_(const char *s)
 /* A fresh store on table `table` (its change log dropped with it). */
 static kivis_storage *fresh_store(const char *table)
 {
-    char sql[400];
-    snprintf(sql, sizeof sql,
-             "DROP TABLE IF EXISTS %s, %s_changes, %s_feed;"
-             "DROP FUNCTION IF EXISTS %s_feed_log, %s_feed_trim, %s_feed_draw",
-             table, table, table, table, table, table);
-    kt_pg_exec(sql);
+    kt_pg_drop_store(table);
     kivis_postgres_options o = {NULL, NULL, table, 0};
     kivis_storage *st;
     assert_int_equal(kivis_postgres_open(kt_pg_start(), &o, &st), KIVIS_OK);
@@ -78,13 +73,7 @@ static void expect_in(kivis_storage_txn *t, const char *key, const char *want)
 {
     kivis_slice v;
     int rc = kivis_txn_get(t, s_(key), &v);
-    if (!want) {
-        assert_int_equal(rc, KIVIS_NOTFOUND);
-        return;
-    }
-    assert_int_equal(rc, KIVIS_OK);
-    assert_int_equal(v.len, strlen(want));
-    assert_memory_equal(v.data, want, v.len);
+    kt_expect_answer(rc, v, want);
 }
 
 /* The committed value of `key` (NULL: absent), read in a new transaction. */

@@ -53,16 +53,6 @@ static long long sql_number(const char *sql)
 
 /* ---- stores and changes ------------------------------------------------- */
 
-static void drop_store(const char *table)
-{
-    char sql[400];
-    snprintf(sql, sizeof sql,
-             "DROP TABLE IF EXISTS %s, %s_changes, %s_feed;"
-             "DROP FUNCTION IF EXISTS %s_feed_log, %s_feed_trim, %s_feed_draw",
-             table, table, table, table, table, table);
-    kt_pg_exec(sql);
-}
-
 static kivis_storage *open_store(const char *table)
 {
     kivis_postgres_options o = {NULL, NULL, table, 0};
@@ -168,7 +158,7 @@ static void big_commit(change *c)
 /* A new store `table` whose keys k000 ... k<BIG> one commit inserted. */
 static kivis_storage *filled_store(const char *table)
 {
-    drop_store(table);
+    kt_pg_drop_store(table);
     kivis_storage *st = open_store(table);
     static change c[BIG];
     for (int i = 0; i < BIG; i++) {
@@ -264,7 +254,7 @@ static void test_trim_keeps_whole_commits(void **state)
 static void test_foreign_writes_interleave(void **state)
 {
     (void)state;
-    drop_store("log_mixed");
+    kt_pg_drop_store("log_mixed");
     kivis_storage *st = open_store("log_mixed");
     kivis_feed *f;
     assert_int_equal(kivis_feed_open(st, KIVIS_FEED_NOW, &f), KIVIS_OK);
@@ -351,7 +341,7 @@ static const char old_setup[] =
 static void test_old_format_log_converted(void **state)
 {
     (void)state;
-    drop_store("log_old");
+    kt_pg_drop_store("log_old");
     kt_pg_exec("CREATE TABLE log_old (k bytea PRIMARY KEY, v bytea NOT NULL)");
     kt_pg_exec(old_setup);
     kt_pg_exec("BEGIN; INSERT INTO log_old VALUES ('\\x61', ''), ('\\x62', ''), ('\\x63', '');"

@@ -405,23 +405,11 @@ static int trace_statements(sqlite3 *db, const char **err, const void *api)
     return sqlite3_trace_v2(db, SQLITE_TRACE_STMT, count_statements, NULL);
 }
 
-/* A get's answer: want's bytes, or KIVIS_NOTFOUND for NULL. */
-static void expect_answer(int rc, kivis_slice v, const char *want)
-{
-    if (!want) {
-        assert_int_equal(rc, KIVIS_NOTFOUND);
-        return;
-    }
-    assert_int_equal(rc, KIVIS_OK);
-    assert_int_equal(v.len, strlen(want));
-    assert_memory_equal(v.data, want, v.len);
-}
-
 static void expect(kivis_storage_txn *t, const char *key, const char *want)
 {
     kivis_slice v;
     int rc = kivis_txn_get(t, str(key), &v);
-    expect_answer(rc, v, want);
+    kt_expect_answer(rc, v, want);
 }
 
 /* The keys a cursor over the whole store meets going `op` (FIRST/NEXT or
@@ -590,7 +578,7 @@ static void get_followed(follow_walk *w, kivis_slice k)
     if (w->free_gets)
         assert_int_equal(counted_runs, before);
     const char *want = model_answer(w->model, w->nmodel, fk);
-    expect_answer(rc, v, want);
+    kt_expect_answer(rc, v, want);
     w->last_value = v;
     w->last_want = want;
 }
@@ -659,7 +647,7 @@ static void check_model(kivis_storage_txn *t, const row *model, size_t n)
 {
     for (size_t i = 0; i < n; i++) { /* plain gets: the model is the store */
         kivis_slice v;
-        expect_answer(kivis_txn_get(t, model[i].key, &v), v, model[i].value);
+        kt_expect_answer(kivis_txn_get(t, model[i].key, &v), v, model[i].value);
     }
 }
 
@@ -718,14 +706,14 @@ static void test_following_cursor_gets_run_no_statement(void **state)
     assert_int_equal(kivis_cursor_get(c, KIVIS_SEEK_GE, &k, &v), KIVIS_OK);
     assert_int_equal(kivis_txn_get(w.t, B("r\x00\x01"), &v), KIVIS_OK);
     assert_int_equal(kivis_txn_put(w.t, B("r\x00\x01"), str("changed")), KIVIS_OK);
-    expect_answer(kivis_txn_get(w.t, B("r\x00\x01"), &v), v, "changed");
+    kt_expect_answer(kivis_txn_get(w.t, B("r\x00\x01"), &v), v, "changed");
     assert_int_equal(kivis_cursor_get(c, KIVIS_PREV, &k, &v), KIVIS_OK); /* "i" */
     assert_int_equal(kivis_cursor_get(c, KIVIS_NEXT, &k, &v), KIVIS_OK);
     counted_runs = 0;
-    expect_answer(kivis_txn_get(w.t, B("r\x00\x01"), &v), v, "changed");
+    kt_expect_answer(kivis_txn_get(w.t, B("r\x00\x01"), &v), v, "changed");
     assert_int_equal(counted_runs, 0);
     assert_int_equal(kivis_txn_del(w.t, B("r\x00\x01")), KIVIS_OK);
-    expect_answer(kivis_txn_get(w.t, B("r\x00\x01"), &v), v, NULL);
+    kt_expect_answer(kivis_txn_get(w.t, B("r\x00\x01"), &v), v, NULL);
     kivis_cursor_close(c);
     kivis_txn_abort(w.t);
     kivis_storage_close(st);

@@ -211,6 +211,16 @@ void kt_pg_exec(const char *sql)
     PQfinish(c);
 }
 
+void kt_pg_drop_store(const char *table)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "DROP TABLE IF EXISTS %s, %s_changes, %s_feed;"
+             "DROP FUNCTION IF EXISTS %s_feed_log, %s_feed_trim, %s_feed_draw",
+             table, table, table, table, table, table);
+    kt_pg_exec(sql);
+}
+
 const char *kt_pg_fresh_db(const char *name)
 {
     char sql[200];

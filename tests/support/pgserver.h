@@ -38,6 +38,11 @@ const char *kt_pg_conninfo(const char *db, const char *user);
 /** Run SQL on the server as the superuser; exits the program on error. */
 void kt_pg_exec(const char *sql);
 
+/** Drop a kivis store's table `table` with its change log, its feed's
+ *  table and functions (src/storage/postgres.c's names), if they exist,
+ *  so that the next kivis_postgres_open on it starts empty. */
+void kt_pg_drop_store(const char *table);
+
 /** A fresh database for one test (dropped and created again). */
 const char *kt_pg_fresh_db(const char *name);
 

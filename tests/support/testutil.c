@@ -194,6 +194,17 @@ void kt_conflicting_writers(kivis_storage *a, kivis_storage *b)
     assert_int_equal(kt_get_once(a, KT_S("other"), buf, sizeof buf), KIVIS_NOTFOUND);
 }
 
+void kt_expect_answer(int rc, kivis_slice v, const char *want)
+{
+    if (!want) {
+        assert_int_equal(rc, KIVIS_NOTFOUND);
+        return;
+    }
+    assert_int_equal(rc, KIVIS_OK);
+    assert_int_equal(v.len, strlen(want));
+    assert_memory_equal(v.data, want, v.len);
+}
+
 void kt_tempdir(char *buf, size_t n)
 {
     const char *tmp = getenv("TMPDIR");

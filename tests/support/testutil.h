@@ -55,6 +55,10 @@ size_t kt_count(kivis_storage *st);
  * begin or the get: KIVIS_OK, KIVIS_NOTFOUND, ... */
 int kt_get_once(kivis_storage *st, kivis_slice k, char *buf, size_t cap);
 
+/* Assert a get's answer: rc KIVIS_OK and v the bytes of `want`, or
+ * KIVIS_NOTFOUND when want is NULL. */
+void kt_expect_answer(int rc, kivis_slice v, const char *want);
+
 /* Two writers on one store (a and b, two storages of it) read key "c"
  * and write it, b a key "other" too: a commits first, b's commit is
  * KIVIS_ECONFLICT and leaves nothing of itself.  Fails the test when not. */
